@@ -1,0 +1,146 @@
+// Test harness: starts the real app (wrangler dev -> workerd + local D1) on free
+// loopback ports with a fresh state folder, and launches Debian's Chromium.
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const WRANGLER = join(ROOT, 'node_modules', '.bin', 'wrangler');
+// Written by `cargo xtask build`: wrangler.toml without [build], so nothing rebuilds here.
+const CONFIG = join(ROOT, 'wrangler.nobuild.toml');
+export const ARTIFACTS = join(ROOT, 'end2end', 'artifacts');
+
+const wranglerEnv = {
+  ...process.env,
+  WRANGLER_SEND_METRICS: 'false',
+  CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+  WRANGLER_LOG_PATH: join(ROOT, '.wrangler', 'logs'),
+  XDG_CONFIG_HOME: join(ROOT, '.config'),
+  CI: 'true',
+};
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function runToEnd(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(WRANGLER, args, { cwd: ROOT, env: wranglerEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk) => { output += chunk; });
+    child.stderr.on('data', (chunk) => { output += chunk; });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(output) : reject(new Error(`wrangler ${args.join(' ')} exited ${code}:\n${output}`))));
+  });
+}
+
+async function waitForHealth(url, child, logs, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`wrangler exited early (${child.exitCode}):\n${logs.join('')}`);
+    try {
+      const response = await fetch(`${url}/api/health`);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`wrangler did not become healthy within ${timeoutMs} ms:\n${logs.join('')}`);
+}
+
+/**
+ * Starts the app. `persistTo` reuses a state folder (to test restarts); otherwise a
+ * fresh one is made and removed by `stop({ keepState: false })`.
+ */
+export async function startApp({ persistTo } = {}) {
+  if (!existsSync(CONFIG)) throw new Error(`${CONFIG} is missing: run \`cargo xtask build\` first`);
+  const state = persistTo ?? (await mkdtemp(join(tmpdir(), 'sync-e2e-')));
+  await runToEnd(['d1', 'migrations', 'apply', 'DB', '--local', '--config', CONFIG, '--persist-to', state]);
+  const port = await freePort();
+  const inspectorPort = await freePort();
+  const child = spawn(
+    WRANGLER,
+    [
+      'dev', '--config', CONFIG, '--ip', '127.0.0.1', '--port', String(port),
+      '--inspector-port', String(inspectorPort), '--persist-to', state,
+      '--show-interactive-dev-session=false',
+    ],
+    // Own process group, so stop() ends wrangler and the workerd it started.
+    { cwd: ROOT, env: wranglerEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+  );
+  const logs = [];
+  child.stdout.on('data', (chunk) => logs.push(chunk.toString()));
+  child.stderr.on('data', (chunk) => logs.push(chunk.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitForHealth(url, child, logs, 60_000);
+  } catch (error) {
+    killGroup(child);
+    throw error;
+  }
+  return {
+    url,
+    state,
+    logs,
+    async stop({ keepState = persistTo !== undefined } = {}) {
+      await new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', resolve);
+        killGroup(child);
+        setTimeout(() => { killGroup(child, 'SIGKILL'); resolve(); }, 5_000).unref();
+      });
+      if (!keepState) await rm(state, { recursive: true, force: true });
+    },
+  };
+}
+
+function killGroup(child, signal = 'SIGTERM') {
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+export async function launchBrowser() {
+  const userDataDir = await mkdtemp(join(tmpdir(), 'sync-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  return {
+    context,
+    async close() {
+      await context.close();
+      await rm(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Collects page errors and console errors so a test can assert there were none. */
+export function watchErrors(page) {
+  const errors = [];
+  page.on('pageerror', (error) => errors.push(`pageerror: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(`console: ${message.text()} at ${message.location().url}`);
+  });
+  return errors;
+}

@@ -1,0 +1,43 @@
+//! The project's one automation entry point. README, CI (`.ci/run`) and wrangler's
+//! `[build]` all call it:
+//!
+//! - `cargo xtask setup`  install every tool the build and tests need (idempotent)
+//! - `cargo xtask build`  client bundle + worker bundle
+//! - `cargo xtask dev`    setup, build, migrate local D1, serve on http://127.0.0.1:8787
+//! - `cargo xtask test`   setup, then every test tier; prints one closing summary line
+//!
+//! Only `std`: this crate compiles in a couple of seconds on a fresh machine.
+
+mod cmd;
+mod summary;
+mod tasks;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => tasks::setup(),
+        Some("build") => tasks::build(),
+        Some("dev") => tasks::dev(&args[1..]),
+        Some("test") => tasks::test(&args[1..]),
+        Some("help") | Some("--help") | None => {
+            println!("{}", USAGE);
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <task>
+  setup              install apt packages, the wasm target, pinned CLIs (.tools/) and npm packages
+  build              build the client bundle (target/site) and the worker (worker/build)
+  dev [--port N]     setup + build + local D1 migrations + wrangler dev on 127.0.0.1 (default 8787)
+  test [TIER...]     setup + every test tier (native, wasm, e2e); or just the tiers named";

@@ -1,0 +1,81 @@
+//! Adds up the pass/fail counts every test runner prints, so `xtask test` can close
+//! with one line for the whole suite.
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub passed: u64,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
+impl Counts {
+    /// Reads one line of runner output. Understands cargo's / wasm-bindgen-test's
+    /// `test result: ok. 3 passed; 1 failed; 2 ignored; ...` and node's TAP
+    /// `# pass 3` / `# fail 1` / `# skipped 2`.
+    pub fn observe(&mut self, line: &str) {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("test result:") {
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(label), Some(number)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let Ok(number) = number.parse::<u64>() else { continue };
+                match label {
+                    "passed" => self.passed += number,
+                    "failed" => self.failed += number,
+                    "ignored" => self.skipped += number,
+                    _ => {}
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("# ") {
+            let mut words = rest.split_whitespace();
+            let (Some(label), Some(number), None) = (words.next(), words.next(), words.next())
+            else {
+                return;
+            };
+            let Ok(number) = number.parse::<u64>() else { return };
+            match label {
+                "pass" => self.passed += number,
+                "fail" => self.failed += number,
+                "skipped" | "todo" => self.skipped += number,
+                _ => {}
+            }
+        }
+    }
+
+    pub fn add(&mut self, other: Counts) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+    }
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} passed, {} failed, {} skipped", self.passed, self.failed, self.skipped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counts;
+
+    #[test]
+    fn reads_cargo_and_node_summaries() {
+        let mut counts = Counts::default();
+        for line in [
+            "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+            "# tests 5",
+            "# pass 4",
+            "# fail 1",
+            "# skipped 0",
+            "# Subtest: pass 3 things",
+            "running 2 tests",
+        ] {
+            counts.observe(line);
+        }
+        assert_eq!(counts, Counts { passed: 19, failed: 3, skipped: 1 });
+    }
+}

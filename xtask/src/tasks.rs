@@ -1,0 +1,297 @@
+//! The tasks themselves.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use crate::cmd::{self, Result, node_bin, root, run, tools_bin, wrangler_env};
+use crate::summary::Counts;
+
+const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "clang"];
+const WORKER_BUILD_VERSION: &str = "0.8.7";
+/// Must equal the `wasm-bindgen` version pinned in the workspace Cargo.toml.
+const WASM_BINDGEN_VERSION: &str = "0.2.130";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const DEFAULT_DEV_PORT: &str = "8787";
+
+// ---------------------------------------------------------------- setup
+
+pub fn setup() -> Result {
+    install_apt_packages()?;
+    install_wasm_target()?;
+    install_cargo_tool("worker-build", WORKER_BUILD_VERSION, true)?;
+    // No --locked: wasm-bindgen-cli's lockfile names a crate version the registry lacks.
+    install_cargo_tool("wasm-bindgen-cli", WASM_BINDGEN_VERSION, false)?;
+    install_npm_packages()?;
+    eprintln!("setup: all tools present");
+    Ok(())
+}
+
+fn install_apt_packages() -> Result {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| {
+            cmd::output("dpkg-query", &["-W", "-f=${Status}", package])
+                .is_none_or(|status| !status.contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let as_root = cmd::output("id", &["-u"]).is_some_and(|uid| uid.trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut command = if as_root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        command
+    };
+    run(&mut apt(&["update", "-qq"]))?;
+    let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
+    install.args(&missing);
+    run(&mut install)
+}
+
+fn install_wasm_target() -> Result {
+    let installed = cmd::output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if installed.lines().any(|line| line.trim() == WASM_TARGET) {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+fn install_cargo_tool(krate: &str, version: &str, locked: bool) -> Result {
+    let binary = if krate == "wasm-bindgen-cli" { "wasm-bindgen" } else { krate };
+    let present = cmd::output(tools_bin().join(binary), &["--version"])
+        .is_some_and(|text| text.contains(version));
+    if present {
+        return Ok(());
+    }
+    let mut command = Command::new("cargo");
+    command
+        .args(["install", "--force", "--root"])
+        .arg(root().join(".tools"))
+        .args([krate, "--version", version]);
+    if locked {
+        command.arg("--locked");
+    }
+    run(&mut command)
+}
+
+fn install_npm_packages() -> Result {
+    let root = root();
+    let installed_marker = root.join("node_modules").join(".package-lock.json");
+    let up_to_date = match (fs::metadata(&installed_marker), fs::metadata(root.join("package-lock.json"))) {
+        (Ok(installed), Ok(lock)) => match (installed.modified(), lock.modified()) {
+            (Ok(installed), Ok(lock)) => installed >= lock,
+            _ => false,
+        },
+        _ => false,
+    };
+    if up_to_date {
+        return Ok(());
+    }
+    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&root))
+}
+
+// ---------------------------------------------------------------- build
+
+pub fn build() -> Result {
+    build_client()?;
+    build_worker()?;
+    write_nobuild_wrangler_config()
+}
+
+/// Browser bundle: cargo -> wasm-bindgen (ES module) -> wasm-opt, plus the stylesheet.
+fn build_client() -> Result {
+    let root = root();
+    let site = root.join("target").join("site");
+    let pkg = site.join(app_constant("CLIENT_PKG_DIR")?);
+    let bundle = app_constant("CLIENT_BUNDLE")?;
+
+    run(Command::new("cargo")
+        .args(["build", "--release", "--package", "frontend", "--target", WASM_TARGET])
+        .current_dir(&root))?;
+    let raw = root.join("target").join(WASM_TARGET).join("release").join("frontend.wasm");
+    run(Command::new(tools_bin().join("wasm-bindgen"))
+        .arg(&raw)
+        .args(["--target", "web", "--no-typescript", "--out-name", &bundle, "--out-dir"])
+        .arg(&pkg))?;
+    let bindgen_wasm = pkg.join(format!("{bundle}_bg.wasm"));
+    run(Command::new(node_bin("wasm-opt"))
+        .arg(&bindgen_wasm)
+        .args(["-Oz", "--strip-debug", "--strip-producers"])
+        .args(WASM_FEATURES)
+        .arg("-o")
+        .arg(&bindgen_wasm))?;
+
+    copy_dir(&root.join("style"), &site.join("style"))
+}
+
+/// Features rustc 1.95 emits for wasm32 by default; wasm-opt must accept them.
+const WASM_FEATURES: &[&str] = &[
+    "--enable-bulk-memory",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-reference-types",
+    "--enable-sign-ext",
+    "--enable-multivalue",
+];
+
+/// Worker bundle via worker-build, pointed at local binaries so it downloads nothing.
+fn build_worker() -> Result {
+    let root = root();
+    let path = std::env::join_paths(
+        std::iter::once(tools_bin())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .map_err(|error| format!("PATH: {error}"))?;
+    run(Command::new(tools_bin().join("worker-build"))
+        .arg("--release")
+        .current_dir(root.join("worker"))
+        .env("PATH", path)
+        .env("WASM_BINDGEN_BIN", tools_bin().join("wasm-bindgen"))
+        .env("WASM_OPT_BIN", node_bin("wasm-opt"))
+        .env("ESBUILD_BIN", node_bin("esbuild")))
+}
+
+/// `wrangler.toml` minus its `[build]` section: the tests and `xtask dev` build first,
+/// then start wrangler from this file so it does not build again (twice, at that).
+fn write_nobuild_wrangler_config() -> Result {
+    let root = root();
+    let source = fs::read_to_string(root.join("wrangler.toml"))
+        .map_err(|error| format!("reading wrangler.toml: {error}"))?;
+    let mut out = String::from("# Generated by `cargo xtask build` from wrangler.toml, without [build].\n");
+    let mut in_build = false;
+    for line in source.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_build = trimmed == "[build]";
+        }
+        if !in_build {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    fs::write(root.join("wrangler.nobuild.toml"), out)
+        .map_err(|error| format!("writing wrangler.nobuild.toml: {error}"))
+}
+
+/// Reads a `pub const NAME: &str = "...";` from app/src/lib.rs, so the bundle name
+/// lives in one place (the server's LeptosOptions reads the same constant).
+fn app_constant(name: &str) -> Result<String> {
+    let source = fs::read_to_string(root().join("app").join("src").join("lib.rs"))
+        .map_err(|error| format!("reading app/src/lib.rs: {error}"))?;
+    let prefix = format!("pub const {name}: &str = \"");
+    source
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(&prefix)?.strip_suffix("\";").map(str::to_string))
+        .ok_or_else(|| format!("app/src/lib.rs has no `{prefix}...\";`"))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result {
+    fs::create_dir_all(to).map_err(|error| format!("creating {}: {error}", to.display()))?;
+    let entries = fs::read_dir(from).map_err(|error| format!("reading {}: {error}", from.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|error| format!("reading {}: {error}", from.display()))?;
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target)
+                .map_err(|error| format!("copying to {}: {error}", target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- dev
+
+pub fn dev(args: &[String]) -> Result {
+    let port = match args {
+        [] => DEFAULT_DEV_PORT.to_string(),
+        [flag, port] if flag == "--port" => port.clone(),
+        _ => return Err("usage: cargo xtask dev [--port N]".into()),
+    };
+    setup()?;
+    build()?;
+    let root = root();
+    run(wrangler_env(&mut Command::new(node_bin("wrangler")))
+        .args(["d1", "migrations", "apply", "DB", "--local", "--config", "wrangler.nobuild.toml"])
+        .current_dir(&root))?;
+    eprintln!("serving on http://127.0.0.1:{port}");
+    run(wrangler_env(&mut Command::new(node_bin("wrangler")))
+        .args(["dev", "--config", "wrangler.nobuild.toml", "--ip", "127.0.0.1", "--port", &port])
+        .arg("--show-interactive-dev-session=false")
+        .current_dir(&root))
+}
+
+// ---------------------------------------------------------------- test
+
+const TIERS: &[&str] = &["native", "wasm", "e2e"];
+
+pub fn test(args: &[String]) -> Result {
+    let tiers: Vec<&str> = if args.is_empty() {
+        TIERS.to_vec()
+    } else {
+        args.iter().map(String::as_str).collect()
+    };
+    if let Some(unknown) = tiers.iter().find(|tier| !TIERS.contains(tier)) {
+        return Err(format!("unknown test tier `{unknown}` (known: {})", TIERS.join(", ")));
+    }
+    setup()?;
+    let root = root();
+    let mut total = Counts::default();
+    let mut failed_tiers = Vec::new();
+    for tier in tiers {
+        let mut counts = Counts::default();
+        let mut command = match tier {
+            "native" => {
+                let mut command = Command::new("cargo");
+                command.args(["test", "--workspace", "--exclude", "frontend", "--exclude", "sync-worker"]);
+                command
+            }
+            "wasm" => {
+                let mut command = Command::new("cargo");
+                command
+                    .args(["test", "--package", "frontend", "--target", WASM_TARGET])
+                    .env(
+                        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                        tools_bin().join("wasm-bindgen-test-runner"),
+                    )
+                    .env("CHROMEDRIVER", "/usr/bin/chromedriver");
+                command
+            }
+            "e2e" => {
+                build()?;
+                let mut command = Command::new("node");
+                command.args(["--test", "--test-concurrency=1", "--test-reporter=tap", "end2end/"]);
+                wrangler_env(&mut command);
+                command
+            }
+            _ => unreachable!("tiers are checked above"),
+        };
+        command.current_dir(&root);
+        let ok = cmd::run_streaming(&mut command, |line| counts.observe(line))?;
+        eprintln!("tier {tier}: {counts}");
+        if !ok || counts.failed > 0 {
+            failed_tiers.push(tier);
+        }
+        if counts.passed == 0 {
+            failed_tiers.push(tier);
+            eprintln!("tier {tier} ran no test");
+        }
+        total.add(counts);
+    }
+    println!("total: {total}");
+    if failed_tiers.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("failing test tiers: {}", failed_tiers.join(", ")))
+    }
+}

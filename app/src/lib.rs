@@ -1,7 +1,9 @@
-//! The chat demo's user interface (Leptos) and, later, its sync model.
+//! The chat demo: its sync model ([`model`]) and its user interface (Leptos).
 //!
 //! Compiled twice: with `ssr` inside the Cloudflare Worker (renders HTML) and with
 //! `hydrate` inside the browser bundle (attaches behaviour to that HTML).
+
+pub mod model;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};

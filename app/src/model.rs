@@ -1,0 +1,164 @@
+//! The chat app's sync model: one definition, used by the browser (local writes,
+//! local queries) and by the worker (validation, SQL, topics).
+
+use serde::{Deserialize, Serialize};
+use sync::{Collection, ColumnType, Delete, Insert, Operator, Order, Select, SyncModel, Update};
+
+pub const MESSAGES: &str = "messages";
+pub const ROOM_MESSAGES: &str = "roomMessages";
+pub const SEND_MESSAGE: &str = "sendMessage";
+pub const EDIT_MESSAGE: &str = "editMessage";
+pub const DELETE_MESSAGE: &str = "deleteMessage";
+
+/// Longest message body the app accepts (its callback enforces it; the model only
+/// trims).
+pub const MAX_BODY_CHARS: usize = 2000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomArgs {
+    pub room_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessageArgs {
+    pub room_id: String,
+    pub author_name: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EditMessageArgs {
+    pub room_id: String,
+    pub body: String,
+}
+
+fn trimmed(text: String) -> String {
+    let trimmed = text.trim();
+    if trimmed.len() == text.len() { text } else { trimmed.to_string() }
+}
+
+/// The chat's sync model.
+pub fn chat_model() -> SyncModel {
+    let model = SyncModel::builder()
+        .collection(
+            Collection::new(MESSAGES, "id")
+                .column("id", ColumnType::Text)
+                .column("room_id", ColumnType::Text)
+                .column("author_name", ColumnType::Text)
+                .column("body", ColumnType::Text)
+                .column("created_at", ColumnType::Integer)
+                .column("last_modified_by", ColumnType::Text),
+        )
+        .query(
+            SyncModel::query::<RoomArgs>(ROOM_MESSAGES, MESSAGES)
+                .require("roomId", "room_id", Operator::Eq)
+                .normalize(|args| RoomArgs { room_id: trimmed(args.room_id) })
+                .build(|args| {
+                    Select::from(MESSAGES)
+                        .filter("room_id", Operator::Eq, args.room_id.clone())
+                        .order_by("created_at", Order::Asc)
+                }),
+        )
+        .mutator(
+            SyncModel::insert::<SendMessageArgs>(SEND_MESSAGE, MESSAGES)
+                .require("roomId", "room_id")
+                .normalize(|args| SendMessageArgs {
+                    room_id: trimmed(args.room_id),
+                    author_name: trimmed(args.author_name),
+                    body: trimmed(args.body),
+                })
+                .build(|args, ctx| {
+                    Insert::into(MESSAGES)
+                        .value("id", ctx.record_id.clone())
+                        .value("room_id", args.room_id.clone())
+                        .value("author_name", args.author_name.clone())
+                        .value("body", args.body.clone())
+                        .value("created_at", ctx.now_ms)
+                        .value("last_modified_by", ctx.client_id.clone())
+                }),
+        )
+        .mutator(
+            SyncModel::update::<EditMessageArgs>(EDIT_MESSAGE, MESSAGES)
+                .require("roomId", "room_id")
+                .normalize(|args| EditMessageArgs { room_id: trimmed(args.room_id), body: trimmed(args.body) })
+                .build(|args, ctx| {
+                    Update::record(MESSAGES, ctx.record_id.clone())
+                        .set("body", args.body.clone())
+                        .set("last_modified_by", ctx.client_id.clone())
+                        .guard("room_id", Operator::Eq, args.room_id.clone())
+                }),
+        )
+        .mutator(
+            SyncModel::delete::<RoomArgs>(DELETE_MESSAGE, MESSAGES)
+                .require("roomId", "room_id")
+                .normalize(|args| RoomArgs { room_id: trimmed(args.room_id) })
+                .build(|args, ctx| {
+                    Delete::record(MESSAGES, ctx.record_id.clone()).guard("room_id", Operator::Eq, args.room_id.clone())
+                }),
+        )
+        .build();
+    match model {
+        Ok(model) => model,
+        // The model is a constant of this program: its tests build it, so this is
+        // unreachable in any build that passed them.
+        Err(error) => panic!("the chat sync model is invalid: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use sync::MutationContext;
+
+    fn ctx() -> MutationContext {
+        MutationContext {
+            client_id: "client_01HYS7J9GZ8P6VA3K3Z4X5M2K1".into(),
+            record_id: "message_01HYS8M33DK68VQT6C9X4T5H0A".into(),
+            now_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn chat_model_builds_and_routes_room_messages() {
+        let model = chat_model();
+        let read = model.validate_query(ROOM_MESSAGES, &json!({"roomId": "  94462 "})).expect("valid read");
+        assert_eq!(read.args, json!({"roomId": "94462"}));
+        assert_eq!(read.topic.as_str(), r#"roomMessages{"roomId":"94462"}"#);
+    }
+
+    #[test]
+    fn send_message_builds_the_full_row() {
+        let model = chat_model();
+        let write = model
+            .validate_mutation(SEND_MESSAGE, &json!({"roomId": "94462", "authorName": " Ada ", "body": " hello "}), &ctx())
+            .expect("valid write");
+        let sync::Operation::Insert(insert) = write.operation else { panic!("an insert") };
+        assert_eq!(insert.values["body"], json!("hello"));
+        assert_eq!(insert.values["author_name"], json!("Ada"));
+        assert_eq!(insert.values["id"], json!(ctx().record_id));
+        assert_eq!(insert.values["last_modified_by"], json!(ctx().client_id));
+        assert_eq!(insert.values["created_at"], json!(ctx().now_ms));
+    }
+
+    #[test]
+    fn edit_and_delete_are_guarded_by_room() {
+        let model = chat_model();
+        for (name, args) in [
+            (EDIT_MESSAGE, json!({"roomId": "a", "body": "x"})),
+            (DELETE_MESSAGE, json!({"roomId": "a"})),
+        ] {
+            let write = model.validate_mutation(name, &args, &ctx()).expect("valid write");
+            let guards = match write.operation {
+                sync::Operation::Update(update) => update.guards,
+                sync::Operation::Delete(delete) => delete.guards,
+                sync::Operation::Insert(_) => panic!("not an insert"),
+            };
+            assert_eq!(guards.len(), 1);
+            assert_eq!(guards[0].column, "room_id");
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Client -> connector: changes since a cursor for the client's subscriptions.
+//! `POST /sync/pull` with [`PullRequest`]; answer [`PullResponse`]. Repeat while
+//! `has_more`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Value;
+use crate::changes::{Change, Cursor};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequest {
+    pub protocol_version: u32,
+    pub client_id: String,
+    pub session_id: String,
+    pub cursor: Cursor,
+    /// Named queries the client watches; each is validated and mapped to its topic.
+    pub subscriptions: Vec<Subscription>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    pub name: String,
+    pub args: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullResponse {
+    pub changes: Vec<Change>,
+    pub cursor: Cursor,
+    pub has_more: bool,
+}

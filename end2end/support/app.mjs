@@ -22,6 +22,9 @@ const wranglerEnv = {
   WRANGLER_LOG_PATH: join(ROOT, '.wrangler', 'logs'),
   XDG_CONFIG_HOME: join(ROOT, '.config'),
   CI: 'true',
+  // No update check against the npm registry (see xtask/src/cmd.rs).
+  WRANGLER_HIDE_BANNER: 'true',
+  npm_config_registry: 'http://127.0.0.1:9/',
 };
 
 export function freePort() {

@@ -32,6 +32,10 @@ pub fn wrangler_env(command: &mut Command) -> &mut Command {
         .env("WRANGLER_LOG_PATH", root.join(".wrangler").join("logs"))
         .env("XDG_CONFIG_HOME", root.join(".config"))
         .env("CI", "true")
+        // The banner's update check asks the npm registry; skip it, and point any other
+        // update check at a closed local port so it fails at once.
+        .env("WRANGLER_HIDE_BANNER", "true")
+        .env("npm_config_registry", "http://127.0.0.1:9/")
         .stdin(Stdio::null())
 }
 

@@ -279,12 +279,11 @@ pub fn test(args: &[String]) -> Result {
         command.current_dir(&root);
         let ok = cmd::run_streaming(&mut command, |line| counts.observe(line))?;
         eprintln!("tier {tier}: {counts}");
-        if !ok || counts.failed > 0 {
-            failed_tiers.push(tier);
-        }
         if counts.passed == 0 {
-            failed_tiers.push(tier);
             eprintln!("tier {tier} ran no test");
+        }
+        if !ok || counts.failed > 0 || counts.passed == 0 {
+            failed_tiers.push(tier);
         }
         total.add(counts);
     }

@@ -1,0 +1,255 @@
+//! The SQL built for SQLite runs on a real SQLite (the same engine D1 and the
+//! browser's store use) and does what the operation says, whatever the values hold.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+use rusqlite::{Connection, params_from_iter, types::Value as SqlValue};
+use serde_json::{Value, json};
+use sync::changes::{Change, ChangeKind, Cursor, Topic};
+use sync::schema::Row;
+use sync::sql::{self, Dialect, SqlParam, Statement};
+use sync::{Operation, Operator, Select};
+
+use common::{ctx, messages, model, notes};
+
+fn bind(params: &[SqlParam]) -> Vec<SqlValue> {
+    params
+        .iter()
+        .map(|param| match param {
+            SqlParam::Null => SqlValue::Null,
+            SqlParam::Integer(i) => SqlValue::Integer(*i),
+            SqlParam::Real(r) => SqlValue::Real(*r),
+            SqlParam::Text(t) => SqlValue::Text(t.clone()),
+            SqlParam::Boolean(b) => SqlValue::Integer(i64::from(*b)),
+        })
+        .collect()
+}
+
+fn execute(db: &Connection, statement: &Statement) -> usize {
+    db.execute(&statement.sql, params_from_iter(bind(&statement.params)))
+        .unwrap_or_else(|e| panic!("{}: {e}", statement.sql))
+}
+
+fn query_raw(db: &Connection, statement: &Statement) -> Vec<Vec<(String, Value)>> {
+    let mut prepared = db.prepare(&statement.sql).unwrap_or_else(|e| panic!("{}: {e}", statement.sql));
+    let names: Vec<String> = prepared.column_names().map(String::from).collect();
+    prepared
+        .query_map(params_from_iter(bind(&statement.params)), |row| {
+            Ok(names
+                .iter()
+                .enumerate()
+                .map(|(index, name)| {
+                    let cell = match row.get::<_, SqlValue>(index).expect("cell") {
+                        SqlValue::Null => Value::Null,
+                        SqlValue::Integer(i) => json!(i),
+                        SqlValue::Real(r) => json!(r),
+                        SqlValue::Text(t) => json!(t),
+                        SqlValue::Blob(_) => panic!("no blobs"),
+                    };
+                    (name.clone(), cell)
+                })
+                .collect())
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+fn select_rows(db: &Connection, collection: &sync::Collection, select: &Select) -> Vec<Row> {
+    let statement = sql::select(Dialect::Sqlite, collection, select).expect("select builds");
+    query_raw(db, &statement).into_iter().map(|raw| sql::decode_row(collection, raw)).collect()
+}
+
+fn database() -> Connection {
+    let db = Connection::open_in_memory().expect("sqlite");
+    for collection in model().collections() {
+        db.execute_batch(&sql::create_table(Dialect::Sqlite, collection)).expect("create table");
+    }
+    for statement in sql::engine_schema(Dialect::Sqlite) {
+        db.execute_batch(statement).expect("engine schema");
+    }
+    db
+}
+
+fn schema_snapshot(db: &Connection) -> Vec<String> {
+    let mut statement = db.prepare("SELECT sql FROM sqlite_master ORDER BY name").expect("prepare");
+    statement.query_map([], |row| row.get::<_, Option<String>>(0)).expect("query").filter_map(|r| r.expect("row")).collect()
+}
+
+fn send(db: &Connection, record: &str, room: &str, body: &str, now: i64) {
+    let write = model()
+        .validate_mutation("sendMessage", &json!({"roomId": room, "authorName": "Ada", "body": body}), &ctx("client_a", record, now))
+        .expect("valid");
+    assert_eq!(execute(db, &sql::write(Dialect::Sqlite, &messages(), &write.operation).expect("builds")), 1);
+}
+
+#[test]
+fn insert_update_delete_and_select_do_what_the_operations_say() {
+    let db = database();
+    send(&db, "m1", "r1", "first", 10);
+    send(&db, "m2", "r1", "second", 5);
+    send(&db, "m3", "r2", "elsewhere", 1);
+    let room = model().validate_query("roomMessages", &json!({"roomId": "r1"})).expect("valid");
+    let rows = select_rows(&db, &messages(), &room.select);
+    // Ordered by created_at, then id.
+    assert_eq!(rows.iter().map(|r| r["id"].clone()).collect::<Vec<_>>(), vec![json!("m2"), json!("m1")]);
+    assert_eq!(rows[1]["body"], json!("first"));
+    assert_eq!(rows[1]["created_at"], json!(10));
+
+    let edit = model()
+        .validate_mutation("editMessage", &json!({"roomId": "r1", "body": "edited"}), &ctx("client_b", "m1", 11))
+        .expect("valid");
+    assert_eq!(execute(&db, &sql::write(Dialect::Sqlite, &messages(), &edit.operation).expect("builds")), 1);
+    // The guard stops an edit through another room.
+    let sneaky = model()
+        .validate_mutation("editMessage", &json!({"roomId": "r2", "body": "hijack"}), &ctx("client_b", "m1", 12))
+        .expect("valid");
+    assert_eq!(execute(&db, &sql::write(Dialect::Sqlite, &messages(), &sneaky.operation).expect("builds")), 0);
+    let by_id = sql::select_by_id(Dialect::Sqlite, &messages(), "m1").expect("builds");
+    let row = sql::decode_row(&messages(), query_raw(&db, &by_id).remove(0));
+    assert_eq!(row["body"], json!("edited"));
+    assert_eq!(row["last_modified_by"], json!("client_b"));
+
+    let delete = model().validate_mutation("deleteMessage", &json!({"roomId": "r1"}), &ctx("client_b", "m2", 13)).expect("valid");
+    assert_eq!(execute(&db, &sql::write(Dialect::Sqlite, &messages(), &delete.operation).expect("builds")), 1);
+    assert_eq!(select_rows(&db, &messages(), &room.select).len(), 1);
+}
+
+#[test]
+fn booleans_reals_and_json_round_trip() {
+    let db = database();
+    let write = model()
+        .validate_mutation("addNote", &json!({"pinned": true, "score": 2.5, "meta": {"tags": ["x", "y"], "n": 1}}), &ctx("c", "n1", 1))
+        .expect("valid");
+    execute(&db, &sql::write(Dialect::Sqlite, &notes(), &write.operation).expect("builds"));
+    let rows = select_rows(&db, &notes(), &Select::from("notes"));
+    assert_eq!(rows[0]["pinned"], json!(true));
+    assert_eq!(rows[0]["score"], json!(2.5));
+    assert_eq!(rows[0]["meta"], json!({"tags": ["x", "y"], "n": 1}));
+}
+
+#[test]
+fn upsert_replaces_a_local_row_with_the_server_version() {
+    let db = database();
+    send(&db, "m1", "r1", "optimistic", 1);
+    let server_row: Row = [
+        ("id", json!("m1")),
+        ("room_id", json!("r1")),
+        ("author_name", json!("Ada")),
+        ("body", json!("confirmed")),
+        ("created_at", json!(99)),
+        ("last_modified_by", json!("client_a")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    execute(&db, &sql::upsert_row(Dialect::Sqlite, &messages(), &server_row).expect("builds"));
+    execute(&db, &sql::upsert_row(Dialect::Sqlite, &messages(), &server_row).expect("builds"));
+    let rows = select_rows(&db, &messages(), &Select::from("messages"));
+    assert_eq!(rows, vec![server_row]);
+}
+
+fn change(seq: u64, room: &str, record: &str) -> Change {
+    Change {
+        seq: Cursor(seq),
+        collection: "messages".into(),
+        record_id: record.into(),
+        kind: ChangeKind::Upsert,
+        row: Some([("id".to_string(), json!(record)), ("room_id".to_string(), json!(room))].into_iter().collect()),
+        topics: vec![Topic::from_raw(format!(r#"roomMessages{{"roomId":"{room}"}}"#))],
+        client_id: "client_a".into(),
+        mutation_id: format!("outbox_{seq}"),
+    }
+}
+
+#[test]
+fn the_change_log_assigns_cursors_and_pulls_by_topic() {
+    let db = database();
+    for (seq, room) in [(1, "r1"), (2, "r2"), (3, "r1"), (4, "r3")] {
+        execute(&db, &sql::insert_change(Dialect::Sqlite, &change(seq, room, &format!("m{seq}")), 0));
+    }
+    let head = db.query_row(sql::change_head(), [], |row| row.get::<_, i64>(0)).expect("head");
+    assert_eq!(head, 4);
+    let r1 = Topic::from_raw(r#"roomMessages{"roomId":"r1"}"#);
+    let r3 = Topic::from_raw(r#"roomMessages{"roomId":"r3"}"#);
+    let seqs = |since: u64, topics: &[Topic], limit: u32| -> Vec<i64> {
+        query_raw(&db, &sql::pull_changes(Dialect::Sqlite, Cursor(since), topics, limit))
+            .into_iter()
+            .map(|row| row[0].1.as_i64().expect("seq"))
+            .collect()
+    };
+    assert_eq!(seqs(0, std::slice::from_ref(&r1), 100), vec![1, 3]);
+    assert_eq!(seqs(1, std::slice::from_ref(&r1), 100), vec![3]);
+    assert_eq!(seqs(0, &[r1.clone(), r3.clone()], 100), vec![1, 3, 4]);
+    assert_eq!(seqs(0, &[r1, r3], 2), vec![1, 3]);
+    assert_eq!(seqs(0, &[], 100), Vec::<i64>::new());
+    // The same answer as the reference pull.
+    let log: Vec<Change> = [(1, "r1"), (2, "r2"), (3, "r1"), (4, "r3")].iter().map(|(s, r)| change(*s, r, &format!("m{s}"))).collect();
+    let topics: BTreeSet<Topic> = [Topic::from_raw(r#"roomMessages{"roomId":"r1"}"#)].into_iter().collect();
+    let page = sync::changes::pull(&log, Cursor(0), &topics, 100, Cursor(4));
+    assert_eq!(page.changes.iter().map(|c| c.seq.0 as i64).collect::<Vec<_>>(), vec![1, 3]);
+    assert_eq!(page.cursor, Cursor(4));
+}
+
+#[test]
+fn a_mutation_id_can_be_recorded_once() {
+    let db = database();
+    execute(&db, &sql::record_mutation(Dialect::Sqlite, "client_a", "outbox_1", r#"{"status":"rejected","reason":"x"}"#, 0));
+    let found = query_raw(&db, &sql::find_mutation(Dialect::Sqlite, "client_a", "outbox_1"));
+    assert_eq!(found.len(), 1);
+    let again = sql::record_mutation(Dialect::Sqlite, "client_a", "outbox_1", "{}", 0);
+    assert!(db.execute(&again.sql, params_from_iter(bind(&again.params))).is_err(), "a duplicate must fail");
+    // Another client may use the same mutation id.
+    execute(&db, &sql::record_mutation(Dialect::Sqlite, "client_b", "outbox_1", "{}", 0));
+}
+
+#[test]
+fn postgres_statements_use_numbered_placeholders_and_casts() {
+    let write = model()
+        .validate_mutation("addNote", &json!({"pinned": true, "score": 1.0, "meta": {}}), &ctx("c", "n1", 1))
+        .expect("valid");
+    let statement = sql::write(Dialect::Postgres, &notes(), &write.operation).expect("builds");
+    assert_eq!(statement.sql, r#"INSERT INTO "notes" ("id", "meta", "pinned", "score") VALUES ($1, $2::jsonb, $3, $4)"#);
+    assert_eq!(statement.params[2], SqlParam::Boolean(true));
+    let select = Select::from("messages").filter("room_id", Operator::Eq, "r1").limit(20);
+    let statement = sql::select(Dialect::Postgres, &messages(), &select).expect("builds");
+    assert!(statement.sql.ends_with(r#"WHERE "room_id" = $1 ORDER BY "id" ASC LIMIT 20"#), "{}", statement.sql);
+    let pull = sql::pull_changes(Dialect::Postgres, Cursor(3), &[Topic::from_raw("a"), Topic::from_raw("b")], 10);
+    assert!(pull.sql.contains("seq > $1") && pull.sql.contains("ARRAY[$2, $3]"), "{}", pull.sql);
+    assert!(sql::create_table(Dialect::Postgres, &notes()).contains(r#""meta" JSONB NOT NULL"#));
+}
+
+#[test]
+fn a_wrongly_typed_value_is_refused_before_reaching_sql() {
+    let operation = Operation::Insert(sync::Insert::into("messages").value("id", "m1").value("created_at", "now"));
+    assert!(matches!(sql::write(Dialect::Sqlite, &messages(), &operation), Err(sql::SqlError::BadValue { .. })));
+    let operation = Operation::Insert(sync::Insert::into("messages").value("id", "m1").value("admin", true));
+    assert!(matches!(sql::write(Dialect::Sqlite, &messages(), &operation), Err(sql::SqlError::UnknownColumn { .. })));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Any text, including quotes, semicolons, comments and NULs, is stored and read
+    /// back exactly, selects exactly its own row, and never changes the schema.
+    #[test]
+    fn values_can_never_inject_sql(room in ".{0,40}", body in "(.|'|\"|;|--|\\)|\\\\){0,60}", other in ".{0,10}") {
+        let db = database();
+        let before = schema_snapshot(&db);
+        send(&db, "m1", &room, &body, 1);
+        let bystander = format!("{room}{other}x");
+        send(&db, "m2", &bystander, "bystander", 2);
+        let read = model().validate_query("roomMessages", &json!({"roomId": room})).expect("valid");
+        let rows = select_rows(&db, &messages(), &read.select);
+        let expected_room = room.trim().to_string();
+        prop_assert_eq!(rows.len(), 1);
+        prop_assert_eq!(&rows[0]["room_id"], &json!(expected_room));
+        prop_assert_eq!(&rows[0]["body"], &json!(body.trim()));
+        prop_assert_eq!(schema_snapshot(&db), before);
+        let count: i64 = db.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0)).expect("count");
+        prop_assert_eq!(count, 2);
+    }
+}

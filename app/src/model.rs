@@ -83,7 +83,10 @@ pub fn chat_model() -> SyncModel {
         .mutator(
             SyncModel::update::<EditMessageArgs>(EDIT_MESSAGE, MESSAGES)
                 .require("roomId", "room_id")
-                .normalize(|args| EditMessageArgs { room_id: trimmed(args.room_id), body: trimmed(args.body) })
+                .normalize(|args| EditMessageArgs {
+                    room_id: trimmed(args.room_id),
+                    body: trimmed(args.body),
+                })
                 .build(|args, ctx| {
                     Update::record(MESSAGES, ctx.record_id.clone())
                         .set("body", args.body.clone())
@@ -96,7 +99,11 @@ pub fn chat_model() -> SyncModel {
                 .require("roomId", "room_id")
                 .normalize(|args| RoomArgs { room_id: trimmed(args.room_id) })
                 .build(|args, ctx| {
-                    Delete::record(MESSAGES, ctx.record_id.clone()).guard("room_id", Operator::Eq, args.room_id.clone())
+                    Delete::record(MESSAGES, ctx.record_id.clone()).guard(
+                        "room_id",
+                        Operator::Eq,
+                        args.room_id.clone(),
+                    )
                 }),
         )
         .build();
@@ -134,7 +141,11 @@ mod tests {
     fn send_message_builds_the_full_row() {
         let model = chat_model();
         let write = model
-            .validate_mutation(SEND_MESSAGE, &json!({"roomId": "94462", "authorName": " Ada ", "body": " hello "}), &ctx())
+            .validate_mutation(
+                SEND_MESSAGE,
+                &json!({"roomId": "94462", "authorName": " Ada ", "body": " hello "}),
+                &ctx(),
+            )
             .expect("valid write");
         let sync::Operation::Insert(insert) = write.operation else { panic!("an insert") };
         assert_eq!(insert.values["body"], json!("hello"));
@@ -147,10 +158,9 @@ mod tests {
     #[test]
     fn edit_and_delete_are_guarded_by_room() {
         let model = chat_model();
-        for (name, args) in [
-            (EDIT_MESSAGE, json!({"roomId": "a", "body": "x"})),
-            (DELETE_MESSAGE, json!({"roomId": "a"})),
-        ] {
+        for (name, args) in
+            [(EDIT_MESSAGE, json!({"roomId": "a", "body": "x"})), (DELETE_MESSAGE, json!({"roomId": "a"}))]
+        {
             let write = model.validate_mutation(name, &args, &ctx()).expect("valid write");
             let guards = match write.operation {
                 sync::Operation::Update(update) => update.guards,

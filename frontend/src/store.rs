@@ -20,10 +20,7 @@ pub enum StoreError {
 /// Only one holder per pool directory per origin is possible: a second open from
 /// another tab fails with `OpfsUnavailable`.
 pub async fn open_opfs(directory: &str, file: &str) -> Result<Connection, StoreError> {
-    let config = OpfsSAHPoolCfgBuilder::new()
-        .vfs_name(OPFS_VFS)
-        .directory(directory)
-        .build();
+    let config = OpfsSAHPoolCfgBuilder::new().vfs_name(OPFS_VFS).directory(directory).build();
     install::<sqlite_wasm_rs::WasmOsCallback>(&config, false).await?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
     let connection = Connection::open_with_flags_and_vfs(file, flags, OPFS_VFS)?;

@@ -11,16 +11,14 @@ async fn opfs_database_keeps_rows_across_reopen() {
     let directory = "test-opfs-reopen";
     {
         let db = open_opfs(directory, "reopen.db").await.expect("open OPFS database");
-        let mode: String = db
-            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
-            .expect("read journal mode");
+        let mode: String =
+            db.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("read journal mode");
         assert_eq!(mode, "persist");
         db.execute_batch(
             "DROP TABLE IF EXISTS notes; CREATE TABLE notes(id TEXT PRIMARY KEY, body TEXT NOT NULL);",
         )
         .expect("create table");
-        db.execute("INSERT INTO notes(id, body) VALUES (?1, ?2)", ("n1", "hello opfs"))
-            .expect("insert");
+        db.execute("INSERT INTO notes(id, body) VALUES (?1, ?2)", ("n1", "hello opfs")).expect("insert");
     }
     // The connection is closed; the data must come back from OPFS, not from memory.
     let db = open_opfs(directory, "reopen.db").await.expect("reopen OPFS database");

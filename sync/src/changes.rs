@@ -160,7 +160,12 @@ pub struct IdempotencyKey {
 }
 
 /// The union of topics of a record's old and new images, sorted and deduplicated.
-pub fn change_topics(model: &crate::SyncModel, collection: &str, before: Option<&Row>, after: Option<&Row>) -> Vec<Topic> {
+pub fn change_topics(
+    model: &crate::SyncModel,
+    collection: &str,
+    before: Option<&Row>,
+    after: Option<&Row>,
+) -> Vec<Topic> {
     let mut topics = BTreeSet::new();
     for image in [before, after].into_iter().flatten() {
         topics.extend(model.topics_for_row(collection, image));

@@ -33,7 +33,12 @@ pub struct PendingMutation {
 impl PendingMutation {
     /// What goes on the wire in a push.
     pub fn to_push(&self) -> PushMutation {
-        PushMutation { id: self.id.clone(), name: self.name.clone(), args: self.args.clone(), record_id: self.record_id.clone() }
+        PushMutation {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            args: self.args.clone(),
+            record_id: self.record_id.clone(),
+        }
     }
 }
 

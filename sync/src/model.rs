@@ -250,10 +250,8 @@ fn decode_args<A: DeserializeOwned + Serialize>(
             ArgsError::IllTyped { arg: path, detail }
         }
     })?;
-    let canonical_before = serde_json::to_value(&typed).map_err(|error| ArgsError::IllTyped {
-        arg: ".".into(),
-        detail: error.to_string(),
-    })?;
+    let canonical_before = serde_json::to_value(&typed)
+        .map_err(|error| ArgsError::IllTyped { arg: ".".into(), detail: error.to_string() })?;
     if let Value::Object(known) = &canonical_before
         && let Some(extra) = input.keys().find(|key| !known.contains_key(*key))
     {
@@ -263,10 +261,8 @@ fn decode_args<A: DeserializeOwned + Serialize>(
         Some(normalize) => normalize(typed),
         None => typed,
     };
-    let normalized = serde_json::to_value(&typed).map_err(|error| ArgsError::IllTyped {
-        arg: ".".into(),
-        detail: error.to_string(),
-    })?;
+    let normalized = serde_json::to_value(&typed)
+        .map_err(|error| ArgsError::IllTyped { arg: ".".into(), detail: error.to_string() })?;
     Ok((typed, normalized))
 }
 
@@ -495,10 +491,11 @@ impl SyncModelBuilder {
         let mut queries = BTreeMap::new();
         for query in self.queries {
             let query = query?;
-            let root = collections.get(&query.root_collection).ok_or_else(|| ModelError::UnknownCollection {
-                operation: query.name.clone(),
-                collection: query.root_collection.clone(),
-            })?;
+            let root =
+                collections.get(&query.root_collection).ok_or_else(|| ModelError::UnknownCollection {
+                    operation: query.name.clone(),
+                    collection: query.root_collection.clone(),
+                })?;
             known_column(&query.name, &query.root_collection, &root.primary_key)?;
             for predicate in &query.required_predicates {
                 known_column(&query.name, &query.root_collection, &predicate.column)?;
@@ -681,10 +678,15 @@ impl SyncModel {
         let collection = self.expect_collection(name, &mutator.collection, operation.collection())?;
         let actual_kind = MutationKind::of(&operation);
         if actual_kind != mutator.kind {
-            return Err(ValidationError::WrongKind { operation: name.into(), expected: mutator.kind, actual: actual_kind });
+            return Err(ValidationError::WrongKind {
+                operation: name.into(),
+                expected: mutator.kind,
+                actual: actual_kind,
+            });
         }
         let required = |value: &crate::model::RequiredValue| -> Result<&Value, ValidationError> {
-            args.get(&value.arg).ok_or_else(|| ValidationError::MissingArg { operation: name.into(), arg: value.arg.clone() })
+            args.get(&value.arg)
+                .ok_or_else(|| ValidationError::MissingArg { operation: name.into(), arg: value.arg.clone() })
         };
         let mismatch = |actual: &str| ValidationError::RecordIdMismatch {
             operation: name.into(),
@@ -704,8 +706,12 @@ impl SyncModel {
                 for (column, value) in &insert.values {
                     check_cell(name, collection, column, value)?;
                 }
-                if let Some(column) = collection.columns.iter().find(|c| !insert.values.contains_key(&c.name)) {
-                    return Err(ValidationError::MissingColumn { operation: name.into(), column: column.name.clone() });
+                if let Some(column) = collection.columns.iter().find(|c| !insert.values.contains_key(&c.name))
+                {
+                    return Err(ValidationError::MissingColumn {
+                        operation: name.into(),
+                        column: column.name.clone(),
+                    });
                 }
                 for value in &mutator.required_values {
                     if insert.values.get(&value.column) != Some(required(value)?) {
@@ -719,7 +725,10 @@ impl SyncModel {
                 }
                 for (column, value) in &update.set {
                     if *column == collection.primary_key {
-                        return Err(ValidationError::PrimaryKeyUpdate { operation: name.into(), column: column.clone() });
+                        return Err(ValidationError::PrimaryKeyUpdate {
+                            operation: name.into(),
+                            column: column.clone(),
+                        });
                     }
                     check_cell(name, collection, column, value)?;
                 }
@@ -764,7 +773,12 @@ impl SyncModel {
             .collect()
     }
 
-    fn expect_collection(&self, operation: &str, expected: &str, actual: &str) -> Result<&Collection, ValidationError> {
+    fn expect_collection(
+        &self,
+        operation: &str,
+        expected: &str,
+        actual: &str,
+    ) -> Result<&Collection, ValidationError> {
         if expected != actual {
             return Err(ValidationError::WrongCollection {
                 operation: operation.into(),
@@ -790,10 +804,16 @@ fn required_value_missing(operation: &str, value: &RequiredValue) -> ValidationE
 }
 
 fn has_eq_guard(guards: &[Filter], column: &str, expected: &Value) -> bool {
-    guards.iter().any(|guard| guard.column == column && guard.operator == Operator::Eq && guard.value == *expected)
+    guards
+        .iter()
+        .any(|guard| guard.column == column && guard.operator == Operator::Eq && guard.value == *expected)
 }
 
-fn check_column(operation: &str, collection: &Collection, column: &str) -> Result<ColumnType, ValidationError> {
+fn check_column(
+    operation: &str,
+    collection: &Collection,
+    column: &str,
+) -> Result<ColumnType, ValidationError> {
     collection.column_type(column).ok_or_else(|| ValidationError::UnknownColumn {
         operation: operation.into(),
         collection: collection.name.clone(),
@@ -801,7 +821,12 @@ fn check_column(operation: &str, collection: &Collection, column: &str) -> Resul
     })
 }
 
-fn check_cell(operation: &str, collection: &Collection, column: &str, value: &Value) -> Result<(), ValidationError> {
+fn check_cell(
+    operation: &str,
+    collection: &Collection,
+    column: &str,
+    value: &Value,
+) -> Result<(), ValidationError> {
     let column_type = check_column(operation, collection, column)?;
     if column_type.accepts(value) {
         Ok(())

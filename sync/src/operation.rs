@@ -129,7 +129,9 @@ impl Select {
     pub fn evaluate<'a>(&self, rows: impl IntoIterator<Item = &'a Row>, primary_key: &str) -> Vec<Row> {
         let mut out: Vec<Row> = rows.into_iter().filter(|row| self.matches(row)).cloned().collect();
         out.sort_by(|a, b| {
-            for (column, order) in self.order_by.iter().map(|(c, o)| (c.as_str(), *o)).chain([(primary_key, Order::Asc)]) {
+            for (column, order) in
+                self.order_by.iter().map(|(c, o)| (c.as_str(), *o)).chain([(primary_key, Order::Asc)])
+            {
                 let ordering = match (a.get(column), b.get(column)) {
                     (Some(x), Some(y)) => compare_values(x, y).unwrap_or(Ordering::Equal),
                     _ => Ordering::Equal,
@@ -178,7 +180,12 @@ pub struct Update {
 
 impl Update {
     pub fn record(collection: impl Into<String>, record_id: impl Into<String>) -> Self {
-        Self { collection: collection.into(), record_id: record_id.into(), set: BTreeMap::new(), guards: Vec::new() }
+        Self {
+            collection: collection.into(),
+            record_id: record_id.into(),
+            set: BTreeMap::new(),
+            guards: Vec::new(),
+        }
     }
 
     #[must_use]

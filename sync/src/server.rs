@@ -38,11 +38,7 @@ impl ServerState {
     }
 
     pub fn rows(&self, collection: &str) -> Vec<Row> {
-        self.rows
-            .iter()
-            .filter(|((c, _), _)| c == collection)
-            .map(|(_, row)| row.clone())
-            .collect()
+        self.rows.iter().filter(|((c, _), _)| c == collection).map(|(_, row)| row.clone()).collect()
     }
 
     pub fn log(&self) -> &[Change] {
@@ -74,7 +70,8 @@ impl ServerState {
         now_ms: i64,
         verdict: impl FnOnce() -> Verdict,
     ) -> MutationOutcome {
-        let ctx = MutationContext { client_id: client_id.into(), record_id: mutation.record_id.clone(), now_ms };
+        let ctx =
+            MutationContext { client_id: client_id.into(), record_id: mutation.record_id.clone(), now_ms };
         let validated = match self.model.validate_mutation(&mutation.name, &mutation.args, &ctx) {
             Ok(validated) => validated,
             Err(error) => return MutationOutcome::Rejected { reason: error.to_string() },

@@ -118,7 +118,12 @@ fn quote(name: &str) -> String {
 }
 
 /// Turns a JSON value into the parameter the dialect stores for `column_type`.
-pub fn encode(dialect: Dialect, column: &str, column_type: ColumnType, value: &Value) -> Result<SqlParam, SqlError> {
+pub fn encode(
+    dialect: Dialect,
+    column: &str,
+    column_type: ColumnType,
+    value: &Value,
+) -> Result<SqlParam, SqlError> {
     let bad = || SqlError::BadValue {
         column: column.into(),
         detail: format!("{} as {}", crate::schema::describe_value(value), column_type.name()),
@@ -145,9 +150,10 @@ pub fn decode_cell(column_type: ColumnType, cell: Value) -> Value {
     match (column_type, cell) {
         (ColumnType::Boolean, Value::Number(number)) => Value::Bool(number.as_i64().unwrap_or(0) != 0),
         (ColumnType::Json, Value::String(text)) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        (ColumnType::Real, Value::Number(number)) => {
-            number.as_f64().and_then(serde_json::Number::from_f64).map_or(Value::Number(number), Value::Number)
-        }
+        (ColumnType::Real, Value::Number(number)) => number
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Number(number), Value::Number),
         (_, cell) => cell,
     }
 }
@@ -211,7 +217,11 @@ pub fn select(dialect: Dialect, collection: &Collection, select: &Select) -> Res
 }
 
 /// Reads one record by primary key.
-pub fn select_by_id(dialect: Dialect, collection: &Collection, record_id: &str) -> Result<Statement, SqlError> {
+pub fn select_by_id(
+    dialect: Dialect,
+    collection: &Collection,
+    record_id: &str,
+) -> Result<Statement, SqlError> {
     let mut w = Writer::new(dialect, collection);
     w.push("SELECT ");
     w.column_list();
@@ -226,7 +236,11 @@ pub fn select_by_id(dialect: Dialect, collection: &Collection, record_id: &str) 
 
 /// The write a mutator built. An update or delete that affects no row means the
 /// record is missing or its guards failed.
-pub fn write(dialect: Dialect, collection: &Collection, operation: &Operation) -> Result<Statement, SqlError> {
+pub fn write(
+    dialect: Dialect,
+    collection: &Collection,
+    operation: &Operation,
+) -> Result<Statement, SqlError> {
     match operation {
         Operation::Insert(insert) => insert_statement(dialect, collection, insert),
         Operation::Update(update) => update_statement(dialect, collection, update),
@@ -234,7 +248,11 @@ pub fn write(dialect: Dialect, collection: &Collection, operation: &Operation) -
     }
 }
 
-fn insert_statement(dialect: Dialect, collection: &Collection, insert: &Insert) -> Result<Statement, SqlError> {
+fn insert_statement(
+    dialect: Dialect,
+    collection: &Collection,
+    insert: &Insert,
+) -> Result<Statement, SqlError> {
     let mut w = Writer::new(dialect, collection);
     w.push("INSERT INTO ");
     w.ident(&collection.name);
@@ -250,7 +268,11 @@ fn insert_statement(dialect: Dialect, collection: &Collection, insert: &Insert) 
     Ok(w.finish())
 }
 
-fn update_statement(dialect: Dialect, collection: &Collection, update: &Update) -> Result<Statement, SqlError> {
+fn update_statement(
+    dialect: Dialect,
+    collection: &Collection,
+    update: &Update,
+) -> Result<Statement, SqlError> {
     let mut w = Writer::new(dialect, collection);
     w.push("UPDATE ");
     w.ident(&collection.name);
@@ -273,7 +295,11 @@ fn update_statement(dialect: Dialect, collection: &Collection, update: &Update) 
     Ok(w.finish())
 }
 
-fn delete_statement(dialect: Dialect, collection: &Collection, delete: &Delete) -> Result<Statement, SqlError> {
+fn delete_statement(
+    dialect: Dialect,
+    collection: &Collection,
+    delete: &Delete,
+) -> Result<Statement, SqlError> {
     let mut w = Writer::new(dialect, collection);
     w.push("DELETE FROM ");
     w.ident(&collection.name);
@@ -384,8 +410,14 @@ pub fn insert_change(dialect: Dialect, change: &Change, created_at_ms: i64) -> S
                 ChangeKind::Upsert => "upsert".into(),
                 ChangeKind::Delete => "delete".into(),
             }),
-            change.row.as_ref().map_or(SqlParam::Null, |row| SqlParam::Text(Value::from(row_object(row)).to_string())),
-            SqlParam::Text(Value::from(change.topics.iter().map(|t| Value::from(t.as_str())).collect::<Vec<_>>()).to_string()),
+            change
+                .row
+                .as_ref()
+                .map_or(SqlParam::Null, |row| SqlParam::Text(Value::from(row_object(row)).to_string())),
+            SqlParam::Text(
+                Value::from(change.topics.iter().map(|t| Value::from(t.as_str())).collect::<Vec<_>>())
+                    .to_string(),
+            ),
             SqlParam::Text(change.client_id.clone()),
             SqlParam::Text(change.mutation_id.clone()),
             SqlParam::Integer(created_at_ms),
@@ -400,7 +432,8 @@ fn row_object(row: &Row) -> serde_json::Map<String, Value> {
 /// Changes after `since` on any of `topics`, oldest first, at most `limit`.
 pub fn pull_changes(dialect: Dialect, since: Cursor, topics: &[Topic], limit: u32) -> Statement {
     let columns = "seq, collection, record_id, kind, row_json, topics_json, client_id, mutation_id";
-    let topic_params: Vec<SqlParam> = topics.iter().map(|topic| SqlParam::Text(topic.as_str().into())).collect();
+    let topic_params: Vec<SqlParam> =
+        topics.iter().map(|topic| SqlParam::Text(topic.as_str().into())).collect();
     let since_param = SqlParam::Integer(i64::try_from(since.0).unwrap_or(i64::MAX));
     match dialect {
         Dialect::Sqlite => {
@@ -441,14 +474,23 @@ pub fn change_head() -> &'static str {
 pub fn find_mutation(dialect: Dialect, client_id: &str, mutation_id: &str) -> Statement {
     let p = placeholders(dialect, 2, 1);
     Statement {
-        sql: format!("SELECT outcome_json FROM sync_mutations WHERE client_id = {} AND mutation_id = {}", p[0], p[1]),
+        sql: format!(
+            "SELECT outcome_json FROM sync_mutations WHERE client_id = {} AND mutation_id = {}",
+            p[0], p[1]
+        ),
         params: vec![SqlParam::Text(client_id.into()), SqlParam::Text(mutation_id.into())],
     }
 }
 
 /// Records a mutation's outcome. Fails on a duplicate key, which aborts the
 /// transaction it runs in: the second of two racing applies never commits.
-pub fn record_mutation(dialect: Dialect, client_id: &str, mutation_id: &str, outcome_json: &str, created_at_ms: i64) -> Statement {
+pub fn record_mutation(
+    dialect: Dialect,
+    client_id: &str,
+    mutation_id: &str,
+    outcome_json: &str,
+    created_at_ms: i64,
+) -> Statement {
     let p = placeholders(dialect, 4, 1);
     let json = if dialect == Dialect::Postgres { "::jsonb" } else { "" };
     Statement {

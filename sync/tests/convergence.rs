@@ -22,12 +22,32 @@ const ROOMS: [&str; 2] = ["r1", "r2"];
 
 #[derive(Debug, Clone)]
 enum Step {
-    Send { client: usize, record: usize, room: usize, body: String },
-    Edit { client: usize, record: usize, room: usize, body: String },
-    Delete { client: usize, record: usize, room: usize },
+    Send {
+        client: usize,
+        record: usize,
+        room: usize,
+        body: String,
+    },
+    Edit {
+        client: usize,
+        record: usize,
+        room: usize,
+        body: String,
+    },
+    Delete {
+        client: usize,
+        record: usize,
+        room: usize,
+    },
     /// Push the whole outbox; with `lose_answer` the client never hears back.
-    Push { client: usize, lose_answer: bool },
-    Pull { client: usize, page: usize },
+    Push {
+        client: usize,
+        lose_answer: bool,
+    },
+    Pull {
+        client: usize,
+        page: usize,
+    },
 }
 
 fn body() -> impl Strategy<Value = String> {
@@ -84,7 +104,10 @@ impl World {
         let id = format!("outbox_{}", self.next_id[client]);
         let c = ctx(&Self::client_id(client), RECORDS[record], self.now);
         match self.clients[client].mutate(&id, name, &args, &c) {
-            Ok(pending) => assert_eq!(self.clients[client].view_record("messages", &pending.record_id).is_some(), name != "deleteMessage"),
+            Ok(pending) => assert_eq!(
+                self.clients[client].view_record("messages", &pending.record_id).is_some(),
+                name != "deleteMessage"
+            ),
             // Not applicable to what this client sees: refused locally, nothing queued.
             Err(MutateError::NotApplicable(_)) => {}
             Err(other) => panic!("valid args were refused: {other}"),
@@ -130,7 +153,9 @@ impl World {
             Step::Edit { client, record, room, body } => {
                 self.mutate(client, "editMessage", record, json!({"roomId": ROOMS[room], "body": body}))
             }
-            Step::Delete { client, record, room } => self.mutate(client, "deleteMessage", record, json!({"roomId": ROOMS[room]})),
+            Step::Delete { client, record, room } => {
+                self.mutate(client, "deleteMessage", record, json!({"roomId": ROOMS[room]}))
+            }
             Step::Push { client, lose_answer } => self.push(client, lose_answer),
             Step::Pull { client, page } => {
                 self.pull(client, page);
@@ -213,7 +238,10 @@ fn a_pull_does_not_overwrite_a_row_with_pending_local_writes() {
     world.run(&Step::Push { client: 0, lose_answer: false });
     world.run(&Step::Pull { client: 1, page: 10 });
     assert_eq!(world.clients[1].view("messages")[0]["body"], json!("mine"), "pending write still shown");
-    assert_eq!(world.clients[1].confirmed_record("messages", RECORDS[0]).map(|r| r["body"].clone()), Some(json!("theirs")));
+    assert_eq!(
+        world.clients[1].confirmed_record("messages", RECORDS[0]).map(|r| r["body"].clone()),
+        Some(json!("theirs"))
+    );
     // Last accepted write wins once it resolves.
     world.run(&Step::Push { client: 1, lose_answer: false });
     world.settle();

@@ -118,7 +118,10 @@ fn garbage_callback_answers_do_not_parse() {
         );
     }
     for garbage in [json!({}), json!({"allow": 1}), json!({"ok": true})] {
-        assert!(serde_json::from_value::<Decision>(garbage.clone()).is_err(), "{garbage} must not parse as a decision");
+        assert!(
+            serde_json::from_value::<Decision>(garbage.clone()).is_err(),
+            "{garbage} must not parse as a decision"
+        );
     }
 }
 

@@ -28,7 +28,10 @@ fn a_valid_query_is_normalized_and_carries_its_required_predicate() {
 #[test]
 fn query_errors_are_precise() {
     let m = model();
-    assert_eq!(m.validate_query("allMessages", &json!({})), Err(ValidationError::UnknownQuery("allMessages".into())));
+    assert_eq!(
+        m.validate_query("allMessages", &json!({})),
+        Err(ValidationError::UnknownQuery("allMessages".into()))
+    );
     assert!(matches!(
         m.validate_query("roomMessages", &json!({})),
         Err(ValidationError::MissingArg { arg, .. }) if arg == "roomId"
@@ -73,22 +76,24 @@ fn rogue_model() -> SyncModel {
                 .build(|args| Select::from("secrets").filter("room_id", Operator::Eq, args.room_id.clone())),
         )
         .query(
-            SyncModel::query::<RoomArgs>("unknownColumn", "messages")
-                .build(|args| Select::from("messages").filter("password", Operator::Eq, args.room_id.clone())),
+            SyncModel::query::<RoomArgs>("unknownColumn", "messages").build(|args| {
+                Select::from("messages").filter("password", Operator::Eq, args.room_id.clone())
+            }),
         )
-        .mutator(
-            SyncModel::insert::<SendArgs>("wrongRoom", "messages").require("roomId", "room_id").build(|args, ctx| {
+        .mutator(SyncModel::insert::<SendArgs>("wrongRoom", "messages").require("roomId", "room_id").build(
+            |args, ctx| {
                 Insert::into("messages")
                     .value("room_id", "somewhere-else")
                     .value("author_name", args.author_name.clone())
                     .value("body", args.body.clone())
                     .value("created_at", ctx.now_ms)
                     .value("last_modified_by", ctx.client_id.clone())
-            }),
+            },
+        ))
+        .mutator(
+            SyncModel::insert::<SendArgs>("missingColumn", "messages")
+                .build(|args, _| Insert::into("messages").value("room_id", args.room_id.clone())),
         )
-        .mutator(SyncModel::insert::<SendArgs>("missingColumn", "messages").build(|args, _| {
-            Insert::into("messages").value("room_id", args.room_id.clone())
-        }))
         .mutator(SyncModel::insert::<SendArgs>("badType", "messages").build(|args, ctx| {
             Insert::into("messages")
                 .value("room_id", args.room_id.clone())
@@ -106,25 +111,32 @@ fn rogue_model() -> SyncModel {
                 .value("created_at", ctx.now_ms)
                 .value("last_modified_by", ctx.client_id.clone())
         }))
-        .mutator(SyncModel::insert::<RoomArgs>("writesElsewhere", "messages").build(|_, ctx| {
-            Insert::into("secrets").value("id", ctx.record_id.clone())
-        }))
-        .mutator(SyncModel::insert::<RoomArgs>("isAnUpdate", "messages").build(|_, ctx| {
-            Update::record("messages", ctx.record_id.clone()).set("body", "x")
-        }))
-        .mutator(SyncModel::update::<RoomArgs>("unguardedUpdate", "messages").require("roomId", "room_id").build(
-            |_, ctx| Update::record("messages", ctx.record_id.clone()).set("body", "x"),
-        ))
+        .mutator(
+            SyncModel::insert::<RoomArgs>("writesElsewhere", "messages")
+                .build(|_, ctx| Insert::into("secrets").value("id", ctx.record_id.clone())),
+        )
+        .mutator(
+            SyncModel::insert::<RoomArgs>("isAnUpdate", "messages")
+                .build(|_, ctx| Update::record("messages", ctx.record_id.clone()).set("body", "x")),
+        )
+        .mutator(
+            SyncModel::update::<RoomArgs>("unguardedUpdate", "messages")
+                .require("roomId", "room_id")
+                .build(|_, ctx| Update::record("messages", ctx.record_id.clone()).set("body", "x")),
+        )
         .mutator(SyncModel::update::<RoomArgs>("movesRoom", "messages").require("roomId", "room_id").build(
             |args, ctx| {
-                Update::record("messages", ctx.record_id.clone())
-                    .set("room_id", "elsewhere")
-                    .guard("room_id", Operator::Eq, args.room_id.clone())
+                Update::record("messages", ctx.record_id.clone()).set("room_id", "elsewhere").guard(
+                    "room_id",
+                    Operator::Eq,
+                    args.room_id.clone(),
+                )
             },
         ))
-        .mutator(SyncModel::update::<RoomArgs>("rekeys", "messages").build(|_, ctx| {
-            Update::record("messages", ctx.record_id.clone()).set("id", "message_new")
-        }))
+        .mutator(
+            SyncModel::update::<RoomArgs>("rekeys", "messages")
+                .build(|_, ctx| Update::record("messages", ctx.record_id.clone()).set("id", "message_new")),
+        )
         .build()
         .expect("structurally valid")
 }
@@ -143,25 +155,47 @@ fn operations_that_leave_their_contract_are_refused() {
         m.validate_query("readsElsewhere", &room),
         Err(ValidationError::WrongCollection { expected, actual, .. }) if expected == "messages" && actual == "secrets"
     ));
-    assert!(matches!(m.validate_query("unknownColumn", &room), Err(ValidationError::UnknownColumn { column, .. }) if column == "password"));
+    assert!(
+        matches!(m.validate_query("unknownColumn", &room), Err(ValidationError::UnknownColumn { column, .. }) if column == "password")
+    );
 
     let c = ctx(CLIENT, RECORD, 1);
     let send = json!({"roomId": "r1", "authorName": "Ada", "body": "hi"});
-    assert!(matches!(m.validate_mutation("wrongRoom", &send, &c), Err(ValidationError::RequiredValueMissing { column, .. }) if column == "room_id"));
-    assert!(matches!(m.validate_mutation("missingColumn", &send, &c), Err(ValidationError::ColumnType { .. } | ValidationError::MissingColumn { .. })));
+    assert!(
+        matches!(m.validate_mutation("wrongRoom", &send, &c), Err(ValidationError::RequiredValueMissing { column, .. }) if column == "room_id")
+    );
+    assert!(matches!(
+        m.validate_mutation("missingColumn", &send, &c),
+        Err(ValidationError::ColumnType { .. } | ValidationError::MissingColumn { .. })
+    ));
     assert!(matches!(
         m.validate_mutation("badType", &send, &c),
         Err(ValidationError::ColumnType { column, expected: "integer", actual: "text", .. }) if column == "created_at"
     ));
-    assert!(matches!(m.validate_mutation("otherRecord", &send, &c), Err(ValidationError::RecordIdMismatch { .. })));
-    assert!(matches!(m.validate_mutation("writesElsewhere", &room, &c), Err(ValidationError::WrongCollection { .. })));
+    assert!(matches!(
+        m.validate_mutation("otherRecord", &send, &c),
+        Err(ValidationError::RecordIdMismatch { .. })
+    ));
+    assert!(matches!(
+        m.validate_mutation("writesElsewhere", &room, &c),
+        Err(ValidationError::WrongCollection { .. })
+    ));
     assert!(matches!(
         m.validate_mutation("isAnUpdate", &room, &c),
         Err(ValidationError::WrongKind { expected: MutationKind::Insert, actual: MutationKind::Update, .. })
     ));
-    assert!(matches!(m.validate_mutation("unguardedUpdate", &room, &c), Err(ValidationError::RequiredValueMissing { .. })));
-    assert!(matches!(m.validate_mutation("movesRoom", &room, &c), Err(ValidationError::RequiredValueMissing { .. })));
-    assert!(matches!(m.validate_mutation("rekeys", &room, &c), Err(ValidationError::PrimaryKeyUpdate { .. })));
+    assert!(matches!(
+        m.validate_mutation("unguardedUpdate", &room, &c),
+        Err(ValidationError::RequiredValueMissing { .. })
+    ));
+    assert!(matches!(
+        m.validate_mutation("movesRoom", &room, &c),
+        Err(ValidationError::RequiredValueMissing { .. })
+    ));
+    assert!(matches!(
+        m.validate_mutation("rekeys", &room, &c),
+        Err(ValidationError::PrimaryKeyUpdate { .. })
+    ));
 }
 
 #[test]
@@ -180,7 +214,9 @@ fn mutation_arg_errors_are_precise() {
         model().validate_mutation("sendMassage", &json!({}), &ctx(CLIENT, RECORD, 1)),
         Err(ValidationError::UnknownMutator("sendMassage".into()))
     );
-    assert!(matches!(send(json!({"roomId": "r1", "body": "hi"})), Err(ValidationError::MissingArg { arg, .. }) if arg == "authorName"));
+    assert!(
+        matches!(send(json!({"roomId": "r1", "body": "hi"})), Err(ValidationError::MissingArg { arg, .. }) if arg == "authorName")
+    );
     assert!(matches!(
         send(json!({"roomId": "r1", "authorName": "A", "body": "hi", "admin": true})),
         Err(ValidationError::UnknownArg { arg, .. }) if arg == "admin"
@@ -196,7 +232,8 @@ fn mutation_arg_errors_are_precise() {
 fn every_column_type_is_checked() {
     let m = model();
     let c = ctx(CLIENT, "note_1", 1);
-    let ok = m.validate_mutation("addNote", &json!({"pinned": true, "score": 1.5, "meta": {"tags": ["a"]}}), &c);
+    let ok =
+        m.validate_mutation("addNote", &json!({"pinned": true, "score": 1.5, "meta": {"tags": ["a"]}}), &c);
     assert!(ok.is_ok(), "{ok:?}");
     // An integer is a fine real.
     assert!(m.validate_mutation("addNote", &json!({"pinned": false, "score": 2, "meta": [1]}), &c).is_ok());
@@ -224,32 +261,56 @@ fn inconsistent_models_do_not_build() {
         Some(ModelError::InvalidIdentifier("Messages".into()))
     );
     assert_eq!(
-        with(Collection::new("m", "id").column("id", ColumnType::Text).column("x\"; DROP TABLE m; --", ColumnType::Text)).err(),
+        with(
+            Collection::new("m", "id")
+                .column("id", ColumnType::Text)
+                .column("x\"; DROP TABLE m; --", ColumnType::Text)
+        )
+        .err(),
         Some(ModelError::InvalidIdentifier("x\"; DROP TABLE m; --".into()))
     );
     assert_eq!(
         with(Collection::new("sync_changes", "id").column("id", ColumnType::Text)).err(),
         Some(ModelError::InvalidIdentifier("sync_changes".into()))
     );
-    assert!(matches!(with(Collection::new("m", "id").column("id", ColumnType::Integer)).err(), Some(ModelError::BadPrimaryKey { .. })));
+    assert!(matches!(
+        with(Collection::new("m", "id").column("id", ColumnType::Integer)).err(),
+        Some(ModelError::BadPrimaryKey { .. })
+    ));
     assert!(matches!(
         with(Collection::new("m", "id").column("id", ColumnType::Text).column("id", ColumnType::Text)).err(),
         Some(ModelError::DuplicateColumn { .. })
     ));
     let base = || SyncModel::builder().collection(messages());
     assert!(matches!(
-        base().query(SyncModel::query::<NoArgs>("q", "messages").require("x", "nope", Operator::Eq).build(|_| Select::from("messages"))).build().err(),
+        base()
+            .query(
+                SyncModel::query::<NoArgs>("q", "messages")
+                    .require("x", "nope", Operator::Eq)
+                    .build(|_| Select::from("messages"))
+            )
+            .build()
+            .err(),
         Some(ModelError::UnknownColumn { .. })
     ));
     assert!(matches!(
-        base().query(SyncModel::query::<NoArgs>("q", "nowhere").build(|_| Select::from("nowhere"))).build().err(),
+        base()
+            .query(SyncModel::query::<NoArgs>("q", "nowhere").build(|_| Select::from("nowhere")))
+            .build()
+            .err(),
         Some(ModelError::UnknownCollection { .. })
     ));
-    assert!(matches!(base().query(SyncModel::query::<NoArgs>("q", "messages")).build().err(), Some(ModelError::MissingBuild(_))));
+    assert!(matches!(
+        base().query(SyncModel::query::<NoArgs>("q", "messages")).build().err(),
+        Some(ModelError::MissingBuild(_))
+    ));
     assert!(matches!(
         base()
             .query(SyncModel::query::<NoArgs>("q", "messages").build(|_| Select::from("messages")))
-            .mutator(SyncModel::delete::<NoArgs>("q", "messages").build(|_, c| sync::Delete::record("messages", c.record_id.clone())))
+            .mutator(
+                SyncModel::delete::<NoArgs>("q", "messages")
+                    .build(|_, c| sync::Delete::record("messages", c.record_id.clone()))
+            )
             .build()
             .err(),
         Some(ModelError::DuplicateOperation(_))

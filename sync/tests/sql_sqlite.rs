@@ -76,12 +76,20 @@ fn database() -> Connection {
 
 fn schema_snapshot(db: &Connection) -> Vec<String> {
     let mut statement = db.prepare("SELECT sql FROM sqlite_master ORDER BY name").expect("prepare");
-    statement.query_map([], |row| row.get::<_, Option<String>>(0)).expect("query").filter_map(|r| r.expect("row")).collect()
+    statement
+        .query_map([], |row| row.get::<_, Option<String>>(0))
+        .expect("query")
+        .filter_map(|r| r.expect("row"))
+        .collect()
 }
 
 fn send(db: &Connection, record: &str, room: &str, body: &str, now: i64) {
     let write = model()
-        .validate_mutation("sendMessage", &json!({"roomId": room, "authorName": "Ada", "body": body}), &ctx("client_a", record, now))
+        .validate_mutation(
+            "sendMessage",
+            &json!({"roomId": room, "authorName": "Ada", "body": body}),
+            &ctx("client_a", record, now),
+        )
         .expect("valid");
     assert_eq!(execute(db, &sql::write(Dialect::Sqlite, &messages(), &write.operation).expect("builds")), 1);
 }
@@ -100,21 +108,37 @@ fn insert_update_delete_and_select_do_what_the_operations_say() {
     assert_eq!(rows[1]["created_at"], json!(10));
 
     let edit = model()
-        .validate_mutation("editMessage", &json!({"roomId": "r1", "body": "edited"}), &ctx("client_b", "m1", 11))
+        .validate_mutation(
+            "editMessage",
+            &json!({"roomId": "r1", "body": "edited"}),
+            &ctx("client_b", "m1", 11),
+        )
         .expect("valid");
     assert_eq!(execute(&db, &sql::write(Dialect::Sqlite, &messages(), &edit.operation).expect("builds")), 1);
     // The guard stops an edit through another room.
     let sneaky = model()
-        .validate_mutation("editMessage", &json!({"roomId": "r2", "body": "hijack"}), &ctx("client_b", "m1", 12))
+        .validate_mutation(
+            "editMessage",
+            &json!({"roomId": "r2", "body": "hijack"}),
+            &ctx("client_b", "m1", 12),
+        )
         .expect("valid");
-    assert_eq!(execute(&db, &sql::write(Dialect::Sqlite, &messages(), &sneaky.operation).expect("builds")), 0);
+    assert_eq!(
+        execute(&db, &sql::write(Dialect::Sqlite, &messages(), &sneaky.operation).expect("builds")),
+        0
+    );
     let by_id = sql::select_by_id(Dialect::Sqlite, &messages(), "m1").expect("builds");
     let row = sql::decode_row(&messages(), query_raw(&db, &by_id).remove(0));
     assert_eq!(row["body"], json!("edited"));
     assert_eq!(row["last_modified_by"], json!("client_b"));
 
-    let delete = model().validate_mutation("deleteMessage", &json!({"roomId": "r1"}), &ctx("client_b", "m2", 13)).expect("valid");
-    assert_eq!(execute(&db, &sql::write(Dialect::Sqlite, &messages(), &delete.operation).expect("builds")), 1);
+    let delete = model()
+        .validate_mutation("deleteMessage", &json!({"roomId": "r1"}), &ctx("client_b", "m2", 13))
+        .expect("valid");
+    assert_eq!(
+        execute(&db, &sql::write(Dialect::Sqlite, &messages(), &delete.operation).expect("builds")),
+        1
+    );
     assert_eq!(select_rows(&db, &messages(), &room.select).len(), 1);
 }
 
@@ -122,7 +146,11 @@ fn insert_update_delete_and_select_do_what_the_operations_say() {
 fn booleans_reals_and_json_round_trip() {
     let db = database();
     let write = model()
-        .validate_mutation("addNote", &json!({"pinned": true, "score": 2.5, "meta": {"tags": ["x", "y"], "n": 1}}), &ctx("c", "n1", 1))
+        .validate_mutation(
+            "addNote",
+            &json!({"pinned": true, "score": 2.5, "meta": {"tags": ["x", "y"], "n": 1}}),
+            &ctx("c", "n1", 1),
+        )
         .expect("valid");
     execute(&db, &sql::write(Dialect::Sqlite, &notes(), &write.operation).expect("builds"));
     let rows = select_rows(&db, &notes(), &Select::from("notes"));
@@ -158,7 +186,9 @@ fn change(seq: u64, room: &str, record: &str) -> Change {
         collection: "messages".into(),
         record_id: record.into(),
         kind: ChangeKind::Upsert,
-        row: Some([("id".to_string(), json!(record)), ("room_id".to_string(), json!(room))].into_iter().collect()),
+        row: Some(
+            [("id".to_string(), json!(record)), ("room_id".to_string(), json!(room))].into_iter().collect(),
+        ),
         topics: vec![Topic::from_raw(format!(r#"roomMessages{{"roomId":"{room}"}}"#))],
         client_id: "client_a".into(),
         mutation_id: format!("outbox_{seq}"),
@@ -187,7 +217,10 @@ fn the_change_log_assigns_cursors_and_pulls_by_topic() {
     assert_eq!(seqs(0, &[r1, r3], 2), vec![1, 3]);
     assert_eq!(seqs(0, &[], 100), Vec::<i64>::new());
     // The same answer as the reference pull.
-    let log: Vec<Change> = [(1, "r1"), (2, "r2"), (3, "r1"), (4, "r3")].iter().map(|(s, r)| change(*s, r, &format!("m{s}"))).collect();
+    let log: Vec<Change> = [(1, "r1"), (2, "r2"), (3, "r1"), (4, "r3")]
+        .iter()
+        .map(|(s, r)| change(*s, r, &format!("m{s}")))
+        .collect();
     let topics: BTreeSet<Topic> = [Topic::from_raw(r#"roomMessages{"roomId":"r1"}"#)].into_iter().collect();
     let page = sync::changes::pull(&log, Cursor(0), &topics, 100, Cursor(4));
     assert_eq!(page.changes.iter().map(|c| c.seq.0 as i64).collect::<Vec<_>>(), vec![1, 3]);
@@ -197,7 +230,16 @@ fn the_change_log_assigns_cursors_and_pulls_by_topic() {
 #[test]
 fn a_mutation_id_can_be_recorded_once() {
     let db = database();
-    execute(&db, &sql::record_mutation(Dialect::Sqlite, "client_a", "outbox_1", r#"{"status":"rejected","reason":"x"}"#, 0));
+    execute(
+        &db,
+        &sql::record_mutation(
+            Dialect::Sqlite,
+            "client_a",
+            "outbox_1",
+            r#"{"status":"rejected","reason":"x"}"#,
+            0,
+        ),
+    );
     let found = query_raw(&db, &sql::find_mutation(Dialect::Sqlite, "client_a", "outbox_1"));
     assert_eq!(found.len(), 1);
     let again = sql::record_mutation(Dialect::Sqlite, "client_a", "outbox_1", "{}", 0);
@@ -212,22 +254,37 @@ fn postgres_statements_use_numbered_placeholders_and_casts() {
         .validate_mutation("addNote", &json!({"pinned": true, "score": 1.0, "meta": {}}), &ctx("c", "n1", 1))
         .expect("valid");
     let statement = sql::write(Dialect::Postgres, &notes(), &write.operation).expect("builds");
-    assert_eq!(statement.sql, r#"INSERT INTO "notes" ("id", "meta", "pinned", "score") VALUES ($1, $2::jsonb, $3, $4)"#);
+    assert_eq!(
+        statement.sql,
+        r#"INSERT INTO "notes" ("id", "meta", "pinned", "score") VALUES ($1, $2::jsonb, $3, $4)"#
+    );
     assert_eq!(statement.params[2], SqlParam::Boolean(true));
     let select = Select::from("messages").filter("room_id", Operator::Eq, "r1").limit(20);
     let statement = sql::select(Dialect::Postgres, &messages(), &select).expect("builds");
-    assert!(statement.sql.ends_with(r#"WHERE "room_id" = $1 ORDER BY "id" ASC LIMIT 20"#), "{}", statement.sql);
-    let pull = sql::pull_changes(Dialect::Postgres, Cursor(3), &[Topic::from_raw("a"), Topic::from_raw("b")], 10);
+    assert!(
+        statement.sql.ends_with(r#"WHERE "room_id" = $1 ORDER BY "id" ASC LIMIT 20"#),
+        "{}",
+        statement.sql
+    );
+    let pull =
+        sql::pull_changes(Dialect::Postgres, Cursor(3), &[Topic::from_raw("a"), Topic::from_raw("b")], 10);
     assert!(pull.sql.contains("seq > $1") && pull.sql.contains("ARRAY[$2, $3]"), "{}", pull.sql);
     assert!(sql::create_table(Dialect::Postgres, &notes()).contains(r#""meta" JSONB NOT NULL"#));
 }
 
 #[test]
 fn a_wrongly_typed_value_is_refused_before_reaching_sql() {
-    let operation = Operation::Insert(sync::Insert::into("messages").value("id", "m1").value("created_at", "now"));
-    assert!(matches!(sql::write(Dialect::Sqlite, &messages(), &operation), Err(sql::SqlError::BadValue { .. })));
+    let operation =
+        Operation::Insert(sync::Insert::into("messages").value("id", "m1").value("created_at", "now"));
+    assert!(matches!(
+        sql::write(Dialect::Sqlite, &messages(), &operation),
+        Err(sql::SqlError::BadValue { .. })
+    ));
     let operation = Operation::Insert(sync::Insert::into("messages").value("id", "m1").value("admin", true));
-    assert!(matches!(sql::write(Dialect::Sqlite, &messages(), &operation), Err(sql::SqlError::UnknownColumn { .. })));
+    assert!(matches!(
+        sql::write(Dialect::Sqlite, &messages(), &operation),
+        Err(sql::SqlError::UnknownColumn { .. })
+    ));
 }
 
 proptest! {

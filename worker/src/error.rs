@@ -42,6 +42,8 @@ pub async fn api_not_found(axum::extract::OriginalUri(uri): axum::extract::Origi
 pub async fn page_not_found() -> (StatusCode, axum::response::Html<&'static str>) {
     (
         StatusCode::NOT_FOUND,
-        axum::response::Html("<!DOCTYPE html><title>Not found</title><p>Page not found. <a href=\"/\">Back to the chat</a></p>"),
+        axum::response::Html(
+            "<!DOCTYPE html><title>Not found</title><p>Page not found. <a href=\"/\">Back to the chat</a></p>",
+        ),
     )
 }

@@ -51,14 +51,9 @@ pub fn describe(command: &Command) -> String {
 /// Runs a command with inherited output; an unsuccessful exit is an error.
 pub fn run(command: &mut Command) -> Result {
     eprintln!("$ {}", describe(command));
-    let status = command
-        .status()
-        .map_err(|error| format!("could not start `{}`: {error}", describe(command)))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{}` failed with {status}", describe(command)))
-    }
+    let status =
+        command.status().map_err(|error| format!("could not start `{}`: {error}", describe(command)))?;
+    if status.success() { Ok(()) } else { Err(format!("`{}` failed with {status}", describe(command))) }
 }
 
 /// Runs a command, echoing its stdout line by line and handing each line to `on_line`.

@@ -40,4 +40,4 @@ const USAGE: &str = "usage: cargo xtask <task>
   setup              install apt packages, the wasm target, pinned CLIs (.tools/) and npm packages
   build              build the client bundle (target/site) and the worker (worker/build)
   dev [--port N]     setup + build + local D1 migrations + wrangler dev on 127.0.0.1 (default 8787)
-  test [TIER...]     setup + every test tier (native, wasm, e2e); or just the tiers named";
+  test [TIER...]     setup + every tier (lint, native, wasm, e2e); or just the tiers named";

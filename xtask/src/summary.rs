@@ -30,8 +30,7 @@ impl Counts {
             }
         } else if let Some(rest) = line.strip_prefix("# ") {
             let mut words = rest.split_whitespace();
-            let (Some(label), Some(number), None) = (words.next(), words.next(), words.next())
-            else {
+            let (Some(label), Some(number), None) = (words.next(), words.next(), words.next()) else {
                 return;
             };
             let Ok(number) = number.parse::<u64>() else { return };

@@ -19,6 +19,7 @@ const DEFAULT_DEV_PORT: &str = "8787";
 pub fn setup() -> Result {
     install_apt_packages()?;
     install_wasm_target()?;
+    install_rust_components()?;
     install_cargo_tool("worker-build", WORKER_BUILD_VERSION, true)?;
     // No --locked: wasm-bindgen-cli's lockfile names a crate version the registry lacks.
     install_cargo_tool("wasm-bindgen-cli", WASM_BINDGEN_VERSION, false)?;
@@ -65,18 +66,32 @@ fn install_wasm_target() -> Result {
     run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
 }
 
+/// rustfmt and clippy, for the lint tier.
+fn install_rust_components() -> Result {
+    let installed = cmd::output("rustup", &["component", "list", "--installed"]).unwrap_or_default();
+    let missing: Vec<&str> = ["rustfmt", "clippy"]
+        .into_iter()
+        .filter(|component| !installed.lines().any(|line| line.starts_with(&format!("{component}-"))))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["component", "add"]).args(missing))
+}
+
 fn install_cargo_tool(krate: &str, version: &str, locked: bool) -> Result {
     let binary = if krate == "wasm-bindgen-cli" { "wasm-bindgen" } else { krate };
-    let present = cmd::output(tools_bin().join(binary), &["--version"])
-        .is_some_and(|text| text.contains(version));
+    let present =
+        cmd::output(tools_bin().join(binary), &["--version"]).is_some_and(|text| text.contains(version));
     if present {
         return Ok(());
     }
     let mut command = Command::new("cargo");
-    command
-        .args(["install", "--force", "--root"])
-        .arg(root().join(".tools"))
-        .args([krate, "--version", version]);
+    command.args(["install", "--force", "--root"]).arg(root().join(".tools")).args([
+        krate,
+        "--version",
+        version,
+    ]);
     if locked {
         command.arg("--locked");
     }
@@ -233,14 +248,24 @@ pub fn dev(args: &[String]) -> Result {
 
 // ---------------------------------------------------------------- test
 
-const TIERS: &[&str] = &["native", "wasm", "e2e"];
+const TIERS: &[&str] = &["lint", "native", "wasm", "e2e"];
+
+/// rustfmt and clippy (warnings are errors) for every crate on the target it is
+/// built for. Gates the run; counts no tests.
+fn lint() -> Result {
+    let root = root();
+    run(Command::new("cargo").args(["fmt", "--all", "--check"]).current_dir(&root))?;
+    let clippy = |args: &[&str]| -> Result {
+        run(Command::new("cargo").arg("clippy").args(args).args(["--", "-D", "warnings"]).current_dir(&root))
+    };
+    clippy(&["--workspace", "--exclude", "frontend", "--exclude", "sync-worker", "--all-targets"])?;
+    clippy(&["--package", "frontend", "--target", WASM_TARGET, "--all-targets"])?;
+    clippy(&["--manifest-path", "worker/Cargo.toml", "--target", WASM_TARGET])
+}
 
 pub fn test(args: &[String]) -> Result {
-    let tiers: Vec<&str> = if args.is_empty() {
-        TIERS.to_vec()
-    } else {
-        args.iter().map(String::as_str).collect()
-    };
+    let tiers: Vec<&str> =
+        if args.is_empty() { TIERS.to_vec() } else { args.iter().map(String::as_str).collect() };
     if let Some(unknown) = tiers.iter().find(|tier| !TIERS.contains(tier)) {
         return Err(format!("unknown test tier `{unknown}` (known: {})", TIERS.join(", ")));
     }
@@ -249,6 +274,13 @@ pub fn test(args: &[String]) -> Result {
     let mut total = Counts::default();
     let mut failed_tiers = Vec::new();
     for tier in tiers {
+        if tier == "lint" {
+            if let Err(error) = lint() {
+                eprintln!("tier lint: {error}");
+                failed_tiers.push(tier);
+            }
+            continue;
+        }
         let mut counts = Counts::default();
         let mut command = match tier {
             "native" => {

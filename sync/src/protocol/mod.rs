@@ -59,7 +59,9 @@ impl Decision {
 pub(crate) struct JsonObject(serde_json::Map<String, serde_json::Value>);
 
 /// What a strict, object-only parse of `T` fails with.
-pub(crate) fn from_object<T: serde::de::DeserializeOwned>(object: JsonObject) -> Result<T, serde_json::Error> {
+pub(crate) fn from_object<T: serde::de::DeserializeOwned>(
+    object: JsonObject,
+) -> Result<T, serde_json::Error> {
     serde_json::from_value(serde_json::Value::Object(object.0))
 }
 

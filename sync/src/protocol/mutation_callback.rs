@@ -108,7 +108,9 @@ impl MutationCallbackResponse {
     /// The verdict for each of `ids`, in order. An operation the answer does not
     /// mention is denied: silence is never consent.
     pub fn verdicts(&self, ids: &[&str]) -> Vec<Verdict> {
-        let deny = |reason: &Option<String>| Verdict::Deny(reason.clone().unwrap_or_else(|| DENIED_WITHOUT_REASON.into()));
+        let deny = |reason: &Option<String>| {
+            Verdict::Deny(reason.clone().unwrap_or_else(|| DENIED_WITHOUT_REASON.into()))
+        };
         match self {
             MutationCallbackResponse::Batch(decision) if decision.allow => vec![Verdict::Allow; ids.len()],
             MutationCallbackResponse::Batch(decision) => vec![deny(&decision.reason); ids.len()],

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use serde::{Deserialize, Serialize};
-use sync::{Collection, ColumnType, Delete, Insert, MutationContext, Operator, Order, Select, SyncModel, Update};
+use sync::{
+    Collection, ColumnType, Delete, Insert, MutationContext, Operator, Order, Select, SyncModel, Update,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,20 +85,24 @@ pub fn model() -> SyncModel {
                         .value("last_modified_by", ctx.client_id.clone())
                 }),
         )
+        .mutator(SyncModel::update::<EditArgs>("editMessage", "messages").require("roomId", "room_id").build(
+            |args, ctx| {
+                Update::record("messages", ctx.record_id.clone())
+                    .set("body", args.body.clone())
+                    .set("last_modified_by", ctx.client_id.clone())
+                    .guard("room_id", Operator::Eq, args.room_id.clone())
+            },
+        ))
         .mutator(
-            SyncModel::update::<EditArgs>("editMessage", "messages")
-                .require("roomId", "room_id")
-                .build(|args, ctx| {
-                    Update::record("messages", ctx.record_id.clone())
-                        .set("body", args.body.clone())
-                        .set("last_modified_by", ctx.client_id.clone())
-                        .guard("room_id", Operator::Eq, args.room_id.clone())
-                }),
-        )
-        .mutator(
-            SyncModel::delete::<RoomArgs>("deleteMessage", "messages")
-                .require("roomId", "room_id")
-                .build(|args, ctx| Delete::record("messages", ctx.record_id.clone()).guard("room_id", Operator::Eq, args.room_id.clone())),
+            SyncModel::delete::<RoomArgs>("deleteMessage", "messages").require("roomId", "room_id").build(
+                |args, ctx| {
+                    Delete::record("messages", ctx.record_id.clone()).guard(
+                        "room_id",
+                        Operator::Eq,
+                        args.room_id.clone(),
+                    )
+                },
+            ),
         )
         .mutator(SyncModel::insert::<NoteArgs>("addNote", "notes").build(|args, ctx| {
             Insert::into("notes")

@@ -432,36 +432,21 @@ fn row_object(row: &Row) -> serde_json::Map<String, Value> {
 /// Changes after `since` on any of `topics`, oldest first, at most `limit`.
 pub fn pull_changes(dialect: Dialect, since: Cursor, topics: &[Topic], limit: u32) -> Statement {
     let columns = "seq, collection, record_id, kind, row_json, topics_json, client_id, mutation_id";
-    let topic_params: Vec<SqlParam> =
-        topics.iter().map(|topic| SqlParam::Text(topic.as_str().into())).collect();
-    let since_param = SqlParam::Integer(i64::try_from(since.0).unwrap_or(i64::MAX));
-    match dialect {
-        Dialect::Sqlite => {
-            let list = placeholders(dialect, topics.len(), 2).join(", ");
-            let mut params = vec![since_param];
-            params.extend(topic_params);
-            Statement {
-                sql: format!(
-                    "SELECT {columns} FROM sync_changes WHERE seq > ?1 \
-                     AND EXISTS (SELECT 1 FROM json_each(sync_changes.topics_json) WHERE json_each.value IN ({list})) \
-                     ORDER BY seq LIMIT {limit}"
-                ),
-                params,
-            }
-        }
-        Dialect::Postgres => {
-            let list = placeholders(dialect, topics.len(), 2).join(", ");
-            let mut params = vec![since_param];
-            params.extend(topic_params);
-            Statement {
-                sql: format!(
-                    "SELECT {columns} FROM sync_changes WHERE seq > $1 \
-                     AND topics_json ?| ARRAY[{list}]::text[] \
-                     ORDER BY seq LIMIT {limit}"
-                ),
-                params,
-            }
-        }
+    let mut params = vec![SqlParam::Integer(i64::try_from(since.0).unwrap_or(i64::MAX))];
+    params.extend(topics.iter().map(|topic| SqlParam::Text(topic.as_str().into())));
+    let since = &placeholders(dialect, 1, 1)[0];
+    let list = placeholders(dialect, topics.len(), 2).join(", ");
+    let on_topics = match dialect {
+        Dialect::Sqlite => format!(
+            "EXISTS (SELECT 1 FROM json_each(sync_changes.topics_json) WHERE json_each.value IN ({list}))"
+        ),
+        Dialect::Postgres => format!("topics_json ?| ARRAY[{list}]::text[]"),
+    };
+    Statement {
+        sql: format!(
+            "SELECT {columns} FROM sync_changes WHERE seq > {since} AND {on_topics} ORDER BY seq LIMIT {limit}"
+        ),
+        params,
     }
 }
 

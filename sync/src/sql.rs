@@ -491,3 +491,89 @@ pub fn record_mutation(
         ],
     }
 }
+
+/// Reason recorded when a write's guard or record vanished between the connector's
+/// check and the write itself.
+pub const RACED_REASON: &str = "the record changed before this write could apply; nothing was written";
+
+/// Everything one accepted mutation does upstream, as statements for ONE SQLite
+/// transaction (a D1 batch):
+///
+/// 1. claim the idempotency key (a duplicate key aborts the whole batch, so a racing
+///    retry can never apply twice);
+/// 2. the write itself;
+/// 3. the change-log row, only if the write changed a row (`changes() > 0`), with the
+///    record's image read inside the transaction;
+/// 4. the outcome, derived from whether step 3 happened.
+///
+/// Afterwards, [`find_mutation`] returns the outcome as `MutationOutcome` JSON (cells
+/// still in storage form: decode the row with [`decode_row`]).
+pub fn sqlite_apply_mutation(
+    collection: &Collection,
+    operation: &Operation,
+    record_id: &str,
+    topics: &[Topic],
+    client_id: &str,
+    mutation_id: &str,
+    now_ms: i64,
+) -> Result<Vec<Statement>, SqlError> {
+    let claim = record_mutation(Dialect::Sqlite, client_id, mutation_id, r#"{"status":"pending"}"#, now_ms);
+    let write = write(Dialect::Sqlite, collection, operation)?;
+    let (kind, image) = match operation {
+        Operation::Delete(_) => ("delete", "NULL".to_string()),
+        _ => {
+            let fields: Vec<String> = collection
+                .columns
+                .iter()
+                .map(|column| {
+                    let cell = if column.column_type == ColumnType::Json {
+                        format!("json({})", quote(&column.name))
+                    } else {
+                        quote(&column.name)
+                    };
+                    format!("'{}', {cell}", column.name)
+                })
+                .collect();
+            (
+                "upsert",
+                format!(
+                    "(SELECT json_object({}) FROM {} WHERE {} = ?2)",
+                    fields.join(", "),
+                    quote(&collection.name),
+                    quote(&collection.primary_key)
+                ),
+            )
+        }
+    };
+    let topics_json =
+        Value::from(topics.iter().map(|topic| Value::from(topic.as_str())).collect::<Vec<_>>()).to_string();
+    let change = Statement {
+        sql: format!(
+            "INSERT INTO sync_changes (collection, record_id, kind, row_json, topics_json, client_id, mutation_id, created_at) \
+             SELECT ?1, ?2, ?3, {image}, ?4, ?5, ?6, ?7 WHERE changes() > 0"
+        ),
+        params: vec![
+            SqlParam::Text(collection.name.clone()),
+            SqlParam::Text(record_id.into()),
+            SqlParam::Text(kind.into()),
+            SqlParam::Text(topics_json),
+            SqlParam::Text(client_id.into()),
+            SqlParam::Text(mutation_id.into()),
+            SqlParam::Integer(now_ms),
+        ],
+    };
+    let outcome = Statement {
+        sql: "UPDATE sync_mutations SET outcome_json = COALESCE(\
+                (SELECT json_object('status', 'confirmed', 'row', json(row_json), 'seq', seq) \
+                 FROM sync_changes WHERE client_id = ?1 AND mutation_id = ?2), \
+                json_object('status', 'rejected', 'reason', ?3)) \
+              WHERE client_id = ?1 AND mutation_id = ?2"
+            .into(),
+        params: vec![
+            SqlParam::Text(client_id.into()),
+            SqlParam::Text(mutation_id.into()),
+            SqlParam::Text(RACED_REASON.into()),
+        ],
+    };
+    Ok(vec![claim, write, change, outcome])
+}

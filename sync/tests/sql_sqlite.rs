@@ -310,3 +310,78 @@ proptest! {
         prop_assert_eq!(count, 2);
     }
 }
+
+/// Runs statements as one transaction, like a D1 batch: all or nothing.
+fn batch(db: &mut Connection, statements: &[Statement]) -> Result<(), rusqlite::Error> {
+    let tx = db.transaction()?;
+    for statement in statements {
+        tx.execute(&statement.sql, params_from_iter(bind(&statement.params)))?;
+    }
+    tx.commit()
+}
+
+fn outcome(db: &Connection, client: &str, mutation: &str) -> Option<sync::protocol::push::MutationOutcome> {
+    let rows = query_raw(db, &sql::find_mutation(Dialect::Sqlite, client, mutation));
+    let text = rows.first()?.first()?.1.as_str()?.to_string();
+    let mut outcome: sync::protocol::push::MutationOutcome =
+        serde_json::from_str(&text).expect("outcome json");
+    if let sync::protocol::push::MutationOutcome::Confirmed { row: Some(row), .. } = &mut outcome {
+        *row = sql::decode_row(&messages(), std::mem::take(row));
+    }
+    Some(outcome)
+}
+
+fn apply(
+    db: &mut Connection,
+    name: &str,
+    args: Value,
+    record: &str,
+    mutation: &str,
+) -> Result<(), rusqlite::Error> {
+    let m = model();
+    let write = m.validate_mutation(name, &args, &ctx("client_a", record, 50)).expect("valid");
+    let topics = vec![Topic::from_raw("t")];
+    let statements =
+        sql::sqlite_apply_mutation(&messages(), &write.operation, record, &topics, "client_a", mutation, 50)
+            .expect("builds");
+    batch(db, &statements)
+}
+
+#[test]
+fn an_applied_mutation_writes_row_change_and_outcome_atomically_and_only_once() {
+    use sync::protocol::push::MutationOutcome;
+    let mut db = database();
+    let send = json!({"roomId": "r1", "authorName": "Ada", "body": "hello"});
+    apply(&mut db, "sendMessage", send.clone(), "m1", "outbox_1").expect("applies");
+    let Some(MutationOutcome::Confirmed { row: Some(row), seq }) = outcome(&db, "client_a", "outbox_1")
+    else {
+        panic!("confirmed with a row");
+    };
+    assert_eq!(seq, Cursor(1));
+    assert_eq!(row["body"], json!("hello"));
+    assert_eq!(row["created_at"], json!(50));
+
+    // The same mutation id again: the claim fails and nothing else happens.
+    assert!(apply(&mut db, "sendMessage", send, "m1", "outbox_1").is_err());
+    let count = |db: &Connection, table: &str| -> i64 {
+        db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).expect("count")
+    };
+    assert_eq!((count(&db, "messages"), count(&db, "sync_changes"), count(&db, "sync_mutations")), (1, 1, 1));
+
+    // A guard that does not hold: the write changes nothing, so no change row, and the
+    // outcome says rejected.
+    apply(&mut db, "editMessage", json!({"roomId": "r2", "body": "hijack"}), "m1", "outbox_2").expect("runs");
+    assert_eq!(
+        outcome(&db, "client_a", "outbox_2"),
+        Some(MutationOutcome::Rejected { reason: sql::RACED_REASON.into() })
+    );
+    assert_eq!(count(&db, "sync_changes"), 1);
+
+    // A delete records a change without a row.
+    apply(&mut db, "deleteMessage", json!({"roomId": "r1"}), "m1", "outbox_3").expect("runs");
+    assert_eq!(
+        outcome(&db, "client_a", "outbox_3"),
+        Some(MutationOutcome::Confirmed { row: None, seq: Cursor(2) })
+    );
+    assert_eq!(count(&db, "messages"), 0);
+}

@@ -69,7 +69,13 @@ async function waitForHealth(url, child, logs, timeoutMs) {
  * Starts the app. `persistTo` reuses a state folder (to test restarts); otherwise a
  * fresh one is made and removed by `stop({ keepState: false })`.
  */
-export async function startApp({ persistTo } = {}) {
+/** Secrets every test instance runs with (wrangler `--var`), unless overridden. */
+export const TEST_VARS = {
+  SYNC_ENGINE_SECRET: 'test-engine-secret',
+  AUTH_SECRET: 'test-auth-secret',
+};
+
+export async function startApp({ persistTo, vars = {} } = {}) {
   if (!existsSync(CONFIG)) throw new Error(`${CONFIG} is missing: run \`cargo xtask build\` first`);
   const state = persistTo ?? (await mkdtemp(join(tmpdir(), 'sync-e2e-')));
   await runToEnd(['d1', 'migrations', 'apply', 'DB', '--local', '--config', CONFIG, '--persist-to', state]);
@@ -81,6 +87,7 @@ export async function startApp({ persistTo } = {}) {
       'dev', '--config', CONFIG, '--ip', '127.0.0.1', '--port', String(port),
       '--inspector-port', String(inspectorPort), '--persist-to', state,
       '--show-interactive-dev-session=false',
+      ...Object.entries({ ...TEST_VARS, ...vars }).flatMap(([key, value]) => ['--var', `${key}:${value}`]),
     ],
     // Own process group, so stop() ends wrangler and the workerd it started.
     { cwd: ROOT, env: wranglerEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true },

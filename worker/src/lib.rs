@@ -5,9 +5,15 @@
 //! driven request by request) -> a handler. Static files (`/pkg`, `/style`) are served
 //! by wrangler's `[assets]` before the worker runs.
 
+mod auth;
+mod callbacks;
+mod chat_callbacks;
+mod config;
+mod connector;
 mod durable;
 mod error;
 mod health;
+mod upstream;
 
 use axum::Router;
 use axum::routing::get;
@@ -33,12 +39,18 @@ pub fn router(env: worker::Env) -> Router {
     let routes = generate_route_list(app::App);
     Router::new()
         .route("/api/health", get(health::health))
+        .route("/api/auth/guest", axum::routing::post(auth::guest))
+        .merge(chat_callbacks::router())
+        .merge(connector::routes())
+        .nest("/sync", Router::new().fallback(error::api_not_found))
         .nest("/api", Router::new().fallback(error::api_not_found))
         .leptos_routes(&options, routes, {
             let options = options.clone();
             move || app::shell(options.clone())
         })
         .fallback(error::page_not_found)
+        // Handlers read bodies with connector::read_body (bounded, always drained).
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(options)
         .layer(axum::Extension(env))
 }
@@ -50,7 +62,15 @@ async fn fetch(
     _ctx: worker::Context,
 ) -> worker::Result<axum::http::Response<axum::body::Body>> {
     console_error_panic_hook_once();
-    Ok(router(env).call(req).await?)
+    // Buffer the body before routing: a response sent while the request body is still
+    // unread (a 404, a 413, a handler that ignores it) takes the isolate down with the
+    // next request. Bodies are small JSON; the limit is enforced here for every route.
+    let (parts, body) = req.into_parts();
+    let body = match connector::drain_body(axum::body::Body::new(body)).await {
+        Ok(bytes) => axum::body::Body::from(bytes),
+        Err(error) => return Ok(axum::response::IntoResponse::into_response(error)),
+    };
+    Ok(router(env).call(axum::http::Request::from_parts(parts, body)).await?)
 }
 
 fn console_error_panic_hook_once() {

@@ -236,6 +236,7 @@ pub fn dev(args: &[String]) -> Result {
     setup()?;
     build()?;
     let root = root();
+    write_dev_vars_once()?;
     run(wrangler_env(&mut Command::new(node_bin("wrangler")))
         .args(["d1", "migrations", "apply", "DB", "--local", "--config", "wrangler.nobuild.toml"])
         .current_dir(&root))?;
@@ -244,6 +245,27 @@ pub fn dev(args: &[String]) -> Result {
         .args(["dev", "--config", "wrangler.nobuild.toml", "--ip", "127.0.0.1", "--port", &port])
         .arg("--show-interactive-dev-session=false")
         .current_dir(&root))
+}
+
+/// Local secrets for `wrangler dev` (`.dev.vars`, git-ignored), made once with fresh
+/// random values. `.dev.vars.example` lists every setting.
+fn write_dev_vars_once() -> Result {
+    let path = root().join(".dev.vars");
+    if path.exists() {
+        return Ok(());
+    }
+    let mut random = [0u8; 64];
+    let mut urandom =
+        fs::File::open("/dev/urandom").map_err(|error| format!("opening /dev/urandom: {error}"))?;
+    std::io::Read::read_exact(&mut urandom, &mut random)
+        .map_err(|error| format!("reading /dev/urandom: {error}"))?;
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let text = format!(
+        "# Made by `cargo xtask dev`; see .dev.vars.example.\nSYNC_ENGINE_SECRET={}\nAUTH_SECRET={}\n",
+        hex(&random[..32]),
+        hex(&random[32..])
+    );
+    fs::write(&path, text).map_err(|error| format!("writing .dev.vars: {error}"))
 }
 
 // ---------------------------------------------------------------- test

@@ -1,0 +1,111 @@
+//! The chat app's end-user auth: signed guest tokens (HS256 JWTs). The engine itself
+//! never reads them; it forwards `authorization` to the app's callbacks.
+
+use axum::Json;
+use axum::extract::Extension;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use worker::Env;
+
+use crate::config;
+use crate::connector::{parse_json, read_body};
+use crate::error::ApiError;
+
+/// Guest tokens last a week.
+const TOKEN_LIFETIME_S: u64 = 7 * 24 * 3600;
+pub const MAX_NAME_CHARS: usize = 40;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The display name.
+    pub sub: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's signature does not match")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+}
+
+fn mac(secret: &str) -> Hmac<Sha256> {
+    // HMAC takes keys of any length; this cannot fail.
+    <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!())
+}
+
+pub fn sign(secret: &str, claims: &Claims) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+    let signing_input = format!("{header}.{payload}");
+    let mut mac = mac(secret);
+    mac.update(signing_input.as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{signing_input}.{signature}")
+}
+
+pub fn verify(secret: &str, token: &str, now_s: u64) -> Result<Claims, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
+    let mut mac = mac(secret);
+    mac.update(format!("{header}.{payload}").as_bytes());
+    mac.verify_slice(&signature).map_err(|_| TokenError::BadSignature)?;
+    let claims: Claims = URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or(TokenError::Malformed)?;
+    if claims.exp <= now_s {
+        return Err(TokenError::Expired);
+    }
+    Ok(claims)
+}
+
+pub fn now_s() -> u64 {
+    worker::Date::now().as_millis() / 1000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuestRequest {
+    name: String,
+}
+
+#[derive(Serialize)]
+pub struct GuestToken {
+    token: String,
+    name: String,
+    expires_at: u64,
+}
+
+/// `POST /api/auth/guest {"name": "Ada"}` -> a signed token for that display name.
+pub async fn guest(
+    Extension(env): Extension<Env>,
+    raw: axum::extract::Request,
+) -> Result<Json<GuestToken>, ApiError> {
+    let request: GuestRequest = parse_json(&read_body(raw).await?)?;
+    let name = request.name.trim().to_string();
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!("a display name has 1 to {MAX_NAME_CHARS} printable characters"),
+        ));
+    }
+    let secret = config::required(&env, config::AUTH_SECRET)?;
+    let iat = now_s();
+    let claims = Claims { sub: name.clone(), iat, exp: iat + TOKEN_LIFETIME_S };
+    Ok(Json(GuestToken { token: sign(&secret, &claims), name, expires_at: claims.exp }))
+}

@@ -1,0 +1,95 @@
+//! `POST /sync/pull`: changes since a cursor for the caller's subscriptions.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::extract::Extension;
+use axum::http::HeaderMap;
+use sync::changes::{Change, ChangeKind, Cursor, Topic};
+use sync::protocol::pull::{PullRequest, PullResponse};
+use sync::protocol::query_callback::QueryCallbackRequest;
+use sync::sql::{self, Dialect, Statement};
+use worker::Env;
+
+use super::{PULL_PAGE, authorization, check_ids, check_protocol, model, parse_json, read_body};
+use crate::callbacks;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::upstream::{D1, RawRow, integer};
+
+/// Most subscriptions one pull may name.
+const MAX_SUBSCRIPTIONS: usize = 50;
+
+#[worker::send]
+pub async fn pull(
+    Extension(env): Extension<Env>,
+    headers: HeaderMap,
+    raw: axum::extract::Request,
+) -> Result<Json<PullResponse>, ApiError> {
+    let request: PullRequest = parse_json(&read_body(raw).await?)?;
+    check_protocol(request.protocol_version)?;
+    check_ids(&request.client_id, &request.session_id)?;
+    if request.subscriptions.len() > MAX_SUBSCRIPTIONS {
+        return Err(ApiError::bad_request(
+            "too_many_subscriptions",
+            format!("a pull names at most {MAX_SUBSCRIPTIONS} subscriptions"),
+        ));
+    }
+    let config = Config::from_env(&env)?;
+    let mut topics = BTreeSet::new();
+    for subscription in &request.subscriptions {
+        let validated = model().validate_query(&subscription.name, &subscription.args)?;
+        // Every subscribed read is authorized like the read itself.
+        let ask = QueryCallbackRequest::new(
+            &request.client_id,
+            &request.session_id,
+            &validated.name,
+            validated.args.clone(),
+        );
+        let decision = callbacks::ask_query(&env, &config, authorization(&headers), &ask).await;
+        if !decision.allow {
+            return Err(ApiError::Forbidden {
+                code: "query_denied",
+                reason: decision
+                    .reason
+                    .unwrap_or_else(|| format!("{} denied by the query callback", validated.name)),
+            });
+        }
+        topics.insert(validated.topic);
+    }
+    let topics: Vec<Topic> = topics.into_iter().collect();
+    let head = Statement { sql: sql::change_head().into(), params: Vec::new() };
+    // One more than a page tells whether more remain.
+    let page = sql::pull_changes(Dialect::Sqlite, request.cursor, &topics, PULL_PAGE + 1);
+    let mut results = D1::from_env(&env)?.batch(&[head, page]).await?.into_iter();
+    let head = results.next().and_then(|rows| rows.first().and_then(|row| integer(row, "head"))).unwrap_or(0);
+    let mut changes: Vec<Change> =
+        results.next().unwrap_or_default().iter().filter_map(decode_change).collect();
+    let has_more = changes.len() > PULL_PAGE as usize;
+    changes.truncate(PULL_PAGE as usize);
+    let cursor = match (has_more, changes.last()) {
+        (true, Some(last)) => last.seq,
+        _ => Cursor(head.max(0) as u64).max(request.cursor),
+    };
+    Ok(Json(PullResponse { changes, cursor, has_more }))
+}
+
+fn decode_change(row: &RawRow) -> Option<Change> {
+    let text = |column: &str| row.get(column).and_then(|value| value.as_str()).map(str::to_string);
+    let collection_name = text("collection")?;
+    let collection = model().collection(&collection_name)?;
+    let image = text("row_json")
+        .and_then(|json| serde_json::from_str::<RawRow>(&json).ok())
+        .map(|raw| sql::decode_row(collection, raw));
+    let topics: Vec<String> = serde_json::from_str(&text("topics_json")?).ok()?;
+    Some(Change {
+        seq: Cursor(u64::try_from(integer(row, "seq")?).ok()?),
+        collection: collection_name,
+        record_id: text("record_id")?,
+        kind: if text("kind")? == "delete" { ChangeKind::Delete } else { ChangeKind::Upsert },
+        row: image,
+        topics: topics.into_iter().map(Topic::from_raw).collect(),
+        client_id: text("client_id")?,
+        mutation_id: text("mutation_id")?,
+    })
+}

@@ -1,0 +1,232 @@
+//! `POST /sync/push`: apply a batch of outbox mutations, in order, each exactly once.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::Extension;
+use axum::http::HeaderMap;
+use sync::changes::{Cursor, change_topics};
+use sync::model::{MutationContext, ValidatedMutation};
+use sync::protocol::mutation_callback::{MutationCallbackOperation, MutationCallbackRequest};
+use sync::protocol::push::{MutationOutcome, MutationResult, PushMutation, PushRequest, PushResponse};
+use sync::server::Verdict;
+use sync::sql::{self, Dialect, Statement};
+use worker::Env;
+
+use super::{
+    MAX_PUSH_MUTATIONS, authorization, check_ids, check_protocol, model, now_ms, parse_json, read_body,
+};
+use crate::callbacks;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::upstream::{D1, integer};
+
+#[worker::send]
+pub async fn push(
+    Extension(env): Extension<Env>,
+    headers: HeaderMap,
+    raw: axum::extract::Request,
+) -> Result<Json<PushResponse>, ApiError> {
+    let request: PushRequest = parse_json(&read_body(raw).await?)?;
+    check_protocol(request.protocol_version)?;
+    check_ids(&request.client_id, &request.session_id)?;
+    if request.mutations.len() > MAX_PUSH_MUTATIONS {
+        return Err(ApiError::bad_request(
+            "too_many_mutations",
+            format!("a push carries at most {MAX_PUSH_MUTATIONS} mutations"),
+        ));
+    }
+    for mutation in &request.mutations {
+        sync::ids::parse_id(sync::ids::OUTBOX, &mutation.id)
+            .map_err(|error| ApiError::bad_request("invalid_id", error.to_string()))?;
+        if mutation.record_id.is_empty() || mutation.record_id.len() > 128 {
+            return Err(ApiError::bad_request("invalid_id", "a record id has 1 to 128 bytes"));
+        }
+    }
+    let config = Config::from_env(&env)?;
+    let db = D1::from_env(&env)?;
+    let client = request.client_id.as_str();
+
+    // Answers given before (retries) are final: return them, ask nobody again.
+    let mut known = previous_outcomes(&db, client, &request.mutations).await?;
+
+    // Validate the new ones against the model, with the server's clock.
+    let now = now_ms();
+    let mut fresh: Vec<(&PushMutation, Result<ValidatedMutation, String>)> = Vec::new();
+    for mutation in &request.mutations {
+        if known.contains_key(&mutation.id) || fresh.iter().any(|(seen, _)| seen.id == mutation.id) {
+            continue;
+        }
+        let ctx =
+            MutationContext { client_id: client.into(), record_id: mutation.record_id.clone(), now_ms: now };
+        let validated = model()
+            .validate_mutation(&mutation.name, &mutation.args, &ctx)
+            .map_err(|error| error.to_string());
+        fresh.push((mutation, validated));
+    }
+
+    // One callback for every valid new mutation.
+    let operations: Vec<MutationCallbackOperation> = fresh
+        .iter()
+        .filter_map(|(mutation, validated)| validated.as_ref().ok().map(|v| (mutation, v)))
+        .map(|(mutation, validated)| MutationCallbackOperation {
+            args: validated.args.clone(),
+            collection: validated.collection.clone(),
+            id: mutation.id.clone(),
+            mutation_kind: validated.kind,
+            operation_name: validated.name.clone(),
+            record_id: validated.record_id.clone(),
+        })
+        .collect();
+    let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
+    if !operations.is_empty() {
+        let ask = MutationCallbackRequest::new(client, &request.session_id, operations);
+        let answer = callbacks::ask_mutation(&env, &config, authorization(&headers), &ask).await;
+        let ids: Vec<&str> = ask.operations.iter().map(|operation| operation.id.as_str()).collect();
+        verdicts = ask.operations.iter().map(|o| o.id.clone()).zip(answer.verdicts(&ids)).collect();
+    }
+
+    // Apply in outbox order, each in its own transaction.
+    for (mutation, validated) in fresh {
+        let outcome = match validated {
+            Err(reason) => record_rejection(&db, client, &mutation.id, &reason, now).await?,
+            Ok(validated) => match verdicts.remove(&mutation.id) {
+                Some(Verdict::Allow) => apply(&db, client, &mutation.id, &validated, now).await?,
+                Some(Verdict::Deny(reason)) => {
+                    record_rejection(&db, client, &mutation.id, &reason, now).await?
+                }
+                None => {
+                    record_rejection(&db, client, &mutation.id, "no decision from the callback", now).await?
+                }
+            },
+        };
+        known.insert(mutation.id.clone(), outcome);
+    }
+
+    let head = db.rows(&Statement { sql: sql::change_head().into(), params: Vec::new() }).await?;
+    let cursor = head.first().and_then(|row| integer(row, "head")).unwrap_or(0);
+    let results = request
+        .mutations
+        .iter()
+        .filter_map(|mutation| {
+            known
+                .get(&mutation.id)
+                .map(|outcome| MutationResult { id: mutation.id.clone(), outcome: outcome.clone() })
+        })
+        .collect();
+    Ok(Json(PushResponse { results, cursor: Cursor(cursor.max(0) as u64) }))
+}
+
+async fn previous_outcomes(
+    db: &D1,
+    client: &str,
+    mutations: &[PushMutation],
+) -> Result<BTreeMap<String, MutationOutcome>, ApiError> {
+    if mutations.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let lookups: Vec<Statement> =
+        mutations.iter().map(|m| sql::find_mutation(Dialect::Sqlite, client, &m.id)).collect();
+    let mut known = BTreeMap::new();
+    for (mutation, rows) in mutations.iter().zip(db.batch(&lookups).await?) {
+        if let Some(outcome) = rows.first().and_then(|row| decode_outcome(row, &mutation.name)) {
+            known.insert(mutation.id.clone(), outcome);
+        }
+    }
+    Ok(known)
+}
+
+/// Reads a stored outcome; the row comes back in storage form and is decoded with
+/// the mutator's collection.
+fn decode_outcome(row: &crate::upstream::RawRow, mutator: &str) -> Option<MutationOutcome> {
+    let text = row.get("outcome_json")?.as_str()?;
+    let mut outcome: MutationOutcome = serde_json::from_str(text).ok()?;
+    if let MutationOutcome::Confirmed { row: Some(image), .. } = &mut outcome {
+        let collection = model().mutator_def(mutator).and_then(|m| model().collection(&m.collection))?;
+        *image = sql::decode_row(collection, std::mem::take(image));
+    }
+    Some(outcome)
+}
+
+async fn stored_outcome(
+    db: &D1,
+    client: &str,
+    mutation: &str,
+    mutator: &str,
+) -> Result<Option<MutationOutcome>, ApiError> {
+    let rows = db.rows(&sql::find_mutation(Dialect::Sqlite, client, mutation)).await?;
+    Ok(rows.first().and_then(|row| decode_outcome(row, mutator)))
+}
+
+async fn record_rejection(
+    db: &D1,
+    client: &str,
+    mutation: &str,
+    reason: &str,
+    now: i64,
+) -> Result<MutationOutcome, ApiError> {
+    let outcome = MutationOutcome::Rejected { reason: reason.into() };
+    let json = serde_json::to_string(&outcome).map_err(ApiError::upstream)?;
+    if db.rows(&sql::record_mutation(Dialect::Sqlite, client, mutation, &json, now)).await.is_err() {
+        // A concurrent retry recorded an answer first: that answer stands.
+        if let Some(existing) = stored_outcome(db, client, mutation, "").await? {
+            return Ok(existing);
+        }
+    }
+    Ok(outcome)
+}
+
+async fn apply(
+    db: &D1,
+    client: &str,
+    mutation: &str,
+    validated: &ValidatedMutation,
+    now: i64,
+) -> Result<MutationOutcome, ApiError> {
+    let collection = model()
+        .collection(&validated.collection)
+        .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
+    // Check against the current record for a clear reason (exists / missing / guard).
+    let current = db
+        .rows(
+            &sql::select_by_id(Dialect::Sqlite, collection, &validated.record_id)
+                .map_err(ApiError::upstream)?,
+        )
+        .await?
+        .into_iter()
+        .next()
+        .map(|raw| sql::decode_row(collection, raw));
+    let after = match validated.operation.apply(current.as_ref(), &collection.primary_key) {
+        Ok(after) => after,
+        Err(reason) => return record_rejection(db, client, mutation, &reason, now).await,
+    };
+    let topics = change_topics(model(), &collection.name, current.as_ref(), after.as_ref());
+    let statements = sql::sqlite_apply_mutation(
+        collection,
+        &validated.operation,
+        &validated.record_id,
+        &topics,
+        client,
+        mutation,
+        now,
+    )
+    .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
+    if let Err(error) = db.batch(&statements).await {
+        // Either a concurrent retry claimed the id (its answer stands) or the write
+        // itself failed (e.g. the id was inserted meanwhile): nothing was applied.
+        if let Some(existing) = stored_outcome(db, client, mutation, &validated.name).await? {
+            return Ok(existing);
+        }
+        return record_rejection(
+            db,
+            client,
+            mutation,
+            &format!("the upstream refused the write: {error}"),
+            now,
+        )
+        .await;
+    }
+    stored_outcome(db, client, mutation, &validated.name)
+        .await?
+        .ok_or_else(|| ApiError::upstream("the applied mutation left no outcome"))
+}

@@ -1,0 +1,55 @@
+//! `POST /sync/query`: run a named read.
+
+use axum::Json;
+use axum::extract::Extension;
+use axum::http::HeaderMap;
+use sync::changes::Cursor;
+use sync::protocol::query::{QueryRequest, QueryResponse};
+use sync::protocol::query_callback::QueryCallbackRequest;
+use sync::sql::{self, Dialect, Statement};
+use worker::Env;
+
+use super::{authorization, check_ids, check_protocol, model, parse_json, read_body};
+use crate::callbacks;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::upstream::{D1, integer};
+
+#[worker::send]
+pub async fn query(
+    Extension(env): Extension<Env>,
+    headers: HeaderMap,
+    raw: axum::extract::Request,
+) -> Result<Json<QueryResponse>, ApiError> {
+    let request: QueryRequest = parse_json(&read_body(raw).await?)?;
+    check_protocol(request.protocol_version)?;
+    check_ids(&request.client_id, &request.session_id)?;
+    let config = Config::from_env(&env)?;
+    let validated = model().validate_query(&request.name, &request.args)?;
+    let ask = QueryCallbackRequest::new(
+        &request.client_id,
+        &request.session_id,
+        &validated.name,
+        validated.args.clone(),
+    );
+    let decision = callbacks::ask_query(&env, &config, authorization(&headers), &ask).await;
+    if !decision.allow {
+        return Err(ApiError::Forbidden {
+            code: "query_denied",
+            reason: decision.reason.unwrap_or_else(|| "denied by the query callback".into()),
+        });
+    }
+    let collection = model()
+        .collection(&validated.select.collection)
+        .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
+    let select = sql::select(Dialect::Sqlite, collection, &validated.select)
+        .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
+    // One transaction: the rows are exactly the state at `cursor`.
+    let head = Statement { sql: sql::change_head().into(), params: Vec::new() };
+    let mut results = D1::from_env(&env)?.batch(&[head, select]).await?.into_iter();
+    let cursor =
+        results.next().and_then(|rows| rows.first().and_then(|row| integer(row, "head"))).unwrap_or(0);
+    let rows =
+        results.next().unwrap_or_default().into_iter().map(|raw| sql::decode_row(collection, raw)).collect();
+    Ok(Json(QueryResponse { rows, cursor: Cursor(cursor.max(0) as u64), topic: validated.topic }))
+}

@@ -62,3 +62,35 @@ export function client(url, token) {
     },
   };
 }
+
+/**
+ * Opens the session's poke socket. `next()` resolves with the next poke, or rejects
+ * after `timeoutMs`.
+ */
+export async function pokeSocket(url, { client_id, session_id }) {
+  const socket = new WebSocket(`${url.replace('http', 'ws')}/sync/socket?client_id=${client_id}&session_id=${session_id}`);
+  const queue = [];
+  const waiters = [];
+  socket.addEventListener('message', (event) => {
+    const message = JSON.parse(event.data);
+    const waiter = waiters.shift();
+    if (waiter) waiter(message);
+    else queue.push(message);
+  });
+  await new Promise((resolve, reject) => {
+    socket.addEventListener('open', resolve, { once: true });
+    socket.addEventListener('error', () => reject(new Error('socket failed to open')), { once: true });
+  });
+  return {
+    socket,
+    received: queue,
+    next(timeoutMs = 5_000) {
+      if (queue.length) return Promise.resolve(queue.shift());
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no poke within ${timeoutMs} ms`)), timeoutMs);
+        waiters.push((message) => { clearTimeout(timer); resolve(message); });
+      });
+    },
+    close() { socket.close(); },
+  };
+}

@@ -20,6 +20,9 @@ pub enum ApiError {
     Forbidden { code: &'static str, reason: String },
     #[error("{reason}")]
     NotFound { reason: String },
+    /// 426: a WebSocket endpoint was called without an upgrade.
+    #[error("{reason}")]
+    UpgradeRequired { reason: String },
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// 503: a required setting is missing.
@@ -45,6 +48,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::UpgradeRequired { .. } => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::NotConfigured { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
             ApiError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream_error"),

@@ -33,8 +33,9 @@ fn leptos_options() -> LeptosOptions {
         .build()
 }
 
-/// Every route the worker answers, in one place.
-pub fn router(env: worker::Env) -> Router {
+/// Every route the worker answers, in one place. `ctx` lets handlers finish work
+/// (pokes) after the response is sent.
+pub fn router(env: worker::Env, ctx: std::sync::Arc<worker::Context>) -> Router {
     let options = leptos_options();
     let routes = generate_route_list(app::App);
     Router::new()
@@ -53,13 +54,14 @@ pub fn router(env: worker::Env) -> Router {
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(options)
         .layer(axum::Extension(env))
+        .layer(axum::Extension(ctx))
 }
 
 #[worker::event(fetch)]
 async fn fetch(
     req: worker::HttpRequest,
     env: worker::Env,
-    _ctx: worker::Context,
+    ctx: worker::Context,
 ) -> worker::Result<axum::http::Response<axum::body::Body>> {
     console_error_panic_hook_once();
     // Buffer the body before routing: a response sent while the request body is still
@@ -70,7 +72,7 @@ async fn fetch(
         Ok(bytes) => axum::body::Body::from(bytes),
         Err(error) => return Ok(axum::response::IntoResponse::into_response(error)),
     };
-    Ok(router(env).call(axum::http::Request::from_parts(parts, body)).await?)
+    Ok(router(env, std::sync::Arc::new(ctx)).call(axum::http::Request::from_parts(parts, body)).await?)
 }
 
 fn console_error_panic_hook_once() {

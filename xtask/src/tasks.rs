@@ -324,7 +324,14 @@ pub fn test(args: &[String]) -> Result {
             "e2e" => {
                 build()?;
                 let mut command = Command::new("node");
-                command.args(["--test", "--test-concurrency=1", "--test-reporter=tap", "end2end/"]);
+                // Node 20 has WebSocket behind a flag; the poke tests use it.
+                command.args([
+                    "--experimental-websocket",
+                    "--test",
+                    "--test-concurrency=1",
+                    "--test-reporter=tap",
+                    "end2end/",
+                ]);
                 wrangler_env(&mut command);
                 command
             }

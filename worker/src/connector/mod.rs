@@ -5,6 +5,7 @@
 mod pull;
 mod push;
 mod query;
+mod socket;
 
 use std::sync::OnceLock;
 
@@ -29,6 +30,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/sync/query", post(query::query))
         .route("/sync/push", post(push::push))
         .route("/sync/pull", post(pull::pull))
+        .route("/sync/socket", axum::routing::get(socket::socket))
 }
 
 /// The app's sync model, built once per isolate.

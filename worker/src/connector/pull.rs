@@ -14,6 +14,7 @@ use worker::Env;
 use super::{PULL_PAGE, authorization, check_ids, check_protocol, model, parse_json, read_body};
 use crate::callbacks;
 use crate::config::Config;
+use crate::durable;
 use crate::error::ApiError;
 use crate::upstream::{D1, RawRow, integer};
 
@@ -58,6 +59,13 @@ pub async fn pull(
         topics.insert(validated.topic);
     }
     let topics: Vec<Topic> = topics.into_iter().collect();
+    durable::subscribe(
+        &env,
+        &request.session_id,
+        &request.client_id,
+        topics.iter().map(Topic::to_string).collect(),
+    )
+    .await?;
     let head = Statement { sql: sql::change_head().into(), params: Vec::new() };
     // One more than a page tells whether more remain.
     let page = sql::pull_changes(Dialect::Sqlite, request.cursor, &topics, PULL_PAGE + 1);

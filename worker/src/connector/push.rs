@@ -1,29 +1,32 @@
 //! `POST /sync/push`: apply a batch of outbox mutations, in order, each exactly once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::Extension;
 use axum::http::HeaderMap;
-use sync::changes::{Cursor, change_topics};
+use sync::changes::{Cursor, Topic, change_topics};
 use sync::model::{MutationContext, ValidatedMutation};
 use sync::protocol::mutation_callback::{MutationCallbackOperation, MutationCallbackRequest};
 use sync::protocol::push::{MutationOutcome, MutationResult, PushMutation, PushRequest, PushResponse};
 use sync::server::Verdict;
 use sync::sql::{self, Dialect, Statement};
-use worker::Env;
+use worker::{Context, Env};
 
 use super::{
     MAX_PUSH_MUTATIONS, authorization, check_ids, check_protocol, model, now_ms, parse_json, read_body,
 };
 use crate::callbacks;
 use crate::config::Config;
+use crate::durable;
 use crate::error::ApiError;
 use crate::upstream::{D1, integer};
 
 #[worker::send]
 pub async fn push(
     Extension(env): Extension<Env>,
+    Extension(ctx): Extension<Arc<Context>>,
     headers: HeaderMap,
     raw: axum::extract::Request,
 ) -> Result<Json<PushResponse>, ApiError> {
@@ -46,6 +49,7 @@ pub async fn push(
     let config = Config::from_env(&env)?;
     let db = D1::from_env(&env)?;
     let client = request.client_id.as_str();
+    durable::claim(&env, &request.session_id, client).await?;
 
     // Answers given before (retries) are final: return them, ask nobody again.
     let mut known = previous_outcomes(&db, client, &request.mutations).await?;
@@ -87,11 +91,16 @@ pub async fn push(
     }
 
     // Apply in outbox order, each in its own transaction.
+    let mut touched = BTreeSet::new();
     for (mutation, validated) in fresh {
         let outcome = match validated {
             Err(reason) => record_rejection(&db, client, &mutation.id, &reason, now).await?,
             Ok(validated) => match verdicts.remove(&mutation.id) {
-                Some(Verdict::Allow) => apply(&db, client, &mutation.id, &validated, now).await?,
+                Some(Verdict::Allow) => {
+                    let (outcome, topics) = apply(&db, client, &mutation.id, &validated, now).await?;
+                    touched.extend(topics.into_iter().map(|topic| topic.to_string()));
+                    outcome
+                }
                 Some(Verdict::Deny(reason)) => {
                     record_rejection(&db, client, &mutation.id, &reason, now).await?
                 }
@@ -105,6 +114,14 @@ pub async fn push(
 
     let head = db.rows(&Statement { sql: sql::change_head().into(), params: Vec::new() }).await?;
     let cursor = head.first().and_then(|row| integer(row, "head")).unwrap_or(0);
+    if !touched.is_empty() {
+        // Pokes go out after the answer: the writer does not wait for the fan-out.
+        ctx.wait_until(durable::poke_topics(
+            env.clone(),
+            touched.into_iter().collect(),
+            cursor.max(0) as u64,
+        ));
+    }
     let results = request
         .mutations
         .iter()
@@ -182,7 +199,7 @@ async fn apply(
     mutation: &str,
     validated: &ValidatedMutation,
     now: i64,
-) -> Result<MutationOutcome, ApiError> {
+) -> Result<(MutationOutcome, Vec<Topic>), ApiError> {
     let collection = model()
         .collection(&validated.collection)
         .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
@@ -198,7 +215,7 @@ async fn apply(
         .map(|raw| sql::decode_row(collection, raw));
     let after = match validated.operation.apply(current.as_ref(), &collection.primary_key) {
         Ok(after) => after,
-        Err(reason) => return record_rejection(db, client, mutation, &reason, now).await,
+        Err(reason) => return Ok((record_rejection(db, client, mutation, &reason, now).await?, Vec::new())),
     };
     let topics = change_topics(model(), &collection.name, current.as_ref(), after.as_ref());
     let statements = sql::sqlite_apply_mutation(
@@ -215,18 +232,14 @@ async fn apply(
         // Either a concurrent retry claimed the id (its answer stands) or the write
         // itself failed (e.g. the id was inserted meanwhile): nothing was applied.
         if let Some(existing) = stored_outcome(db, client, mutation, &validated.name).await? {
-            return Ok(existing);
+            return Ok((existing, Vec::new()));
         }
-        return record_rejection(
-            db,
-            client,
-            mutation,
-            &format!("the upstream refused the write: {error}"),
-            now,
-        )
-        .await;
+        let reason = format!("the upstream refused the write: {error}");
+        return Ok((record_rejection(db, client, mutation, &reason, now).await?, Vec::new()));
     }
-    stored_outcome(db, client, mutation, &validated.name)
+    let outcome = stored_outcome(db, client, mutation, &validated.name)
         .await?
-        .ok_or_else(|| ApiError::upstream("the applied mutation left no outcome"))
+        .ok_or_else(|| ApiError::upstream("the applied mutation left no outcome"))?;
+    let topics = if matches!(outcome, MutationOutcome::Confirmed { .. }) { topics } else { Vec::new() };
+    Ok((outcome, topics))
 }

@@ -12,6 +12,7 @@ use worker::Env;
 use super::{authorization, check_ids, check_protocol, model, parse_json, read_body};
 use crate::callbacks;
 use crate::config::Config;
+use crate::durable;
 use crate::error::ApiError;
 use crate::upstream::{D1, integer};
 
@@ -39,6 +40,10 @@ pub async fn query(
             reason: decision.reason.unwrap_or_else(|| "denied by the query callback".into()),
         });
     }
+    // Subscribe before reading, so no change between the read and the subscription
+    // goes unpoked. (This also checks the session belongs to this client.)
+    durable::subscribe(&env, &request.session_id, &request.client_id, vec![validated.topic.to_string()])
+        .await?;
     let collection = model()
         .collection(&validated.select.collection)
         .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;

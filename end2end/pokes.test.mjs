@@ -1,0 +1,84 @@
+// Durable Objects: sessions are bound to their client, subscriptions route pokes to
+// exactly the sessions watching a room, and both survive a restart.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startApp } from './support/app.mjs';
+import { client, guestToken, newId, pokeSocket } from './support/sync.mjs';
+
+let app;
+let token;
+
+before(async () => {
+  app = await startApp();
+  token = await guestToken(app.url, 'Ada');
+});
+after(async () => app?.stop({ keepState: false }));
+
+test('a client watching room A is poked for a write in A and not for one in B', async () => {
+  const [roomA, roomB] = [newId('room'), newId('room')];
+  const inA = client(app.url, token);
+  const inB = client(app.url, token);
+  assert.equal((await inA.query('roomMessages', { roomId: roomA })).status, 200);
+  assert.equal((await inB.query('roomMessages', { roomId: roomB })).status, 200);
+  const socketA = await pokeSocket(app.url, inA);
+  const socketB = await pokeSocket(app.url, inB);
+  try {
+    const writer = client(app.url, token);
+    const inRoomA = (await writer.send(roomA, 'Ada', 'for A').response).json.results[0];
+    const pokeA = await socketA.next();
+    assert.deepEqual(pokeA, { type: 'poke', cursor: inRoomA.seq });
+
+    const inRoomB = (await writer.send(roomB, 'Ada', 'for B').response).json.results[0];
+    // B's first poke is for B's write: the one in A never reached it.
+    assert.deepEqual(await socketB.next(), { type: 'poke', cursor: inRoomB.seq });
+    // And A hears nothing of B's: its next poke is its own room's next write.
+    const again = (await writer.send(roomA, 'Ada', 'for A again').response).json.results[0];
+    assert.deepEqual(await socketA.next(), { type: 'poke', cursor: again.seq });
+
+    // A poke means "pull": the pull from the old cursor brings exactly the new rows.
+    const pulled = await inA.pull(inRoomA.seq, [{ name: 'roomMessages', args: { roomId: roomA } }]);
+    assert.deepEqual(pulled.json.changes.map((c) => c.row.body), ['for A again']);
+  } finally {
+    socketA.close();
+    socketB.close();
+  }
+});
+
+test('a session is bound to its first client', async () => {
+  const owner = client(app.url, token);
+  assert.equal((await owner.query('roomMessages', { roomId: newId('room') })).status, 200);
+  const thief = client(app.url, token);
+  const stolen = { ...thief, session_id: owner.session_id };
+  const body = { protocol_version: 1, client_id: thief.client_id, session_id: owner.session_id };
+  for (const [path, extra] of [['query', { name: 'roomMessages', args: { roomId: 'r' } }], ['pull', { cursor: 0, subscriptions: [] }], ['push', { mutations: [] }]]) {
+    const response = await thief.call(path, JSON.stringify({ ...body, ...extra }));
+    assert.equal(response.status, 403, `${path}: ${response.text}`);
+    assert.equal(response.json.error, 'session_mismatch');
+  }
+  await assert.rejects(pokeSocket(app.url, stolen));
+  const plain = await fetch(`${app.url}/sync/socket?client_id=${owner.client_id}&session_id=${owner.session_id}`);
+  assert.equal(plain.status, 426);
+  assert.equal((await plain.json()).error, 'upgrade_required');
+});
+
+test('sessions and subscriptions survive a restart', async () => {
+  const room = newId('room');
+  const watcher = client(app.url, token);
+  assert.equal((await watcher.query('roomMessages', { roomId: room })).status, 200);
+  const { state } = app;
+  await app.stop({ keepState: true });
+  app = await startApp({ persistTo: state });
+  // The subscription is remembered: connecting the socket is enough to be poked.
+  const socket = await pokeSocket(app.url, watcher);
+  try {
+    const writer = client(app.url, await guestToken(app.url, 'Ada'));
+    const sent = (await writer.send(room, 'Ada', 'after restart').response).json.results[0];
+    assert.deepEqual(await socket.next(), { type: 'poke', cursor: sent.seq });
+  } finally {
+    socket.close();
+  }
+  // And the session still belongs to its client.
+  const thief = client(app.url, token);
+  const response = await thief.call('pull', JSON.stringify({ protocol_version: 1, client_id: thief.client_id, session_id: watcher.session_id, cursor: 0, subscriptions: [] }));
+  assert.equal(response.status, 403);
+});

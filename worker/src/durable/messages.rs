@@ -1,0 +1,33 @@
+//! The objects' internal requests (worker -> object, object -> object).
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /claim` and `POST /subscribe` on a ClientSession.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claim {
+    pub session_id: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub topics: Vec<String>,
+}
+
+/// `POST /watch` and `POST /unwatch` on a QuerySubscription.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Watch {
+    pub topic: String,
+    pub session_id: String,
+}
+
+/// `POST /poke` on a QuerySubscription (with `topic`) or a ClientSession.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Poke {
+    #[serde(default)]
+    pub topic: String,
+    pub cursor: u64,
+}
+
+/// A ClientSession's answer to a poke.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivered {
+    pub sockets: usize,
+}

@@ -59,13 +59,10 @@ pub async fn pull(
         topics.insert(validated.topic);
     }
     let topics: Vec<Topic> = topics.into_iter().collect();
-    durable::subscribe(
-        &env,
-        &request.session_id,
-        &request.client_id,
-        topics.iter().map(Topic::to_string).collect(),
-    )
-    .await?;
+    // Also records the cursor the client holds: pokes at or below it are skipped.
+    let watched = topics.iter().map(Topic::to_string).collect();
+    durable::subscribe(&env, &request.session_id, &request.client_id, watched, Some(request.cursor.0))
+        .await?;
     let head = Statement { sql: sql::change_head().into(), params: Vec::new() };
     // One more than a page tells whether more remain.
     let page = sql::pull_changes(Dialect::Sqlite, request.cursor, &topics, PULL_PAGE + 1);

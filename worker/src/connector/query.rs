@@ -42,8 +42,8 @@ pub async fn query(
     }
     // Subscribe before reading, so no change between the read and the subscription
     // goes unpoked. (This also checks the session belongs to this client.)
-    durable::subscribe(&env, &request.session_id, &request.client_id, vec![validated.topic.to_string()])
-        .await?;
+    let watched = vec![validated.topic.to_string()];
+    durable::subscribe(&env, &request.session_id, &request.client_id, watched, None).await?;
     let collection = model()
         .collection(&validated.select.collection)
         .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;

@@ -9,6 +9,9 @@ pub struct Claim {
     pub client_id: String,
     #[serde(default)]
     pub topics: Vec<String>,
+    /// The cursor the client has acknowledged (it holds every change up to it).
+    #[serde(default)]
+    pub cursor: Option<u64>,
 }
 
 /// `POST /watch` and `POST /unwatch` on a QuerySubscription.

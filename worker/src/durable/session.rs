@@ -23,6 +23,7 @@ impl DurableObject for ClientSession {
         for statement in [
             "CREATE TABLE IF NOT EXISTS owner (session_id TEXT NOT NULL, client_id TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY)",
+            "CREATE TABLE IF NOT EXISTS cursor (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
         ] {
             if let Err(error) = sql.exec(statement, None) {
                 worker::console_error!("ClientSession schema: {error}");
@@ -48,6 +49,9 @@ impl DurableObject for ClientSession {
                         &format!("session {} belongs to another client than {owner}", claim.session_id),
                     );
                 }
+                if let Some(cursor) = claim.cursor {
+                    self.acknowledge(cursor)?;
+                }
                 let added = self.add_topics(&claim.topics)?;
                 self.watch_all(&claim.session_id, &added).await;
                 json_response(200, &serde_json::json!({ "topics": self.topics()?.len() }))
@@ -56,6 +60,10 @@ impl DurableObject for ClientSession {
                 let Ok(poke) = req.json::<Poke>().await else {
                     return error_response(400, "malformed_json", "expected a poke");
                 };
+                if poke.cursor <= self.acknowledged()? {
+                    // The client already holds that change; count the session as live.
+                    return Response::from_json(&Delivered { sockets: self.state.get_websockets().len() });
+                }
                 let message = ServerMessage::Poke { cursor: sync::Cursor(poke.cursor) };
                 let text = serde_json::to_string(&message)?;
                 let sockets = self.state.get_websockets();
@@ -115,6 +123,25 @@ impl ClientSession {
         }
     }
 
+    /// Records the highest cursor the client has acknowledged.
+    fn acknowledge(&self, cursor: u64) -> Result<()> {
+        let cursor = i64::try_from(cursor).unwrap_or(i64::MAX);
+        self.sql.exec(
+            "INSERT INTO cursor (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            vec![cursor.into()],
+        )?;
+        Ok(())
+    }
+
+    fn acknowledged(&self) -> Result<u64> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            seq: i64,
+        }
+        let rows: Vec<Row> = self.sql.exec("SELECT seq FROM cursor WHERE id = 1", None)?.to_array()?;
+        Ok(rows.first().map_or(0, |row| u64::try_from(row.seq).unwrap_or(0)))
+    }
+
     fn topics(&self) -> Result<Vec<String>> {
         #[derive(serde::Deserialize)]
         struct Row {
@@ -160,7 +187,7 @@ impl ClientSession {
         let (Some(session_id), Some(client_id)) = (param("session_id"), param("client_id")) else {
             return error_response(400, "invalid_id", "session_id and client_id are required");
         };
-        let claim = Claim { session_id: session_id.clone(), client_id, topics: Vec::new() };
+        let claim = Claim { session_id: session_id.clone(), client_id, topics: Vec::new(), cursor: None };
         if let Err(owner) = self.claim(&claim) {
             return error_response(
                 403,

@@ -61,27 +61,26 @@ async fn session_call(env: &Env, path: &str, claim: &Claim) -> Result<(), Sessio
 
 /// Binds (or checks) the session's client.
 pub async fn claim(env: &Env, session_id: &str, client_id: &str) -> Result<(), SessionError> {
-    session_call(
-        env,
-        "/claim",
-        &Claim { session_id: session_id.into(), client_id: client_id.into(), topics: Vec::new() },
-    )
-    .await
+    let claim = Claim {
+        session_id: session_id.into(),
+        client_id: client_id.into(),
+        topics: Vec::new(),
+        cursor: None,
+    };
+    session_call(env, "/claim", &claim).await
 }
 
-/// Checks the session's client and makes it watch `topics`.
+/// Checks the session's client, makes it watch `topics`, and records the cursor the
+/// client acknowledged (pokes at or below it are skipped).
 pub async fn subscribe(
     env: &Env,
     session_id: &str,
     client_id: &str,
     topics: Vec<String>,
+    cursor: Option<u64>,
 ) -> Result<(), SessionError> {
-    session_call(
-        env,
-        "/subscribe",
-        &Claim { session_id: session_id.into(), client_id: client_id.into(), topics },
-    )
-    .await
+    let claim = Claim { session_id: session_id.into(), client_id: client_id.into(), topics, cursor };
+    session_call(env, "/subscribe", &claim).await
 }
 
 /// Hands a WebSocket upgrade to the session's object.

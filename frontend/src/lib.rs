@@ -1,9 +1,9 @@
 //! Browser entry points, all in one wasm bundle:
 //! - `hydrate()`: called by Leptos' hydration script on the page;
-//! - the SQLite store (`store`), opened inside a dedicated Web Worker on OPFS.
+//! - the SQLite database on OPFS (`opfs`), opened inside a dedicated Web Worker.
 
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
-pub mod store;
+pub mod opfs;
 
 /// Attaches the Leptos app to the server-rendered HTML.
 #[wasm_bindgen::prelude::wasm_bindgen]

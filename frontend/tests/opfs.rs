@@ -1,7 +1,11 @@
 //! Runs in a real dedicated Web Worker in Chromium (wasm-bindgen-test-runner + chromedriver).
 #![cfg(all(target_family = "wasm", target_os = "unknown"))]
 
-use frontend::store::{open_in_memory, open_opfs};
+use frontend::opfs::{open_in_memory, open_opfs};
+use serde_json::json;
+use store::LocalStore;
+use sync::model::MutationContext;
+use sync::protocol::push::MutationOutcome;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
@@ -33,4 +37,34 @@ fn in_memory_fallback_works() {
     let db = open_in_memory().expect("open memory database");
     let sum: i64 = db.query_row("SELECT 40 + 2", [], |row| row.get(0)).expect("query");
     assert_eq!(sum, 42);
+}
+
+#[wasm_bindgen_test]
+async fn the_local_store_keeps_rows_outbox_and_client_id_on_opfs() {
+    let directory = "test-local-store";
+    let model = app::model::chat_model();
+    let ctx = MutationContext { client_id: "client_t".into(), record_id: "message_1".into(), now_ms: 1 };
+    {
+        let db = open_opfs(directory, "store.db").await.expect("open");
+        db.execute_batch("DROP TABLE IF EXISTS messages; DROP TABLE IF EXISTS sync_outbox; DROP TABLE IF EXISTS sync_confirmed; DROP TABLE IF EXISTS sync_meta;")
+            .expect("fresh tables");
+        let mut store = LocalStore::open(db, model.clone(), || "client_t".into()).expect("store");
+        let args = json!({"roomId": "r", "authorName": "Ada", "body": "offline"});
+        store.mutate("outbox_1", app::model::SEND_MESSAGE, &args, &ctx).expect("mutate");
+        let args = json!({"roomId": "r", "authorName": "Ada", "body": "rejected later"});
+        let ctx2 = MutationContext { record_id: "message_2".into(), ..ctx.clone() };
+        store.mutate("outbox_2", app::model::SEND_MESSAGE, &args, &ctx2).expect("mutate");
+    }
+    // A reload: everything comes back from OPFS.
+    let db = open_opfs(directory, "store.db").await.expect("reopen");
+    let mut store = LocalStore::open(db, model, || unreachable!("client id was stored")).expect("store");
+    assert_eq!(store.client_id(), "client_t");
+    assert_eq!(store.outbox_len().expect("len"), 2);
+    assert_eq!(store.rows(app::model::MESSAGES).expect("rows").len(), 2);
+    store
+        .resolve(&[("outbox_2".into(), MutationOutcome::Rejected { reason: "too long".into() })])
+        .expect("resolve");
+    let rows = store.rows(app::model::MESSAGES).expect("rows");
+    assert_eq!(rows.len(), 1, "the rejected message is rolled back");
+    assert_eq!(rows[0]["body"], json!("offline"));
 }

@@ -4,8 +4,11 @@
 use rusqlite::{Connection, OpenFlags};
 use sqlite_wasm_vfs::sahpool::{OpfsSAHError, OpfsSAHPoolCfgBuilder, install};
 
-/// Name under which the OPFS pool VFS is registered with SQLite.
-pub const OPFS_VFS: &str = "opfs-sahpool";
+/// Name under which the OPFS pool for `directory` is registered with SQLite: one VFS
+/// per pool directory (registering one name twice with two directories is refused).
+pub fn vfs_name(directory: &str) -> String {
+    format!("opfs-sahpool:{directory}")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,10 +23,11 @@ pub enum StoreError {
 /// Only one holder per pool directory per origin is possible: a second open from
 /// another tab fails with `OpfsUnavailable`.
 pub async fn open_opfs(directory: &str, file: &str) -> Result<Connection, StoreError> {
-    let config = OpfsSAHPoolCfgBuilder::new().vfs_name(OPFS_VFS).directory(directory).build();
+    let vfs = vfs_name(directory);
+    let config = OpfsSAHPoolCfgBuilder::new().vfs_name(&vfs).directory(directory).build();
     install::<sqlite_wasm_rs::WasmOsCallback>(&config, false).await?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
-    let connection = Connection::open_with_flags_and_vfs(file, flags, OPFS_VFS)?;
+    let connection = Connection::open_with_flags_and_vfs(file, flags, vfs.as_str())?;
     // DELETE journaling costs ~3 fsyncs per commit on sahpool; PERSIST costs one.
     connection.pragma_update(None, "journal_mode", "PERSIST")?;
     Ok(connection)

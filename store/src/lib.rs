@@ -1,0 +1,392 @@
+//! The browser's local store: [`sync::client::ClientState`]'s rules, kept in SQLite so
+//! they survive reloads (OPFS in the browser; any SQLite in tests).
+//!
+//! Tables (the `sync_` prefix is reserved; the model cannot use it):
+//! - one table per collection, named like it: the **visible** rows, what local
+//!   queries read: confirmed rows with pending writes applied on top;
+//! - `sync_confirmed`: the server's image of each record and the sequence number it
+//!   came with (`row_json` NULL = deleted);
+//! - `sync_outbox`: pending mutations in order;
+//! - `sync_meta`: the client id and the pull cursor.
+//!
+//! Every public write runs in one transaction and returns the records it touched, so
+//! the caller knows which live queries to refresh.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{OptionalExtension, Transaction, params, params_from_iter};
+use serde_json::Value;
+use sync::changes::{Change, Cursor};
+use sync::client::{MutateError, PendingMutation};
+use sync::model::{MutationContext, SyncModel};
+use sync::operation::{Operation, Select};
+use sync::protocol::push::MutationOutcome;
+use sync::schema::{Collection, Row};
+use sync::sql::{self, Dialect, SqlParam, Statement};
+
+/// The SQLite connection type the store runs on (rusqlite).
+pub use rusqlite::Connection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored JSON is unreadable: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("SQL building: {0}")]
+    Sql(#[from] sql::SqlError),
+    #[error(transparent)]
+    Mutate(#[from] MutateError),
+    #[error("unknown collection `{0}`")]
+    UnknownCollection(String),
+}
+
+/// A record whose visible row may have changed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Touched {
+    pub collection: String,
+    pub record_id: String,
+}
+
+pub struct LocalStore {
+    conn: Connection,
+    model: SyncModel,
+    client_id: String,
+}
+
+const ENGINE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sync_confirmed (
+  collection TEXT NOT NULL, record_id TEXT NOT NULL, seq INTEGER NOT NULL, row_json TEXT,
+  PRIMARY KEY (collection, record_id));
+CREATE TABLE IF NOT EXISTS sync_outbox (
+  position INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE, name TEXT NOT NULL, args_json TEXT NOT NULL,
+  collection TEXT NOT NULL, record_id TEXT NOT NULL, operation_json TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS sync_outbox_record ON sync_outbox (collection, record_id);
+CREATE TABLE IF NOT EXISTS sync_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+fn bind(params: &[SqlParam]) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value as V;
+    params
+        .iter()
+        .map(|param| match param {
+            SqlParam::Null => V::Null,
+            SqlParam::Integer(i) => V::Integer(*i),
+            SqlParam::Real(r) => V::Real(*r),
+            SqlParam::Text(t) => V::Text(t.clone()),
+            SqlParam::Boolean(b) => V::Integer(i64::from(*b)),
+        })
+        .collect()
+}
+
+fn execute(tx: &Connection, statement: &Statement) -> Result<usize, StoreError> {
+    Ok(tx.prepare_cached(&statement.sql)?.execute(params_from_iter(bind(&statement.params)))?)
+}
+
+/// Reads rows of `collection` with `statement` (which selects its columns in order).
+fn read_rows(
+    conn: &Connection,
+    collection: &Collection,
+    statement: &Statement,
+) -> Result<Vec<Row>, StoreError> {
+    use rusqlite::types::ValueRef;
+    let mut prepared = conn.prepare_cached(&statement.sql)?;
+    let names: Vec<String> = prepared.column_names().map(String::from).collect();
+    let rows = prepared.query_map(params_from_iter(bind(&statement.params)), |row| {
+        let mut raw = Vec::with_capacity(names.len());
+        for (index, name) in names.iter().enumerate() {
+            let cell = match row.get_ref(index)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(i) => Value::from(i),
+                ValueRef::Real(r) => Value::from(r),
+                ValueRef::Text(t) => Value::from(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(_) => Value::Null,
+            };
+            raw.push((name.clone(), cell));
+        }
+        Ok(raw)
+    })?;
+    let mut out = Vec::new();
+    for raw in rows {
+        out.push(sql::decode_row(collection, raw?));
+    }
+    Ok(out)
+}
+
+impl LocalStore {
+    /// Opens the store on `conn`, creating tables as needed. `new_client_id` is called
+    /// once, the first time, to name this client for good.
+    pub fn open(
+        conn: Connection,
+        model: SyncModel,
+        new_client_id: impl FnOnce() -> String,
+    ) -> Result<Self, StoreError> {
+        conn.execute_batch(ENGINE_SCHEMA)?;
+        for collection in model.collections() {
+            conn.execute_batch(&sql::create_table(Dialect::Sqlite, collection))?;
+        }
+        let existing: Option<String> = conn
+            .query_row("SELECT value FROM sync_meta WHERE key = 'client_id'", [], |row| row.get(0))
+            .optional()?;
+        let client_id = match existing {
+            Some(id) => id,
+            None => {
+                let id = new_client_id();
+                conn.execute("INSERT INTO sync_meta (key, value) VALUES ('client_id', ?1)", [&id])?;
+                id
+            }
+        };
+        Ok(Self { conn, model, client_id })
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    pub fn model(&self) -> &SyncModel {
+        &self.model
+    }
+
+    pub fn cursor(&self) -> Result<Cursor, StoreError> {
+        let value: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM sync_meta WHERE key = 'cursor'", [], |row| row.get(0))
+            .optional()?;
+        Ok(Cursor(value.and_then(|v| v.parse().ok()).unwrap_or(0)))
+    }
+
+    fn collection(&self, name: &str) -> Result<&Collection, StoreError> {
+        self.model.collection(name).ok_or_else(|| StoreError::UnknownCollection(name.into()))
+    }
+
+    /// Runs a select (from a validated named query) on the visible rows.
+    pub fn query(&self, select: &Select) -> Result<Vec<Row>, StoreError> {
+        let collection = self.collection(&select.collection)?;
+        read_rows(&self.conn, collection, &sql::select(Dialect::Sqlite, collection, select)?)
+    }
+
+    /// Every visible row of a collection, by primary key.
+    pub fn rows(&self, collection: &str) -> Result<Vec<Row>, StoreError> {
+        self.query(&Select::from(collection))
+    }
+
+    /// The pending mutations, oldest first, at most `limit`.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<PendingMutation>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, name, args_json, collection, record_id, operation_json FROM sync_outbox ORDER BY position LIMIT ?1",
+        )?;
+        let rows = statement.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, String>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, name, args, collection, record_id, operation) = row?;
+            out.push(PendingMutation {
+                id,
+                name,
+                args: serde_json::from_str(&args)?,
+                collection,
+                record_id,
+                operation: serde_json::from_str(&operation)?,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn outbox_len(&self) -> Result<usize, StoreError> {
+        let count: i64 = self.conn.query_row("SELECT COUNT(*) FROM sync_outbox", [], |row| row.get(0))?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
+    /// Validates a named write, applies it to the visible rows and queues it, in one
+    /// transaction. Fails (and changes nothing) when it is invalid or cannot apply to
+    /// what this client sees.
+    pub fn mutate(
+        &mut self,
+        mutation_id: &str,
+        name: &str,
+        args: &Value,
+        ctx: &MutationContext,
+    ) -> Result<(PendingMutation, Touched), StoreError> {
+        let validated = self.model.validate_mutation(name, args, ctx).map_err(MutateError::from)?;
+        let collection = self.collection(&validated.collection)?.clone();
+        let tx = self.conn.transaction()?;
+        let current = visible(&tx, &collection, &validated.record_id)?;
+        validated
+            .operation
+            .apply(current.as_ref(), &collection.primary_key)
+            .map_err(|reason| StoreError::Mutate(MutateError::NotApplicable(reason)))?;
+        tx.execute(
+            "INSERT INTO sync_outbox (id, name, args_json, collection, record_id, operation_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                mutation_id,
+                validated.name,
+                validated.args.to_string(),
+                validated.collection,
+                validated.record_id,
+                serde_json::to_string(&validated.operation)?,
+            ],
+        )?;
+        refresh(&tx, &collection, &validated.record_id)?;
+        tx.commit()?;
+        let pending = PendingMutation {
+            id: mutation_id.into(),
+            name: validated.name,
+            args: validated.args,
+            collection: validated.collection.clone(),
+            record_id: validated.record_id.clone(),
+            operation: validated.operation,
+        };
+        Ok((pending, Touched { collection: validated.collection, record_id: validated.record_id }))
+    }
+
+    /// Resolves pushed mutations with the server's answers. Unknown ids (answered
+    /// before) are ignored.
+    pub fn resolve(
+        &mut self,
+        outcomes: &[(String, MutationOutcome)],
+    ) -> Result<BTreeSet<Touched>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut touched = BTreeSet::new();
+        for (mutation_id, outcome) in outcomes {
+            let pending: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT collection, record_id FROM sync_outbox WHERE id = ?1",
+                    [mutation_id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let Some((collection, record_id)) = pending else { continue };
+            tx.execute("DELETE FROM sync_outbox WHERE id = ?1", [mutation_id])?;
+            if let MutationOutcome::Confirmed { row, seq } = outcome {
+                install(&tx, &collection, &record_id, *seq, row.as_ref())?;
+            }
+            touched.insert(Touched { collection, record_id });
+        }
+        for record in &touched {
+            let collection = self
+                .model
+                .collection(&record.collection)
+                .ok_or_else(|| StoreError::UnknownCollection(record.collection.clone()))?;
+            refresh(&tx, collection, &record.record_id)?;
+        }
+        tx.commit()?;
+        Ok(touched)
+    }
+
+    /// Applies pulled changes and moves the cursor.
+    pub fn apply_pull(
+        &mut self,
+        changes: &[Change],
+        cursor: Cursor,
+    ) -> Result<BTreeSet<Touched>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut touched = BTreeSet::new();
+        for change in changes {
+            if self.model.collection(&change.collection).is_none() {
+                continue;
+            }
+            install(&tx, &change.collection, &change.record_id, change.seq, change.row.as_ref())?;
+            touched.insert(Touched {
+                collection: change.collection.clone(),
+                record_id: change.record_id.clone(),
+            });
+        }
+        for record in &touched {
+            let collection = self
+                .model
+                .collection(&record.collection)
+                .ok_or_else(|| StoreError::UnknownCollection(record.collection.clone()))?;
+            refresh(&tx, collection, &record.record_id)?;
+        }
+        tx.execute(
+            "INSERT INTO sync_meta (key, value) VALUES ('cursor', ?1) \
+             ON CONFLICT (key) DO UPDATE SET value = CASE WHEN CAST(excluded.value AS INTEGER) > CAST(value AS INTEGER) THEN excluded.value ELSE value END",
+            [cursor.0.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(touched)
+    }
+
+    /// The server's image of a record, if it sent one.
+    pub fn confirmed_record(&self, collection: &str, record_id: &str) -> Result<Option<Row>, StoreError> {
+        confirmed(&self.conn, collection, record_id).map(|found| found.and_then(|(_, row)| row))
+    }
+}
+
+/// The confirmed image of a record and its sequence number.
+fn confirmed(
+    conn: &Connection,
+    collection: &str,
+    record_id: &str,
+) -> Result<Option<(Cursor, Option<Row>)>, StoreError> {
+    let found: Option<(i64, Option<String>)> = conn
+        .prepare_cached("SELECT seq, row_json FROM sync_confirmed WHERE collection = ?1 AND record_id = ?2")?
+        .query_row([collection, record_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    match found {
+        None => Ok(None),
+        Some((seq, json)) => {
+            let row = json.map(|json| serde_json::from_str::<Row>(&json)).transpose()?;
+            Ok(Some((Cursor(u64::try_from(seq).unwrap_or(0)), row)))
+        }
+    }
+}
+
+/// Stores a server image unless a newer one is already there.
+fn install(
+    tx: &Transaction<'_>,
+    collection: &str,
+    record_id: &str,
+    seq: Cursor,
+    row: Option<&Row>,
+) -> Result<(), StoreError> {
+    let seq = i64::try_from(seq.0).unwrap_or(i64::MAX);
+    let json = row.map(serde_json::to_string).transpose()?;
+    tx.prepare_cached(
+        "INSERT INTO sync_confirmed (collection, record_id, seq, row_json) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (collection, record_id) DO UPDATE SET seq = excluded.seq, row_json = excluded.row_json \
+         WHERE excluded.seq > sync_confirmed.seq",
+    )?
+    .execute(params![collection, record_id, seq, json])?;
+    Ok(())
+}
+
+/// The visible image of a record: confirmed + pending writes in order (a pending write
+/// that no longer applies is skipped; the server will reject it).
+fn visible(conn: &Connection, collection: &Collection, record_id: &str) -> Result<Option<Row>, StoreError> {
+    let mut row = confirmed(conn, &collection.name, record_id)?.and_then(|(_, row)| row);
+    let mut statement = conn.prepare_cached(
+        "SELECT operation_json FROM sync_outbox WHERE collection = ?1 AND record_id = ?2 ORDER BY position",
+    )?;
+    let operations = statement.query_map([&collection.name, record_id], |r| r.get::<_, String>(0))?;
+    for operation in operations {
+        let operation: Operation = serde_json::from_str(&operation?)?;
+        if let Ok(next) = operation.apply(row.as_ref(), &collection.primary_key) {
+            row = next;
+        }
+    }
+    Ok(row)
+}
+
+/// Rewrites a record's visible row from its confirmed image and pending writes.
+fn refresh(conn: &Connection, collection: &Collection, record_id: &str) -> Result<(), StoreError> {
+    match visible(conn, collection, record_id)? {
+        Some(row) => {
+            execute(conn, &sql::upsert_row(Dialect::Sqlite, collection, &row)?)?;
+        }
+        None => {
+            let delete = sync::operation::Delete::record(collection.name.clone(), record_id);
+            execute(conn, &sql::write(Dialect::Sqlite, collection, &Operation::Delete(delete))?)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! The SQLite store behaves exactly like the reference rules (`sync::client::ClientState`)
+//! under random interleavings of local writes, pushes (answers lost or delivered),
+//! callback rejections, paged pulls and store reopenings (a reload), and every store
+//! ends with the server's rows.
+
+use std::path::PathBuf;
+
+use app::model::{DELETE_MESSAGE, EDIT_MESSAGE, MESSAGES, SEND_MESSAGE, chat_model};
+use proptest::prelude::*;
+use serde_json::json;
+use store::LocalStore;
+use sync::client::ClientState;
+use sync::model::MutationContext;
+use sync::protocol::push::MutationOutcome;
+use sync::server::{ServerState, Verdict};
+
+const CLIENTS: usize = 2;
+const RECORDS: [&str; 3] = ["message_a", "message_b", "message_c"];
+const ROOMS: [&str; 2] = ["r1", "r2"];
+
+#[derive(Debug, Clone)]
+enum Step {
+    Write { client: usize, kind: usize, record: usize, room: usize, body: String },
+    Push { client: usize, lose_answer: bool },
+    Pull { client: usize, page: usize },
+    Reopen { client: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let body = prop_oneof![4 => "[a-z]{1,5}", 1 => Just(String::new())];
+    prop_oneof![
+        5 => (0..CLIENTS, 0..3usize, 0..RECORDS.len(), 0..ROOMS.len(), body)
+            .prop_map(|(client, kind, record, room, body)| Step::Write { client, kind, record, room, body }),
+        3 => (0..CLIENTS, any::<bool>()).prop_map(|(client, lose_answer)| Step::Push { client, lose_answer }),
+        3 => (0..CLIENTS, 1..4usize).prop_map(|(client, page)| Step::Pull { client, page }),
+        1 => (0..CLIENTS).prop_map(|client| Step::Reopen { client }),
+    ]
+}
+
+struct Client {
+    path: PathBuf,
+    store: Option<LocalStore>,
+    reference: ClientState,
+    next_id: usize,
+}
+
+impl Client {
+    fn store(&mut self) -> &mut LocalStore {
+        if self.store.is_none() {
+            let conn = rusqlite_open(&self.path);
+            self.store = Some(
+                LocalStore::open(conn, chat_model(), || format!("client_{}", self.path.display()))
+                    .expect("open"),
+            );
+        }
+        self.store.as_mut().expect("just opened")
+    }
+}
+
+fn rusqlite_open(path: &PathBuf) -> store::Connection {
+    store::Connection::open(path).expect("sqlite file")
+}
+
+struct World {
+    server: ServerState,
+    clients: Vec<Client>,
+    now: i64,
+    _dir: TempDir,
+}
+
+/// A folder removed on drop.
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir() -> TempDir {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "store-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    TempDir(dir)
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = temp_dir();
+        let clients = (0..CLIENTS)
+            .map(|i| Client {
+                path: dir.0.join(format!("client{i}.db")),
+                store: None,
+                reference: ClientState::new(chat_model()),
+                next_id: 0,
+            })
+            .collect();
+        Self { server: ServerState::new(chat_model()), clients, now: 0, _dir: dir }
+    }
+
+    fn client_id(client: usize) -> String {
+        format!("client_{client}")
+    }
+
+    fn check_equivalent(&mut self, client: usize) {
+        let reference = self.clients[client].reference.view(MESSAGES);
+        let stored = self.clients[client].store().rows(MESSAGES).expect("rows");
+        assert_eq!(stored, reference, "store and reference rules disagree for client {client}");
+    }
+
+    fn run(&mut self, step: &Step) {
+        self.now += 1;
+        match step.clone() {
+            Step::Write { client, kind, record, room, body } => {
+                let c = &mut self.clients[client];
+                c.next_id += 1;
+                let id = format!("outbox_{}", c.next_id);
+                let (name, args) = match kind {
+                    0 => (SEND_MESSAGE, json!({"roomId": ROOMS[room], "authorName": "Ada", "body": body})),
+                    1 => (EDIT_MESSAGE, json!({"roomId": ROOMS[room], "body": body})),
+                    _ => (DELETE_MESSAGE, json!({"roomId": ROOMS[room]})),
+                };
+                let ctx = MutationContext {
+                    client_id: Self::client_id(client),
+                    record_id: RECORDS[record].into(),
+                    now_ms: self.now,
+                };
+                let by_reference = c.reference.mutate(&id, name, &args, &ctx).is_ok();
+                let by_store = c.store().mutate(&id, name, &args, &ctx).is_ok();
+                assert_eq!(by_store, by_reference, "store and reference disagree on accepting {name}");
+            }
+            Step::Push { client, lose_answer } => {
+                let pending = self.clients[client].store().outbox(100).expect("outbox");
+                let reference_pending: Vec<_> =
+                    self.clients[client].reference.outbox().iter().map(|p| p.id.clone()).collect();
+                assert_eq!(pending.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), reference_pending);
+                let mut answers = Vec::new();
+                for mutation in pending.iter().map(|p| p.to_push()) {
+                    let verdict = || {
+                        if mutation.args.get("body").and_then(|b| b.as_str()) == Some("") {
+                            Verdict::Deny("a message cannot be empty".into())
+                        } else {
+                            Verdict::Allow
+                        }
+                    };
+                    let outcome: MutationOutcome =
+                        self.server.push(&Self::client_id(client), &mutation, self.now, verdict);
+                    answers.push((mutation.id.clone(), outcome));
+                }
+                if !lose_answer {
+                    for (id, outcome) in &answers {
+                        self.clients[client].reference.resolve(id, outcome);
+                    }
+                    self.clients[client].store().resolve(&answers).expect("resolve");
+                }
+            }
+            Step::Pull { client, page } => {
+                let cursor = self.clients[client].store().cursor().expect("cursor");
+                assert_eq!(cursor, self.clients[client].reference.cursor());
+                let topics = ROOMS
+                    .iter()
+                    .map(|room| {
+                        chat_model()
+                            .validate_query("roomMessages", &json!({"roomId": room}))
+                            .expect("valid")
+                            .topic
+                    })
+                    .collect();
+                let result = self.server.pull(cursor, &topics, page);
+                self.clients[client].reference.apply_pull(&result.changes, result.cursor);
+                self.clients[client].store().apply_pull(&result.changes, result.cursor).expect("pull");
+            }
+            Step::Reopen { client } => {
+                // A reload: the connection goes away; everything must come back from disk.
+                self.clients[client].store = None;
+            }
+        }
+        for client in 0..CLIENTS {
+            self.check_equivalent(client);
+        }
+    }
+
+    fn settle(&mut self) {
+        for client in 0..CLIENTS {
+            self.run(&Step::Push { client, lose_answer: false });
+        }
+        for client in 0..CLIENTS {
+            for _ in 0..100 {
+                self.run(&Step::Pull { client, page: 3 });
+                if self.clients[client].store().cursor().expect("cursor") == self.server.head() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn the_store_follows_the_reference_rules_and_converges(steps in proptest::collection::vec(step(), 0..40)) {
+        let mut world = World::new();
+        for step in &steps {
+            world.run(step);
+        }
+        world.settle();
+        let server_rows = world.server.rows(MESSAGES);
+        for client in 0..CLIENTS {
+            let store = world.clients[client].store();
+            prop_assert_eq!(store.rows(MESSAGES).expect("rows"), server_rows.clone());
+            prop_assert_eq!(store.outbox_len().expect("len"), 0);
+        }
+    }
+}
+
+#[test]
+fn the_client_id_is_made_once_and_kept() {
+    let dir = temp_dir();
+    let path = dir.0.join("id.db");
+    let first = LocalStore::open(rusqlite_open(&path), chat_model(), || "client_first".into()).expect("open");
+    assert_eq!(first.client_id(), "client_first");
+    drop(first);
+    let again =
+        LocalStore::open(rusqlite_open(&path), chat_model(), || unreachable!("already named")).expect("open");
+    assert_eq!(again.client_id(), "client_first");
+}
+
+#[test]
+fn a_write_and_its_outbox_entry_land_together_or_not_at_all() {
+    let mut store =
+        LocalStore::open(store::Connection::open_in_memory().expect("db"), chat_model(), || "c".into())
+            .expect("open");
+    let ctx = MutationContext { client_id: "c".into(), record_id: "message_x".into(), now_ms: 1 };
+    // Editing a record this client has never seen cannot apply: nothing is queued.
+    let refused = store.mutate("outbox_1", EDIT_MESSAGE, &json!({"roomId": "r", "body": "x"}), &ctx);
+    assert!(refused.is_err());
+    assert_eq!(store.outbox_len().expect("len"), 0);
+    assert!(store.rows(MESSAGES).expect("rows").is_empty());
+    // An invalid arg is refused the same way.
+    assert!(store.mutate("outbox_2", SEND_MESSAGE, &json!({"roomId": "r"}), &ctx).is_err());
+    assert_eq!(store.outbox_len().expect("len"), 0);
+    // A valid send shows at once and is queued.
+    store
+        .mutate("outbox_3", SEND_MESSAGE, &json!({"roomId": "r", "authorName": "Ada", "body": "hi"}), &ctx)
+        .expect("valid");
+    assert_eq!(store.outbox_len().expect("len"), 1);
+    assert_eq!(store.rows(MESSAGES).expect("rows")[0]["body"], json!("hi"));
+    // Rejected: rolled back.
+    store
+        .resolve(&[("outbox_3".into(), MutationOutcome::Rejected { reason: "no".into() })])
+        .expect("resolve");
+    assert!(store.rows(MESSAGES).expect("rows").is_empty());
+    assert_eq!(store.outbox_len().expect("len"), 0);
+}

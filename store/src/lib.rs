@@ -316,6 +316,48 @@ impl LocalStore {
         Ok(touched)
     }
 
+    /// Installs a query's server snapshot (`rows` as of `cursor`): each row becomes the
+    /// confirmed image of its record, and a record this store holds as confirmed and
+    /// matching the query, but absent from the snapshot, was deleted upstream. Newer
+    /// images already held (sequence number above `cursor`) stay.
+    pub fn apply_snapshot(
+        &mut self,
+        select: &Select,
+        rows: &[Row],
+        cursor: Cursor,
+    ) -> Result<BTreeSet<Touched>, StoreError> {
+        let collection = self.collection(&select.collection)?.clone();
+        let tx = self.conn.transaction()?;
+        let mut touched = BTreeSet::new();
+        let mut present = BTreeSet::new();
+        for row in rows {
+            let Some(record_id) = collection.record_id(row) else { continue };
+            present.insert(record_id.to_string());
+            install(&tx, &collection.name, record_id, cursor, Some(row))?;
+            touched.insert(Touched { collection: collection.name.clone(), record_id: record_id.into() });
+        }
+        // Confirmed records this query would show that the server no longer has.
+        let held: Vec<(String, Option<String>)> = tx
+            .prepare_cached("SELECT record_id, row_json FROM sync_confirmed WHERE collection = ?1 AND row_json IS NOT NULL")?
+            .query_map([&collection.name], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (record_id, json) in held {
+            if present.contains(&record_id) {
+                continue;
+            }
+            let row: Option<Row> = json.map(|json| serde_json::from_str(&json)).transpose()?;
+            if row.as_ref().is_some_and(|row| select.matches(row)) {
+                install(&tx, &collection.name, &record_id, cursor, None)?;
+                touched.insert(Touched { collection: collection.name.clone(), record_id });
+            }
+        }
+        for record in &touched {
+            refresh(&tx, &collection, &record.record_id)?;
+        }
+        tx.commit()?;
+        Ok(touched)
+    }
+
     /// The server's image of a record, if it sent one.
     pub fn confirmed_record(&self, collection: &str, record_id: &str) -> Result<Option<Row>, StoreError> {
         confirmed(&self.conn, collection, record_id).map(|found| found.and_then(|(_, row)| row))

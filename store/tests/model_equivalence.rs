@@ -257,3 +257,56 @@ fn a_write_and_its_outbox_entry_land_together_or_not_at_all() {
     assert!(store.rows(MESSAGES).expect("rows").is_empty());
     assert_eq!(store.outbox_len().expect("len"), 0);
 }
+
+#[test]
+fn a_query_snapshot_installs_rows_removes_vanished_ones_and_keeps_newer_images() {
+    let model = chat_model();
+    let mut store =
+        LocalStore::open(store::Connection::open_in_memory().expect("db"), model.clone(), || "c".into())
+            .expect("open");
+    let row = |id: &str, room: &str, body: &str| -> sync::Row {
+        [
+            ("id", json!(id)),
+            ("room_id", json!(room)),
+            ("author_name", json!("Ada")),
+            ("body", json!(body)),
+            ("created_at", json!(1)),
+            ("last_modified_by", json!("c")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    };
+    let room = model.validate_query("roomMessages", &json!({"roomId": "r1"})).expect("valid").select;
+    store
+        .apply_snapshot(&room, &[row("m1", "r1", "one"), row("m2", "r1", "two")], sync::Cursor(10))
+        .expect("snapshot");
+    // A newer image arrives by pull; an older snapshot must not undo it.
+    let newer = sync::Change {
+        seq: sync::Cursor(12),
+        collection: MESSAGES.into(),
+        record_id: "m1".into(),
+        kind: sync::ChangeKind::Upsert,
+        row: Some(row("m1", "r1", "edited")),
+        topics: vec![],
+        client_id: "x".into(),
+        mutation_id: "outbox_x".into(),
+    };
+    store.apply_pull(&[newer], sync::Cursor(12)).expect("pull");
+    // The next snapshot (at 11, older than the edit) no longer has m2, and another
+    // room's record is untouched.
+    store
+        .apply_snapshot(
+            &model.validate_query("roomMessages", &json!({"roomId": "r2"})).expect("valid").select,
+            &[row("m9", "r2", "elsewhere")],
+            sync::Cursor(11),
+        )
+        .expect("snapshot");
+    store.apply_snapshot(&room, &[row("m1", "r1", "one")], sync::Cursor(11)).expect("snapshot");
+    let rows = store.query(&room).expect("rows");
+    assert_eq!(
+        rows.iter().map(|r| (r["id"].clone(), r["body"].clone())).collect::<Vec<_>>(),
+        vec![(json!("m1"), json!("edited"))]
+    );
+    assert_eq!(store.rows(MESSAGES).expect("rows").len(), 2, "m9 in r2 is still there");
+}

@@ -64,7 +64,7 @@ test('hydration makes the composer work in Chromium', async () => {
   const message = page.getByTestId('message');
   await message.first().waitFor();
   assert.equal(await message.count(), 1);
-  assert.equal(await message.first().textContent(), 'hello from the skeleton');
+  assert.equal(await message.first().getByTestId('message-body').textContent(), 'hello from the skeleton');
   assert.equal(await page.getByTestId('composer-input').inputValue(), '');
   assert.deepEqual(errors, []);
   await page.close();

@@ -41,6 +41,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    #[cfg(feature = "hydrate")]
+    browser::provide_sync_client();
     view! {
         <Stylesheet id="app-style" href="/style/main.css"/>
         <Title text="Serverless Sync: local-first chat"/>
@@ -53,7 +55,78 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// Placeholder chat shell. The real message list and composer arrive with the client SDK.
+/// Browser-only glue: the display name, the guest token, the sync worker.
+#[cfg(feature = "hydrate")]
+mod browser {
+    use leptos::prelude::*;
+
+    const NAME_KEY: &str = "serverless-sync:name";
+
+    pub fn display_name() -> String {
+        let stored = web_sys::window()
+            .and_then(|window| window.local_storage().ok().flatten())
+            .and_then(|storage| storage.get_item(NAME_KEY).ok().flatten());
+        stored.unwrap_or_else(|| {
+            let name = format!("Guest-{:04}", (js_sys::Math::random() * 10_000.0) as u32);
+            remember_name(&name);
+            name
+        })
+    }
+
+    pub fn remember_name(name: &str) {
+        if let Some(storage) = web_sys::window().and_then(|window| window.local_storage().ok().flatten()) {
+            let _ = storage.set_item(NAME_KEY, name);
+        }
+    }
+
+    async fn guest_token(name: &str) -> Result<String, String> {
+        #[derive(serde::Deserialize)]
+        struct Token {
+            token: String,
+        }
+        let response = gloo_net::http::Request::post("/api/auth/guest")
+            .json(&serde_json::json!({ "name": name }))
+            .map_err(|e| e.to_string())?
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.ok() {
+            return Err(response.text().await.unwrap_or_default());
+        }
+        Ok(response.json::<Token>().await.map_err(|e| e.to_string())?.token)
+    }
+
+    /// Spawns the SQLite worker and signs in as the stored display name.
+    pub fn provide_sync_client() {
+        let client = match client::SyncClient::spawn("/pkg/db-worker.js") {
+            Ok(client) => client,
+            Err(error) => {
+                leptos::logging::error!("cannot start the sync worker: {error}");
+                return;
+            }
+        };
+        provide_context(client.clone());
+        let name = display_name();
+        leptos::task::spawn_local(async move {
+            match guest_token(&name).await {
+                Ok(token) => {
+                    if let Err(error) = client.start(token).await {
+                        leptos::logging::error!("sync worker: {error}");
+                    }
+                }
+                Err(error) => leptos::logging::error!("guest token: {error}"),
+            }
+        });
+    }
+}
+
+/// A message the server refused, shown with its reason.
+#[derive(Debug, Clone, PartialEq)]
+struct Refusal {
+    body: String,
+    reason: String,
+}
+
 #[component]
 fn ChatPage() -> impl IntoView {
     let params = use_params_map();
@@ -61,17 +134,52 @@ fn ChatPage() -> impl IntoView {
 
     // `false` while the HTML is only server-rendered; flips once hydration has run.
     let (interactive, set_interactive) = signal(false);
-    Effect::new(move |_| set_interactive.set(true));
+    let (name, set_name) = signal(String::new());
+    Effect::new(move |_| {
+        set_interactive.set(true);
+        #[cfg(feature = "hydrate")]
+        set_name.set(browser::display_name());
+    });
+
+    let messages = client::use_query(model::ROOM_MESSAGES, move || serde_json::json!({ "roomId": room() }));
+    let send_message = client::use_mutator(model::SEND_MESSAGE);
+    let status = client::use_sync_status();
+    let (refusals, set_refusals) = signal(Vec::<Refusal>::new());
 
     let (draft, set_draft) = signal(String::new());
-    let (drafts, set_drafts) = signal(Vec::<String>::new());
     let send = move |event: leptos::ev::SubmitEvent| {
         event.prevent_default();
-        let body = draft.get_untracked().trim().to_string();
-        if !body.is_empty() {
-            set_drafts.update(|list| list.push(body));
-            set_draft.set(String::new());
+        let body = draft.get_untracked();
+        if body.trim().is_empty() {
+            return;
         }
+        set_draft.set(String::new());
+        let args = serde_json::json!({ "roomId": room(), "authorName": name.get_untracked(), "body": body });
+        let send_message = send_message.clone();
+        leptos::task::spawn_local(async move {
+            match send_message.call(args).await {
+                Ok(state) => {
+                    if let sync::protocol::push::MutationOutcome::Rejected { reason } = state.outcome {
+                        set_refusals.update(|list| list.push(Refusal { body, reason }));
+                    }
+                }
+                Err(reason) => set_refusals.update(|list| list.push(Refusal { body, reason })),
+            }
+        });
+    };
+
+    let rows = move || {
+        let state = messages.get();
+        state
+            .rows
+            .into_iter()
+            .map(|row| {
+                let text = |key: &str| row.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                let id = text("id");
+                let pending = state.pending.contains(&id);
+                (id, text("author_name"), text("body"), pending)
+            })
+            .collect::<Vec<_>>()
     };
 
     view! {
@@ -82,12 +190,52 @@ fn ChatPage() -> impl IntoView {
                 <p class="chat__status" data-testid="app-status">
                     {move || if interactive.get() { "interactive" } else { "server-rendered" }}
                 </p>
+                <p class="chat__sync" data-testid="sync-status">
+                    {move || {
+                        let view = status.get();
+                        match view.status {
+                            Some(s) if s.online => format!("online, {} pending", s.outbox),
+                            Some(s) => format!("offline, {} pending", s.outbox),
+                            None => "connecting".to_string(),
+                        }
+                    }}
+                </p>
+                <label class="chat__name">
+                    "Name "
+                    <input
+                        data-testid="name-input"
+                        prop:value=name
+                        on:change=move |ev| {
+                            let value = event_target_value(&ev);
+                            #[cfg(feature = "hydrate")]
+                            browser::remember_name(&value);
+                            set_name.set(value);
+                        }
+                    />
+                </label>
             </header>
             <ol class="chat__messages" data-testid="message-list">
-                <For each=move || drafts.get().into_iter().enumerate() key=|(i, _)| *i let:item>
-                    <li data-testid="message">{item.1}</li>
+                <For each=rows key=|(id, _, body, pending)| (id.clone(), body.clone(), *pending) let:item>
+                    <li
+                        data-testid="message"
+                        data-status=if item.3 { "pending" } else { "confirmed" }
+                        class:pending=item.3
+                    >
+                        <span class="message__author" data-testid="message-author">{item.1}</span>
+                        <span class="message__body" data-testid="message-body">{item.2}</span>
+                        <span class="message__state">{if item.3 { "sending" } else { "sent" }}</span>
+                    </li>
                 </For>
             </ol>
+            <ul class="chat__refusals" data-testid="refusals">
+                <For each=move || refusals.get().into_iter().enumerate() key=|(i, _)| *i let:item>
+                    <li data-testid="rejected-message">
+                        <span class="message__body">{item.1.body.clone()}</span>
+                        " was not sent: "
+                        <span data-testid="rejection-reason">{item.1.reason.clone()}</span>
+                    </li>
+                </For>
+            </ul>
             <form class="chat__composer" on:submit=send>
                 <label for="composer-input" class="visually-hidden">"Message"</label>
                 <input

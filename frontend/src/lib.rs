@@ -3,6 +3,8 @@
 //! - the SQLite database on OPFS (`opfs`), opened inside a dedicated Web Worker.
 
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+pub mod db_worker;
+#[cfg(all(target_family = "wasm", target_os = "unknown"))]
 pub mod opfs;
 
 /// Attaches the Leptos app to the server-rendered HTML.

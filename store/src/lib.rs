@@ -201,6 +201,15 @@ impl LocalStore {
         Ok(out)
     }
 
+    /// Record ids of `collection` with pending writes (the UI marks them).
+    pub fn pending_records(&self, collection: &str) -> Result<Vec<String>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT DISTINCT record_id FROM sync_outbox WHERE collection = ?1 ORDER BY record_id",
+        )?;
+        let ids = statement.query_map([collection], |row| row.get::<_, String>(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
+    }
+
     pub fn outbox_len(&self) -> Result<usize, StoreError> {
         let count: i64 = self.conn.query_row("SELECT COUNT(*) FROM sync_outbox", [], |row| row.get(0))?;
         Ok(usize::try_from(count).unwrap_or(0))

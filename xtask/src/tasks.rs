@@ -145,6 +145,8 @@ fn build_client() -> Result {
         .arg("-o")
         .arg(&bindgen_wasm))?;
 
+    // The Web Worker's module script sits next to the bundle it imports.
+    copy_dir(&root.join("frontend").join("js"), &pkg)?;
     copy_dir(&root.join("style"), &site.join("style"))
 }
 

@@ -1,0 +1,101 @@
+//! Page <-> SQLite Web Worker messages, sent as JSON strings over `postMessage`.
+//! Every request carries an id; the worker answers each with a [`FromWorker::Reply`]
+//! of the same id, and emits events (changes, resolutions, status) on its own.
+
+use serde::{Deserialize, Serialize};
+use sync::protocol::push::MutationOutcome;
+use sync::schema::Row;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToWorker {
+    pub id: u32,
+    pub request: Request,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Opens the database and starts syncing as the user holding `token`.
+    Start { token: String },
+    /// Runs a named query on the local rows and keeps it synced.
+    Query { name: String, args: serde_json::Value },
+    /// Applies a named mutation locally and queues it.
+    Mutate { name: String, args: serde_json::Value },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FromWorker {
+    /// The worker's wasm is loaded; requests may be sent.
+    Ready,
+    Reply {
+        id: u32,
+        result: Result<Reply, String>,
+    },
+    /// Visible rows of these collections may have changed: re-run their queries.
+    Changed {
+        collections: Vec<String>,
+    },
+    /// The server answered a mutation.
+    Resolved {
+        mutation_id: String,
+        outcome: MutationOutcome,
+        upstream_ms: f64,
+    },
+    Status(Status),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    Started { client_id: String, storage: Storage },
+    Rows { rows: Vec<Row>, pending: Vec<String> },
+    Mutated { mutation_id: String, record_id: String, local_write_ms: f64 },
+}
+
+/// Where the local database lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Storage {
+    /// Origin Private File System: survives reloads.
+    Opfs,
+    /// In memory: OPFS is unavailable (private window, old browser, another tab holds it).
+    Memory,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub online: bool,
+    pub outbox: usize,
+    pub cursor: u64,
+    pub last_error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_as_json() {
+        let messages = vec![
+            FromWorker::Ready,
+            FromWorker::Reply { id: 3, result: Ok(Reply::Rows { rows: vec![], pending: vec!["m".into()] }) },
+            FromWorker::Reply { id: 4, result: Err("nope".into()) },
+            FromWorker::Changed { collections: vec!["messages".into()] },
+            FromWorker::Resolved {
+                mutation_id: "outbox_1".into(),
+                outcome: MutationOutcome::Rejected { reason: "too long".into() },
+                upstream_ms: 4.5,
+            },
+            FromWorker::Status(Status { online: true, outbox: 2, cursor: 9, last_error: None }),
+        ];
+        for message in messages {
+            let text = serde_json::to_string(&message).expect("serializes");
+            assert_eq!(serde_json::from_str::<FromWorker>(&text).expect("parses"), message);
+        }
+        let request =
+            ToWorker { id: 1, request: Request::Query { name: "q".into(), args: serde_json::json!({}) } };
+        let text = serde_json::to_string(&request).expect("serializes");
+        assert_eq!(serde_json::from_str::<ToWorker>(&text).expect("parses"), request);
+    }
+}

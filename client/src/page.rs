@@ -1,0 +1,149 @@
+//! The page side: spawns the SQLite Web Worker and talks to it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use leptos::prelude::*;
+use send_wrapper::SendWrapper;
+use sync::protocol::push::MutationOutcome;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::Closure;
+use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
+
+use crate::messages::{FromWorker, Reply, Request, Status, Storage, ToWorker};
+
+type Waiters<T> = RefCell<HashMap<String, oneshot::Sender<T>>>;
+
+struct Inner {
+    worker: Worker,
+    ready: Cell<bool>,
+    queued: RefCell<Vec<String>>,
+    next_id: Cell<u32>,
+    replies: RefCell<HashMap<u32, oneshot::Sender<Result<Reply, String>>>>,
+    resolutions: Waiters<MutationOutcome>,
+    early: RefCell<HashMap<String, MutationOutcome>>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+}
+
+/// Handle to the SQLite Web Worker. Cheap to clone; provide it with `provide_context`.
+#[derive(Clone)]
+pub struct SyncClient {
+    inner: SendWrapper<Rc<Inner>>,
+    /// Bumped whenever visible rows change: live queries re-run.
+    pub changes: RwSignal<u64>,
+    pub status: RwSignal<Option<Status>>,
+    pub storage: RwSignal<Option<Storage>>,
+    /// Last time (ms) the server took to answer a mutation.
+    pub upstream_ms: RwSignal<Option<f64>>,
+    /// True once the worker opened the database and started syncing.
+    pub started: RwSignal<bool>,
+}
+
+impl SyncClient {
+    /// Spawns the worker from `script_url` (a module script). Call [`Self::start`]
+    /// once the user's token is known.
+    pub fn spawn(script_url: &str) -> Result<Self, String> {
+        let options = WorkerOptions::new();
+        options.set_type(WorkerType::Module);
+        let worker = Worker::new_with_options(script_url, &options).map_err(|e| format!("{e:?}"))?;
+        let changes = RwSignal::new(0u64);
+        let status = RwSignal::new(None);
+        let storage = RwSignal::new(None);
+        let upstream_ms = RwSignal::new(None);
+        let started = RwSignal::new(false);
+        let inner = Rc::new_cyclic(|weak: &std::rc::Weak<Inner>| {
+            let weak = weak.clone();
+            let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                let Some(inner) = weak.upgrade() else { return };
+                let Some(text) = event.data().as_string() else { return };
+                let Ok(message) = serde_json::from_str::<FromWorker>(&text) else { return };
+                match message {
+                    FromWorker::Ready => {
+                        inner.ready.set(true);
+                        for queued in inner.queued.borrow_mut().drain(..) {
+                            let _ = inner.worker.post_message(&queued.into());
+                        }
+                    }
+                    FromWorker::Reply { id, result } => {
+                        if let Ok(Reply::Started { storage: where_, .. }) = &result {
+                            storage.set(Some(*where_));
+                        }
+                        if let Some(sender) = inner.replies.borrow_mut().remove(&id) {
+                            let _ = sender.send(result);
+                        }
+                    }
+                    FromWorker::Changed { .. } => changes.update(|n| *n += 1),
+                    FromWorker::Resolved { mutation_id, outcome, upstream_ms: ms } => {
+                        upstream_ms.set(Some(ms));
+                        match inner.resolutions.borrow_mut().remove(&mutation_id) {
+                            Some(sender) => {
+                                let _ = sender.send(outcome);
+                            }
+                            None => {
+                                inner.early.borrow_mut().insert(mutation_id, outcome);
+                            }
+                        }
+                    }
+                    FromWorker::Status(now) => status.set(Some(now)),
+                }
+            });
+            worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+            Inner {
+                worker,
+                ready: Cell::new(false),
+                queued: RefCell::new(Vec::new()),
+                next_id: Cell::new(1),
+                replies: RefCell::new(HashMap::new()),
+                resolutions: RefCell::new(HashMap::new()),
+                early: RefCell::new(HashMap::new()),
+                _on_message: on_message,
+            }
+        });
+        Ok(Self { inner: SendWrapper::new(inner), changes, status, storage, upstream_ms, started })
+    }
+
+    /// Opens the local database and starts syncing as the user holding `token`.
+    pub async fn start(&self, token: String) -> Result<(), String> {
+        match self.request(Request::Start { token }).await? {
+            Reply::Started { .. } => {
+                self.started.set(true);
+                Ok(())
+            }
+            other => Err(format!("unexpected reply {other:?}")),
+        }
+    }
+
+    /// Sends a request and waits for its reply.
+    pub async fn request(&self, request: Request) -> Result<Reply, String> {
+        let receiver = {
+            let inner = &*self.inner;
+            let id = inner.next_id.get();
+            inner.next_id.set(id.wrapping_add(1));
+            let (sender, receiver) = oneshot::channel();
+            inner.replies.borrow_mut().insert(id, sender);
+            let text = serde_json::to_string(&ToWorker { id, request }).map_err(|e| e.to_string())?;
+            if inner.ready.get() {
+                inner.worker.post_message(&text.into()).map_err(|e| format!("{e:?}"))?;
+            } else {
+                inner.queued.borrow_mut().push(text);
+            }
+            receiver
+        };
+        receiver.await.map_err(|_| "the sync worker went away".to_string())?
+    }
+
+    /// Waits for the server's answer to a mutation.
+    pub async fn resolution(&self, mutation_id: &str) -> Result<MutationOutcome, String> {
+        let receiver = {
+            if let Some(outcome) = self.inner.early.borrow_mut().remove(mutation_id) {
+                return Ok(outcome);
+            }
+            let (sender, receiver) = oneshot::channel();
+            self.inner.resolutions.borrow_mut().insert(mutation_id.to_string(), sender);
+            receiver
+        };
+        receiver.await.map_err(|_| "the sync worker went away".to_string())
+    }
+}

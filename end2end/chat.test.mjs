@@ -1,0 +1,87 @@
+// The chat through the real client SDK: page -> SQLite Web Worker (OPFS) -> connector
+// -> D1 -> pokes -> the other browser.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startApp, launchBrowser, watchErrors } from './support/app.mjs';
+import { newId } from './support/sync.mjs';
+
+let app;
+let alice;
+let bob;
+
+before(async () => {
+  app = await startApp();
+  [alice, bob] = await Promise.all([launchBrowser(), launchBrowser()]);
+});
+
+after(async () => {
+  await alice?.close();
+  await bob?.close();
+  await app?.stop();
+});
+
+async function openRoom(browser, room) {
+  const page = await browser.context.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${app.url}/room/${room}`);
+  await page.getByTestId('app-status').filter({ hasText: 'interactive' }).waitFor();
+  await page.getByTestId('sync-status').filter({ hasText: 'online' }).waitFor({ timeout: 15_000 });
+  return { page, errors };
+}
+
+async function send(page, text) {
+  await page.getByTestId('composer-input').fill(text);
+  await page.getByTestId('composer-send').click();
+}
+
+const bodies = (page) => page.getByTestId('message-body').allTextContents();
+
+test('a message shows at once, is confirmed, and reaches the other browser in the room only', async () => {
+  const room = newId('room').slice(-8);
+  const other = newId('room').slice(-8);
+  const a = await openRoom(alice, room);
+  const b = await openRoom(bob, room);
+  const c = await openRoom(bob, other);
+
+  await send(a.page, 'hello bob');
+  const mine = a.page.getByTestId('message').filter({ hasText: 'hello bob' });
+  await mine.waitFor();
+  await a.page.getByTestId('message').filter({ hasText: 'hello bob' }).and(a.page.locator('[data-status="confirmed"]')).waitFor();
+
+  const theirs = b.page.getByTestId('message').filter({ hasText: 'hello bob' });
+  await theirs.waitFor({ timeout: 10_000 });
+  assert.equal(await theirs.getAttribute('data-status'), 'confirmed');
+  assert.equal(await theirs.getByTestId('message-author').textContent(), await a.page.getByTestId('name-input').inputValue());
+  assert.deepEqual(await bodies(b.page), ['hello bob']);
+
+  // Another room, in the same browser as b, never shows it.
+  await send(c.page, 'elsewhere');
+  await c.page.getByTestId('message').filter({ hasText: 'elsewhere' }).waitFor();
+  assert.deepEqual(await bodies(c.page), ['elsewhere']);
+  assert.deepEqual(a.errors, []);
+  assert.deepEqual(b.errors, []);
+  for (const page of [a.page, b.page, c.page]) await page.close();
+});
+
+test('a message the app refuses is rolled back and the reason is shown', async () => {
+  const room = newId('room').slice(-8);
+  const a = await openRoom(alice, room);
+  await send(a.page, 'x'.repeat(2001));
+  const refusal = a.page.getByTestId('rejected-message');
+  await refusal.waitFor();
+  assert.match(await refusal.getByTestId('rejection-reason').textContent(), /at most 2000/);
+  assert.deepEqual(await bodies(a.page), []);
+  await a.page.close();
+});
+
+test('messages are there after a reload', async () => {
+  const room = newId('room').slice(-8);
+  const a = await openRoom(alice, room);
+  await send(a.page, 'still here');
+  await a.page.locator('[data-testid="message"][data-status="confirmed"]').filter({ hasText: 'still here' }).waitFor();
+  await a.page.reload();
+  await a.page.getByTestId('app-status').filter({ hasText: 'interactive' }).waitFor();
+  await a.page.getByTestId('message').filter({ hasText: 'still here' }).waitFor();
+  assert.deepEqual(a.errors, []);
+  await a.page.close();
+});

@@ -58,6 +58,12 @@ test('a message shows at once, is confirmed, and reaches the other browser in th
   await send(c.page, 'elsewhere');
   await c.page.getByTestId('message').filter({ hasText: 'elsewhere' }).waitFor();
   assert.deepEqual(await bodies(c.page), ['elsewhere']);
+  // The write path was timed: one local write, one upstream write, one state update.
+  for (const id of ['local-state-update', 'local-db-write', 'upstream-db-write']) {
+    assert.equal(await a.page.getByTestId(`metric-${id}-n`).textContent(), '1', id);
+    assert.ok(Number(await a.page.getByTestId(`metric-${id}-max`).textContent()) >= 0, id);
+  }
+  assert.equal(await b.page.getByTestId('metric-local-db-write-n').textContent(), '0');
   assert.deepEqual(a.errors, []);
   assert.deepEqual(b.errors, []);
   for (const page of [a.page, b.page, c.page]) await page.close();

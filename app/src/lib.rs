@@ -236,6 +236,7 @@ fn ChatPage() -> impl IntoView {
                     </li>
                 </For>
             </ul>
+            <MetricsPanel/>
             <form class="chat__composer" on:submit=send>
                 <label for="composer-input" class="visually-hidden">"Message"</label>
                 <input
@@ -248,5 +249,44 @@ fn ChatPage() -> impl IntoView {
                 <button type="submit" data-testid="composer-send">"Send"</button>
             </form>
         </main>
+    }
+}
+
+/// The three timings of the write path, live.
+#[component]
+fn MetricsPanel() -> impl IntoView {
+    let metrics = client::use_metrics();
+    let row = move |label: &'static str, id: &'static str, pick: fn(&client::Metrics) -> client::Stat| {
+        let stat = move || pick(&metrics.get());
+        view! {
+            <tr data-testid=format!("metric-{id}")>
+                <th scope="row">{label}</th>
+                <td data-testid=format!("metric-{id}-n")>{move || stat().count}</td>
+                <td data-testid=format!("metric-{id}-last")>{move || format!("{:.1}", stat().last)}</td>
+                <td data-testid=format!("metric-{id}-avg")>{move || format!("{:.1}", stat().average())}</td>
+                <td data-testid=format!("metric-{id}-max")>{move || format!("{:.1}", stat().max)}</td>
+            </tr>
+        }
+    };
+    view! {
+        <section class="metrics" aria-labelledby="metrics-title" data-testid="metrics">
+            <h2 id="metrics-title">"Metrics"</h2>
+            <table>
+                <thead>
+                    <tr>
+                        <th scope="col">"Timing (ms)"</th>
+                        <th scope="col">"N"</th>
+                        <th scope="col">"Last"</th>
+                        <th scope="col">"Avg"</th>
+                        <th scope="col">"Max"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {row("Local state update", "local-state-update", |m| m.local_state_update)}
+                    {row("Local DB write", "local-db-write", |m| m.local_db_write)}
+                    {row("Upstream DB write", "upstream-db-write", |m| m.upstream_db_write)}
+                </tbody>
+            </table>
+        </section>
     }
 }

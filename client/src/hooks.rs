@@ -54,7 +54,13 @@ pub fn use_query(
                 }
                 match answer {
                     Ok(Reply::Rows { rows, pending }) => {
-                        set_state.set(QueryState { rows, pending, loading: false, error: None })
+                        set_state.set(QueryState { rows, pending, loading: false, error: None });
+                        // The state now shows the latest local write: time it.
+                        if let Some(started) = client.update_started.get_untracked() {
+                            client.update_started.set(None);
+                            let elapsed = crate::page::now_ms() - started;
+                            client.metrics.update(|m| m.local_state_update.record(elapsed));
+                        }
                     }
                     Ok(other) => set_state.update(|s| s.error = Some(format!("unexpected reply {other:?}"))),
                     Err(error) => set_state.update(|s| {
@@ -92,10 +98,19 @@ impl Mutator {
         #[cfg(feature = "hydrate")]
         {
             let client = self.client.clone().ok_or("no sync client in context")?;
-            let reply = client.request(Request::Mutate { name: self.name.into(), args }).await?;
-            let Reply::Mutated { mutation_id, record_id, .. } = reply else {
+            client.update_started.set(Some(crate::page::now_ms()));
+            let reply = match client.request(Request::Mutate { name: self.name.into(), args }).await {
+                Ok(reply) => reply,
+                Err(error) => {
+                    // Refused locally: nothing changed, nothing to time.
+                    client.update_started.set(None);
+                    return Err(error);
+                }
+            };
+            let Reply::Mutated { mutation_id, record_id, local_write_ms } = reply else {
                 return Err(format!("unexpected reply {reply:?}"));
             };
+            client.metrics.update(|m| m.local_db_write.record(local_write_ms));
             let outcome = client.resolution(&mutation_id).await?;
             Ok(MutationState { mutation_id, record_id, outcome })
         }
@@ -125,4 +140,13 @@ pub fn use_sync_status() -> Signal<SyncStatusView> {
         });
     }
     Signal::derive(SyncStatusView::default)
+}
+
+/// The three timings, live.
+pub fn use_metrics() -> Signal<crate::Metrics> {
+    #[cfg(feature = "hydrate")]
+    if let Some(client) = use_context::<crate::SyncClient>() {
+        return client.metrics.into();
+    }
+    Signal::derive(crate::Metrics::default)
 }

@@ -6,11 +6,15 @@
 //! - [`use_query`] / [`use_mutator`]: the Leptos hooks components use.
 
 pub mod messages;
+pub mod metrics;
 
 mod hooks;
 #[cfg(feature = "hydrate")]
 mod page;
 
-pub use hooks::{MutationState, QueryState, SyncStatusView, use_mutator, use_query, use_sync_status};
+pub use hooks::{
+    MutationState, QueryState, SyncStatusView, use_metrics, use_mutator, use_query, use_sync_status,
+};
+pub use metrics::{Metrics, Stat};
 #[cfg(feature = "hydrate")]
 pub use page::SyncClient;

@@ -39,6 +39,10 @@ pub struct SyncClient {
     pub upstream_ms: RwSignal<Option<f64>>,
     /// True once the worker opened the database and started syncing.
     pub started: RwSignal<bool>,
+    pub metrics: RwSignal<crate::Metrics>,
+    /// When the latest mutator call started (ms, `performance.now()`), until a live
+    /// query shows its effect.
+    pub(crate) update_started: RwSignal<Option<f64>>,
 }
 
 impl SyncClient {
@@ -53,6 +57,8 @@ impl SyncClient {
         let storage = RwSignal::new(None);
         let upstream_ms = RwSignal::new(None);
         let started = RwSignal::new(false);
+        let metrics = RwSignal::new(crate::Metrics::default());
+        let update_started = RwSignal::new(None);
         let inner = Rc::new_cyclic(|weak: &std::rc::Weak<Inner>| {
             let weak = weak.clone();
             let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
@@ -77,6 +83,7 @@ impl SyncClient {
                     FromWorker::Changed { .. } => changes.update(|n| *n += 1),
                     FromWorker::Resolved { mutation_id, outcome, upstream_ms: ms } => {
                         upstream_ms.set(Some(ms));
+                        metrics.update(|m| m.upstream_db_write.record(ms));
                         match inner.resolutions.borrow_mut().remove(&mutation_id) {
                             Some(sender) => {
                                 let _ = sender.send(outcome);
@@ -101,7 +108,16 @@ impl SyncClient {
                 _on_message: on_message,
             }
         });
-        Ok(Self { inner: SendWrapper::new(inner), changes, status, storage, upstream_ms, started })
+        Ok(Self {
+            inner: SendWrapper::new(inner),
+            changes,
+            status,
+            storage,
+            upstream_ms,
+            started,
+            metrics,
+            update_started,
+        })
     }
 
     /// Opens the local database and starts syncing as the user holding `token`.
@@ -146,4 +162,12 @@ impl SyncClient {
         };
         receiver.await.map_err(|_| "the sync worker went away".to_string())
     }
+}
+
+/// `performance.now()` on the page, in milliseconds.
+pub(crate) fn now_ms() -> f64 {
+    let performance = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok();
+    performance
+        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
+        .map_or_else(js_sys::Date::now, |p| p.now())
 }

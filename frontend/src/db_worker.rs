@@ -97,7 +97,7 @@ impl Runtime {
         }));
     }
 
-    fn ids(&self) -> Result<String, String> {
+    fn client_id(&self) -> Result<String, String> {
         self.with_store(|store| Ok(store.client_id().to_string()))
     }
 
@@ -177,15 +177,34 @@ pub fn db_worker_start() {
 async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String> {
     match request {
         Request::Start { token } => start(runtime, token).await,
-        Request::Query { name, args } => query(runtime, name, args),
-        Request::Mutate { name, args } => mutate(runtime, name, args),
+        Request::Query { name, args } => {
+            wait_until_open(runtime).await?;
+            query(runtime, name, args)
+        }
+        Request::Mutate { name, args } => {
+            wait_until_open(runtime).await?;
+            mutate(runtime, name, args)
+        }
     }
+}
+
+/// Requests that arrive while the database is still opening wait for it (a user can
+/// press Send before the worker is up).
+async fn wait_until_open(runtime: &Rc<Runtime>) -> Result<(), String> {
+    const WAIT_MS: u32 = 10;
+    for _ in 0..(30_000 / WAIT_MS) {
+        if runtime.store.borrow().is_some() {
+            return Ok(());
+        }
+        sleep(WAIT_MS).await;
+    }
+    Err("the local database did not open within 30 s".into())
 }
 
 async fn start(runtime: &Rc<Runtime>, token: String) -> Result<Reply, String> {
     *runtime.token.borrow_mut() = token;
     if runtime.store.borrow().is_some() {
-        return Ok(Reply::Started { client_id: runtime.ids()?, storage: runtime.storage.get() });
+        return Ok(Reply::Started { client_id: runtime.client_id()?, storage: runtime.storage.get() });
     }
     let (connection, storage) = match crate::opfs::open_opfs(OPFS_DIRECTORY, DATABASE_FILE).await {
         Ok(connection) => (connection, Storage::Opfs),
@@ -229,7 +248,7 @@ fn query(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, Stri
 
 /// First sight of a query: read it from the server, install it, then pull.
 async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::ValidatedQuery) {
-    let Ok(client_id) = runtime.ids() else { return };
+    let Ok(client_id) = runtime.client_id() else { return };
     let request = QueryRequest {
         protocol_version: PROTOCOL_VERSION,
         client_id,
@@ -415,7 +434,7 @@ async fn pull_all(runtime: &Rc<Runtime>) {
 async fn keep_socket(runtime: Rc<Runtime>) {
     let mut attempt = 0;
     loop {
-        let Ok(client_id) = runtime.ids() else { return };
+        let Ok(client_id) = runtime.client_id() else { return };
         let url = format!(
             "{}/sync/socket?client_id={client_id}&session_id={}",
             runtime.origin.replacen("http", "ws", 1),

@@ -280,13 +280,7 @@ impl LocalStore {
             }
             touched.insert(Touched { collection, record_id });
         }
-        for record in &touched {
-            let collection = self
-                .model
-                .collection(&record.collection)
-                .ok_or_else(|| StoreError::UnknownCollection(record.collection.clone()))?;
-            refresh(&tx, collection, &record.record_id)?;
-        }
+        refresh_all(&tx, &self.model, &touched)?;
         tx.commit()?;
         Ok(touched)
     }
@@ -309,13 +303,7 @@ impl LocalStore {
                 record_id: change.record_id.clone(),
             });
         }
-        for record in &touched {
-            let collection = self
-                .model
-                .collection(&record.collection)
-                .ok_or_else(|| StoreError::UnknownCollection(record.collection.clone()))?;
-            refresh(&tx, collection, &record.record_id)?;
-        }
+        refresh_all(&tx, &self.model, &touched)?;
         tx.execute(
             "INSERT INTO sync_meta (key, value) VALUES ('cursor', ?1) \
              ON CONFLICT (key) DO UPDATE SET value = CASE WHEN CAST(excluded.value AS INTEGER) > CAST(value AS INTEGER) THEN excluded.value ELSE value END",
@@ -426,6 +414,16 @@ fn visible(conn: &Connection, collection: &Collection, record_id: &str) -> Resul
         }
     }
     Ok(row)
+}
+
+fn refresh_all(conn: &Connection, model: &SyncModel, touched: &BTreeSet<Touched>) -> Result<(), StoreError> {
+    for record in touched {
+        let collection = model
+            .collection(&record.collection)
+            .ok_or_else(|| StoreError::UnknownCollection(record.collection.clone()))?;
+        refresh(conn, collection, &record.record_id)?;
+    }
+    Ok(())
 }
 
 /// Rewrites a record's visible row from its confirmed image and pending writes.

@@ -94,6 +94,33 @@ pub fn check_ids(client_id: &str, session_id: &str) -> Result<(), ApiError> {
         .map_err(|error| ApiError::bad_request("invalid_id", error.to_string()))
 }
 
+/// Asks the app's query callback whether this client may run `query`; a denial is a
+/// 403 with the callback's reason.
+pub async fn authorize_query(
+    env: &worker::Env,
+    config: &crate::config::Config,
+    headers: &HeaderMap,
+    client_id: &str,
+    session_id: &str,
+    query: &sync::ValidatedQuery,
+) -> Result<(), ApiError> {
+    let ask = sync::protocol::query_callback::QueryCallbackRequest::new(
+        client_id,
+        session_id,
+        &query.name,
+        query.args.clone(),
+    );
+    let decision = crate::callbacks::ask_query(env, config, authorization(headers), &ask).await;
+    if decision.allow {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden {
+            code: "query_denied",
+            reason: decision.reason.unwrap_or_else(|| format!("{} denied by the query callback", query.name)),
+        })
+    }
+}
+
 pub fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers.get("authorization").and_then(|value| value.to_str().ok())
 }

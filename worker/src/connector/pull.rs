@@ -7,12 +7,10 @@ use axum::extract::Extension;
 use axum::http::HeaderMap;
 use sync::changes::{Change, ChangeKind, Cursor, Topic};
 use sync::protocol::pull::{PullRequest, PullResponse};
-use sync::protocol::query_callback::QueryCallbackRequest;
 use sync::sql::{self, Dialect, Statement};
 use worker::Env;
 
-use super::{PULL_PAGE, authorization, check_ids, check_protocol, model, parse_json, read_body};
-use crate::callbacks;
+use super::{PULL_PAGE, authorize_query, check_ids, check_protocol, model, parse_json, read_body};
 use crate::config::Config;
 use crate::durable;
 use crate::error::ApiError;
@@ -41,21 +39,7 @@ pub async fn pull(
     for subscription in &request.subscriptions {
         let validated = model().validate_query(&subscription.name, &subscription.args)?;
         // Every subscribed read is authorized like the read itself.
-        let ask = QueryCallbackRequest::new(
-            &request.client_id,
-            &request.session_id,
-            &validated.name,
-            validated.args.clone(),
-        );
-        let decision = callbacks::ask_query(&env, &config, authorization(&headers), &ask).await;
-        if !decision.allow {
-            return Err(ApiError::Forbidden {
-                code: "query_denied",
-                reason: decision
-                    .reason
-                    .unwrap_or_else(|| format!("{} denied by the query callback", validated.name)),
-            });
-        }
+        authorize_query(&env, &config, &headers, &request.client_id, &request.session_id, &validated).await?;
         topics.insert(validated.topic);
     }
     let topics: Vec<Topic> = topics.into_iter().collect();

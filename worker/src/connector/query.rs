@@ -5,12 +5,10 @@ use axum::extract::Extension;
 use axum::http::HeaderMap;
 use sync::changes::Cursor;
 use sync::protocol::query::{QueryRequest, QueryResponse};
-use sync::protocol::query_callback::QueryCallbackRequest;
 use sync::sql::{self, Dialect, Statement};
 use worker::Env;
 
-use super::{authorization, check_ids, check_protocol, model, parse_json, read_body};
-use crate::callbacks;
+use super::{authorize_query, check_ids, check_protocol, model, parse_json, read_body};
 use crate::config::Config;
 use crate::durable;
 use crate::error::ApiError;
@@ -27,19 +25,7 @@ pub async fn query(
     check_ids(&request.client_id, &request.session_id)?;
     let config = Config::from_env(&env)?;
     let validated = model().validate_query(&request.name, &request.args)?;
-    let ask = QueryCallbackRequest::new(
-        &request.client_id,
-        &request.session_id,
-        &validated.name,
-        validated.args.clone(),
-    );
-    let decision = callbacks::ask_query(&env, &config, authorization(&headers), &ask).await;
-    if !decision.allow {
-        return Err(ApiError::Forbidden {
-            code: "query_denied",
-            reason: decision.reason.unwrap_or_else(|| "denied by the query callback".into()),
-        });
-    }
+    authorize_query(&env, &config, &headers, &request.client_id, &request.session_id, &validated).await?;
     // Subscribe before reading, so no change between the read and the subscription
     // goes unpoked. (This also checks the session belongs to this client.)
     let watched = vec![validated.topic.to_string()];

@@ -91,3 +91,17 @@ test('messages are there after a reload', async () => {
   assert.deepEqual(a.errors, []);
   await a.page.close();
 });
+
+test('a second tab of the same browser works too, on an in-memory database for now', async () => {
+  const room = newId('room').slice(-8);
+  const first = await openRoom(alice, room);
+  await first.page.getByTestId('storage').filter({ hasText: 'OPFS' }).waitFor();
+  const second = await openRoom(alice, room);
+  await second.page.getByTestId('storage').filter({ hasText: 'in memory' }).waitFor();
+  await send(second.page, 'from the second tab');
+  await first.page.getByTestId('message').filter({ hasText: 'from the second tab' }).waitFor({ timeout: 10_000 });
+  await send(first.page, 'from the first tab');
+  await second.page.getByTestId('message').filter({ hasText: 'from the first tab' }).waitFor({ timeout: 10_000 });
+  await first.page.close();
+  await second.page.close();
+});

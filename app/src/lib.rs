@@ -200,6 +200,15 @@ fn ChatPage() -> impl IntoView {
                         }
                     }}
                 </p>
+                <p class="chat__storage" data-testid="storage">
+                    {move || match status.get().storage {
+                        Some(client::messages::Storage::Opfs) => "Local database: saved in this browser (OPFS)",
+                        Some(client::messages::Storage::Memory) => {
+                            "Local database: in memory only (OPFS unavailable or held by another tab)"
+                        }
+                        None => "Local database: opening",
+                    }}
+                </p>
                 <label class="chat__name">
                     "Name "
                     <input

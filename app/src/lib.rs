@@ -245,7 +245,6 @@ fn ChatPage() -> impl IntoView {
                     </li>
                 </For>
             </ul>
-            <MetricsPanel/>
             <form class="chat__composer" on:submit=send>
                 <label for="composer-input" class="visually-hidden">"Message"</label>
                 <input
@@ -257,6 +256,7 @@ fn ChatPage() -> impl IntoView {
                 />
                 <button type="submit" data-testid="composer-send">"Send"</button>
             </form>
+            <MetricsPanel/>
         </main>
     }
 }

@@ -92,16 +92,70 @@ test('messages are there after a reload', async () => {
   await a.page.close();
 });
 
-test('a second tab of the same browser works too, on an in-memory database for now', async () => {
+const confirmed = (page, text) =>
+  page.locator('[data-testid="message"][data-status="confirmed"]').filter({ hasText: text }).waitFor({ timeout: 15_000 });
+const role = (page, name) => page.locator(`[data-testid="tab-role"][data-role="${name}"]`).waitFor({ timeout: 15_000 });
+
+test('two tabs share one store; closing the leader tab leaves the other working', async () => {
   const room = newId('room').slice(-8);
   const first = await openRoom(alice, room);
-  await first.page.getByTestId('storage').filter({ hasText: 'OPFS' }).waitFor();
+  await role(first.page, 'leader');
   const second = await openRoom(alice, room);
-  await second.page.getByTestId('storage').filter({ hasText: 'in memory' }).waitFor();
+  await role(second.page, 'follower');
+  // The follower uses the leader's database, so it is on OPFS too.
+  await second.page.getByTestId('storage').filter({ hasText: 'OPFS' }).waitFor();
+
   await send(second.page, 'from the second tab');
   await first.page.getByTestId('message').filter({ hasText: 'from the second tab' }).waitFor({ timeout: 10_000 });
+  await confirmed(second.page, 'from the second tab');
   await send(first.page, 'from the first tab');
-  await second.page.getByTestId('message').filter({ hasText: 'from the first tab' }).waitFor({ timeout: 10_000 });
+  await confirmed(second.page, 'from the first tab');
+
+  // The leader goes away: the second tab takes over the same database and carries on.
   await first.page.close();
+  await role(second.page, 'leader');
+  await second.page.getByTestId('storage').filter({ hasText: 'OPFS' }).waitFor();
+  await send(second.page, 'after the leader left');
+  await confirmed(second.page, 'after the leader left');
+  assert.deepEqual(await bodies(second.page), ['from the second tab', 'from the first tab', 'after the leader left']);
+
+  // Everything reached the server exactly once.
+  const b = await openRoom(bob, room);
+  await b.page.getByTestId('message').filter({ hasText: 'after the leader left' }).waitFor({ timeout: 10_000 });
+  assert.deepEqual(await bodies(b.page), ['from the second tab', 'from the first tab', 'after the leader left']);
+  assert.deepEqual(second.errors, []);
   await second.page.close();
+  await b.page.close();
+});
+
+test('offline: sends queue, survive a reload, and go out in order once online', async () => {
+  const room = newId('room').slice(-8);
+  const a = await openRoom(alice, room);
+  const b = await openRoom(bob, room);
+  await a.page.locator('[data-testid="offline-ready"][data-ready="true"]').waitFor({ timeout: 15_000 });
+
+  await alice.context.setOffline(true);
+  const texts = ['first offline', 'second offline', 'third offline'];
+  for (const text of texts) await send(a.page, text);
+  for (const text of texts) {
+    await a.page.locator('[data-testid="message"][data-status="pending"]').filter({ hasText: text }).waitFor();
+  }
+  await a.page.getByTestId('sync-status').filter({ hasText: 'offline, 3 pending' }).waitFor({ timeout: 15_000 });
+
+  // A reload with no network: the page comes from the Service Worker's cache, the
+  // messages from the local database, still pending.
+  await a.page.reload();
+  await a.page.getByTestId('app-status').filter({ hasText: 'interactive' }).waitFor();
+  for (const text of texts) {
+    await a.page.locator('[data-testid="message"][data-status="pending"]').filter({ hasText: text }).waitFor();
+  }
+  assert.deepEqual(await bodies(b.page), []);
+
+  await alice.context.setOffline(false);
+  for (const text of texts) await confirmed(a.page, text);
+  assert.deepEqual(await bodies(a.page), texts);
+  await b.page.getByTestId('message').filter({ hasText: 'third offline' }).waitFor({ timeout: 15_000 });
+  assert.deepEqual(await bodies(b.page), texts);
+  await a.page.close();
+  await b.page.close();
 });

@@ -79,11 +79,27 @@ mod browser {
         }
     }
 
-    async fn guest_token(name: &str) -> Result<String, String> {
-        #[derive(serde::Deserialize)]
-        struct Token {
-            token: String,
-        }
+    const TOKEN_KEY: &str = "serverless-sync:token";
+    /// A cached token is renewed once it has less than this left (seconds).
+    const RENEW_BEFORE_S: u64 = 600;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Token {
+        token: String,
+        name: String,
+        expires_at: u64,
+    }
+
+    fn storage() -> Option<web_sys::Storage> {
+        web_sys::window().and_then(|window| window.local_storage().ok().flatten())
+    }
+
+    fn stored_token(name: &str) -> Option<Token> {
+        let text = storage()?.get_item(TOKEN_KEY).ok().flatten()?;
+        serde_json::from_str::<Token>(&text).ok().filter(|token| token.name == name)
+    }
+
+    async fn fetch_token(name: &str) -> Result<Token, String> {
         let response = gloo_net::http::Request::post("/api/auth/guest")
             .json(&serde_json::json!({ "name": name }))
             .map_err(|e| e.to_string())?
@@ -93,7 +109,41 @@ mod browser {
         if !response.ok() {
             return Err(response.text().await.unwrap_or_default());
         }
-        Ok(response.json::<Token>().await.map_err(|e| e.to_string())?.token)
+        response.json::<Token>().await.map_err(|e| e.to_string())
+    }
+
+    /// A token for `name`: the cached one while it is fresh, else a new one; offline,
+    /// the cached one even if stale (local work goes on; the server says if it is too old).
+    async fn token_for(name: &str) -> Result<String, String> {
+        let now_s = (js_sys::Date::now() / 1000.0) as u64;
+        if let Some(cached) = stored_token(name)
+            && cached.expires_at > now_s + RENEW_BEFORE_S
+        {
+            return Ok(cached.token);
+        }
+        match fetch_token(name).await {
+            Ok(fresh) => {
+                if let (Some(storage), Ok(text)) = (storage(), serde_json::to_string(&fresh)) {
+                    let _ = storage.set_item(TOKEN_KEY, &text);
+                }
+                Ok(fresh.token)
+            }
+            Err(error) => stored_token(name).map(|cached| cached.token).ok_or(error),
+        }
+    }
+
+    /// Signs the sync worker in as `name` (again, after a rename).
+    pub fn sign_in(client: client::SyncClient, name: String) {
+        leptos::task::spawn_local(async move {
+            match token_for(&name).await {
+                Ok(token) => {
+                    if let Err(error) = client.start(token).await {
+                        leptos::logging::error!("sync worker: {error}");
+                    }
+                }
+                Err(error) => leptos::logging::error!("guest token: {error}"),
+            }
+        });
     }
 
     /// Spawns the SQLite worker and signs in as the stored display name.
@@ -106,17 +156,7 @@ mod browser {
             }
         };
         provide_context(client.clone());
-        let name = display_name();
-        leptos::task::spawn_local(async move {
-            match guest_token(&name).await {
-                Ok(token) => {
-                    if let Err(error) = client.start(token).await {
-                        leptos::logging::error!("sync worker: {error}");
-                    }
-                }
-                Err(error) => leptos::logging::error!("guest token: {error}"),
-            }
-        });
+        sign_in(client, display_name());
     }
 }
 
@@ -135,10 +175,22 @@ fn ChatPage() -> impl IntoView {
     // `false` while the HTML is only server-rendered; flips once hydration has run.
     let (interactive, set_interactive) = signal(false);
     let (name, set_name) = signal(String::new());
+    // Set once this page can be reloaded with no network.
+    let (offline_ready, set_offline_ready) = signal(false);
     Effect::new(move |_| {
         set_interactive.set(true);
         #[cfg(feature = "hydrate")]
-        set_name.set(browser::display_name());
+        {
+            set_name.set(browser::display_name());
+            leptos::task::spawn_local(async move {
+                match client::offline::enable("/sw.js").await {
+                    Ok(()) => set_offline_ready.set(true),
+                    Err(error) => leptos::logging::warn!("offline page loads unavailable: {error}"),
+                }
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = set_offline_ready;
     });
 
     let messages = client::use_query(model::ROOM_MESSAGES, move || serde_json::json!({ "roomId": room() }));
@@ -146,6 +198,8 @@ fn ChatPage() -> impl IntoView {
     let status = client::use_sync_status();
     let (refusals, set_refusals) = signal(Vec::<Refusal>::new());
 
+    #[cfg(feature = "hydrate")]
+    let sync_client = use_context::<client::SyncClient>();
     let (draft, set_draft) = signal(String::new());
     let send = move |event: leptos::ev::SubmitEvent| {
         event.prevent_default();
@@ -203,10 +257,26 @@ fn ChatPage() -> impl IntoView {
                 <p class="chat__storage" data-testid="storage">
                     {move || match status.get().storage {
                         Some(client::messages::Storage::Opfs) => "Local database: saved in this browser (OPFS)",
-                        Some(client::messages::Storage::Memory) => {
-                            "Local database: in memory only (OPFS unavailable or held by another tab)"
-                        }
+                        Some(client::messages::Storage::Memory) => "Local database: in memory only (OPFS unavailable)",
                         None => "Local database: opening",
+                    }}
+                </p>
+                <p class="chat__offline" data-testid="offline-ready" data-ready=move || offline_ready.get().to_string()>
+                    {move || if offline_ready.get() { "Opens offline" } else { "" }}
+                </p>
+                <p
+                    class="chat__role"
+                    data-testid="tab-role"
+                    data-role=move || match status.get().leader {
+                        Some(true) => "leader",
+                        Some(false) => "follower",
+                        None => "unknown",
+                    }
+                >
+                    {move || match status.get().leader {
+                        Some(true) => "This tab syncs for every tab of this app",
+                        Some(false) => "Another tab of this app syncs for this one",
+                        None => "",
                     }}
                 </p>
                 <label class="chat__name">
@@ -217,7 +287,12 @@ fn ChatPage() -> impl IntoView {
                         on:change=move |ev| {
                             let value = event_target_value(&ev);
                             #[cfg(feature = "hydrate")]
-                            browser::remember_name(&value);
+                            {
+                                browser::remember_name(&value);
+                                if let Some(client) = sync_client.clone() {
+                                    browser::sign_in(client, value.clone());
+                                }
+                            }
                             set_name.set(value);
                         }
                     />

@@ -26,6 +26,8 @@ pub struct QueryState {
 pub struct SyncStatusView {
     pub status: Option<Status>,
     pub storage: Option<crate::messages::Storage>,
+    /// `Some(true)`: this tab holds the database; `Some(false)`: another tab does.
+    pub leader: Option<bool>,
 }
 
 /// A live named query. `args` is reactive: a change re-runs the query.
@@ -99,16 +101,13 @@ impl Mutator {
         {
             let client = self.client.clone().ok_or("no sync client in context")?;
             client.update_started.set(Some(crate::page::now_ms()));
-            let reply = match client.request(Request::Mutate { name: self.name.into(), args }).await {
-                Ok(reply) => reply,
+            let (mutation_id, record_id, local_write_ms) = match client.mutate(self.name, args).await {
+                Ok(applied) => applied,
                 Err(error) => {
                     // Refused locally: nothing changed, nothing to time.
                     client.update_started.set(None);
                     return Err(error);
                 }
-            };
-            let Reply::Mutated { mutation_id, record_id, local_write_ms } = reply else {
-                return Err(format!("unexpected reply {reply:?}"));
             };
             client.metrics.update(|m| m.local_db_write.record(local_write_ms));
             let outcome = client.resolution(&mutation_id).await?;
@@ -137,6 +136,7 @@ pub fn use_sync_status() -> Signal<SyncStatusView> {
         return Signal::derive(move || SyncStatusView {
             status: client.status.get(),
             storage: client.storage.get(),
+            leader: client.leader.get(),
         });
     }
     Signal::derive(SyncStatusView::default)

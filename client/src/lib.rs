@@ -3,12 +3,15 @@
 //! - [`messages`]: what the page and the SQLite Web Worker say to each other;
 //! - [`SyncClient`] (page side, feature `hydrate`): spawns the worker, sends requests,
 //!   turns its events into signals;
-//! - [`use_query`] / [`use_mutator`]: the Leptos hooks components use.
+//! - [`use_query`] / [`use_mutator`]: the Leptos hooks components use;
+//! - `offline` (feature `hydrate`): the Service Worker that lets pages load offline.
 
 pub mod messages;
 pub mod metrics;
 
 mod hooks;
+#[cfg(feature = "hydrate")]
+pub mod offline;
 #[cfg(feature = "hydrate")]
 mod page;
 
@@ -17,4 +20,4 @@ pub use hooks::{
 };
 pub use metrics::{Metrics, Stat};
 #[cfg(feature = "hydrate")]
-pub use page::SyncClient;
+pub use page::{SyncClient, new_id};

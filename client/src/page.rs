@@ -23,6 +23,9 @@ struct Inner {
     next_id: Cell<u32>,
     replies: RefCell<HashMap<u32, oneshot::Sender<Result<Reply, String>>>>,
     resolutions: Waiters<MutationOutcome>,
+    /// Mutations this page issued and not yet saw answered (other tabs' answers are
+    /// broadcast too: only ours are timed and kept).
+    issued: RefCell<std::collections::HashSet<String>>,
     early: RefCell<HashMap<String, MutationOutcome>>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
 }
@@ -39,6 +42,9 @@ pub struct SyncClient {
     pub upstream_ms: RwSignal<Option<f64>>,
     /// True once the worker opened the database and started syncing.
     pub started: RwSignal<bool>,
+    /// Whether this tab's worker holds the database (`Some(true)`) or forwards to the
+    /// tab that does; `None` until known.
+    pub leader: RwSignal<Option<bool>>,
     pub metrics: RwSignal<crate::Metrics>,
     /// When the latest mutator call started (ms, `performance.now()`), until a live
     /// query shows its effect.
@@ -59,6 +65,7 @@ impl SyncClient {
         let started = RwSignal::new(false);
         let metrics = RwSignal::new(crate::Metrics::default());
         let update_started = RwSignal::new(None);
+        let leader = RwSignal::new(None);
         let inner = Rc::new_cyclic(|weak: &std::rc::Weak<Inner>| {
             let weak = weak.clone();
             let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
@@ -82,8 +89,13 @@ impl SyncClient {
                     }
                     FromWorker::Changed { .. } => changes.update(|n| *n += 1),
                     FromWorker::Resolved { mutation_id, outcome, upstream_ms: ms } => {
-                        upstream_ms.set(Some(ms));
-                        metrics.update(|m| m.upstream_db_write.record(ms));
+                        if !inner.issued.borrow_mut().remove(&mutation_id) {
+                            return;
+                        }
+                        if let Some(ms) = ms {
+                            upstream_ms.set(Some(ms));
+                            metrics.update(|m| m.upstream_db_write.record(ms));
+                        }
                         match inner.resolutions.borrow_mut().remove(&mutation_id) {
                             Some(sender) => {
                                 let _ = sender.send(outcome);
@@ -93,7 +105,11 @@ impl SyncClient {
                             }
                         }
                     }
-                    FromWorker::Status(now) => status.set(Some(now)),
+                    FromWorker::Status(now) => {
+                        storage.set(Some(now.storage));
+                        status.set(Some(now));
+                    }
+                    FromWorker::Role { leader: is_leader } => leader.set(Some(is_leader)),
                 }
             });
             worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -104,6 +120,7 @@ impl SyncClient {
                 next_id: Cell::new(1),
                 replies: RefCell::new(HashMap::new()),
                 resolutions: RefCell::new(HashMap::new()),
+                issued: RefCell::new(std::collections::HashSet::new()),
                 early: RefCell::new(HashMap::new()),
                 _on_message: on_message,
             }
@@ -115,6 +132,7 @@ impl SyncClient {
             storage,
             upstream_ms,
             started,
+            leader,
             metrics,
             update_started,
         })
@@ -150,6 +168,27 @@ impl SyncClient {
         receiver.await.map_err(|_| "the sync worker went away".to_string())?
     }
 
+    /// Applies a named mutation locally (through the worker) and returns its
+    /// `(mutation_id, record_id, local_write_ms)`. Ids are chosen here, so a request
+    /// re-sent to a new leader tab is recognised and applied once.
+    pub async fn mutate(&self, name: &str, args: serde_json::Value) -> Result<(String, String, f64), String> {
+        let mutation_id = new_id(sync::ids::OUTBOX);
+        let record_id = new_id(sync::ids::MESSAGE);
+        self.inner.issued.borrow_mut().insert(mutation_id.clone());
+        let request =
+            Request::Mutate { name: name.into(), args, mutation_id: mutation_id.clone(), record_id };
+        match self.request(request).await {
+            Ok(Reply::Mutated { mutation_id, record_id, local_write_ms }) => {
+                Ok((mutation_id, record_id, local_write_ms))
+            }
+            Ok(other) => Err(format!("unexpected reply {other:?}")),
+            Err(error) => {
+                self.inner.issued.borrow_mut().remove(&mutation_id);
+                Err(error)
+            }
+        }
+    }
+
     /// Waits for the server's answer to a mutation.
     pub async fn resolution(&self, mutation_id: &str) -> Result<MutationOutcome, String> {
         let receiver = {
@@ -162,6 +201,12 @@ impl SyncClient {
         };
         receiver.await.map_err(|_| "the sync worker went away".to_string())
     }
+}
+
+/// A fresh prefixed ULID (time + 80 random bits from `Math.random`).
+pub fn new_id(prefix: &str) -> String {
+    let random = (0..5).fold(0u128, |acc, _| (acc << 16) | ((js_sys::Math::random() * 65536.0) as u128));
+    sync::ids::new_id(prefix, js_sys::Date::now() as u64, random)
 }
 
 /// `performance.now()` on the page, in milliseconds.

@@ -3,18 +3,26 @@
 //!
 //! Started by `pkg/db-worker.js`, which loads this bundle and calls
 //! [`db_worker_start`].
+//!
+//! Tabs: every tab runs this worker, but only one — the **leader**, holder of the Web
+//! Lock [`LEADER_LOCK`] — opens the database and syncs. The others are **followers**:
+//! they forward their page's requests over the `BroadcastChannel` [`TABS_CHANNEL`] and
+//! relay the leader's events back. When the leader tab closes, its lock is released,
+//! the next tab in line opens the database and announces itself, and followers re-send
+//! every request not yet answered. Re-sending is safe: queries are reads, and a
+//! mutation carries ids chosen by the page, which the store recognises.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use client::messages::{FromWorker, Reply, Request, Status, Storage, ToWorker};
+use client::messages::{FromWorker, Reply, Request, Status, Storage, TabMessage, ToWorker};
 use futures_util::StreamExt;
 use gloo_net::http::Request as Http;
 use gloo_net::websocket::Message;
 use gloo_net::websocket::futures::WebSocket;
 use serde_json::Value;
-use store::LocalStore;
+use store::{LocalStore, MutationState};
 use sync::model::MutationContext;
 use sync::protocol::PROTOCOL_VERSION;
 use sync::protocol::poke::ServerMessage;
@@ -23,11 +31,15 @@ use sync::protocol::push::{PushRequest, PushResponse};
 use sync::protocol::query::{QueryRequest, QueryResponse};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+use web_sys::{BroadcastChannel, DedicatedWorkerGlobalScope, MessageEvent};
 
 const OPFS_DIRECTORY: &str = "serverless-sync";
 const DATABASE_FILE: &str = "local.db";
 const PUSH_BATCH: usize = 100;
+/// Held by the tab whose worker owns the database.
+pub const LEADER_LOCK: &str = "serverless-sync:leader";
+/// Where the tabs' workers talk.
+pub const TABS_CHANNEL: &str = "serverless-sync:tabs";
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -37,6 +49,7 @@ fn now_ms() -> f64 {
     scope().performance().map_or_else(js_sys::Date::now, |performance| performance.now())
 }
 
+/// To this tab's page only.
 fn post(message: &FromWorker) {
     if let Ok(text) = serde_json::to_string(message) {
         let _ = scope().post_message(&text.into());
@@ -62,9 +75,19 @@ fn backoff_ms(attempt: u32) -> u32 {
 }
 
 struct Runtime {
+    /// This worker's name among the tabs.
+    tab: String,
+    channel: Option<BroadcastChannel>,
+    leader: Cell<bool>,
+    /// The page's requests sent to the leader and not answered yet, by request id.
+    forwarded: RefCell<BTreeMap<u32, Request>>,
+    /// The page's token, kept even while following: needed if this tab takes over.
+    page_token: RefCell<Option<String>>,
+    announced_follower: Cell<bool>,
     store: RefCell<Option<LocalStore>>,
     storage: Cell<Storage>,
     token: RefCell<String>,
+    syncing: Cell<bool>,
     session_id: String,
     origin: String,
     subscriptions: RefCell<BTreeMap<String, Subscription>>,
@@ -83,14 +106,27 @@ impl Runtime {
         f(store)
     }
 
+    fn broadcast(&self, message: &TabMessage) {
+        if let (Some(channel), Ok(text)) = (&self.channel, serde_json::to_string(message)) {
+            let _ = channel.post_message(&text.into());
+        }
+    }
+
+    /// An event of the leader: to this page and to every follower's page.
+    fn emit(&self, event: FromWorker) {
+        post(&event);
+        self.broadcast(&TabMessage::Event { event });
+    }
+
     fn post_status(&self) {
         let (outbox, cursor) = self
             .with_store(|store| {
                 Ok((store.outbox_len().unwrap_or(0), store.cursor().map(|c| c.0).unwrap_or(0)))
             })
             .unwrap_or((0, 0));
-        post(&FromWorker::Status(Status {
+        self.emit(FromWorker::Status(Status {
             online: self.online.get(),
+            storage: self.storage.get(),
             outbox,
             cursor,
             last_error: self.last_error.borrow().clone(),
@@ -145,10 +181,18 @@ impl Failure {
 pub fn db_worker_start() {
     console_error_panic_hook::set_once();
     let origin = scope().location().origin();
+    let channel = BroadcastChannel::new(TABS_CHANNEL).ok();
     let runtime = Rc::new(Runtime {
+        tab: random_id("tab"),
+        channel,
+        leader: Cell::new(false),
+        forwarded: RefCell::new(BTreeMap::new()),
+        page_token: RefCell::new(None),
+        announced_follower: Cell::new(false),
         store: RefCell::new(None),
         storage: Cell::new(Storage::Memory),
         token: RefCell::new(String::new()),
+        syncing: Cell::new(false),
         session_id: random_id(sync::ids::SESSION),
         origin,
         subscriptions: RefCell::new(BTreeMap::new()),
@@ -159,31 +203,173 @@ pub fn db_worker_start() {
         online: Cell::new(true),
         last_error: RefCell::new(None),
     });
-    let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+
+    let from_page = runtime.clone();
+    let on_page = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let Some(text) = event.data().as_string() else { return };
         let Ok(message) = serde_json::from_str::<ToWorker>(&text) else { return };
+        on_page_request(&from_page, message);
+    });
+    scope().set_onmessage(Some(on_page.as_ref().unchecked_ref()));
+    // The worker lives as long as the page: the handlers must too.
+    on_page.forget();
+
+    if let Some(channel) = &runtime.channel {
+        let from_tabs = runtime.clone();
+        let on_tab = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let Some(text) = event.data().as_string() else { return };
+            let Ok(message) = serde_json::from_str::<TabMessage>(&text) else { return };
+            on_tab_message(&from_tabs, message);
+        });
+        channel.set_onmessage(Some(on_tab.as_ref().unchecked_ref()));
+        on_tab.forget();
+    }
+
+    if !request_leadership(&runtime) {
+        // No Web Locks here: act alone (a second tab then falls back to memory).
+        wasm_bindgen_futures::spawn_local(become_leader(runtime));
+    }
+    post(&FromWorker::Ready);
+}
+
+/// Asks for the leader lock; the callback runs when this tab gets it and holds it
+/// until the worker ends (its promise never settles). False: no Web Locks API.
+fn request_leadership(runtime: &Rc<Runtime>) -> bool {
+    let navigator = scope().navigator();
+    let Ok(locks) = js_sys::Reflect::get(&navigator, &"locks".into()) else { return false };
+    if locks.is_undefined() || locks.is_null() {
+        return false;
+    }
+    let Ok(request) = js_sys::Reflect::get(&locks, &"request".into()) else { return false };
+    let Ok(request) = request.dyn_into::<js_sys::Function>() else { return false };
+    let runtime = runtime.clone();
+    let on_granted = Closure::once_into_js(move |_lock: JsValue| -> js_sys::Promise {
+        wasm_bindgen_futures::spawn_local(become_leader(runtime));
+        js_sys::Promise::new(&mut |_, _| {})
+    });
+    request.call2(&locks, &LEADER_LOCK.into(), &on_granted).is_ok()
+}
+
+/// This tab now holds the lock: open the database, tell the others, and serve what
+/// this page asked while it followed.
+async fn become_leader(runtime: Rc<Runtime>) {
+    runtime.leader.set(true);
+    post(&FromWorker::Role { leader: true });
+    if let Err(error) = open_store(&runtime).await {
+        leptos::logging::error!("local database: {error}");
+    }
+    runtime.broadcast(&TabMessage::Leader { tab: runtime.tab.clone() });
+    let token = runtime.page_token.borrow().clone();
+    if let Some(token) = token {
+        *runtime.token.borrow_mut() = token;
+        start_sync(&runtime);
+    }
+    let waiting = std::mem::take(&mut *runtime.forwarded.borrow_mut());
+    for (id, request) in waiting {
+        let runtime = runtime.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = handle(&runtime, request).await;
+            post(&FromWorker::Reply { id, result });
+        });
+    }
+    // Every page re-runs its queries against this store (and so re-subscribes here).
+    runtime.emit(FromWorker::Changed { collections: Vec::new() });
+}
+
+/// Opens OPFS, retrying briefly: a previous leader's file handles may still be
+/// closing. Falls back to memory when OPFS is unavailable.
+async fn open_store(runtime: &Rc<Runtime>) -> Result<(), String> {
+    const ATTEMPTS: u32 = 20;
+    let mut opened = None;
+    for attempt in 0..ATTEMPTS {
+        match crate::opfs::open_opfs(OPFS_DIRECTORY, DATABASE_FILE).await {
+            Ok(connection) => {
+                opened = Some((connection, Storage::Opfs));
+                break;
+            }
+            Err(error) if attempt + 1 == ATTEMPTS => {
+                leptos::logging::warn!("local database in memory: {error}");
+            }
+            Err(_) => sleep(100).await,
+        }
+    }
+    let (connection, storage) = match opened {
+        Some(opened) => opened,
+        None => (crate::opfs::open_in_memory().map_err(|e| e.to_string())?, Storage::Memory),
+    };
+    let store = LocalStore::open(connection, app::model::chat_model(), || random_id(sync::ids::CLIENT))
+        .map_err(|e| e.to_string())?;
+    *runtime.store.borrow_mut() = Some(store);
+    runtime.storage.set(storage);
+    Ok(())
+}
+
+fn on_page_request(runtime: &Rc<Runtime>, message: ToWorker) {
+    if let Request::Start { token } = &message.request {
+        *runtime.page_token.borrow_mut() = Some(token.clone());
+    }
+    if runtime.leader.get() {
         let runtime = runtime.clone();
         wasm_bindgen_futures::spawn_local(async move {
             let result = handle(&runtime, message.request).await;
             post(&FromWorker::Reply { id: message.id, result });
         });
-    });
-    scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
-    // The worker lives as long as the page: the handler must too.
-    handler.forget();
-    post(&FromWorker::Ready);
+    } else {
+        runtime.forwarded.borrow_mut().insert(message.id, message.request.clone());
+        runtime.broadcast(&TabMessage::Request {
+            tab: runtime.tab.clone(),
+            id: message.id,
+            request: message.request,
+        });
+    }
+}
+
+fn on_tab_message(runtime: &Rc<Runtime>, message: TabMessage) {
+    let leader = runtime.leader.get();
+    match message {
+        TabMessage::Request { tab, id, request } if leader => {
+            let runtime = runtime.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let result = handle(&runtime, request).await;
+                runtime.broadcast(&TabMessage::Reply { tab, id, result });
+            });
+        }
+        TabMessage::Reply { tab, id, result }
+            if !leader && tab == runtime.tab && runtime.forwarded.borrow_mut().remove(&id).is_some() =>
+        {
+            if !runtime.announced_follower.replace(true) {
+                post(&FromWorker::Role { leader: false });
+            }
+            post(&FromWorker::Reply { id, result });
+        }
+        TabMessage::Event { event } if !leader => post(&event),
+        TabMessage::Leader { tab } if !leader && tab != runtime.tab => {
+            let waiting: Vec<(u32, Request)> =
+                runtime.forwarded.borrow().iter().map(|(id, r)| (*id, r.clone())).collect();
+            for (id, request) in waiting {
+                runtime.broadcast(&TabMessage::Request { tab: runtime.tab.clone(), id, request });
+            }
+            post(&FromWorker::Changed { collections: Vec::new() });
+        }
+        _ => {}
+    }
 }
 
 async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String> {
     match request {
-        Request::Start { token } => start(runtime, token).await,
+        Request::Start { token } => {
+            wait_until_open(runtime).await?;
+            *runtime.token.borrow_mut() = token;
+            start_sync(runtime);
+            Ok(Reply::Started { client_id: runtime.client_id()?, storage: runtime.storage.get() })
+        }
         Request::Query { name, args } => {
             wait_until_open(runtime).await?;
             query(runtime, name, args)
         }
-        Request::Mutate { name, args } => {
+        Request::Mutate { name, args, mutation_id, record_id } => {
             wait_until_open(runtime).await?;
-            mutate(runtime, name, args)
+            mutate(runtime, name, args, mutation_id, record_id)
         }
     }
 }
@@ -201,29 +387,17 @@ async fn wait_until_open(runtime: &Rc<Runtime>) -> Result<(), String> {
     Err("the local database did not open within 30 s".into())
 }
 
-async fn start(runtime: &Rc<Runtime>, token: String) -> Result<Reply, String> {
-    *runtime.token.borrow_mut() = token;
-    if runtime.store.borrow().is_some() {
-        return Ok(Reply::Started { client_id: runtime.client_id()?, storage: runtime.storage.get() });
+/// Starts the socket and the push loop, once.
+fn start_sync(runtime: &Rc<Runtime>) {
+    if runtime.syncing.replace(true) {
+        runtime.post_status();
+        return;
     }
-    let (connection, storage) = match crate::opfs::open_opfs(OPFS_DIRECTORY, DATABASE_FILE).await {
-        Ok(connection) => (connection, Storage::Opfs),
-        Err(error) => {
-            leptos::logging::warn!("local database in memory: {error}");
-            (crate::opfs::open_in_memory().map_err(|e| e.to_string())?, Storage::Memory)
-        }
-    };
-    let store = LocalStore::open(connection, app::model::chat_model(), || random_id(sync::ids::CLIENT))
-        .map_err(|e| e.to_string())?;
-    let client_id = store.client_id().to_string();
-    *runtime.store.borrow_mut() = Some(store);
-    runtime.storage.set(storage);
     let socket = runtime.clone();
     wasm_bindgen_futures::spawn_local(async move { keep_socket(socket).await });
     // Whatever was queued before a reload goes out now.
     spawn_push(runtime);
     runtime.post_status();
-    Ok(Reply::Started { client_id, storage })
 }
 
 fn query(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, String> {
@@ -266,7 +440,7 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
             if let Ok(touched) = installed
                 && !touched.is_empty()
             {
-                post(&FromWorker::Changed { collections: vec![validated.select.collection.clone()] });
+                runtime.emit(FromWorker::Changed { collections: vec![validated.select.collection.clone()] });
             }
             runtime.online.set(true);
         }
@@ -277,9 +451,28 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
     spawn_pull(runtime);
 }
 
-fn mutate(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, String> {
-    let mutation_id = random_id(sync::ids::OUTBOX);
-    let record_id = random_id(sync::ids::MESSAGE);
+fn mutate(
+    runtime: &Rc<Runtime>,
+    name: String,
+    args: Value,
+    mutation_id: String,
+    record_id: String,
+) -> Result<Reply, String> {
+    // Sent twice (a follower re-sending to a new leader): answer, do not re-apply.
+    match runtime.with_store(|store| store.mutation_state(&mutation_id).map_err(|e| e.to_string()))? {
+        Some(MutationState::Pending { record_id }) => {
+            return Ok(Reply::Mutated { mutation_id, record_id, local_write_ms: 0.0 });
+        }
+        Some(MutationState::Resolved { record_id, outcome }) => {
+            runtime.emit(FromWorker::Resolved {
+                mutation_id: mutation_id.clone(),
+                outcome,
+                upstream_ms: None,
+            });
+            return Ok(Reply::Mutated { mutation_id, record_id, local_write_ms: 0.0 });
+        }
+        None => {}
+    }
     let started = now_ms();
     let collection = runtime.with_store(|store| {
         let ctx = MutationContext {
@@ -291,7 +484,7 @@ fn mutate(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, Str
         Ok(touched.collection)
     })?;
     let local_write_ms = now_ms() - started;
-    post(&FromWorker::Changed { collections: vec![collection] });
+    runtime.emit(FromWorker::Changed { collections: vec![collection] });
     spawn_push(runtime);
     Ok(Reply::Mutated { mutation_id, record_id, local_write_ms })
 }
@@ -345,10 +538,14 @@ async fn push_loop(runtime: &Rc<Runtime>) {
                 if let Ok(touched) = resolved {
                     let collections =
                         touched.into_iter().map(|t| t.collection).collect::<std::collections::BTreeSet<_>>();
-                    post(&FromWorker::Changed { collections: collections.into_iter().collect() });
+                    runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect() });
                 }
                 for (mutation_id, outcome) in outcomes {
-                    post(&FromWorker::Resolved { mutation_id, outcome, upstream_ms });
+                    runtime.emit(FromWorker::Resolved {
+                        mutation_id,
+                        outcome,
+                        upstream_ms: Some(upstream_ms),
+                    });
                 }
                 runtime.post_status();
             }
@@ -416,7 +613,7 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                 {
                     let collections =
                         touched.into_iter().map(|t| t.collection).collect::<std::collections::BTreeSet<_>>();
-                    post(&FromWorker::Changed { collections: collections.into_iter().collect() });
+                    runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect() });
                 }
                 if !page.has_more {
                     return;

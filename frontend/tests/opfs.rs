@@ -46,7 +46,7 @@ async fn the_local_store_keeps_rows_outbox_and_client_id_on_opfs() {
     let ctx = MutationContext { client_id: "client_t".into(), record_id: "message_1".into(), now_ms: 1 };
     {
         let db = open_opfs(directory, "store.db").await.expect("open");
-        db.execute_batch("DROP TABLE IF EXISTS messages; DROP TABLE IF EXISTS sync_outbox; DROP TABLE IF EXISTS sync_confirmed; DROP TABLE IF EXISTS sync_meta;")
+        db.execute_batch("DROP TABLE IF EXISTS messages; DROP TABLE IF EXISTS sync_outbox; DROP TABLE IF EXISTS sync_confirmed; DROP TABLE IF EXISTS sync_meta; DROP TABLE IF EXISTS sync_resolved;")
             .expect("fresh tables");
         let mut store = LocalStore::open(db, model.clone(), || "client_t".into()).expect("store");
         let args = json!({"roomId": "r", "authorName": "Ada", "body": "offline"});
@@ -67,4 +67,17 @@ async fn the_local_store_keeps_rows_outbox_and_client_id_on_opfs() {
     let rows = store.rows(app::model::MESSAGES).expect("rows");
     assert_eq!(rows.len(), 1, "the rejected message is rolled back");
     assert_eq!(rows[0]["body"], json!("offline"));
+    // The answer is remembered: a re-sent request for it is recognised, not re-applied.
+    assert!(matches!(
+        store.mutation_state("outbox_2").expect("state"),
+        Some(store::MutationState::Resolved { outcome: MutationOutcome::Rejected { .. }, .. })
+    ));
+    let again = store.mutate(
+        "outbox_2",
+        app::model::SEND_MESSAGE,
+        &json!({"roomId": "r", "authorName": "Ada", "body": "rejected later"}),
+        &ctx,
+    );
+    assert!(matches!(again, Err(store::StoreError::Duplicate(_))));
+    assert_eq!(store.rows(app::model::MESSAGES).expect("rows").len(), 1);
 }

@@ -7,6 +7,8 @@
 //! - `sync_confirmed`: the server's image of each record and the sequence number it
 //!   came with (`row_json` NULL = deleted);
 //! - `sync_outbox`: pending mutations in order;
+//! - `sync_resolved`: the server's answers to recent mutations, so a request sent
+//!   twice (a tab re-sending after the leader tab closed) is answered, not re-applied;
 //! - `sync_meta`: the client id and the pull cursor.
 //!
 //! Every public write runs in one transaction and returns the records it touched, so
@@ -39,6 +41,20 @@ pub enum StoreError {
     Mutate(#[from] MutateError),
     #[error("unknown collection `{0}`")]
     UnknownCollection(String),
+    #[error("mutation `{0}` was already applied here")]
+    Duplicate(String),
+}
+
+/// How many answered mutations `sync_resolved` remembers.
+const RESOLVED_KEPT: i64 = 1000;
+
+/// Where a mutation id stands in this store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MutationState {
+    /// Applied locally, waiting in the outbox.
+    Pending { record_id: String },
+    /// The server answered it.
+    Resolved { record_id: String, outcome: MutationOutcome },
 }
 
 /// A record whose visible row may have changed.
@@ -63,6 +79,9 @@ CREATE TABLE IF NOT EXISTS sync_outbox (
   id TEXT NOT NULL UNIQUE, name TEXT NOT NULL, args_json TEXT NOT NULL,
   collection TEXT NOT NULL, record_id TEXT NOT NULL, operation_json TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS sync_outbox_record ON sync_outbox (collection, record_id);
+CREATE TABLE IF NOT EXISTS sync_resolved (
+  position INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE, record_id TEXT NOT NULL, outcome_json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sync_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
@@ -225,6 +244,9 @@ impl LocalStore {
         args: &Value,
         ctx: &MutationContext,
     ) -> Result<(PendingMutation, Touched), StoreError> {
+        if self.mutation_state(mutation_id)?.is_some() {
+            return Err(StoreError::Duplicate(mutation_id.into()));
+        }
         let validated = self.model.validate_mutation(name, args, ctx).map_err(MutateError::from)?;
         let collection = self.collection(&validated.collection)?.clone();
         let tx = self.conn.transaction()?;
@@ -275,14 +297,45 @@ impl LocalStore {
                 .optional()?;
             let Some((collection, record_id)) = pending else { continue };
             tx.execute("DELETE FROM sync_outbox WHERE id = ?1", [mutation_id])?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO sync_resolved (id, record_id, outcome_json) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![mutation_id, record_id, serde_json::to_string(outcome)?])?;
             if let MutationOutcome::Confirmed { row, seq } = outcome {
                 install(&tx, &collection, &record_id, *seq, row.as_ref())?;
             }
             touched.insert(Touched { collection, record_id });
         }
         refresh_all(&tx, &self.model, &touched)?;
+        tx.execute(
+            "DELETE FROM sync_resolved WHERE position <= (SELECT MAX(position) FROM sync_resolved) - ?1",
+            [RESOLVED_KEPT],
+        )?;
         tx.commit()?;
         Ok(touched)
+    }
+
+    /// Whether `mutation_id` was seen here: still pending, or answered (the latest
+    /// [`RESOLVED_KEPT`] answers are remembered). `None`: never seen.
+    pub fn mutation_state(&self, mutation_id: &str) -> Result<Option<MutationState>, StoreError> {
+        let pending: Option<String> = self
+            .conn
+            .prepare_cached("SELECT record_id FROM sync_outbox WHERE id = ?1")?
+            .query_row([mutation_id], |row| row.get(0))
+            .optional()?;
+        if let Some(record_id) = pending {
+            return Ok(Some(MutationState::Pending { record_id }));
+        }
+        let resolved: Option<(String, String)> = self
+            .conn
+            .prepare_cached("SELECT record_id, outcome_json FROM sync_resolved WHERE id = ?1")?
+            .query_row([mutation_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        resolved
+            .map(|(record_id, json)| {
+                Ok(MutationState::Resolved { record_id, outcome: serde_json::from_str(&json)? })
+            })
+            .transpose()
     }
 
     /// Applies pulled changes and moves the cursor.

@@ -310,3 +310,36 @@ fn a_query_snapshot_installs_rows_removes_vanished_ones_and_keeps_newer_images()
     );
     assert_eq!(store.rows(MESSAGES).expect("rows").len(), 2, "m9 in r2 is still there");
 }
+
+#[test]
+fn a_mutation_id_is_remembered_while_pending_and_after_its_answer() {
+    use store::MutationState;
+    let mut store =
+        LocalStore::open(store::Connection::open_in_memory().expect("db"), chat_model(), || "c".into())
+            .expect("open");
+    let ctx = MutationContext { client_id: "c".into(), record_id: "message_y".into(), now_ms: 1 };
+    assert_eq!(store.mutation_state("outbox_1").expect("state"), None);
+    store
+        .mutate("outbox_1", SEND_MESSAGE, &json!({"roomId": "r", "authorName": "Ada", "body": "hi"}), &ctx)
+        .expect("valid");
+    assert_eq!(
+        store.mutation_state("outbox_1").expect("state"),
+        Some(MutationState::Pending { record_id: "message_y".into() })
+    );
+    let refusal = MutationOutcome::Rejected { reason: "no".into() };
+    store.resolve(&[("outbox_1".into(), refusal.clone())]).expect("resolve");
+    assert_eq!(
+        store.mutation_state("outbox_1").expect("state"),
+        Some(MutationState::Resolved { record_id: "message_y".into(), outcome: refusal })
+    );
+    // The same id is never queued twice: a re-sent request is answered, not re-applied.
+    let again = store.mutate(
+        "outbox_1",
+        SEND_MESSAGE,
+        &json!({"roomId": "r", "authorName": "Ada", "body": "hi"}),
+        &ctx,
+    );
+    assert!(matches!(again, Err(store::StoreError::Duplicate(id)) if id == "outbox_1"));
+    assert_eq!(store.outbox_len().expect("len"), 0);
+    assert!(store.rows(MESSAGES).expect("rows").is_empty());
+}

@@ -147,6 +147,8 @@ fn build_client() -> Result {
 
     // The Web Worker's module script sits next to the bundle it imports.
     copy_dir(&root.join("frontend").join("js"), &pkg)?;
+    // Files served from the site root (the Service Worker's scope is its own folder).
+    copy_dir(&root.join("frontend").join("public"), &site)?;
     copy_dir(&root.join("style"), &site.join("style"))
 }
 

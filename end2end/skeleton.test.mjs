@@ -37,7 +37,7 @@ test('the client bundle and stylesheet are served as static assets', async () =>
   assert.deepEqual([...bytes.slice(0, 4)], [0x00, 0x61, 0x73, 0x6d]);
   const css = await fetch(`${app.url}/style/main.css`);
   assert.equal(css.status, 200);
-  assert.match(await css.text(), /\.chat__composer/);
+  assert.match(await css.text(), /\.composer/);
 });
 
 test('the API answers JSON, including for unknown endpoints', async () => {

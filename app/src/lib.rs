@@ -3,13 +3,17 @@
 //! Compiled twice: with `ssr` inside the Cloudflare Worker (renders HTML) and with
 //! `hydrate` inside the browser bundle (attaches behaviour to that HTML).
 
+mod chat;
+mod explainer;
+mod metrics;
 pub mod model;
+
+pub use chat::ServerRows;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
     components::{Route, Router, Routes},
-    hooks::use_params_map,
     path,
 };
 
@@ -48,8 +52,8 @@ pub fn App() -> impl IntoView {
         <Title text="Serverless Sync: local-first chat"/>
         <Router>
             <Routes fallback=|| view! { <p data-testid="not-found">"Page not found."</p> }>
-                <Route path=path!("/") view=ChatPage/>
-                <Route path=path!("/room/:room") view=ChatPage/>
+                <Route path=path!("/") view=chat::ChatPage/>
+                <Route path=path!("/room/:room") view=chat::ChatPage/>
             </Routes>
         </Router>
     }
@@ -57,7 +61,7 @@ pub fn App() -> impl IntoView {
 
 /// Browser-only glue: the display name, the guest token, the sync worker.
 #[cfg(feature = "hydrate")]
-mod browser {
+pub(crate) mod browser {
     use leptos::prelude::*;
 
     const NAME_KEY: &str = "serverless-sync:name";
@@ -157,220 +161,5 @@ mod browser {
         };
         provide_context(client.clone());
         sign_in(client, display_name());
-    }
-}
-
-/// A message the server refused, shown with its reason.
-#[derive(Debug, Clone, PartialEq)]
-struct Refusal {
-    body: String,
-    reason: String,
-}
-
-#[component]
-fn ChatPage() -> impl IntoView {
-    let params = use_params_map();
-    let room = move || params.read().get("room").unwrap_or_else(|| "lobby".to_string());
-
-    // `false` while the HTML is only server-rendered; flips once hydration has run.
-    let (interactive, set_interactive) = signal(false);
-    let (name, set_name) = signal(String::new());
-    // Set once this page can be reloaded with no network.
-    let (offline_ready, set_offline_ready) = signal(false);
-    Effect::new(move |_| {
-        set_interactive.set(true);
-        #[cfg(feature = "hydrate")]
-        {
-            set_name.set(browser::display_name());
-            leptos::task::spawn_local(async move {
-                match client::offline::enable("/sw.js").await {
-                    Ok(()) => set_offline_ready.set(true),
-                    Err(error) => leptos::logging::warn!("offline page loads unavailable: {error}"),
-                }
-            });
-        }
-        #[cfg(not(feature = "hydrate"))]
-        let _ = set_offline_ready;
-    });
-
-    let messages = client::use_query(model::ROOM_MESSAGES, move || serde_json::json!({ "roomId": room() }));
-    let send_message = client::use_mutator(model::SEND_MESSAGE);
-    let status = client::use_sync_status();
-    let (refusals, set_refusals) = signal(Vec::<Refusal>::new());
-
-    #[cfg(feature = "hydrate")]
-    let sync_client = use_context::<client::SyncClient>();
-    let (draft, set_draft) = signal(String::new());
-    let send = move |event: leptos::ev::SubmitEvent| {
-        event.prevent_default();
-        let body = draft.get_untracked();
-        if body.trim().is_empty() {
-            return;
-        }
-        set_draft.set(String::new());
-        let args = serde_json::json!({ "roomId": room(), "authorName": name.get_untracked(), "body": body });
-        let send_message = send_message.clone();
-        leptos::task::spawn_local(async move {
-            match send_message.call(args).await {
-                Ok(state) => {
-                    if let sync::protocol::push::MutationOutcome::Rejected { reason } = state.outcome {
-                        set_refusals.update(|list| list.push(Refusal { body, reason }));
-                    }
-                }
-                Err(reason) => set_refusals.update(|list| list.push(Refusal { body, reason })),
-            }
-        });
-    };
-
-    let rows = move || {
-        let state = messages.get();
-        state
-            .rows
-            .into_iter()
-            .map(|row| {
-                let text = |key: &str| row.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-                let id = text("id");
-                let pending = state.pending.contains(&id);
-                (id, text("author_name"), text("body"), pending)
-            })
-            .collect::<Vec<_>>()
-    };
-
-    view! {
-        <main class="chat">
-            <header class="chat__header">
-                <h1>"Serverless Sync"</h1>
-                <p class="chat__room">"Room " <span data-testid="room-id">{room}</span></p>
-                <p class="chat__status" data-testid="app-status">
-                    {move || if interactive.get() { "interactive" } else { "server-rendered" }}
-                </p>
-                <p class="chat__sync" data-testid="sync-status">
-                    {move || {
-                        let view = status.get();
-                        match view.status {
-                            Some(s) if s.online => format!("online, {} pending", s.outbox),
-                            Some(s) => format!("offline, {} pending", s.outbox),
-                            None => "connecting".to_string(),
-                        }
-                    }}
-                </p>
-                <p class="chat__storage" data-testid="storage">
-                    {move || match status.get().storage {
-                        Some(client::messages::Storage::Opfs) => "Local database: saved in this browser (OPFS)",
-                        Some(client::messages::Storage::Memory) => "Local database: in memory only (OPFS unavailable)",
-                        None => "Local database: opening",
-                    }}
-                </p>
-                <p class="chat__offline" data-testid="offline-ready" data-ready=move || offline_ready.get().to_string()>
-                    {move || if offline_ready.get() { "Opens offline" } else { "" }}
-                </p>
-                <p
-                    class="chat__role"
-                    data-testid="tab-role"
-                    data-role=move || match status.get().leader {
-                        Some(true) => "leader",
-                        Some(false) => "follower",
-                        None => "unknown",
-                    }
-                >
-                    {move || match status.get().leader {
-                        Some(true) => "This tab syncs for every tab of this app",
-                        Some(false) => "Another tab of this app syncs for this one",
-                        None => "",
-                    }}
-                </p>
-                <label class="chat__name">
-                    "Name "
-                    <input
-                        data-testid="name-input"
-                        prop:value=name
-                        on:change=move |ev| {
-                            let value = event_target_value(&ev);
-                            #[cfg(feature = "hydrate")]
-                            {
-                                browser::remember_name(&value);
-                                if let Some(client) = sync_client.clone() {
-                                    browser::sign_in(client, value.clone());
-                                }
-                            }
-                            set_name.set(value);
-                        }
-                    />
-                </label>
-            </header>
-            <ol class="chat__messages" data-testid="message-list">
-                <For each=rows key=|(id, _, body, pending)| (id.clone(), body.clone(), *pending) let:item>
-                    <li
-                        data-testid="message"
-                        data-status=if item.3 { "pending" } else { "confirmed" }
-                        class:pending=item.3
-                    >
-                        <span class="message__author" data-testid="message-author">{item.1}</span>
-                        <span class="message__body" data-testid="message-body">{item.2}</span>
-                        <span class="message__state">{if item.3 { "sending" } else { "sent" }}</span>
-                    </li>
-                </For>
-            </ol>
-            <ul class="chat__refusals" data-testid="refusals">
-                <For each=move || refusals.get().into_iter().enumerate() key=|(i, _)| *i let:item>
-                    <li data-testid="rejected-message">
-                        <span class="message__body">{item.1.body.clone()}</span>
-                        " was not sent: "
-                        <span data-testid="rejection-reason">{item.1.reason.clone()}</span>
-                    </li>
-                </For>
-            </ul>
-            <form class="chat__composer" on:submit=send>
-                <label for="composer-input" class="visually-hidden">"Message"</label>
-                <input
-                    id="composer-input"
-                    data-testid="composer-input"
-                    placeholder="Write a message"
-                    prop:value=draft
-                    on:input=move |ev| set_draft.set(event_target_value(&ev))
-                />
-                <button type="submit" data-testid="composer-send">"Send"</button>
-            </form>
-            <MetricsPanel/>
-        </main>
-    }
-}
-
-/// The three timings of the write path, live.
-#[component]
-fn MetricsPanel() -> impl IntoView {
-    let metrics = client::use_metrics();
-    let row = move |label: &'static str, id: &'static str, pick: fn(&client::Metrics) -> client::Stat| {
-        let stat = move || pick(&metrics.get());
-        view! {
-            <tr data-testid=format!("metric-{id}")>
-                <th scope="row">{label}</th>
-                <td data-testid=format!("metric-{id}-n")>{move || stat().count}</td>
-                <td data-testid=format!("metric-{id}-last")>{move || format!("{:.1}", stat().last)}</td>
-                <td data-testid=format!("metric-{id}-avg")>{move || format!("{:.1}", stat().average())}</td>
-                <td data-testid=format!("metric-{id}-max")>{move || format!("{:.1}", stat().max)}</td>
-            </tr>
-        }
-    };
-    view! {
-        <section class="metrics" aria-labelledby="metrics-title" data-testid="metrics">
-            <h2 id="metrics-title">"Metrics"</h2>
-            <table>
-                <thead>
-                    <tr>
-                        <th scope="col">"Timing (ms)"</th>
-                        <th scope="col">"N"</th>
-                        <th scope="col">"Last"</th>
-                        <th scope="col">"Avg"</th>
-                        <th scope="col">"Max"</th>
-                    </tr>
-                </thead>
-                <tbody>
-                    {row("Local state update", "local-state-update", |m| m.local_state_update)}
-                    {row("Local DB write", "local-db-write", |m| m.local_db_write)}
-                    {row("Upstream DB write", "upstream-db-write", |m| m.upstream_db_write)}
-                </tbody>
-            </table>
-        </section>
     }
 }

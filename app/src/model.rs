@@ -40,6 +40,7 @@ fn trimmed(text: String) -> String {
     if trimmed.len() == text.len() { text } else { trimmed.to_string() }
 }
 
+// [model] (shown on the page, from here to the matching end marker)
 /// The chat's sync model.
 pub fn chat_model() -> SyncModel {
     let model = SyncModel::builder()
@@ -107,6 +108,7 @@ pub fn chat_model() -> SyncModel {
                 }),
         )
         .build();
+    // [/model]
     match model {
         Ok(model) => model,
         // The model is a constant of this program: its tests build it, so this is

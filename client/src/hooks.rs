@@ -18,6 +18,8 @@ pub struct QueryState {
     pub pending: Vec<String>,
     /// True until the first local answer.
     pub loading: bool,
+    /// The server's rows for this query reached the local store (see `Reply::Rows`).
+    pub synced: bool,
     pub error: Option<String>,
 }
 
@@ -55,8 +57,8 @@ pub fn use_query(
                     return;
                 }
                 match answer {
-                    Ok(Reply::Rows { rows, pending }) => {
-                        set_state.set(QueryState { rows, pending, loading: false, error: None });
+                    Ok(Reply::Rows { rows, pending, synced }) => {
+                        set_state.set(QueryState { rows, pending, loading: false, synced, error: None });
                         // The state now shows the latest local write: time it.
                         if let Some(started) = client.update_started.get_untracked() {
                             client.update_started.set(None);

@@ -72,9 +72,22 @@ pub enum TabMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reply {
-    Started { client_id: String, storage: Storage },
-    Rows { rows: Vec<Row>, pending: Vec<String> },
-    Mutated { mutation_id: String, record_id: String, local_write_ms: f64 },
+    Started {
+        client_id: String,
+        storage: Storage,
+    },
+    /// `synced`: the server's rows for this query have been installed since the
+    /// worker started (until then an empty answer may just mean "not fetched yet").
+    Rows {
+        rows: Vec<Row>,
+        pending: Vec<String>,
+        synced: bool,
+    },
+    Mutated {
+        mutation_id: String,
+        record_id: String,
+        local_write_ms: f64,
+    },
 }
 
 /// Where the local database lives.
@@ -104,7 +117,10 @@ mod tests {
     fn messages_round_trip_as_json() {
         let messages = vec![
             FromWorker::Ready,
-            FromWorker::Reply { id: 3, result: Ok(Reply::Rows { rows: vec![], pending: vec!["m".into()] }) },
+            FromWorker::Reply {
+                id: 3,
+                result: Ok(Reply::Rows { rows: vec![], pending: vec!["m".into()], synced: true }),
+            },
             FromWorker::Reply { id: 4, result: Err("nope".into()) },
             FromWorker::Changed { collections: vec!["messages".into()] },
             FromWorker::Resolved {

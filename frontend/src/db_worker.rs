@@ -68,6 +68,18 @@ async fn sleep(ms: u32) {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
+/// Sleeps up to `ms`, cut short when the browser reports the network is back
+/// (`online` event bumps `wake`).
+async fn backoff_sleep(runtime: &Runtime, ms: u32) {
+    const STEP_MS: u32 = 100;
+    let woken_at = runtime.wake.get();
+    let mut slept = 0;
+    while slept < ms && runtime.wake.get() == woken_at {
+        sleep(STEP_MS.min(ms - slept)).await;
+        slept += STEP_MS;
+    }
+}
+
 /// Exponential backoff with jitter: 250 ms doubling to 30 s.
 fn backoff_ms(attempt: u32) -> u32 {
     let base = 250u32.saturating_mul(1 << attempt.min(7)).min(30_000);
@@ -91,11 +103,15 @@ struct Runtime {
     session_id: String,
     origin: String,
     subscriptions: RefCell<BTreeMap<String, Subscription>>,
+    /// Topics whose server snapshot is installed.
+    synced: RefCell<std::collections::BTreeSet<String>>,
     pushing: Cell<bool>,
     push_again: Cell<bool>,
     pulling: Cell<bool>,
     pull_again: Cell<bool>,
     online: Cell<bool>,
+    /// Bumped on the browser's `online` event: waiting retries go at once.
+    wake: Cell<u32>,
     last_error: RefCell<Option<String>>,
 }
 
@@ -196,11 +212,13 @@ pub fn db_worker_start() {
         session_id: random_id(sync::ids::SESSION),
         origin,
         subscriptions: RefCell::new(BTreeMap::new()),
+        synced: RefCell::new(std::collections::BTreeSet::new()),
         pushing: Cell::new(false),
         push_again: Cell::new(false),
         pulling: Cell::new(false),
         pull_again: Cell::new(false),
         online: Cell::new(true),
+        wake: Cell::new(0),
         last_error: RefCell::new(None),
     });
 
@@ -224,6 +242,11 @@ pub fn db_worker_start() {
         channel.set_onmessage(Some(on_tab.as_ref().unchecked_ref()));
         on_tab.forget();
     }
+
+    let waker = runtime.clone();
+    let on_online = Closure::<dyn FnMut()>::new(move || waker.wake.set(waker.wake.get().wrapping_add(1)));
+    scope().set_ononline(Some(on_online.as_ref().unchecked_ref()));
+    on_online.forget();
 
     if !request_leadership(&runtime) {
         // No Web Locks here: act alone (a second tab then falls back to memory).
@@ -408,6 +431,7 @@ fn query(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, Stri
         Ok((validated, rows, pending))
     })?;
     let topic = validated.topic.to_string();
+    let synced = runtime.synced.borrow().contains(&topic);
     let is_new = !runtime.subscriptions.borrow().contains_key(&topic);
     if is_new {
         runtime
@@ -417,7 +441,7 @@ fn query(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, Stri
         let runtime = runtime.clone();
         wasm_bindgen_futures::spawn_local(async move { fetch_snapshot(&runtime, validated).await });
     }
-    Ok(Reply::Rows { rows, pending })
+    Ok(Reply::Rows { rows, pending, synced })
 }
 
 /// First sight of a query: read it from the server, install it, then pull.
@@ -437,9 +461,8 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
                     .apply_snapshot(&validated.select, &answer.rows, answer.cursor)
                     .map_err(|e| e.to_string())
             });
-            if let Ok(touched) = installed
-                && !touched.is_empty()
-            {
+            if installed.is_ok() {
+                runtime.synced.borrow_mut().insert(validated.topic.to_string());
                 runtime.emit(FromWorker::Changed { collections: vec![validated.select.collection.clone()] });
             }
             runtime.online.set(true);
@@ -553,7 +576,7 @@ async fn push_loop(runtime: &Rc<Runtime>) {
                 runtime.online.set(false);
                 *runtime.last_error.borrow_mut() = Some(reason);
                 runtime.post_status();
-                sleep(backoff_ms(attempt)).await;
+                backoff_sleep(runtime, backoff_ms(attempt)).await;
                 attempt += 1;
             }
             Err(Failure::Fatal(reason)) => {
@@ -654,7 +677,7 @@ async fn keep_socket(runtime: Rc<Runtime>) {
                 }
             }
         }
-        sleep(backoff_ms(attempt)).await;
+        backoff_sleep(&runtime, backoff_ms(attempt)).await;
         attempt += 1;
     }
 }

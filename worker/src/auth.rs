@@ -90,11 +90,28 @@ pub struct GuestToken {
     expires_at: u64,
 }
 
-/// `POST /api/auth/guest {"name": "Ada"}` -> a signed token for that display name.
+/// Cookie holding the guest token, so the server can render a room's messages on the
+/// first paint (the sync requests themselves send it as `authorization`).
+pub const SIGN_IN_COOKIE: &str = "sync_token";
+
+/// The token in the request's [`SIGN_IN_COOKIE`], if any.
+pub fn token_from_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SIGN_IN_COOKIE)
+        .map(|(_, token)| token.to_string())
+}
+
+/// `POST /api/auth/guest {"name": "Ada"}` -> a signed token for that display name (in
+/// the body, and as an HttpOnly cookie for server rendering).
 pub async fn guest(
     Extension(env): Extension<Env>,
     raw: axum::extract::Request,
-) -> Result<Json<GuestToken>, ApiError> {
+) -> Result<impl axum::response::IntoResponse, ApiError> {
     let request: GuestRequest = parse_json(&read_body(raw).await?)?;
     let name = request.name.trim().to_string();
     let chars = name.chars().count();
@@ -107,5 +124,8 @@ pub async fn guest(
     let secret = config::required(&env, config::AUTH_SECRET)?;
     let iat = now_s();
     let claims = Claims { sub: name.clone(), iat, exp: iat + TOKEN_LIFETIME_S };
-    Ok(Json(GuestToken { token: sign(&secret, &claims), name, expires_at: claims.exp }))
+    let token = sign(&secret, &claims);
+    let cookie =
+        format!("{SIGN_IN_COOKIE}={token}; Path=/; Max-Age={TOKEN_LIFETIME_S}; HttpOnly; SameSite=Lax");
+    Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(GuestToken { token, name, expires_at: claims.exp })))
 }

@@ -13,6 +13,7 @@ mod connector;
 mod durable;
 mod error;
 mod health;
+mod pages;
 mod upstream;
 
 use axum::Router;
@@ -37,8 +38,15 @@ fn leptos_options() -> LeptosOptions {
 /// (pokes) after the response is sent.
 pub fn router(env: worker::Env, ctx: std::sync::Arc<worker::Context>) -> Router {
     let options = leptos_options();
-    let routes = generate_route_list(app::App);
+    // `/` and `/room/{room}` have handlers of their own (pages.rs); leptos_axum serves
+    // any other route of the app.
+    let routes: Vec<_> = generate_route_list(app::App)
+        .into_iter()
+        .filter(|route| !matches!(route.path(), "/" | "/room/{room}"))
+        .collect();
     Router::new()
+        .route("/", get(pages::home))
+        .route("/room/{room}", get(pages::room))
         .route("/api/health", get(health::health))
         .route("/api/auth/guest", axum::routing::post(auth::guest))
         .merge(chat_callbacks::router())

@@ -4,7 +4,7 @@
 
 mod pull;
 mod push;
-mod query;
+pub mod query;
 mod socket;
 
 use std::sync::OnceLock;

@@ -30,17 +30,26 @@ pub async fn query(
     // goes unpoked. (This also checks the session belongs to this client.)
     let watched = vec![validated.topic.to_string()];
     durable::subscribe(&env, &request.session_id, &request.client_id, watched, None).await?;
+    let (rows, cursor) = read(&env, &validated).await?;
+    Ok(Json(QueryResponse { rows, cursor, topic: validated.topic }))
+}
+
+/// Runs a validated read upstream: its rows and the cursor they are exact at (one
+/// transaction).
+pub async fn read(
+    env: &Env,
+    validated: &sync::ValidatedQuery,
+) -> Result<(Vec<sync::schema::Row>, Cursor), ApiError> {
     let collection = model()
         .collection(&validated.select.collection)
         .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
     let select = sql::select(Dialect::Sqlite, collection, &validated.select)
         .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
-    // One transaction: the rows are exactly the state at `cursor`.
     let head = Statement { sql: sql::change_head().into(), params: Vec::new() };
-    let mut results = D1::from_env(&env)?.batch(&[head, select]).await?.into_iter();
+    let mut results = D1::from_env(env)?.batch(&[head, select]).await?.into_iter();
     let cursor =
         results.next().and_then(|rows| rows.first().and_then(|row| integer(row, "head"))).unwrap_or(0);
     let rows =
         results.next().unwrap_or_default().into_iter().map(|raw| sql::decode_row(collection, raw)).collect();
-    Ok(Json(QueryResponse { rows, cursor: Cursor(cursor.max(0) as u64), topic: validated.topic }))
+    Ok((rows, Cursor(cursor.max(0) as u64)))
 }

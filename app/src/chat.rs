@@ -1,0 +1,290 @@
+//! The chat page: room switcher, connection status, messages, composer.
+
+use leptos::prelude::*;
+use leptos_router::hooks::{use_navigate, use_params_map};
+use serde::{Deserialize, Serialize};
+use sync::protocol::push::MutationOutcome;
+use sync::schema::Row;
+
+use crate::model;
+
+/// A room's messages read upstream while rendering on the server (`None`: not read,
+/// e.g. the visitor has no sign-in cookie yet). Provided as context by the worker.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerRows(pub Option<Vec<Row>>);
+
+/// A message the server refused, shown with its reason.
+#[derive(Debug, Clone, PartialEq)]
+struct Refusal {
+    body: String,
+    reason: String,
+}
+
+/// One line of the message list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Line {
+    id: String,
+    author: String,
+    body: String,
+    pending: bool,
+}
+
+fn lines(rows: &[Row], pending: &[String]) -> Vec<Line> {
+    rows.iter()
+        .map(|row| {
+            let text = |key: &str| row.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let id = text("id");
+            let pending = pending.contains(&id);
+            Line { author: text("author_name"), body: text("body"), pending, id }
+        })
+        .collect()
+}
+
+/// Room names are what a URL segment can hold without escaping.
+fn clean_room(input: &str) -> Option<String> {
+    let room: String = input
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(64)
+        .collect();
+    (!room.is_empty()).then_some(room)
+}
+
+#[component]
+pub fn ChatPage() -> impl IntoView {
+    let params = use_params_map();
+    let room = move || params.read().get("room").unwrap_or_else(|| "lobby".to_string());
+
+    // `false` while the HTML is only server-rendered; flips once hydration has run.
+    let (interactive, set_interactive) = signal(false);
+    let (name, set_name) = signal(String::new());
+    // Set once this page can be reloaded with no network.
+    let (offline_ready, set_offline_ready) = signal(false);
+    Effect::new(move |_| {
+        set_interactive.set(true);
+        #[cfg(feature = "hydrate")]
+        {
+            set_name.set(crate::browser::display_name());
+            leptos::task::spawn_local(async move {
+                match client::offline::enable("/sw.js").await {
+                    Ok(()) => set_offline_ready.set(true),
+                    Err(error) => leptos::logging::warn!("offline page loads unavailable: {error}"),
+                }
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = set_offline_ready;
+    });
+
+    // What the server read while rendering: shown until the local store has the room.
+    let server_rows = use_context::<ServerRows>().unwrap_or_default().0;
+    let initial = Resource::new(room, move |_| {
+        let rows = server_rows.clone();
+        async move { rows.map(|rows| lines(&rows, &[])).unwrap_or_default() }
+    });
+    let messages = client::use_query(model::ROOM_MESSAGES, move || serde_json::json!({ "roomId": room() }));
+    let send_message = client::use_mutator(model::SEND_MESSAGE);
+    let status = client::use_sync_status();
+    let (refusals, set_refusals) = signal(Vec::<Refusal>::new());
+    #[cfg(feature = "hydrate")]
+    let sync_client = use_context::<client::SyncClient>();
+
+    let (draft, set_draft) = signal(String::new());
+    let send = move |event: leptos::ev::SubmitEvent| {
+        event.prevent_default();
+        let body = draft.get_untracked();
+        if body.trim().is_empty() {
+            return;
+        }
+        set_draft.set(String::new());
+        let args = serde_json::json!({ "roomId": room(), "authorName": name.get_untracked(), "body": body });
+        let send_message = send_message.clone();
+        leptos::task::spawn_local(async move {
+            match send_message.call(args).await {
+                Ok(state) => {
+                    if let MutationOutcome::Rejected { reason } = state.outcome {
+                        set_refusals.update(|list| list.push(Refusal { body, reason }));
+                    }
+                }
+                Err(reason) => set_refusals.update(|list| list.push(Refusal { body, reason })),
+            }
+        });
+    };
+
+    let navigate = use_navigate();
+    let (room_draft, set_room_draft) = signal(String::new());
+    let join = move |event: leptos::ev::SubmitEvent| {
+        event.prevent_default();
+        if let Some(next) = clean_room(&room_draft.get_untracked()) {
+            set_room_draft.set(String::new());
+            set_refusals.set(Vec::new());
+            navigate(&format!("/room/{next}"), Default::default());
+        }
+    };
+
+    let connection = move || {
+        let view = status.get();
+        match view.status {
+            None => ("connecting", "connecting".to_string()),
+            Some(s) if !s.online => ("offline", format!("offline, {} pending", s.outbox)),
+            Some(s) if s.outbox > 0 => ("syncing", format!("syncing, {} pending", s.outbox)),
+            Some(s) => ("online", format!("online, {} pending", s.outbox)),
+        }
+    };
+
+    view! {
+        <main class="page">
+            <header class="topbar">
+                <div class="topbar__brand">
+                    <h1>"Serverless Sync"</h1>
+                    <p class="topbar__tagline">"A local-first chat on Cloudflare, in Rust"</p>
+                </div>
+                <form class="room-switch" on:submit=join>
+                    <label for="room-input">"Room"</label>
+                    <input
+                        id="room-input"
+                        data-testid="room-input"
+                        placeholder=room
+                        autocomplete="off"
+                        prop:value=room_draft
+                        on:input=move |ev| set_room_draft.set(event_target_value(&ev))
+                    />
+                    <button type="submit" data-testid="room-join">"Join"</button>
+                    <a class="room-switch__new" href="/" rel="external" data-testid="room-new">"New room"</a>
+                </form>
+            </header>
+
+            <section class="chat" aria-labelledby="room-title">
+                <div class="chat__head">
+                    <h2 id="room-title">"Room " <span data-testid="room-id">{room}</span></h2>
+                    <label class="chat__name">
+                        "Your name"
+                        <input
+                            data-testid="name-input"
+                            prop:value=name
+                            maxlength="64"
+                            on:change=move |ev| {
+                                let value = event_target_value(&ev);
+                                #[cfg(feature = "hydrate")]
+                                {
+                                    crate::browser::remember_name(&value);
+                                    if let Some(client) = sync_client.clone() {
+                                        crate::browser::sign_in(client, value.clone());
+                                    }
+                                }
+                                set_name.set(value);
+                            }
+                        />
+                    </label>
+                </div>
+                <ul class="status" aria-label="Connection">
+                    <li
+                        class="status__item"
+                        data-testid="sync-status"
+                        data-state=move || connection().0
+                        aria-live="polite"
+                    >
+                        {move || connection().1}
+                    </li>
+                    <li class="status__item" data-testid="storage">
+                        {move || match status.get().storage {
+                            Some(client::messages::Storage::Opfs) => "Local database: saved in this browser (OPFS)",
+                            Some(client::messages::Storage::Memory) => "Local database: in memory only (OPFS unavailable)",
+                            None => "Local database: opening",
+                        }}
+                    </li>
+                    <li
+                        class="status__item"
+                        data-testid="tab-role"
+                        data-role=move || match status.get().leader {
+                            Some(true) => "leader",
+                            Some(false) => "follower",
+                            None => "unknown",
+                        }
+                    >
+                        {move || match status.get().leader {
+                            Some(true) => "This tab syncs for all tabs",
+                            Some(false) => "Another tab syncs for this one",
+                            None => "Tab: starting",
+                        }}
+                    </li>
+                    <li class="status__item" data-testid="offline-ready" data-ready=move || offline_ready.get().to_string()>
+                        {move || if offline_ready.get() { "Opens offline" } else { "Offline page: not yet" }}
+                    </li>
+                    <li class="status__item status__item--quiet" data-testid="app-status">
+                        {move || if interactive.get() { "interactive" } else { "server-rendered" }}
+                    </li>
+                </ul>
+                <Suspense fallback=|| view! { <ol class="messages" data-testid="message-list"></ol> }>
+                    {move || Suspend::new(async move {
+                        let from_server = initial.await;
+                        let shown = move || {
+                            let local = messages.get();
+                            // Until the store has this room, an empty answer only means
+                            // "not fetched yet": keep what the server rendered.
+                            if local.loading || (local.rows.is_empty() && !local.synced) {
+                                from_server.clone()
+                            } else {
+                                lines(&local.rows, &local.pending)
+                            }
+                        };
+                        view! {
+                            <ol class="messages" data-testid="message-list" aria-live="polite">
+                                <For each=shown key=|line| (line.id.clone(), line.body.clone(), line.pending) let:line>
+                                    <li
+                                        class="message"
+                                        class:message--pending=line.pending
+                                        data-testid="message"
+                                        data-status=if line.pending { "pending" } else { "confirmed" }
+                                    >
+                                        <span class="message__author" data-testid="message-author">{line.author}</span>
+                                        <span class="message__body" data-testid="message-body">{line.body}</span>
+                                        <span class="message__state">{if line.pending { "sending" } else { "sent" }}</span>
+                                    </li>
+                                </For>
+                            </ol>
+                        }
+                    })}
+                </Suspense>
+                <ul class="refusals" data-testid="refusals" class:refusals--empty=move || refusals.get().is_empty()>
+                    <For each=move || refusals.get().into_iter().enumerate() key=|(i, _)| *i let:item>
+                        <li class="refusal" data-testid="rejected-message">
+                            <span class="refusal__body">{item.1.body.clone()}</span>
+                            " was not sent: "
+                            <span data-testid="rejection-reason">{item.1.reason.clone()}</span>
+                        </li>
+                    </For>
+                </ul>
+                <form class="composer" on:submit=send>
+                    <label for="composer-input" class="visually-hidden">"Message"</label>
+                    <input
+                        id="composer-input"
+                        data-testid="composer-input"
+                        placeholder="Write a message"
+                        autocomplete="off"
+                        prop:value=draft
+                        on:input=move |ev| set_draft.set(event_target_value(&ev))
+                    />
+                    <button type="submit" data-testid="composer-send">"Send"</button>
+                </form>
+            </section>
+            <crate::metrics::MetricsPanel/>
+            <crate::explainer::HowItWorks/>
+        </main>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_keep_only_url_safe_characters() {
+        assert_eq!(clean_room(" 94462 "), Some("94462".into()));
+        assert_eq!(clean_room("a b/c?d"), Some("abcd".into()));
+        assert_eq!(clean_room("team-chat_2"), Some("team-chat_2".into()));
+        assert_eq!(clean_room("/?# "), None);
+        assert_eq!(clean_room(&"x".repeat(100)).map(|r| r.len()), Some(64));
+    }
+}

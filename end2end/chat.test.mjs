@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startApp, launchBrowser, watchErrors } from './support/app.mjs';
-import { newId } from './support/sync.mjs';
+import { client, guestToken, newId } from './support/sync.mjs';
 
 let app;
 let alice;
@@ -35,49 +35,80 @@ async function send(page, text) {
 }
 
 const bodies = (page) => page.getByTestId('message-body').allTextContents();
+const confirmed = (page, text) =>
+  page.locator('[data-testid="message"][data-status="confirmed"]').filter({ hasText: text }).waitFor({ timeout: 15_000 });
+const role = (page, name) => page.locator(`[data-testid="tab-role"][data-role="${name}"]`).waitFor({ timeout: 15_000 });
 
-test('a message shows at once, is confirmed, and reaches the other browser in the room only', async () => {
+
+test('two browsers in one room: A sends, B sees it without a reload, and the metrics count it', async () => {
   const room = newId('room').slice(-8);
-  const other = newId('room').slice(-8);
   const a = await openRoom(alice, room);
   const b = await openRoom(bob, room);
-  const c = await openRoom(bob, other);
 
   await send(a.page, 'hello bob');
-  const mine = a.page.getByTestId('message').filter({ hasText: 'hello bob' });
-  await mine.waitFor();
-  await a.page.getByTestId('message').filter({ hasText: 'hello bob' }).and(a.page.locator('[data-status="confirmed"]')).waitFor();
+  await a.page.getByTestId('message').filter({ hasText: 'hello bob' }).waitFor();
+  await confirmed(a.page, 'hello bob');
 
   const theirs = b.page.getByTestId('message').filter({ hasText: 'hello bob' });
   await theirs.waitFor({ timeout: 10_000 });
   assert.equal(await theirs.getAttribute('data-status'), 'confirmed');
   assert.equal(await theirs.getByTestId('message-author').textContent(), await a.page.getByTestId('name-input').inputValue());
   assert.deepEqual(await bodies(b.page), ['hello bob']);
-
-  // Another room, in the same browser as b, never shows it.
-  await send(c.page, 'elsewhere');
-  await c.page.getByTestId('message').filter({ hasText: 'elsewhere' }).waitFor();
-  assert.deepEqual(await bodies(c.page), ['elsewhere']);
   // The write path was timed: one local write, one upstream write, one state update.
   for (const id of ['local-state-update', 'local-db-write', 'upstream-db-write']) {
     assert.equal(await a.page.getByTestId(`metric-${id}-n`).textContent(), '1', id);
     assert.ok(Number(await a.page.getByTestId(`metric-${id}-max`).textContent()) >= 0, id);
   }
+  // B only received: its own write path is untouched.
   assert.equal(await b.page.getByTestId('metric-local-db-write-n').textContent(), '0');
+  await send(a.page, 'and again');
+  await confirmed(a.page, 'and again');
+  assert.equal(await a.page.getByTestId('metric-upstream-db-write-n').textContent(), '2');
   assert.deepEqual(a.errors, []);
   assert.deepEqual(b.errors, []);
-  for (const page of [a.page, b.page, c.page]) await page.close();
+  await a.page.close();
+  await b.page.close();
 });
 
-test('a message the app refuses is rolled back and the reason is shown', async () => {
+test('B in another room does not see it', async () => {
+  const room = newId('room').slice(-8);
+  const other = newId('room').slice(-8);
+  const a = await openRoom(alice, room);
+  const b = await openRoom(bob, other);
+  const watcher = await openRoom(bob, room);
+  await send(a.page, 'only for this room');
+  await confirmed(a.page, 'only for this room');
+  // A browser in the same room got it, so the poke went out...
+  await watcher.page.getByTestId('message').filter({ hasText: 'only for this room' }).waitFor({ timeout: 10_000 });
+  // ...and the other room, in that same browser, shows only its own.
+  await send(b.page, 'elsewhere');
+  await confirmed(b.page, 'elsewhere');
+  assert.deepEqual(await bodies(b.page), ['elsewhere']);
+  for (const page of [a.page, b.page, watcher.page]) await page.close();
+});
+
+test('a message the app refuses is rolled back, the reason is shown, and it never reaches the server', async () => {
   const room = newId('room').slice(-8);
   const a = await openRoom(alice, room);
-  await send(a.page, 'x'.repeat(2001));
+  const b = await openRoom(bob, room);
+  const tooLong = 'x'.repeat(2001);
+  await send(a.page, tooLong);
   const refusal = a.page.getByTestId('rejected-message');
   await refusal.waitFor();
   assert.match(await refusal.getByTestId('rejection-reason').textContent(), /at most 2000/);
   assert.deepEqual(await bodies(a.page), []);
+  // A message sent after it arrives; the refused one never does.
+  await send(a.page, 'a fine message');
+  await confirmed(a.page, 'a fine message');
+  await b.page.getByTestId('message').filter({ hasText: 'a fine message' }).waitFor({ timeout: 10_000 });
+  assert.deepEqual(await bodies(b.page), ['a fine message']);
+  // Upstream (D1) holds only the accepted one.
+  const reader = client(app.url, await guestToken(app.url, 'Reader'));
+  const { status, json } = await reader.query('roomMessages', { roomId: room });
+  assert.equal(status, 200);
+  assert.deepEqual(json.rows.map((row) => row.body), ['a fine message']);
   await a.page.close();
+  await b.page.close();
 });
 
 test('messages are there after a reload', async () => {
@@ -91,10 +122,6 @@ test('messages are there after a reload', async () => {
   assert.deepEqual(a.errors, []);
   await a.page.close();
 });
-
-const confirmed = (page, text) =>
-  page.locator('[data-testid="message"][data-status="confirmed"]').filter({ hasText: text }).waitFor({ timeout: 15_000 });
-const role = (page, name) => page.locator(`[data-testid="tab-role"][data-role="${name}"]`).waitFor({ timeout: 15_000 });
 
 test('two tabs share one store; closing the leader tab leaves the other working', async () => {
   const room = newId('room').slice(-8);

@@ -5,6 +5,7 @@
 //! - `cargo xtask build`  client bundle + worker bundle
 //! - `cargo xtask dev`    setup, build, migrate local D1, serve on http://127.0.0.1:8787
 //! - `cargo xtask test`   setup, then every test tier; prints one closing summary line
+//! - `cargo xtask bench`  setup, build, then the benchmark (not part of `test`)
 //!
 //! Only `std`: this crate compiles in a couple of seconds on a fresh machine.
 
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
         Some("build") => tasks::build(),
         Some("dev") => tasks::dev(&args[1..]),
         Some("test") => tasks::test(&args[1..]),
+        Some("bench") => tasks::bench(),
         Some("help") | Some("--help") | None => {
             println!("{}", USAGE);
             Ok(())
@@ -40,4 +42,5 @@ const USAGE: &str = "usage: cargo xtask <task>
   setup              install apt packages, the wasm target, pinned CLIs (.tools/) and npm packages
   build              build the client bundle (target/site) and the worker (worker/build)
   dev [--port N]     setup + build + local D1 migrations + wrangler dev on 127.0.0.1 (default 8787)
-  test [TIER...]     setup + every tier (lint, native, wasm, e2e); or just the tiers named";
+  test [TIER...]     setup + every tier (lint, native, wasm, e2e); or just the tiers named
+  bench              setup + build + the benchmark: prints a table, writes target/bench/report.{json,png}";

@@ -274,6 +274,17 @@ fn write_dev_vars_once() -> Result {
 
 // ---------------------------------------------------------------- test
 
+/// The benchmark (`end2end/bench/bench.mjs`): starts the app itself, drives Chromium
+/// and Node clients, prints its table. Not a test: it asserts no timing.
+pub fn bench() -> Result {
+    setup()?;
+    build()?;
+    let mut command = Command::new("node");
+    command.args(["--experimental-websocket", "end2end/bench/bench.mjs"]).current_dir(root());
+    wrangler_env(&mut command);
+    run(&mut command)
+}
+
 const TIERS: &[&str] = &["lint", "native", "wasm", "e2e"];
 
 /// rustfmt and clippy (warnings are errors) for every crate on the target it is

@@ -1,0 +1,368 @@
+// The benchmark: starts the app (wrangler dev + local D1), drives headless Chromium
+// and lightweight Node clients, prints a table and writes target/bench/report.json and
+// target/bench/report.png. Run it with `cargo xtask bench` (it builds first).
+//
+// Knobs (environment): BENCH_SENDS (default 500), BENCH_FANOUT ("10,100"),
+// BENCH_FANOUT_MESSAGES (20), BENCH_INITIAL (10000), BENCH_PUSH_BATCHES (20).
+import { mkdir, writeFile, stat, readFile, readdir } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
+import { join } from 'node:path';
+import { startApp, launchBrowser, ROOT } from '../support/app.mjs';
+import { client, guestToken, newId } from '../support/sync.mjs';
+
+const OUT = join(ROOT, 'target', 'bench');
+const SENDS = Number(process.env.BENCH_SENDS ?? 500);
+const SENDS_PER_ROOM = 100;
+const FANOUT = (process.env.BENCH_FANOUT ?? '10,100').split(',').map(Number);
+const FANOUT_MESSAGES = Number(process.env.BENCH_FANOUT_MESSAGES ?? 20);
+const INITIAL = Number(process.env.BENCH_INITIAL ?? 10_000);
+const PUSH_BATCHES = Number(process.env.BENCH_PUSH_BATCHES ?? 20);
+const BATCH = 100;
+
+function summarize(samples) {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+  const mean = sorted.reduce((s, x) => s + x, 0) / (sorted.length || 1);
+  return { n: sorted.length, median: at(0.5), p95: at(0.95), p99: at(0.99), mean, max: sorted[sorted.length - 1] };
+}
+
+const log = (...args) => console.error('[bench]', ...args);
+
+async function openRoom(browser, url, room) {
+  const page = await browser.context.newPage();
+  await page.goto(`${url}/room/${room}`);
+  await page.getByTestId('app-status').filter({ hasText: 'interactive' }).waitFor({ timeout: 30_000 });
+  await page.getByTestId('sync-status').filter({ hasText: 'online' }).waitFor({ timeout: 30_000 });
+  return page;
+}
+
+/** Records, in the page, when each message body first appears (epoch ms). */
+async function watchArrivals(page) {
+  await page.evaluate(() => {
+    window.__seenAt = {};
+    const record = (node) => {
+      if (!(node instanceof Element)) return;
+      const bodies = node.matches('[data-testid="message-body"]') ? [node] : node.querySelectorAll('[data-testid="message-body"]');
+      for (const body of bodies) {
+        const text = body.textContent;
+        if (!(text in window.__seenAt)) window.__seenAt[text] = performance.timeOrigin + performance.now();
+      }
+    };
+    new MutationObserver((records) => {
+      for (const r of records) for (const node of r.addedNodes) record(node);
+    }).observe(document.body, { childList: true, subtree: true });
+  });
+}
+
+async function readMetric(page, id, field) {
+  return Number(await page.getByTestId(`metric-${id}-${field}`).textContent());
+}
+
+/** The seed's three timings and send -> render on a second browser. */
+async function browserSends(url) {
+  const [alice, bob] = await Promise.all([launchBrowser(), launchBrowser()]);
+  const local = { 'local-state-update': [], 'local-db-write': [], 'upstream-db-write': [] };
+  const sendToRender = [];
+  try {
+    let a;
+    let b;
+    for (let sent = 0; sent < SENDS; sent += 1) {
+      if (sent % SENDS_PER_ROOM === 0) {
+        // A fresh room every SENDS_PER_ROOM sends: a chat-sized list, not an ever-growing one.
+        await a?.close();
+        await b?.close();
+        const room = newId('room').slice(-8);
+        a = await openRoom(alice, url, room);
+        b = await openRoom(bob, url, room);
+        await watchArrivals(b);
+        log(`sends ${sent}/${SENDS}`);
+      }
+      const text = `bench message ${sent} ${newId('m').slice(-6)}`;
+      const before = await readMetric(a, 'upstream-db-write', 'n');
+      const sentAt = await a.evaluate((body) => {
+        const input = document.querySelector('[data-testid="composer-input"]');
+        input.value = body;
+        input.dispatchEvent(new Event('input', { bubbles: true }));
+        const at = performance.timeOrigin + performance.now();
+        document.querySelector('[data-testid="composer-send"]').click();
+        return at;
+      }, text);
+      await a.waitForFunction(
+        (n) => Number(document.querySelector('[data-testid="metric-upstream-db-write-n"]').textContent) > n,
+        before,
+        { timeout: 30_000, polling: 'raf' },
+      );
+      for (const id of Object.keys(local)) local[id].push(await readMetric(a, id, 'last'));
+      const seenAt = await b.waitForFunction((body) => window.__seenAt[body], text, { timeout: 30_000, polling: 'raf' });
+      sendToRender.push((await seenAt.jsonValue()) - sentAt);
+    }
+    await a?.close();
+    await b?.close();
+  } finally {
+    await alice.close();
+    await bob.close();
+  }
+  return {
+    local_state_update_ms: summarize(local['local-state-update']),
+    local_db_write_ms: summarize(local['local-db-write']),
+    upstream_db_write_ms: summarize(local['upstream-db-write']),
+    send_to_render_ms: summarize(sendToRender),
+  };
+}
+
+/**
+ * A receiver as the SQLite worker is, minus the browser: subscribes with a named
+ * query, keeps the session's WebSocket, pulls on every poke.
+ */
+async function nodeReceiver(url, room, index, seen) {
+  const token = await guestToken(url, `Receiver ${index}`);
+  const c = client(url, token);
+  const first = await c.query('roomMessages', { roomId: room });
+  if (first.status !== 200) throw new Error(`receiver query: ${first.status} ${first.text}`);
+  let cursor = first.json.cursor;
+  let pulling = Promise.resolve();
+  const subscriptions = [{ name: 'roomMessages', args: { roomId: room } }];
+  const pull = async () => {
+    for (;;) {
+      const page = await c.pull(cursor, subscriptions);
+      if (page.status !== 200) throw new Error(`pull: ${page.status} ${page.text}`);
+      const now = Date.now();
+      for (const change of page.json.changes) {
+        const body = change.row?.body;
+        if (body !== undefined && !seen.has(`${index}:${body}`)) seen.set(`${index}:${body}`, now);
+      }
+      cursor = page.json.cursor;
+      if (!page.json.has_more) return;
+    }
+  };
+  const socket = new WebSocket(`${url.replace('http', 'ws')}/sync/socket?client_id=${c.client_id}&session_id=${c.session_id}`);
+  await new Promise((resolve, reject) => {
+    socket.addEventListener('open', resolve, { once: true });
+    socket.addEventListener('error', () => reject(new Error('socket failed')), { once: true });
+  });
+  socket.addEventListener('message', (event) => {
+    const poke = JSON.parse(event.data);
+    if (poke.type === 'poke' && poke.cursor > cursor) pulling = pulling.then(pull).catch((error) => log(`receiver ${index}: ${error.message}`));
+  });
+  return { close: () => socket.close() };
+}
+
+async function fanOut(url, receivers) {
+  const room = newId('room').slice(-8);
+  const seen = new Map();
+  const clients = [];
+  for (let i = 0; i < receivers; i += 10) {
+    clients.push(...(await Promise.all(Array.from({ length: Math.min(10, receivers - i) }, (_, k) => nodeReceiver(url, room, i + k, seen)))));
+  }
+  const sender = client(url, await guestToken(url, 'Sender'));
+  const untilAll = [];
+  const toEach = [];
+  for (let m = 0; m < FANOUT_MESSAGES; m += 1) {
+    const body = `fan-out ${m}`;
+    const sentAt = Date.now();
+    const { response } = sender.send(room, 'Sender', body);
+    const answer = await response;
+    if (answer.status !== 200) throw new Error(`push: ${answer.status} ${answer.text}`);
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      let have = 0;
+      for (let r = 0; r < receivers; r += 1) if (seen.has(`${r}:${body}`)) have += 1;
+      if (have === receivers) break;
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    const times = [];
+    for (let r = 0; r < receivers; r += 1) {
+      const at = seen.get(`${r}:${body}`);
+      if (at === undefined) throw new Error(`fan-out ${receivers}: receiver ${r} never got message ${m}`);
+      times.push(at - sentAt);
+    }
+    toEach.push(...times);
+    untilAll.push(Math.max(...times));
+  }
+  for (const c of clients) c.close();
+  return { receivers, messages: FANOUT_MESSAGES, until_all_ms: summarize(untilAll), per_receiver_ms: summarize(toEach) };
+}
+
+function mutation(roomId, body) {
+  return { id: newId('outbox'), name: 'sendMessage', args: { roomId, authorName: 'Loader', body }, record_id: newId('message') };
+}
+
+/** 5xx answers retried (as the browser's outbox does); counted in the report. */
+const retried = { push: 0 };
+
+/** Pushes; a 5xx is retried with the same ids, which the connector applies once. */
+async function pushWithRetry(c, mutations) {
+  for (let attempt = 0; ; attempt += 1) {
+    const answer = await c.push(mutations);
+    if (answer.status < 500 || attempt === 5) return answer;
+    retried.push += 1;
+    log(`push answered ${answer.status}, retrying: ${answer.text.slice(0, 120)}`);
+    await new Promise((resolve) => setTimeout(resolve, 200 * (attempt + 1)));
+  }
+}
+
+async function pushBatches(c, room, batches, label) {
+  for (let b = 0; b < batches; b += 1) {
+    const mutations = Array.from({ length: BATCH }, (_, i) => mutation(room, `${label} ${b * BATCH + i}`));
+    const answer = await pushWithRetry(c, mutations);
+    if (answer.status !== 200) throw new Error(`push: ${answer.status} ${answer.text}`);
+    const rejected = answer.json.results.filter((r) => r.status !== 'confirmed');
+    if (rejected.length) throw new Error(`push rejected ${rejected.length}: ${JSON.stringify(rejected[0])}`);
+  }
+}
+
+async function throughput(url, writers) {
+  const token = await guestToken(url, 'Loader');
+  const room = newId('room').slice(-8);
+  const clients = Array.from({ length: writers }, () => client(url, token));
+  const started = performance.now();
+  await Promise.all(clients.map((c, i) => pushBatches(c, room, PUSH_BATCHES, `writer ${i}`)));
+  const seconds = (performance.now() - started) / 1000;
+  const mutations = writers * PUSH_BATCHES * BATCH;
+  return { writers, batch: BATCH, mutations, seconds, per_second: mutations / seconds };
+}
+
+async function initialSync(url) {
+  const token = await guestToken(url, 'Loader');
+  const room = newId('room').slice(-8);
+  const writers = 4;
+  const perWriter = Math.ceil(INITIAL / BATCH / writers);
+  log(`seeding ${writers * perWriter * BATCH} messages`);
+  await Promise.all(Array.from({ length: writers }, (_, i) => pushBatches(client(url, token), room, perWriter, `seed ${i}`)));
+  const expected = writers * perWriter * BATCH;
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.context.newPage();
+    const started = Date.now();
+    await page.goto(`${url}/room/${room}`);
+    const interactiveAt = Date.now();
+    await page.waitForFunction(
+      (n) => document.querySelectorAll('[data-testid="message"]').length >= n,
+      expected,
+      { timeout: 300_000, polling: 50 },
+    );
+    const done = Date.now();
+    return { messages: expected, seconds: (done - started) / 1000, after_load_seconds: (done - interactiveAt) / 1000 };
+  } finally {
+    await browser.close();
+  }
+}
+
+async function sizes() {
+  const sizeOf = async (path) => {
+    const bytes = await readFile(path);
+    return { raw: bytes.length, gzip: gzipSync(bytes, { level: 9 }).length };
+  };
+  const workerDir = join(ROOT, 'worker', 'build');
+  const workerWasm = (await readdir(workerDir, { recursive: true })).find((f) => f.endsWith('.wasm'));
+  return {
+    client_wasm: await sizeOf(join(ROOT, 'target', 'site', 'pkg', 'frontend_bg.wasm')),
+    client_js: await sizeOf(join(ROOT, 'target', 'site', 'pkg', 'frontend.js')),
+    worker_wasm: workerWasm ? await sizeOf(join(workerDir, workerWasm)) : null,
+  };
+}
+
+const TARGETS = {
+  local_state_update_ms: { median: 1 },
+  local_db_write_ms: { median: 2 },
+  upstream_db_write_ms: { median: 15 },
+  send_to_render_ms: { median: 40 },
+  fan_out_100_p99_ms: 150,
+  initial_sync_10k_s: 1,
+};
+
+function table(report) {
+  const f = (x) => (x === undefined || x === null ? '-' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+  const rows = [];
+  const timing = (label, s, target) => rows.push([label, f(s.median), f(s.p95), f(s.p99), String(s.n), target]);
+  timing('local state update (ms)', report.sends.local_state_update_ms, '< 1 median');
+  timing('local DB write (ms)', report.sends.local_db_write_ms, '< 2 median');
+  timing('upstream DB write (ms)', report.sends.upstream_db_write_ms, '< 15 median');
+  timing('send -> render on 2nd client (ms)', report.sends.send_to_render_ms, '< 40 median');
+  for (const fan of report.fan_out) timing(`fan-out to ${fan.receivers}, until all (ms)`, fan.until_all_ms, fan.receivers === 100 ? '< 150 p99' : '');
+  const lines = [['measure', 'median', 'p95', 'p99', 'n', 'target'], ...rows];
+  for (const t of report.throughput) lines.push([`push throughput, ${t.writers} writer(s), batches of ${t.batch} (mutations/s)`, f(t.per_second), '', '', String(t.mutations), '']);
+  lines.push([`initial sync of ${report.initial_sync.messages} messages, fresh browser (s)`, f(report.initial_sync.seconds), '', '', '1', '< 1']);
+  const s = report.sizes;
+  lines.push(['client wasm raw / gzip (KB)', `${(s.client_wasm.raw / 1024).toFixed(0)} / ${(s.client_wasm.gzip / 1024).toFixed(0)}`, '', '', '', '']);
+  if (s.worker_wasm) lines.push(['worker wasm raw / gzip (KB)', `${(s.worker_wasm.raw / 1024).toFixed(0)} / ${(s.worker_wasm.gzip / 1024).toFixed(0)}`, '', '', '', '']);
+  const widths = lines[0].map((_, c) => Math.max(...lines.map((l) => l[c].length)));
+  return lines.map((l) => l.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ')).join('\n');
+}
+
+/** A bar chart (median and p99 against the target) rendered by Chromium to PNG. */
+async function chart(report, path) {
+  const bars = [
+    ['local state update', report.sends.local_state_update_ms, 1],
+    ['local DB write', report.sends.local_db_write_ms, 2],
+    ['upstream DB write', report.sends.upstream_db_write_ms, 15],
+    ['send -> render', report.sends.send_to_render_ms, 40],
+    ...report.fan_out.map((fan) => [`fan-out ${fan.receivers}`, fan.until_all_ms, fan.receivers === 100 ? 150 : null]),
+  ];
+  const max = Math.max(...bars.map(([, s, t]) => Math.max(s.p99, t ?? 0)));
+  const scale = (x) => (x / max) * 560;
+  const rowHeight = 46;
+  const svgRows = bars.map(([label, s, target], i) => {
+    const y = 40 + i * rowHeight;
+    return `<text x="10" y="${y + 18}" font-size="14">${label}</text>
+      <rect x="190" y="${y + 4}" width="${scale(s.p99)}" height="16" fill="#c9d8fb"/>
+      <rect x="190" y="${y + 4}" width="${scale(s.median)}" height="16" fill="#2f6fed"/>
+      ${target ? `<line x1="${190 + scale(target)}" x2="${190 + scale(target)}" y1="${y}" y2="${y + 24}" stroke="#b42323" stroke-width="2"/>` : ''}
+      <text x="${196 + scale(s.p99)}" y="${y + 17}" font-size="12" fill="#333">${s.median.toFixed(1)} / ${s.p99.toFixed(1)} ms</text>`;
+  }).join('\n');
+  const height = 60 + bars.length * rowHeight;
+  const html = `<!DOCTYPE html><body style="margin:0;font-family:sans-serif;background:#fff">
+    <svg xmlns="http://www.w3.org/2000/svg" width="900" height="${height}">
+      <text x="10" y="22" font-size="16" font-weight="700">Serverless Sync benchmark: median (dark) and p99 (light), target in red (ms)</text>
+      ${svgRows}
+    </svg></body>`;
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.context.newPage();
+    await page.setViewportSize({ width: 900, height });
+    await page.setContent(html);
+    await page.screenshot({ path, fullPage: true });
+  } finally {
+    await browser.close();
+  }
+}
+
+async function main() {
+  await mkdir(OUT, { recursive: true });
+  const app = await startApp();
+  const report = { date: new Date().toISOString(), machine: { cpus: (await import('node:os')).cpus().length }, targets: TARGETS };
+  try {
+    log(`browser sends: ${SENDS}`);
+    report.sends = await browserSends(app.url);
+    report.fan_out = [];
+    for (const receivers of FANOUT) {
+      log(`fan-out to ${receivers} node receivers`);
+      report.fan_out.push(await fanOut(app.url, receivers));
+    }
+    report.throughput = [];
+    for (const writers of [1, 4]) {
+      log(`push throughput, ${writers} writer(s)`);
+      report.throughput.push(await throughput(app.url, writers));
+    }
+    log(`initial sync of ${INITIAL} messages`);
+    report.initial_sync = await initialSync(app.url);
+    report.sizes = await sizes();
+    report.retried_5xx = retried;
+  } catch (error) {
+    console.error(`wrangler said:\n${app.logs.join('').split('\n').slice(-40).join('\n')}`);
+    throw error;
+  } finally {
+    await app.stop();
+  }
+  await writeFile(join(OUT, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  await chart(report, join(OUT, 'report.png'));
+  console.log(table(report));
+  if (retried.push) console.log(`\n${retried.push} push(es) answered 5xx and were retried (see report.json)`);
+  console.log(`\nwrote ${join(OUT, 'report.json')} and ${join(OUT, 'report.png')}`);
+  await stat(join(OUT, 'report.png'));
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

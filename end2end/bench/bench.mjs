@@ -125,6 +125,12 @@ async function nodeReceiver(url, room, index, seen) {
   const pull = async () => {
     for (;;) {
       const page = await c.pull(cursor, subscriptions);
+      if (page.status >= 500) {
+        // As the browser's worker does: try again.
+        retried.pull += 1;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
       if (page.status !== 200) throw new Error(`pull: ${page.status} ${page.text}`);
       const now = Date.now();
       for (const change of page.json.changes) {
@@ -157,6 +163,7 @@ async function fanOut(url, receivers) {
   const sender = client(url, await guestToken(url, 'Sender'));
   const untilAll = [];
   const toEach = [];
+  let missed = 0;
   for (let m = 0; m < FANOUT_MESSAGES; m += 1) {
     const body = `fan-out ${m}`;
     const sentAt = Date.now();
@@ -173,14 +180,15 @@ async function fanOut(url, receivers) {
     const times = [];
     for (let r = 0; r < receivers; r += 1) {
       const at = seen.get(`${r}:${body}`);
-      if (at === undefined) throw new Error(`fan-out ${receivers}: receiver ${r} never got message ${m}`);
-      times.push(at - sentAt);
+      if (at === undefined) missed += 1;
+      else times.push(at - sentAt);
     }
     toEach.push(...times);
-    untilAll.push(Math.max(...times));
+    if (times.length === receivers) untilAll.push(Math.max(...times));
   }
   for (const c of clients) c.close();
-  return { receivers, messages: FANOUT_MESSAGES, until_all_ms: summarize(untilAll), per_receiver_ms: summarize(toEach) };
+  if (missed) log(`fan-out ${receivers}: ${missed} deliveries missed the 15 s window`);
+  return { receivers, messages: FANOUT_MESSAGES, missed, until_all_ms: summarize(untilAll), per_receiver_ms: summarize(toEach) };
 }
 
 function mutation(roomId, body) {
@@ -188,7 +196,7 @@ function mutation(roomId, body) {
 }
 
 /** 5xx answers retried (as the browser's outbox does); counted in the report. */
-const retried = { push: 0 };
+const retried = { push: 0, pull: 0 };
 
 /** Pushes; a 5xx is retried with the same ids, which the connector applies once. */
 async function pushWithRetry(c, mutations) {
@@ -357,7 +365,8 @@ async function main() {
   await writeFile(join(OUT, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   await chart(report, join(OUT, 'report.png'));
   console.log(table(report));
-  if (retried.push) console.log(`\n${retried.push} push(es) answered 5xx and were retried (see report.json)`);
+  if (retried.push || retried.pull) console.log(`\n5xx answers retried: ${retried.push} push(es), ${retried.pull} pull(s)`);
+  for (const fan of report.fan_out) if (fan.missed) console.log(`fan-out ${fan.receivers}: ${fan.missed} deliveries not seen within 15 s`);
   console.log(`\nwrote ${join(OUT, 'report.json')} and ${join(OUT, 'report.png')}`);
   await stat(join(OUT, 'report.png'));
 }

@@ -95,6 +95,45 @@ describe('with the chat app callbacks (default)', () => {
     assert.equal(pulled.json.changes.length, 1);
   });
 
+  test('the same batch pushed twice at once applies each write once', async () => {
+    const room = newId('room');
+    const a = client(app.url, ada);
+    const mutations = ['one', 'two', 'three'].map((body) => ({
+      id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body }, record_id: newId('message'),
+    }));
+    const [first, second] = await Promise.all([a.push(mutations), a.push(mutations)]);
+    assert.equal(first.status, 200, first.text);
+    assert.equal(second.status, 200, second.text);
+    assert.deepEqual(second.json.results, first.json.results);
+    assert.deepEqual(first.json.results.map((r) => r.status), ['confirmed', 'confirmed', 'confirmed']);
+    // One push, one server time: ties are ordered by record id.
+    const byId = [...mutations].sort((x, y) => (x.record_id < y.record_id ? -1 : 1)).map((m) => m.args.body);
+    const read = await a.query('roomMessages', { roomId: room });
+    assert.deepEqual(read.json.rows.map((row) => row.body), byId);
+    const pulled = await a.pull(0, [roomMessages(room)]);
+    assert.equal(pulled.json.changes.length, 3);
+  });
+
+  test('writes in one push build on each other: insert, edit, then delete the same record', async () => {
+    const room = newId('room');
+    const a = client(app.url, ada);
+    const record = newId('message');
+    const send = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: 'draft' }, record_id: record };
+    const edit = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, body: 'final' }, record_id: record };
+    const pushed = await a.push([send, edit]);
+    assert.equal(pushed.status, 200, pushed.text);
+    assert.deepEqual(pushed.json.results.map((r) => r.status), ['confirmed', 'confirmed']);
+    assert.equal(pushed.json.results[1].row.body, 'final');
+    assert.ok(pushed.json.results[1].seq > pushed.json.results[0].seq);
+    // An edit of a record that does not exist is rejected, and the rest still applies.
+    const ghost = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, body: 'boo' }, record_id: newId('message') };
+    const remove = { id: newId('outbox'), name: 'deleteMessage', args: { roomId: room }, record_id: record };
+    const second = await a.push([ghost, remove]);
+    assert.deepEqual(second.json.results.map((r) => r.status), ['rejected', 'confirmed']);
+    const read = await a.query('roomMessages', { roomId: room });
+    assert.deepEqual(read.json.rows, []);
+  });
+
   test('the app callback rejects per operation; rejected writes never reach D1', async () => {
     const room = newId('room');
     const a = client(app.url, ada);

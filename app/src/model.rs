@@ -61,6 +61,9 @@ pub fn chat_model() -> SyncModel {
                     Select::from(MESSAGES)
                         .filter("room_id", Operator::Eq, args.room_id.clone())
                         .order_by("created_at", Order::Asc)
+                        // One push stamps its messages with one server time: the
+                        // client-made ULID record ids keep them in the order written.
+                        .order_by("id", Order::Asc)
                 }),
         )
         .mutator(

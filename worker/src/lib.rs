@@ -34,16 +34,24 @@ fn leptos_options() -> LeptosOptions {
         .build()
 }
 
+/// The app's routes, listed once per isolate: listing renders the app in a special
+/// mode, too costly (in time and memory) to repeat on every request. `/` and
+/// `/room/{room}` have handlers of their own (pages.rs); leptos_axum serves the rest.
+fn app_routes() -> Vec<leptos_axum::AxumRouteListing> {
+    thread_local! {
+        static ROUTES: Vec<leptos_axum::AxumRouteListing> = generate_route_list(app::App)
+            .into_iter()
+            .filter(|route| !matches!(route.path(), "/" | "/room/{room}"))
+            .collect();
+    }
+    ROUTES.with(Clone::clone)
+}
+
 /// Every route the worker answers, in one place. `ctx` lets handlers finish work
 /// (pokes) after the response is sent.
 pub fn router(env: worker::Env, ctx: std::sync::Arc<worker::Context>) -> Router {
     let options = leptos_options();
-    // `/` and `/room/{room}` have handlers of their own (pages.rs); leptos_axum serves
-    // any other route of the app.
-    let routes: Vec<_> = generate_route_list(app::App)
-        .into_iter()
-        .filter(|route| !matches!(route.path(), "/" | "/room/{room}"))
-        .collect();
+    let routes = app_routes();
     Router::new()
         .route("/", get(pages::home))
         .route("/room/{room}", get(pages::room))

@@ -90,25 +90,48 @@ pub async fn push(
         verdicts = ask.operations.iter().map(|o| o.id.clone()).zip(answer.verdicts(&ids)).collect();
     }
 
-    // Apply in outbox order, each in its own transaction.
-    let mut touched = BTreeSet::new();
+    // Decide each new mutation: rejected (invalid, denied, not applicable to the
+    // current record) or planned for applying, in outbox order.
+    let allowed: Vec<&ValidatedMutation> = fresh
+        .iter()
+        .filter_map(|(mutation, validated)| match (validated, verdicts.get(&mutation.id)) {
+            (Ok(validated), Some(Verdict::Allow)) => Some(validated),
+            _ => None,
+        })
+        .collect();
+    let mut images = current_images(&db, &allowed).await?;
+    let mut plans = Vec::new();
+    let mut rejections = Vec::new();
     for (mutation, validated) in fresh {
-        let outcome = match validated {
-            Err(reason) => record_rejection(&db, client, &mutation.id, &reason, now).await?,
-            Ok(validated) => match verdicts.remove(&mutation.id) {
-                Some(Verdict::Allow) => {
-                    let (outcome, topics) = apply(&db, client, &mutation.id, &validated, now).await?;
-                    touched.extend(topics.into_iter().map(|topic| topic.to_string()));
-                    outcome
-                }
-                Some(Verdict::Deny(reason)) => {
-                    record_rejection(&db, client, &mutation.id, &reason, now).await?
-                }
-                None => {
-                    record_rejection(&db, client, &mutation.id, "no decision from the callback", now).await?
-                }
-            },
+        let validated = match (validated, verdicts.remove(&mutation.id)) {
+            (Err(reason), _) | (Ok(_), Some(Verdict::Deny(reason))) => {
+                rejections.push((mutation, reason));
+                continue;
+            }
+            (Ok(_), None) => {
+                rejections.push((mutation, "no decision from the callback".to_string()));
+                continue;
+            }
+            (Ok(validated), Some(Verdict::Allow)) => validated,
         };
+        match plan(&mut images, client, mutation, validated, now)? {
+            Ok(planned) => plans.push(planned),
+            Err(reason) => rejections.push((mutation, reason)),
+        }
+    }
+
+    // Every planned write in one upstream transaction, each with its change-log row
+    // and outcome; if the transaction fails (a racing retry, a conflicting write),
+    // fall back to one transaction per mutation so one failure rejects only itself.
+    let mut touched = BTreeSet::new();
+    for (planned, outcome) in apply_all(&db, client, &plans, now).await? {
+        if matches!(outcome, MutationOutcome::Confirmed { .. }) {
+            touched.extend(planned.topics.iter().map(ToString::to_string));
+        }
+        known.insert(planned.mutation.id.clone(), outcome);
+    }
+    for (mutation, reason) in rejections {
+        let outcome = record_rejection(&db, client, &mutation.id, &reason, now).await?;
         known.insert(mutation.id.clone(), outcome);
     }
 
@@ -193,53 +216,134 @@ async fn record_rejection(
     Ok(outcome)
 }
 
-async fn apply(
+/// A mutation ready to apply: its statements (claim, write, change row, outcome)
+/// plus a final read of its outcome.
+struct Planned<'a> {
+    mutation: &'a PushMutation,
+    mutator: String,
+    statements: Vec<Statement>,
+    topics: Vec<Topic>,
+}
+
+type ImageKey = (String, String);
+
+/// The current upstream image of every record the allowed mutations touch, read in
+/// one round trip.
+async fn current_images(
     db: &D1,
+    allowed: &[&ValidatedMutation],
+) -> Result<BTreeMap<ImageKey, Option<sync::schema::Row>>, ApiError> {
+    let mut keys: Vec<ImageKey> =
+        allowed.iter().map(|v| (v.collection.clone(), v.record_id.clone())).collect();
+    keys.sort();
+    keys.dedup();
+    let mut reads = Vec::new();
+    for (collection, record_id) in &keys {
+        let collection = model()
+            .collection(collection)
+            .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
+        reads.push(sql::select_by_id(Dialect::Sqlite, collection, record_id).map_err(ApiError::upstream)?);
+    }
+    let results = if reads.is_empty() { Vec::new() } else { db.batch(&reads).await? };
+    let mut images = BTreeMap::new();
+    for ((collection_name, record_id), rows) in keys.into_iter().zip(results) {
+        let image = model()
+            .collection(&collection_name)
+            .and_then(|collection| rows.into_iter().next().map(|raw| sql::decode_row(collection, raw)));
+        images.insert((collection_name, record_id), image);
+    }
+    Ok(images)
+}
+
+/// Plans one allowed mutation against the predicted current image (earlier
+/// mutations of this push included). `Err(reason)`: it cannot apply.
+fn plan<'a>(
+    images: &mut BTreeMap<ImageKey, Option<sync::schema::Row>>,
     client: &str,
-    mutation: &str,
-    validated: &ValidatedMutation,
+    mutation: &'a PushMutation,
+    validated: ValidatedMutation,
     now: i64,
-) -> Result<(MutationOutcome, Vec<Topic>), ApiError> {
+) -> Result<Result<Planned<'a>, String>, ApiError> {
     let collection = model()
         .collection(&validated.collection)
         .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
-    // Check against the current record for a clear reason (exists / missing / guard).
-    let current = db
-        .rows(
-            &sql::select_by_id(Dialect::Sqlite, collection, &validated.record_id)
-                .map_err(ApiError::upstream)?,
-        )
-        .await?
-        .into_iter()
-        .next()
-        .map(|raw| sql::decode_row(collection, raw));
+    let key = (validated.collection.clone(), validated.record_id.clone());
+    let current = images.get(&key).cloned().flatten();
+    // Checked here for a clear reason (exists / missing / guard); the SQL re-checks.
     let after = match validated.operation.apply(current.as_ref(), &collection.primary_key) {
         Ok(after) => after,
-        Err(reason) => return Ok((record_rejection(db, client, mutation, &reason, now).await?, Vec::new())),
+        Err(reason) => return Ok(Err(reason)),
     };
     let topics = change_topics(model(), &collection.name, current.as_ref(), after.as_ref());
-    let statements = sql::sqlite_apply_mutation(
+    let mut statements = sql::sqlite_apply_mutation(
         collection,
         &validated.operation,
         &validated.record_id,
         &topics,
         client,
-        mutation,
+        &mutation.id,
         now,
     )
     .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
-    if let Err(error) = db.batch(&statements).await {
-        // Either a concurrent retry claimed the id (its answer stands) or the write
-        // itself failed (e.g. the id was inserted meanwhile): nothing was applied.
-        if let Some(existing) = stored_outcome(db, client, mutation, &validated.name).await? {
-            return Ok((existing, Vec::new()));
-        }
-        let reason = format!("the upstream refused the write: {error}");
-        return Ok((record_rejection(db, client, mutation, &reason, now).await?, Vec::new()));
+    statements.push(sql::find_mutation(Dialect::Sqlite, client, &mutation.id));
+    images.insert(key, after);
+    Ok(Ok(Planned { mutation, mutator: validated.name, statements, topics }))
+}
+
+/// Applies the plans in one transaction, or one by one if that fails.
+async fn apply_all<'p, 'a>(
+    db: &D1,
+    client: &str,
+    plans: &'p [Planned<'a>],
+    now: i64,
+) -> Result<Vec<(&'p Planned<'a>, MutationOutcome)>, ApiError> {
+    if plans.is_empty() {
+        return Ok(Vec::new());
     }
-    let outcome = stored_outcome(db, client, mutation, &validated.name)
-        .await?
-        .ok_or_else(|| ApiError::upstream("the applied mutation left no outcome"))?;
-    let topics = if matches!(outcome, MutationOutcome::Confirmed { .. }) { topics } else { Vec::new() };
-    Ok((outcome, topics))
+    let all: Vec<Statement> = plans.iter().flat_map(|p| p.statements.iter().cloned()).collect();
+    if let Ok(results) = db.batch(&all).await {
+        let mut results = results.into_iter();
+        let mut outcomes = Vec::new();
+        for planned in plans {
+            let rows = results.by_ref().take(planned.statements.len()).last().unwrap_or_default();
+            let outcome = rows
+                .first()
+                .and_then(|row| decode_outcome(row, &planned.mutator))
+                .ok_or_else(|| ApiError::upstream("an applied mutation left no outcome"))?;
+            outcomes.push((planned, outcome));
+        }
+        return Ok(outcomes);
+    }
+    let mut outcomes = Vec::new();
+    for planned in plans {
+        outcomes.push((planned, apply_one(db, client, planned, now).await?));
+    }
+    Ok(outcomes)
+}
+
+/// One mutation in its own transaction (the fallback path).
+async fn apply_one(
+    db: &D1,
+    client: &str,
+    planned: &Planned<'_>,
+    now: i64,
+) -> Result<MutationOutcome, ApiError> {
+    let mutation = &planned.mutation.id;
+    match db.batch(&planned.statements).await {
+        Ok(results) => results
+            .last()
+            .and_then(|rows| rows.first())
+            .and_then(|row| decode_outcome(row, &planned.mutator))
+            .ok_or_else(|| ApiError::upstream("the applied mutation left no outcome")),
+        Err(error) => {
+            // Either a concurrent retry claimed the id (its answer stands) or the
+            // write itself failed (e.g. the id was inserted meanwhile): nothing was
+            // applied.
+            if let Some(existing) = stored_outcome(db, client, mutation, &planned.mutator).await? {
+                return Ok(existing);
+            }
+            let reason = format!("the upstream refused the write: {error}");
+            record_rejection(db, client, mutation, &reason, now).await
+        }
+    }
 }

@@ -28,6 +28,30 @@ function summarize(samples) {
 
 const log = (...args) => console.error('[bench]', ...args);
 
+/**
+ * Where the server's time goes: wrangler's per-request durations ("POST /sync/push
+ * 200 OK (12ms)") for the log lines `logs` gained during one phase.
+ */
+function serverTimes(lines) {
+  const byPath = {};
+  for (const line of lines.join('').split('\n')) {
+    const match = line.match(/(GET|POST) (\/[^\s?]*)\S* (\d{3}) .*\((\d+)ms\)/);
+    if (!match) continue;
+    const key = `${match[1]} ${match[2].startsWith('/room/') ? '/room/{room}' : match[2]}`;
+    (byPath[key] ??= []).push(Number(match[4]));
+  }
+  return Object.fromEntries(Object.entries(byPath).map(([key, samples]) => [key, summarize(samples)]));
+}
+
+/** Runs one phase and records the server-side request times it caused. */
+async function phase(app, report, name, run) {
+  log(name);
+  const from = app.logs.length;
+  const result = await run();
+  (report.server_ms ??= {})[name] = serverTimes(app.logs.slice(from));
+  return result;
+}
+
 async function openRoom(browser, url, room) {
   const page = await browser.context.newPage();
   await page.goto(`${url}/room/${room}`);
@@ -340,20 +364,16 @@ async function main() {
   const app = await startApp();
   const report = { date: new Date().toISOString(), machine: { cpus: (await import('node:os')).cpus().length }, targets: TARGETS };
   try {
-    log(`browser sends: ${SENDS}`);
-    report.sends = await browserSends(app.url);
+    report.sends = await phase(app, report, `browser sends (${SENDS})`, () => browserSends(app.url));
     report.fan_out = [];
     for (const receivers of FANOUT) {
-      log(`fan-out to ${receivers} node receivers`);
-      report.fan_out.push(await fanOut(app.url, receivers));
+      report.fan_out.push(await phase(app, report, `fan-out to ${receivers}`, () => fanOut(app.url, receivers)));
     }
     report.throughput = [];
     for (const writers of [1, 4]) {
-      log(`push throughput, ${writers} writer(s)`);
-      report.throughput.push(await throughput(app.url, writers));
+      report.throughput.push(await phase(app, report, `push throughput, ${writers} writer(s)`, () => throughput(app.url, writers)));
     }
-    log(`initial sync of ${INITIAL} messages`);
-    report.initial_sync = await initialSync(app.url);
+    report.initial_sync = await phase(app, report, `initial sync of ${INITIAL}`, () => initialSync(app.url));
     report.sizes = await sizes();
     report.retried_5xx = retried;
   } catch (error) {
@@ -365,6 +385,11 @@ async function main() {
   await writeFile(join(OUT, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   await chart(report, join(OUT, 'report.png'));
   console.log(table(report));
+  console.log('\nserver time per request (wrangler), median / p99 ms (n):');
+  for (const [name, paths] of Object.entries(report.server_ms)) {
+    const parts = Object.entries(paths).map(([path, t]) => `${path} ${t.median}/${t.p99} (${t.n})`);
+    console.log(`  ${name}: ${parts.join(', ')}`);
+  }
   if (retried.push || retried.pull) console.log(`\n5xx answers retried: ${retried.push} push(es), ${retried.pull} pull(s)`);
   for (const fan of report.fan_out) if (fan.missed) console.log(`fan-out ${fan.receivers}: ${fan.missed} deliveries not seen within 15 s`);
   console.log(`\nwrote ${join(OUT, 'report.json')} and ${join(OUT, 'report.png')}`);

@@ -56,11 +56,6 @@ fn post(message: &FromWorker) {
     }
 }
 
-fn random_id(prefix: &str) -> String {
-    let random = (0..5).fold(0u128, |acc, _| (acc << 16) | ((js_sys::Math::random() * 65536.0) as u128));
-    sync::ids::new_id(prefix, js_sys::Date::now() as u64, random)
-}
-
 async fn sleep(ms: u32) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms as i32);
@@ -199,7 +194,7 @@ pub fn db_worker_start() {
     let origin = scope().location().origin();
     let channel = BroadcastChannel::new(TABS_CHANNEL).ok();
     let runtime = Rc::new(Runtime {
-        tab: random_id("tab"),
+        tab: client::new_id("tab"),
         channel,
         leader: Cell::new(false),
         forwarded: RefCell::new(BTreeMap::new()),
@@ -209,7 +204,7 @@ pub fn db_worker_start() {
         storage: Cell::new(Storage::Memory),
         token: RefCell::new(String::new()),
         syncing: Cell::new(false),
-        session_id: random_id(sync::ids::SESSION),
+        session_id: client::new_id(sync::ids::SESSION),
         origin,
         subscriptions: RefCell::new(BTreeMap::new()),
         synced: RefCell::new(std::collections::BTreeSet::new()),
@@ -289,11 +284,7 @@ async fn become_leader(runtime: Rc<Runtime>) {
     }
     let waiting = std::mem::take(&mut *runtime.forwarded.borrow_mut());
     for (id, request) in waiting {
-        let runtime = runtime.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            let result = handle(&runtime, request).await;
-            post(&FromWorker::Reply { id, result });
-        });
+        serve_page(&runtime, id, request);
     }
     // Every page re-runs its queries against this store (and so re-subscribes here).
     runtime.emit(FromWorker::Changed { collections: Vec::new() });
@@ -320,7 +311,7 @@ async fn open_store(runtime: &Rc<Runtime>) -> Result<(), String> {
         Some(opened) => opened,
         None => (crate::opfs::open_in_memory().map_err(|e| e.to_string())?, Storage::Memory),
     };
-    let store = LocalStore::open(connection, app::model::chat_model(), || random_id(sync::ids::CLIENT))
+    let store = LocalStore::open(connection, app::model::chat_model(), || client::new_id(sync::ids::CLIENT))
         .map_err(|e| e.to_string())?;
     *runtime.store.borrow_mut() = Some(store);
     runtime.storage.set(storage);
@@ -332,11 +323,7 @@ fn on_page_request(runtime: &Rc<Runtime>, message: ToWorker) {
         *runtime.page_token.borrow_mut() = Some(token.clone());
     }
     if runtime.leader.get() {
-        let runtime = runtime.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            let result = handle(&runtime, message.request).await;
-            post(&FromWorker::Reply { id: message.id, result });
-        });
+        serve_page(runtime, message.id, message.request);
     } else {
         runtime.forwarded.borrow_mut().insert(message.id, message.request.clone());
         runtime.broadcast(&TabMessage::Request {
@@ -345,6 +332,15 @@ fn on_page_request(runtime: &Rc<Runtime>, message: ToWorker) {
             request: message.request,
         });
     }
+}
+
+/// Handles this page's request `id` here (the leader's own page) and replies to it.
+fn serve_page(runtime: &Rc<Runtime>, id: u32, request: Request) {
+    let runtime = runtime.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        let result = handle(&runtime, request).await;
+        post(&FromWorker::Reply { id, result });
+    });
 }
 
 fn on_tab_message(runtime: &Rc<Runtime>, message: TabMessage) {
@@ -481,12 +477,26 @@ fn mutate(
     mutation_id: String,
     record_id: String,
 ) -> Result<Reply, String> {
-    // Sent twice (a follower re-sending to a new leader): answer, do not re-apply.
-    match runtime.with_store(|store| store.mutation_state(&mutation_id).map_err(|e| e.to_string()))? {
-        Some(MutationState::Pending { record_id }) => {
+    let started = now_ms();
+    let applied = runtime.with_store(|store| {
+        let ctx = MutationContext {
+            client_id: store.client_id().to_string(),
+            record_id: record_id.clone(),
+            now_ms: js_sys::Date::now() as i64,
+        };
+        match store.mutate(&mutation_id, &name, &args, &ctx) {
+            Ok((_, touched)) => Ok(Ok(touched.collection)),
+            // Sent twice (a follower re-sending to a new leader): answer, do not re-apply.
+            Err(store::StoreError::Duplicate { state, .. }) => Ok(Err(state)),
+            Err(error) => Err(error.to_string()),
+        }
+    })?;
+    let collection = match applied {
+        Ok(collection) => collection,
+        Err(MutationState::Pending { record_id }) => {
             return Ok(Reply::Mutated { mutation_id, record_id, local_write_ms: 0.0 });
         }
-        Some(MutationState::Resolved { record_id, outcome }) => {
+        Err(MutationState::Resolved { record_id, outcome }) => {
             runtime.emit(FromWorker::Resolved {
                 mutation_id: mutation_id.clone(),
                 outcome,
@@ -494,18 +504,7 @@ fn mutate(
             });
             return Ok(Reply::Mutated { mutation_id, record_id, local_write_ms: 0.0 });
         }
-        None => {}
-    }
-    let started = now_ms();
-    let collection = runtime.with_store(|store| {
-        let ctx = MutationContext {
-            client_id: store.client_id().to_string(),
-            record_id: record_id.clone(),
-            now_ms: js_sys::Date::now() as i64,
-        };
-        let (_, touched) = store.mutate(&mutation_id, &name, &args, &ctx).map_err(|e| e.to_string())?;
-        Ok(touched.collection)
-    })?;
+    };
     let local_write_ms = now_ms() - started;
     runtime.emit(FromWorker::Changed { collections: vec![collection] });
     spawn_push(runtime);

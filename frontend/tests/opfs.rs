@@ -78,6 +78,6 @@ async fn the_local_store_keeps_rows_outbox_and_client_id_on_opfs() {
         &json!({"roomId": "r", "authorName": "Ada", "body": "rejected later"}),
         &ctx,
     );
-    assert!(matches!(again, Err(store::StoreError::Duplicate(_))));
+    assert!(matches!(again, Err(store::StoreError::Duplicate { .. })));
     assert_eq!(store.rows(app::model::MESSAGES).expect("rows").len(), 1);
 }

@@ -41,8 +41,9 @@ pub enum StoreError {
     Mutate(#[from] MutateError),
     #[error("unknown collection `{0}`")]
     UnknownCollection(String),
-    #[error("mutation `{0}` was already applied here")]
-    Duplicate(String),
+    /// The id was seen before; `state` says where it stands, so the caller can answer.
+    #[error("mutation `{id}` was already applied here")]
+    Duplicate { id: String, state: MutationState },
 }
 
 /// How many answered mutations `sync_resolved` remembers.
@@ -244,8 +245,8 @@ impl LocalStore {
         args: &Value,
         ctx: &MutationContext,
     ) -> Result<(PendingMutation, Touched), StoreError> {
-        if self.mutation_state(mutation_id)?.is_some() {
-            return Err(StoreError::Duplicate(mutation_id.into()));
+        if let Some(state) = self.mutation_state(mutation_id)? {
+            return Err(StoreError::Duplicate { id: mutation_id.into(), state });
         }
         let validated = self.model.validate_mutation(name, args, ctx).map_err(MutateError::from)?;
         let collection = self.collection(&validated.collection)?.clone();

@@ -339,7 +339,10 @@ fn a_mutation_id_is_remembered_while_pending_and_after_its_answer() {
         &json!({"roomId": "r", "authorName": "Ada", "body": "hi"}),
         &ctx,
     );
-    assert!(matches!(again, Err(store::StoreError::Duplicate(id)) if id == "outbox_1"));
+    assert!(matches!(
+        again,
+        Err(store::StoreError::Duplicate { id, state: MutationState::Resolved { .. } }) if id == "outbox_1"
+    ));
     assert_eq!(store.outbox_len().expect("len"), 0);
     assert!(store.rows(MESSAGES).expect("rows").is_empty());
 }

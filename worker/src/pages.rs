@@ -52,15 +52,11 @@ async fn room_rows(
     room: &str,
 ) -> Result<Option<Vec<sync::schema::Row>>, ApiError> {
     let Some(token) = crate::auth::token_from_cookie(headers) else { return Ok(None) };
-    let mut authorized = HeaderMap::new();
-    let bearer = format!("Bearer {token}").parse().map_err(|_| {
-        ApiError::bad_request("invalid_cookie", "the sign-in cookie is not a valid header value")
-    })?;
-    authorized.insert(axum::http::header::AUTHORIZATION, bearer);
+    let bearer = format!("Bearer {token}");
     let config = Config::from_env(env)?;
     let validated =
         model().validate_query(app::model::ROOM_MESSAGES, &serde_json::json!({ "roomId": room }))?;
-    connector::authorize_query(env, &config, &authorized, RENDER_CLIENT_ID, RENDER_SESSION_ID, &validated)
+    connector::authorize_query(env, &config, Some(&bearer), RENDER_CLIENT_ID, RENDER_SESSION_ID, &validated)
         .await?;
     let (rows, _) = connector::query::read(env, &validated).await?;
     Ok(Some(rows))

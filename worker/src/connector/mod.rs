@@ -94,12 +94,12 @@ pub fn check_ids(client_id: &str, session_id: &str) -> Result<(), ApiError> {
         .map_err(|error| ApiError::bad_request("invalid_id", error.to_string()))
 }
 
-/// Asks the app's query callback whether this client may run `query`; a denial is a
-/// 403 with the callback's reason.
+/// Asks the app's query callback whether this client may run `query`, forwarding
+/// the user's `authorization` value; a denial is a 403 with the callback's reason.
 pub async fn authorize_query(
     env: &worker::Env,
     config: &crate::config::Config,
-    headers: &HeaderMap,
+    authorization: Option<&str>,
     client_id: &str,
     session_id: &str,
     query: &sync::ValidatedQuery,
@@ -110,7 +110,7 @@ pub async fn authorize_query(
         &query.name,
         query.args.clone(),
     );
-    let decision = crate::callbacks::ask_query(env, config, authorization(headers), &ask).await;
+    let decision = crate::callbacks::ask_query(env, config, authorization, &ask).await;
     if decision.allow {
         Ok(())
     } else {

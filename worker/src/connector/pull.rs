@@ -10,7 +10,9 @@ use sync::protocol::pull::{PullRequest, PullResponse};
 use sync::sql::{self, Dialect, Statement};
 use worker::Env;
 
-use super::{PULL_PAGE, authorize_query, check_ids, check_protocol, model, parse_json, read_body};
+use super::{
+    PULL_PAGE, authorization, authorize_query, check_ids, check_protocol, model, parse_json, read_body,
+};
 use crate::config::Config;
 use crate::durable;
 use crate::error::ApiError;
@@ -39,7 +41,15 @@ pub async fn pull(
     for subscription in &request.subscriptions {
         let validated = model().validate_query(&subscription.name, &subscription.args)?;
         // Every subscribed read is authorized like the read itself.
-        authorize_query(&env, &config, &headers, &request.client_id, &request.session_id, &validated).await?;
+        authorize_query(
+            &env,
+            &config,
+            authorization(&headers),
+            &request.client_id,
+            &request.session_id,
+            &validated,
+        )
+        .await?;
         topics.insert(validated.topic);
     }
     let topics: Vec<Topic> = topics.into_iter().collect();

@@ -8,7 +8,7 @@ use sync::protocol::query::{QueryRequest, QueryResponse};
 use sync::sql::{self, Dialect, Statement};
 use worker::Env;
 
-use super::{authorize_query, check_ids, check_protocol, model, parse_json, read_body};
+use super::{authorization, authorize_query, check_ids, check_protocol, model, parse_json, read_body};
 use crate::config::Config;
 use crate::durable;
 use crate::error::ApiError;
@@ -25,7 +25,15 @@ pub async fn query(
     check_ids(&request.client_id, &request.session_id)?;
     let config = Config::from_env(&env)?;
     let validated = model().validate_query(&request.name, &request.args)?;
-    authorize_query(&env, &config, &headers, &request.client_id, &request.session_id, &validated).await?;
+    authorize_query(
+        &env,
+        &config,
+        authorization(&headers),
+        &request.client_id,
+        &request.session_id,
+        &validated,
+    )
+    .await?;
     // Subscribe before reading, so no change between the read and the subscription
     // goes unpoked. (This also checks the session belongs to this client.)
     let watched = vec![validated.topic.to_string()];

@@ -1,5 +1,6 @@
-// The connector against the real thing: wrangler dev (workerd) + local D1, with the
-// chat app's own callbacks in the worker (in-process) or a separate callback server.
+// The connector against the real thing: wrangler dev (workerd) + local D1 (or
+// PostgreSQL through Hyperdrive, in the PostgreSQL tier), with the chat app's own
+// callbacks in the worker (in-process) or a separate callback server.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { startApp, freePort, TEST_VARS } from './support/app.mjs';
@@ -134,7 +135,7 @@ describe('with the chat app callbacks (default)', () => {
     assert.deepEqual(read.json.rows, []);
   });
 
-  test('the app callback rejects per operation; rejected writes never reach D1', async () => {
+  test('the app callback rejects per operation; rejected writes never reach the upstream', async () => {
     const room = newId('room');
     const a = client(app.url, ada);
     const good = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: 'fine' }, record_id: newId('message') };
@@ -309,7 +310,7 @@ describe('with a separate callback server', () => {
       assert.match(pushed.json.results[0].reason, reason, label);
     }
     callbacks.answer(() => ({ json: { allow: true } }));
-    assert.deepEqual((await a.query('roomMessages', { roomId: room })).json.rows, [], 'nothing reached D1');
+    assert.deepEqual((await a.query('roomMessages', { roomId: room })).json.rows, [], 'nothing reached the upstream');
   });
 });
 

@@ -1,11 +1,11 @@
-//! The upstream schema (wrangler's D1 migrations) holds exactly the tables the sync
-//! model and the engine need, as `sync::sql` would create them. Edit the model and
-//! this test says which statement the migrations lack.
+//! The upstream schemas (wrangler's D1 migrations, the worker's PostgreSQL migrations)
+//! hold exactly the tables the sync model and the engine need, as `sync::sql` would
+//! create them. Edit the model and this test says which statement the migrations lack.
 
 use sync::sql::{self, Dialect};
 
-fn d1_migrations() -> String {
-    let dir = format!("{}/../migrations/d1", env!("CARGO_MANIFEST_DIR"));
+fn migrations(folder: &str) -> String {
+    let dir = format!("{}/../migrations/{folder}", env!("CARGO_MANIFEST_DIR"));
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{dir}: {e}"))
         .map(|entry| entry.expect("entry").path())
@@ -20,14 +20,22 @@ fn squash(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ").replace("( ", "(").replace(" )", ")")
 }
 
+fn assert_creates_every_table(folder: &str, dialect: Dialect) {
+    let migrations = squash(&migrations(folder));
+    let model = app::model::chat_model();
+    let mut expected: Vec<String> = model.collections().map(|c| sql::create_table(dialect, c)).collect();
+    expected.extend(sql::engine_schema(dialect).into_iter().map(String::from));
+    for statement in expected {
+        assert!(migrations.contains(&squash(&statement)), "migrations/{folder} lacks:\n{statement};");
+    }
+}
+
 #[test]
 fn d1_migrations_create_every_collection_and_engine_table() {
-    let migrations = squash(&d1_migrations());
-    let model = app::model::chat_model();
-    let mut expected: Vec<String> =
-        model.collections().map(|c| sql::create_table(Dialect::Sqlite, c)).collect();
-    expected.extend(sql::engine_schema(Dialect::Sqlite).into_iter().map(String::from));
-    for statement in expected {
-        assert!(migrations.contains(&squash(&statement)), "migrations/d1 lacks:\n{statement};");
-    }
+    assert_creates_every_table("d1", Dialect::Sqlite);
+}
+
+#[test]
+fn postgres_migrations_create_every_collection_and_engine_table() {
+    assert_creates_every_table("postgres", Dialect::Postgres);
 }

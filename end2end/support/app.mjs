@@ -1,8 +1,12 @@
 // Test harness: starts the real app (wrangler dev -> workerd + local D1) on free
 // loopback ports with a fresh state folder, and launches Debian's Chromium.
-import { spawn } from 'node:child_process';
+//
+// With SYNC_E2E_POSTGRES_URL set (the PostgreSQL tier of `cargo xtask test` sets it to
+// its throwaway cluster), every app runs with SYNC_UPSTREAM=postgres on a fresh
+// database of that cluster, reached through wrangler's local Hyperdrive.
+import { spawn, execFile } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -13,6 +17,42 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const WRANGLER = join(ROOT, 'node_modules', '.bin', 'wrangler');
 // Written by `cargo xtask build`: wrangler.toml without [build], so nothing rebuilds here.
 const CONFIG = join(ROOT, 'wrangler.nobuild.toml');
+// The same plus a Hyperdrive binding (also written by the build).
+const POSTGRES_CONFIG = join(ROOT, 'wrangler.postgres.toml');
+/** The PostgreSQL cluster's maintenance database URL, when testing on PostgreSQL. */
+export const POSTGRES_URL = process.env.SYNC_E2E_POSTGRES_URL || null;
+export const UPSTREAM = POSTGRES_URL ? 'postgres' : 'd1';
+
+/** Runs SQL with psql against `url`; resolves to the output rows (fields split on |). */
+export function psql(url, sql) {
+  return new Promise((resolve, reject) => {
+    execFile('psql', [url, '--no-psqlrc', '--tuples-only', '--no-align', '--set', 'ON_ERROR_STOP=1', '--command', sql],
+      (error, stdout, stderr) => {
+        if (error) return reject(new Error(`psql: ${stderr || error.message}`));
+        resolve(stdout.split('\n').filter((line) => line !== '').map((line) => line.split('|')));
+      });
+  });
+}
+
+/** `url` with its database name replaced. */
+function withDatabase(url, database) {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+/**
+ * The app's PostgreSQL database: a fresh one per state folder, kept with the folder
+ * (a restart with `persistTo` finds the same data).
+ */
+async function postgresDatabase(state) {
+  const marker = join(state, 'postgres-database');
+  if (existsSync(marker)) return (await readFile(marker, 'utf8')).trim();
+  const name = `e2e_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+  await psql(POSTGRES_URL, `CREATE DATABASE "${name}"`);
+  await writeFile(marker, name);
+  return name;
+}
 export const ARTIFACTS = join(ROOT, 'end2end', 'artifacts');
 
 const wranglerEnv = {
@@ -75,22 +115,33 @@ export const TEST_VARS = {
   AUTH_SECRET: 'test-auth-secret',
 };
 
-export async function startApp({ persistTo, vars = {} } = {}) {
+export async function startApp({ persistTo, vars = {}, postgresUrl } = {}) {
   if (!existsSync(CONFIG)) throw new Error(`${CONFIG} is missing: run \`cargo xtask build\` first`);
   const state = persistTo ?? (await mkdtemp(join(tmpdir(), 'sync-e2e-')));
-  await runToEnd(['d1', 'migrations', 'apply', 'DB', '--local', '--config', CONFIG, '--persist-to', state]);
+  let config = CONFIG;
+  let env = wranglerEnv;
+  let databaseUrl = null;
+  if (POSTGRES_URL) {
+    // The worker migrates the database itself on first connection.
+    databaseUrl = withDatabase(POSTGRES_URL, await postgresDatabase(state));
+    config = POSTGRES_CONFIG;
+    env = { ...wranglerEnv, CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE: postgresUrl ?? databaseUrl };
+    vars = { SYNC_UPSTREAM: 'postgres', ...vars };
+  } else {
+    await runToEnd(['d1', 'migrations', 'apply', 'DB', '--local', '--config', CONFIG, '--persist-to', state]);
+  }
   const port = await freePort();
   const inspectorPort = await freePort();
   const child = spawn(
     WRANGLER,
     [
-      'dev', '--config', CONFIG, '--ip', '127.0.0.1', '--port', String(port),
+      'dev', '--config', config, '--ip', '127.0.0.1', '--port', String(port),
       '--inspector-port', String(inspectorPort), '--persist-to', state,
       '--show-interactive-dev-session=false',
       ...Object.entries({ ...TEST_VARS, ...vars }).flatMap(([key, value]) => ['--var', `${key}:${value}`]),
     ],
     // Own process group, so stop() ends wrangler and the workerd it started.
-    { cwd: ROOT, env: wranglerEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+    { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );
   const logs = [];
   child.stdout.on('data', (chunk) => logs.push(chunk.toString()));
@@ -106,6 +157,10 @@ export async function startApp({ persistTo, vars = {} } = {}) {
     url,
     state,
     logs,
+    upstream: UPSTREAM,
+    /** The app's own PostgreSQL database (null on D1): `sql(text)` runs psql on it. */
+    databaseUrl,
+    sql: databaseUrl ? (text) => psql(databaseUrl, text) : null,
     async stop({ keepState = persistTo !== undefined } = {}) {
       await new Promise((resolve) => {
         if (child.exitCode !== null) return resolve();
@@ -113,7 +168,10 @@ export async function startApp({ persistTo, vars = {} } = {}) {
         killGroup(child);
         setTimeout(() => { killGroup(child, 'SIGKILL'); resolve(); }, 5_000).unref();
       });
-      if (!keepState) await rm(state, { recursive: true, force: true });
+      if (!keepState) {
+        await rm(state, { recursive: true, force: true });
+        if (databaseUrl) await psql(POSTGRES_URL, `DROP DATABASE IF EXISTS "${new URL(databaseUrl).pathname.slice(1)}" WITH (FORCE)`);
+      }
     },
   };
 }

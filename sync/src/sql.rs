@@ -577,3 +577,66 @@ pub fn sqlite_apply_mutation(
     };
     Ok(vec![claim, write, change, outcome])
 }
+
+/// Advisory-lock key every PostgreSQL write transaction takes first (see
+/// [`postgres_apply_mutation`]): ASCII "syncLOG!".
+pub const POSTGRES_CHANGE_LOG_LOCK: i64 = 0x7379_6e63_4c4f_4721;
+
+/// Everything one accepted mutation does upstream, as ONE PostgreSQL statement (data-
+/// modifying CTEs): the write, the change-log row if the write changed a row (its image
+/// is the row the write returned), and the outcome, inserted last. The outcome's
+/// primary key is the idempotency claim: a racing retry fails on it, which aborts the
+/// whole statement, write included. Returns one row: `outcome_json`, the
+/// `MutationOutcome` JSON that [`find_mutation`] would read.
+///
+/// Run it in a transaction that first takes `pg_advisory_xact_lock(`
+/// [`POSTGRES_CHANGE_LOG_LOCK`]`)`: sequence numbers are handed out at insert time,
+/// so without one writer at a time a later `seq` could commit before an earlier one
+/// and a client pulling in between would skip the earlier change for good.
+pub fn postgres_apply_mutation(
+    collection: &Collection,
+    operation: &Operation,
+    record_id: &str,
+    topics: &[Topic],
+    client_id: &str,
+    mutation_id: &str,
+    now_ms: i64,
+) -> Result<Statement, SqlError> {
+    let Statement { sql: write_sql, mut params } = write(Dialect::Postgres, collection, operation)?;
+    let (kind, image) = match operation {
+        Operation::Delete(_) => ("delete", "NULL::jsonb"),
+        _ => ("upsert", "to_jsonb(written.*)"),
+    };
+    let topics_json =
+        Value::from(topics.iter().map(|topic| Value::from(topic.as_str())).collect::<Vec<_>>()).to_string();
+    let first = params.len() + 1;
+    let p = placeholders(Dialect::Postgres, 7, first);
+    params.extend([
+        SqlParam::Text(collection.name.clone()),
+        SqlParam::Text(record_id.into()),
+        SqlParam::Text(kind.into()),
+        SqlParam::Text(topics_json),
+        SqlParam::Text(client_id.into()),
+        SqlParam::Text(mutation_id.into()),
+        SqlParam::Integer(now_ms),
+    ]);
+    params.push(SqlParam::Text(RACED_REASON.into()));
+    let reason = format!("${}", first + 7);
+    let (collection_p, record_p, kind_p, topics_p, client_p, mutation_p, now_p) =
+        (&p[0], &p[1], &p[2], &p[3], &p[4], &p[5], &p[6]);
+    Ok(Statement {
+        sql: format!(
+            "WITH written AS ({write_sql} RETURNING *), \
+             logged AS (\
+               INSERT INTO sync_changes (collection, record_id, kind, row_json, topics_json, client_id, mutation_id, created_at) \
+               SELECT {collection_p}, {record_p}, {kind_p}, {image}, {topics_p}::jsonb, {client_p}, {mutation_p}, {now_p} \
+               FROM written RETURNING seq, row_json) \
+             INSERT INTO sync_mutations (client_id, mutation_id, outcome_json, created_at) \
+             SELECT {client_p}, {mutation_p}, COALESCE(\
+               (SELECT jsonb_build_object('status', 'confirmed', 'row', row_json, 'seq', seq) FROM logged), \
+               jsonb_build_object('status', 'rejected', 'reason', {reason}::text)), {now_p} \
+             RETURNING outcome_json"
+        ),
+        params,
+    })
+}

@@ -14,6 +14,9 @@ pub const QUERY_CALLBACK_URL: &str = "SYNC_QUERY_CALLBACK_URL";
 pub const MUTATION_CALLBACK_URL: &str = "SYNC_MUTATION_CALLBACK_URL";
 /// How long a callback may take before the read/write is denied.
 pub const CALLBACK_TIMEOUT_MS: &str = "SYNC_CALLBACK_TIMEOUT_MS";
+/// Which upstream database holds the data: `d1` (default) or `postgres` (through the
+/// Hyperdrive binding `HYPERDRIVE`).
+pub const UPSTREAM: &str = "SYNC_UPSTREAM";
 
 const DEFAULT_CALLBACK_TIMEOUT_MS: u64 = 3_000;
 

@@ -10,6 +10,7 @@
 //! Only `std`: this crate compiles in a couple of seconds on a fresh machine.
 
 mod cmd;
+mod postgres;
 mod summary;
 mod tasks;
 

@@ -7,7 +7,8 @@ use std::process::Command;
 use crate::cmd::{self, Result, node_bin, root, run, tools_bin, wrangler_env};
 use crate::summary::Counts;
 
-const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "clang"];
+/// `postgresql`: the server the PostgreSQL tier starts a throwaway cluster of (and psql).
+const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "clang", "postgresql"];
 const WORKER_BUILD_VERSION: &str = "0.8.7";
 /// Must equal the `wasm-bindgen` version pinned in the workspace Cargo.toml.
 const WASM_BINDGEN_VERSION: &str = "0.2.130";
@@ -197,9 +198,23 @@ fn write_nobuild_wrangler_config() -> Result {
             out.push('\n');
         }
     }
-    fs::write(root.join("wrangler.nobuild.toml"), out)
-        .map_err(|error| format!("writing wrangler.nobuild.toml: {error}"))
+    fs::write(root.join("wrangler.nobuild.toml"), &out)
+        .map_err(|error| format!("writing wrangler.nobuild.toml: {error}"))?;
+    // The same plus a Hyperdrive binding, for running on PostgreSQL locally. Its
+    // database comes from CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE.
+    out.push_str(POSTGRES_CONFIG_SECTION);
+    fs::write(root.join(POSTGRES_CONFIG), out).map_err(|error| format!("writing {POSTGRES_CONFIG}: {error}"))
 }
+
+/// Written by `build`: wrangler.nobuild.toml plus [`POSTGRES_CONFIG_SECTION`].
+const POSTGRES_CONFIG: &str = "wrangler.postgres.toml";
+const POSTGRES_CONFIG_SECTION: &str = "
+# PostgreSQL through Hyperdrive (SYNC_UPSTREAM=postgres). Locally, wrangler proxies
+# the binding to CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE.
+[[hyperdrive]]
+binding = \"HYPERDRIVE\"
+id = \"00000000000000000000000000000000\"
+";
 
 /// Reads a `pub const NAME: &str = "...";` from app/src/lib.rs, so the bundle name
 /// lives in one place (the server's LeptosOptions reads the same constant).
@@ -232,23 +247,40 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
 // ---------------------------------------------------------------- dev
 
 pub fn dev(args: &[String]) -> Result {
-    let port = match args {
-        [] => DEFAULT_DEV_PORT.to_string(),
-        [flag, port] if flag == "--port" => port.clone(),
-        _ => return Err("usage: cargo xtask dev [--port N]".into()),
-    };
+    let usage = || "usage: cargo xtask dev [--port N] [--postgres postgres://user:password@host:port/db]";
+    let mut port = DEFAULT_DEV_PORT.to_string();
+    let mut postgres = None;
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        match (flag.as_str(), rest.next()) {
+            ("--port", Some(value)) => port = value.clone(),
+            ("--postgres", Some(value)) => postgres = Some(value.clone()),
+            _ => return Err(usage().into()),
+        }
+    }
     setup()?;
     build()?;
     let root = root();
     write_dev_vars_once()?;
-    run(wrangler_env(&mut Command::new(node_bin("wrangler")))
-        .args(["d1", "migrations", "apply", "DB", "--local", "--config", "wrangler.nobuild.toml"])
-        .current_dir(&root))?;
-    eprintln!("serving on http://127.0.0.1:{port}");
-    run(wrangler_env(&mut Command::new(node_bin("wrangler")))
-        .args(["dev", "--config", "wrangler.nobuild.toml", "--ip", "127.0.0.1", "--port", &port])
-        .arg("--show-interactive-dev-session=false")
-        .current_dir(&root))
+    let mut wrangler = Command::new(node_bin("wrangler"));
+    wrangler_env(&mut wrangler).current_dir(&root).args(["dev", "--ip", "127.0.0.1", "--port", &port, "--show-interactive-dev-session=false"]);
+    match &postgres {
+        None => {
+            run(wrangler_env(&mut Command::new(node_bin("wrangler")))
+                .args(["d1", "migrations", "apply", "DB", "--local", "--config", "wrangler.nobuild.toml"])
+                .current_dir(&root))?;
+            wrangler.args(["--config", "wrangler.nobuild.toml"]);
+            eprintln!("serving on http://127.0.0.1:{port} (upstream: local D1)");
+        }
+        Some(url) => {
+            // The worker applies migrations/postgres itself on first connection.
+            wrangler
+                .args(["--config", POSTGRES_CONFIG, "--var", "SYNC_UPSTREAM:postgres"])
+                .env("CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE", url);
+            eprintln!("serving on http://127.0.0.1:{port} (upstream: PostgreSQL through Hyperdrive)");
+        }
+    }
+    run(&mut wrangler)
 }
 
 /// Local secrets for `wrangler dev` (`.dev.vars`, git-ignored), made once with fresh
@@ -285,7 +317,16 @@ pub fn bench() -> Result {
     run(&mut command)
 }
 
-const TIERS: &[&str] = &["lint", "native", "wasm", "e2e"];
+const TIERS: &[&str] = &["lint", "native", "wasm", "e2e", "postgres"];
+
+/// The end-to-end files the PostgreSQL tier runs again with PostgreSQL upstream, plus
+/// the one only it runs (its name does not match node's default test pattern).
+const POSTGRES_E2E: &[&str] = &[
+    "end2end/connector.test.mjs",
+    "end2end/pokes.test.mjs",
+    "end2end/chat.test.mjs",
+    "end2end/postgres.pg-test.mjs",
+];
 
 /// rustfmt and clippy (warnings are errors) for every crate on the target it is
 /// built for. Gates the run; counts no tests.
@@ -319,6 +360,8 @@ pub fn test(args: &[String]) -> Result {
             continue;
         }
         let mut counts = Counts::default();
+        // Lives until the tier ends: the PostgreSQL tier's server.
+        let mut cluster = None;
         let mut command = match tier {
             "native" => {
                 let mut command = Command::new("cargo");
@@ -350,10 +393,23 @@ pub fn test(args: &[String]) -> Result {
                 wrangler_env(&mut command);
                 command
             }
+            "postgres" => {
+                build()?;
+                let started = crate::postgres::Cluster::start()?;
+                let mut command = Command::new("node");
+                command
+                    .args(["--experimental-websocket", "--test", "--test-concurrency=1", "--test-reporter=tap"])
+                    .args(POSTGRES_E2E)
+                    .env("SYNC_E2E_POSTGRES_URL", &started.url);
+                wrangler_env(&mut command);
+                cluster = Some(started);
+                command
+            }
             _ => unreachable!("tiers are checked above"),
         };
         command.current_dir(&root);
         let ok = cmd::run_streaming(&mut command, |line| counts.observe(line))?;
+        drop(cluster);
         eprintln!("tier {tier}: {counts}");
         if counts.passed == 0 {
             eprintln!("tier {tier} ran no test");

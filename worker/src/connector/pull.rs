@@ -7,7 +7,7 @@ use axum::extract::Extension;
 use axum::http::HeaderMap;
 use sync::changes::{Change, ChangeKind, Cursor, Topic};
 use sync::protocol::pull::{PullRequest, PullResponse};
-use sync::sql::{self, Dialect, Statement};
+use sync::sql::{self, Statement};
 use worker::Env;
 
 use super::{
@@ -16,7 +16,7 @@ use super::{
 use crate::config::Config;
 use crate::durable;
 use crate::error::ApiError;
-use crate::upstream::{D1, RawRow, integer};
+use crate::upstream::{Database, RawRow, Upstream, integer};
 
 /// Most subscriptions one pull may name.
 const MAX_SUBSCRIPTIONS: usize = 50;
@@ -59,8 +59,9 @@ pub async fn pull(
         .await?;
     let head = Statement { sql: sql::change_head().into(), params: Vec::new() };
     // One more than a page tells whether more remain.
-    let page = sql::pull_changes(Dialect::Sqlite, request.cursor, &topics, PULL_PAGE + 1);
-    let mut results = D1::from_env(&env)?.batch(&[head, page]).await?.into_iter();
+    let db = Upstream::open(&env).await?;
+    let page = sql::pull_changes(db.dialect(), request.cursor, &topics, PULL_PAGE + 1);
+    let mut results = db.read(&[head, page]).await?.into_iter();
     let head = results.next().and_then(|rows| rows.first().and_then(|row| integer(row, "head"))).unwrap_or(0);
     let mut changes: Vec<Change> =
         results.next().unwrap_or_default().iter().filter_map(decode_change).collect();

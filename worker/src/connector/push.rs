@@ -21,7 +21,7 @@ use crate::callbacks;
 use crate::config::Config;
 use crate::durable;
 use crate::error::ApiError;
-use crate::upstream::{D1, integer};
+use crate::upstream::{Database, RawRow, Upstream, integer};
 
 #[worker::send]
 pub async fn push(
@@ -47,7 +47,7 @@ pub async fn push(
         }
     }
     let config = Config::from_env(&env)?;
-    let db = D1::from_env(&env)?;
+    let db = Upstream::open(&env).await?;
     let client = request.client_id.as_str();
     durable::claim(&env, &request.session_id, client).await?;
 
@@ -114,7 +114,7 @@ pub async fn push(
             }
             (Ok(validated), Some(Verdict::Allow)) => validated,
         };
-        match plan(&mut images, client, mutation, validated, now)? {
+        match plan(db.dialect(), &mut images, client, mutation, validated, now)? {
             Ok(planned) => plans.push(planned),
             Err(reason) => rejections.push((mutation, reason)),
         }
@@ -158,7 +158,7 @@ pub async fn push(
 }
 
 async fn previous_outcomes(
-    db: &D1,
+    db: &Upstream,
     client: &str,
     mutations: &[PushMutation],
 ) -> Result<BTreeMap<String, MutationOutcome>, ApiError> {
@@ -166,9 +166,9 @@ async fn previous_outcomes(
         return Ok(BTreeMap::new());
     }
     let lookups: Vec<Statement> =
-        mutations.iter().map(|m| sql::find_mutation(Dialect::Sqlite, client, &m.id)).collect();
+        mutations.iter().map(|m| sql::find_mutation(db.dialect(), client, &m.id)).collect();
     let mut known = BTreeMap::new();
-    for (mutation, rows) in mutations.iter().zip(db.batch(&lookups).await?) {
+    for (mutation, rows) in mutations.iter().zip(db.read(&lookups).await?) {
         if let Some(outcome) = rows.first().and_then(|row| decode_outcome(row, &mutation.name)) {
             known.insert(mutation.id.clone(), outcome);
         }
@@ -178,7 +178,7 @@ async fn previous_outcomes(
 
 /// Reads a stored outcome; the row comes back in storage form and is decoded with
 /// the mutator's collection.
-fn decode_outcome(row: &crate::upstream::RawRow, mutator: &str) -> Option<MutationOutcome> {
+fn decode_outcome(row: &RawRow, mutator: &str) -> Option<MutationOutcome> {
     let text = row.get("outcome_json")?.as_str()?;
     let mut outcome: MutationOutcome = serde_json::from_str(text).ok()?;
     if let MutationOutcome::Confirmed { row: Some(image), .. } = &mut outcome {
@@ -189,17 +189,17 @@ fn decode_outcome(row: &crate::upstream::RawRow, mutator: &str) -> Option<Mutati
 }
 
 async fn stored_outcome(
-    db: &D1,
+    db: &Upstream,
     client: &str,
     mutation: &str,
     mutator: &str,
 ) -> Result<Option<MutationOutcome>, ApiError> {
-    let rows = db.rows(&sql::find_mutation(Dialect::Sqlite, client, mutation)).await?;
+    let rows = db.rows(&sql::find_mutation(db.dialect(), client, mutation)).await?;
     Ok(rows.first().and_then(|row| decode_outcome(row, mutator)))
 }
 
 async fn record_rejection(
-    db: &D1,
+    db: &Upstream,
     client: &str,
     mutation: &str,
     reason: &str,
@@ -207,7 +207,7 @@ async fn record_rejection(
 ) -> Result<MutationOutcome, ApiError> {
     let outcome = MutationOutcome::Rejected { reason: reason.into() };
     let json = serde_json::to_string(&outcome).map_err(ApiError::upstream)?;
-    if db.rows(&sql::record_mutation(Dialect::Sqlite, client, mutation, &json, now)).await.is_err() {
+    if db.rows(&sql::record_mutation(db.dialect(), client, mutation, &json, now)).await.is_err() {
         // A concurrent retry recorded an answer first: that answer stands.
         if let Some(existing) = stored_outcome(db, client, mutation, "").await? {
             return Ok(existing);
@@ -230,7 +230,7 @@ type ImageKey = (String, String);
 /// The current upstream image of every record the allowed mutations touch, read in
 /// one round trip.
 async fn current_images(
-    db: &D1,
+    db: &Upstream,
     allowed: &[&ValidatedMutation],
 ) -> Result<BTreeMap<ImageKey, Option<sync::schema::Row>>, ApiError> {
     let mut keys: Vec<ImageKey> =
@@ -242,9 +242,9 @@ async fn current_images(
         let collection = model()
             .collection(collection)
             .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
-        reads.push(sql::select_by_id(Dialect::Sqlite, collection, record_id).map_err(ApiError::upstream)?);
+        reads.push(sql::select_by_id(db.dialect(), collection, record_id).map_err(ApiError::upstream)?);
     }
-    let results = if reads.is_empty() { Vec::new() } else { db.batch(&reads).await? };
+    let results = db.read(&reads).await?;
     let mut images = BTreeMap::new();
     for ((collection_name, record_id), rows) in keys.into_iter().zip(results) {
         let image = model()
@@ -258,6 +258,7 @@ async fn current_images(
 /// Plans one allowed mutation against the predicted current image (earlier
 /// mutations of this push included). `Err(reason)`: it cannot apply.
 fn plan<'a>(
+    dialect: Dialect,
     images: &mut BTreeMap<ImageKey, Option<sync::schema::Row>>,
     client: &str,
     mutation: &'a PushMutation,
@@ -275,24 +276,29 @@ fn plan<'a>(
         Err(reason) => return Ok(Err(reason)),
     };
     let topics = change_topics(model(), &collection.name, current.as_ref(), after.as_ref());
-    let mut statements = sql::sqlite_apply_mutation(
-        collection,
-        &validated.operation,
-        &validated.record_id,
-        &topics,
-        client,
-        &mutation.id,
-        now,
-    )
-    .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
-    statements.push(sql::find_mutation(Dialect::Sqlite, client, &mutation.id));
+    let invalid = |error: sql::SqlError| ApiError::bad_request("invalid_operation", error.to_string());
+    let (operation, record_id, id) = (&validated.operation, &validated.record_id, &mutation.id);
+    // The last statement returns the outcome row (`outcome_json`).
+    let statements = match dialect {
+        Dialect::Sqlite => {
+            let mut group =
+                sql::sqlite_apply_mutation(collection, operation, record_id, &topics, client, id, now)
+                    .map_err(invalid)?;
+            group.push(sql::find_mutation(Dialect::Sqlite, client, id));
+            group
+        }
+        Dialect::Postgres => vec![
+            sql::postgres_apply_mutation(collection, operation, record_id, &topics, client, id, now)
+                .map_err(invalid)?,
+        ],
+    };
     images.insert(key, after);
     Ok(Ok(Planned { mutation, mutator: validated.name, statements, topics }))
 }
 
 /// Applies the plans in one transaction, or one by one if that fails.
 async fn apply_all<'p, 'a>(
-    db: &D1,
+    db: &Upstream,
     client: &str,
     plans: &'p [Planned<'a>],
     now: i64,
@@ -301,7 +307,7 @@ async fn apply_all<'p, 'a>(
         return Ok(Vec::new());
     }
     let all: Vec<Statement> = plans.iter().flat_map(|p| p.statements.iter().cloned()).collect();
-    if let Ok(results) = db.batch(&all).await {
+    if let Ok(results) = db.write(&all).await {
         let mut results = results.into_iter();
         let mut outcomes = Vec::new();
         for planned in plans {
@@ -323,13 +329,13 @@ async fn apply_all<'p, 'a>(
 
 /// One mutation in its own transaction (the fallback path).
 async fn apply_one(
-    db: &D1,
+    db: &Upstream,
     client: &str,
     planned: &Planned<'_>,
     now: i64,
 ) -> Result<MutationOutcome, ApiError> {
     let mutation = &planned.mutation.id;
-    match db.batch(&planned.statements).await {
+    match db.write(&planned.statements).await {
         Ok(results) => results
             .last()
             .and_then(|rows| rows.first())

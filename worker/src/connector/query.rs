@@ -5,14 +5,14 @@ use axum::extract::Extension;
 use axum::http::HeaderMap;
 use sync::changes::Cursor;
 use sync::protocol::query::{QueryRequest, QueryResponse};
-use sync::sql::{self, Dialect, Statement};
+use sync::sql::{self, Statement};
 use worker::Env;
 
 use super::{authorization, authorize_query, check_ids, check_protocol, model, parse_json, read_body};
 use crate::config::Config;
 use crate::durable;
 use crate::error::ApiError;
-use crate::upstream::{D1, integer};
+use crate::upstream::{Database, Upstream, integer};
 
 #[worker::send]
 pub async fn query(
@@ -51,10 +51,11 @@ pub async fn read(
     let collection = model()
         .collection(&validated.select.collection)
         .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
-    let select = sql::select(Dialect::Sqlite, collection, &validated.select)
+    let db = Upstream::open(env).await?;
+    let select = sql::select(db.dialect(), collection, &validated.select)
         .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
     let head = Statement { sql: sql::change_head().into(), params: Vec::new() };
-    let mut results = D1::from_env(env)?.batch(&[head, select]).await?.into_iter();
+    let mut results = db.read(&[head, select]).await?.into_iter();
     let cursor =
         results.next().and_then(|rows| rows.first().and_then(|row| integer(row, "head"))).unwrap_or(0);
     let rows =

@@ -1,13 +1,15 @@
-//! The upstream database. D1 for now; PostgreSQL joins behind the same calls.
+//! D1, the embedded default: SQLite, one writer at a time by construction, and a
+//! batch is one transaction.
 
-use serde_json::{Map, Value};
-use sync::sql::{SqlParam, Statement};
+use sync::sql::{Dialect, SqlParam, Statement};
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env};
 
+use super::{Database, RawRow};
 use crate::error::ApiError;
 
-pub type RawRow = Map<String, Value>;
+/// The D1 binding's name in wrangler.toml.
+const BINDING: &str = "DB";
 
 pub struct D1 {
     db: D1Database,
@@ -26,9 +28,9 @@ fn js(param: &SqlParam) -> JsValue {
 
 impl D1 {
     pub fn from_env(env: &Env) -> Result<Self, ApiError> {
-        let db = env
-            .d1("DB")
-            .map_err(|error| ApiError::NotConfigured { reason: format!("D1 binding DB: {error}") })?;
+        let db = env.d1(BINDING).map_err(|error| ApiError::NotConfigured {
+            reason: format!("D1 binding {BINDING}: {error}"),
+        })?;
         Ok(Self { db })
     }
 
@@ -37,21 +39,32 @@ impl D1 {
         self.db.prepare(statement.sql.clone()).bind(&params).map_err(ApiError::upstream)
     }
 
-    pub async fn rows(&self, statement: &Statement) -> Result<Vec<RawRow>, ApiError> {
-        let result = self.prepare(statement)?.all().await.map_err(ApiError::upstream)?;
-        result.results::<RawRow>().map_err(ApiError::upstream)
-    }
-
     /// Runs statements as one transaction; returns each statement's rows.
-    pub async fn batch(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
+    async fn batch(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
+        if statements.is_empty() {
+            return Ok(Vec::new());
+        }
         let prepared = statements.iter().map(|s| self.prepare(s)).collect::<Result<Vec<_>, _>>()?;
         let results = self.db.batch(prepared).await.map_err(ApiError::upstream)?;
         results.iter().map(|result| result.results::<RawRow>().map_err(ApiError::upstream)).collect()
     }
 }
 
-/// Reads an integer cell (D1 hands numbers over as JSON numbers).
-pub fn integer(row: &RawRow, column: &str) -> Option<i64> {
-    let value = row.get(column)?;
-    value.as_i64().or_else(|| value.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+impl Database for D1 {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn rows(&self, statement: &Statement) -> Result<Vec<RawRow>, ApiError> {
+        let result = self.prepare(statement)?.all().await.map_err(ApiError::upstream)?;
+        result.results::<RawRow>().map_err(ApiError::upstream)
+    }
+
+    async fn read(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
+        self.batch(statements).await
+    }
+
+    async fn write(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
+        self.batch(statements).await
+    }
 }

@@ -4,6 +4,7 @@
 // chat) run against the same cluster in that tier.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
 import { startApp, POSTGRES_URL } from './support/app.mjs';
 import { client, guestToken, newId } from './support/sync.mjs';
 
@@ -70,65 +71,124 @@ test('a refused write leaves PostgreSQL untouched but for its recorded answer', 
   );
 });
 
-test('concurrent writers: every accepted write is in the change log once, and pulls see them in cursor order', async () => {
+test('concurrent writers while a reader pulls: the reader misses no change, and none arrives twice', async () => {
   const room = newId('room');
-  const writers = await Promise.all(['A', 'B', 'C', 'D', 'E', 'F'].map(async (name) => client(app.url, await guestToken(app.url, name))));
+  const names = ['W0', 'W1', 'W2', 'W3', 'W4', 'W5'];
+  const writers = await Promise.all(names.map(async (name) => client(app.url, await guestToken(app.url, name))));
+  // The reader only ever pulls from its own cursor, as the browser does, while the
+  // writes land. A change whose sequence number commits after a later one's would be
+  // skipped for good: that is what the change-log lock prevents.
+  const reader = client(app.url, ada);
+  const received = [];
+  let cursor = 0;
+  let writing = true;
+  const pullOnce = async () => {
+    const page = await reader.pull(cursor, [roomMessages(room)]);
+    assert.equal(page.status, 200, page.text);
+    received.push(...page.json.changes.map((change) => change.seq));
+    cursor = page.json.cursor;
+    return page.json.has_more;
+  };
+  const pulling = (async () => {
+    while (writing) await pullOnce();
+  })();
   const pushes = [];
   for (let round = 0; round < 5; round += 1) {
     for (const [index, writer] of writers.entries()) {
       const mutations = [0, 1, 2].map((n) => ({
-        id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: `W${index}`, body: `r${round} n${n}` }, record_id: newId('message'),
+        id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: names[index], body: `r${round} n${n}` }, record_id: newId('message'),
       }));
       pushes.push(writer.push(mutations));
     }
   }
   const answers = await Promise.all(pushes);
+  writing = false;
+  await pulling;
+  while (await pullOnce());
   for (const answer of answers) assert.equal(answer.status, 200, answer.text);
   const seqs = answers.flatMap((answer) => answer.json.results.map((r) => {
     assert.equal(r.status, 'confirmed', JSON.stringify(r));
     return r.seq;
   }));
   assert.equal(new Set(seqs).size, 90, 'each write has its own sequence number');
-
-  // Pull the room in small steps: every change arrives once, in cursor order.
-  const reader = client(app.url, ada);
-  let cursor = 0;
-  const pulled = [];
-  for (;;) {
-    const page = await reader.pull(cursor, [roomMessages(room)]);
-    assert.equal(page.status, 200, page.text);
-    pulled.push(...page.json.changes.map((change) => change.seq));
-    cursor = page.json.cursor;
-    if (!page.json.has_more) break;
-  }
-  assert.deepEqual(pulled, [...seqs].sort((x, y) => x - y));
+  assert.deepEqual(received, [...seqs].sort((x, y) => x - y), 'the reader got every change once, in order');
   const [[logged]] = await app.sql(`SELECT count(*) FROM sync_changes WHERE topics_json ? 'roomMessages{"roomId":"${room}"}'`);
   assert.equal(logged, '90');
 });
 
-test('PostgreSQL unreachable: reads and writes answer 502 with a JSON reason, and nothing is lost', async () => {
-  // A second app whose Hyperdrive points at a port nobody listens on.
-  const dead = new URL(app.databaseUrl);
-  dead.port = '9';
-  const broken = await startApp({ postgresUrl: dead.toString() });
+test('a write that commits late is not skipped: a later write waits for it, so cursors never pass it', async () => {
+  const room = newId('room');
+  const reader = client(app.url, ada);
+  // (This read also makes sure the worker has migrated the database.)
+  const start = (await reader.query('roomMessages', { roomId: room })).json.cursor;
+  // A trigger (installed here, in this app's database) holds a write's transaction
+  // open for a while after its change-log row took its sequence number.
+  await app.sql(`
+    CREATE OR REPLACE FUNCTION e2e_slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_sleep(1.5); RETURN NEW; END $$;
+    DROP TRIGGER IF EXISTS e2e_slow_commit ON sync_changes;
+    CREATE TRIGGER e2e_slow_commit AFTER INSERT ON sync_changes FOR EACH ROW
+      WHEN (NEW.row_json->>'body' = 'slow') EXECUTE FUNCTION e2e_slow_commit();`);
   try {
-    const token = await guestToken(broken.url, 'Ada');
-    const b = client(broken.url, token);
-    const read = await b.query('roomMessages', { roomId: newId('room') });
-    assert.equal(read.status, 502, read.text);
-    assert.equal(read.json.error, 'upstream_error');
-    assert.match(read.json.reason, /PostgreSQL|Hyperdrive|connect/i);
-    const { mutation, response } = b.send(newId('room'), 'Ada', 'while down');
-    const pushed = await response;
-    assert.equal(pushed.status, 502, pushed.text);
-    assert.equal(pushed.json.error, 'upstream_error');
-    // The client keeps it in its outbox and pushes it again once the database is back.
-    const again = await client(app.url, token).call('push', {
-      protocol_version: 1, client_id: b.client_id, session_id: b.session_id, mutations: [mutation],
-    });
-    assert.equal(again.status, 200, again.text);
-    assert.equal(again.json.results[0].status, 'confirmed', again.text);
+    const slow = client(app.url, ada).send(room, 'Ada', 'slow').response;
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const fast = await client(app.url, ada).send(room, 'Ada', 'fast').response;
+    assert.equal(fast.status, 200, fast.text);
+    // Pull right away, as a poke would make the browser do, then again later.
+    const first = await reader.pull(start, [roomMessages(room)]);
+    const slowAnswer = await slow;
+    const second = await reader.pull(first.json.cursor, [roomMessages(room)]);
+    const received = [...first.json.changes, ...second.json.changes].map((change) => change.row.body);
+    assert.equal(slowAnswer.json.results[0].status, 'confirmed', slowAnswer.text);
+    assert.ok(slowAnswer.json.results[0].seq < fast.json.results[0].seq, 'the slow write took its number first');
+    assert.deepEqual(received, ['slow', 'fast'], 'the reader got both writes, in sequence order');
   } finally {
-    await broken.stop();
+    await app.sql('DROP TRIGGER IF EXISTS e2e_slow_commit ON sync_changes');
   }
 });
+
+// (A port nobody listens on is not tried: wrangler's local Hyperdrive proxy dies on
+// ECONNREFUSED, taking wrangler dev down; the deployed Hyperdrive answers an error.)
+for (const [what, brokenUrl, reason] of [
+  ['a wrong password', async () => { const url = new URL(app.databaseUrl); url.password = 'wrong'; return url.toString(); }, /password authentication failed/],
+  ['a server that does not speak PostgreSQL', notPostgres, /connecting to PostgreSQL/],
+]) {
+  test(`PostgreSQL behind ${what}: reads and writes answer 502 with a JSON reason, and the write is not lost`, async () => {
+    const broken = await startApp({ postgresUrl: await brokenUrl() });
+    try {
+      const token = await guestToken(broken.url, 'Ada');
+      const b = client(broken.url, token);
+      const read = await b.query('roomMessages', { roomId: newId('room') });
+      assert.equal(read.status, 502, read.text);
+      assert.equal(read.json.error, 'upstream_error');
+      assert.match(read.json.reason, reason);
+      const room = newId('room');
+      const { mutation, response } = b.send(room, 'Ada', 'while broken');
+      const pushed = await response;
+      assert.equal(pushed.status, 502, pushed.text);
+      assert.equal(pushed.json.error, 'upstream_error');
+      // The client keeps it in its outbox and pushes it again to a working connector.
+      const again = await client(app.url, token).call('push', {
+        protocol_version: 1, client_id: b.client_id, session_id: b.session_id, mutations: [mutation],
+      });
+      assert.equal(again.status, 200, again.text);
+      assert.equal(again.json.results[0].status, 'confirmed', again.text);
+      assert.deepEqual(await app.sql(`SELECT body FROM messages WHERE room_id = '${room}'`), [['while broken']]);
+    } finally {
+      await broken.stop();
+    }
+  });
+}
+
+/** A loopback server that answers anything with an HTTP error and hangs up. */
+async function notPostgres() {
+  const server = createServer((socket) => {
+    socket.on('error', () => {});
+    socket.on('data', () => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  server.unref();
+  const url = new URL(app.databaseUrl);
+  url.port = String(server.address().port);
+  return url.toString();
+}

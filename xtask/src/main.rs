@@ -4,6 +4,7 @@
 //! - `cargo xtask setup`  install every tool the build and tests need (idempotent)
 //! - `cargo xtask build`  client bundle + worker bundle
 //! - `cargo xtask dev`    setup, build, migrate local D1, serve on http://127.0.0.1:8787
+//!   (`--postgres URL`: keep the data in that PostgreSQL database instead)
 //! - `cargo xtask test`   setup, then every test tier; prints one closing summary line
 //! - `cargo xtask bench`  setup, build, then the benchmark (not part of `test`)
 //!
@@ -42,6 +43,8 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: cargo xtask <task>
   setup              install apt packages, the wasm target, pinned CLIs (.tools/) and npm packages
   build              build the client bundle (target/site) and the worker (worker/build)
-  dev [--port N]     setup + build + local D1 migrations + wrangler dev on 127.0.0.1 (default 8787)
-  test [TIER...]     setup + every tier (lint, native, wasm, e2e); or just the tiers named
+  dev [--port N] [--postgres URL]
+                     setup + build + local D1 migrations + wrangler dev on 127.0.0.1 (default 8787);
+                     with --postgres, the data lives in that PostgreSQL database instead (Hyperdrive)
+  test [TIER...]     setup + every tier (lint, native, wasm, e2e, postgres); or just the tiers named
   bench              setup + build + the benchmark: prints a table, writes target/bench/report.{json,png}";

@@ -39,8 +39,12 @@ fn server_bin() -> Result<PathBuf> {
 }
 
 fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|error| format!("finding a free port: {error}"))?;
-    listener.local_addr().map(|address| address.port()).map_err(|error| format!("finding a free port: {error}"))
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|error| format!("finding a free port: {error}"))?;
+    listener
+        .local_addr()
+        .map(|address| address.port())
+        .map_err(|error| format!("finding a free port: {error}"))
 }
 
 impl Cluster {
@@ -98,11 +102,12 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if !self.url.is_empty() {
-            let _ = run(self
-                .command("pg_ctl")
-                .arg("--pgdata")
-                .arg(self.data.join("data"))
-                .args(["--mode", "immediate", "--wait", "stop"]));
+            let _ = run(self.command("pg_ctl").arg("--pgdata").arg(self.data.join("data")).args([
+                "--mode",
+                "immediate",
+                "--wait",
+                "stop",
+            ]));
         }
         let _ = fs::remove_dir_all(&self.data);
     }

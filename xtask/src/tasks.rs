@@ -263,7 +263,14 @@ pub fn dev(args: &[String]) -> Result {
     let root = root();
     write_dev_vars_once()?;
     let mut wrangler = Command::new(node_bin("wrangler"));
-    wrangler_env(&mut wrangler).current_dir(&root).args(["dev", "--ip", "127.0.0.1", "--port", &port, "--show-interactive-dev-session=false"]);
+    wrangler_env(&mut wrangler).current_dir(&root).args([
+        "dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--show-interactive-dev-session=false",
+    ]);
     match &postgres {
         None => {
             run(wrangler_env(&mut Command::new(node_bin("wrangler")))
@@ -398,7 +405,12 @@ pub fn test(args: &[String]) -> Result {
                 let started = crate::postgres::Cluster::start()?;
                 let mut command = Command::new("node");
                 command
-                    .args(["--experimental-websocket", "--test", "--test-concurrency=1", "--test-reporter=tap"])
+                    .args([
+                        "--experimental-websocket",
+                        "--test",
+                        "--test-concurrency=1",
+                        "--test-reporter=tap",
+                    ])
                     .args(POSTGRES_E2E)
                     .env("SYNC_E2E_POSTGRES_URL", &started.url);
                 wrangler_env(&mut command);

@@ -216,8 +216,9 @@ async fn record_rejection(
     Ok(outcome)
 }
 
-/// A mutation ready to apply: its statements (claim, write, change row, outcome)
-/// plus a final read of its outcome.
+/// A mutation ready to apply: its statements (on D1: claim, write, change row,
+/// outcome, then a read of the outcome; on PostgreSQL: one statement doing all of it),
+/// the last of which returns the outcome row.
 struct Planned<'a> {
     mutation: &'a PushMutation,
     mutator: String,

@@ -28,9 +28,9 @@ fn js(param: &SqlParam) -> JsValue {
 
 impl D1 {
     pub fn from_env(env: &Env) -> Result<Self, ApiError> {
-        let db = env.d1(BINDING).map_err(|error| ApiError::NotConfigured {
-            reason: format!("D1 binding {BINDING}: {error}"),
-        })?;
+        let db = env
+            .d1(BINDING)
+            .map_err(|error| ApiError::NotConfigured { reason: format!("D1 binding {BINDING}: {error}") })?;
         Ok(Self { db })
     }
 

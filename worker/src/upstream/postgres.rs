@@ -40,11 +40,13 @@ pub struct Postgres {
     client: Client,
 }
 
-/// The database's own words for a failure (tokio-postgres' Display is only "db error").
+/// The database's own words for a failure (tokio-postgres' Display is only "db error"),
+/// or the error with its cause.
 fn describe(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => error.to_string(),
+    match (error.as_db_error(), std::error::Error::source(error)) {
+        (Some(db), _) => format!("{} ({})", db.message(), db.code().code()),
+        (None, Some(cause)) => format!("{error}: {cause}"),
+        (None, None) => error.to_string(),
     }
 }
 
@@ -89,7 +91,8 @@ impl Postgres {
     /// Applies the migrations this database lacks, one transaction, one migrator at a
     /// time.
     async fn migrate(&self) -> Result<(), ApiError> {
-        let fail = |error: tokio_postgres::Error| ApiError::upstream(format!("migrating: {}", describe(&error)));
+        let fail =
+            |error: tokio_postgres::Error| ApiError::upstream(format!("migrating: {}", describe(&error)));
         self.client
             .batch_execute(&format!(
                 "BEGIN; SELECT pg_advisory_xact_lock({MIGRATION_LOCK}); \
@@ -113,7 +116,10 @@ impl Postgres {
             }
             self.client.batch_execute(sql).await.map_err(fail)?;
             self.client
-                .query_typed("INSERT INTO sync_schema_migrations (version) VALUES ($1)", &[(version, Type::TEXT)])
+                .query_typed(
+                    "INSERT INTO sync_schema_migrations (version) VALUES ($1)",
+                    &[(version, Type::TEXT)],
+                )
                 .await
                 .map_err(fail)?;
             worker::console_log!("PostgreSQL: applied migration {version}");

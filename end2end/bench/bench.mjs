@@ -7,7 +7,7 @@
 import { mkdir, writeFile, stat, readFile, readdir } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import { startApp, launchBrowser, ROOT } from '../support/app.mjs';
+import { startApp, launchBrowser, ROOT, UPSTREAM } from '../support/app.mjs';
 import { client, guestToken, newId } from '../support/sync.mjs';
 
 const OUT = join(ROOT, 'target', 'bench');
@@ -362,7 +362,7 @@ async function chart(report, path) {
 async function main() {
   await mkdir(OUT, { recursive: true });
   const app = await startApp();
-  const report = { date: new Date().toISOString(), machine: { cpus: (await import('node:os')).cpus().length }, targets: TARGETS };
+  const report = { date: new Date().toISOString(), upstream: UPSTREAM, machine: { cpus: (await import('node:os')).cpus().length }, targets: TARGETS };
   try {
     report.sends = await phase(app, report, `browser sends (${SENDS})`, () => browserSends(app.url));
     report.fan_out = [];
@@ -384,6 +384,7 @@ async function main() {
   }
   await writeFile(join(OUT, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   await chart(report, join(OUT, 'report.png'));
+  console.log(`upstream: ${UPSTREAM}`);
   console.log(table(report));
   console.log('\nserver time per request (wrangler), median / p99 ms (n):');
   for (const [name, paths] of Object.entries(report.server_ms)) {

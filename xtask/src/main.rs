@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Some("build") => tasks::build(),
         Some("dev") => tasks::dev(&args[1..]),
         Some("test") => tasks::test(&args[1..]),
-        Some("bench") => tasks::bench(),
+        Some("bench") => tasks::bench(&args[1..]),
         Some("help") | Some("--help") | None => {
             println!("{}", USAGE);
             Ok(())
@@ -47,4 +47,5 @@ const USAGE: &str = "usage: cargo xtask <task>
                      setup + build + local D1 migrations + wrangler dev on 127.0.0.1 (default 8787);
                      with --postgres, the data lives in that PostgreSQL database instead (Hyperdrive)
   test [TIER...]     setup + every tier (lint, native, wasm, e2e, postgres); or just the tiers named
-  bench              setup + build + the benchmark: prints a table, writes target/bench/report.{json,png}";
+  bench [--postgres] setup + build + the benchmark: prints a table, writes target/bench/report.{json,png};
+                     with --postgres, on a throwaway local PostgreSQL cluster instead of D1";

@@ -315,12 +315,23 @@ fn write_dev_vars_once() -> Result {
 
 /// The benchmark (`end2end/bench/bench.mjs`): starts the app itself, drives Chromium
 /// and Node clients, prints its table. Not a test: it asserts no timing.
-pub fn bench() -> Result {
+pub fn bench(args: &[String]) -> Result {
+    let on_postgres = match args {
+        [] => false,
+        [flag] if flag == "--postgres" => true,
+        _ => return Err("usage: cargo xtask bench [--postgres]".into()),
+    };
     setup()?;
     build()?;
     let mut command = Command::new("node");
     command.args(["--experimental-websocket", "end2end/bench/bench.mjs"]).current_dir(root());
     wrangler_env(&mut command);
+    // With --postgres, the app keeps its data in a throwaway local cluster (the same
+    // harness switch as the PostgreSQL test tier).
+    let cluster = if on_postgres { Some(crate::postgres::Cluster::start()?) } else { None };
+    if let Some(cluster) = &cluster {
+        command.env("SYNC_E2E_POSTGRES_URL", &cluster.url);
+    }
     run(&mut command)
 }
 

@@ -147,6 +147,38 @@ test('a write that commits late is not skipped: a later write waits for it, so c
   }
 });
 
+test('a write that finds its record changed at the last moment is rejected whole: no row change, no change-log entry', async () => {
+  const room = newId('room');
+  const a = client(app.url, ada);
+  const { mutation: sent, response } = a.send(room, 'Ada', 'original');
+  assert.equal((await response).json.results[0].status, 'confirmed');
+  // A trigger stands in for a concurrent change: it makes the UPDATE touch no row,
+  // after the connector's own check saw the record.
+  await app.sql(`
+    CREATE OR REPLACE FUNCTION e2e_vanish() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RETURN NULL; END $$;
+    DROP TRIGGER IF EXISTS e2e_vanish ON messages;
+    CREATE TRIGGER e2e_vanish BEFORE UPDATE ON messages FOR EACH ROW
+      WHEN (NEW.body = 'vanish') EXECUTE FUNCTION e2e_vanish();`);
+  try {
+    const edit = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, body: 'vanish' }, record_id: sent.record_id };
+    const later = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, body: 'edited' }, record_id: sent.record_id };
+    const pushed = await a.push([edit, later]);
+    assert.equal(pushed.status, 200, pushed.text);
+    const [first, second] = pushed.json.results;
+    assert.equal(first.status, 'rejected', JSON.stringify(first));
+    assert.match(first.reason, /changed before this write could apply/);
+    assert.equal(second.status, 'confirmed', JSON.stringify(second));
+    assert.deepEqual(await app.sql(`SELECT body FROM messages WHERE id = '${sent.record_id}'`), [['edited']]);
+    assert.deepEqual(
+      await app.sql(`SELECT row_json->>'body' FROM sync_changes WHERE record_id = '${sent.record_id}' ORDER BY seq`),
+      [['original'], ['edited']],
+    );
+  } finally {
+    await app.sql('DROP TRIGGER IF EXISTS e2e_vanish ON messages');
+  }
+});
+
 // (A port nobody listens on is not tried: wrangler's local Hyperdrive proxy dies on
 // ECONNREFUSED, taking wrangler dev down; the deployed Hyperdrive answers an error.)
 for (const [what, brokenUrl, reason] of [

@@ -118,9 +118,16 @@ fn install_npm_packages() -> Result {
 // ---------------------------------------------------------------- build
 
 pub fn build() -> Result {
+    // Once per xtask run: the e2e and postgres tiers both need the same build.
+    static BUILT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if BUILT.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
     build_client()?;
     build_worker()?;
-    write_nobuild_wrangler_config()
+    write_nobuild_wrangler_config()?;
+    BUILT.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
 }
 
 /// Browser bundle: cargo -> wasm-bindgen (ES module) -> wasm-opt, plus the stylesheet.

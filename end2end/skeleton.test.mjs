@@ -3,6 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startApp, launchBrowser, watchErrors } from './support/app.mjs';
+import { client, guestToken } from './support/sync.mjs';
 
 let app;
 let browser;
@@ -46,6 +47,7 @@ test('the API answers JSON, including for unknown endpoints', async () => {
   const body = await health.json();
   assert.equal(body.ok, true);
   assert.equal(typeof body.protocol_version, 'number');
+  assert.equal(body.upstream, 'd1', 'D1 is the default upstream');
 
   const missing = await fetch(`${app.url}/api/nope`);
   assert.equal(missing.status, 404);
@@ -68,4 +70,23 @@ test('hydration makes the composer work in Chromium', async () => {
   assert.equal(await page.getByTestId('composer-input').inputValue(), '');
   assert.deepEqual(errors, []);
   await page.close();
+});
+
+test('a wrong upstream setting is a clear 503, not a crash', async () => {
+  // PostgreSQL named, but no Hyperdrive binding (this config has none); and a name
+  // that is no upstream at all.
+  for (const [upstream, reason] of [['postgres', /Hyperdrive binding HYPERDRIVE/], ['mysql', /SYNC_UPSTREAM is `mysql`/]]) {
+    const other = await startApp({ vars: { SYNC_UPSTREAM: upstream } });
+    try {
+      const response = await client(other.url, await guestToken(other.url, 'Ada')).query('roomMessages', { roomId: 'r1' });
+      const body = response.json;
+      assert.equal(response.status, 503, response.text);
+      assert.equal(body.error, 'not_configured');
+      assert.match(body.reason, reason);
+      // The worker is still up.
+      assert.equal((await fetch(`${other.url}/api/health`)).status, 200);
+    } finally {
+      await other.stop();
+    }
+  }
 });

@@ -10,7 +10,6 @@
 
 use std::cell::Cell;
 
-use futures_util::future::join_all;
 use serde_json::Value;
 use sync::sql::{Dialect, POSTGRES_CHANGE_LOG_LOCK, SqlParam, Statement};
 use tokio_postgres::types::{ToSql, Type};
@@ -135,17 +134,20 @@ impl Postgres {
         rows.iter().map(raw_row).collect()
     }
 
-    /// `begin`, the statements, then COMMIT, all sent at once. If one fails, the ones
-    /// after it fail too ("transaction is aborted") and COMMIT rolls back.
+    /// `begin`, the statements, then COMMIT; the first failure rolls it all back.
     async fn transaction(&self, begin: &str, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
-        let begin = self.client.batch_execute(begin);
-        let runs = join_all(statements.iter().map(|statement| self.run(statement)));
-        let commit = self.client.simple_query("COMMIT");
-        let (began, results, committed) = futures_util::join!(begin, runs, commit);
-        began.map_err(|error| upstream(&error))?;
-        let results = results.into_iter().collect::<Result<Vec<_>, _>>().map_err(|error| upstream(&error))?;
-        // Every statement succeeded, so COMMIT committed (a COMMIT of an aborted
-        // transaction would have rolled back, but then a statement above failed).
+        self.client.batch_execute(begin).await.map_err(|error| upstream(&error))?;
+        let mut results = Vec::new();
+        for statement in statements {
+            match self.run(statement).await {
+                Ok(rows) => results.push(rows),
+                Err(error) => {
+                    let _ = self.client.batch_execute("ROLLBACK").await;
+                    return Err(upstream(&error));
+                }
+            }
+        }
+        let committed = self.client.batch_execute("COMMIT").await;
         committed.map_err(|error| upstream(&error))?;
         Ok(results)
     }

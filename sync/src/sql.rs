@@ -496,6 +496,39 @@ pub fn record_mutation(
 /// check and the write itself.
 pub const RACED_REASON: &str = "the record changed before this write could apply; nothing was written";
 
+/// A mutation the connector accepted, with everything its upstream statements need.
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptedMutation<'a> {
+    pub collection: &'a Collection,
+    pub operation: &'a Operation,
+    pub record_id: &'a str,
+    /// Topics of the record's image before and after the write.
+    pub topics: &'a [Topic],
+    pub client_id: &'a str,
+    pub mutation_id: &'a str,
+    pub now_ms: i64,
+}
+
+impl AcceptedMutation<'_> {
+    fn topics_json(&self) -> String {
+        Value::from(self.topics.iter().map(|topic| Value::from(topic.as_str())).collect::<Vec<_>>())
+            .to_string()
+    }
+
+    /// The statements that apply it in one transaction of `dialect`; the last one
+    /// returns its outcome row (`outcome_json`, cells in storage form).
+    pub fn statements(&self, dialect: Dialect) -> Result<Vec<Statement>, SqlError> {
+        Ok(match dialect {
+            Dialect::Sqlite => {
+                let mut group = sqlite_apply_mutation(self)?;
+                group.push(find_mutation(Dialect::Sqlite, self.client_id, self.mutation_id));
+                group
+            }
+            Dialect::Postgres => vec![postgres_apply_mutation(self)?],
+        })
+    }
+}
+
 /// Everything one accepted mutation does upstream, as statements for ONE SQLite
 /// transaction (a D1 batch):
 ///
@@ -508,15 +541,8 @@ pub const RACED_REASON: &str = "the record changed before this write could apply
 ///
 /// Afterwards, [`find_mutation`] returns the outcome as `MutationOutcome` JSON (cells
 /// still in storage form: decode the row with [`decode_row`]).
-pub fn sqlite_apply_mutation(
-    collection: &Collection,
-    operation: &Operation,
-    record_id: &str,
-    topics: &[Topic],
-    client_id: &str,
-    mutation_id: &str,
-    now_ms: i64,
-) -> Result<Vec<Statement>, SqlError> {
+pub fn sqlite_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Vec<Statement>, SqlError> {
+    let AcceptedMutation { collection, operation, record_id, client_id, mutation_id, now_ms, .. } = *accepted;
     let claim = record_mutation(Dialect::Sqlite, client_id, mutation_id, r#"{"status":"pending"}"#, now_ms);
     let write = write(Dialect::Sqlite, collection, operation)?;
     let (kind, image) = match operation {
@@ -545,8 +571,7 @@ pub fn sqlite_apply_mutation(
             )
         }
     };
-    let topics_json =
-        Value::from(topics.iter().map(|topic| Value::from(topic.as_str())).collect::<Vec<_>>()).to_string();
+    let topics_json = accepted.topics_json();
     let change = Statement {
         sql: format!(
             "INSERT INTO sync_changes (collection, record_id, kind, row_json, topics_json, client_id, mutation_id, created_at) \
@@ -593,22 +618,14 @@ pub const POSTGRES_CHANGE_LOG_LOCK: i64 = 0x7379_6e63_4c4f_4721;
 /// [`POSTGRES_CHANGE_LOG_LOCK`]`)`: sequence numbers are handed out at insert time,
 /// so without one writer at a time a later `seq` could commit before an earlier one
 /// and a client pulling in between would skip the earlier change for good.
-pub fn postgres_apply_mutation(
-    collection: &Collection,
-    operation: &Operation,
-    record_id: &str,
-    topics: &[Topic],
-    client_id: &str,
-    mutation_id: &str,
-    now_ms: i64,
-) -> Result<Statement, SqlError> {
+pub fn postgres_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Statement, SqlError> {
+    let AcceptedMutation { collection, operation, record_id, client_id, mutation_id, now_ms, .. } = *accepted;
     let Statement { sql: write_sql, mut params } = write(Dialect::Postgres, collection, operation)?;
     let (kind, image) = match operation {
         Operation::Delete(_) => ("delete", "NULL::jsonb"),
         _ => ("upsert", "to_jsonb(written.*)"),
     };
-    let topics_json =
-        Value::from(topics.iter().map(|topic| Value::from(topic.as_str())).collect::<Vec<_>>()).to_string();
+    let topics_json = accepted.topics_json();
     let first = params.len() + 1;
     let p = placeholders(Dialect::Postgres, 7, first);
     params.extend([

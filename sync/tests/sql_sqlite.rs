@@ -272,6 +272,44 @@ fn postgres_statements_use_numbered_placeholders_and_casts() {
     assert!(sql::create_table(Dialect::Postgres, &notes()).contains(r#""meta" JSONB NOT NULL"#));
 }
 
+/// The one-statement apply for PostgreSQL numbers its placeholders after the write's
+/// own, uses every parameter, and returns the outcome. (It runs on a real PostgreSQL in
+/// the PostgreSQL tier: end2end/postgres.pg-test.mjs.)
+#[test]
+fn postgres_apply_numbers_every_parameter_once_and_returns_the_outcome() {
+    let collection = messages();
+    let topics = vec![Topic::from_raw("t")];
+    for (name, args) in [
+        ("sendMessage", json!({"roomId": "r1", "authorName": "Ada", "body": "hi"})),
+        ("editMessage", json!({"roomId": "r1", "body": "edited"})),
+        ("deleteMessage", json!({"roomId": "r1"})),
+    ] {
+        let write = model().validate_mutation(name, &args, &ctx("client_a", "m1", 7)).expect("valid");
+        let accepted = sql::AcceptedMutation {
+            collection: &collection,
+            operation: &write.operation,
+            record_id: "m1",
+            topics: &topics,
+            client_id: "client_a",
+            mutation_id: "outbox_1",
+            now_ms: 7,
+        };
+        let [statement] = accepted.statements(Dialect::Postgres).expect("builds").try_into().expect("one");
+        for index in 1..=statement.params.len() {
+            assert!(
+                statement.sql.contains(&format!("${index}")),
+                "{name}: ${index} unused in {}",
+                statement.sql
+            );
+        }
+        let beyond = format!("${}", statement.params.len() + 1);
+        assert!(!statement.sql.contains(&beyond), "{name}: {beyond} has no parameter");
+        assert!(statement.sql.ends_with("RETURNING outcome_json"), "{}", statement.sql);
+        let on_sqlite = accepted.statements(Dialect::Sqlite).expect("builds");
+        assert!(on_sqlite.last().is_some_and(|last| last.sql.contains("SELECT outcome_json")));
+    }
+}
+
 #[test]
 fn a_wrongly_typed_value_is_refused_before_reaching_sql() {
     let operation =
@@ -341,9 +379,17 @@ fn apply(
     let m = model();
     let write = m.validate_mutation(name, &args, &ctx("client_a", record, 50)).expect("valid");
     let topics = vec![Topic::from_raw("t")];
-    let statements =
-        sql::sqlite_apply_mutation(&messages(), &write.operation, record, &topics, "client_a", mutation, 50)
-            .expect("builds");
+    let collection = messages();
+    let accepted = sql::AcceptedMutation {
+        collection: &collection,
+        operation: &write.operation,
+        record_id: record,
+        topics: &topics,
+        client_id: "client_a",
+        mutation_id: mutation,
+        now_ms: 50,
+    };
+    let statements = sql::sqlite_apply_mutation(&accepted).expect("builds");
     batch(db, &statements)
 }
 

@@ -277,22 +277,18 @@ fn plan<'a>(
         Err(reason) => return Ok(Err(reason)),
     };
     let topics = change_topics(model(), &collection.name, current.as_ref(), after.as_ref());
-    let invalid = |error: sql::SqlError| ApiError::bad_request("invalid_operation", error.to_string());
-    let (operation, record_id, id) = (&validated.operation, &validated.record_id, &mutation.id);
-    // The last statement returns the outcome row (`outcome_json`).
-    let statements = match dialect {
-        Dialect::Sqlite => {
-            let mut group =
-                sql::sqlite_apply_mutation(collection, operation, record_id, &topics, client, id, now)
-                    .map_err(invalid)?;
-            group.push(sql::find_mutation(Dialect::Sqlite, client, id));
-            group
-        }
-        Dialect::Postgres => vec![
-            sql::postgres_apply_mutation(collection, operation, record_id, &topics, client, id, now)
-                .map_err(invalid)?,
-        ],
+    let accepted = sql::AcceptedMutation {
+        collection,
+        operation: &validated.operation,
+        record_id: &validated.record_id,
+        topics: &topics,
+        client_id: client,
+        mutation_id: &mutation.id,
+        now_ms: now,
     };
+    let statements = accepted
+        .statements(dialect)
+        .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
     images.insert(key, after);
     Ok(Ok(Planned { mutation, mutator: validated.name, statements, topics }))
 }

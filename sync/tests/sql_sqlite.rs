@@ -274,7 +274,7 @@ fn postgres_statements_use_numbered_placeholders_and_casts() {
 
 /// The one-statement apply for PostgreSQL numbers its placeholders after the write's
 /// own, uses every parameter, and returns the outcome. (It runs on a real PostgreSQL in
-/// the PostgreSQL tier: end2end/postgres.pg-test.mjs.)
+/// the PostgreSQL tier: end2end/postgres.suite.mjs.)
 #[test]
 fn postgres_apply_numbers_every_parameter_once_and_returns_the_outcome() {
     let collection = messages();

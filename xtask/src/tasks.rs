@@ -345,12 +345,12 @@ pub fn bench(args: &[String]) -> Result {
 const TIERS: &[&str] = &["lint", "native", "wasm", "e2e", "postgres"];
 
 /// The end-to-end files the PostgreSQL tier runs again with PostgreSQL upstream, plus
-/// the one only it runs (its name does not match node's default test pattern).
+/// the one only it runs (its name matches none of node's test patterns: `*.test.mjs`, `*-test.mjs`, `*_test.mjs`, `test-*.mjs`).
 const POSTGRES_E2E: &[&str] = &[
     "end2end/connector.test.mjs",
     "end2end/pokes.test.mjs",
     "end2end/chat.test.mjs",
-    "end2end/postgres.pg-test.mjs",
+    "end2end/postgres.suite.mjs",
 ];
 
 /// rustfmt and clippy (warnings are errors) for every crate on the target it is

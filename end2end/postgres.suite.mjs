@@ -1,5 +1,5 @@
 // PostgreSQL upstream, checked in the database itself: run only by the PostgreSQL tier
-// of `cargo xtask test` (its name does not match node's test pattern), which points
+// of `cargo xtask test` (its name matches none of node's test-file patterns), which points
 // SYNC_E2E_POSTGRES_URL at a throwaway cluster. The shared suites (connector, pokes,
 // chat) run against the same cluster in that tier.
 import { test, before, after } from 'node:test';

@@ -510,9 +510,21 @@ pub struct AcceptedMutation<'a> {
 }
 
 impl AcceptedMutation<'_> {
-    fn topics_json(&self) -> String {
-        Value::from(self.topics.iter().map(|topic| Value::from(topic.as_str())).collect::<Vec<_>>())
-            .to_string()
+    /// The change-log row's values, in the order both dialects bind them: collection,
+    /// record_id, kind, topics_json, client_id, mutation_id, created_at.
+    fn change_params(&self) -> Vec<SqlParam> {
+        let kind = if matches!(self.operation, Operation::Delete(_)) { "delete" } else { "upsert" };
+        let topics =
+            Value::from(self.topics.iter().map(|topic| Value::from(topic.as_str())).collect::<Vec<_>>());
+        vec![
+            SqlParam::Text(self.collection.name.clone()),
+            SqlParam::Text(self.record_id.into()),
+            SqlParam::Text(kind.into()),
+            SqlParam::Text(topics.to_string()),
+            SqlParam::Text(self.client_id.into()),
+            SqlParam::Text(self.mutation_id.into()),
+            SqlParam::Integer(self.now_ms),
+        ]
     }
 
     /// The statements that apply it in one transaction of `dialect`; the last one
@@ -542,11 +554,11 @@ impl AcceptedMutation<'_> {
 /// Afterwards, [`find_mutation`] returns the outcome as `MutationOutcome` JSON (cells
 /// still in storage form: decode the row with [`decode_row`]).
 pub fn sqlite_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Vec<Statement>, SqlError> {
-    let AcceptedMutation { collection, operation, record_id, client_id, mutation_id, now_ms, .. } = *accepted;
+    let AcceptedMutation { collection, operation, client_id, mutation_id, now_ms, .. } = *accepted;
     let claim = record_mutation(Dialect::Sqlite, client_id, mutation_id, r#"{"status":"pending"}"#, now_ms);
     let write = write(Dialect::Sqlite, collection, operation)?;
-    let (kind, image) = match operation {
-        Operation::Delete(_) => ("delete", "NULL".to_string()),
+    let image = match operation {
+        Operation::Delete(_) => "NULL".to_string(),
         _ => {
             let fields: Vec<String> = collection
                 .columns
@@ -560,32 +572,20 @@ pub fn sqlite_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Vec<Stat
                     format!("'{}', {cell}", column.name)
                 })
                 .collect();
-            (
-                "upsert",
-                format!(
-                    "(SELECT json_object({}) FROM {} WHERE {} = ?2)",
-                    fields.join(", "),
-                    quote(&collection.name),
-                    quote(&collection.primary_key)
-                ),
+            format!(
+                "(SELECT json_object({}) FROM {} WHERE {} = ?2)",
+                fields.join(", "),
+                quote(&collection.name),
+                quote(&collection.primary_key)
             )
         }
     };
-    let topics_json = accepted.topics_json();
     let change = Statement {
         sql: format!(
             "INSERT INTO sync_changes (collection, record_id, kind, row_json, topics_json, client_id, mutation_id, created_at) \
              SELECT ?1, ?2, ?3, {image}, ?4, ?5, ?6, ?7 WHERE changes() > 0"
         ),
-        params: vec![
-            SqlParam::Text(collection.name.clone()),
-            SqlParam::Text(record_id.into()),
-            SqlParam::Text(kind.into()),
-            SqlParam::Text(topics_json),
-            SqlParam::Text(client_id.into()),
-            SqlParam::Text(mutation_id.into()),
-            SqlParam::Integer(now_ms),
-        ],
+        params: accepted.change_params(),
     };
     let outcome = Statement {
         sql: "UPDATE sync_mutations SET outcome_json = COALESCE(\
@@ -619,24 +619,15 @@ pub const POSTGRES_CHANGE_LOG_LOCK: i64 = 0x7379_6e63_4c4f_4721;
 /// so without one writer at a time a later `seq` could commit before an earlier one
 /// and a client pulling in between would skip the earlier change for good.
 pub fn postgres_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Statement, SqlError> {
-    let AcceptedMutation { collection, operation, record_id, client_id, mutation_id, now_ms, .. } = *accepted;
-    let Statement { sql: write_sql, mut params } = write(Dialect::Postgres, collection, operation)?;
-    let (kind, image) = match operation {
-        Operation::Delete(_) => ("delete", "NULL::jsonb"),
-        _ => ("upsert", "to_jsonb(written.*)"),
+    let Statement { sql: write_sql, mut params } =
+        write(Dialect::Postgres, accepted.collection, accepted.operation)?;
+    let image = match accepted.operation {
+        Operation::Delete(_) => "NULL::jsonb",
+        _ => "to_jsonb(written.*)",
     };
-    let topics_json = accepted.topics_json();
     let first = params.len() + 1;
     let p = placeholders(Dialect::Postgres, 7, first);
-    params.extend([
-        SqlParam::Text(collection.name.clone()),
-        SqlParam::Text(record_id.into()),
-        SqlParam::Text(kind.into()),
-        SqlParam::Text(topics_json),
-        SqlParam::Text(client_id.into()),
-        SqlParam::Text(mutation_id.into()),
-        SqlParam::Integer(now_ms),
-    ]);
+    params.extend(accepted.change_params());
     params.push(SqlParam::Text(RACED_REASON.into()));
     let reason = format!("${}", first + 7);
     let (collection_p, record_p, kind_p, topics_p, client_p, mutation_p, now_p) =

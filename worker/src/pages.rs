@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use worker::Env;
 
 use crate::config::Config;
-use crate::connector::{self, model};
+use crate::connector;
 use crate::error::ApiError;
 
 /// The connector's callbacks see server rendering under these ids.
@@ -54,10 +54,16 @@ async fn room_rows(
     let Some(token) = crate::auth::token_from_cookie(headers) else { return Ok(None) };
     let bearer = format!("Bearer {token}");
     let config = Config::from_env(env)?;
-    let validated =
-        model().validate_query(app::model::ROOM_MESSAGES, &serde_json::json!({ "roomId": room }))?;
-    connector::authorize_query(env, &config, Some(&bearer), RENDER_CLIENT_ID, RENDER_SESSION_ID, &validated)
-        .await?;
+    let validated = connector::authorized_query(
+        env,
+        &config,
+        Some(&bearer),
+        RENDER_CLIENT_ID,
+        RENDER_SESSION_ID,
+        app::model::ROOM_MESSAGES,
+        &serde_json::json!({ "roomId": room }),
+    )
+    .await?;
     let (rows, _) = connector::query::read(env, &validated).await?;
     Ok(Some(rows))
 }

@@ -94,16 +94,19 @@ pub fn check_ids(client_id: &str, session_id: &str) -> Result<(), ApiError> {
         .map_err(|error| ApiError::bad_request("invalid_id", error.to_string()))
 }
 
-/// Asks the app's query callback whether this client may run `query`, forwarding
-/// the user's `authorization` value; a denial is a 403 with the callback's reason.
-pub async fn authorize_query(
+/// Checks the named read `name(args)` against the model, then asks the app's query
+/// callback whether this client may run it, forwarding the user's `authorization`
+/// value; a denial is a 403 with the callback's reason. Returns the checked read.
+pub async fn authorized_query(
     env: &worker::Env,
     config: &crate::config::Config,
     authorization: Option<&str>,
     client_id: &str,
     session_id: &str,
-    query: &sync::ValidatedQuery,
-) -> Result<(), ApiError> {
+    name: &str,
+    args: &serde_json::Value,
+) -> Result<sync::ValidatedQuery, ApiError> {
+    let query = model().validate_query(name, args)?;
     let ask = sync::protocol::query_callback::QueryCallbackRequest::new(
         client_id,
         session_id,
@@ -112,7 +115,7 @@ pub async fn authorize_query(
     );
     let decision = crate::callbacks::ask_query(env, config, authorization, &ask).await;
     if decision.allow {
-        Ok(())
+        Ok(query)
     } else {
         Err(ApiError::Forbidden {
             code: "query_denied",

@@ -11,7 +11,7 @@ use sync::sql::{self, Statement};
 use worker::Env;
 
 use super::{
-    PULL_PAGE, authorization, authorize_query, check_ids, check_protocol, model, parse_json, read_body,
+    PULL_PAGE, authorization, authorized_query, check_ids, check_protocol, model, parse_json, read_body,
 };
 use crate::config::Config;
 use crate::durable;
@@ -39,15 +39,15 @@ pub async fn pull(
     let config = Config::from_env(&env)?;
     let mut topics = BTreeSet::new();
     for subscription in &request.subscriptions {
-        let validated = model().validate_query(&subscription.name, &subscription.args)?;
-        // Every subscribed read is authorized like the read itself.
-        authorize_query(
+        // Every subscribed read is checked and authorized like the read itself.
+        let validated = authorized_query(
             &env,
             &config,
             authorization(&headers),
             &request.client_id,
             &request.session_id,
-            &validated,
+            &subscription.name,
+            &subscription.args,
         )
         .await?;
         topics.insert(validated.topic);

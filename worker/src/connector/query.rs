@@ -8,7 +8,7 @@ use sync::protocol::query::{QueryRequest, QueryResponse};
 use sync::sql::{self, Statement};
 use worker::Env;
 
-use super::{authorization, authorize_query, check_ids, check_protocol, model, parse_json, read_body};
+use super::{authorization, authorized_query, check_ids, check_protocol, model, parse_json, read_body};
 use crate::config::Config;
 use crate::durable;
 use crate::error::ApiError;
@@ -24,14 +24,14 @@ pub async fn query(
     check_protocol(request.protocol_version)?;
     check_ids(&request.client_id, &request.session_id)?;
     let config = Config::from_env(&env)?;
-    let validated = model().validate_query(&request.name, &request.args)?;
-    authorize_query(
+    let validated = authorized_query(
         &env,
         &config,
         authorization(&headers),
         &request.client_id,
         &request.session_id,
-        &validated,
+        &request.name,
+        &request.args,
     )
     .await?;
     // Subscribe before reading, so no change between the read and the subscription

@@ -366,6 +366,17 @@ fn lint() -> Result {
     clippy(&["--manifest-path", "worker/Cargo.toml", "--target", WASM_TARGET])
 }
 
+/// `node --test` on end-to-end files, one file at a time, TAP out (the summary reads it).
+fn node_tests(files: &[&str]) -> Command {
+    let mut command = Command::new("node");
+    // Node 20 has WebSocket behind a flag; the poke tests use it.
+    command
+        .args(["--experimental-websocket", "--test", "--test-concurrency=1", "--test-reporter=tap"])
+        .args(files);
+    wrangler_env(&mut command);
+    command
+}
+
 pub fn test(args: &[String]) -> Result {
     let tiers: Vec<&str> =
         if args.is_empty() { TIERS.to_vec() } else { args.iter().map(String::as_str).collect() };
@@ -406,32 +417,13 @@ pub fn test(args: &[String]) -> Result {
             }
             "e2e" => {
                 build()?;
-                let mut command = Command::new("node");
-                // Node 20 has WebSocket behind a flag; the poke tests use it.
-                command.args([
-                    "--experimental-websocket",
-                    "--test",
-                    "--test-concurrency=1",
-                    "--test-reporter=tap",
-                    "end2end/",
-                ]);
-                wrangler_env(&mut command);
-                command
+                node_tests(&["end2end/"])
             }
             "postgres" => {
                 build()?;
                 let started = crate::postgres::Cluster::start()?;
-                let mut command = Command::new("node");
-                command
-                    .args([
-                        "--experimental-websocket",
-                        "--test",
-                        "--test-concurrency=1",
-                        "--test-reporter=tap",
-                    ])
-                    .args(POSTGRES_E2E)
-                    .env("SYNC_E2E_POSTGRES_URL", &started.url);
-                wrangler_env(&mut command);
+                let mut command = node_tests(POSTGRES_E2E);
+                command.env("SYNC_E2E_POSTGRES_URL", &started.url);
                 cluster = Some(started);
                 command
             }

@@ -127,10 +127,8 @@ impl Postgres {
     }
 
     async fn run(&self, statement: &Statement) -> Result<Vec<RawRow>, tokio_postgres::Error> {
-        let params: Vec<(Box<dyn ToSql + Sync>, Type)> = statement.params.iter().map(typed).collect();
-        let refs: Vec<(&(dyn ToSql + Sync), Type)> =
-            params.iter().map(|(value, ty)| (value.as_ref(), ty.clone())).collect();
-        let rows = self.client.query_typed(&statement.sql, &refs).await?;
+        let params: Vec<(&(dyn ToSql + Sync), Type)> = statement.params.iter().map(typed).collect();
+        let rows = self.client.query_typed(&statement.sql, &params).await?;
         rows.iter().map(raw_row).collect()
     }
 
@@ -155,13 +153,13 @@ impl Postgres {
 
 /// A parameter with the type the SQL expects of it. NULL is sent as text: the
 /// statements only bind NULL where they cast it (`$n::jsonb`).
-fn typed(param: &SqlParam) -> (Box<dyn ToSql + Sync>, Type) {
+fn typed(param: &SqlParam) -> (&(dyn ToSql + Sync), Type) {
     match param {
-        SqlParam::Null => (Box::new(None::<String>), Type::TEXT),
-        SqlParam::Integer(value) => (Box::new(*value), Type::INT8),
-        SqlParam::Real(value) => (Box::new(*value), Type::FLOAT8),
-        SqlParam::Text(value) => (Box::new(value.clone()), Type::TEXT),
-        SqlParam::Boolean(value) => (Box::new(*value), Type::BOOL),
+        SqlParam::Null => (&None::<&str>, Type::TEXT),
+        SqlParam::Integer(value) => (value, Type::INT8),
+        SqlParam::Real(value) => (value, Type::FLOAT8),
+        SqlParam::Text(value) => (value, Type::TEXT),
+        SqlParam::Boolean(value) => (value, Type::BOOL),
     }
 }
 

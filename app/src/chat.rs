@@ -3,15 +3,12 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use serde::{Deserialize, Serialize};
-use sync::protocol::push::MutationOutcome;
-use sync::schema::Row;
-
-use crate::model;
+use crate::model::{self, Message, RoomArgs, SendMessageArgs};
 
 /// A room's messages read upstream while rendering on the server (`None`: not read,
 /// e.g. the visitor has no sign-in cookie yet). Provided as context by the worker.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ServerRows(pub Option<Vec<Row>>);
+pub struct ServerRows(pub Option<Vec<Message>>);
 
 /// A message the server refused, shown with its reason.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,13 +26,13 @@ struct Line {
     pending: bool,
 }
 
-fn lines(rows: &[Row], pending: &[String]) -> Vec<Line> {
+fn lines(rows: &[Message], pending: &[String]) -> Vec<Line> {
     rows.iter()
-        .map(|row| {
-            let text = |key: &str| row.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-            let id = text("id");
-            let pending = pending.contains(&id);
-            Line { author: text("author_name"), body: text("body"), pending, id }
+        .map(|message| Line {
+            id: message.id.clone(),
+            author: message.author_name.clone(),
+            body: message.body.clone(),
+            pending: pending.contains(&message.id),
         })
         .collect()
 }
@@ -67,7 +64,7 @@ pub fn ChatPage() -> impl IntoView {
         {
             set_name.set(crate::browser::display_name());
             leptos::task::spawn_local(async move {
-                match client::offline::enable("/sw.js").await {
+                match sync_client::offline::enable("/sw.js", &crate::APP_NAME).await {
                     Ok(()) => set_offline_ready.set(true),
                     Err(error) => leptos::logging::warn!("offline page loads unavailable: {error}"),
                 }
@@ -83,12 +80,12 @@ pub fn ChatPage() -> impl IntoView {
         let rows = server_rows.clone();
         async move { rows.map(|rows| lines(&rows, &[])).unwrap_or_default() }
     });
-    let messages = client::use_query(model::ROOM_MESSAGES, move || serde_json::json!({ "roomId": room() }));
-    let send_message = client::use_mutator(model::SEND_MESSAGE);
-    let status = client::use_sync_status();
+    let messages = sync_client::use_query(&model::ROOM_MESSAGES, move || RoomArgs { room_id: room() });
+    let send_message = sync_client::use_mutator(&model::SEND_MESSAGE);
+    let status = sync_client::use_sync_status();
     let (refusals, set_refusals) = signal(Vec::<Refusal>::new());
     #[cfg(feature = "hydrate")]
-    let sync_client = use_context::<client::SyncClient>();
+    let sync_client = use_context::<sync_client::SyncClient>();
 
     let (draft, set_draft) = signal(String::new());
     let send = move |event: leptos::ev::SubmitEvent| {
@@ -98,16 +95,13 @@ pub fn ChatPage() -> impl IntoView {
             return;
         }
         set_draft.set(String::new());
-        let args = serde_json::json!({ "roomId": room(), "authorName": name.get_untracked(), "body": body });
+        let args = SendMessageArgs { room_id: room(), author_name: name.get_untracked(), body: body.clone() };
         let send_message = send_message.clone();
         leptos::task::spawn_local(async move {
-            match send_message.call(args).await {
-                Ok(state) => {
-                    if let MutationOutcome::Rejected { reason } = state.outcome {
-                        set_refusals.update(|list| list.push(Refusal { body, reason }));
-                    }
-                }
-                Err(reason) => set_refusals.update(|list| list.push(Refusal { body, reason })),
+            let sent = send_message.insert_and_wait(args).await;
+            if let Some(reason) = sent.refusal() {
+                let reason = reason.to_string();
+                set_refusals.update(|list| list.push(Refusal { body, reason }));
             }
         });
     };
@@ -189,8 +183,8 @@ pub fn ChatPage() -> impl IntoView {
                     </li>
                     <li class="status__item" data-testid="storage">
                         {move || match status.get().storage {
-                            Some(client::messages::Storage::Opfs) => "Local database: saved in this browser (OPFS)",
-                            Some(client::messages::Storage::Memory) => "Local database: in memory only (OPFS unavailable)",
+                            Some(sync_client::bridge::Storage::Opfs) => "Local database: saved in this browser (OPFS)",
+                            Some(sync_client::bridge::Storage::Memory) => "Local database: in memory only (OPFS unavailable)",
                             None => "Local database: opening",
                         }}
                     </li>
@@ -247,6 +241,9 @@ pub fn ChatPage() -> impl IntoView {
                         }
                     })}
                 </Suspense>
+                {move || messages.get().error.map(|error| view! {
+                    <p class="query-error" role="alert" data-testid="query-error">{error}</p>
+                })}
                 <ul class="refusals" data-testid="refusals" class:refusals--empty=move || refusals.get().is_empty()>
                     <For each=move || refusals.get().into_iter().enumerate() key=|(i, _)| *i let:item>
                         <li class="refusal" data-testid="rejected-message">

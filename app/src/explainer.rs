@@ -36,7 +36,7 @@ fn callback_examples() -> Vec<Example> {
     let query = QueryCallbackRequest::new(
         CLIENT,
         SESSION,
-        crate::model::ROOM_MESSAGES,
+        crate::model::ROOM_MESSAGES.name(),
         serde_json::json!({ "roomId": "94462" }),
     );
     let mutation = MutationCallbackRequest::new(
@@ -47,8 +47,8 @@ fn callback_examples() -> Vec<Example> {
             collection: crate::model::MESSAGES.into(),
             id: "outbox_01JD3Q1A4G6J8K0M2N4P6Q8R0S".into(),
             mutation_kind: MutationKind::Insert,
-            operation_name: crate::model::SEND_MESSAGE.into(),
-            record_id: "message_01JD3Q1A4H7K9M1N3P5Q7R9S1T".into(),
+            operation_name: crate::model::SEND_MESSAGE.name().into(),
+            record_id: "messages_01JD3Q1A4H7K9M1N3P5Q7R9S1T".into(),
         }],
     );
     let per_operation = MutationCallbackResponse::PerOperation {
@@ -217,7 +217,7 @@ mod tests {
     fn the_page_shows_the_models_own_source() {
         let shown = model_source();
         assert!(shown.starts_with("/// The chat's sync model."), "{shown}");
-        assert!(shown.contains("SyncModel::query::<RoomArgs>(ROOM_MESSAGES, MESSAGES)"));
+        assert!(shown.contains("ROOM_MESSAGES\n                .define()"));
         assert!(shown.trim_end().ends_with(".build();"), "{shown}");
     }
 

@@ -17,6 +17,10 @@ use leptos_router::{
     path,
 };
 
+/// Scopes this app's browser storage (OPFS directory, Web Lock, tabs channel,
+/// offline cache) so other apps on the same origin keep theirs apart.
+pub const APP_NAME: sync_client::AppName = sync_client::AppName("chat");
+
 /// Name of the browser bundle: `pkg/{CLIENT_BUNDLE}.js` and `pkg/{CLIENT_BUNDLE}_bg.wasm`.
 /// The build (`xtask build`) and the server's `LeptosOptions` both read it from here.
 pub const CLIENT_BUNDLE: &str = "frontend";
@@ -64,7 +68,7 @@ pub fn App() -> impl IntoView {
 pub(crate) mod browser {
     use leptos::prelude::*;
 
-    const NAME_KEY: &str = "serverless-sync:name";
+    const NAME_KEY: &str = "chat:name";
 
     pub fn display_name() -> String {
         let stored = web_sys::window()
@@ -83,7 +87,7 @@ pub(crate) mod browser {
         }
     }
 
-    const TOKEN_KEY: &str = "serverless-sync:token";
+    const TOKEN_KEY: &str = "chat:token";
     /// A cached token is renewed once it has less than this left (seconds).
     const RENEW_BEFORE_S: u64 = 600;
 
@@ -137,7 +141,7 @@ pub(crate) mod browser {
     }
 
     /// Signs the sync worker in as `name` (again, after a rename).
-    pub fn sign_in(client: client::SyncClient, name: String) {
+    pub fn sign_in(client: sync_client::SyncClient, name: String) {
         leptos::task::spawn_local(async move {
             match token_for(&name).await {
                 Ok(token) => {
@@ -152,7 +156,7 @@ pub(crate) mod browser {
 
     /// Spawns the SQLite worker and signs in as the stored display name.
     pub fn provide_sync_client() {
-        let client = match client::SyncClient::spawn("/pkg/db-worker.js") {
+        let client = match sync_client::SyncClient::spawn("/pkg/db-worker.js") {
             Ok(client) => client,
             Err(error) => {
                 leptos::logging::error!("cannot start the sync worker: {error}");

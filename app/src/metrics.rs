@@ -5,8 +5,8 @@ use leptos::prelude::*;
 /// The three timings of the write path, live.
 #[component]
 pub fn MetricsPanel() -> impl IntoView {
-    let metrics = client::use_metrics();
-    let row = move |label: &'static str, id: &'static str, pick: fn(&client::Metrics) -> client::Stat| {
+    let metrics = sync_client::use_metrics();
+    let row = move |label: &'static str, id: &'static str, pick: fn(&sync_client::Metrics) -> sync_client::Stat| {
         let stat = move || pick(&metrics.get());
         view! {
             <tr data-testid=format!("metric-{id}")>

@@ -2,13 +2,28 @@
 //! local queries) and by the worker (validation, SQL, topics).
 
 use serde::{Deserialize, Serialize};
-use sync::{Collection, ColumnType, Delete, Insert, Operator, Order, Select, SyncModel, Update};
+use sync::{
+    Collection, ColumnType, Delete, Deletes, Insert, Inserts, Mutator, Operator, Order, Query, Select,
+    SyncModel, Update, Updates,
+};
 
 pub const MESSAGES: &str = "messages";
-pub const ROOM_MESSAGES: &str = "roomMessages";
-pub const SEND_MESSAGE: &str = "sendMessage";
-pub const EDIT_MESSAGE: &str = "editMessage";
-pub const DELETE_MESSAGE: &str = "deleteMessage";
+/// A room's messages, oldest first.
+pub const ROOM_MESSAGES: Query<RoomArgs, Message> = Query::new("roomMessages", MESSAGES);
+pub const SEND_MESSAGE: Mutator<SendMessageArgs, Inserts> = Mutator::insert("sendMessage", MESSAGES);
+pub const EDIT_MESSAGE: Mutator<EditMessageArgs, Updates> = Mutator::update("editMessage", MESSAGES);
+pub const DELETE_MESSAGE: Mutator<RoomArgs, Deletes> = Mutator::delete("deleteMessage", MESSAGES);
+
+/// A row of `messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub room_id: String,
+    pub author_name: String,
+    pub body: String,
+    pub created_at: i64,
+    pub last_modified_by: String,
+}
 
 /// Longest message body the app accepts (its callback enforces it; the model only
 /// trims).
@@ -54,7 +69,8 @@ pub fn chat_model() -> SyncModel {
                 .column("last_modified_by", ColumnType::Text),
         )
         .query(
-            SyncModel::query::<RoomArgs>(ROOM_MESSAGES, MESSAGES)
+            ROOM_MESSAGES
+                .define()
                 .require("roomId", "room_id", Operator::Eq)
                 .normalize(|args| RoomArgs { room_id: trimmed(args.room_id) })
                 .build(|args| {
@@ -67,7 +83,8 @@ pub fn chat_model() -> SyncModel {
                 }),
         )
         .mutator(
-            SyncModel::insert::<SendMessageArgs>(SEND_MESSAGE, MESSAGES)
+            SEND_MESSAGE
+                .define()
                 .require("roomId", "room_id")
                 .normalize(|args| SendMessageArgs {
                     room_id: trimmed(args.room_id),
@@ -85,7 +102,8 @@ pub fn chat_model() -> SyncModel {
                 }),
         )
         .mutator(
-            SyncModel::update::<EditMessageArgs>(EDIT_MESSAGE, MESSAGES)
+            EDIT_MESSAGE
+                .define()
                 .require("roomId", "room_id")
                 .normalize(|args| EditMessageArgs {
                     room_id: trimmed(args.room_id),
@@ -99,7 +117,8 @@ pub fn chat_model() -> SyncModel {
                 }),
         )
         .mutator(
-            SyncModel::delete::<RoomArgs>(DELETE_MESSAGE, MESSAGES)
+            DELETE_MESSAGE
+                .define()
                 .require("roomId", "room_id")
                 .normalize(|args| RoomArgs { room_id: trimmed(args.room_id) })
                 .build(|args, ctx| {
@@ -129,7 +148,7 @@ mod tests {
     fn ctx() -> MutationContext {
         MutationContext {
             client_id: "client_01HYS7J9GZ8P6VA3K3Z4X5M2K1".into(),
-            record_id: "message_01HYS8M33DK68VQT6C9X4T5H0A".into(),
+            record_id: "messages_01HYS8M33DK68VQT6C9X4T5H0A".into(),
             now_ms: 1_700_000_000_000,
         }
     }
@@ -137,7 +156,7 @@ mod tests {
     #[test]
     fn chat_model_builds_and_routes_room_messages() {
         let model = chat_model();
-        let read = model.validate_query(ROOM_MESSAGES, &json!({"roomId": "  94462 "})).expect("valid read");
+        let read = model.validate_query(ROOM_MESSAGES.name(), &json!({"roomId": "  94462 "})).expect("valid read");
         assert_eq!(read.args, json!({"roomId": "94462"}));
         assert_eq!(read.topic.as_str(), r#"roomMessages{"roomId":"94462"}"#);
     }
@@ -147,7 +166,7 @@ mod tests {
         let model = chat_model();
         let write = model
             .validate_mutation(
-                SEND_MESSAGE,
+                SEND_MESSAGE.name(),
                 &json!({"roomId": "94462", "authorName": " Ada ", "body": " hello "}),
                 &ctx(),
             )
@@ -164,7 +183,7 @@ mod tests {
     fn edit_and_delete_are_guarded_by_room() {
         let model = chat_model();
         for (name, args) in
-            [(EDIT_MESSAGE, json!({"roomId": "a", "body": "x"})), (DELETE_MESSAGE, json!({"roomId": "a"}))]
+            [(EDIT_MESSAGE.name(), json!({"roomId": "a", "body": "x"})), (DELETE_MESSAGE.name(), json!({"roomId": "a"}))]
         {
             let write = model.validate_mutation(name, &args, &ctx()).expect("valid write");
             let guards = match write.operation {

@@ -2,8 +2,9 @@
 // the wasm bundle, styles) goes to the network first and its answer is kept in a
 // cache; when the network is unreachable the kept copy answers. Sync traffic
 // (/sync/, /api/) is never cached: the SQLite worker handles being offline itself.
-// The page adds its own URL to the cache (client::offline) once this worker is ready.
-const CACHE = 'serverless-sync-v1';
+// The page adds its own URL to the cache (sync_client::offline) once this worker is
+// ready. It registers this script as /sw.js?cache=<name>: the cache is the app's own.
+const CACHE = new URL(self.location.href).searchParams.get('cache') || 'sync-app-v1';
 const PRECACHE = ['/pkg/frontend.js', '/pkg/frontend_bg.wasm', '/pkg/db-worker.js', '/style/main.css', '/style/favicon.svg'];
 
 self.addEventListener('install', (event) => {

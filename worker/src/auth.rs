@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use worker::Env;
 
-use crate::config;
-use crate::connector::{parse_json, read_body};
-use crate::error::ApiError;
+use sync_server::config;
+use sync_server::{ApiError, parse_json, read_body};
+
+/// Key that signs the guest tokens.
+pub const AUTH_SECRET: &str = "AUTH_SECRET";
 
 /// Guest tokens last a week.
 const TOKEN_LIFETIME_S: u64 = 7 * 24 * 3600;
@@ -121,7 +123,7 @@ pub async fn guest(
             format!("a display name has 1 to {MAX_NAME_CHARS} printable characters"),
         ));
     }
-    let secret = config::required(&env, config::AUTH_SECRET)?;
+    let secret = config::required(&env, AUTH_SECRET)?;
     let iat = now_s();
     let claims = Claims { sub: name.clone(), iat, exp: iat + TOKEN_LIFETIME_S };
     let token = sign(&secret, &claims);

@@ -1,10 +1,12 @@
-//! The chat app's own query and mutation callbacks, as ordinary routes, so the demo
-//! works with no other server. A real app would host these in its own backend; the
-//! connector reaches them over HTTP when `SYNC_*_CALLBACK_URL` is set.
+//! The chat's query and mutation callbacks: its rules, in one place.
 //!
-//! Rules: the caller must present the engine secret; the end user must present a
-//! valid guest token; reads of `roomMessages` are open to signed-in users; a message
-//! has 1..=2000 characters and is sent under the token's own name.
+//! The engine calls them in process ([`ChatRules`], a `sync_server::Callbacks`); the
+//! same rules are also served over HTTP (`POST /api/callbacks/query|mutation`, with the
+//! seed's JSON and the engine secret), the shape a backend elsewhere would have.
+//!
+//! Rules: the end user must present a valid guest token; reads of `roomMessages` are
+//! open to signed-in users; a message has 1..=2000 characters and is sent under the
+//! token's own name.
 
 use axum::extract::Extension;
 use axum::http::HeaderMap;
@@ -16,30 +18,42 @@ use sync::protocol::mutation_callback::{
 };
 use sync::protocol::query_callback::QueryCallbackRequest;
 use sync::protocol::{Decision, SECRET_HEADER};
+use sync_server::{ApiError, CallbackFuture, Caller, Callbacks, config, parse_json, read_body};
 use worker::Env;
 
 use crate::auth;
-use crate::config;
-use crate::connector::{parse_json, read_body};
-use crate::error::ApiError;
+use app::model::{DELETE_MESSAGE, EDIT_MESSAGE, MAX_BODY_CHARS, ROOM_MESSAGES, SEND_MESSAGE};
 
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/api/callbacks/query", post(query)).route("/api/callbacks/mutation", post(mutation))
+/// The chat's rules, called by the engine in process.
+pub struct ChatRules;
+
+impl Callbacks for ChatRules {
+    fn query<'a>(
+        &'a self,
+        caller: &'a Caller,
+        request: &'a QueryCallbackRequest,
+    ) -> CallbackFuture<'a, Decision> {
+        Box::pin(async move {
+            let user = user(&caller.env, caller.bearer_token()).map_err(|error| error.to_string())?;
+            Ok(decide_query(user, request))
+        })
+    }
+
+    fn mutation<'a>(
+        &'a self,
+        caller: &'a Caller,
+        request: &'a MutationCallbackRequest,
+    ) -> CallbackFuture<'a, MutationCallbackResponse> {
+        Box::pin(async move {
+            let user = user(&caller.env, caller.bearer_token()).map_err(|error| error.to_string())?;
+            Ok(decide_mutation(user, request))
+        })
+    }
 }
 
-/// Checks the engine secret (constant time) and returns the end user's name, or why
-/// there is none.
-fn caller(env: &Env, headers: &HeaderMap) -> Result<Result<String, String>, ApiError> {
-    let expected = config::required(env, config::ENGINE_SECRET)?;
-    let presented = headers.get(SECRET_HEADER).map(|value| value.as_bytes()).unwrap_or_default();
-    if !bool::from(presented.ct_eq(expected.as_bytes())) {
-        return Err(ApiError::Unauthorized { reason: format!("missing or wrong {SECRET_HEADER}") });
-    }
-    let secret = config::required(env, config::AUTH_SECRET)?;
-    let token = headers
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+/// The end user's display name from their guest token, or why there is none.
+fn user(env: &Env, token: Option<&str>) -> Result<Result<String, String>, ApiError> {
+    let secret = config::required(env, auth::AUTH_SECRET)?;
     Ok(match token {
         None => Err("sign in first: no bearer token".to_string()),
         Some(token) => auth::verify(&secret, token, auth::now_s())
@@ -48,32 +62,18 @@ fn caller(env: &Env, headers: &HeaderMap) -> Result<Result<String, String>, ApiE
     })
 }
 
-async fn query(
-    Extension(env): Extension<Env>,
-    headers: HeaderMap,
-    raw: axum::extract::Request,
-) -> Result<Json<Decision>, ApiError> {
-    let body = read_body(raw).await?;
-    let user = caller(&env, &headers)?;
-    let request: QueryCallbackRequest = parse_json(&body)?;
-    Ok(Json(match (user, request.operation_name.as_str()) {
-        (Err(reason), _) => Decision::deny(reason),
-        (Ok(_), app::model::ROOM_MESSAGES) => Decision::allow(),
-        (Ok(_), _) => Decision::deny("query operation is not allowlisted"),
-    }))
+fn decide_query(user: Result<String, String>, request: &QueryCallbackRequest) -> Decision {
+    match user {
+        Err(reason) => Decision::deny(reason),
+        Ok(_) if request.operation_name == ROOM_MESSAGES.name() => Decision::allow(),
+        Ok(_) => Decision::deny("query operation is not allowlisted"),
+    }
 }
 
-async fn mutation(
-    Extension(env): Extension<Env>,
-    headers: HeaderMap,
-    raw: axum::extract::Request,
-) -> Result<Json<MutationCallbackResponse>, ApiError> {
-    let body = read_body(raw).await?;
-    let user = caller(&env, &headers)?;
-    let request: MutationCallbackRequest = parse_json(&body)?;
+fn decide_mutation(user: Result<String, String>, request: &MutationCallbackRequest) -> MutationCallbackResponse {
     let name = match user {
         Ok(name) => name,
-        Err(reason) => return Ok(Json(MutationCallbackResponse::Batch(Decision::deny(reason)))),
+        Err(reason) => return MutationCallbackResponse::Batch(Decision::deny(reason)),
     };
     let operations = request
         .operations
@@ -83,7 +83,7 @@ async fn mutation(
             OperationDecision { allow: verdict.is_ok(), id: operation.id.clone(), reason: verdict.err() }
         })
         .collect();
-    Ok(Json(MutationCallbackResponse::PerOperation { operations }))
+    MutationCallbackResponse::PerOperation { operations }
 }
 
 fn judge(user: &str, operation: &str, args: &serde_json::Value) -> Result<(), String> {
@@ -92,28 +92,66 @@ fn judge(user: &str, operation: &str, args: &serde_json::Value) -> Result<(), St
         let chars = text("body").chars().count();
         if chars == 0 {
             Err("a message cannot be empty".to_string())
-        } else if chars > app::model::MAX_BODY_CHARS {
-            Err(format!(
-                "a message has at most {} characters (this one has {chars})",
-                app::model::MAX_BODY_CHARS
-            ))
+        } else if chars > MAX_BODY_CHARS {
+            Err(format!("a message has at most {MAX_BODY_CHARS} characters (this one has {chars})"))
         } else {
             Ok(())
         }
     };
-    match operation {
-        app::model::SEND_MESSAGE => {
-            check_body()?;
-            if text("authorName") != user {
-                return Err(format!(
-                    "you are signed in as {user:?} and cannot post as {:?}",
-                    text("authorName")
-                ));
-            }
-            Ok(())
+    if operation == SEND_MESSAGE.name() {
+        check_body()?;
+        if text("authorName") != user {
+            return Err(format!("you are signed in as {user:?} and cannot post as {:?}", text("authorName")));
         }
-        app::model::EDIT_MESSAGE => check_body(),
-        app::model::DELETE_MESSAGE => Ok(()),
-        _ => Err("mutation operation is not allowlisted".into()),
+        Ok(())
+    } else if operation == EDIT_MESSAGE.name() {
+        check_body()
+    } else if operation == DELETE_MESSAGE.name() {
+        Ok(())
+    } else {
+        Err("mutation operation is not allowlisted".into())
     }
+}
+
+// ---------------------------------------------------------------- over HTTP
+
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route("/api/callbacks/query", post(query)).route("/api/callbacks/mutation", post(mutation))
+}
+
+/// Checks the engine secret (constant time) and returns the end user's name, or why
+/// there is none.
+fn http_caller(env: &Env, headers: &HeaderMap) -> Result<Result<String, String>, ApiError> {
+    let expected = config::required(env, config::ENGINE_SECRET)?;
+    let presented = headers.get(SECRET_HEADER).map(|value| value.as_bytes()).unwrap_or_default();
+    if !bool::from(presented.ct_eq(expected.as_bytes())) {
+        return Err(ApiError::Unauthorized { reason: format!("missing or wrong {SECRET_HEADER}") });
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    user(env, token)
+}
+
+async fn query(
+    Extension(env): Extension<Env>,
+    headers: HeaderMap,
+    raw: axum::extract::Request,
+) -> Result<Json<Decision>, ApiError> {
+    let body = read_body(raw).await?;
+    let user = http_caller(&env, &headers)?;
+    let request: QueryCallbackRequest = parse_json(&body)?;
+    Ok(Json(decide_query(user, &request)))
+}
+
+async fn mutation(
+    Extension(env): Extension<Env>,
+    headers: HeaderMap,
+    raw: axum::extract::Request,
+) -> Result<Json<MutationCallbackResponse>, ApiError> {
+    let body = read_body(raw).await?;
+    let user = http_caller(&env, &headers)?;
+    let request: MutationCallbackRequest = parse_json(&body)?;
+    Ok(Json(decide_mutation(user, &request)))
 }

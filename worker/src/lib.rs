@@ -1,29 +1,38 @@
-//! The Cloudflare Worker: serves the Leptos SSR page, the JSON API of the sync
-//! connector, and hosts the Durable Objects.
-//!
-//! The request path is `fetch` -> [`router`] (an ordinary axum `Router`, so it can be
-//! driven request by request) -> a handler. Static files (`/pkg`, `/style`) are served
-//! by wrangler's `[assets]` before the worker runs.
+//! The chat's Cloudflare Worker: the Leptos pages (SSR), the chat's own API (guest
+//! sign-in, its callbacks over HTTP) and the sync engine's routes, in one axum
+//! `Router` ([`router`]). Static files (`/pkg`, `/style`) are served by wrangler's
+//! `[assets]` before the worker runs.
 
 mod auth;
-mod callbacks;
 mod chat_callbacks;
-mod config;
-mod connector;
-mod durable;
-mod error;
-mod health;
 mod pages;
-mod upstream;
+
+use std::sync::OnceLock;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
-use tower_service::Service;
+use sync_server::{Engine, HttpCallbacks};
 
-pub use durable::{ClientSession, QuerySubscription};
-pub use error::ApiError;
+// The engine's Durable Objects, exported by this worker under the class names its
+// wrangler config binds.
+pub use sync_server::{ClientSession, QuerySubscription};
+
+/// The chat's PostgreSQL migrations (generated from the model; see app/tests).
+const POSTGRES_MIGRATIONS: &[(&str, &str)] =
+    &[("0001_init", include_str!("../../migrations/postgres/0001_init.sql"))];
+
+/// The sync engine for the chat's model: its callbacks over HTTP when
+/// `SYNC_*_CALLBACK_URL` is set, the chat's own rules in process otherwise. Built
+/// once per isolate.
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        Engine::new(app::model::chat_model(), HttpCallbacks::or(chat_callbacks::ChatRules))
+            .postgres_migrations(POSTGRES_MIGRATIONS)
+    })
+}
 
 /// Leptos settings, built in code: in wasm, leptos_axum cannot read Cargo.toml.
 fn leptos_options() -> LeptosOptions {
@@ -47,30 +56,24 @@ fn app_routes() -> Vec<leptos_axum::AxumRouteListing> {
     ROUTES.with(Clone::clone)
 }
 
-/// Every route the worker answers, in one place. `ctx` lets handlers finish work
-/// (pokes) after the response is sent.
-pub fn router(env: worker::Env, ctx: std::sync::Arc<worker::Context>) -> Router {
+/// Every route the worker answers, in one place.
+pub fn router() -> Router {
     let options = leptos_options();
     let routes = app_routes();
     Router::new()
         .route("/", get(pages::home))
         .route("/room/{room}", get(pages::room))
-        .route("/api/health", get(health::health))
-        .route("/api/auth/guest", axum::routing::post(auth::guest))
+        .route("/api/health", get(sync_server::health))
+        .route("/api/auth/guest", post(auth::guest))
         .merge(chat_callbacks::router())
-        .merge(connector::routes())
-        .nest("/sync", Router::new().fallback(error::api_not_found))
-        .nest("/api", Router::new().fallback(error::api_not_found))
+        .merge(engine().routes())
+        .nest("/api", Router::new().fallback(sync_server::api_not_found))
         .leptos_routes(&options, routes, {
             let options = options.clone();
             move || app::shell(options.clone())
         })
-        .fallback(error::page_not_found)
-        // Handlers read bodies with connector::read_body (bounded, always drained).
-        .layer(axum::extract::DefaultBodyLimit::disable())
+        .fallback(pages::not_found)
         .with_state(options)
-        .layer(axum::Extension(env))
-        .layer(axum::Extension(ctx))
 }
 
 #[worker::event(fetch)]
@@ -79,24 +82,5 @@ async fn fetch(
     env: worker::Env,
     ctx: worker::Context,
 ) -> worker::Result<axum::http::Response<axum::body::Body>> {
-    console_error_panic_hook_once();
-    // Buffer the body before routing: a response sent while the request body is still
-    // unread (a 404, a 413, a handler that ignores it) takes the isolate down with the
-    // next request. Bodies are small JSON; the limit is enforced here for every route.
-    let (parts, body) = req.into_parts();
-    let body = match connector::drain_body(axum::body::Body::new(body)).await {
-        Ok(bytes) => axum::body::Body::from(bytes),
-        Err(error) => return Ok(axum::response::IntoResponse::into_response(error)),
-    };
-    Ok(router(env, std::sync::Arc::new(ctx)).call(axum::http::Request::from_parts(parts, body)).await?)
-}
-
-fn console_error_panic_hook_once() {
-    use std::sync::Once;
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            worker::console_error!("panic: {info}");
-        }));
-    });
+    sync_server::serve(router(), req, env, ctx).await
 }

@@ -9,13 +9,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use leptos::prelude::*;
 use worker::Env;
 
-use crate::config::Config;
-use crate::connector;
-use crate::error::ApiError;
-
-/// The connector's callbacks see server rendering under these ids.
-const RENDER_CLIENT_ID: &str = "client_00000000000000000000000000";
-const RENDER_SESSION_ID: &str = "session_00000000000000000000000000";
+use app::model::{Message, ROOM_MESSAGES, RoomArgs};
+use sync_server::ApiError;
 
 pub async fn home() -> Redirect {
     let room = getrandom03::u32().map_or(10_000, |n| 10_000 + n % 90_000);
@@ -46,24 +41,20 @@ pub async fn room(
 
 /// The room's messages as the named query `roomMessages` returns them, if the cookie
 /// holds a token the query callback accepts. `None`: not rendered on the server.
-async fn room_rows(
-    env: &Env,
-    headers: &HeaderMap,
-    room: &str,
-) -> Result<Option<Vec<sync::schema::Row>>, ApiError> {
+async fn room_rows(env: &Env, headers: &HeaderMap, room: &str) -> Result<Option<Vec<Message>>, ApiError> {
     let Some(token) = crate::auth::token_from_cookie(headers) else { return Ok(None) };
     let bearer = format!("Bearer {token}");
-    let config = Config::from_env(env)?;
-    let validated = connector::authorized_query(
-        env,
-        &config,
-        Some(&bearer),
-        RENDER_CLIENT_ID,
-        RENDER_SESSION_ID,
-        app::model::ROOM_MESSAGES,
-        &serde_json::json!({ "roomId": room }),
-    )
-    .await?;
-    let (rows, _) = connector::query::read(env, &validated).await?;
+    let args = RoomArgs { room_id: room.to_string() };
+    let rows = crate::engine().read_query(env, Some(&bearer), &ROOM_MESSAGES, &args).await?;
     Ok(Some(rows))
+}
+
+/// Paths that are neither a page, an API endpoint nor a static asset.
+pub async fn not_found() -> (axum::http::StatusCode, axum::response::Html<&'static str>) {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        axum::response::Html(
+            "<!DOCTYPE html><title>Not found</title><p>Page not found. <a href=\"/\">Back to the chat</a></p>",
+        ),
+    )
 }

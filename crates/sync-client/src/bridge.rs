@@ -1,0 +1,177 @@
+//! The bridge between the page and the SQLite Web Worker: JSON strings over
+//! `postMessage`.
+//! Every request carries an id; the worker answers each with a [`FromWorker::Reply`]
+//! of the same id, and emits events (changes, resolutions, status) on its own.
+//!
+//! Between tabs: every tab has its own worker, but only the leader's (elected with a
+//! Web Lock) opens the database. The others forward requests to it over a
+//! `BroadcastChannel` as [`TabMessage`]s and relay its events to their page.
+
+use serde::{Deserialize, Serialize};
+use sync::protocol::push::MutationOutcome;
+use sync::schema::Row;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToWorker {
+    pub id: u32,
+    pub request: Request,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Opens the database and starts syncing as the user holding `token`.
+    Start { token: String },
+    /// Runs a named query on the local rows and keeps it synced.
+    Query { name: String, args: serde_json::Value },
+    /// Applies a named mutation locally and queues it. The ids are chosen by the page
+    /// so that sending the same request twice applies it once.
+    Mutate { name: String, args: serde_json::Value, mutation_id: String, record_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FromWorker {
+    /// The worker's wasm is loaded; requests may be sent.
+    Ready,
+    Reply {
+        id: u32,
+        result: Result<Reply, String>,
+    },
+    /// Visible rows of these collections may have changed: re-run their queries.
+    Changed {
+        collections: Vec<String>,
+    },
+    /// The server answered a mutation.
+    Resolved {
+        mutation_id: String,
+        outcome: MutationOutcome,
+        /// Send -> answer time; `None` when the answer is replayed from the store.
+        upstream_ms: Option<f64>,
+    },
+    Status(Status),
+    /// This tab's worker holds the database (`true`) or forwards to the one that does.
+    Role {
+        leader: bool,
+    },
+}
+
+/// Worker <-> worker messages on the tabs' `BroadcastChannel`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TabMessage {
+    /// A follower forwards its page's request to the leader.
+    Request { tab: String, id: u32, request: Request },
+    /// The leader's answer to `tab`'s request `id`.
+    Reply { tab: String, id: u32, result: Result<Reply, String> },
+    /// An event of the leader, for every page.
+    Event { event: FromWorker },
+    /// `tab` has just become the leader: re-send what it has not answered.
+    Leader { tab: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    Started {
+        client_id: String,
+        storage: Storage,
+    },
+    /// `synced`: the server's rows for this query have been installed since the
+    /// worker started (until then an empty answer may just mean "not fetched yet").
+    /// `error`: why the server refused this query (its callback said no), if it did.
+    Rows {
+        rows: Vec<Row>,
+        pending: Vec<String>,
+        synced: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    Mutated {
+        mutation_id: String,
+        record_id: String,
+        local_write_ms: f64,
+    },
+}
+
+/// Where the local database lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Storage {
+    /// Origin Private File System: survives reloads.
+    Opfs,
+    /// In memory: OPFS is unavailable (private window, old browser, another tab holds it).
+    Memory,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub online: bool,
+    pub storage: Storage,
+    pub outbox: usize,
+    pub cursor: u64,
+    pub last_error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_as_json() {
+        let messages = vec![
+            FromWorker::Ready,
+            FromWorker::Reply {
+                id: 3,
+                result: Ok(Reply::Rows {
+                    rows: vec![],
+                    pending: vec!["m".into()],
+                    synced: true,
+                    error: Some("denied".into()),
+                }),
+            },
+            FromWorker::Reply { id: 4, result: Err("nope".into()) },
+            FromWorker::Changed { collections: vec!["items".into()] },
+            FromWorker::Resolved {
+                mutation_id: "outbox_1".into(),
+                outcome: MutationOutcome::Rejected { reason: "too long".into() },
+                upstream_ms: Some(4.5),
+            },
+            FromWorker::Status(Status {
+                online: true,
+                storage: Storage::Opfs,
+                outbox: 2,
+                cursor: 9,
+                last_error: None,
+            }),
+            FromWorker::Role { leader: false },
+        ];
+        for message in messages {
+            let text = serde_json::to_string(&message).expect("serializes");
+            assert_eq!(serde_json::from_str::<FromWorker>(&text).expect("parses"), message);
+        }
+        let request =
+            ToWorker { id: 1, request: Request::Query { name: "q".into(), args: serde_json::json!({}) } };
+        let text = serde_json::to_string(&request).expect("serializes");
+        assert_eq!(serde_json::from_str::<ToWorker>(&text).expect("parses"), request);
+        let tabs = vec![
+            TabMessage::Request {
+                tab: "t1".into(),
+                id: 7,
+                request: Request::Mutate {
+                    name: "addItem".into(),
+                    args: serde_json::json!({"body": "hi"}),
+                    mutation_id: "outbox_1".into(),
+                    record_id: "items_1".into(),
+                },
+            },
+            TabMessage::Reply { tab: "t1".into(), id: 7, result: Err("refused".into()) },
+            TabMessage::Event { event: FromWorker::Changed { collections: vec![] } },
+            TabMessage::Leader { tab: "t2".into() },
+        ];
+        for message in tabs {
+            let text = serde_json::to_string(&message).expect("serializes");
+            assert_eq!(serde_json::from_str::<TabMessage>(&text).expect("parses"), message);
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The hooks components use. In the browser (feature `hydrate`) they talk to the
+//! [`crate::SyncClient`] in context; during server rendering they are inert.
+//!
+//! ```ignore
+//! let messages = use_query(&ROOM_MESSAGES, move || RoomArgs { room_id: room() });
+//! let send = use_mutator(&SEND_MESSAGE);
+//! send.insert(SendMessageArgs { .. });            // a new record, id minted here
+//! let edit = use_mutator(&EDIT_MESSAGE);
+//! edit.update(message.id.clone(), EditArgs { .. }); // an existing record, by id
+//! ```
+
+use std::marker::PhantomData;
+
+use leptos::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sync::protocol::push::MutationOutcome;
+use sync::typed::{Deletes, Inserts, Kind, Mutator, Query, Updates};
+
+use crate::bridge::Status;
+#[cfg(feature = "hydrate")]
+use crate::bridge::{Reply, Request};
+
+/// What a live query shows, rows typed as `R`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveQuery<R> {
+    /// The visible rows: confirmed, with pending local writes applied.
+    pub rows: Vec<R>,
+    /// Record ids with writes not yet confirmed by the server.
+    pub pending: Vec<String>,
+    /// True until the first local answer.
+    pub loading: bool,
+    /// The server's rows for this query reached the local store.
+    pub synced: bool,
+    /// Why this query cannot be shown or synced: the server refused it (its callback
+    /// said no), or a row does not decode as `R`.
+    pub error: Option<String>,
+}
+
+impl<R> Default for LiveQuery<R> {
+    fn default() -> Self {
+        Self { rows: Vec::new(), pending: Vec::new(), loading: true, synced: false, error: None }
+    }
+}
+
+impl<R> LiveQuery<R> {
+    /// Whether the record `id` has a local write the server has not confirmed yet.
+    pub fn is_pending(&self, id: &str) -> bool {
+        self.pending.iter().any(|pending| pending == id)
+    }
+}
+
+/// The connection as the UI shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncStatusView {
+    pub status: Option<Status>,
+    pub storage: Option<crate::bridge::Storage>,
+    /// `Some(true)`: this tab holds the database; `Some(false)`: another tab does.
+    pub leader: Option<bool>,
+}
+
+/// A live named query: re-runs when `args` change or local rows change, and keeps
+/// the server's rows for it synced in the local store.
+pub fn use_query<A, R>(
+    query: &Query<A, R>,
+    args: impl Fn() -> A + Send + Sync + 'static,
+) -> ReadSignal<LiveQuery<R>>
+where
+    A: Serialize + 'static,
+    R: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let (state, set_state) = signal(LiveQuery::<R>::default());
+    #[cfg(feature = "hydrate")]
+    if let Some(client) = use_context::<crate::SyncClient>() {
+        let name = query.name();
+        let generation = StoredValue::new(0u64);
+        Effect::new(move |_| {
+            let args = serde_json::to_value(args());
+            client.changes.track();
+            if !client.started.get() {
+                return;
+            }
+            let args = match args {
+                Ok(args) => args,
+                Err(error) => {
+                    set_state.update(|s| {
+                        s.loading = false;
+                        s.error = Some(format!("{name}: args do not serialize: {error}"));
+                    });
+                    return;
+                }
+            };
+            generation.update_value(|g| *g += 1);
+            let mine = generation.get_value();
+            let client = client.clone();
+            leptos::task::spawn_local(async move {
+                let answer = client.request(Request::Query { name: name.into(), args }).await;
+                // A newer run started meanwhile: its answer is the one to show.
+                if generation.get_value() != mine {
+                    return;
+                }
+                match answer {
+                    Ok(Reply::Rows { rows, pending, synced, error }) => {
+                        let decoded: Result<Vec<R>, String> = rows
+                            .into_iter()
+                            .map(|row| {
+                                serde_json::from_value(serde_json::Value::Object(row.into_iter().collect()))
+                                    .map_err(|e| format!("a {name} row does not decode: {e}"))
+                            })
+                            .collect();
+                        let (rows, error) = match decoded {
+                            Ok(rows) => (rows, error),
+                            Err(decode) => (Vec::new(), Some(decode)),
+                        };
+                        set_state.set(LiveQuery { rows, pending, loading: false, synced, error });
+                        // The state now shows the latest local write: time it.
+                        if let Some(started) = client.update_started.get_untracked() {
+                            client.update_started.set(None);
+                            let elapsed = crate::page::now_ms() - started;
+                            client.metrics.update(|m| m.local_state_update.record(elapsed));
+                        }
+                    }
+                    Ok(other) => set_state.update(|s| s.error = Some(format!("unexpected reply {other:?}"))),
+                    Err(error) => set_state.update(|s| {
+                        s.loading = false;
+                        s.error = Some(error);
+                    }),
+                }
+            });
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (query, args, set_state);
+    state
+}
+
+/// One mutator call, once it is settled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MutationResult {
+    /// The record written (minted by the handle for an insert).
+    pub record_id: String,
+    /// `Ok`: the server's answer (confirmed with its row, or rejected with the app's
+    /// reason; a rejected write is rolled back locally). `Err`: refused before it was
+    /// queued (the model's own validation, or no sync client).
+    pub outcome: Result<MutationOutcome, String>,
+}
+
+impl MutationResult {
+    /// The reason the write did not stick, if it did not.
+    pub fn refusal(&self) -> Option<&str> {
+        match &self.outcome {
+            Ok(MutationOutcome::Confirmed { .. }) => None,
+            Ok(MutationOutcome::Rejected { reason }) | Err(reason) => Some(reason),
+        }
+    }
+}
+
+/// A typed write handle, like a Leptos `Action`: calls apply locally at once and
+/// settle when the server answers. `pending()` counts calls not settled yet;
+/// `last()` is the latest settled call.
+pub struct MutatorHandle<A, K> {
+    mutator: Mutator<A, K>,
+    pending: RwSignal<usize>,
+    last: RwSignal<Option<MutationResult>>,
+    #[cfg(feature = "hydrate")]
+    client: Option<crate::SyncClient>,
+    types: PhantomData<fn(A)>,
+}
+
+impl<A, K> Clone for MutatorHandle<A, K> {
+    fn clone(&self) -> Self {
+        Self {
+            mutator: self.mutator,
+            pending: self.pending,
+            last: self.last,
+            #[cfg(feature = "hydrate")]
+            client: self.client.clone(),
+            types: PhantomData,
+        }
+    }
+}
+
+impl<A: Serialize + 'static, K: Kind> MutatorHandle<A, K> {
+    /// Calls not settled yet.
+    pub fn pending(&self) -> Signal<usize> {
+        self.pending.into()
+    }
+
+    /// The latest settled call.
+    pub fn last(&self) -> Signal<Option<MutationResult>> {
+        self.last.into()
+    }
+
+    /// Applies the write to the local store, then waits for the server's answer.
+    async fn run(&self, record_id: String, args: A) -> MutationResult {
+        self.pending.update(|n| *n += 1);
+        let outcome = self.settle(&record_id, args).await;
+        let result = MutationResult { record_id, outcome };
+        self.pending.update(|n| *n = n.saturating_sub(1));
+        self.last.set(Some(result.clone()));
+        result
+    }
+
+    #[cfg(feature = "hydrate")]
+    async fn settle(&self, record_id: &str, args: A) -> Result<MutationOutcome, String> {
+        let client = self.client.clone().ok_or("no sync client in context")?;
+        let args = serde_json::to_value(args).map_err(|e| format!("args do not serialize: {e}"))?;
+        client.update_started.set(Some(crate::page::now_ms()));
+        let (mutation_id, local_write_ms) = match client.mutate(self.mutator.name(), args, record_id).await {
+            Ok(applied) => applied,
+            Err(error) => {
+                // Refused locally: nothing changed, nothing to time.
+                client.update_started.set(None);
+                return Err(error);
+            }
+        };
+        client.metrics.update(|m| m.local_db_write.record(local_write_ms));
+        client.resolution(&mutation_id).await
+    }
+
+    #[cfg(not(feature = "hydrate"))]
+    async fn settle(&self, _record_id: &str, _args: A) -> Result<MutationOutcome, String> {
+        Err(format!("{} can only run in the browser", self.mutator.name()))
+    }
+
+    fn spawn(&self, record_id: String, args: A) {
+        let handle = self.clone();
+        leptos::task::spawn_local(async move {
+            handle.run(record_id, args).await;
+        });
+    }
+}
+
+impl<A: Serialize + 'static> MutatorHandle<A, Inserts> {
+    /// Inserts a new record and returns its id at once (the write settles later;
+    /// see [`Self::last`]).
+    pub fn insert(&self, args: A) -> String {
+        let record_id = new_record_id(self.mutator.collection());
+        self.spawn(record_id.clone(), args);
+        record_id
+    }
+
+    /// Inserts a new record and waits until the server settled it.
+    pub async fn insert_and_wait(&self, args: A) -> MutationResult {
+        self.run(new_record_id(self.mutator.collection()), args).await
+    }
+}
+
+impl<A: Serialize + 'static> MutatorHandle<A, Updates> {
+    /// Updates the record `record_id`.
+    pub fn update(&self, record_id: impl Into<String>, args: A) {
+        self.spawn(record_id.into(), args);
+    }
+
+    pub async fn update_and_wait(&self, record_id: impl Into<String>, args: A) -> MutationResult {
+        self.run(record_id.into(), args).await
+    }
+}
+
+impl<A: Serialize + 'static> MutatorHandle<A, Deletes> {
+    /// Deletes the record `record_id`.
+    pub fn delete(&self, record_id: impl Into<String>, args: A) {
+        self.spawn(record_id.into(), args);
+    }
+
+    pub async fn delete_and_wait(&self, record_id: impl Into<String>, args: A) -> MutationResult {
+        self.run(record_id.into(), args).await
+    }
+}
+
+/// A fresh record id for `collection`: `{collection}_{ULID}`.
+fn new_record_id(collection: &str) -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        crate::new_id(collection)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        format!("{collection}_unminted")
+    }
+}
+
+/// A typed write handle for `mutator`.
+pub fn use_mutator<A: Serialize + 'static, K: Kind>(mutator: &Mutator<A, K>) -> MutatorHandle<A, K> {
+    MutatorHandle {
+        mutator: *mutator,
+        pending: RwSignal::new(0),
+        last: RwSignal::new(None),
+        #[cfg(feature = "hydrate")]
+        client: use_context::<crate::SyncClient>(),
+        types: PhantomData,
+    }
+}
+
+/// Connection status (online, outbox size, storage), live.
+pub fn use_sync_status() -> Signal<SyncStatusView> {
+    #[cfg(feature = "hydrate")]
+    if let Some(client) = use_context::<crate::SyncClient>() {
+        return Signal::derive(move || SyncStatusView {
+            status: client.status.get(),
+            storage: client.storage.get(),
+            leader: client.leader.get(),
+        });
+    }
+    Signal::derive(SyncStatusView::default)
+}
+
+/// The three timings, live.
+pub fn use_metrics() -> Signal<crate::Metrics> {
+    #[cfg(feature = "hydrate")]
+    if let Some(client) = use_context::<crate::SyncClient>() {
+        return client.metrics.into();
+    }
+    Signal::derive(crate::Metrics::default)
+}

@@ -1,0 +1,31 @@
+//! Offline page loads: registers the app's Service Worker (network first, falling
+//! back to a cache) and puts the current page into that cache, so a reload with no
+//! network still opens it. The data itself lives in the local SQLite store.
+//!
+//! The Service Worker script is the app's (it lists the app's own assets); it is
+//! registered as `{script}?cache={name}` and must keep its copies in the cache of
+//! that name ([`crate::AppName::cache_name`]), which this module writes to as well.
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+fn js_error(value: wasm_bindgen::JsValue) -> String {
+    value.as_string().unwrap_or_else(|| format!("{value:?}"))
+}
+
+/// Registers the Service Worker `script_url` for `app` and, once it is active,
+/// caches the current page. Resolves when the page can be reloaded offline.
+pub async fn enable(script_url: &str, app: &crate::AppName) -> Result<(), String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let container = window.navigator().service_worker();
+    let cache_name = app.cache_name();
+    let script = format!("{script_url}?cache={cache_name}");
+    JsFuture::from(container.register(&script)).await.map_err(js_error)?;
+    JsFuture::from(container.ready().map_err(js_error)?).await.map_err(js_error)?;
+    let caches = window.caches().map_err(js_error)?;
+    let cache: web_sys::Cache =
+        JsFuture::from(caches.open(&cache_name)).await.map_err(js_error)?.unchecked_into();
+    let here = window.location().href().map_err(js_error)?;
+    JsFuture::from(cache.add_with_str(&here)).await.map_err(js_error)?;
+    Ok(())
+}

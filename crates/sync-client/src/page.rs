@@ -1,0 +1,238 @@
+//! The page side: spawns the SQLite Web Worker and talks to it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use leptos::prelude::*;
+use send_wrapper::SendWrapper;
+use sync::protocol::push::MutationOutcome;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::Closure;
+use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
+
+use crate::bridge::{FromWorker, Reply, Request, Status, Storage, ToWorker};
+
+type Waiters<T> = RefCell<HashMap<String, oneshot::Sender<T>>>;
+
+struct Inner {
+    worker: Worker,
+    ready: Cell<bool>,
+    queued: RefCell<Vec<String>>,
+    next_id: Cell<u32>,
+    replies: RefCell<HashMap<u32, oneshot::Sender<Result<Reply, String>>>>,
+    resolutions: Waiters<MutationOutcome>,
+    /// Mutations this page issued and not yet saw answered (other tabs' answers are
+    /// broadcast too: only ours are timed and kept).
+    issued: RefCell<std::collections::HashSet<String>>,
+    early: RefCell<HashMap<String, MutationOutcome>>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+}
+
+/// Handle to the SQLite Web Worker. Cheap to clone; provide it with `provide_context`.
+#[derive(Clone)]
+pub struct SyncClient {
+    inner: SendWrapper<Rc<Inner>>,
+    /// Bumped whenever visible rows change: live queries re-run.
+    pub changes: RwSignal<u64>,
+    pub status: RwSignal<Option<Status>>,
+    pub storage: RwSignal<Option<Storage>>,
+    /// Last time (ms) the server took to answer a mutation.
+    pub upstream_ms: RwSignal<Option<f64>>,
+    /// True once the worker opened the database and started syncing.
+    pub started: RwSignal<bool>,
+    /// Whether this tab's worker holds the database (`Some(true)`) or forwards to the
+    /// tab that does; `None` until known.
+    pub leader: RwSignal<Option<bool>>,
+    pub metrics: RwSignal<crate::Metrics>,
+    /// When the latest mutator call started (ms, `performance.now()`), until a live
+    /// query shows its effect.
+    pub(crate) update_started: RwSignal<Option<f64>>,
+}
+
+impl SyncClient {
+    /// Spawns the worker from `script_url` (a module script). Call [`Self::start`]
+    /// once the user's token is known.
+    pub fn spawn(script_url: &str) -> Result<Self, String> {
+        let options = WorkerOptions::new();
+        options.set_type(WorkerType::Module);
+        let worker = Worker::new_with_options(script_url, &options).map_err(|e| format!("{e:?}"))?;
+        let changes = RwSignal::new(0u64);
+        let status = RwSignal::new(None);
+        let storage = RwSignal::new(None);
+        let upstream_ms = RwSignal::new(None);
+        let started = RwSignal::new(false);
+        let metrics = RwSignal::new(crate::Metrics::default());
+        let update_started = RwSignal::new(None);
+        let leader = RwSignal::new(None);
+        let inner = Rc::new_cyclic(|weak: &std::rc::Weak<Inner>| {
+            let weak = weak.clone();
+            let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                let Some(inner) = weak.upgrade() else { return };
+                let Some(text) = event.data().as_string() else { return };
+                let Ok(message) = serde_json::from_str::<FromWorker>(&text) else { return };
+                match message {
+                    FromWorker::Ready => {
+                        inner.ready.set(true);
+                        for queued in inner.queued.borrow_mut().drain(..) {
+                            let _ = inner.worker.post_message(&queued.into());
+                        }
+                    }
+                    FromWorker::Reply { id, result } => {
+                        if let Ok(Reply::Started { storage: where_, .. }) = &result {
+                            storage.set(Some(*where_));
+                        }
+                        if let Some(sender) = inner.replies.borrow_mut().remove(&id) {
+                            let _ = sender.send(result);
+                        }
+                    }
+                    FromWorker::Changed { .. } => changes.update(|n| *n += 1),
+                    FromWorker::Resolved { mutation_id, outcome, upstream_ms: ms } => {
+                        if !inner.issued.borrow_mut().remove(&mutation_id) {
+                            return;
+                        }
+                        if let Some(ms) = ms {
+                            upstream_ms.set(Some(ms));
+                            metrics.update(|m| m.upstream_db_write.record(ms));
+                        }
+                        match inner.resolutions.borrow_mut().remove(&mutation_id) {
+                            Some(sender) => {
+                                let _ = sender.send(outcome);
+                            }
+                            None => {
+                                inner.early.borrow_mut().insert(mutation_id, outcome);
+                            }
+                        }
+                    }
+                    FromWorker::Status(now) => {
+                        storage.set(Some(now.storage));
+                        status.set(Some(now));
+                    }
+                    FromWorker::Role { leader: is_leader } => leader.set(Some(is_leader)),
+                }
+            });
+            worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+            Inner {
+                worker,
+                ready: Cell::new(false),
+                queued: RefCell::new(Vec::new()),
+                next_id: Cell::new(1),
+                replies: RefCell::new(HashMap::new()),
+                resolutions: RefCell::new(HashMap::new()),
+                issued: RefCell::new(std::collections::HashSet::new()),
+                early: RefCell::new(HashMap::new()),
+                _on_message: on_message,
+            }
+        });
+        Ok(Self {
+            inner: SendWrapper::new(inner),
+            changes,
+            status,
+            storage,
+            upstream_ms,
+            started,
+            leader,
+            metrics,
+            update_started,
+        })
+    }
+
+    /// Opens the local database and starts syncing as the user holding `token`.
+    pub async fn start(&self, token: String) -> Result<(), String> {
+        match self.request(Request::Start { token }).await? {
+            Reply::Started { .. } => {
+                self.started.set(true);
+                Ok(())
+            }
+            other => Err(format!("unexpected reply {other:?}")),
+        }
+    }
+
+    /// Sends a request and waits for its reply.
+    pub async fn request(&self, request: Request) -> Result<Reply, String> {
+        let receiver = {
+            let inner = &*self.inner;
+            let id = inner.next_id.get();
+            inner.next_id.set(id.wrapping_add(1));
+            let (sender, receiver) = oneshot::channel();
+            inner.replies.borrow_mut().insert(id, sender);
+            let text = serde_json::to_string(&ToWorker { id, request }).map_err(|e| e.to_string())?;
+            if inner.ready.get() {
+                inner.worker.post_message(&text.into()).map_err(|e| format!("{e:?}"))?;
+            } else {
+                inner.queued.borrow_mut().push(text);
+            }
+            receiver
+        };
+        receiver.await.map_err(|_| "the sync worker went away".to_string())?
+    }
+
+    /// Applies the named mutation `name(args)` on `record_id` locally (through the
+    /// worker) and returns its `(mutation_id, local_write_ms)`. The mutation id is
+    /// chosen here, so a request re-sent to a new leader tab is applied once.
+    pub async fn mutate(
+        &self,
+        name: &str,
+        args: serde_json::Value,
+        record_id: &str,
+    ) -> Result<(String, f64), String> {
+        let mutation_id = new_id(sync::ids::OUTBOX);
+        self.inner.issued.borrow_mut().insert(mutation_id.clone());
+        let request = Request::Mutate {
+            name: name.into(),
+            args,
+            mutation_id: mutation_id.clone(),
+            record_id: record_id.into(),
+        };
+        match self.request(request).await {
+            Ok(Reply::Mutated { mutation_id, local_write_ms, .. }) => Ok((mutation_id, local_write_ms)),
+            Ok(other) => Err(format!("unexpected reply {other:?}")),
+            Err(error) => {
+                self.inner.issued.borrow_mut().remove(&mutation_id);
+                Err(error)
+            }
+        }
+    }
+
+    /// Waits for the server's answer to a mutation.
+    pub async fn resolution(&self, mutation_id: &str) -> Result<MutationOutcome, String> {
+        let receiver = {
+            if let Some(outcome) = self.inner.early.borrow_mut().remove(mutation_id) {
+                return Ok(outcome);
+            }
+            let (sender, receiver) = oneshot::channel();
+            self.inner.resolutions.borrow_mut().insert(mutation_id.to_string(), sender);
+            receiver
+        };
+        receiver.await.map_err(|_| "the sync worker went away".to_string())
+    }
+}
+
+/// A fresh prefixed ULID: the time, and 80 random bits from the browser's
+/// cryptographic generator (`crypto.getRandomValues`, through getrandom).
+pub fn new_id(prefix: &str) -> String {
+    thread_local! {
+        static COUNTER: Cell<u32> = const { Cell::new(0) };
+    }
+    let mut bytes = [0u8; 10];
+    // getrandom fails only where Web Crypto is missing (no secure context, where
+    // OPFS is missing too): then a per-page counter keeps this page's ids distinct.
+    if getrandom::fill(&mut bytes).is_err() {
+        let count = COUNTER.with(|counter| {
+            counter.set(counter.get().wrapping_add(1));
+            counter.get()
+        });
+        bytes[..4].copy_from_slice(&count.to_le_bytes());
+    }
+    let random = bytes.iter().fold(0u128, |acc, byte| (acc << 8) | u128::from(*byte));
+    sync::ids::new_id(prefix, js_sys::Date::now() as u64, random)
+}
+
+/// `performance.now()` on the page, in milliseconds.
+pub(crate) fn now_ms() -> f64 {
+    let performance = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok();
+    performance
+        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
+        .map_or_else(js_sys::Date::now, |p| p.now())
+}

@@ -1,0 +1,714 @@
+//! The SQLite Web Worker: owns the local store, answers the page's requests, and syncs
+//! with the connector (push the outbox, pull on pokes, keep one WebSocket open).
+//!
+//! An app starts it from its worker entry (a module script that loads the app's
+//! bundle and calls an exported function) with its sync model and name:
+//!
+//! ```ignore
+//! #[wasm_bindgen]
+//! pub fn db_worker_start() {
+//!     sync_client::start_db_worker(my_model(), AppName("todo"));
+//! }
+//! ```
+//!
+//! Tabs: every tab runs this worker, but only one — the **leader**, holder of the Web
+//! Lock [`AppName::leader_lock`] — opens the database and syncs. The others are
+//! **followers**: they forward their page's requests over the `BroadcastChannel`
+//! [`AppName::tabs_channel`] and
+//! relay the leader's events back. When the leader tab closes, its lock is released,
+//! the next tab in line opens the database and announces itself, and followers re-send
+//! every request not yet answered. Re-sending is safe: queries are reads, and a
+//! mutation carries ids chosen by the page, which the store recognises.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use crate::AppName;
+use crate::bridge::{FromWorker, Reply, Request, Status, Storage, TabMessage, ToWorker};
+use futures_util::StreamExt;
+use gloo_net::http::Request as Http;
+use gloo_net::websocket::Message;
+use gloo_net::websocket::futures::WebSocket;
+use serde_json::Value;
+use sync::SyncModel;
+use sync_store::{LocalStore, MutationState};
+use sync::model::MutationContext;
+use sync::protocol::PROTOCOL_VERSION;
+use sync::protocol::poke::ServerMessage;
+use sync::protocol::pull::{PullRequest, PullResponse, Subscription};
+use sync::protocol::push::{PushRequest, PushResponse};
+use sync::protocol::query::{QueryRequest, QueryResponse};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{BroadcastChannel, DedicatedWorkerGlobalScope, MessageEvent};
+
+const DATABASE_FILE: &str = "local.db";
+const PUSH_BATCH: usize = 100;
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+fn now_ms() -> f64 {
+    scope().performance().map_or_else(js_sys::Date::now, |performance| performance.now())
+}
+
+/// To this tab's page only.
+fn post(message: &FromWorker) {
+    if let Ok(text) = serde_json::to_string(message) {
+        let _ = scope().post_message(&text.into());
+    }
+}
+
+async fn sleep(ms: u32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms as i32);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// Sleeps up to `ms`, cut short when the browser reports the network is back
+/// (`online` event bumps `wake`).
+async fn backoff_sleep(runtime: &Runtime, ms: u32) {
+    const STEP_MS: u32 = 100;
+    let woken_at = runtime.wake.get();
+    let mut slept = 0;
+    while slept < ms && runtime.wake.get() == woken_at {
+        sleep(STEP_MS.min(ms - slept)).await;
+        slept += STEP_MS;
+    }
+}
+
+/// Exponential backoff with jitter: 250 ms doubling to 30 s.
+fn backoff_ms(attempt: u32) -> u32 {
+    let base = 250u32.saturating_mul(1 << attempt.min(7)).min(30_000);
+    base / 2 + (js_sys::Math::random() * f64::from(base / 2)) as u32
+}
+
+struct Runtime {
+    /// The app's sync model: what the local store validates and builds.
+    model: SyncModel,
+    /// Scopes the OPFS directory, the Web Lock and the BroadcastChannel.
+    app: AppName,
+    /// This worker's name among the tabs.
+    tab: String,
+    channel: Option<BroadcastChannel>,
+    leader: Cell<bool>,
+    /// The page's requests sent to the leader and not answered yet, by request id.
+    forwarded: RefCell<BTreeMap<u32, Request>>,
+    /// The page's token, kept even while following: needed if this tab takes over.
+    page_token: RefCell<Option<String>>,
+    announced_follower: Cell<bool>,
+    store: RefCell<Option<LocalStore>>,
+    storage: Cell<Storage>,
+    token: RefCell<String>,
+    syncing: Cell<bool>,
+    session_id: String,
+    origin: String,
+    subscriptions: RefCell<BTreeMap<String, Subscription>>,
+    /// Topics whose server snapshot is installed.
+    synced: RefCell<std::collections::BTreeSet<String>>,
+    /// Topics the server refused (their callback said no), with its reason. Not
+    /// fetched again until the user signs in anew.
+    denied: RefCell<BTreeMap<String, String>>,
+    pushing: Cell<bool>,
+    push_again: Cell<bool>,
+    pulling: Cell<bool>,
+    pull_again: Cell<bool>,
+    online: Cell<bool>,
+    /// Bumped on the browser's `online` event: waiting retries go at once.
+    wake: Cell<u32>,
+    last_error: RefCell<Option<String>>,
+}
+
+impl Runtime {
+    fn with_store<T>(&self, f: impl FnOnce(&mut LocalStore) -> Result<T, String>) -> Result<T, String> {
+        let mut store = self.store.borrow_mut();
+        let store = store.as_mut().ok_or("the database is not open yet")?;
+        f(store)
+    }
+
+    fn broadcast(&self, message: &TabMessage) {
+        if let (Some(channel), Ok(text)) = (&self.channel, serde_json::to_string(message)) {
+            let _ = channel.post_message(&text.into());
+        }
+    }
+
+    /// An event of the leader: to this page and to every follower's page.
+    fn emit(&self, event: FromWorker) {
+        post(&event);
+        self.broadcast(&TabMessage::Event { event });
+    }
+
+    fn post_status(&self) {
+        let (outbox, cursor) = self
+            .with_store(|store| {
+                Ok((store.outbox_len().unwrap_or(0), store.cursor().map(|c| c.0).unwrap_or(0)))
+            })
+            .unwrap_or((0, 0));
+        self.emit(FromWorker::Status(Status {
+            online: self.online.get(),
+            storage: self.storage.get(),
+            outbox,
+            cursor,
+            last_error: self.last_error.borrow().clone(),
+        }));
+    }
+
+    fn client_id(&self) -> Result<String, String> {
+        self.with_store(|store| Ok(store.client_id().to_string()))
+    }
+
+    async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, Failure> {
+        let token = self.token.borrow().clone();
+        let response = Http::post(&format!("{}{path}", self.origin))
+            .header("authorization", &format!("Bearer {token}"))
+            .json(body)
+            .map_err(|e| Failure::Fatal(e.to_string()))?
+            .send()
+            .await
+            .map_err(|e| Failure::Network(e.to_string()))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| Failure::Network(e.to_string()))?;
+        if (200..300).contains(&status) {
+            serde_json::from_str(&text).map_err(|e| Failure::Fatal(format!("unreadable answer: {e}")))
+        } else if status >= 500 {
+            Failure::network(format!("HTTP {status}: {text}"))
+        } else {
+            // The connector's errors are `{"error", "reason"}`: the reason says it best.
+            let reason = serde_json::from_str::<sync::protocol::error::ErrorBody>(&text)
+                .map_or_else(|_| format!("HTTP {status}: {text}"), |body| body.reason);
+            Err(Failure::Fatal(reason))
+        }
+    }
+}
+
+/// Why a request to the connector failed.
+enum Failure {
+    /// Worth retrying (offline, server error).
+    Network(String),
+    /// Retrying will not help (the request itself is refused).
+    Fatal(String),
+}
+
+impl Failure {
+    fn network<T>(reason: String) -> Result<T, Failure> {
+        Err(Failure::Network(reason))
+    }
+}
+
+/// Runs the SQLite Web Worker for the app `app` with its sync `model`. Call it once,
+/// from the app's worker entry, when its wasm bundle is loaded in a dedicated worker.
+pub fn start_db_worker(model: SyncModel, app: AppName) {
+    console_error_panic_hook::set_once();
+    let origin = scope().location().origin();
+    let channel = BroadcastChannel::new(&app.tabs_channel()).ok();
+    let runtime = Rc::new(Runtime {
+        model,
+        app,
+        tab: crate::new_id("tab"),
+        channel,
+        leader: Cell::new(false),
+        forwarded: RefCell::new(BTreeMap::new()),
+        page_token: RefCell::new(None),
+        announced_follower: Cell::new(false),
+        store: RefCell::new(None),
+        storage: Cell::new(Storage::Memory),
+        token: RefCell::new(String::new()),
+        syncing: Cell::new(false),
+        session_id: crate::new_id(sync::ids::SESSION),
+        origin,
+        subscriptions: RefCell::new(BTreeMap::new()),
+        synced: RefCell::new(std::collections::BTreeSet::new()),
+        denied: RefCell::new(BTreeMap::new()),
+        pushing: Cell::new(false),
+        push_again: Cell::new(false),
+        pulling: Cell::new(false),
+        pull_again: Cell::new(false),
+        online: Cell::new(true),
+        wake: Cell::new(0),
+        last_error: RefCell::new(None),
+    });
+
+    let from_page = runtime.clone();
+    let on_page = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let Some(text) = event.data().as_string() else { return };
+        let Ok(message) = serde_json::from_str::<ToWorker>(&text) else { return };
+        on_page_request(&from_page, message);
+    });
+    scope().set_onmessage(Some(on_page.as_ref().unchecked_ref()));
+    // The worker lives as long as the page: the handlers must too.
+    on_page.forget();
+
+    if let Some(channel) = &runtime.channel {
+        let from_tabs = runtime.clone();
+        let on_tab = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let Some(text) = event.data().as_string() else { return };
+            let Ok(message) = serde_json::from_str::<TabMessage>(&text) else { return };
+            on_tab_message(&from_tabs, message);
+        });
+        channel.set_onmessage(Some(on_tab.as_ref().unchecked_ref()));
+        on_tab.forget();
+    }
+
+    let waker = runtime.clone();
+    let on_online = Closure::<dyn FnMut()>::new(move || waker.wake.set(waker.wake.get().wrapping_add(1)));
+    scope().set_ononline(Some(on_online.as_ref().unchecked_ref()));
+    on_online.forget();
+
+    if !request_leadership(&runtime) {
+        // No Web Locks here: act alone (a second tab then falls back to memory).
+        wasm_bindgen_futures::spawn_local(become_leader(runtime));
+    }
+    post(&FromWorker::Ready);
+}
+
+/// Asks for the leader lock; the callback runs when this tab gets it and holds it
+/// until the worker ends (its promise never settles). False: no Web Locks API.
+fn request_leadership(runtime: &Rc<Runtime>) -> bool {
+    let navigator = scope().navigator();
+    let Ok(locks) = js_sys::Reflect::get(&navigator, &"locks".into()) else { return false };
+    if locks.is_undefined() || locks.is_null() {
+        return false;
+    }
+    let Ok(request) = js_sys::Reflect::get(&locks, &"request".into()) else { return false };
+    let Ok(request) = request.dyn_into::<js_sys::Function>() else { return false };
+    let name = runtime.app.leader_lock();
+    let runtime = runtime.clone();
+    let on_granted = Closure::once_into_js(move |_lock: JsValue| -> js_sys::Promise {
+        wasm_bindgen_futures::spawn_local(become_leader(runtime));
+        js_sys::Promise::new(&mut |_, _| {})
+    });
+    request.call2(&locks, &name.into(), &on_granted).is_ok()
+}
+
+/// This tab now holds the lock: open the database, tell the others, and serve what
+/// this page asked while it followed.
+async fn become_leader(runtime: Rc<Runtime>) {
+    runtime.leader.set(true);
+    post(&FromWorker::Role { leader: true });
+    if let Err(error) = open_store(&runtime).await {
+        leptos::logging::error!("local database: {error}");
+    }
+    runtime.broadcast(&TabMessage::Leader { tab: runtime.tab.clone() });
+    let token = runtime.page_token.borrow().clone();
+    if let Some(token) = token {
+        *runtime.token.borrow_mut() = token;
+        start_sync(&runtime);
+    }
+    let waiting = std::mem::take(&mut *runtime.forwarded.borrow_mut());
+    for (id, request) in waiting {
+        serve_page(&runtime, id, request);
+    }
+    // Every page re-runs its queries against this store (and so re-subscribes here).
+    runtime.emit(FromWorker::Changed { collections: Vec::new() });
+}
+
+/// Opens OPFS, retrying briefly: a previous leader's file handles may still be
+/// closing. Falls back to memory when OPFS is unavailable.
+async fn open_store(runtime: &Rc<Runtime>) -> Result<(), String> {
+    const ATTEMPTS: u32 = 20;
+    let mut opened = None;
+    for attempt in 0..ATTEMPTS {
+        match crate::opfs::open_opfs(&runtime.app.opfs_directory(), DATABASE_FILE).await {
+            Ok(connection) => {
+                opened = Some((connection, Storage::Opfs));
+                break;
+            }
+            Err(error) if attempt + 1 == ATTEMPTS => {
+                leptos::logging::warn!("local database in memory: {error}");
+            }
+            Err(_) => sleep(100).await,
+        }
+    }
+    let (connection, storage) = match opened {
+        Some(opened) => opened,
+        None => (crate::opfs::open_in_memory().map_err(|e| e.to_string())?, Storage::Memory),
+    };
+    let store = LocalStore::open(connection, runtime.model.clone(), || crate::new_id(sync::ids::CLIENT))
+        .map_err(|e| e.to_string())?;
+    *runtime.store.borrow_mut() = Some(store);
+    runtime.storage.set(storage);
+    Ok(())
+}
+
+fn on_page_request(runtime: &Rc<Runtime>, message: ToWorker) {
+    if let Request::Start { token } = &message.request {
+        *runtime.page_token.borrow_mut() = Some(token.clone());
+    }
+    if runtime.leader.get() {
+        serve_page(runtime, message.id, message.request);
+    } else {
+        runtime.forwarded.borrow_mut().insert(message.id, message.request.clone());
+        runtime.broadcast(&TabMessage::Request {
+            tab: runtime.tab.clone(),
+            id: message.id,
+            request: message.request,
+        });
+    }
+}
+
+/// Handles this page's request `id` here (the leader's own page) and replies to it.
+fn serve_page(runtime: &Rc<Runtime>, id: u32, request: Request) {
+    let runtime = runtime.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        let result = handle(&runtime, request).await;
+        post(&FromWorker::Reply { id, result });
+    });
+}
+
+fn on_tab_message(runtime: &Rc<Runtime>, message: TabMessage) {
+    let leader = runtime.leader.get();
+    match message {
+        TabMessage::Request { tab, id, request } if leader => {
+            let runtime = runtime.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let result = handle(&runtime, request).await;
+                runtime.broadcast(&TabMessage::Reply { tab, id, result });
+            });
+        }
+        TabMessage::Reply { tab, id, result }
+            if !leader && tab == runtime.tab && runtime.forwarded.borrow_mut().remove(&id).is_some() =>
+        {
+            if !runtime.announced_follower.replace(true) {
+                post(&FromWorker::Role { leader: false });
+            }
+            post(&FromWorker::Reply { id, result });
+        }
+        TabMessage::Event { event } if !leader => post(&event),
+        TabMessage::Leader { tab } if !leader && tab != runtime.tab => {
+            let waiting: Vec<(u32, Request)> =
+                runtime.forwarded.borrow().iter().map(|(id, r)| (*id, r.clone())).collect();
+            for (id, request) in waiting {
+                runtime.broadcast(&TabMessage::Request { tab: runtime.tab.clone(), id, request });
+            }
+            post(&FromWorker::Changed { collections: Vec::new() });
+        }
+        _ => {}
+    }
+}
+
+async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String> {
+    match request {
+        Request::Start { token } => {
+            wait_until_open(runtime).await?;
+            *runtime.token.borrow_mut() = token;
+            // A new sign-in may be allowed what the last one was not.
+            if !std::mem::take(&mut *runtime.denied.borrow_mut()).is_empty() {
+                runtime.emit(FromWorker::Changed { collections: Vec::new() });
+            }
+            start_sync(runtime);
+            Ok(Reply::Started { client_id: runtime.client_id()?, storage: runtime.storage.get() })
+        }
+        Request::Query { name, args } => {
+            wait_until_open(runtime).await?;
+            query(runtime, name, args)
+        }
+        Request::Mutate { name, args, mutation_id, record_id } => {
+            wait_until_open(runtime).await?;
+            mutate(runtime, name, args, mutation_id, record_id)
+        }
+    }
+}
+
+/// Requests that arrive while the database is still opening wait for it (a user can
+/// press Send before the worker is up).
+async fn wait_until_open(runtime: &Rc<Runtime>) -> Result<(), String> {
+    const WAIT_MS: u32 = 10;
+    for _ in 0..(30_000 / WAIT_MS) {
+        if runtime.store.borrow().is_some() {
+            return Ok(());
+        }
+        sleep(WAIT_MS).await;
+    }
+    Err("the local database did not open within 30 s".into())
+}
+
+/// Starts the socket and the push loop, once.
+fn start_sync(runtime: &Rc<Runtime>) {
+    if runtime.syncing.replace(true) {
+        runtime.post_status();
+        return;
+    }
+    let socket = runtime.clone();
+    wasm_bindgen_futures::spawn_local(async move { keep_socket(socket).await });
+    // Whatever was queued before a reload goes out now.
+    spawn_push(runtime);
+    runtime.post_status();
+}
+
+fn query(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, String> {
+    let (validated, rows, pending) = runtime.with_store(|store| {
+        let validated = store.model().validate_query(&name, &args).map_err(|e| e.to_string())?;
+        let rows = store.query(&validated.select).map_err(|e| e.to_string())?;
+        let pending = store.pending_records(&validated.select.collection).map_err(|e| e.to_string())?;
+        Ok((validated, rows, pending))
+    })?;
+    let topic = validated.topic.to_string();
+    let synced = runtime.synced.borrow().contains(&topic);
+    let error = runtime.denied.borrow().get(&topic).cloned();
+    let is_new = error.is_none() && !runtime.subscriptions.borrow().contains_key(&topic);
+    if is_new {
+        runtime
+            .subscriptions
+            .borrow_mut()
+            .insert(topic, Subscription { name: validated.name.clone(), args: validated.args.clone() });
+        let runtime = runtime.clone();
+        wasm_bindgen_futures::spawn_local(async move { fetch_snapshot(&runtime, validated).await });
+    }
+    Ok(Reply::Rows { rows, pending, synced, error })
+}
+
+/// First sight of a query: read it from the server, install it, then pull.
+async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::ValidatedQuery) {
+    let Ok(client_id) = runtime.client_id() else { return };
+    let request = QueryRequest {
+        protocol_version: PROTOCOL_VERSION,
+        client_id,
+        session_id: runtime.session_id.clone(),
+        name: validated.name.clone(),
+        args: validated.args.clone(),
+    };
+    match runtime.post_json::<QueryResponse>("/sync/query", &request).await {
+        Ok(answer) => {
+            let installed = runtime.with_store(|store| {
+                store
+                    .apply_snapshot(&validated.select, &answer.rows, answer.cursor)
+                    .map_err(|e| e.to_string())
+            });
+            if installed.is_ok() {
+                runtime.synced.borrow_mut().insert(validated.topic.to_string());
+                runtime.emit(FromWorker::Changed { collections: vec![validated.select.collection.clone()] });
+            }
+            runtime.online.set(true);
+        }
+        Err(Failure::Network(reason)) => {
+            *runtime.last_error.borrow_mut() = Some(reason);
+        }
+        Err(Failure::Fatal(reason)) => {
+            // The server refused this query (e.g. its callback said no): show it on
+            // this query, and leave it out of pulls, which would fail whole.
+            let topic = validated.topic.to_string();
+            runtime.subscriptions.borrow_mut().remove(&topic);
+            runtime.denied.borrow_mut().insert(topic, reason);
+            runtime.emit(FromWorker::Changed { collections: vec![validated.select.collection.clone()] });
+        }
+    }
+    spawn_pull(runtime);
+}
+
+fn mutate(
+    runtime: &Rc<Runtime>,
+    name: String,
+    args: Value,
+    mutation_id: String,
+    record_id: String,
+) -> Result<Reply, String> {
+    let started = now_ms();
+    let applied = runtime.with_store(|store| {
+        let ctx = MutationContext {
+            client_id: store.client_id().to_string(),
+            record_id: record_id.clone(),
+            now_ms: js_sys::Date::now() as i64,
+        };
+        match store.mutate(&mutation_id, &name, &args, &ctx) {
+            Ok((_, touched)) => Ok(Ok(touched.collection)),
+            // Sent twice (a follower re-sending to a new leader): answer, do not re-apply.
+            Err(sync_store::StoreError::Duplicate { state, .. }) => Ok(Err(state)),
+            Err(error) => Err(error.to_string()),
+        }
+    })?;
+    let collection = match applied {
+        Ok(collection) => collection,
+        Err(MutationState::Pending { record_id }) => {
+            return Ok(Reply::Mutated { mutation_id, record_id, local_write_ms: 0.0 });
+        }
+        Err(MutationState::Resolved { record_id, outcome }) => {
+            runtime.emit(FromWorker::Resolved {
+                mutation_id: mutation_id.clone(),
+                outcome,
+                upstream_ms: None,
+            });
+            return Ok(Reply::Mutated { mutation_id, record_id, local_write_ms: 0.0 });
+        }
+    };
+    let local_write_ms = now_ms() - started;
+    runtime.emit(FromWorker::Changed { collections: vec![collection] });
+    spawn_push(runtime);
+    Ok(Reply::Mutated { mutation_id, record_id, local_write_ms })
+}
+
+fn spawn_push(runtime: &Rc<Runtime>) {
+    if runtime.pushing.replace(true) {
+        runtime.push_again.set(true);
+        return;
+    }
+    let runtime = runtime.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        push_loop(&runtime).await;
+        runtime.pushing.set(false);
+        runtime.post_status();
+    });
+}
+
+/// Sends the outbox in order until it is empty, backing off while offline.
+async fn push_loop(runtime: &Rc<Runtime>) {
+    let mut attempt = 0;
+    loop {
+        runtime.push_again.set(false);
+        let Ok((client_id, batch)) = runtime.with_store(|store| {
+            Ok((store.client_id().to_string(), store.outbox(PUSH_BATCH).map_err(|e| e.to_string())?))
+        }) else {
+            return;
+        };
+        if batch.is_empty() {
+            if runtime.push_again.get() {
+                continue;
+            }
+            return;
+        }
+        let request = PushRequest {
+            protocol_version: PROTOCOL_VERSION,
+            client_id,
+            session_id: runtime.session_id.clone(),
+            mutations: batch.iter().map(|pending| pending.to_push()).collect(),
+        };
+        let sent = now_ms();
+        match runtime.post_json::<PushResponse>("/sync/push", &request).await {
+            Ok(answer) => {
+                let upstream_ms = now_ms() - sent;
+                attempt = 0;
+                runtime.online.set(true);
+                *runtime.last_error.borrow_mut() = None;
+                let outcomes: Vec<_> =
+                    answer.results.iter().map(|r| (r.id.clone(), r.outcome.clone())).collect();
+                let resolved =
+                    runtime.with_store(|store| store.resolve(&outcomes).map_err(|e| e.to_string()));
+                if let Ok(touched) = resolved {
+                    let collections =
+                        touched.into_iter().map(|t| t.collection).collect::<std::collections::BTreeSet<_>>();
+                    runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect() });
+                }
+                for (mutation_id, outcome) in outcomes {
+                    runtime.emit(FromWorker::Resolved {
+                        mutation_id,
+                        outcome,
+                        upstream_ms: Some(upstream_ms),
+                    });
+                }
+                runtime.post_status();
+            }
+            Err(Failure::Network(reason)) => {
+                runtime.online.set(false);
+                *runtime.last_error.borrow_mut() = Some(reason);
+                runtime.post_status();
+                backoff_sleep(runtime, backoff_ms(attempt)).await;
+                attempt += 1;
+            }
+            Err(Failure::Fatal(reason)) => {
+                *runtime.last_error.borrow_mut() = Some(reason);
+                runtime.post_status();
+                return;
+            }
+        }
+    }
+}
+
+fn spawn_pull(runtime: &Rc<Runtime>) {
+    if runtime.pulling.replace(true) {
+        runtime.pull_again.set(true);
+        return;
+    }
+    let runtime = runtime.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        loop {
+            runtime.pull_again.set(false);
+            pull_all(&runtime).await;
+            if !runtime.pull_again.get() {
+                break;
+            }
+        }
+        runtime.pulling.set(false);
+        runtime.post_status();
+    });
+}
+
+async fn pull_all(runtime: &Rc<Runtime>) {
+    let subscriptions: Vec<Subscription> = runtime.subscriptions.borrow().values().cloned().collect();
+    if subscriptions.is_empty() {
+        return;
+    }
+    loop {
+        let Ok((client_id, cursor)) = runtime.with_store(|store| {
+            Ok((store.client_id().to_string(), store.cursor().map_err(|e| e.to_string())?))
+        }) else {
+            return;
+        };
+        let request = PullRequest {
+            protocol_version: PROTOCOL_VERSION,
+            client_id,
+            session_id: runtime.session_id.clone(),
+            cursor,
+            subscriptions: subscriptions.clone(),
+        };
+        match runtime.post_json::<PullResponse>("/sync/pull", &request).await {
+            Ok(page) => {
+                runtime.online.set(true);
+                let applied = runtime.with_store(|store| {
+                    store.apply_pull(&page.changes, page.cursor).map_err(|e| e.to_string())
+                });
+                if let Ok(touched) = applied
+                    && !touched.is_empty()
+                {
+                    let collections =
+                        touched.into_iter().map(|t| t.collection).collect::<std::collections::BTreeSet<_>>();
+                    runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect() });
+                }
+                if !page.has_more {
+                    return;
+                }
+            }
+            Err(Failure::Network(reason) | Failure::Fatal(reason)) => {
+                *runtime.last_error.borrow_mut() = Some(reason);
+                return;
+            }
+        }
+    }
+}
+
+/// Keeps one WebSocket to the session open; pulls on every poke and on reconnect.
+async fn keep_socket(runtime: Rc<Runtime>) {
+    let mut attempt = 0;
+    loop {
+        let Ok(client_id) = runtime.client_id() else { return };
+        let url = format!(
+            "{}/sync/socket?client_id={client_id}&session_id={}",
+            runtime.origin.replacen("http", "ws", 1),
+            runtime.session_id
+        );
+        if let Ok(mut socket) = WebSocket::open(&url) {
+            // Connected (or connecting): catch up on what happened while away.
+            spawn_pull(&runtime);
+            spawn_push(&runtime);
+            while let Some(message) = socket.next().await {
+                let Ok(Message::Text(text)) = message else { break };
+                attempt = 0;
+                if let Ok(ServerMessage::Poke { cursor }) = serde_json::from_str::<ServerMessage>(&text) {
+                    let behind = runtime
+                        .with_store(|store| store.cursor().map_err(|e| e.to_string()))
+                        .is_ok_and(|c| c < cursor);
+                    if behind {
+                        spawn_pull(&runtime);
+                    }
+                }
+            }
+        }
+        backoff_sleep(&runtime, backoff_ms(attempt)).await;
+        attempt += 1;
+    }
+}

@@ -1,0 +1,84 @@
+//! The sync connector: `POST /sync/query`, `/sync/push`, `/sync/pull`. Each request is
+//! checked against the sync model, authorized by the app's callbacks, and run on the
+//! upstream database. See ARCHITECTURE.md for the data flows.
+
+pub mod pull;
+pub mod push;
+pub mod query;
+pub mod socket;
+
+use axum::http::HeaderMap;
+use serde::de::DeserializeOwned;
+use sync::protocol::PROTOCOL_VERSION;
+
+use crate::error::ApiError;
+
+/// Largest request body the connector reads.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Most mutations one push may carry.
+pub const MAX_PUSH_MUTATIONS: usize = 100;
+/// Most changes one pull returns.
+pub const PULL_PAGE: u32 = 500;
+
+/// Parses a JSON body into `T`, or says precisely why not.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    serde_json::from_slice(body).map_err(|error| ApiError::bad_request("malformed_json", error.to_string()))
+}
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`] into memory. A larger body is
+/// still drained to its end (in constant memory) before the 413: answering with the
+/// request body unread takes the isolate down with the next request.
+pub async fn drain_body(body: axum::body::Body) -> Result<axum::body::Bytes, ApiError> {
+    use futures_util::StreamExt as _;
+    let mut chunks = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut too_large = false;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|error| ApiError::bad_request("unreadable_body", error.to_string()))?;
+        if too_large {
+            continue;
+        }
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            too_large = true;
+            bytes = Vec::new();
+        } else {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if too_large { Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }) } else { Ok(bytes.into()) }
+}
+
+/// The body of a request whose body `fetch` already buffered (see [`drain_body`]).
+pub async fn read_body(request: axum::extract::Request) -> Result<axum::body::Bytes, ApiError> {
+    drain_body(request.into_body()).await
+}
+
+pub fn check_protocol(version: u32) -> Result<(), ApiError> {
+    if version == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "protocol_version",
+            format!("this connector speaks protocol {PROTOCOL_VERSION}, the request says {version}"),
+        ))
+    }
+}
+
+/// Client and session ids must be well-formed prefixed ULIDs.
+pub fn check_ids(client_id: &str, session_id: &str) -> Result<(), ApiError> {
+    sync::ids::parse_id(sync::ids::CLIENT, client_id)
+        .and_then(|_| sync::ids::parse_id(sync::ids::SESSION, session_id))
+        .map(|_| ())
+        .map_err(|error| ApiError::bad_request("invalid_id", error.to_string()))
+}
+
+pub fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get("authorization").and_then(|value| value.to_str().ok())
+}
+
+pub fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
+}

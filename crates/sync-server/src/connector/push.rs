@@ -1,0 +1,358 @@
+//! `POST /sync/push`: apply a batch of outbox mutations, in order, each exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::Extension;
+use axum::http::HeaderMap;
+use sync::changes::{Cursor, Topic, change_topics};
+use sync::SyncModel;
+use sync::model::{MutationContext, ValidatedMutation};
+use sync::protocol::mutation_callback::{MutationCallbackOperation, MutationCallbackRequest};
+use sync::protocol::push::{MutationOutcome, MutationResult, PushMutation, PushRequest, PushResponse};
+use sync::server::Verdict;
+use sync::sql::{self, Dialect, Statement};
+use worker::{Context, Env};
+
+use super::{MAX_PUSH_MUTATIONS, authorization, check_ids, check_protocol, now_ms, parse_json, read_body};
+use crate::durable;
+use crate::engine::Engine;
+use crate::error::ApiError;
+use crate::upstream::{Database, RawRow, Upstream, integer};
+
+#[worker::send]
+pub async fn push(
+    Extension(engine): Extension<Engine>,
+    Extension(env): Extension<Env>,
+    Extension(ctx): Extension<Arc<Context>>,
+    headers: HeaderMap,
+    raw: axum::extract::Request,
+) -> Result<Json<PushResponse>, ApiError> {
+    let request: PushRequest = parse_json(&read_body(raw).await?)?;
+    check_protocol(request.protocol_version)?;
+    check_ids(&request.client_id, &request.session_id)?;
+    if request.mutations.len() > MAX_PUSH_MUTATIONS {
+        return Err(ApiError::bad_request(
+            "too_many_mutations",
+            format!("a push carries at most {MAX_PUSH_MUTATIONS} mutations"),
+        ));
+    }
+    for mutation in &request.mutations {
+        sync::ids::parse_id(sync::ids::OUTBOX, &mutation.id)
+            .map_err(|error| ApiError::bad_request("invalid_id", error.to_string()))?;
+        if mutation.record_id.is_empty() || mutation.record_id.len() > 128 {
+            return Err(ApiError::bad_request("invalid_id", "a record id has 1 to 128 bytes"));
+        }
+    }
+    let model = engine.model();
+    let db = Upstream::open(&engine, &env).await?;
+    let client = request.client_id.as_str();
+    durable::claim(&env, &request.session_id, client).await?;
+
+    // Answers given before (retries) are final: return them, ask nobody again.
+    let mut known = previous_outcomes(model, &db, client, &request.mutations).await?;
+
+    // Validate the new ones against the model, with the server's clock.
+    let now = now_ms();
+    let mut fresh: Vec<(&PushMutation, Result<ValidatedMutation, String>)> = Vec::new();
+    for mutation in &request.mutations {
+        if known.contains_key(&mutation.id) || fresh.iter().any(|(seen, _)| seen.id == mutation.id) {
+            continue;
+        }
+        let ctx =
+            MutationContext { client_id: client.into(), record_id: mutation.record_id.clone(), now_ms: now };
+        let validated = model
+            .validate_mutation(&mutation.name, &mutation.args, &ctx)
+            .map_err(|error| error.to_string());
+        fresh.push((mutation, validated));
+    }
+
+    // One callback for every valid new mutation.
+    let operations: Vec<MutationCallbackOperation> = fresh
+        .iter()
+        .filter_map(|(mutation, validated)| validated.as_ref().ok().map(|v| (mutation, v)))
+        .map(|(mutation, validated)| MutationCallbackOperation {
+            args: validated.args.clone(),
+            collection: validated.collection.clone(),
+            id: mutation.id.clone(),
+            mutation_kind: validated.kind,
+            operation_name: validated.name.clone(),
+            record_id: validated.record_id.clone(),
+        })
+        .collect();
+    let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
+    if !operations.is_empty() {
+        let ask = MutationCallbackRequest::new(client, &request.session_id, operations);
+        let answer = engine.ask_mutation(&env, authorization(&headers), &ask).await?;
+        let ids: Vec<&str> = ask.operations.iter().map(|operation| operation.id.as_str()).collect();
+        verdicts = ask.operations.iter().map(|o| o.id.clone()).zip(answer.verdicts(&ids)).collect();
+    }
+
+    // Decide each new mutation: rejected (invalid, denied, not applicable to the
+    // current record) or planned for applying, in outbox order.
+    let allowed: Vec<&ValidatedMutation> = fresh
+        .iter()
+        .filter_map(|(mutation, validated)| match (validated, verdicts.get(&mutation.id)) {
+            (Ok(validated), Some(Verdict::Allow)) => Some(validated),
+            _ => None,
+        })
+        .collect();
+    let mut images = current_images(model, &db, &allowed).await?;
+    let mut plans = Vec::new();
+    let mut rejections = Vec::new();
+    for (mutation, validated) in fresh {
+        let validated = match (validated, verdicts.remove(&mutation.id)) {
+            (Err(reason), _) | (Ok(_), Some(Verdict::Deny(reason))) => {
+                rejections.push((mutation, reason));
+                continue;
+            }
+            (Ok(_), None) => {
+                rejections.push((mutation, "no decision from the callback".to_string()));
+                continue;
+            }
+            (Ok(validated), Some(Verdict::Allow)) => validated,
+        };
+        match plan(model, db.dialect(), &mut images, client, mutation, validated, now)? {
+            Ok(planned) => plans.push(planned),
+            Err(reason) => rejections.push((mutation, reason)),
+        }
+    }
+
+    // Every planned write in one upstream transaction, each with its change-log row
+    // and outcome; if the transaction fails (a racing retry, a conflicting write),
+    // fall back to one transaction per mutation so one failure rejects only itself.
+    let mut touched = BTreeSet::new();
+    for (planned, outcome) in apply_all(model, &db, client, &plans, now).await? {
+        if matches!(outcome, MutationOutcome::Confirmed { .. }) {
+            touched.extend(planned.topics.iter().map(ToString::to_string));
+        }
+        known.insert(planned.mutation.id.clone(), outcome);
+    }
+    for (mutation, reason) in rejections {
+        let outcome = record_rejection(model, &db, client, &mutation.id, &reason, now).await?;
+        known.insert(mutation.id.clone(), outcome);
+    }
+
+    let head = db.rows(&Statement { sql: sql::change_head().into(), params: Vec::new() }).await?;
+    let cursor = head.first().and_then(|row| integer(row, "head")).unwrap_or(0);
+    if !touched.is_empty() {
+        // Pokes go out after the answer: the writer does not wait for the fan-out.
+        ctx.wait_until(durable::poke_topics(
+            env.clone(),
+            touched.into_iter().collect(),
+            cursor.max(0) as u64,
+        ));
+    }
+    let results = request
+        .mutations
+        .iter()
+        .filter_map(|mutation| {
+            known
+                .get(&mutation.id)
+                .map(|outcome| MutationResult { id: mutation.id.clone(), outcome: outcome.clone() })
+        })
+        .collect();
+    Ok(Json(PushResponse { results, cursor: Cursor(cursor.max(0) as u64) }))
+}
+
+async fn previous_outcomes(
+    model: &SyncModel,
+    db: &Upstream,
+    client: &str,
+    mutations: &[PushMutation],
+) -> Result<BTreeMap<String, MutationOutcome>, ApiError> {
+    if mutations.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let lookups: Vec<Statement> =
+        mutations.iter().map(|m| sql::find_mutation(db.dialect(), client, &m.id)).collect();
+    let mut known = BTreeMap::new();
+    for (mutation, rows) in mutations.iter().zip(db.read(&lookups).await?) {
+        if let Some(outcome) = rows.first().and_then(|row| decode_outcome(model, row, &mutation.name)) {
+            known.insert(mutation.id.clone(), outcome);
+        }
+    }
+    Ok(known)
+}
+
+/// Reads a stored outcome; the row comes back in storage form and is decoded with
+/// the mutator's collection.
+fn decode_outcome(model: &SyncModel, row: &RawRow, mutator: &str) -> Option<MutationOutcome> {
+    let text = row.get("outcome_json")?.as_str()?;
+    let mut outcome: MutationOutcome = serde_json::from_str(text).ok()?;
+    if let MutationOutcome::Confirmed { row: Some(image), .. } = &mut outcome {
+        let collection = model.mutator_def(mutator).and_then(|m| model.collection(&m.collection))?;
+        *image = sql::decode_row(collection, std::mem::take(image));
+    }
+    Some(outcome)
+}
+
+async fn stored_outcome(
+    model: &SyncModel,
+    db: &Upstream,
+    client: &str,
+    mutation: &str,
+    mutator: &str,
+) -> Result<Option<MutationOutcome>, ApiError> {
+    let rows = db.rows(&sql::find_mutation(db.dialect(), client, mutation)).await?;
+    Ok(rows.first().and_then(|row| decode_outcome(model, row, mutator)))
+}
+
+async fn record_rejection(
+    model: &SyncModel,
+    db: &Upstream,
+    client: &str,
+    mutation: &str,
+    reason: &str,
+    now: i64,
+) -> Result<MutationOutcome, ApiError> {
+    let outcome = MutationOutcome::Rejected { reason: reason.into() };
+    let json = serde_json::to_string(&outcome).map_err(ApiError::upstream)?;
+    if db.rows(&sql::record_mutation(db.dialect(), client, mutation, &json, now)).await.is_err() {
+        // A concurrent retry recorded an answer first: that answer stands.
+        if let Some(existing) = stored_outcome(model, db, client, mutation, "").await? {
+            return Ok(existing);
+        }
+    }
+    Ok(outcome)
+}
+
+/// A mutation ready to apply: its statements (on D1: claim, write, change row,
+/// outcome, then a read of the outcome; on PostgreSQL: one statement doing all of it),
+/// the last of which returns the outcome row.
+struct Planned<'a> {
+    mutation: &'a PushMutation,
+    mutator: String,
+    statements: Vec<Statement>,
+    topics: Vec<Topic>,
+}
+
+type ImageKey = (String, String);
+
+/// The current upstream image of every record the allowed mutations touch, read in
+/// one round trip.
+async fn current_images(
+    model: &SyncModel,
+    db: &Upstream,
+    allowed: &[&ValidatedMutation],
+) -> Result<BTreeMap<ImageKey, Option<sync::schema::Row>>, ApiError> {
+    let mut keys: Vec<ImageKey> =
+        allowed.iter().map(|v| (v.collection.clone(), v.record_id.clone())).collect();
+    keys.sort();
+    keys.dedup();
+    let mut reads = Vec::new();
+    for (collection, record_id) in &keys {
+        let collection = model
+            .collection(collection)
+            .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
+        reads.push(sql::select_by_id(db.dialect(), collection, record_id).map_err(ApiError::upstream)?);
+    }
+    let results = db.read(&reads).await?;
+    let mut images = BTreeMap::new();
+    for ((collection_name, record_id), rows) in keys.into_iter().zip(results) {
+        let image = model
+            .collection(&collection_name)
+            .and_then(|collection| rows.into_iter().next().map(|raw| sql::decode_row(collection, raw)));
+        images.insert((collection_name, record_id), image);
+    }
+    Ok(images)
+}
+
+/// Plans one allowed mutation against the predicted current image (earlier
+/// mutations of this push included). `Err(reason)`: it cannot apply.
+fn plan<'a>(
+    model: &SyncModel,
+    dialect: Dialect,
+    images: &mut BTreeMap<ImageKey, Option<sync::schema::Row>>,
+    client: &str,
+    mutation: &'a PushMutation,
+    validated: ValidatedMutation,
+    now: i64,
+) -> Result<Result<Planned<'a>, String>, ApiError> {
+    let collection = model
+        .collection(&validated.collection)
+        .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
+    let key = (validated.collection.clone(), validated.record_id.clone());
+    let current = images.get(&key).cloned().flatten();
+    // Checked here for a clear reason (exists / missing / guard); the SQL re-checks.
+    let after = match validated.operation.apply(current.as_ref(), &collection.primary_key) {
+        Ok(after) => after,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let topics = change_topics(model, &collection.name, current.as_ref(), after.as_ref());
+    let accepted = sql::AcceptedMutation {
+        collection,
+        operation: &validated.operation,
+        record_id: &validated.record_id,
+        topics: &topics,
+        client_id: client,
+        mutation_id: &mutation.id,
+        now_ms: now,
+    };
+    let statements = accepted
+        .statements(dialect)
+        .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
+    images.insert(key, after);
+    Ok(Ok(Planned { mutation, mutator: validated.name, statements, topics }))
+}
+
+/// Applies the plans in one transaction, or one by one if that fails.
+async fn apply_all<'p, 'a>(
+    model: &SyncModel,
+    db: &Upstream,
+    client: &str,
+    plans: &'p [Planned<'a>],
+    now: i64,
+) -> Result<Vec<(&'p Planned<'a>, MutationOutcome)>, ApiError> {
+    if plans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all: Vec<Statement> = plans.iter().flat_map(|p| p.statements.iter().cloned()).collect();
+    if let Ok(results) = db.write(&all).await {
+        let mut results = results.into_iter();
+        let mut outcomes = Vec::new();
+        for planned in plans {
+            let rows = results.by_ref().take(planned.statements.len()).last().unwrap_or_default();
+            let outcome = rows
+                .first()
+                .and_then(|row| decode_outcome(model, row, &planned.mutator))
+                .ok_or_else(|| ApiError::upstream("an applied mutation left no outcome"))?;
+            outcomes.push((planned, outcome));
+        }
+        return Ok(outcomes);
+    }
+    let mut outcomes = Vec::new();
+    for planned in plans {
+        outcomes.push((planned, apply_one(model, db, client, planned, now).await?));
+    }
+    Ok(outcomes)
+}
+
+/// One mutation in its own transaction (the fallback path).
+async fn apply_one(
+    model: &SyncModel,
+    db: &Upstream,
+    client: &str,
+    planned: &Planned<'_>,
+    now: i64,
+) -> Result<MutationOutcome, ApiError> {
+    let mutation = &planned.mutation.id;
+    match db.write(&planned.statements).await {
+        Ok(results) => results
+            .last()
+            .and_then(|rows| rows.first())
+            .and_then(|row| decode_outcome(model, row, &planned.mutator))
+            .ok_or_else(|| ApiError::upstream("the applied mutation left no outcome")),
+        Err(error) => {
+            // Either a concurrent retry claimed the id (its answer stands) or the
+            // write itself failed (e.g. the id was inserted meanwhile): nothing was
+            // applied.
+            if let Some(existing) = stored_outcome(model, db, client, mutation, &planned.mutator).await? {
+                return Ok(existing);
+            }
+            let reason = format!("the upstream refused the write: {error}");
+            record_rejection(model, db, client, mutation, &reason, now).await
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `POST /sync/query`: run a named read.
+
+use axum::Json;
+use axum::extract::Extension;
+use axum::http::HeaderMap;
+use sync::changes::Cursor;
+use sync::protocol::query::{QueryRequest, QueryResponse};
+use sync::sql::{self, Statement};
+use worker::Env;
+
+use super::{authorization, check_ids, check_protocol, parse_json, read_body};
+use crate::durable;
+use crate::engine::Engine;
+use crate::error::ApiError;
+use crate::upstream::{Database, Upstream, integer};
+
+#[worker::send]
+pub async fn query(
+    Extension(engine): Extension<Engine>,
+    Extension(env): Extension<Env>,
+    headers: HeaderMap,
+    raw: axum::extract::Request,
+) -> Result<Json<QueryResponse>, ApiError> {
+    let request: QueryRequest = parse_json(&read_body(raw).await?)?;
+    check_protocol(request.protocol_version)?;
+    check_ids(&request.client_id, &request.session_id)?;
+    let validated = engine
+        .authorized_query(
+        &env,
+        authorization(&headers),
+        &request.client_id,
+        &request.session_id,
+        &request.name,
+        &request.args,
+    )
+    .await?;
+    // Subscribe before reading, so no change between the read and the subscription
+    // goes unpoked. (This also checks the session belongs to this client.)
+    let watched = vec![validated.topic.to_string()];
+    durable::subscribe(&env, &request.session_id, &request.client_id, watched, None).await?;
+    let (rows, cursor) = read(&engine, &env, &validated).await?;
+    Ok(Json(QueryResponse { rows, cursor, topic: validated.topic }))
+}
+
+/// Runs a validated read upstream: its rows and the cursor they are exact at (one
+/// transaction).
+pub async fn read(
+    engine: &Engine,
+    env: &Env,
+    validated: &sync::ValidatedQuery,
+) -> Result<(Vec<sync::schema::Row>, Cursor), ApiError> {
+    let collection = engine
+        .model()
+        .collection(&validated.select.collection)
+        .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
+    let db = Upstream::open(engine, env).await?;
+    let select = sql::select(db.dialect(), collection, &validated.select)
+        .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
+    let head = Statement { sql: sql::change_head().into(), params: Vec::new() };
+    let mut results = db.read(&[head, select]).await?.into_iter();
+    let cursor =
+        results.next().and_then(|rows| rows.first().and_then(|row| integer(row, "head"))).unwrap_or(0);
+    let rows =
+        results.next().unwrap_or_default().into_iter().map(|raw| sql::decode_row(collection, raw)).collect();
+    Ok((rows, Cursor(cursor.max(0) as u64)))
+}

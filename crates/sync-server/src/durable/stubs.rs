@@ -1,0 +1,113 @@
+//! Calling the objects from the worker (and from each other).
+
+use serde::Serialize;
+use worker::{Env, Method, Request, RequestInit, Response, Stub};
+
+use super::calls::{Claim, Poke};
+use crate::error::ApiError;
+
+pub const SESSIONS: &str = "CLIENT_SESSIONS";
+pub const SUBSCRIPTIONS: &str = "QUERY_SUBSCRIPTIONS";
+
+pub fn session_stub(env: &Env, session_id: &str) -> worker::Result<Stub> {
+    env.durable_object(SESSIONS)?.id_from_name(session_id)?.get_stub()
+}
+
+pub fn subscription_stub(env: &Env, topic: &str) -> worker::Result<Stub> {
+    env.durable_object(SUBSCRIPTIONS)?.id_from_name(topic)?.get_stub()
+}
+
+pub async fn post_json(stub: &Stub, path: &str, body: &impl Serialize) -> worker::Result<Response> {
+    let headers = worker::Headers::new();
+    headers.set("content-type", "application/json")?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(serde_json::to_string(body)?.into()));
+    // Objects are addressed by stub; the host is a placeholder.
+    stub.fetch_with_request(Request::new_with_init(&format!("https://object{path}"), &init)?).await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("the session object failed: {0}")]
+    Failed(String),
+}
+
+impl From<SessionError> for ApiError {
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::Mismatch(reason) => ApiError::Forbidden { code: "session_mismatch", reason },
+            SessionError::Failed(reason) => ApiError::upstream(reason),
+        }
+    }
+}
+
+async fn session_call(env: &Env, path: &str, claim: &Claim) -> Result<(), SessionError> {
+    let failed = |error: worker::Error| SessionError::Failed(error.to_string());
+    let stub = session_stub(env, &claim.session_id).map_err(failed)?;
+    let mut response = post_json(&stub, path, claim).await.map_err(failed)?;
+    match response.status_code() {
+        200 => Ok(()),
+        403 => {
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let reason =
+                body.get("reason").and_then(|r| r.as_str()).unwrap_or("session belongs to another client");
+            Err(SessionError::Mismatch(reason.to_string()))
+        }
+        status => Err(SessionError::Failed(format!("HTTP {status}"))),
+    }
+}
+
+/// Binds (or checks) the session's client.
+pub async fn claim(env: &Env, session_id: &str, client_id: &str) -> Result<(), SessionError> {
+    let claim = Claim {
+        session_id: session_id.into(),
+        client_id: client_id.into(),
+        topics: Vec::new(),
+        cursor: None,
+    };
+    session_call(env, "/claim", &claim).await
+}
+
+/// Checks the session's client, makes it watch `topics`, and records the cursor the
+/// client acknowledged (pokes at or below it are skipped).
+pub async fn subscribe(
+    env: &Env,
+    session_id: &str,
+    client_id: &str,
+    topics: Vec<String>,
+    cursor: Option<u64>,
+) -> Result<(), SessionError> {
+    let claim = Claim { session_id: session_id.into(), client_id: client_id.into(), topics, cursor };
+    session_call(env, "/subscribe", &claim).await
+}
+
+/// Hands a WebSocket upgrade to the session's object.
+pub async fn open_socket(env: &Env, session_id: &str, url: &str) -> worker::Result<Response> {
+    let stub = session_stub(env, session_id)?;
+    let headers = worker::Headers::new();
+    headers.set("upgrade", "websocket")?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    stub.fetch_with_request(Request::new_with_init(url, &init)?).await
+}
+
+/// Tells every watcher of `topics` that the log reached `cursor`. Failures are logged,
+/// never raised: a missed poke is caught by the client's next pull.
+pub async fn poke_topics(env: Env, topics: Vec<String>, cursor: u64) {
+    let pokes = topics.into_iter().map(|topic| {
+        let env = env.clone();
+        async move {
+            let poke = Poke { topic: topic.clone(), cursor };
+            let result = match subscription_stub(&env, &topic) {
+                Ok(stub) => post_json(&stub, "/poke", &poke).await.map(|_| ()),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = result {
+                worker::console_error!("poke {topic}: {error}");
+            }
+        }
+    });
+    futures_util::future::join_all(pokes).await;
+}

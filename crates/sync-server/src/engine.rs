@@ -1,0 +1,172 @@
+//! [`Engine`]: the sync model and the app's callbacks, mounted as routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Extension;
+use axum::routing::{get, post};
+use futures_util::future::{Either, select};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
+use sync::protocol::query_callback::QueryCallbackRequest;
+use sync::protocol::Decision;
+use sync::{Query, SyncModel, ValidatedQuery};
+use worker::Env;
+
+use crate::callbacks::{Caller, Callbacks};
+use crate::config::Config;
+use crate::connector;
+use crate::error::ApiError;
+
+/// The engine as an app's worker holds it: its sync model, its callbacks, and the
+/// PostgreSQL migrations of its tables. Cheap to clone.
+///
+/// ```ignore
+/// let engine = Engine::new(my_model(), HttpCallbacks::or(MyRules))
+///     .postgres_migrations(&[("0001_init", include_str!("../../migrations/postgres/0001_init.sql"))]);
+/// let app = Router::new().merge(engine.routes()).route("/", get(home));
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    model: SyncModel,
+    callbacks: Arc<dyn Callbacks>,
+    postgres_migrations: Arc<[(&'static str, &'static str)]>,
+}
+
+impl Engine {
+    pub fn new(model: SyncModel, callbacks: impl Callbacks) -> Self {
+        Self { model, callbacks: Arc::new(callbacks), postgres_migrations: Arc::new([]) }
+    }
+
+    /// The app's own PostgreSQL migrations `(version, sql)`, in order. The engine
+    /// applies them (after its own tables) on an isolate's first connection, under an
+    /// advisory lock, recording each version in `sync_schema_migrations`. (On D1,
+    /// `wrangler d1 migrations apply` applies the app's; the engine creates its own.)
+    #[must_use]
+    pub fn postgres_migrations(mut self, migrations: &[(&'static str, &'static str)]) -> Self {
+        self.postgres_migrations = migrations.into();
+        self
+    }
+
+    pub fn model(&self) -> &SyncModel {
+        &self.model
+    }
+
+    pub(crate) fn app_postgres_migrations(&self) -> &[(&'static str, &'static str)] {
+        &self.postgres_migrations
+    }
+
+    /// The connector's routes: `POST /sync/query|push|pull`, `GET /sync/socket`,
+    /// `GET /sync/health`, and a JSON 404 for any other `/sync/*` path. Merge them
+    /// into the app's router and serve it with [`crate::serve`].
+    pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/sync/query", post(connector::query::query))
+            .route("/sync/push", post(connector::push::push))
+            .route("/sync/pull", post(connector::pull::pull))
+            .route("/sync/socket", get(connector::socket::socket))
+            .route("/sync/health", get(crate::health::health))
+            .layer(Extension(self.clone()))
+            .nest("/sync", Router::new().fallback(crate::error::api_not_found))
+    }
+
+    /// Checks the named read `name(args)` against the model, then asks the app's query
+    /// callback whether this client may run it, forwarding the user's `authorization`;
+    /// a denial is a 403 with the callback's reason.
+    pub async fn authorized_query(
+        &self,
+        env: &Env,
+        authorization: Option<&str>,
+        client_id: &str,
+        session_id: &str,
+        name: &str,
+        args: &serde_json::Value,
+    ) -> Result<ValidatedQuery, ApiError> {
+        let query = self.model().validate_query(name, args)?;
+        let ask = QueryCallbackRequest::new(client_id, session_id, &query.name, query.args.clone());
+        let decision = self.ask_query(env, authorization, &ask).await?;
+        if decision.allow {
+            Ok(query)
+        } else {
+            Err(ApiError::Forbidden {
+                code: "query_denied",
+                reason: decision
+                    .reason
+                    .unwrap_or_else(|| format!("{} denied by the query callback", query.name)),
+            })
+        }
+    }
+
+    /// A typed named read on the server (e.g. to render a page with its data), under
+    /// the same model check and query callback as the connector. Rows come back as `R`.
+    pub async fn read_query<A: Serialize, R: DeserializeOwned>(
+        &self,
+        env: &Env,
+        authorization: Option<&str>,
+        query: &Query<A, R>,
+        args: &A,
+    ) -> Result<Vec<R>, ApiError> {
+        /// The callbacks see server-side reads under these ids.
+        const SERVER_CLIENT_ID: &str = "client_00000000000000000000000000";
+        const SERVER_SESSION_ID: &str = "session_00000000000000000000000000";
+        let args = serde_json::to_value(args)
+            .map_err(|error| ApiError::bad_request("invalid_args", error.to_string()))?;
+        let validated = self
+            .authorized_query(env, authorization, SERVER_CLIENT_ID, SERVER_SESSION_ID, query.name(), &args)
+            .await?;
+        let (rows, _) = connector::query::read(self, env, &validated).await?;
+        rows.into_iter()
+            .map(|row| {
+                serde_json::from_value(serde_json::Value::Object(row.into_iter().collect()))
+                    .map_err(|error| ApiError::upstream(format!("a {} row does not decode: {error}", query.name())))
+            })
+            .collect()
+    }
+
+    pub(crate) async fn ask_query(
+        &self,
+        env: &Env,
+        authorization: Option<&str>,
+        request: &QueryCallbackRequest,
+    ) -> Result<Decision, ApiError> {
+        let config = Config::from_env(env)?;
+        let caller = caller(env, &config, authorization);
+        let answer = with_timeout(&config, self.callbacks.query(&caller, request)).await;
+        Ok(answer.unwrap_or_else(|reason| Decision::deny(format!("query callback failed: {reason}"))))
+    }
+
+    pub(crate) async fn ask_mutation(
+        &self,
+        env: &Env,
+        authorization: Option<&str>,
+        request: &MutationCallbackRequest,
+    ) -> Result<MutationCallbackResponse, ApiError> {
+        let config = Config::from_env(env)?;
+        let caller = caller(env, &config, authorization);
+        let answer = with_timeout(&config, self.callbacks.mutation(&caller, request)).await;
+        Ok(answer.unwrap_or_else(|reason| {
+            MutationCallbackResponse::Batch(Decision::deny(format!("mutation callback failed: {reason}")))
+        }))
+    }
+}
+
+fn caller(env: &Env, config: &Config, authorization: Option<&str>) -> Caller {
+    Caller {
+        env: env.clone(),
+        authorization: authorization.map(str::to_string),
+        engine_secret: config.engine_secret.clone(),
+    }
+}
+
+async fn with_timeout<T>(
+    config: &Config,
+    answer: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let timeout = worker::Delay::from(Duration::from_millis(config.callback_timeout_ms));
+    match select(Box::pin(answer), Box::pin(timeout)).await {
+        Either::Left((answer, _)) => answer,
+        Either::Right(_) => Err(format!("no answer within {} ms", config.callback_timeout_ms)),
+    }
+}

@@ -1,0 +1,75 @@
+//! The one HTTP error type at the edge: every failure becomes a status code plus a
+//! JSON body `{"error": <machine code>, "reason": <human sentence>}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use sync::model::ValidationError;
+use sync::protocol::error::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or names something the model does not allow.
+    #[error("{reason}")]
+    BadRequest { code: &'static str, reason: String },
+    /// 401: missing or wrong credentials.
+    #[error("{reason}")]
+    Unauthorized { reason: String },
+    /// 403: the app's callback said no.
+    #[error("{reason}")]
+    Forbidden { code: &'static str, reason: String },
+    #[error("{reason}")]
+    NotFound { reason: String },
+    /// 426: a WebSocket endpoint was called without an upgrade.
+    #[error("{reason}")]
+    UpgradeRequired { reason: String },
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 503: a required setting is missing.
+    #[error("{reason}")]
+    NotConfigured { reason: String },
+    /// 502: the upstream database failed.
+    #[error("upstream database error: {reason}")]
+    Upstream { reason: String },
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, reason: impl Into<String>) -> Self {
+        ApiError::BadRequest { code, reason: reason.into() }
+    }
+
+    pub fn upstream(error: impl std::fmt::Display) -> Self {
+        ApiError::Upstream { reason: error.to_string() }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
+            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::UpgradeRequired { .. } => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
+            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::NotConfigured { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
+            ApiError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream_error"),
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        ApiError::BadRequest { code: error.code(), reason: error.to_string() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let body = ErrorBody { error: code.to_string(), reason: self.to_string() };
+        (status, Json(body)).into_response()
+    }
+}
+
+pub async fn api_not_found(axum::extract::OriginalUri(uri): axum::extract::OriginalUri) -> ApiError {
+    ApiError::NotFound { reason: format!("no API endpoint at {}", uri.path()) }
+}

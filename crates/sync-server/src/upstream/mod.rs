@@ -1,0 +1,114 @@
+//! The upstream database, the source of truth: D1 (the default) or PostgreSQL through
+//! a Hyperdrive binding, chosen by the `SYNC_UPSTREAM` setting. Both sit behind
+//! [`Database`]; the connector builds its SQL with [`Database::dialect`] and never
+//! looks at which one it talks to.
+//!
+//! Rows come back in *storage form*, the same for both: text as strings, numbers as
+//! JSON numbers, booleans as JSON booleans (PostgreSQL) or 0/1 (SQLite), JSON columns
+//! as JSON text. `sync::sql::decode_row` turns them into model rows.
+
+mod d1;
+mod postgres;
+
+use serde_json::{Map, Value};
+use sync::sql::{Dialect, Statement};
+use worker::Env;
+
+pub use d1::D1;
+pub use postgres::Postgres;
+
+use crate::config;
+use crate::engine::Engine;
+use crate::error::ApiError;
+
+pub type RawRow = Map<String, Value>;
+
+/// What the connector needs from an upstream database.
+pub trait Database {
+    fn dialect(&self) -> Dialect;
+
+    /// One statement on its own (its own transaction).
+    async fn rows(&self, statement: &Statement) -> Result<Vec<RawRow>, ApiError>;
+
+    /// Reads that must agree with each other (rows and the cursor they are exact at):
+    /// one transaction, one snapshot. Each statement's rows, in order.
+    async fn read(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError>;
+
+    /// Writes as one transaction: all of them or none. Writers that append to the
+    /// change log commit one at a time, so cursors only ever pass committed changes.
+    async fn write(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError>;
+}
+
+/// Which database `SYNC_UPSTREAM` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    D1,
+    Postgres,
+}
+
+impl Kind {
+    pub fn from_env(env: &Env) -> Result<Self, ApiError> {
+        match config::setting(env, config::UPSTREAM).as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("d1") => Ok(Kind::D1),
+            Some("postgres" | "postgresql") => Ok(Kind::Postgres),
+            Some(other) => Err(ApiError::NotConfigured {
+                reason: format!("{} is `{other}`; use `d1` or `postgres`", config::UPSTREAM),
+            }),
+        }
+    }
+}
+
+/// The configured upstream, opened for one request.
+pub enum Upstream {
+    D1(D1),
+    Postgres(Postgres),
+}
+
+impl Upstream {
+    /// Opens the configured database for one request. The first use in an isolate
+    /// also makes sure the engine's tables exist (and, on PostgreSQL, applies the
+    /// app's migrations given to the [`Engine`]).
+    pub async fn open(engine: &Engine, env: &Env) -> Result<Self, ApiError> {
+        Ok(match Kind::from_env(env)? {
+            Kind::D1 => Upstream::D1(D1::open(env).await?),
+            Kind::Postgres => Upstream::Postgres(Postgres::connect(env, engine.app_postgres_migrations()).await?),
+        })
+    }
+}
+
+impl Database for Upstream {
+    fn dialect(&self) -> Dialect {
+        match self {
+            Upstream::D1(db) => db.dialect(),
+            Upstream::Postgres(db) => db.dialect(),
+        }
+    }
+
+    async fn rows(&self, statement: &Statement) -> Result<Vec<RawRow>, ApiError> {
+        match self {
+            Upstream::D1(db) => db.rows(statement).await,
+            Upstream::Postgres(db) => db.rows(statement).await,
+        }
+    }
+
+    async fn read(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
+        match self {
+            Upstream::D1(db) => db.read(statements).await,
+            Upstream::Postgres(db) => db.read(statements).await,
+        }
+    }
+
+    async fn write(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
+        match self {
+            Upstream::D1(db) => db.write(statements).await,
+            Upstream::Postgres(db) => db.write(statements).await,
+        }
+    }
+}
+
+/// Reads an integer cell (both databases hand numbers over as JSON numbers).
+pub fn integer(row: &RawRow, column: &str) -> Option<i64> {
+    let value = row.get(column)?;
+    value.as_i64().or_else(|| value.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+}

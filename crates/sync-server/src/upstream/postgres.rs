@@ -1,0 +1,223 @@
+//! PostgreSQL through Hyperdrive: tokio-postgres over the worker's TCP socket. Locally,
+//! wrangler stands in for Hyperdrive with a proxy to the binding's
+//! `localConnectionString` (or `CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE`).
+//!
+//! One connection per request (an I/O object cannot outlive its request in workerd;
+//! Hyperdrive pools the connections to the origin). Statements are sent as unnamed,
+//! typed statements (`query_typed`: one round trip each, no prepared-statement cache
+//! needed), and a transaction's statements are pipelined: sent together, answered in
+//! order.
+
+use std::cell::Cell;
+
+use serde_json::Value;
+use sync::sql::{Dialect, POSTGRES_CHANGE_LOG_LOCK, SqlParam, Statement};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row};
+use worker::postgres_tls::PassthroughTls;
+use worker::{Env, SecureTransport, Socket};
+
+use super::{Database, RawRow};
+use crate::error::ApiError;
+
+/// The Hyperdrive binding's name in the wrangler config.
+pub const BINDING: &str = "HYPERDRIVE";
+
+/// The engine's own tables, recorded under this version before the app's migrations.
+const ENGINE_MIGRATION: &str = "sync_engine_0001";
+
+/// Advisory-lock key held while migrating: ASCII "syncMIGR".
+const MIGRATION_LOCK: i64 = 0x7379_6e63_4d49_4752;
+
+thread_local! {
+    /// Migrations are checked once per isolate.
+    static MIGRATED: Cell<bool> = const { Cell::new(false) };
+}
+
+pub struct Postgres {
+    client: Client,
+}
+
+/// The database's own words for a failure (tokio-postgres' Display is only "db error"),
+/// or the error with its cause.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match (error.as_db_error(), std::error::Error::source(error)) {
+        (Some(db), _) => format!("{} ({})", db.message(), db.code().code()),
+        (None, Some(cause)) => format!("{error}: {cause}"),
+        (None, None) => error.to_string(),
+    }
+}
+
+fn upstream(error: &tokio_postgres::Error) -> ApiError {
+    ApiError::upstream(describe(error))
+}
+
+impl Postgres {
+    /// Opens a connection through the Hyperdrive binding and makes sure the schema is
+    /// current.
+    pub async fn connect(env: &Env, app_migrations: &[(&str, &str)]) -> Result<Self, ApiError> {
+        let not_configured = |detail: String| ApiError::NotConfigured {
+            reason: format!(
+                "SYNC_UPSTREAM is postgres, but the Hyperdrive binding {BINDING} is unusable: {detail}"
+            ),
+        };
+        let hyperdrive = env.hyperdrive(BINDING).map_err(|error| not_configured(error.to_string()))?;
+        let config: tokio_postgres::Config =
+            hyperdrive.connection_string().parse().map_err(|error| not_configured(format!("{error}")))?;
+        let socket = Socket::builder()
+            .secure_transport(SecureTransport::StartTls)
+            .connect(hyperdrive.host(), hyperdrive.port())
+            .map_err(|error| ApiError::upstream(format!("connecting to Hyperdrive: {error}")))?;
+        let (client, connection) = config
+            .connect_raw(socket, PassthroughTls)
+            .await
+            .map_err(|error| ApiError::upstream(format!("connecting to PostgreSQL: {}", describe(&error))))?;
+        // The connection task lives as long as the client; it ends when the client drops.
+        worker::wasm_bindgen_futures::spawn_local(async move {
+            if let Err(error) = connection.await {
+                worker::console_error!("PostgreSQL connection: {}", describe(&error));
+            }
+        });
+        let db = Self { client };
+        if !MIGRATED.with(Cell::get) {
+            let engine = sync::sql::engine_schema(Dialect::Postgres).join(";\n");
+            let mut migrations = vec![(ENGINE_MIGRATION, engine.as_str())];
+            migrations.extend(app_migrations.iter().copied());
+            db.migrate(&migrations).await?;
+            MIGRATED.with(|done| done.set(true));
+        }
+        Ok(db)
+    }
+
+    /// Applies the migrations this database lacks, one transaction, one migrator at a
+    /// time.
+    async fn migrate(&self, migrations: &[(&str, &str)]) -> Result<(), ApiError> {
+        let fail =
+            |error: tokio_postgres::Error| ApiError::upstream(format!("migrating: {}", describe(&error)));
+        self.client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({MIGRATION_LOCK}); \
+                 CREATE TABLE IF NOT EXISTS sync_schema_migrations (\
+                   version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            ))
+            .await
+            .map_err(fail)?;
+        let applied: Vec<String> = self
+            .client
+            .query_typed("SELECT version FROM sync_schema_migrations", &[])
+            .await
+            .map_err(fail)?
+            .iter()
+            .map(|row| row.try_get::<_, String>(0))
+            .collect::<Result<_, _>>()
+            .map_err(fail)?;
+        for (version, sql) in migrations {
+            if applied.iter().any(|done| done == version) {
+                continue;
+            }
+            self.client.batch_execute(sql).await.map_err(fail)?;
+            self.client
+                .query_typed(
+                    "INSERT INTO sync_schema_migrations (version) VALUES ($1)",
+                    &[(version, Type::TEXT)],
+                )
+                .await
+                .map_err(fail)?;
+            worker::console_log!("PostgreSQL: applied migration {version}");
+        }
+        self.client.batch_execute("COMMIT").await.map_err(fail)
+    }
+
+    async fn run(&self, statement: &Statement) -> Result<Vec<RawRow>, tokio_postgres::Error> {
+        let params: Vec<(&(dyn ToSql + Sync), Type)> = statement.params.iter().map(typed).collect();
+        let rows = self.client.query_typed(&statement.sql, &params).await?;
+        rows.iter().map(raw_row).collect()
+    }
+
+    /// `begin`, the statements, then COMMIT; the first failure rolls it all back.
+    async fn transaction(&self, begin: &str, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
+        self.client.batch_execute(begin).await.map_err(|error| upstream(&error))?;
+        let mut results = Vec::new();
+        for statement in statements {
+            match self.run(statement).await {
+                Ok(rows) => results.push(rows),
+                Err(error) => {
+                    let _ = self.client.batch_execute("ROLLBACK").await;
+                    return Err(upstream(&error));
+                }
+            }
+        }
+        let committed = self.client.batch_execute("COMMIT").await;
+        committed.map_err(|error| upstream(&error))?;
+        Ok(results)
+    }
+}
+
+/// A parameter with the type the SQL expects of it. NULL is sent as text: the
+/// statements only bind NULL where they cast it (`$n::jsonb`).
+fn typed(param: &SqlParam) -> (&(dyn ToSql + Sync), Type) {
+    match param {
+        SqlParam::Null => (&None::<&str>, Type::TEXT),
+        SqlParam::Integer(value) => (value, Type::INT8),
+        SqlParam::Real(value) => (value, Type::FLOAT8),
+        SqlParam::Text(value) => (value, Type::TEXT),
+        SqlParam::Boolean(value) => (value, Type::BOOL),
+    }
+}
+
+/// A row in storage form (see the module docs of `upstream`).
+fn raw_row(row: &Row) -> Result<RawRow, tokio_postgres::Error> {
+    let mut raw = RawRow::new();
+    for (index, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        let value = if *ty == Type::INT8 {
+            row.try_get::<_, Option<i64>>(index)?.map(Value::from)
+        } else if *ty == Type::INT4 {
+            row.try_get::<_, Option<i32>>(index)?.map(Value::from)
+        } else if *ty == Type::INT2 {
+            row.try_get::<_, Option<i16>>(index)?.map(Value::from)
+        } else if *ty == Type::FLOAT8 {
+            row.try_get::<_, Option<f64>>(index)?.map(Value::from)
+        } else if *ty == Type::FLOAT4 {
+            row.try_get::<_, Option<f32>>(index)?.map(|v| Value::from(f64::from(v)))
+        } else if *ty == Type::BOOL {
+            row.try_get::<_, Option<bool>>(index)?.map(Value::from)
+        } else if *ty == Type::JSONB || *ty == Type::JSON {
+            // As text, like D1 hands JSON columns over.
+            row.try_get::<_, Option<Value>>(index)?.map(|value| Value::String(value.to_string()))
+        } else {
+            // TEXT, VARCHAR, NAME...; any other type fails here with a clear error.
+            row.try_get::<_, Option<String>>(index)?.map(Value::String)
+        };
+        raw.insert(column.name().to_string(), value.unwrap_or(Value::Null));
+    }
+    Ok(raw)
+}
+
+impl Database for Postgres {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn rows(&self, statement: &Statement) -> Result<Vec<RawRow>, ApiError> {
+        self.run(statement).await.map_err(|error| upstream(&error))
+    }
+
+    async fn read(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
+        match statements {
+            [] => Ok(Vec::new()),
+            [one] => Ok(vec![self.rows(one).await?]),
+            // Several reads see one snapshot.
+            _ => self.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", statements).await,
+        }
+    }
+
+    async fn write(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
+        if statements.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Writers take the change-log lock first (see sync::sql::postgres_apply_mutation).
+        let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({POSTGRES_CHANGE_LOG_LOCK})");
+        self.transaction(&begin, statements).await
+    }
+}

@@ -1,0 +1,359 @@
+//! The SQLite store behaves exactly like the reference rules (`sync::client::ClientState`)
+//! under random interleavings of local writes, pushes (answers lost or delivered),
+//! callback rejections, paged pulls and store reopenings (a reload), and every store
+//! ends with the server's rows.
+
+use std::path::PathBuf;
+
+// The engine's neutral test model (cards on boards), shared with the core's tests.
+#[path = "../../sync/tests/common/mod.rs"]
+mod common;
+
+const CARDS: &str = "cards";
+const ADD_CARD: &str = "addCard";
+const EDIT_CARD: &str = "editCard";
+const DELETE_CARD: &str = "deleteCard";
+
+fn model() -> sync::SyncModel {
+    common::model()
+}
+use proptest::prelude::*;
+use serde_json::json;
+use sync_store::LocalStore;
+use sync::client::ClientState;
+use sync::model::MutationContext;
+use sync::protocol::push::MutationOutcome;
+use sync::server::{ServerState, Verdict};
+
+const CLIENTS: usize = 2;
+const RECORDS: [&str; 3] = ["card_a", "card_b", "card_c"];
+const BOARDS: [&str; 2] = ["r1", "r2"];
+
+#[derive(Debug, Clone)]
+enum Step {
+    Write { client: usize, kind: usize, record: usize, board: usize, body: String },
+    Push { client: usize, lose_answer: bool },
+    Pull { client: usize, page: usize },
+    Reopen { client: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let body = prop_oneof![4 => "[a-z]{1,5}", 1 => Just(String::new())];
+    prop_oneof![
+        5 => (0..CLIENTS, 0..3usize, 0..RECORDS.len(), 0..BOARDS.len(), body)
+            .prop_map(|(client, kind, record, board, body)| Step::Write { client, kind, record, board, body }),
+        3 => (0..CLIENTS, any::<bool>()).prop_map(|(client, lose_answer)| Step::Push { client, lose_answer }),
+        3 => (0..CLIENTS, 1..4usize).prop_map(|(client, page)| Step::Pull { client, page }),
+        1 => (0..CLIENTS).prop_map(|client| Step::Reopen { client }),
+    ]
+}
+
+struct Client {
+    path: PathBuf,
+    store: Option<LocalStore>,
+    reference: ClientState,
+    next_id: usize,
+}
+
+impl Client {
+    fn store(&mut self) -> &mut LocalStore {
+        if self.store.is_none() {
+            let conn = rusqlite_open(&self.path);
+            self.store = Some(
+                LocalStore::open(conn, model(), || format!("client_{}", self.path.display()))
+                    .expect("open"),
+            );
+        }
+        self.store.as_mut().expect("just opened")
+    }
+}
+
+fn rusqlite_open(path: &PathBuf) -> sync_store::Connection {
+    sync_store::Connection::open(path).expect("sqlite file")
+}
+
+struct World {
+    server: ServerState,
+    clients: Vec<Client>,
+    now: i64,
+    _dir: TempDir,
+}
+
+/// A folder removed on drop.
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir() -> TempDir {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "store-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    TempDir(dir)
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = temp_dir();
+        let clients = (0..CLIENTS)
+            .map(|i| Client {
+                path: dir.0.join(format!("client{i}.db")),
+                store: None,
+                reference: ClientState::new(model()),
+                next_id: 0,
+            })
+            .collect();
+        Self { server: ServerState::new(model()), clients, now: 0, _dir: dir }
+    }
+
+    fn client_id(client: usize) -> String {
+        format!("client_{client}")
+    }
+
+    fn check_equivalent(&mut self, client: usize) {
+        let reference = self.clients[client].reference.view(CARDS);
+        let stored = self.clients[client].store().rows(CARDS).expect("rows");
+        assert_eq!(stored, reference, "store and reference rules disagree for client {client}");
+    }
+
+    fn run(&mut self, step: &Step) {
+        self.now += 1;
+        match step.clone() {
+            Step::Write { client, kind, record, board, body } => {
+                let c = &mut self.clients[client];
+                c.next_id += 1;
+                let id = format!("outbox_{}", c.next_id);
+                let (name, args) = match kind {
+                    0 => (ADD_CARD, json!({"boardId": BOARDS[board], "author": "Ada", "body": body})),
+                    1 => (EDIT_CARD, json!({"boardId": BOARDS[board], "body": body})),
+                    _ => (DELETE_CARD, json!({"boardId": BOARDS[board]})),
+                };
+                let ctx = MutationContext {
+                    client_id: Self::client_id(client),
+                    record_id: RECORDS[record].into(),
+                    now_ms: self.now,
+                };
+                let by_reference = c.reference.mutate(&id, name, &args, &ctx).is_ok();
+                let by_store = c.store().mutate(&id, name, &args, &ctx).is_ok();
+                assert_eq!(by_store, by_reference, "store and reference disagree on accepting {name}");
+            }
+            Step::Push { client, lose_answer } => {
+                let pending = self.clients[client].store().outbox(100).expect("outbox");
+                let reference_pending: Vec<_> =
+                    self.clients[client].reference.outbox().iter().map(|p| p.id.clone()).collect();
+                assert_eq!(pending.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), reference_pending);
+                let mut answers = Vec::new();
+                for mutation in pending.iter().map(|p| p.to_push()) {
+                    let verdict = || {
+                        if mutation.args.get("body").and_then(|b| b.as_str()) == Some("") {
+                            Verdict::Deny("a message cannot be empty".into())
+                        } else {
+                            Verdict::Allow
+                        }
+                    };
+                    let outcome: MutationOutcome =
+                        self.server.push(&Self::client_id(client), &mutation, self.now, verdict);
+                    answers.push((mutation.id.clone(), outcome));
+                }
+                if !lose_answer {
+                    for (id, outcome) in &answers {
+                        self.clients[client].reference.resolve(id, outcome);
+                    }
+                    self.clients[client].store().resolve(&answers).expect("resolve");
+                }
+            }
+            Step::Pull { client, page } => {
+                let cursor = self.clients[client].store().cursor().expect("cursor");
+                assert_eq!(cursor, self.clients[client].reference.cursor());
+                let topics = BOARDS
+                    .iter()
+                    .map(|board| {
+                        model()
+                            .validate_query("boardCards", &json!({"boardId": board}))
+                            .expect("valid")
+                            .topic
+                    })
+                    .collect();
+                let result = self.server.pull(cursor, &topics, page);
+                self.clients[client].reference.apply_pull(&result.changes, result.cursor);
+                self.clients[client].store().apply_pull(&result.changes, result.cursor).expect("pull");
+            }
+            Step::Reopen { client } => {
+                // A reload: the connection goes away; everything must come back from disk.
+                self.clients[client].store = None;
+            }
+        }
+        for client in 0..CLIENTS {
+            self.check_equivalent(client);
+        }
+    }
+
+    fn settle(&mut self) {
+        for client in 0..CLIENTS {
+            self.run(&Step::Push { client, lose_answer: false });
+        }
+        for client in 0..CLIENTS {
+            for _ in 0..100 {
+                self.run(&Step::Pull { client, page: 3 });
+                if self.clients[client].store().cursor().expect("cursor") == self.server.head() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn the_store_follows_the_reference_rules_and_converges(steps in proptest::collection::vec(step(), 0..40)) {
+        let mut world = World::new();
+        for step in &steps {
+            world.run(step);
+        }
+        world.settle();
+        let server_rows = world.server.rows(CARDS);
+        for client in 0..CLIENTS {
+            let store = world.clients[client].store();
+            prop_assert_eq!(store.rows(CARDS).expect("rows"), server_rows.clone());
+            prop_assert_eq!(store.outbox_len().expect("len"), 0);
+        }
+    }
+}
+
+#[test]
+fn the_client_id_is_made_once_and_kept() {
+    let dir = temp_dir();
+    let path = dir.0.join("id.db");
+    let first = LocalStore::open(rusqlite_open(&path), model(), || "client_first".into()).expect("open");
+    assert_eq!(first.client_id(), "client_first");
+    drop(first);
+    let again =
+        LocalStore::open(rusqlite_open(&path), model(), || unreachable!("already named")).expect("open");
+    assert_eq!(again.client_id(), "client_first");
+}
+
+#[test]
+fn a_write_and_its_outbox_entry_land_together_or_not_at_all() {
+    let mut store =
+        LocalStore::open(sync_store::Connection::open_in_memory().expect("db"), model(), || "c".into())
+            .expect("open");
+    let ctx = MutationContext { client_id: "c".into(), record_id: "card_x".into(), now_ms: 1 };
+    // Editing a record this client has never seen cannot apply: nothing is queued.
+    let refused = store.mutate("outbox_1", EDIT_CARD, &json!({"boardId": "r", "body": "x"}), &ctx);
+    assert!(refused.is_err());
+    assert_eq!(store.outbox_len().expect("len"), 0);
+    assert!(store.rows(CARDS).expect("rows").is_empty());
+    // An invalid arg is refused the same way.
+    assert!(store.mutate("outbox_2", ADD_CARD, &json!({"boardId": "r"}), &ctx).is_err());
+    assert_eq!(store.outbox_len().expect("len"), 0);
+    // A valid send shows at once and is queued.
+    store
+        .mutate("outbox_3", ADD_CARD, &json!({"boardId": "r", "author": "Ada", "body": "hi"}), &ctx)
+        .expect("valid");
+    assert_eq!(store.outbox_len().expect("len"), 1);
+    assert_eq!(store.rows(CARDS).expect("rows")[0]["body"], json!("hi"));
+    // Rejected: rolled back.
+    store
+        .resolve(&[("outbox_3".into(), MutationOutcome::Rejected { reason: "no".into() })])
+        .expect("resolve");
+    assert!(store.rows(CARDS).expect("rows").is_empty());
+    assert_eq!(store.outbox_len().expect("len"), 0);
+}
+
+#[test]
+fn a_query_snapshot_installs_rows_removes_vanished_ones_and_keeps_newer_images() {
+    let model = model();
+    let mut store =
+        LocalStore::open(sync_store::Connection::open_in_memory().expect("db"), model.clone(), || "c".into())
+            .expect("open");
+    let row = |id: &str, board: &str, body: &str| -> sync::Row {
+        [
+            ("id", json!(id)),
+            ("board_id", json!(board)),
+            ("author", json!("Ada")),
+            ("body", json!(body)),
+            ("created_at", json!(1)),
+            ("last_modified_by", json!("c")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    };
+    let board = model.validate_query("boardCards", &json!({"boardId": "r1"})).expect("valid").select;
+    store
+        .apply_snapshot(&board, &[row("m1", "r1", "one"), row("m2", "r1", "two")], sync::Cursor(10))
+        .expect("snapshot");
+    // A newer image arrives by pull; an older snapshot must not undo it.
+    let newer = sync::Change {
+        seq: sync::Cursor(12),
+        collection: CARDS.into(),
+        record_id: "m1".into(),
+        kind: sync::ChangeKind::Upsert,
+        row: Some(row("m1", "r1", "edited")),
+        topics: vec![],
+        client_id: "x".into(),
+        mutation_id: "outbox_x".into(),
+    };
+    store.apply_pull(&[newer], sync::Cursor(12)).expect("pull");
+    // The next snapshot (at 11, older than the edit) no longer has m2, and another
+    // board's record is untouched.
+    store
+        .apply_snapshot(
+            &model.validate_query("boardCards", &json!({"boardId": "r2"})).expect("valid").select,
+            &[row("m9", "r2", "elsewhere")],
+            sync::Cursor(11),
+        )
+        .expect("snapshot");
+    store.apply_snapshot(&board, &[row("m1", "r1", "one")], sync::Cursor(11)).expect("snapshot");
+    let rows = store.query(&board).expect("rows");
+    assert_eq!(
+        rows.iter().map(|r| (r["id"].clone(), r["body"].clone())).collect::<Vec<_>>(),
+        vec![(json!("m1"), json!("edited"))]
+    );
+    assert_eq!(store.rows(CARDS).expect("rows").len(), 2, "m9 in r2 is still there");
+}
+
+#[test]
+fn a_mutation_id_is_remembered_while_pending_and_after_its_answer() {
+    use sync_store::MutationState;
+    let mut store =
+        LocalStore::open(sync_store::Connection::open_in_memory().expect("db"), model(), || "c".into())
+            .expect("open");
+    let ctx = MutationContext { client_id: "c".into(), record_id: "card_y".into(), now_ms: 1 };
+    assert_eq!(store.mutation_state("outbox_1").expect("state"), None);
+    store
+        .mutate("outbox_1", ADD_CARD, &json!({"boardId": "r", "author": "Ada", "body": "hi"}), &ctx)
+        .expect("valid");
+    assert_eq!(
+        store.mutation_state("outbox_1").expect("state"),
+        Some(MutationState::Pending { record_id: "card_y".into() })
+    );
+    let refusal = MutationOutcome::Rejected { reason: "no".into() };
+    store.resolve(&[("outbox_1".into(), refusal.clone())]).expect("resolve");
+    assert_eq!(
+        store.mutation_state("outbox_1").expect("state"),
+        Some(MutationState::Resolved { record_id: "card_y".into(), outcome: refusal })
+    );
+    // The same id is never queued twice: a re-sent request is answered, not re-applied.
+    let again = store.mutate(
+        "outbox_1",
+        ADD_CARD,
+        &json!({"boardId": "r", "author": "Ada", "body": "hi"}),
+        &ctx,
+    );
+    assert!(matches!(
+        again,
+        Err(sync_store::StoreError::Duplicate { id, state: MutationState::Resolved { .. } }) if id == "outbox_1"
+    ));
+    assert_eq!(store.outbox_len().expect("len"), 0);
+    assert!(store.rows(CARDS).expect("rows").is_empty());
+}

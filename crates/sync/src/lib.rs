@@ -1,0 +1,39 @@
+//! The sync engine core, shared by the browser store, the connector worker and the
+//! Durable Objects. It does no I/O: every function here is a pure transformation, so
+//! all of it is tested natively.
+//!
+//! - [`schema`]: collections, their columns and column types;
+//! - [`operation`]: the reads and writes a named query or mutator builds;
+//! - [`model`]: the sync model (the contract): named queries and mutators, args
+//!   normalization and validation, topics;
+//! - [`sql`]: parameterized SQL for SQLite (local + D1) and PostgreSQL;
+//! - [`changes`]: change log, cursors, topics, pull filtering, idempotency;
+//! - [`server`]: the reference upstream semantics (apply, idempotency, change log);
+//! - [`client`]: the client-side state rules (confirmed rows + pending outbox);
+//! - [`protocol`]: wire types, one module per message;
+//! - [`typed`]: typed handles for named queries and mutators (args and rows);
+//! - [`ids`]: prefixed ULIDs.
+
+pub mod changes;
+pub mod client;
+pub mod ids;
+pub mod model;
+pub mod operation;
+pub mod protocol;
+pub mod schema;
+pub mod server;
+pub mod sql;
+pub mod typed;
+
+pub use changes::{Change, ChangeKind, Cursor, Topic};
+pub use model::{
+    MutationContext, MutatorBuilder, QueryBuilder, SyncModel, SyncModelBuilder, ValidatedMutation,
+    ValidatedQuery,
+};
+pub use operation::{Delete, Filter, Insert, Operation, Operator, Order, Select, Update};
+pub use protocol::PROTOCOL_VERSION;
+pub use schema::{Collection, Column, ColumnType, Row};
+pub use typed::{Deletes, Inserts, Mutator, Query, Updates};
+
+/// A JSON value, as rows and args carry them.
+pub type Value = serde_json::Value;

@@ -1,0 +1,108 @@
+//! Collections (tables) that exist both locally and upstream.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Value;
+
+/// A row: column name -> value. Ordered, so rows compare and serialize stably.
+pub type Row = BTreeMap<String, Value>;
+
+/// The types a column can hold. Stored as SQLite/PostgreSQL types by [`crate::sql`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    Text,
+    Integer,
+    Real,
+    Boolean,
+    Json,
+}
+
+impl ColumnType {
+    /// Whether `value` may be stored in a column of this type. `null` never is: every
+    /// column is NOT NULL (absent data is an absent row, not a null cell).
+    pub fn accepts(self, value: &Value) -> bool {
+        match self {
+            ColumnType::Text => value.is_string(),
+            ColumnType::Integer => value.is_i64(),
+            ColumnType::Real => value.is_number(),
+            ColumnType::Boolean => value.is_boolean(),
+            ColumnType::Json => !value.is_null(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::Text => "text",
+            ColumnType::Integer => "integer",
+            ColumnType::Real => "real",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Json => "json",
+        }
+    }
+}
+
+/// Describes a JSON value's kind for error cards ("got integer").
+pub fn describe_value(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(number) if number.is_i64() || number.is_u64() => "integer",
+        Value::Number(_) => "real",
+        Value::String(_) => "text",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub column_type: ColumnType,
+}
+
+/// A table that is synced. The primary key is a text column holding the record id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Collection {
+    pub name: String,
+    pub primary_key: String,
+    pub columns: Vec<Column>,
+}
+
+impl Collection {
+    pub fn new(name: impl Into<String>, primary_key: impl Into<String>) -> Self {
+        Self { name: name.into(), primary_key: primary_key.into(), columns: Vec::new() }
+    }
+
+    pub fn column(mut self, name: impl Into<String>, column_type: ColumnType) -> Self {
+        self.columns.push(Column { name: name.into(), column_type });
+        self
+    }
+
+    pub fn column_type(&self, name: &str) -> Option<ColumnType> {
+        self.columns.iter().find(|column| column.name == name).map(|column| column.column_type)
+    }
+
+    pub fn has_column(&self, name: &str) -> bool {
+        self.column_type(name).is_some()
+    }
+
+    /// The record id of `row`, if it has a text primary key.
+    pub fn record_id<'a>(&self, row: &'a Row) -> Option<&'a str> {
+        row.get(&self.primary_key).and_then(Value::as_str)
+    }
+}
+
+/// SQL identifiers come only from the model and must match `[a-z_][a-z0-9_]{0,62}`,
+/// so they can never carry SQL. (Values are always bound parameters.)
+pub fn is_valid_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    first_ok
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with("sync_")
+}

@@ -1,0 +1,652 @@
+//! Parameterized SQL for SQLite (the browser's store and D1) and PostgreSQL.
+//!
+//! Values are always bound parameters, never spliced into the text. Identifiers come
+//! only from the checked model (`[a-z_][a-z0-9_]*`) and are double-quoted anyway.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Value;
+use crate::changes::{Change, ChangeKind, Cursor, Topic};
+use crate::operation::{Delete, Filter, Insert, Operation, Order, Select, Update};
+use crate::schema::{Collection, ColumnType, Row};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `?1, ?2, ...` placeholders; booleans as 0/1; JSON as text.
+    Sqlite,
+    /// `$1, $2, ...` placeholders; native booleans; JSON as `jsonb`.
+    Postgres,
+}
+
+/// A bound parameter value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SqlParam {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Boolean(bool),
+}
+
+/// SQL text plus its parameters, in placeholder order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Vec<SqlParam>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SqlError {
+    #[error("collection `{collection}` has no column `{column}`")]
+    UnknownColumn { collection: String, column: String },
+    #[error("column `{column}` cannot hold {detail}")]
+    BadValue { column: String, detail: String },
+}
+
+/// Accumulates SQL text and parameters with the dialect's placeholders.
+struct Writer<'a> {
+    dialect: Dialect,
+    collection: &'a Collection,
+    sql: String,
+    params: Vec<SqlParam>,
+}
+
+impl<'a> Writer<'a> {
+    fn new(dialect: Dialect, collection: &'a Collection) -> Self {
+        Self { dialect, collection, sql: String::new(), params: Vec::new() }
+    }
+
+    fn push(&mut self, text: &str) {
+        self.sql.push_str(text);
+    }
+
+    fn ident(&mut self, name: &str) {
+        self.sql.push_str(&quote(name));
+    }
+
+    fn column_type(&self, column: &str) -> Result<ColumnType, SqlError> {
+        self.collection.column_type(column).ok_or_else(|| SqlError::UnknownColumn {
+            collection: self.collection.name.clone(),
+            column: column.into(),
+        })
+    }
+
+    /// Binds `value` as a parameter for `column` and writes its placeholder.
+    fn bind(&mut self, column: &str, value: &Value) -> Result<(), SqlError> {
+        let column_type = self.column_type(column)?;
+        let param = encode(self.dialect, column, column_type, value)?;
+        self.params.push(param);
+        let index = self.params.len();
+        match self.dialect {
+            Dialect::Sqlite => self.sql.push_str(&format!("?{index}")),
+            Dialect::Postgres => {
+                self.sql.push_str(&format!("${index}"));
+                if column_type == ColumnType::Json {
+                    self.sql.push_str("::jsonb");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn filters(&mut self, filters: &[Filter], mut first: bool) -> Result<(), SqlError> {
+        for filter in filters {
+            self.push(if first { " WHERE " } else { " AND " });
+            first = false;
+            self.ident(&filter.column);
+            self.push(" ");
+            self.push(filter.operator.sql());
+            self.push(" ");
+            self.bind(&filter.column, &filter.value)?;
+        }
+        Ok(())
+    }
+
+    fn column_list(&mut self) {
+        let names: Vec<String> = self.collection.columns.iter().map(|c| quote(&c.name)).collect();
+        self.push(&names.join(", "));
+    }
+
+    fn finish(self) -> Statement {
+        Statement { sql: self.sql, params: self.params }
+    }
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Turns a JSON value into the parameter the dialect stores for `column_type`.
+pub fn encode(
+    dialect: Dialect,
+    column: &str,
+    column_type: ColumnType,
+    value: &Value,
+) -> Result<SqlParam, SqlError> {
+    let bad = || SqlError::BadValue {
+        column: column.into(),
+        detail: format!("{} as {}", crate::schema::describe_value(value), column_type.name()),
+    };
+    if !column_type.accepts(value) {
+        return Err(bad());
+    }
+    Ok(match (column_type, value) {
+        (ColumnType::Text, Value::String(text)) => SqlParam::Text(text.clone()),
+        (ColumnType::Integer, value) => SqlParam::Integer(value.as_i64().ok_or_else(bad)?),
+        (ColumnType::Real, value) => SqlParam::Real(value.as_f64().ok_or_else(bad)?),
+        (ColumnType::Boolean, Value::Bool(flag)) => match dialect {
+            Dialect::Sqlite => SqlParam::Integer(i64::from(*flag)),
+            Dialect::Postgres => SqlParam::Boolean(*flag),
+        },
+        (ColumnType::Json, value) => SqlParam::Text(value.to_string()),
+        _ => return Err(bad()),
+    })
+}
+
+/// Turns a stored cell back into the model's JSON value (0/1 -> bool, JSON text ->
+/// value). Cells already in model form pass through.
+pub fn decode_cell(column_type: ColumnType, cell: Value) -> Value {
+    match (column_type, cell) {
+        (ColumnType::Boolean, Value::Number(number)) => Value::Bool(number.as_i64().unwrap_or(0) != 0),
+        (ColumnType::Json, Value::String(text)) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        (ColumnType::Real, Value::Number(number)) => number
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Number(number), Value::Number),
+        (_, cell) => cell,
+    }
+}
+
+/// Decodes a raw row (column -> stored cell) into a model row, keeping only the
+/// collection's columns.
+pub fn decode_row(collection: &Collection, raw: impl IntoIterator<Item = (String, Value)>) -> Row {
+    raw.into_iter()
+        .filter_map(|(column, cell)| {
+            let column_type = collection.column_type(&column)?;
+            Some((column, decode_cell(column_type, cell)))
+        })
+        .collect()
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for a collection.
+pub fn create_table(dialect: Dialect, collection: &Collection) -> String {
+    let columns: Vec<String> = collection
+        .columns
+        .iter()
+        .map(|column| {
+            let sql_type = match (dialect, column.column_type) {
+                (_, ColumnType::Text) => "TEXT",
+                (Dialect::Sqlite, ColumnType::Integer | ColumnType::Boolean) => "INTEGER",
+                (Dialect::Sqlite, ColumnType::Real) => "REAL",
+                (Dialect::Sqlite, ColumnType::Json) => "TEXT",
+                (Dialect::Postgres, ColumnType::Integer) => "BIGINT",
+                (Dialect::Postgres, ColumnType::Real) => "DOUBLE PRECISION",
+                (Dialect::Postgres, ColumnType::Boolean) => "BOOLEAN",
+                (Dialect::Postgres, ColumnType::Json) => "JSONB",
+            };
+            let key = if column.name == collection.primary_key { " PRIMARY KEY" } else { "" };
+            format!("{} {sql_type} NOT NULL{key}", quote(&column.name))
+        })
+        .collect();
+    format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(&collection.name), columns.join(", "))
+}
+
+/// The select a named query built. Ties are broken by primary key, so every
+/// database returns the same order.
+pub fn select(dialect: Dialect, collection: &Collection, select: &Select) -> Result<Statement, SqlError> {
+    let mut w = Writer::new(dialect, collection);
+    w.push("SELECT ");
+    w.column_list();
+    w.push(" FROM ");
+    w.ident(&collection.name);
+    w.filters(&select.filters, true)?;
+    w.push(" ORDER BY ");
+    let mut orders: Vec<String> = Vec::new();
+    for (column, order) in &select.order_by {
+        w.column_type(column)?;
+        orders.push(format!("{} {}", quote(column), if *order == Order::Asc { "ASC" } else { "DESC" }));
+    }
+    orders.push(format!("{} ASC", quote(&collection.primary_key)));
+    w.push(&orders.join(", "));
+    if let Some(limit) = select.limit {
+        // A u32 rendered as digits: no way to carry SQL.
+        w.push(&format!(" LIMIT {limit}"));
+    }
+    Ok(w.finish())
+}
+
+/// Reads one record by primary key.
+pub fn select_by_id(
+    dialect: Dialect,
+    collection: &Collection,
+    record_id: &str,
+) -> Result<Statement, SqlError> {
+    let mut w = Writer::new(dialect, collection);
+    w.push("SELECT ");
+    w.column_list();
+    w.push(" FROM ");
+    w.ident(&collection.name);
+    w.push(" WHERE ");
+    w.ident(&collection.primary_key);
+    w.push(" = ");
+    w.bind(&collection.primary_key, &Value::String(record_id.into()))?;
+    Ok(w.finish())
+}
+
+/// The write a mutator built. An update or delete that affects no row means the
+/// record is missing or its guards failed.
+pub fn write(
+    dialect: Dialect,
+    collection: &Collection,
+    operation: &Operation,
+) -> Result<Statement, SqlError> {
+    match operation {
+        Operation::Insert(insert) => insert_statement(dialect, collection, insert),
+        Operation::Update(update) => update_statement(dialect, collection, update),
+        Operation::Delete(delete) => delete_statement(dialect, collection, delete),
+    }
+}
+
+fn insert_statement(
+    dialect: Dialect,
+    collection: &Collection,
+    insert: &Insert,
+) -> Result<Statement, SqlError> {
+    let mut w = Writer::new(dialect, collection);
+    w.push("INSERT INTO ");
+    w.ident(&collection.name);
+    let columns: Vec<String> = insert.values.keys().map(|c| quote(c)).collect();
+    w.push(&format!(" ({}) VALUES (", columns.join(", ")));
+    for (index, (column, value)) in insert.values.iter().enumerate() {
+        if index > 0 {
+            w.push(", ");
+        }
+        w.bind(column, value)?;
+    }
+    w.push(")");
+    Ok(w.finish())
+}
+
+fn update_statement(
+    dialect: Dialect,
+    collection: &Collection,
+    update: &Update,
+) -> Result<Statement, SqlError> {
+    let mut w = Writer::new(dialect, collection);
+    w.push("UPDATE ");
+    w.ident(&collection.name);
+    w.push(" SET ");
+    if update.set.is_empty() {
+        // Still touch the row, so "no such record" is detectable by the row count.
+        w.ident(&collection.primary_key);
+        w.push(" = ");
+        w.ident(&collection.primary_key);
+    }
+    for (index, (column, value)) in update.set.iter().enumerate() {
+        if index > 0 {
+            w.push(", ");
+        }
+        w.ident(column);
+        w.push(" = ");
+        w.bind(column, value)?;
+    }
+    key_and_guards(&mut w, &update.record_id, &update.guards)?;
+    Ok(w.finish())
+}
+
+fn delete_statement(
+    dialect: Dialect,
+    collection: &Collection,
+    delete: &Delete,
+) -> Result<Statement, SqlError> {
+    let mut w = Writer::new(dialect, collection);
+    w.push("DELETE FROM ");
+    w.ident(&collection.name);
+    key_and_guards(&mut w, &delete.record_id, &delete.guards)?;
+    Ok(w.finish())
+}
+
+fn key_and_guards(w: &mut Writer<'_>, record_id: &str, guards: &[Filter]) -> Result<(), SqlError> {
+    let key = w.collection.primary_key.clone();
+    w.push(" WHERE ");
+    w.ident(&key);
+    w.push(" = ");
+    w.bind(&key, &Value::String(record_id.into()))?;
+    w.filters(guards, false)
+}
+
+/// Writes a server row into a local table, replacing what was there (the browser's
+/// store applies confirmed and pulled rows with this).
+pub fn upsert_row(dialect: Dialect, collection: &Collection, row: &Row) -> Result<Statement, SqlError> {
+    let mut w = Writer::new(dialect, collection);
+    w.push("INSERT INTO ");
+    w.ident(&collection.name);
+    w.push(" (");
+    w.column_list();
+    w.push(") VALUES (");
+    for (index, column) in collection.columns.iter().enumerate() {
+        if index > 0 {
+            w.push(", ");
+        }
+        let value = row.get(&column.name).ok_or_else(|| SqlError::BadValue {
+            column: column.name.clone(),
+            detail: "a missing value".into(),
+        })?;
+        w.bind(&column.name, value)?;
+    }
+    w.push(") ON CONFLICT (");
+    w.ident(&collection.primary_key);
+    w.push(") DO UPDATE SET ");
+    let updates: Vec<String> = collection
+        .columns
+        .iter()
+        .filter(|column| column.name != collection.primary_key)
+        .map(|column| format!("{0} = excluded.{0}", quote(&column.name)))
+        .collect();
+    if updates.is_empty() {
+        let key = quote(&collection.primary_key);
+        w.push(&format!("{key} = excluded.{key}"));
+    } else {
+        w.push(&updates.join(", "));
+    }
+    Ok(w.finish())
+}
+
+// ------------------------------------------------------------------ engine tables
+
+/// Upstream bookkeeping: the change log (sequence = cursor) and the idempotency
+/// records of every mutation answered.
+pub fn engine_schema(dialect: Dialect) -> Vec<&'static str> {
+    match dialect {
+        Dialect::Sqlite => vec![
+            "CREATE TABLE IF NOT EXISTS sync_changes (\
+               seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+               collection TEXT NOT NULL, record_id TEXT NOT NULL, kind TEXT NOT NULL, \
+               row_json TEXT, topics_json TEXT NOT NULL, \
+               client_id TEXT NOT NULL, mutation_id TEXT NOT NULL, created_at INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS sync_mutations (\
+               client_id TEXT NOT NULL, mutation_id TEXT NOT NULL, \
+               outcome_json TEXT NOT NULL, created_at INTEGER NOT NULL, \
+               PRIMARY KEY (client_id, mutation_id))",
+        ],
+        Dialect::Postgres => vec![
+            "CREATE TABLE IF NOT EXISTS sync_changes (\
+               seq BIGSERIAL PRIMARY KEY, \
+               collection TEXT NOT NULL, record_id TEXT NOT NULL, kind TEXT NOT NULL, \
+               row_json JSONB, topics_json JSONB NOT NULL, \
+               client_id TEXT NOT NULL, mutation_id TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS sync_mutations (\
+               client_id TEXT NOT NULL, mutation_id TEXT NOT NULL, \
+               outcome_json JSONB NOT NULL, created_at BIGINT NOT NULL, \
+               PRIMARY KEY (client_id, mutation_id))",
+            // pull: topics_json ?| ARRAY[...] AND seq > $1.
+            "CREATE INDEX IF NOT EXISTS sync_changes_topics ON sync_changes USING GIN (topics_json)",
+        ],
+    }
+}
+
+fn placeholders(dialect: Dialect, count: usize, start: usize) -> Vec<String> {
+    (start..start + count)
+        .map(|index| match dialect {
+            Dialect::Sqlite => format!("?{index}"),
+            Dialect::Postgres => format!("${index}"),
+        })
+        .collect()
+}
+
+/// Appends a change; its `seq` is assigned by the database (the next cursor).
+pub fn insert_change(dialect: Dialect, change: &Change, created_at_ms: i64) -> Statement {
+    let p = placeholders(dialect, 8, 1);
+    let json = if dialect == Dialect::Postgres { "::jsonb" } else { "" };
+    Statement {
+        sql: format!(
+            "INSERT INTO sync_changes (collection, record_id, kind, row_json, topics_json, client_id, mutation_id, created_at) \
+             VALUES ({}, {}, {}, {}{json}, {}{json}, {}, {}, {})",
+            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+        ),
+        params: vec![
+            SqlParam::Text(change.collection.clone()),
+            SqlParam::Text(change.record_id.clone()),
+            SqlParam::Text(match change.kind {
+                ChangeKind::Upsert => "upsert".into(),
+                ChangeKind::Delete => "delete".into(),
+            }),
+            change
+                .row
+                .as_ref()
+                .map_or(SqlParam::Null, |row| SqlParam::Text(Value::from(row_object(row)).to_string())),
+            SqlParam::Text(
+                Value::from(change.topics.iter().map(|t| Value::from(t.as_str())).collect::<Vec<_>>())
+                    .to_string(),
+            ),
+            SqlParam::Text(change.client_id.clone()),
+            SqlParam::Text(change.mutation_id.clone()),
+            SqlParam::Integer(created_at_ms),
+        ],
+    }
+}
+
+fn row_object(row: &Row) -> serde_json::Map<String, Value> {
+    row.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Changes after `since` on any of `topics`, oldest first, at most `limit`.
+pub fn pull_changes(dialect: Dialect, since: Cursor, topics: &[Topic], limit: u32) -> Statement {
+    let columns = "seq, collection, record_id, kind, row_json, topics_json, client_id, mutation_id";
+    let mut params = vec![SqlParam::Integer(i64::try_from(since.0).unwrap_or(i64::MAX))];
+    params.extend(topics.iter().map(|topic| SqlParam::Text(topic.as_str().into())));
+    let since = &placeholders(dialect, 1, 1)[0];
+    let list = placeholders(dialect, topics.len(), 2).join(", ");
+    let on_topics = match dialect {
+        Dialect::Sqlite => format!(
+            "EXISTS (SELECT 1 FROM json_each(sync_changes.topics_json) WHERE json_each.value IN ({list}))"
+        ),
+        Dialect::Postgres => format!("topics_json ?| ARRAY[{list}]::text[]"),
+    };
+    Statement {
+        sql: format!(
+            "SELECT {columns} FROM sync_changes WHERE seq > {since} AND {on_topics} ORDER BY seq LIMIT {limit}"
+        ),
+        params,
+    }
+}
+
+/// The log head: the latest sequence number, 0 when empty.
+pub fn change_head() -> &'static str {
+    "SELECT COALESCE(MAX(seq), 0) AS head FROM sync_changes"
+}
+
+/// The recorded outcome of a mutation, if it was answered before.
+pub fn find_mutation(dialect: Dialect, client_id: &str, mutation_id: &str) -> Statement {
+    let p = placeholders(dialect, 2, 1);
+    Statement {
+        sql: format!(
+            "SELECT outcome_json FROM sync_mutations WHERE client_id = {} AND mutation_id = {}",
+            p[0], p[1]
+        ),
+        params: vec![SqlParam::Text(client_id.into()), SqlParam::Text(mutation_id.into())],
+    }
+}
+
+/// Records a mutation's outcome. Fails on a duplicate key, which aborts the
+/// transaction it runs in: the second of two racing applies never commits.
+pub fn record_mutation(
+    dialect: Dialect,
+    client_id: &str,
+    mutation_id: &str,
+    outcome_json: &str,
+    created_at_ms: i64,
+) -> Statement {
+    let p = placeholders(dialect, 4, 1);
+    let json = if dialect == Dialect::Postgres { "::jsonb" } else { "" };
+    Statement {
+        sql: format!(
+            "INSERT INTO sync_mutations (client_id, mutation_id, outcome_json, created_at) VALUES ({}, {}, {}{json}, {})",
+            p[0], p[1], p[2], p[3]
+        ),
+        params: vec![
+            SqlParam::Text(client_id.into()),
+            SqlParam::Text(mutation_id.into()),
+            SqlParam::Text(outcome_json.into()),
+            SqlParam::Integer(created_at_ms),
+        ],
+    }
+}
+
+/// Reason recorded when a write's guard or record vanished between the connector's
+/// check and the write itself.
+pub const RACED_REASON: &str = "the record changed before this write could apply; nothing was written";
+
+/// A mutation the connector accepted, with everything its upstream statements need.
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptedMutation<'a> {
+    pub collection: &'a Collection,
+    pub operation: &'a Operation,
+    pub record_id: &'a str,
+    /// Topics of the record's image before and after the write.
+    pub topics: &'a [Topic],
+    pub client_id: &'a str,
+    pub mutation_id: &'a str,
+    pub now_ms: i64,
+}
+
+impl AcceptedMutation<'_> {
+    /// The change-log row's values, in the order both dialects bind them: collection,
+    /// record_id, kind, topics_json, client_id, mutation_id, created_at.
+    fn change_params(&self) -> Vec<SqlParam> {
+        let kind = if matches!(self.operation, Operation::Delete(_)) { "delete" } else { "upsert" };
+        let topics =
+            Value::from(self.topics.iter().map(|topic| Value::from(topic.as_str())).collect::<Vec<_>>());
+        vec![
+            SqlParam::Text(self.collection.name.clone()),
+            SqlParam::Text(self.record_id.into()),
+            SqlParam::Text(kind.into()),
+            SqlParam::Text(topics.to_string()),
+            SqlParam::Text(self.client_id.into()),
+            SqlParam::Text(self.mutation_id.into()),
+            SqlParam::Integer(self.now_ms),
+        ]
+    }
+
+    /// The statements that apply it in one transaction of `dialect`; the last one
+    /// returns its outcome row (`outcome_json`, cells in storage form).
+    pub fn statements(&self, dialect: Dialect) -> Result<Vec<Statement>, SqlError> {
+        Ok(match dialect {
+            Dialect::Sqlite => {
+                let mut group = sqlite_apply_mutation(self)?;
+                group.push(find_mutation(Dialect::Sqlite, self.client_id, self.mutation_id));
+                group
+            }
+            Dialect::Postgres => vec![postgres_apply_mutation(self)?],
+        })
+    }
+}
+
+/// Everything one accepted mutation does upstream, as statements for ONE SQLite
+/// transaction (a D1 batch):
+///
+/// 1. claim the idempotency key (a duplicate key aborts the whole batch, so a racing
+///    retry can never apply twice);
+/// 2. the write itself;
+/// 3. the change-log row, only if the write changed a row (`changes() > 0`), with the
+///    record's image read inside the transaction;
+/// 4. the outcome, derived from whether step 3 happened.
+///
+/// Afterwards, [`find_mutation`] returns the outcome as `MutationOutcome` JSON (cells
+/// still in storage form: decode the row with [`decode_row`]).
+pub fn sqlite_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Vec<Statement>, SqlError> {
+    let AcceptedMutation { collection, operation, client_id, mutation_id, now_ms, .. } = *accepted;
+    let claim = record_mutation(Dialect::Sqlite, client_id, mutation_id, r#"{"status":"pending"}"#, now_ms);
+    let write = write(Dialect::Sqlite, collection, operation)?;
+    let image = match operation {
+        Operation::Delete(_) => "NULL".to_string(),
+        _ => {
+            let fields: Vec<String> = collection
+                .columns
+                .iter()
+                .map(|column| {
+                    let cell = if column.column_type == ColumnType::Json {
+                        format!("json({})", quote(&column.name))
+                    } else {
+                        quote(&column.name)
+                    };
+                    format!("'{}', {cell}", column.name)
+                })
+                .collect();
+            format!(
+                "(SELECT json_object({}) FROM {} WHERE {} = ?2)",
+                fields.join(", "),
+                quote(&collection.name),
+                quote(&collection.primary_key)
+            )
+        }
+    };
+    let change = Statement {
+        sql: format!(
+            "INSERT INTO sync_changes (collection, record_id, kind, row_json, topics_json, client_id, mutation_id, created_at) \
+             SELECT ?1, ?2, ?3, {image}, ?4, ?5, ?6, ?7 WHERE changes() > 0"
+        ),
+        params: accepted.change_params(),
+    };
+    let outcome = Statement {
+        sql: "UPDATE sync_mutations SET outcome_json = COALESCE(\
+                (SELECT json_object('status', 'confirmed', 'row', json(row_json), 'seq', seq) \
+                 FROM sync_changes WHERE client_id = ?1 AND mutation_id = ?2), \
+                json_object('status', 'rejected', 'reason', ?3)) \
+              WHERE client_id = ?1 AND mutation_id = ?2"
+            .into(),
+        params: vec![
+            SqlParam::Text(client_id.into()),
+            SqlParam::Text(mutation_id.into()),
+            SqlParam::Text(RACED_REASON.into()),
+        ],
+    };
+    Ok(vec![claim, write, change, outcome])
+}
+
+/// Advisory-lock key every PostgreSQL write transaction takes first (see
+/// [`postgres_apply_mutation`]): ASCII "syncLOG!".
+pub const POSTGRES_CHANGE_LOG_LOCK: i64 = 0x7379_6e63_4c4f_4721;
+
+/// Everything one accepted mutation does upstream, as ONE PostgreSQL statement (data-
+/// modifying CTEs): the write, the change-log row if the write changed a row (its image
+/// is the row the write returned), and the outcome, inserted last. The outcome's
+/// primary key is the idempotency claim: a racing retry fails on it, which aborts the
+/// whole statement, write included. Returns one row: `outcome_json`, the
+/// `MutationOutcome` JSON that [`find_mutation`] would read.
+///
+/// Run it in a transaction that first takes `pg_advisory_xact_lock(`
+/// [`POSTGRES_CHANGE_LOG_LOCK`]`)`: sequence numbers are handed out at insert time,
+/// so without one writer at a time a later `seq` could commit before an earlier one
+/// and a client pulling in between would skip the earlier change for good.
+pub fn postgres_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Statement, SqlError> {
+    let Statement { sql: write_sql, mut params } =
+        write(Dialect::Postgres, accepted.collection, accepted.operation)?;
+    let image = match accepted.operation {
+        Operation::Delete(_) => "NULL::jsonb",
+        _ => "to_jsonb(written.*)",
+    };
+    let first = params.len() + 1;
+    let p = placeholders(Dialect::Postgres, 7, first);
+    params.extend(accepted.change_params());
+    params.push(SqlParam::Text(RACED_REASON.into()));
+    let reason = format!("${}", first + 7);
+    let (collection_p, record_p, kind_p, topics_p, client_p, mutation_p, now_p) =
+        (&p[0], &p[1], &p[2], &p[3], &p[4], &p[5], &p[6]);
+    Ok(Statement {
+        sql: format!(
+            "WITH written AS ({write_sql} RETURNING *), \
+             logged AS (\
+               INSERT INTO sync_changes (collection, record_id, kind, row_json, topics_json, client_id, mutation_id, created_at) \
+               SELECT {collection_p}, {record_p}, {kind_p}, {image}, {topics_p}::jsonb, {client_p}, {mutation_p}, {now_p} \
+               FROM written RETURNING seq, row_json) \
+             INSERT INTO sync_mutations (client_id, mutation_id, outcome_json, created_at) \
+             SELECT {client_p}, {mutation_p}, COALESCE(\
+               (SELECT jsonb_build_object('status', 'confirmed', 'row', row_json, 'seq', seq) FROM logged), \
+               jsonb_build_object('status', 'rejected', 'reason', {reason}::text)), {now_p} \
+             RETURNING outcome_json"
+        ),
+        params,
+    })
+}

@@ -1,0 +1,218 @@
+//! Typed handles for named queries and mutators, declared once by an app as constants
+//! and used by both sides: the model definition (`BOARD.define()...`) and the client
+//! hooks (`use_query(&BOARD, ...)`, `use_mutator(&SEND)`). The wire format stays the
+//! name plus JSON args; these types only make the args and rows checked by the
+//! compiler.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use sync::typed::{Inserts, Mutator, Query};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! #[serde(rename_all = "camelCase")]
+//! pub struct ListArgs { pub list_id: String }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! pub struct Item { pub id: String, pub list_id: String, pub title: String }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! #[serde(rename_all = "camelCase")]
+//! pub struct AddItem { pub list_id: String, pub title: String }
+//!
+//! pub const LIST_ITEMS: Query<ListArgs, Item> = Query::new("listItems", "items");
+//! pub const ADD_ITEM: Mutator<AddItem, Inserts> = Mutator::insert("addItem", "items");
+//! assert_eq!(ADD_ITEM.name(), "addItem");
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::{MutationKind, MutatorBuilder, QueryBuilder, SyncModel};
+
+/// A named read with args `A` whose rows decode into `R`.
+pub struct Query<A, R> {
+    name: &'static str,
+    collection: &'static str,
+    types: PhantomData<fn(A) -> R>,
+}
+
+impl<A, R> Query<A, R> {
+    /// `name` over the root collection `collection`.
+    pub const fn new(name: &'static str, collection: &'static str) -> Self {
+        Self { name, collection, types: PhantomData }
+    }
+
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub const fn collection(&self) -> &'static str {
+        self.collection
+    }
+}
+
+impl<A: DeserializeOwned + Serialize + 'static, R> Query<A, R> {
+    /// Starts this query's definition in the model (required predicates, build).
+    pub fn define(&self) -> QueryBuilder<A> {
+        SyncModel::query::<A>(self.name, self.collection)
+    }
+}
+
+// Manual impls: derives would demand `A: Clone` etc., but only names are held.
+impl<A, R> Clone for Query<A, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<A, R> Copy for Query<A, R> {}
+impl<A, R> fmt::Debug for Query<A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Query").field("name", &self.name).field("collection", &self.collection).finish()
+    }
+}
+
+/// Marker: the mutator inserts a new record (its id is minted by the client).
+#[derive(Debug, Clone, Copy)]
+pub struct Inserts;
+/// Marker: the mutator updates an existing record, named by its id.
+#[derive(Debug, Clone, Copy)]
+pub struct Updates;
+/// Marker: the mutator deletes an existing record, named by its id.
+#[derive(Debug, Clone, Copy)]
+pub struct Deletes;
+
+/// The kind a marker stands for.
+pub trait Kind: Copy + Send + Sync + 'static {
+    const KIND: MutationKind;
+}
+impl Kind for Inserts {
+    const KIND: MutationKind = MutationKind::Insert;
+}
+impl Kind for Updates {
+    const KIND: MutationKind = MutationKind::Update;
+}
+impl Kind for Deletes {
+    const KIND: MutationKind = MutationKind::Delete;
+}
+
+/// A named write with args `A`, of kind `K` ([`Inserts`], [`Updates`], [`Deletes`]).
+pub struct Mutator<A, K> {
+    name: &'static str,
+    collection: &'static str,
+    types: PhantomData<fn(A) -> K>,
+}
+
+impl<A> Mutator<A, Inserts> {
+    pub const fn insert(name: &'static str, collection: &'static str) -> Self {
+        Self { name, collection, types: PhantomData }
+    }
+}
+
+impl<A> Mutator<A, Updates> {
+    pub const fn update(name: &'static str, collection: &'static str) -> Self {
+        Self { name, collection, types: PhantomData }
+    }
+}
+
+impl<A> Mutator<A, Deletes> {
+    pub const fn delete(name: &'static str, collection: &'static str) -> Self {
+        Self { name, collection, types: PhantomData }
+    }
+}
+
+impl<A, K: Kind> Mutator<A, K> {
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub const fn collection(&self) -> &'static str {
+        self.collection
+    }
+
+    pub const fn kind(&self) -> MutationKind {
+        K::KIND
+    }
+}
+
+impl<A: DeserializeOwned + Serialize + 'static, K: Kind> Mutator<A, K> {
+    /// Starts this mutator's definition in the model (required values, build).
+    pub fn define(&self) -> MutatorBuilder<A> {
+        SyncModel::mutator::<A>(self.name, self.collection, K::KIND)
+    }
+}
+
+impl<A, K> Clone for Mutator<A, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<A, K> Copy for Mutator<A, K> {}
+impl<A, K: Kind> fmt::Debug for Mutator<A, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mutator")
+            .field("name", &self.name)
+            .field("collection", &self.collection)
+            .field("kind", &K::KIND)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Collection, ColumnType, Insert, Operator, Select, Update};
+    use serde::Deserialize;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ListArgs {
+        list_id: String,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Rename {
+        list_id: String,
+        title: String,
+    }
+
+    struct Item;
+
+    const ITEMS: Query<ListArgs, Item> = Query::new("listItems", "items");
+    const ADD: Mutator<Rename, Inserts> = Mutator::insert("addItem", "items");
+    const RENAME: Mutator<Rename, Updates> = Mutator::update("renameItem", "items");
+
+    #[test]
+    fn typed_handles_define_the_model_under_their_names() {
+        let model = SyncModel::builder()
+            .collection(
+                Collection::new("items", "id")
+                    .column("id", ColumnType::Text)
+                    .column("list_id", ColumnType::Text)
+                    .column("title", ColumnType::Text),
+            )
+            .query(ITEMS.define().require("listId", "list_id", Operator::Eq).build(|args| {
+                Select::from("items").filter("list_id", Operator::Eq, args.list_id.clone())
+            }))
+            .mutator(ADD.define().require("listId", "list_id").build(|args, ctx| {
+                Insert::into("items")
+                    .value("id", ctx.record_id.clone())
+                    .value("list_id", args.list_id.clone())
+                    .value("title", args.title.clone())
+            }))
+            .mutator(RENAME.define().require("listId", "list_id").build(|args, ctx| {
+                Update::record("items", ctx.record_id.clone())
+                    .set("title", args.title.clone())
+                    .guard("list_id", Operator::Eq, args.list_id.clone())
+            }))
+            .build()
+            .expect("valid model");
+        assert_eq!(model.query_def(ITEMS.name()).map(|q| q.root_collection.as_str()), Some("items"));
+        assert_eq!(model.mutator_def(ADD.name()).map(|m| m.kind), Some(MutationKind::Insert));
+        assert_eq!(model.mutator_def(RENAME.name()).map(|m| m.kind), Some(RENAME.kind()));
+        assert_eq!(RENAME.collection(), "items");
+    }
+}

@@ -1,0 +1,261 @@
+//! Random interleavings of local writes, pushes (with lost answers and retries),
+//! callback rejections and paged pulls across several clients: once every outbox has
+//! drained and every client has pulled, every client shows exactly the server's rows,
+//! and no mutation was ever applied twice.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use serde_json::json;
+use sync::changes::{Cursor, Topic};
+use sync::client::{ClientState, MutateError};
+use sync::protocol::push::MutationOutcome;
+use sync::server::{ServerState, Verdict};
+
+use common::{ctx, model};
+
+const CLIENTS: usize = 3;
+const RECORDS: [&str; 4] = ["card_a", "card_b", "card_c", "card_d"];
+const BOARDS: [&str; 2] = ["r1", "r2"];
+
+#[derive(Debug, Clone)]
+enum Step {
+    Send {
+        client: usize,
+        record: usize,
+        board: usize,
+        body: String,
+    },
+    Edit {
+        client: usize,
+        record: usize,
+        board: usize,
+        body: String,
+    },
+    Delete {
+        client: usize,
+        record: usize,
+        board: usize,
+    },
+    /// Push the whole outbox; with `lose_answer` the client never hears back.
+    Push {
+        client: usize,
+        lose_answer: bool,
+    },
+    Pull {
+        client: usize,
+        page: usize,
+    },
+}
+
+fn body() -> impl Strategy<Value = String> {
+    // "bad" bodies are rejected by the app's callback.
+    prop_oneof![4 => "[a-z]{1,6}", 1 => Just("bad".to_string())]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let c = 0..CLIENTS;
+    let r = 0..RECORDS.len();
+    let board = 0..BOARDS.len();
+    prop_oneof![
+        3 => (c.clone(), r.clone(), board.clone(), body()).prop_map(|(client, record, board, body)| Step::Send { client, record, board, body }),
+        2 => (c.clone(), r.clone(), board.clone(), body()).prop_map(|(client, record, board, body)| Step::Edit { client, record, board, body }),
+        1 => (c.clone(), r, board).prop_map(|(client, record, board)| Step::Delete { client, record, board }),
+        3 => (c.clone(), any::<bool>()).prop_map(|(client, lose)| Step::Push { client, lose_answer: lose }),
+        3 => (c, 1..4usize).prop_map(|(client, page)| Step::Pull { client, page }),
+    ]
+}
+
+struct World {
+    server: ServerState,
+    clients: Vec<ClientState>,
+    next_id: Vec<usize>,
+    now: i64,
+    topics: BTreeSet<Topic>,
+    answers: BTreeMap<(usize, String), MutationOutcome>,
+}
+
+impl World {
+    fn new() -> Self {
+        let m = model();
+        let topics = BOARDS
+            .iter()
+            .map(|board| m.validate_query("boardCards", &json!({"boardId": board})).expect("valid").topic)
+            .collect();
+        Self {
+            server: ServerState::new(m.clone()),
+            clients: (0..CLIENTS).map(|_| ClientState::new(m.clone())).collect(),
+            next_id: vec![0; CLIENTS],
+            now: 0,
+            topics,
+            answers: BTreeMap::new(),
+        }
+    }
+
+    fn client_id(client: usize) -> String {
+        format!("client_{client}")
+    }
+
+    fn mutate(&mut self, client: usize, name: &str, record: usize, args: serde_json::Value) {
+        self.now += 1;
+        self.next_id[client] += 1;
+        let id = format!("outbox_{}", self.next_id[client]);
+        let c = ctx(&Self::client_id(client), RECORDS[record], self.now);
+        match self.clients[client].mutate(&id, name, &args, &c) {
+            Ok(pending) => assert_eq!(
+                self.clients[client].view_record("cards", &pending.record_id).is_some(),
+                name != "deleteCard"
+            ),
+            // Not applicable to what this client sees: refused locally, nothing queued.
+            Err(MutateError::NotApplicable(_)) => {}
+            Err(other) => panic!("valid args were refused: {other}"),
+        }
+    }
+
+    fn push(&mut self, client: usize, lose_answer: bool) {
+        let pending: Vec<_> = self.clients[client].outbox().iter().map(|p| p.to_push()).collect();
+        for mutation in pending {
+            self.now += 1;
+            let verdict = || {
+                if mutation.args.get("body").and_then(|b| b.as_str()) == Some("bad") {
+                    Verdict::Deny("body is not allowed".into())
+                } else {
+                    Verdict::Allow
+                }
+            };
+            let outcome = self.server.push(&Self::client_id(client), &mutation, self.now, verdict);
+            // A retry gets the first answer, word for word.
+            let first = self.answers.entry((client, mutation.id.clone())).or_insert_with(|| outcome.clone());
+            assert_eq!(*first, outcome, "a retried mutation got a different answer");
+            if !lose_answer {
+                self.clients[client].resolve(&mutation.id, &outcome);
+            }
+        }
+    }
+
+    fn pull(&mut self, client: usize, page: usize) -> bool {
+        let state = &mut self.clients[client];
+        let result = self.server.pull(state.cursor(), &self.topics, page);
+        state.apply_pull(&result.changes, result.cursor);
+        result.has_more
+    }
+
+    fn run(&mut self, step: &Step) {
+        match step.clone() {
+            Step::Send { client, record, board, body } => self.mutate(
+                client,
+                "addCard",
+                record,
+                json!({"boardId": BOARDS[board], "author": format!("user{client}"), "body": body}),
+            ),
+            Step::Edit { client, record, board, body } => {
+                self.mutate(client, "editCard", record, json!({"boardId": BOARDS[board], "body": body}))
+            }
+            Step::Delete { client, record, board } => {
+                self.mutate(client, "deleteCard", record, json!({"boardId": BOARDS[board]}))
+            }
+            Step::Push { client, lose_answer } => self.push(client, lose_answer),
+            Step::Pull { client, page } => {
+                self.pull(client, page);
+            }
+        }
+    }
+
+    fn settle(&mut self) {
+        for client in 0..CLIENTS {
+            self.push(client, false);
+            assert!(self.clients[client].outbox().is_empty());
+        }
+        for client in 0..CLIENTS {
+            while self.pull(client, 2) {}
+            assert_eq!(self.clients[client].cursor(), self.server.head());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn every_client_converges_to_the_server(steps in proptest::collection::vec(step(), 0..60)) {
+        let mut world = World::new();
+        for step in &steps {
+            world.run(step);
+        }
+        world.settle();
+        let server_rows = world.server.rows("cards");
+        for client in &world.clients {
+            prop_assert_eq!(&client.view("cards"), &server_rows);
+        }
+        // Exactly-once: one change per confirmed mutation id, never two.
+        let mut seen = BTreeSet::new();
+        for change in world.server.log() {
+            prop_assert!(seen.insert((change.client_id.clone(), change.mutation_id.clone())), "applied twice: {:?}", change);
+        }
+        let confirmed = world.answers.values().filter(|o| matches!(o, MutationOutcome::Confirmed { .. })).count();
+        prop_assert_eq!(confirmed, world.server.log().len());
+        // Sequence numbers are dense and increasing.
+        for (index, change) in world.server.log().iter().enumerate() {
+            prop_assert_eq!(change.seq, Cursor(index as u64 + 1));
+        }
+    }
+}
+
+#[test]
+fn an_optimistic_write_shows_at_once_and_a_rejection_rolls_it_back() {
+    let mut world = World::new();
+    world.run(&Step::Send { client: 0, record: 0, board: 0, body: "bad".into() });
+    assert_eq!(world.clients[0].view("cards").len(), 1, "visible before the server answers");
+    world.run(&Step::Push { client: 0, lose_answer: false });
+    assert!(world.clients[0].view("cards").is_empty(), "rolled back");
+    assert!(world.server.rows("cards").is_empty(), "never reached the server");
+}
+
+#[test]
+fn a_confirmation_replaces_the_optimistic_row_with_the_server_version() {
+    let mut world = World::new();
+    world.run(&Step::Send { client: 0, record: 0, board: 0, body: "hi".into() });
+    let optimistic = world.clients[0].view("cards");
+    world.run(&Step::Push { client: 0, lose_answer: false });
+    let confirmed = world.clients[0].view("cards");
+    assert_eq!(confirmed, world.server.rows("cards"));
+    // The server stamped its own clock: the rows differ in created_at only.
+    assert_ne!(optimistic[0]["created_at"], confirmed[0]["created_at"]);
+    assert_eq!(optimistic[0]["body"], confirmed[0]["body"]);
+}
+
+#[test]
+fn a_pull_does_not_overwrite_a_row_with_pending_local_writes() {
+    let mut world = World::new();
+    world.run(&Step::Send { client: 0, record: 0, board: 0, body: "hi".into() });
+    world.run(&Step::Push { client: 0, lose_answer: false });
+    world.run(&Step::Pull { client: 1, page: 10 });
+    // Client 1 edits locally; meanwhile client 0's edit lands upstream.
+    world.run(&Step::Edit { client: 1, record: 0, board: 0, body: "mine".into() });
+    world.run(&Step::Edit { client: 0, record: 0, board: 0, body: "theirs".into() });
+    world.run(&Step::Push { client: 0, lose_answer: false });
+    world.run(&Step::Pull { client: 1, page: 10 });
+    assert_eq!(world.clients[1].view("cards")[0]["body"], json!("mine"), "pending write still shown");
+    assert_eq!(
+        world.clients[1].confirmed_record("cards", RECORDS[0]).map(|r| r["body"].clone()),
+        Some(json!("theirs"))
+    );
+    // Last accepted write wins once it resolves.
+    world.run(&Step::Push { client: 1, lose_answer: false });
+    world.settle();
+    assert_eq!(world.server.rows("cards")[0]["body"], json!("mine"));
+    assert_eq!(world.clients[0].view("cards"), world.server.rows("cards"));
+}
+
+#[test]
+fn a_lost_answer_is_retried_without_applying_twice() {
+    let mut world = World::new();
+    world.run(&Step::Send { client: 0, record: 0, board: 0, body: "once".into() });
+    world.run(&Step::Push { client: 0, lose_answer: true });
+    world.run(&Step::Push { client: 0, lose_answer: true });
+    world.run(&Step::Push { client: 0, lose_answer: false });
+    assert_eq!(world.server.log().len(), 1);
+    assert!(world.clients[0].outbox().is_empty());
+}

@@ -1,9 +1,9 @@
 //! The chat page: room switcher, connection status, messages, composer.
 
+use crate::model::{self, Message, RoomArgs, SendMessageArgs};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use serde::{Deserialize, Serialize};
-use crate::model::{self, Message, RoomArgs, SendMessageArgs};
 
 /// A room's messages read upstream while rendering on the server (`None`: not read,
 /// e.g. the visitor has no sign-in cookie yet). Provided as context by the worker.

@@ -87,71 +87,9 @@ pub(crate) mod browser {
         }
     }
 
-    const TOKEN_KEY: &str = "chat:token";
-    /// A cached token is renewed once it has less than this left (seconds).
-    const RENEW_BEFORE_S: u64 = 600;
-
-    #[derive(serde::Serialize, serde::Deserialize)]
-    struct Token {
-        token: String,
-        name: String,
-        expires_at: u64,
-    }
-
-    fn storage() -> Option<web_sys::Storage> {
-        web_sys::window().and_then(|window| window.local_storage().ok().flatten())
-    }
-
-    fn stored_token(name: &str) -> Option<Token> {
-        let text = storage()?.get_item(TOKEN_KEY).ok().flatten()?;
-        serde_json::from_str::<Token>(&text).ok().filter(|token| token.name == name)
-    }
-
-    async fn fetch_token(name: &str) -> Result<Token, String> {
-        let response = gloo_net::http::Request::post("/api/auth/guest")
-            .json(&serde_json::json!({ "name": name }))
-            .map_err(|e| e.to_string())?
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.ok() {
-            return Err(response.text().await.unwrap_or_default());
-        }
-        response.json::<Token>().await.map_err(|e| e.to_string())
-    }
-
-    /// A token for `name`: the cached one while it is fresh, else a new one; offline,
-    /// the cached one even if stale (local work goes on; the server says if it is too old).
-    async fn token_for(name: &str) -> Result<String, String> {
-        let now_s = (js_sys::Date::now() / 1000.0) as u64;
-        if let Some(cached) = stored_token(name)
-            && cached.expires_at > now_s + RENEW_BEFORE_S
-        {
-            return Ok(cached.token);
-        }
-        match fetch_token(name).await {
-            Ok(fresh) => {
-                if let (Some(storage), Ok(text)) = (storage(), serde_json::to_string(&fresh)) {
-                    let _ = storage.set_item(TOKEN_KEY, &text);
-                }
-                Ok(fresh.token)
-            }
-            Err(error) => stored_token(name).map(|cached| cached.token).ok_or(error),
-        }
-    }
-
     /// Signs the sync worker in as `name` (again, after a rename).
     pub fn sign_in(client: sync_client::SyncClient, name: String) {
-        leptos::task::spawn_local(async move {
-            match token_for(&name).await {
-                Ok(token) => {
-                    if let Err(error) = client.start(token).await {
-                        leptos::logging::error!("sync worker: {error}");
-                    }
-                }
-                Err(error) => leptos::logging::error!("guest token: {error}"),
-            }
-        });
+        sync_client::guest::sign_in(client, crate::APP_NAME, name);
     }
 
     /// Spawns the SQLite worker and signs in as the stored display name.

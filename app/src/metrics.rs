@@ -6,7 +6,9 @@ use leptos::prelude::*;
 #[component]
 pub fn MetricsPanel() -> impl IntoView {
     let metrics = sync_client::use_metrics();
-    let row = move |label: &'static str, id: &'static str, pick: fn(&sync_client::Metrics) -> sync_client::Stat| {
+    let row = move |label: &'static str,
+                    id: &'static str,
+                    pick: fn(&sync_client::Metrics) -> sync_client::Stat| {
         let stat = move || pick(&metrics.get());
         view! {
             <tr data-testid=format!("metric-{id}")>

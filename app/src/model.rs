@@ -66,7 +66,9 @@ pub fn chat_model() -> SyncModel {
                 .column("author_name", ColumnType::Text)
                 .column("body", ColumnType::Text)
                 .column("created_at", ColumnType::Integer)
-                .column("last_modified_by", ColumnType::Text),
+                .column("last_modified_by", ColumnType::Text)
+                // roomMessages: WHERE room_id = ? ORDER BY created_at, id.
+                .index(&["room_id", "created_at", "id"]),
         )
         .query(
             ROOM_MESSAGES
@@ -156,7 +158,8 @@ mod tests {
     #[test]
     fn chat_model_builds_and_routes_room_messages() {
         let model = chat_model();
-        let read = model.validate_query(ROOM_MESSAGES.name(), &json!({"roomId": "  94462 "})).expect("valid read");
+        let read =
+            model.validate_query(ROOM_MESSAGES.name(), &json!({"roomId": "  94462 "})).expect("valid read");
         assert_eq!(read.args, json!({"roomId": "94462"}));
         assert_eq!(read.topic.as_str(), r#"roomMessages{"roomId":"94462"}"#);
     }
@@ -182,9 +185,10 @@ mod tests {
     #[test]
     fn edit_and_delete_are_guarded_by_room() {
         let model = chat_model();
-        for (name, args) in
-            [(EDIT_MESSAGE.name(), json!({"roomId": "a", "body": "x"})), (DELETE_MESSAGE.name(), json!({"roomId": "a"}))]
-        {
+        for (name, args) in [
+            (EDIT_MESSAGE.name(), json!({"roomId": "a", "body": "x"})),
+            (DELETE_MESSAGE.name(), json!({"roomId": "a"})),
+        ] {
             let write = model.validate_mutation(name, &args, &ctx()).expect("valid write");
             let guards = match write.operation {
                 sync::Operation::Update(update) => update.guards,

@@ -15,10 +15,10 @@ import { chromium } from 'playwright-core';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const WRANGLER = join(ROOT, 'node_modules', '.bin', 'wrangler');
-// Written by `cargo xtask build`: wrangler.toml without [build], so nothing rebuilds here.
-const CONFIG = join(ROOT, 'wrangler.nobuild.toml');
-// The same plus a Hyperdrive binding (also written by the build).
-const POSTGRES_CONFIG = join(ROOT, 'wrangler.postgres.toml');
+// Each app's folder (its wrangler.toml). `cargo xtask build` writes beside it
+// wrangler.nobuild.toml (without [build], so nothing rebuilds here) and
+// wrangler.postgres.toml (the same plus a Hyperdrive binding).
+const APPS = { chat: ROOT, todo: join(ROOT, 'examples', 'todo') };
 /** The PostgreSQL cluster's maintenance database URL, when testing on PostgreSQL. */
 export const POSTGRES_URL = process.env.SYNC_E2E_POSTGRES_URL || null;
 export const UPSTREAM = POSTGRES_URL ? 'postgres' : 'd1';
@@ -115,7 +115,11 @@ export const TEST_VARS = {
   AUTH_SECRET: 'test-auth-secret',
 };
 
-export async function startApp({ persistTo, vars = {}, postgresUrl } = {}) {
+export async function startApp({ persistTo, vars = {}, postgresUrl, app = 'chat' } = {}) {
+  const dir = APPS[app];
+  if (!dir) throw new Error(`unknown app ${app}`);
+  const CONFIG = join(dir, 'wrangler.nobuild.toml');
+  const POSTGRES_CONFIG = join(dir, 'wrangler.postgres.toml');
   if (!existsSync(CONFIG)) throw new Error(`${CONFIG} is missing: run \`cargo xtask build\` first`);
   const state = persistTo ?? (await mkdtemp(join(tmpdir(), 'sync-e2e-')));
   let config = CONFIG;

@@ -18,10 +18,10 @@ use sync::protocol::mutation_callback::{
 };
 use sync::protocol::query_callback::QueryCallbackRequest;
 use sync::protocol::{Decision, SECRET_HEADER};
-use sync_server::{ApiError, CallbackFuture, Caller, Callbacks, config, parse_json, read_body};
+use sync_server::guest::user;
+use sync_server::{ApiError, CallbackFuture, Callbacks, Caller, config, parse_json, read_body};
 use worker::Env;
 
-use crate::auth;
 use app::model::{DELETE_MESSAGE, EDIT_MESSAGE, MAX_BODY_CHARS, ROOM_MESSAGES, SEND_MESSAGE};
 
 /// The chat's rules, called by the engine in process.
@@ -51,17 +51,6 @@ impl Callbacks for ChatRules {
     }
 }
 
-/// The end user's display name from their guest token, or why there is none.
-fn user(env: &Env, token: Option<&str>) -> Result<Result<String, String>, ApiError> {
-    let secret = config::required(env, auth::AUTH_SECRET)?;
-    Ok(match token {
-        None => Err("sign in first: no bearer token".to_string()),
-        Some(token) => auth::verify(&secret, token, auth::now_s())
-            .map(|claims| claims.sub)
-            .map_err(|error| format!("sign in again: {error}")),
-    })
-}
-
 fn decide_query(user: Result<String, String>, request: &QueryCallbackRequest) -> Decision {
     match user {
         Err(reason) => Decision::deny(reason),
@@ -70,7 +59,10 @@ fn decide_query(user: Result<String, String>, request: &QueryCallbackRequest) ->
     }
 }
 
-fn decide_mutation(user: Result<String, String>, request: &MutationCallbackRequest) -> MutationCallbackResponse {
+fn decide_mutation(
+    user: Result<String, String>,
+    request: &MutationCallbackRequest,
+) -> MutationCallbackResponse {
     let name = match user {
         Ok(name) => name,
         Err(reason) => return MutationCallbackResponse::Batch(Decision::deny(reason)),

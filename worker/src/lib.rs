@@ -1,16 +1,15 @@
-//! The chat's Cloudflare Worker: the Leptos pages (SSR), the chat's own API (guest
-//! sign-in, its callbacks over HTTP) and the sync engine's routes, in one axum
+//! The chat's Cloudflare Worker: the Leptos pages (SSR), guest sign-in, the chat's
+//! callbacks (in process, and over HTTP) and the sync engine's routes, in one axum
 //! `Router` ([`router`]). Static files (`/pkg`, `/style`) are served by wrangler's
 //! `[assets]` before the worker runs.
 
-mod auth;
 mod chat_callbacks;
 mod pages;
 
 use std::sync::OnceLock;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::get;
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use sync_server::{Engine, HttpCallbacks};
@@ -64,7 +63,7 @@ pub fn router() -> Router {
         .route("/", get(pages::home))
         .route("/room/{room}", get(pages::room))
         .route("/api/health", get(sync_server::health))
-        .route("/api/auth/guest", post(auth::guest))
+        .merge(sync_server::guest::routes())
         .merge(chat_callbacks::router())
         .merge(engine().routes())
         .nest("/api", Router::new().fallback(sync_server::api_not_found))

@@ -42,7 +42,7 @@ pub async fn room(
 /// The room's messages as the named query `roomMessages` returns them, if the cookie
 /// holds a token the query callback accepts. `None`: not rendered on the server.
 async fn room_rows(env: &Env, headers: &HeaderMap, room: &str) -> Result<Option<Vec<Message>>, ApiError> {
-    let Some(token) = crate::auth::token_from_cookie(headers) else { return Ok(None) };
+    let Some(token) = sync_server::guest::token_from_cookie(headers) else { return Ok(None) };
     let bearer = format!("Bearer {token}");
     let args = RoomArgs { room_id: room.to_string() };
     let rows = crate::engine().read_query(env, Some(&bearer), &ROOM_MESSAGES, &args).await?;

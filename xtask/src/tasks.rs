@@ -1,7 +1,7 @@
 //! The tasks themselves.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::cmd::{self, Result, node_bin, root, run, tools_bin, wrangler_env};
@@ -117,33 +117,113 @@ fn install_npm_packages() -> Result {
 
 // ---------------------------------------------------------------- build
 
-pub fn build() -> Result {
-    // Once per xtask run: the e2e and postgres tiers both need the same build.
-    static BUILT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if BUILT.load(std::sync::atomic::Ordering::Relaxed) {
-        return Ok(());
+/// One web app of this repository: the chat (the template) or an example beside it.
+struct WebApp {
+    name: &'static str,
+    /// The browser bundle's crate (cdylib).
+    frontend: &'static str,
+    /// `pkg/{bundle}.js` + `pkg/{bundle}_bg.wasm`.
+    bundle: String,
+    /// Static assets root (wrangler `[assets]`).
+    site: PathBuf,
+    /// Module scripts copied next to the bundle (the SQLite Web Worker's entry).
+    js: PathBuf,
+    /// Files copied to the site root.
+    public: PathBuf,
+    /// Stylesheets copied to `site/style`, if the app has such a folder.
+    style: Option<PathBuf>,
+    /// The worker crate's folder (worker-build runs there).
+    worker: PathBuf,
+    /// The folder holding the app's wrangler.toml.
+    config_dir: PathBuf,
+}
+
+/// Every app, the chat first.
+fn web_apps() -> Result<Vec<WebApp>> {
+    let root = root();
+    let todo = root.join("examples").join("todo");
+    Ok(vec![
+        WebApp {
+            name: "chat",
+            frontend: "frontend",
+            bundle: app_constant("CLIENT_BUNDLE")?,
+            site: root.join("target").join("site"),
+            js: root.join("frontend").join("js"),
+            public: root.join("frontend").join("public"),
+            style: Some(root.join("style")),
+            worker: root.join("worker"),
+            config_dir: root.clone(),
+        },
+        WebApp {
+            name: "todo",
+            frontend: "todo-frontend",
+            bundle: "todo".into(),
+            site: root.join("target").join("todo-site"),
+            js: todo.join("js"),
+            public: todo.join("public"),
+            style: None,
+            worker: todo.join("todo-worker"),
+            config_dir: todo,
+        },
+    ])
+}
+
+fn web_app(name: &str) -> Result<WebApp> {
+    let names: Vec<&str> = vec!["chat", "todo"];
+    web_apps()?
+        .into_iter()
+        .find(|app| app.name == name)
+        .ok_or_else(|| format!("unknown app `{name}` (known: {})", names.join(", ")))
+}
+
+/// `cargo xtask build [--app NAME]`: the chat unless another app is named.
+pub fn build_task(args: &[String]) -> Result {
+    match args {
+        [] => build_app(&web_app("chat")?),
+        [flag, name] if flag == "--app" => build_app(&web_app(name)?),
+        _ => Err("usage: cargo xtask build [--app chat|todo]".into()),
     }
-    build_client()?;
-    build_worker()?;
-    write_nobuild_wrangler_config()?;
-    BUILT.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Every app's bundles, once per xtask run (the e2e and postgres tiers share them).
+pub fn build() -> Result {
+    for app in web_apps()? {
+        build_app(&app)?;
+    }
     Ok(())
 }
 
-/// Browser bundle: cargo -> wasm-bindgen (ES module) -> wasm-opt, plus the stylesheet.
-fn build_client() -> Result {
+fn build_app(app: &WebApp) -> Result {
+    static BUILT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    if BUILT.lock().map(|built| built.contains(&app.name)).unwrap_or(false) {
+        return Ok(());
+    }
+    build_client(app)?;
+    build_worker(app)?;
+    write_nobuild_wrangler_config(&app.config_dir)?;
+    if let Ok(mut built) = BUILT.lock() {
+        built.push(app.name);
+    }
+    Ok(())
+}
+
+/// Browser bundle: cargo -> wasm-bindgen (ES module) -> wasm-opt, plus static files.
+fn build_client(app: &WebApp) -> Result {
     let root = root();
-    let site = root.join("target").join("site");
-    let pkg = site.join(app_constant("CLIENT_PKG_DIR")?);
-    let bundle = app_constant("CLIENT_BUNDLE")?;
+    let pkg = app.site.join(app_constant("CLIENT_PKG_DIR")?);
+    let bundle = &app.bundle;
 
     run(Command::new("cargo")
-        .args(["build", "--release", "--package", "frontend", "--target", WASM_TARGET])
+        .args(["build", "--release", "--package", app.frontend, "--target", WASM_TARGET])
         .current_dir(&root))?;
-    let raw = root.join("target").join(WASM_TARGET).join("release").join("frontend.wasm");
+    let raw = root
+        .join("target")
+        .join(WASM_TARGET)
+        .join("release")
+        .join(format!("{}.wasm", app.frontend.replace('-', "_")));
     run(Command::new(tools_bin().join("wasm-bindgen"))
         .arg(&raw)
-        .args(["--target", "web", "--no-typescript", "--out-name", &bundle, "--out-dir"])
+        .args(["--target", "web", "--no-typescript", "--out-name", bundle, "--out-dir"])
         .arg(&pkg))?;
     let bindgen_wasm = pkg.join(format!("{bundle}_bg.wasm"));
     run(Command::new(node_bin("wasm-opt"))
@@ -154,10 +234,13 @@ fn build_client() -> Result {
         .arg(&bindgen_wasm))?;
 
     // The Web Worker's module script sits next to the bundle it imports.
-    copy_dir(&root.join("frontend").join("js"), &pkg)?;
+    copy_dir(&app.js, &pkg)?;
     // Files served from the site root (the Service Worker's scope is its own folder).
-    copy_dir(&root.join("frontend").join("public"), &site)?;
-    copy_dir(&root.join("style"), &site.join("style"))
+    copy_dir(&app.public, &app.site)?;
+    match &app.style {
+        Some(style) => copy_dir(style, &app.site.join("style")),
+        None => Ok(()),
+    }
 }
 
 /// Features rustc 1.95 emits for wasm32 by default; wasm-opt must accept them.
@@ -171,8 +254,7 @@ const WASM_FEATURES: &[&str] = &[
 ];
 
 /// Worker bundle via worker-build, pointed at local binaries so it downloads nothing.
-fn build_worker() -> Result {
-    let root = root();
+fn build_worker(app: &WebApp) -> Result {
     let path = std::env::join_paths(
         std::iter::once(tools_bin())
             .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
@@ -180,7 +262,7 @@ fn build_worker() -> Result {
     .map_err(|error| format!("PATH: {error}"))?;
     run(Command::new(tools_bin().join("worker-build"))
         .arg("--release")
-        .current_dir(root.join("worker"))
+        .current_dir(&app.worker)
         .env("PATH", path)
         .env("WASM_BINDGEN_BIN", tools_bin().join("wasm-bindgen"))
         .env("WASM_OPT_BIN", node_bin("wasm-opt"))
@@ -189,10 +271,9 @@ fn build_worker() -> Result {
 
 /// `wrangler.toml` minus its `[build]` section: the tests and `xtask dev` build first,
 /// then start wrangler from this file so it does not build again (twice, at that).
-fn write_nobuild_wrangler_config() -> Result {
-    let root = root();
-    let source = fs::read_to_string(root.join("wrangler.toml"))
-        .map_err(|error| format!("reading wrangler.toml: {error}"))?;
+fn write_nobuild_wrangler_config(dir: &Path) -> Result {
+    let source = fs::read_to_string(dir.join("wrangler.toml"))
+        .map_err(|error| format!("reading {}/wrangler.toml: {error}", dir.display()))?;
     let mut out = String::from("# Generated by `cargo xtask build` from wrangler.toml, without [build].\n");
     let mut in_build = false;
     for line in source.lines() {
@@ -205,12 +286,12 @@ fn write_nobuild_wrangler_config() -> Result {
             out.push('\n');
         }
     }
-    fs::write(root.join("wrangler.nobuild.toml"), &out)
+    fs::write(dir.join("wrangler.nobuild.toml"), &out)
         .map_err(|error| format!("writing wrangler.nobuild.toml: {error}"))?;
     // The same plus a Hyperdrive binding, for running on PostgreSQL locally. Its
     // database comes from CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE.
     out.push_str(POSTGRES_CONFIG_SECTION);
-    fs::write(root.join(POSTGRES_CONFIG), out).map_err(|error| format!("writing {POSTGRES_CONFIG}: {error}"))
+    fs::write(dir.join(POSTGRES_CONFIG), out).map_err(|error| format!("writing {POSTGRES_CONFIG}: {error}"))
 }
 
 /// Written by `build`: wrangler.nobuild.toml plus [`POSTGRES_CONFIG_SECTION`].
@@ -235,6 +316,15 @@ fn app_constant(name: &str) -> Result<String> {
         .ok_or_else(|| format!("app/src/lib.rs has no `{prefix}...\";`"))
 }
 
+/// `cargo xtask migrations`: writes the next upstream migration of every app whose
+/// sync model changed (the apps' migrations tests, in write mode).
+pub fn migrations() -> Result {
+    run(Command::new("cargo")
+        .args(["test", "--package", "app", "--package", "todo-model", "--test", "migrations"])
+        .env("SYNC_WRITE_MIGRATIONS", "1")
+        .current_dir(root()))
+}
+
 fn copy_dir(from: &Path, to: &Path) -> Result {
     fs::create_dir_all(to).map_err(|error| format!("creating {}: {error}", to.display()))?;
     let entries = fs::read_dir(from).map_err(|error| format!("reading {}: {error}", from.display()))?;
@@ -254,21 +344,24 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
 // ---------------------------------------------------------------- dev
 
 pub fn dev(args: &[String]) -> Result {
-    let usage = || "usage: cargo xtask dev [--port N] [--postgres postgres://user:password@host:port/db]";
+    let usage = || "usage: cargo xtask dev [--app chat|todo] [--port N] [--postgres postgres://user:password@host:port/db]";
     let mut port = DEFAULT_DEV_PORT.to_string();
     let mut postgres = None;
+    let mut app_name = "chat".to_string();
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
         match (flag.as_str(), rest.next()) {
             ("--port", Some(value)) => port = value.clone(),
             ("--postgres", Some(value)) => postgres = Some(value.clone()),
+            ("--app", Some(value)) => app_name = value.clone(),
             _ => return Err(usage().into()),
         }
     }
+    let app = web_app(&app_name)?;
     setup()?;
-    build()?;
-    let root = root();
-    write_dev_vars_once()?;
+    build_app(&app)?;
+    let root = app.config_dir.clone();
+    write_dev_vars_once(&root)?;
     let mut wrangler = Command::new(node_bin("wrangler"));
     wrangler_env(&mut wrangler).current_dir(&root).args([
         "dev",
@@ -284,14 +377,16 @@ pub fn dev(args: &[String]) -> Result {
                 .args(["d1", "migrations", "apply", "DB", "--local", "--config", "wrangler.nobuild.toml"])
                 .current_dir(&root))?;
             wrangler.args(["--config", "wrangler.nobuild.toml"]);
-            eprintln!("serving on http://127.0.0.1:{port} (upstream: local D1)");
+            eprintln!("serving {app_name} on http://127.0.0.1:{port} (upstream: local D1)");
         }
         Some(url) => {
             // The worker applies migrations/postgres itself on first connection.
             wrangler
                 .args(["--config", POSTGRES_CONFIG, "--var", "SYNC_UPSTREAM:postgres"])
                 .env("CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE", url);
-            eprintln!("serving on http://127.0.0.1:{port} (upstream: PostgreSQL through Hyperdrive)");
+            eprintln!(
+                "serving {app_name} on http://127.0.0.1:{port} (upstream: PostgreSQL through Hyperdrive)"
+            );
         }
     }
     run(&mut wrangler)
@@ -299,8 +394,8 @@ pub fn dev(args: &[String]) -> Result {
 
 /// Local secrets for `wrangler dev` (`.dev.vars`, git-ignored), made once with fresh
 /// random values. `.dev.vars.example` lists every setting.
-fn write_dev_vars_once() -> Result {
-    let path = root().join(".dev.vars");
+fn write_dev_vars_once(dir: &Path) -> Result {
+    let path = dir.join(".dev.vars");
     if path.exists() {
         return Ok(());
     }
@@ -344,6 +439,9 @@ pub fn bench(args: &[String]) -> Result {
 
 const TIERS: &[&str] = &["lint", "native", "wasm", "e2e", "postgres"];
 
+/// cdylib crates that only build for wasm32 (the browser bundles and the workers).
+const WASM_ONLY_PACKAGES: &[&str] = &["frontend", "sync-worker", "todo-frontend", "todo-worker"];
+
 /// The end-to-end files the PostgreSQL tier runs again with PostgreSQL upstream, plus
 /// the one only it runs (its name matches none of node's test patterns: `*.test.mjs`, `*-test.mjs`, `*_test.mjs`, `test-*.mjs`).
 const POSTGRES_E2E: &[&str] = &[
@@ -351,6 +449,7 @@ const POSTGRES_E2E: &[&str] = &[
     "end2end/pokes.test.mjs",
     "end2end/chat.test.mjs",
     "end2end/postgres.suite.mjs",
+    "examples/todo/end2end/todo.test.mjs",
 ];
 
 /// rustfmt and clippy (warnings are errors) for every crate on the target it is
@@ -361,9 +460,28 @@ fn lint() -> Result {
     let clippy = |args: &[&str]| -> Result {
         run(Command::new("cargo").arg("clippy").args(args).args(["--", "-D", "warnings"]).current_dir(&root))
     };
-    clippy(&["--workspace", "--exclude", "frontend", "--exclude", "sync-worker", "--all-targets"])?;
-    clippy(&["--package", "frontend", "--target", WASM_TARGET, "--all-targets"])?;
-    clippy(&["--manifest-path", "worker/Cargo.toml", "--target", WASM_TARGET])
+    let mut native = vec!["--workspace", "--all-targets"];
+    for wasm_only in WASM_ONLY_PACKAGES {
+        native.extend(["--exclude", wasm_only]);
+    }
+    clippy(&native)?;
+    // The browser side (bundles and the engine's worker runtime, with its wasm tests).
+    clippy(&[
+        "--package",
+        "frontend",
+        "--package",
+        "todo-frontend",
+        "--package",
+        "sync-client",
+        "--features",
+        "sync-client/hydrate",
+        "--target",
+        WASM_TARGET,
+        "--all-targets",
+    ])?;
+    // Each worker on its own: one build would unify the chat app's `ssr` and `hydrate`.
+    clippy(&["--package", "sync-worker", "--target", WASM_TARGET])?;
+    clippy(&["--package", "todo-worker", "--package", "sync-server", "--target", WASM_TARGET])
 }
 
 /// `node --test` on end-to-end files, one file at a time, TAP out (the summary reads it).
@@ -401,13 +519,24 @@ pub fn test(args: &[String]) -> Result {
         let mut command = match tier {
             "native" => {
                 let mut command = Command::new("cargo");
-                command.args(["test", "--workspace", "--exclude", "frontend", "--exclude", "sync-worker"]);
+                command.args(["test", "--workspace"]);
+                for wasm_only in WASM_ONLY_PACKAGES {
+                    command.args(["--exclude", wasm_only]);
+                }
                 command
             }
             "wasm" => {
                 let mut command = Command::new("cargo");
                 command
-                    .args(["test", "--package", "frontend", "--target", WASM_TARGET])
+                    .args([
+                        "test",
+                        "--package",
+                        "sync-client",
+                        "--features",
+                        "hydrate",
+                        "--target",
+                        WASM_TARGET,
+                    ])
                     .env(
                         "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
                         tools_bin().join("wasm-bindgen-test-runner"),
@@ -417,7 +546,7 @@ pub fn test(args: &[String]) -> Result {
             }
             "e2e" => {
                 build()?;
-                node_tests(&["end2end/"])
+                node_tests(&["end2end/", "examples/todo/end2end/"])
             }
             "postgres" => {
                 build()?;

@@ -56,7 +56,7 @@ pub enum FromWorker {
     },
 }
 
-/// Worker <-> worker messages on the tabs' `BroadcastChannel`.
+/// Worker <-> worker traffic on the tabs' `BroadcastChannel`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TabMessage {
@@ -118,8 +118,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_round_trip_as_json() {
-        let messages = vec![
+    fn bridge_traffic_round_trips_as_json() {
+        let events = vec![
             FromWorker::Ready,
             FromWorker::Reply {
                 id: 3,
@@ -146,9 +146,9 @@ mod tests {
             }),
             FromWorker::Role { leader: false },
         ];
-        for message in messages {
-            let text = serde_json::to_string(&message).expect("serializes");
-            assert_eq!(serde_json::from_str::<FromWorker>(&text).expect("parses"), message);
+        for event in events {
+            let text = serde_json::to_string(&event).expect("serializes");
+            assert_eq!(serde_json::from_str::<FromWorker>(&text).expect("parses"), event);
         }
         let request =
             ToWorker { id: 1, request: Request::Query { name: "q".into(), args: serde_json::json!({}) } };

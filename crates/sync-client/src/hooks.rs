@@ -2,11 +2,11 @@
 //! [`crate::SyncClient`] in context; during server rendering they are inert.
 //!
 //! ```ignore
-//! let messages = use_query(&ROOM_MESSAGES, move || RoomArgs { room_id: room() });
-//! let send = use_mutator(&SEND_MESSAGE);
-//! send.insert(SendMessageArgs { .. });            // a new record, id minted here
-//! let edit = use_mutator(&EDIT_MESSAGE);
-//! edit.update(message.id.clone(), EditArgs { .. }); // an existing record, by id
+//! let items = use_query(&LIST_ITEMS, move || ListArgs { list_id: list() });
+//! let add = use_mutator(&ADD_ITEM);
+//! add.insert(AddItem { .. });                       // a new record, id minted here
+//! let rename = use_mutator(&RENAME_ITEM);
+//! rename.update(item.id.clone(), RenameItem { .. }); // an existing record, by id
 //! ```
 
 use std::marker::PhantomData;

@@ -10,6 +10,8 @@
 //!   leader election between tabs. An app's worker entry is a few lines.
 //! - [`bridge`]: what the page and the worker say to each other.
 //! - `offline` (feature `hydrate`): the Service Worker that lets pages load offline.
+//! - `guest` (feature `hydrate`): guest sign-in against `sync_server::guest`, for
+//!   demos and templates.
 //!
 //! Every browser-side name (OPFS directory, Web Lock, BroadcastChannel, cache) is
 //! scoped by the app's name, so two apps on one origin do not collide.
@@ -17,6 +19,8 @@
 pub mod bridge;
 pub mod metrics;
 
+#[cfg(all(feature = "hydrate", target_family = "wasm", target_os = "unknown"))]
+pub mod guest;
 mod hooks;
 #[cfg(feature = "hydrate")]
 pub mod offline;
@@ -39,7 +43,7 @@ pub use runtime::start_db_worker;
 pub use sync::typed::{Deletes, Inserts, Mutator, Query, Updates};
 
 /// Names an app's browser-side resources. Page and worker must agree on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppName(pub &'static str);
 
 impl AppName {
@@ -56,6 +60,11 @@ impl AppName {
     /// BroadcastChannel the tabs' workers talk on.
     pub fn tabs_channel(&self) -> String {
         format!("sync-{}:tabs", self.0)
+    }
+
+    /// `localStorage` key of the cached guest token.
+    pub fn token_key(&self) -> String {
+        format!("sync-{}:token", self.0)
     }
 
     /// Cache the Service Worker keeps pages and assets in (`sw.js?cache=...`).

@@ -50,8 +50,11 @@ impl Caller {
 /// implementation and an HTTP service are interchangeable.
 pub trait Callbacks: Send + Sync + 'static {
     /// May this caller run this named read?
-    fn query<'a>(&'a self, caller: &'a Caller, request: &'a QueryCallbackRequest)
-    -> CallbackFuture<'a, Decision>;
+    fn query<'a>(
+        &'a self,
+        caller: &'a Caller,
+        request: &'a QueryCallbackRequest,
+    ) -> CallbackFuture<'a, Decision>;
 
     /// May this caller apply these writes? One answer for the batch or one per write.
     fn mutation<'a>(

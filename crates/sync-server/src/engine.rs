@@ -9,13 +9,13 @@ use axum::routing::{get, post};
 use futures_util::future::{Either, select};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sync::protocol::Decision;
 use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
 use sync::protocol::query_callback::QueryCallbackRequest;
-use sync::protocol::Decision;
 use sync::{Query, SyncModel, ValidatedQuery};
 use worker::Env;
 
-use crate::callbacks::{Caller, Callbacks};
+use crate::callbacks::{Callbacks, Caller};
 use crate::config::Config;
 use crate::connector;
 use crate::error::ApiError;
@@ -119,8 +119,9 @@ impl Engine {
         let (rows, _) = connector::query::read(self, env, &validated).await?;
         rows.into_iter()
             .map(|row| {
-                serde_json::from_value(serde_json::Value::Object(row.into_iter().collect()))
-                    .map_err(|error| ApiError::upstream(format!("a {} row does not decode: {error}", query.name())))
+                serde_json::from_value(serde_json::Value::Object(row.into_iter().collect())).map_err(
+                    |error| ApiError::upstream(format!("a {} row does not decode: {error}", query.name())),
+                )
             })
             .collect()
     }

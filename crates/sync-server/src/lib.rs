@@ -22,6 +22,8 @@
 //!   `SYNC_UPSTREAM`; the engine creates its own tables, the app migrates its own;
 //! - the Durable Objects [`ClientSession`] and [`QuerySubscription`] (the app's
 //!   wrangler config binds them as `CLIENT_SESSIONS` and `QUERY_SUBSCRIPTIONS`);
+//! - [`guest`]: guest sign-in (signed tokens for a display name) for demos and
+//!   templates;
 //! - [`ApiError`]: the one HTTP error type (status + `{"error", "reason"}`), for the
 //!   app's own handlers too.
 //!
@@ -33,6 +35,7 @@ mod connector;
 mod durable;
 mod engine;
 mod error;
+pub mod guest;
 mod health;
 mod upstream;
 
@@ -40,7 +43,7 @@ use std::sync::Arc;
 
 use tower_service::Service;
 
-pub use callbacks::{CallbackFuture, Caller, Callbacks, HttpCallbacks};
+pub use callbacks::{CallbackFuture, Callbacks, Caller, HttpCallbacks};
 pub use connector::{MAX_BODY_BYTES, parse_json, read_body};
 pub use durable::{ClientSession, QuerySubscription};
 pub use engine::Engine;

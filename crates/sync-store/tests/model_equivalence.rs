@@ -19,11 +19,11 @@ fn model() -> sync::SyncModel {
 }
 use proptest::prelude::*;
 use serde_json::json;
-use sync_store::LocalStore;
 use sync::client::ClientState;
 use sync::model::MutationContext;
 use sync::protocol::push::MutationOutcome;
 use sync::server::{ServerState, Verdict};
+use sync_store::LocalStore;
 
 const CLIENTS: usize = 2;
 const RECORDS: [&str; 3] = ["card_a", "card_b", "card_c"];
@@ -60,8 +60,7 @@ impl Client {
         if self.store.is_none() {
             let conn = rusqlite_open(&self.path);
             self.store = Some(
-                LocalStore::open(conn, model(), || format!("client_{}", self.path.display()))
-                    .expect("open"),
+                LocalStore::open(conn, model(), || format!("client_{}", self.path.display())).expect("open"),
             );
         }
         self.store.as_mut().expect("just opened")
@@ -175,10 +174,7 @@ impl World {
                 let topics = BOARDS
                     .iter()
                     .map(|board| {
-                        model()
-                            .validate_query("boardCards", &json!({"boardId": board}))
-                            .expect("valid")
-                            .topic
+                        model().validate_query("boardCards", &json!({"boardId": board})).expect("valid").topic
                     })
                     .collect();
                 let result = self.server.pull(cursor, &topics, page);
@@ -344,12 +340,8 @@ fn a_mutation_id_is_remembered_while_pending_and_after_its_answer() {
         Some(MutationState::Resolved { record_id: "card_y".into(), outcome: refusal })
     );
     // The same id is never queued twice: a re-sent request is answered, not re-applied.
-    let again = store.mutate(
-        "outbox_1",
-        ADD_CARD,
-        &json!({"boardId": "r", "author": "Ada", "body": "hi"}),
-        &ctx,
-    );
+    let again =
+        store.mutate("outbox_1", ADD_CARD, &json!({"boardId": "r", "author": "Ada", "body": "hi"}), &ctx);
     assert!(matches!(
         again,
         Err(sync_store::StoreError::Duplicate { id, state: MutationState::Resolved { .. } }) if id == "outbox_1"

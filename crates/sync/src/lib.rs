@@ -6,6 +6,7 @@
 //! - [`operation`]: the reads and writes a named query or mutator builds;
 //! - [`model`]: the sync model (the contract): named queries and mutators, args
 //!   normalization and validation, topics;
+//! - [`migrations`]: an app's upstream tables, derived from its model;
 //! - [`sql`]: parameterized SQL for SQLite (local + D1) and PostgreSQL;
 //! - [`changes`]: change log, cursors, topics, pull filtering, idempotency;
 //! - [`server`]: the reference upstream semantics (apply, idempotency, change log);
@@ -17,6 +18,7 @@
 pub mod changes;
 pub mod client;
 pub mod ids;
+pub mod migrations;
 pub mod model;
 pub mod operation;
 pub mod protocol;

@@ -462,6 +462,15 @@ impl SyncModelBuilder {
                     });
                 }
             }
+            for column in collection.indexes.iter().flatten() {
+                if !collection.has_column(column) {
+                    return Err(ModelError::UnknownColumn {
+                        operation: format!("index on {}", collection.name),
+                        collection: collection.name.clone(),
+                        column: column.clone(),
+                    });
+                }
+            }
             if collection.column_type(&collection.primary_key) != Some(ColumnType::Text) {
                 return Err(ModelError::BadPrimaryKey {
                     collection: collection.name.clone(),

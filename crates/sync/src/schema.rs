@@ -70,15 +70,26 @@ pub struct Collection {
     pub name: String,
     pub primary_key: String,
     pub columns: Vec<Column>,
+    /// Upstream indexes, each a list of columns (see [`crate::migrations`]: each
+    /// query also gets one on its required predicates unless one of these covers it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<Vec<String>>,
 }
 
 impl Collection {
     pub fn new(name: impl Into<String>, primary_key: impl Into<String>) -> Self {
-        Self { name: name.into(), primary_key: primary_key.into(), columns: Vec::new() }
+        Self { name: name.into(), primary_key: primary_key.into(), columns: Vec::new(), indexes: Vec::new() }
     }
 
     pub fn column(mut self, name: impl Into<String>, column_type: ColumnType) -> Self {
         self.columns.push(Column { name: name.into(), column_type });
+        self
+    }
+
+    /// An upstream index over `columns`, in order (e.g. a query's filter columns,
+    /// then its sort columns).
+    pub fn index(mut self, columns: &[&str]) -> Self {
+        self.indexes.push(columns.iter().map(|column| column.to_string()).collect());
         self
     }
 

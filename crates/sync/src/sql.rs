@@ -170,21 +170,26 @@ pub fn decode_row(collection: &Collection, raw: impl IntoIterator<Item = (String
 }
 
 /// `CREATE TABLE IF NOT EXISTS` for a collection.
+/// How a column type is stored in `dialect`.
+pub fn column_sql_type(dialect: Dialect, column_type: ColumnType) -> &'static str {
+    match (dialect, column_type) {
+        (_, ColumnType::Text) => "TEXT",
+        (Dialect::Sqlite, ColumnType::Integer | ColumnType::Boolean) => "INTEGER",
+        (Dialect::Sqlite, ColumnType::Real) => "REAL",
+        (Dialect::Sqlite, ColumnType::Json) => "TEXT",
+        (Dialect::Postgres, ColumnType::Integer) => "BIGINT",
+        (Dialect::Postgres, ColumnType::Real) => "DOUBLE PRECISION",
+        (Dialect::Postgres, ColumnType::Boolean) => "BOOLEAN",
+        (Dialect::Postgres, ColumnType::Json) => "JSONB",
+    }
+}
+
 pub fn create_table(dialect: Dialect, collection: &Collection) -> String {
     let columns: Vec<String> = collection
         .columns
         .iter()
         .map(|column| {
-            let sql_type = match (dialect, column.column_type) {
-                (_, ColumnType::Text) => "TEXT",
-                (Dialect::Sqlite, ColumnType::Integer | ColumnType::Boolean) => "INTEGER",
-                (Dialect::Sqlite, ColumnType::Real) => "REAL",
-                (Dialect::Sqlite, ColumnType::Json) => "TEXT",
-                (Dialect::Postgres, ColumnType::Integer) => "BIGINT",
-                (Dialect::Postgres, ColumnType::Real) => "DOUBLE PRECISION",
-                (Dialect::Postgres, ColumnType::Boolean) => "BOOLEAN",
-                (Dialect::Postgres, ColumnType::Json) => "JSONB",
-            };
+            let sql_type = column_sql_type(dialect, column.column_type);
             let key = if column.name == collection.primary_key { " PRIMARY KEY" } else { "" };
             format!("{} {sql_type} NOT NULL{key}", quote(&column.name))
         })

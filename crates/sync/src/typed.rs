@@ -187,29 +187,32 @@ mod tests {
 
     #[test]
     fn typed_handles_define_the_model_under_their_names() {
-        let model = SyncModel::builder()
-            .collection(
-                Collection::new("items", "id")
-                    .column("id", ColumnType::Text)
-                    .column("list_id", ColumnType::Text)
-                    .column("title", ColumnType::Text),
-            )
-            .query(ITEMS.define().require("listId", "list_id", Operator::Eq).build(|args| {
-                Select::from("items").filter("list_id", Operator::Eq, args.list_id.clone())
-            }))
-            .mutator(ADD.define().require("listId", "list_id").build(|args, ctx| {
-                Insert::into("items")
-                    .value("id", ctx.record_id.clone())
-                    .value("list_id", args.list_id.clone())
-                    .value("title", args.title.clone())
-            }))
-            .mutator(RENAME.define().require("listId", "list_id").build(|args, ctx| {
-                Update::record("items", ctx.record_id.clone())
-                    .set("title", args.title.clone())
-                    .guard("list_id", Operator::Eq, args.list_id.clone())
-            }))
-            .build()
-            .expect("valid model");
+        let model =
+            SyncModel::builder()
+                .collection(
+                    Collection::new("items", "id")
+                        .column("id", ColumnType::Text)
+                        .column("list_id", ColumnType::Text)
+                        .column("title", ColumnType::Text),
+                )
+                .query(ITEMS.define().require("listId", "list_id", Operator::Eq).build(|args| {
+                    Select::from("items").filter("list_id", Operator::Eq, args.list_id.clone())
+                }))
+                .mutator(ADD.define().require("listId", "list_id").build(|args, ctx| {
+                    Insert::into("items")
+                        .value("id", ctx.record_id.clone())
+                        .value("list_id", args.list_id.clone())
+                        .value("title", args.title.clone())
+                }))
+                .mutator(RENAME.define().require("listId", "list_id").build(|args, ctx| {
+                    Update::record("items", ctx.record_id.clone()).set("title", args.title.clone()).guard(
+                        "list_id",
+                        Operator::Eq,
+                        args.list_id.clone(),
+                    )
+                }))
+                .build()
+                .expect("valid model");
         assert_eq!(model.query_def(ITEMS.name()).map(|q| q.root_collection.as_str()), Some("items"));
         assert_eq!(model.mutator_def(ADD.name()).map(|m| m.kind), Some(MutationKind::Insert));
         assert_eq!(model.mutator_def(RENAME.name()).map(|m| m.kind), Some(RENAME.kind()));

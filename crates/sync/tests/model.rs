@@ -8,7 +8,7 @@ use serde_json::json;
 use sync::model::{ModelError, MutationKind, ValidationError};
 use sync::{Collection, ColumnType, Insert, Operator, Select, SyncModel, Update};
 
-use common::{BoardArgs, SendArgs, ctx, cards, model};
+use common::{BoardArgs, SendArgs, cards, ctx, model};
 
 const CLIENT: &str = "client_01HYS7J9GZ8P6VA3K3Z4X5M2K1";
 const RECORD: &str = "card_01HYS8M33DK68VQT6C9X4T5H0A";
@@ -49,10 +49,7 @@ fn query_errors_are_precise() {
         Err(ValidationError::ArgsNotObject { got: "array", .. })
     ));
     // The addCard mutator is not a query.
-    assert_eq!(
-        m.validate_query("addCard", &json!({})),
-        Err(ValidationError::UnknownQuery("addCard".into()))
-    );
+    assert_eq!(m.validate_query("addCard", &json!({})), Err(ValidationError::UnknownQuery("addCard".into())));
 }
 
 /// A model whose build functions misbehave, to prove the checks on what was built.
@@ -73,12 +70,13 @@ fn rogue_model() -> SyncModel {
         .query(
             SyncModel::query::<BoardArgs>("readsElsewhere", "cards")
                 .require("boardId", "board_id", Operator::Eq)
-                .build(|args| Select::from("secrets").filter("board_id", Operator::Eq, args.board_id.clone())),
+                .build(|args| {
+                    Select::from("secrets").filter("board_id", Operator::Eq, args.board_id.clone())
+                }),
         )
         .query(
-            SyncModel::query::<BoardArgs>("unknownColumn", "cards").build(|args| {
-                Select::from("cards").filter("password", Operator::Eq, args.board_id.clone())
-            }),
+            SyncModel::query::<BoardArgs>("unknownColumn", "cards")
+                .build(|args| Select::from("cards").filter("password", Operator::Eq, args.board_id.clone())),
         )
         .mutator(SyncModel::insert::<SendArgs>("wrongBoard", "cards").require("boardId", "board_id").build(
             |args, ctx| {

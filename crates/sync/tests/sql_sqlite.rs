@@ -13,7 +13,7 @@ use sync::schema::Row;
 use sync::sql::{self, Dialect, SqlParam, Statement};
 use sync::{Operation, Operator, Select};
 
-use common::{ctx, cards, model, notes};
+use common::{cards, ctx, model, notes};
 
 fn bind(params: &[SqlParam]) -> Vec<SqlValue> {
     params
@@ -123,10 +123,7 @@ fn insert_update_delete_and_select_do_what_the_operations_say() {
             &ctx("client_b", "m1", 12),
         )
         .expect("valid");
-    assert_eq!(
-        execute(&db, &sql::write(Dialect::Sqlite, &cards(), &sneaky.operation).expect("builds")),
-        0
-    );
+    assert_eq!(execute(&db, &sql::write(Dialect::Sqlite, &cards(), &sneaky.operation).expect("builds")), 0);
     let by_id = sql::select_by_id(Dialect::Sqlite, &cards(), "m1").expect("builds");
     let row = sql::decode_row(&cards(), query_raw(&db, &by_id).remove(0));
     assert_eq!(row["body"], json!("edited"));
@@ -135,10 +132,7 @@ fn insert_update_delete_and_select_do_what_the_operations_say() {
     let delete = model()
         .validate_mutation("deleteCard", &json!({"boardId": "r1"}), &ctx("client_b", "m2", 13))
         .expect("valid");
-    assert_eq!(
-        execute(&db, &sql::write(Dialect::Sqlite, &cards(), &delete.operation).expect("builds")),
-        1
-    );
+    assert_eq!(execute(&db, &sql::write(Dialect::Sqlite, &cards(), &delete.operation).expect("builds")), 1);
     assert_eq!(select_rows(&db, &cards(), &board.select).len(), 1);
 }
 
@@ -314,10 +308,7 @@ fn postgres_apply_numbers_every_parameter_once_and_returns_the_outcome() {
 fn a_wrongly_typed_value_is_refused_before_reaching_sql() {
     let operation =
         Operation::Insert(sync::Insert::into("cards").value("id", "m1").value("created_at", "now"));
-    assert!(matches!(
-        sql::write(Dialect::Sqlite, &cards(), &operation),
-        Err(sql::SqlError::BadValue { .. })
-    ));
+    assert!(matches!(sql::write(Dialect::Sqlite, &cards(), &operation), Err(sql::SqlError::BadValue { .. })));
     let operation = Operation::Insert(sync::Insert::into("cards").value("id", "m1").value("admin", true));
     assert!(matches!(
         sql::write(Dialect::Sqlite, &cards(), &operation),

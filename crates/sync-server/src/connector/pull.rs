@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use axum::Json;
 use axum::extract::Extension;
 use axum::http::HeaderMap;
+use sync::SyncModel;
 use sync::changes::{Change, ChangeKind, Cursor, Topic};
 use sync::protocol::pull::{PullRequest, PullResponse};
-use sync::SyncModel;
 use sync::sql::{self, Statement};
 use worker::Env;
 
@@ -41,14 +41,14 @@ pub async fn pull(
         // Every subscribed read is checked and authorized like the read itself.
         let validated = engine
             .authorized_query(
-            &env,
-            authorization(&headers),
-            &request.client_id,
-            &request.session_id,
-            &subscription.name,
-            &subscription.args,
-        )
-        .await?;
+                &env,
+                authorization(&headers),
+                &request.client_id,
+                &request.session_id,
+                &subscription.name,
+                &subscription.args,
+            )
+            .await?;
         topics.insert(validated.topic);
     }
     let topics: Vec<Topic> = topics.into_iter().collect();
@@ -62,8 +62,12 @@ pub async fn pull(
     let page = sql::pull_changes(db.dialect(), request.cursor, &topics, PULL_PAGE + 1);
     let mut results = db.read(&[head, page]).await?.into_iter();
     let head = results.next().and_then(|rows| rows.first().and_then(|row| integer(row, "head"))).unwrap_or(0);
-    let mut changes: Vec<Change> =
-        results.next().unwrap_or_default().iter().filter_map(|row| decode_change(engine.model(), row)).collect();
+    let mut changes: Vec<Change> = results
+        .next()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|row| decode_change(engine.model(), row))
+        .collect();
     let has_more = changes.len() > PULL_PAGE as usize;
     changes.truncate(PULL_PAGE as usize);
     let cursor = match (has_more, changes.last()) {

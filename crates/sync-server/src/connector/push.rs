@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::Extension;
 use axum::http::HeaderMap;
-use sync::changes::{Cursor, Topic, change_topics};
 use sync::SyncModel;
+use sync::changes::{Cursor, Topic, change_topics};
 use sync::model::{MutationContext, ValidatedMutation};
 use sync::protocol::mutation_callback::{MutationCallbackOperation, MutationCallbackRequest};
 use sync::protocol::push::{MutationOutcome, MutationResult, PushMutation, PushRequest, PushResponse};
@@ -62,9 +62,8 @@ pub async fn push(
         }
         let ctx =
             MutationContext { client_id: client.into(), record_id: mutation.record_id.clone(), now_ms: now };
-        let validated = model
-            .validate_mutation(&mutation.name, &mutation.args, &ctx)
-            .map_err(|error| error.to_string());
+        let validated =
+            model.validate_mutation(&mutation.name, &mutation.args, &ctx).map_err(|error| error.to_string());
         fresh.push((mutation, validated));
     }
 

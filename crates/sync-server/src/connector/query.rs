@@ -26,14 +26,14 @@ pub async fn query(
     check_ids(&request.client_id, &request.session_id)?;
     let validated = engine
         .authorized_query(
-        &env,
-        authorization(&headers),
-        &request.client_id,
-        &request.session_id,
-        &request.name,
-        &request.args,
-    )
-    .await?;
+            &env,
+            authorization(&headers),
+            &request.client_id,
+            &request.session_id,
+            &request.name,
+            &request.args,
+        )
+        .await?;
     // Subscribe before reading, so no change between the read and the subscription
     // goes unpoked. (This also checks the session belongs to this client.)
     let watched = vec![validated.topic.to_string()];

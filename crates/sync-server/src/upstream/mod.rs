@@ -72,7 +72,9 @@ impl Upstream {
     pub async fn open(engine: &Engine, env: &Env) -> Result<Self, ApiError> {
         Ok(match Kind::from_env(env)? {
             Kind::D1 => Upstream::D1(D1::open(env).await?),
-            Kind::Postgres => Upstream::Postgres(Postgres::connect(env, engine.app_postgres_migrations()).await?),
+            Kind::Postgres => {
+                Upstream::Postgres(Postgres::connect(env, engine.app_postgres_migrations()).await?)
+            }
         })
     }
 }

@@ -93,17 +93,15 @@ pub fn model() -> SyncModel {
                     .guard("board_id", Operator::Eq, args.board_id.clone())
             },
         ))
-        .mutator(
-            SyncModel::delete::<BoardArgs>("deleteCard", "cards").require("boardId", "board_id").build(
-                |args, ctx| {
-                    Delete::record("cards", ctx.record_id.clone()).guard(
-                        "board_id",
-                        Operator::Eq,
-                        args.board_id.clone(),
-                    )
-                },
-            ),
-        )
+        .mutator(SyncModel::delete::<BoardArgs>("deleteCard", "cards").require("boardId", "board_id").build(
+            |args, ctx| {
+                Delete::record("cards", ctx.record_id.clone()).guard(
+                    "board_id",
+                    Operator::Eq,
+                    args.board_id.clone(),
+                )
+            },
+        ))
         .mutator(SyncModel::insert::<NoteArgs>("addNote", "notes").build(|args, ctx| {
             Insert::into("notes")
                 .value("id", ctx.record_id.clone())

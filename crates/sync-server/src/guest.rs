@@ -1,5 +1,7 @@
-//! The chat app's end-user auth: signed guest tokens (HS256 JWTs). The engine itself
-//! never reads them; it forwards `authorization` to the app's callbacks.
+//! Guest sign-in for demos and templates: signed guest tokens (HS256 JWTs) for a
+//! display name, `POST /api/auth/guest`, and the check an app's callbacks make. The
+//! connector itself never reads tokens; it forwards `authorization` to the callbacks.
+//! A real app brings its own sign-in; its callbacks verify its own tokens.
 
 use axum::Json;
 use axum::extract::Extension;
@@ -10,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use worker::Env;
 
-use sync_server::config;
-use sync_server::{ApiError, parse_json, read_body};
+use crate::config;
+use crate::connector::{parse_json, read_body};
+use crate::error::ApiError;
 
-/// Key that signs the guest tokens.
+/// The setting holding the key that signs guest tokens.
 pub const AUTH_SECRET: &str = "AUTH_SECRET";
 
 /// Guest tokens last a week.
@@ -92,8 +95,8 @@ pub struct GuestToken {
     expires_at: u64,
 }
 
-/// Cookie holding the guest token, so the server can render a room's messages on the
-/// first paint (the sync requests themselves send it as `authorization`).
+/// Cookie holding the guest token, so the server can render a page with the user's
+/// data on the first paint (the sync requests themselves send it as `authorization`).
 pub const SIGN_IN_COOKIE: &str = "sync_token";
 
 /// The token in the request's [`SIGN_IN_COOKIE`], if any.
@@ -110,7 +113,24 @@ pub fn token_from_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
 
 /// `POST /api/auth/guest {"name": "Ada"}` -> a signed token for that display name (in
 /// the body, and as an HttpOnly cookie for server rendering).
-pub async fn guest(
+/// `POST /api/auth/guest`, for an app's router.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
+    axum::Router::new().route("/api/auth/guest", axum::routing::post(guest))
+}
+
+/// The display name in a bearer guest token, or why there is none (a sentence for the
+/// user). `Err(ApiError)`: the setting [`AUTH_SECRET`] is missing.
+pub fn user(env: &Env, bearer_token: Option<&str>) -> Result<Result<String, String>, ApiError> {
+    let secret = config::required(env, AUTH_SECRET)?;
+    Ok(match bearer_token {
+        None => Err("sign in first: no bearer token".to_string()),
+        Some(token) => verify(&secret, token, now_s())
+            .map(|claims| claims.sub)
+            .map_err(|error| format!("sign in again: {error}")),
+    })
+}
+
+async fn guest(
     Extension(env): Extension<Env>,
     raw: axum::extract::Request,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {

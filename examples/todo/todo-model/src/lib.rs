@@ -1,0 +1,199 @@
+//! A shared todo list, the engine's second example: lists live at `/list/{id}` (like
+//! the chat's rooms); anyone signed in who has the link may add, tick, rename and
+//! delete items, and sees the others' changes live.
+//!
+//! This crate is what the browser and the worker share: the sync model (declared
+//! once, typed) and the rules the worker's callbacks apply.
+
+use serde::{Deserialize, Serialize};
+use sync::{
+    Collection, ColumnType, Delete, Deletes, Insert, Inserts, Mutator, Operator, Order, Query, Select,
+    SyncModel, Update, Updates,
+};
+
+pub const TODOS: &str = "todos";
+
+/// A list's items, oldest first.
+pub const LIST_TODOS: Query<ListArgs, Todo> = Query::new("listTodos", TODOS);
+pub const ADD_TODO: Mutator<AddTodo, Inserts> = Mutator::insert("addTodo", TODOS);
+pub const SET_DONE: Mutator<SetDone, Updates> = Mutator::update("setDone", TODOS);
+pub const RENAME_TODO: Mutator<RenameTodo, Updates> = Mutator::update("renameTodo", TODOS);
+pub const DELETE_TODO: Mutator<ListArgs, Deletes> = Mutator::delete("deleteTodo", TODOS);
+
+/// Longest title the rules accept.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+/// A row of `todos`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Todo {
+    pub id: String,
+    pub list_id: String,
+    pub title: String,
+    pub done: bool,
+    pub created_at: i64,
+    pub updated_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListArgs {
+    pub list_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddTodo {
+    pub list_id: String,
+    pub title: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetDone {
+    pub list_id: String,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenameTodo {
+    pub list_id: String,
+    pub title: String,
+}
+
+fn trimmed(text: &str) -> String {
+    text.trim().to_string()
+}
+
+/// The todo list's sync model.
+pub fn todo_model() -> SyncModel {
+    let model = SyncModel::builder()
+        .collection(
+            Collection::new(TODOS, "id")
+                .column("id", ColumnType::Text)
+                .column("list_id", ColumnType::Text)
+                .column("title", ColumnType::Text)
+                .column("done", ColumnType::Boolean)
+                .column("created_at", ColumnType::Integer)
+                .column("updated_by", ColumnType::Text)
+                .index(&["list_id", "created_at", "id"]),
+        )
+        .query(LIST_TODOS.define().require("listId", "list_id", Operator::Eq).build(|args| {
+            Select::from(TODOS)
+                .filter("list_id", Operator::Eq, args.list_id.clone())
+                .order_by("created_at", Order::Asc)
+                .order_by("id", Order::Asc)
+        }))
+        .mutator(
+            ADD_TODO
+                .define()
+                .require("listId", "list_id")
+                .normalize(|args| AddTodo { list_id: trimmed(&args.list_id), title: trimmed(&args.title) })
+                .build(|args, ctx| {
+                    Insert::into(TODOS)
+                        .value("id", ctx.record_id.clone())
+                        .value("list_id", args.list_id.clone())
+                        .value("title", args.title.clone())
+                        .value("done", false)
+                        .value("created_at", ctx.now_ms)
+                        .value("updated_by", ctx.client_id.clone())
+                }),
+        )
+        .mutator(SET_DONE.define().require("listId", "list_id").build(|args, ctx| {
+            Update::record(TODOS, ctx.record_id.clone())
+                .set("done", args.done)
+                .set("updated_by", ctx.client_id.clone())
+                .guard("list_id", Operator::Eq, args.list_id.clone())
+        }))
+        .mutator(
+            RENAME_TODO
+                .define()
+                .require("listId", "list_id")
+                .normalize(|args| RenameTodo { list_id: trimmed(&args.list_id), title: trimmed(&args.title) })
+                .build(|args, ctx| {
+                    Update::record(TODOS, ctx.record_id.clone())
+                        .set("title", args.title.clone())
+                        .set("updated_by", ctx.client_id.clone())
+                        .guard("list_id", Operator::Eq, args.list_id.clone())
+                }),
+        )
+        .mutator(DELETE_TODO.define().require("listId", "list_id").build(|args, ctx| {
+            Delete::record(TODOS, ctx.record_id.clone()).guard("list_id", Operator::Eq, args.list_id.clone())
+        }))
+        .build();
+    match model {
+        Ok(model) => model,
+        // A constant of this program, built by its tests: unreachable once they pass.
+        Err(error) => panic!("the todo sync model is invalid: {error}"),
+    }
+}
+
+/// The rules for one write, as the worker's mutation callback applies them: a title
+/// has 1 to [`MAX_TITLE_CHARS`] characters. `Err` is the reason shown to the user.
+pub fn judge_write(operation: &str, args: &serde_json::Value) -> Result<(), String> {
+    let title = || args.get("title").and_then(|value| value.as_str()).unwrap_or_default().chars().count();
+    let check_title = || match title() {
+        0 => Err("a todo needs a title".to_string()),
+        n if n > MAX_TITLE_CHARS => {
+            Err(format!("a title has at most {MAX_TITLE_CHARS} characters (this one has {n})"))
+        }
+        _ => Ok(()),
+    };
+    if operation == ADD_TODO.name() || operation == RENAME_TODO.name() {
+        check_title()
+    } else if operation == SET_DONE.name() || operation == DELETE_TODO.name() {
+        Ok(())
+    } else {
+        Err(format!("{operation} is not a todo operation"))
+    }
+}
+
+/// List ids are what a URL segment holds without escaping.
+pub fn clean_list_id(input: &str) -> Option<String> {
+    let id: String = input
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(64)
+        .collect();
+    (!id.is_empty()).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use sync::model::MutationContext;
+
+    fn ctx() -> MutationContext {
+        MutationContext { client_id: "client_a".into(), record_id: "todos_1".into(), now_ms: 5 }
+    }
+
+    #[test]
+    fn add_builds_an_open_item_in_its_list() {
+        let write = todo_model()
+            .validate_mutation(ADD_TODO.name(), &json!({"listId": " groceries ", "title": " milk "}), &ctx())
+            .expect("valid");
+        let sync::Operation::Insert(insert) = write.operation else { panic!("an insert") };
+        assert_eq!(insert.values["list_id"], json!("groceries"));
+        assert_eq!(insert.values["title"], json!("milk"));
+        assert_eq!(insert.values["done"], json!(false));
+    }
+
+    #[test]
+    fn updates_are_guarded_by_the_list() {
+        let model = todo_model();
+        let moved = model.validate_mutation(SET_DONE.name(), &json!({"listId": "a", "done": true}), &ctx());
+        let sync::Operation::Update(update) = moved.expect("valid").operation else { panic!("an update") };
+        assert!(update.guards.iter().any(|guard| guard.column == "list_id" && guard.value == json!("a")));
+    }
+
+    #[test]
+    fn rules_refuse_empty_and_long_titles() {
+        assert!(judge_write("addTodo", &json!({"title": "milk"})).is_ok());
+        assert!(judge_write("addTodo", &json!({"title": ""})).is_err());
+        let long = "x".repeat(MAX_TITLE_CHARS + 1);
+        assert!(judge_write("renameTodo", &json!({"title": long})).unwrap_err().contains("at most"));
+        assert!(judge_write("dropTable", &json!({})).is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! The todo example's Cloudflare Worker, built only on the engine's public API: the
+//! page (a static shell; the UI renders in the browser), guest sign-in, the app's
+//! rules as in-process callbacks, and the engine's `/sync/*` routes.
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::response::{Html, Redirect};
+use axum::routing::get;
+use sync::protocol::Decision;
+use sync::protocol::mutation_callback::{
+    MutationCallbackRequest, MutationCallbackResponse, OperationDecision,
+};
+use sync::protocol::query_callback::QueryCallbackRequest;
+use sync_server::{CallbackFuture, Callbacks, Caller, Engine, HttpCallbacks, guest};
+use todo_model::LIST_TODOS;
+
+// The engine's Durable Objects, exported under the class names wrangler.toml binds.
+pub use sync_server::{ClientSession, QuerySubscription};
+
+/// The todo model's PostgreSQL migrations, generated from the model.
+const POSTGRES_MIGRATIONS: &[(&str, &str)] =
+    &[("0001_init", include_str!("../../migrations/postgres/0001_init.sql"))];
+
+/// The todo rules: any signed-in user may read and edit a list they have the link
+/// to; titles have 1 to 200 characters.
+struct TodoRules;
+
+impl Callbacks for TodoRules {
+    fn query<'a>(
+        &'a self,
+        caller: &'a Caller,
+        request: &'a QueryCallbackRequest,
+    ) -> CallbackFuture<'a, Decision> {
+        Box::pin(async move {
+            let user = guest::user(&caller.env, caller.bearer_token()).map_err(|error| error.to_string())?;
+            Ok(match user {
+                Err(reason) => Decision::deny(reason),
+                Ok(_) if request.operation_name == LIST_TODOS.name() => Decision::allow(),
+                Ok(_) => Decision::deny(format!("{} is not a todo query", request.operation_name)),
+            })
+        })
+    }
+
+    fn mutation<'a>(
+        &'a self,
+        caller: &'a Caller,
+        request: &'a MutationCallbackRequest,
+    ) -> CallbackFuture<'a, MutationCallbackResponse> {
+        Box::pin(async move {
+            let user = guest::user(&caller.env, caller.bearer_token()).map_err(|error| error.to_string())?;
+            if let Err(reason) = user {
+                return Ok(MutationCallbackResponse::Batch(Decision::deny(reason)));
+            }
+            let operations = request
+                .operations
+                .iter()
+                .map(|operation| {
+                    let verdict = todo_model::judge_write(&operation.operation_name, &operation.args);
+                    OperationDecision {
+                        allow: verdict.is_ok(),
+                        id: operation.id.clone(),
+                        reason: verdict.err(),
+                    }
+                })
+                .collect();
+            Ok(MutationCallbackResponse::PerOperation { operations })
+        })
+    }
+}
+
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        Engine::new(todo_model::todo_model(), HttpCallbacks::or(TodoRules))
+            .postgres_migrations(POSTGRES_MIGRATIONS)
+    })
+}
+
+/// The page: loads the bundle, which renders the list and starts the sync worker.
+const SHELL: &str = r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Shared list</title>
+<link rel="stylesheet" href="/style.css">
+</head>
+<body>
+<script type="module">
+import init, { mount } from '/pkg/todo.js';
+await init({ module_or_path: '/pkg/todo_bg.wasm' });
+mount();
+</script>
+</body>
+</html>
+"#;
+
+async fn home() -> Redirect {
+    let list = getrandom03::u32().map_or(10_000, |n| 10_000 + n % 90_000);
+    Redirect::temporary(&format!("/list/{list}"))
+}
+
+async fn list_page() -> Html<&'static str> {
+    Html(SHELL)
+}
+
+async fn not_found() -> (axum::http::StatusCode, Html<&'static str>) {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        Html("<!DOCTYPE html><title>Not found</title><p><a href=\"/\">A new list</a>"),
+    )
+}
+
+/// Every route the worker answers.
+pub fn router() -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/list/{list}", get(list_page))
+        .route("/api/health", get(sync_server::health))
+        .merge(guest::routes())
+        .merge(engine().routes())
+        .nest("/api", Router::new().fallback(sync_server::api_not_found))
+        .fallback(not_found)
+}
+
+#[worker::event(fetch)]
+async fn fetch(
+    req: worker::HttpRequest,
+    env: worker::Env,
+    ctx: worker::Context,
+) -> worker::Result<axum::http::Response<axum::body::Body>> {
+    sync_server::serve(router(), req, env, ctx).await
+}

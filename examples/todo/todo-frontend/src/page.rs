@@ -116,7 +116,8 @@ fn TodoList(list_id: String) -> impl IntoView {
             let (id_a, id_b, id_c) = (todo.id.clone(), todo.id.clone(), todo.id.clone());
             view! {
                 <li class="todo" class:todo--done=todo.done data-testid="todo"
-                    data-status=if pending { "pending" } else { "confirmed" } data-id=todo.id.clone()>
+                    data-status=if pending { "pending" } else { "confirmed" } data-id=todo.id.clone()
+                    data-title=todo.title.clone()>
                     <input type="checkbox" data-testid="todo-done" prop:checked=todo.done
                         aria-label="Done"
                         on:change=move |ev| {

@@ -97,7 +97,7 @@ test('the page explains itself: steps, diagram, the model source and the callbac
   for (const part of ['Leptos UI', 'SQLite worker', 'Connector worker', 'Subscription DO', 'Session DO', 'D1 / PostgreSQL', 'Callbacks']) {
     assert.ok(diagram.includes(part), part);
   }
-  assert.match(await page.getByTestId('model-code').textContent(), /SyncModel::query::<RoomArgs>\(ROOM_MESSAGES, MESSAGES\)/);
+  assert.match(await page.getByTestId('model-code').textContent(), /ROOM_MESSAGES\s*\.define\(\)\s*\.require\("roomId", "room_id", Operator::Eq\)/);
   const text = await section.textContent();
   assert.match(text, /"operation_kind": "mutation"/);
   assert.match(text, /"mutation_kind": "insert"/);

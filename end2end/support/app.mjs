@@ -18,7 +18,7 @@ const WRANGLER = join(ROOT, 'node_modules', '.bin', 'wrangler');
 // Each app's folder (its wrangler.toml). `cargo xtask build` writes beside it
 // wrangler.nobuild.toml (without [build], so nothing rebuilds here) and
 // wrangler.postgres.toml (the same plus a Hyperdrive binding).
-const APPS = { chat: ROOT, todo: join(ROOT, 'examples', 'todo') };
+const appDir = (name) => (name === 'chat' ? ROOT : join(ROOT, 'examples', name));
 /** The PostgreSQL cluster's maintenance database URL, when testing on PostgreSQL. */
 export const POSTGRES_URL = process.env.SYNC_E2E_POSTGRES_URL || null;
 export const UPSTREAM = POSTGRES_URL ? 'postgres' : 'd1';
@@ -115,9 +115,11 @@ export const TEST_VARS = {
   AUTH_SECRET: 'test-auth-secret',
 };
 
+/**
+ * Starts an app: `chat` (the default) or an example under `examples/<app>/`.
+ */
 export async function startApp({ persistTo, vars = {}, postgresUrl, app = 'chat' } = {}) {
-  const dir = APPS[app];
-  if (!dir) throw new Error(`unknown app ${app}`);
+  const dir = appDir(app);
   const CONFIG = join(dir, 'wrangler.nobuild.toml');
   const POSTGRES_CONFIG = join(dir, 'wrangler.postgres.toml');
   if (!existsSync(CONFIG)) throw new Error(`${CONFIG} is missing: run \`cargo xtask build\` first`);

@@ -4,6 +4,7 @@
 //! - `cargo xtask setup`  install every tool the build and tests need (idempotent)
 //! - `cargo xtask build`  client bundle + worker bundle (`--app todo`: the example's)
 //! - `cargo xtask migrations`  write the next upstream migration of a changed model
+//! - `cargo xtask new-app NAME`  scaffold `examples/NAME` from the todo example
 //! - `cargo xtask dev`    setup, build, migrate local D1, serve on http://127.0.0.1:8787
 //!   (`--postgres URL`: keep the data in that PostgreSQL database instead)
 //! - `cargo xtask test`   setup, then every test tier; prints one closing summary line
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Some("setup") => tasks::setup(),
         Some("build") => tasks::build_task(&args[1..]),
         Some("migrations") => tasks::migrations(),
+        Some("new-app") => tasks::new_app(&args[1..]),
         Some("dev") => tasks::dev(&args[1..]),
         Some("test") => tasks::test(&args[1..]),
         Some("bench") => tasks::bench(&args[1..]),
@@ -44,10 +46,11 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: cargo xtask <task>
   setup              install apt packages, the wasm target, pinned CLIs (.tools/) and npm packages
-  build [--app chat|todo]
+  build [--app NAME]
                      build an app's browser bundle (target/site, target/todo-site) and its worker
   migrations         write the next D1 + PostgreSQL migration of every app whose sync model changed
-  dev [--app chat|todo] [--port N] [--postgres URL]
+  new-app NAME       a new app at examples/NAME, copied from the todo example, in the workspace
+  dev [--app NAME] [--port N] [--postgres URL]
                      setup + build + local D1 migrations + wrangler dev on 127.0.0.1 (default 8787);
                      with --postgres, the data lives in that PostgreSQL database instead (Hyperdrive)
   test [TIER...]     setup + every tier (lint, native, wasm, e2e, postgres); or just the tiers named

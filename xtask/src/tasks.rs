@@ -119,9 +119,9 @@ fn install_npm_packages() -> Result {
 
 /// One web app of this repository: the chat (the template) or an example beside it.
 struct WebApp {
-    name: &'static str,
+    name: String,
     /// The browser bundle's crate (cdylib).
-    frontend: &'static str,
+    frontend: String,
     /// `pkg/{bundle}.js` + `pkg/{bundle}_bg.wasm`.
     bundle: String,
     /// Static assets root (wrangler `[assets]`).
@@ -136,42 +136,58 @@ struct WebApp {
     worker: PathBuf,
     /// The folder holding the app's wrangler.toml.
     config_dir: PathBuf,
+    /// The app's browser tests (`*.test.mjs`).
+    end2end: PathBuf,
+    /// The crate whose `migrations` test checks (and writes) the app's migrations.
+    model_package: String,
 }
 
-/// Every app, the chat first.
+/// Every app: the chat, then each `examples/<name>/` holding a wrangler.toml, by the
+/// examples' convention: crates `<name>-model` (with a `migrations` test),
+/// `<name>-frontend` (bundle `<name>`), `<name>-worker`; folders `js/`, `public/`,
+/// `migrations/`, `end2end/`.
 fn web_apps() -> Result<Vec<WebApp>> {
     let root = root();
-    let todo = root.join("examples").join("todo");
-    Ok(vec![
-        WebApp {
-            name: "chat",
-            frontend: "frontend",
-            bundle: app_constant("CLIENT_BUNDLE")?,
-            site: root.join("target").join("site"),
-            js: root.join("frontend").join("js"),
-            public: root.join("frontend").join("public"),
-            style: Some(root.join("style")),
-            worker: root.join("worker"),
-            config_dir: root.clone(),
-        },
-        WebApp {
-            name: "todo",
-            frontend: "todo-frontend",
-            bundle: "todo".into(),
-            site: root.join("target").join("todo-site"),
-            js: todo.join("js"),
-            public: todo.join("public"),
+    let mut apps = vec![WebApp {
+        name: "chat".into(),
+        frontend: "frontend".into(),
+        bundle: app_constant("CLIENT_BUNDLE")?,
+        site: root.join("target").join("site"),
+        js: root.join("frontend").join("js"),
+        public: root.join("frontend").join("public"),
+        style: Some(root.join("style")),
+        worker: root.join("worker"),
+        config_dir: root.clone(),
+        end2end: root.join("end2end"),
+        model_package: "app".into(),
+    }];
+    let mut examples: Vec<PathBuf> = fs::read_dir(root.join("examples"))
+        .map(|entries| entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
+        .unwrap_or_default();
+    examples.sort();
+    for dir in examples.into_iter().filter(|dir| dir.join("wrangler.toml").is_file()) {
+        let Some(name) = dir.file_name().and_then(|name| name.to_str()).map(str::to_string) else { continue };
+        apps.push(WebApp {
+            frontend: format!("{name}-frontend"),
+            bundle: name.clone(),
+            site: root.join("target").join(format!("{name}-site")),
+            js: dir.join("js"),
+            public: dir.join("public"),
             style: None,
-            worker: todo.join("todo-worker"),
-            config_dir: todo,
-        },
-    ])
+            worker: dir.join(format!("{name}-worker")),
+            end2end: dir.join("end2end"),
+            model_package: format!("{name}-model"),
+            config_dir: dir,
+            name,
+        });
+    }
+    Ok(apps)
 }
 
 fn web_app(name: &str) -> Result<WebApp> {
-    let names: Vec<&str> = vec!["chat", "todo"];
-    web_apps()?
-        .into_iter()
+    let apps = web_apps()?;
+    let names: Vec<String> = apps.iter().map(|app| app.name.clone()).collect();
+    apps.into_iter()
         .find(|app| app.name == name)
         .ok_or_else(|| format!("unknown app `{name}` (known: {})", names.join(", ")))
 }
@@ -181,7 +197,7 @@ pub fn build_task(args: &[String]) -> Result {
     match args {
         [] => build_app(&web_app("chat")?),
         [flag, name] if flag == "--app" => build_app(&web_app(name)?),
-        _ => Err("usage: cargo xtask build [--app chat|todo]".into()),
+        _ => Err("usage: cargo xtask build [--app NAME]".into()),
     }
 }
 
@@ -194,7 +210,7 @@ pub fn build() -> Result {
 }
 
 fn build_app(app: &WebApp) -> Result {
-    static BUILT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     if BUILT.lock().map(|built| built.contains(&app.name)).unwrap_or(false) {
         return Ok(());
     }
@@ -202,7 +218,7 @@ fn build_app(app: &WebApp) -> Result {
     build_worker(app)?;
     write_nobuild_wrangler_config(&app.config_dir)?;
     if let Ok(mut built) = BUILT.lock() {
-        built.push(app.name);
+        built.push(app.name.clone());
     }
     Ok(())
 }
@@ -214,7 +230,7 @@ fn build_client(app: &WebApp) -> Result {
     let bundle = &app.bundle;
 
     run(Command::new("cargo")
-        .args(["build", "--release", "--package", app.frontend, "--target", WASM_TARGET])
+        .args(["build", "--release", "--package", &app.frontend, "--target", WASM_TARGET])
         .current_dir(&root))?;
     let raw = root
         .join("target")
@@ -319,10 +335,29 @@ fn app_constant(name: &str) -> Result<String> {
 /// `cargo xtask migrations`: writes the next upstream migration of every app whose
 /// sync model changed (the apps' migrations tests, in write mode).
 pub fn migrations() -> Result {
-    run(Command::new("cargo")
-        .args(["test", "--package", "app", "--package", "todo-model", "--test", "migrations"])
-        .env("SYNC_WRITE_MIGRATIONS", "1")
-        .current_dir(root()))
+    let mut command = Command::new("cargo");
+    command.arg("test");
+    for app in web_apps()? {
+        command.args(["--package", &app.model_package]);
+    }
+    run(command.args(["--test", "migrations"]).env("SYNC_WRITE_MIGRATIONS", "1").current_dir(root()))
+}
+
+/// Every app's browser suites (`*.test.mjs` in its end2end folder), the chat first.
+fn end2end_suites() -> Result<Vec<String>> {
+    let root = root();
+    let mut suites = Vec::new();
+    for app in web_apps()? {
+        let mut files: Vec<PathBuf> = fs::read_dir(&app.end2end)
+            .map(|entries| entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
+            .unwrap_or_default();
+        files.retain(|file| file.to_string_lossy().ends_with(".test.mjs"));
+        files.sort();
+        suites.extend(
+            files.iter().map(|file| file.strip_prefix(&root).unwrap_or(file).to_string_lossy().into_owned()),
+        );
+    }
+    Ok(suites)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result {
@@ -442,14 +477,15 @@ const TIERS: &[&str] = &["lint", "native", "wasm", "e2e", "postgres"];
 /// cdylib crates that only build for wasm32 (the browser bundles and the workers).
 const WASM_ONLY_PACKAGES: &[&str] = &["frontend", "sync-worker", "todo-frontend", "todo-worker"];
 
-/// The end-to-end files the PostgreSQL tier runs again with PostgreSQL upstream, plus
-/// the one only it runs (its name matches none of node's test patterns: `*.test.mjs`, `*-test.mjs`, `*_test.mjs`, `test-*.mjs`).
+/// The chat's end-to-end files the PostgreSQL tier runs again with PostgreSQL
+/// upstream (every example's suites run too), plus the one only it runs (its name
+/// matches none of node's test patterns: `*.test.mjs`, `*-test.mjs`, `*_test.mjs`,
+/// `test-*.mjs`).
 const POSTGRES_E2E: &[&str] = &[
     "end2end/connector.test.mjs",
     "end2end/pokes.test.mjs",
     "end2end/chat.test.mjs",
     "end2end/postgres.suite.mjs",
-    "examples/todo/end2end/todo.test.mjs",
 ];
 
 /// rustfmt and clippy (warnings are errors) for every crate on the target it is
@@ -546,12 +582,15 @@ pub fn test(args: &[String]) -> Result {
             }
             "e2e" => {
                 build()?;
-                node_tests(&["end2end/", "examples/todo/end2end/"])
+                let suites = end2end_suites()?;
+                node_tests(&suites.iter().map(String::as_str).collect::<Vec<_>>())
             }
             "postgres" => {
                 build()?;
                 let started = crate::postgres::Cluster::start()?;
-                let mut command = node_tests(POSTGRES_E2E);
+                let mut files: Vec<String> = POSTGRES_E2E.iter().map(|file| file.to_string()).collect();
+                files.extend(end2end_suites()?.into_iter().filter(|file| !file.starts_with("end2end/")));
+                let mut command = node_tests(&files.iter().map(String::as_str).collect::<Vec<_>>());
                 command.env("SYNC_E2E_POSTGRES_URL", &started.url);
                 cluster = Some(started);
                 command
@@ -576,4 +615,103 @@ pub fn test(args: &[String]) -> Result {
     } else {
         Err(format!("failing test tiers: {}", failed_tiers.join(", ")))
     }
+}
+
+// ---------------------------------------------------------------- new-app
+
+/// `cargo xtask new-app NAME`: a new app at `examples/NAME`, copied from the todo
+/// example with its identity renamed (crates `NAME-model` / `-frontend` / `-worker`,
+/// bundle, app name, wrangler names, tests), and added to the workspace. Its model,
+/// rules and pages are the todo list's until you change them; its copied tests pass
+/// as they are, so the start is green.
+pub fn new_app(args: &[String]) -> Result {
+    let [name] = args else {
+        return Err("usage: cargo xtask new-app NAME (lowercase letters, digits, -)".into());
+    };
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.len() <= 32;
+    if !valid || name == "chat" || name == "todo" {
+        return Err(format!(
+            "`{name}`: an app name has lowercase letters, digits and `-`, starts with a letter, and is not chat or todo"
+        ));
+    }
+    let root = root();
+    let from = root.join("examples").join("todo");
+    let to = root.join("examples").join(name);
+    if to.exists() {
+        return Err(format!("{} exists already", to.display()));
+    }
+    let snake = name.replace('-', "_");
+    let renames = new_app_renames(name, &snake);
+    copy_renamed(&from, &to, &renames)?;
+    // The workspace lists every crate.
+    let manifest = root.join("Cargo.toml");
+    let text = fs::read_to_string(&manifest).map_err(|error| format!("reading Cargo.toml: {error}"))?;
+    let anchor = "  \"xtask\",\n]";
+    let members = format!(
+        "  \"examples/{name}/{name}-model\",\n  \"examples/{name}/{name}-frontend\",\n  \"examples/{name}/{name}-worker\",\n{anchor}"
+    );
+    if !text.contains(anchor) {
+        return Err(
+            "Cargo.toml: the members list does not end with \"xtask\"; add the three crates by hand".into()
+        );
+    }
+    fs::write(&manifest, text.replacen(anchor, &members, 1))
+        .map_err(|error| format!("writing Cargo.toml: {error}"))?;
+    eprintln!(
+        "new app at examples/{name}: `cargo xtask dev --app {name}` serves it; edit {name}-model/src/lib.rs \
+         (model, rules), {name}-frontend/src/page.rs (pages), then `cargo xtask migrations`"
+    );
+    Ok(())
+}
+
+/// What changes between the todo example and an app called `name` (longest first).
+fn new_app_renames(name: &str, snake: &str) -> Vec<(String, String)> {
+    vec![
+        ("todo-model".into(), format!("{name}-model")),
+        ("todo_model".into(), format!("{snake}_model")),
+        ("todo-frontend".into(), format!("{name}-frontend")),
+        ("todo_frontend".into(), format!("{snake}_frontend")),
+        ("todo-worker".into(), format!("{name}-worker")),
+        ("todo_worker".into(), format!("{snake}_worker")),
+        ("todo-site".into(), format!("{name}-site")),
+        ("sync-todo".into(), format!("sync-{name}")),
+        ("/pkg/todo.js".into(), format!("/pkg/{name}.js")),
+        ("./todo.js".into(), format!("./{name}.js")),
+        ("todo_bg.wasm".into(), format!("{name}_bg.wasm")),
+        ("AppName(\"todo\")".into(), format!("AppName(\"{name}\")")),
+        ("\"todo:name\"".into(), format!("\"{name}:name\"")),
+        ("'todo:name'".into(), format!("'{name}:name'")),
+        ("--app todo".into(), format!("--app {name}")),
+        ("app: 'todo'".into(), format!("app: '{name}'")),
+    ]
+}
+
+/// Copies `from` to `to`, renaming paths and file contents; skips build outputs.
+fn copy_renamed(from: &Path, to: &Path, renames: &[(String, String)]) -> Result {
+    let rename =
+        |text: &str| renames.iter().fold(text.to_string(), |text, (old, new)| text.replace(old, new));
+    fs::create_dir_all(to).map_err(|error| format!("creating {}: {error}", to.display()))?;
+    let entries = fs::read_dir(from).map_err(|error| format!("reading {}: {error}", from.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|error| format!("reading {}: {error}", from.display()))?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if ["build", ".wrangler", ".dev.vars"].contains(&file_name.as_str())
+            || file_name.starts_with("wrangler.") && file_name != "wrangler.toml"
+        {
+            continue;
+        }
+        let target = to.join(rename(&file_name));
+        if entry.path().is_dir() {
+            copy_renamed(&entry.path(), &target, renames)?;
+        } else {
+            match fs::read_to_string(entry.path()) {
+                Ok(text) => fs::write(&target, rename(&text)),
+                Err(_) => fs::copy(entry.path(), &target).map(|_| ()),
+            }
+            .map_err(|error| format!("writing {}: {error}", target.display()))?;
+        }
+    }
+    Ok(())
 }

@@ -685,6 +685,7 @@ fn new_app_renames(name: &str, snake: &str) -> Vec<(String, String)> {
         ("'todo:name'".into(), format!("'{name}:name'")),
         ("--app todo".into(), format!("--app {name}")),
         ("app: 'todo'".into(), format!("app: '{name}'")),
+        ("todo.test.mjs".into(), format!("{name}.test.mjs")),
     ]
 }
 

@@ -100,7 +100,7 @@ describe('with the chat app callbacks (default)', () => {
     const room = newId('room');
     const a = client(app.url, ada);
     const mutations = ['one', 'two', 'three'].map((body) => ({
-      id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body }, record_id: newId('message'),
+      id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body }, record_id: newId('messages'),
     }));
     const [first, second] = await Promise.all([a.push(mutations), a.push(mutations)]);
     assert.equal(first.status, 200, first.text);
@@ -118,17 +118,17 @@ describe('with the chat app callbacks (default)', () => {
   test('writes in one push build on each other: insert, edit, then delete the same record', async () => {
     const room = newId('room');
     const a = client(app.url, ada);
-    const record = newId('message');
+    const record = newId('messages');
     const send = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: 'draft' }, record_id: record };
-    const edit = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, body: 'final' }, record_id: record };
+    const edit = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, authorName: 'Ada', body: 'final' }, record_id: record };
     const pushed = await a.push([send, edit]);
     assert.equal(pushed.status, 200, pushed.text);
     assert.deepEqual(pushed.json.results.map((r) => r.status), ['confirmed', 'confirmed']);
     assert.equal(pushed.json.results[1].row.body, 'final');
     assert.ok(pushed.json.results[1].seq > pushed.json.results[0].seq);
     // An edit of a record that does not exist is rejected, and the rest still applies.
-    const ghost = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, body: 'boo' }, record_id: newId('message') };
-    const remove = { id: newId('outbox'), name: 'deleteMessage', args: { roomId: room }, record_id: record };
+    const ghost = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, authorName: 'Ada', body: 'boo' }, record_id: newId('messages') };
+    const remove = { id: newId('outbox'), name: 'deleteMessage', args: { roomId: room, authorName: 'Ada' }, record_id: record };
     const second = await a.push([ghost, remove]);
     assert.deepEqual(second.json.results.map((r) => r.status), ['rejected', 'confirmed']);
     const read = await a.query('roomMessages', { roomId: room });
@@ -138,10 +138,10 @@ describe('with the chat app callbacks (default)', () => {
   test('the app callback rejects per operation; rejected writes never reach the upstream', async () => {
     const room = newId('room');
     const a = client(app.url, ada);
-    const good = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: 'fine' }, record_id: newId('message') };
-    const empty = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: '   ' }, record_id: newId('message') };
-    const long = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: 'x'.repeat(2001) }, record_id: newId('message') };
-    const impostor = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Bob', body: 'hi' }, record_id: newId('message') };
+    const good = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: 'fine' }, record_id: newId('messages') };
+    const empty = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: '   ' }, record_id: newId('messages') };
+    const long = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: 'x'.repeat(2001) }, record_id: newId('messages') };
+    const impostor = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Bob', body: 'hi' }, record_id: newId('messages') };
     const pushed = await a.push([good, empty, long, impostor]);
     assert.equal(pushed.status, 200, pushed.text);
     const [r1, r2, r3, r4] = pushed.json.results;
@@ -195,7 +195,7 @@ describe('with the chat app callbacks (default)', () => {
       assert.ok(response.json.reason.length > 0);
     }
     // An unknown mutator is the mutation's own answer, not the batch's.
-    const pushed = await a.push([{ id: newId('outbox'), name: 'dropTables', args: {}, record_id: newId('message') }]);
+    const pushed = await a.push([{ id: newId('outbox'), name: 'dropTables', args: {}, record_id: newId('messages') }]);
     assert.equal(pushed.status, 200);
     assert.match(pushed.json.results[0].reason, /unknown mutator/);
   });
@@ -275,7 +275,7 @@ describe('with a separate callback server', () => {
   test('allow one, reject one, and reject the batch', async () => {
     const a = client(app.url, token);
     const room = newId('room');
-    const m = (body) => ({ id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body }, record_id: newId('message') });
+    const m = (body) => ({ id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body }, record_id: newId('messages') });
     const [yes, no] = [m('yes'), m('no')];
     callbacks.answer(() => ({ json: { operations: [{ allow: true, id: yes.id }, { allow: false, id: no.id, reason: 'not today' }] } }));
     const mixed = await a.push([yes, no]);

@@ -12,7 +12,7 @@ pub const MESSAGES: &str = "messages";
 pub const ROOM_MESSAGES: Query<RoomArgs, Message> = Query::new("roomMessages", MESSAGES);
 pub const SEND_MESSAGE: Mutator<SendMessageArgs, Inserts> = Mutator::insert("sendMessage", MESSAGES);
 pub const EDIT_MESSAGE: Mutator<EditMessageArgs, Updates> = Mutator::update("editMessage", MESSAGES);
-pub const DELETE_MESSAGE: Mutator<RoomArgs, Deletes> = Mutator::delete("deleteMessage", MESSAGES);
+pub const DELETE_MESSAGE: Mutator<DeleteMessageArgs, Deletes> = Mutator::delete("deleteMessage", MESSAGES);
 
 /// A row of `messages`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,11 +43,23 @@ pub struct SendMessageArgs {
     pub body: String,
 }
 
+/// Edits name their author: the write only applies to a message of that author
+/// (a required value, guarded in the UPDATE), and the callback only lets users
+/// name themselves, so only the author edits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EditMessageArgs {
     pub room_id: String,
+    pub author_name: String,
     pub body: String,
+}
+
+/// Deletes name their author, like edits: only the author deletes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteMessageArgs {
+    pub room_id: String,
+    pub author_name: String,
 }
 
 fn trimmed(text: String) -> String {
@@ -107,8 +119,10 @@ pub fn chat_model() -> SyncModel {
             EDIT_MESSAGE
                 .define()
                 .require("roomId", "room_id")
+                .require("authorName", "author_name")
                 .normalize(|args| EditMessageArgs {
                     room_id: trimmed(args.room_id),
+                    author_name: trimmed(args.author_name),
                     body: trimmed(args.body),
                 })
                 .build(|args, ctx| {
@@ -116,19 +130,22 @@ pub fn chat_model() -> SyncModel {
                         .set("body", args.body.clone())
                         .set("last_modified_by", ctx.client_id.clone())
                         .guard("room_id", Operator::Eq, args.room_id.clone())
+                        .guard("author_name", Operator::Eq, args.author_name.clone())
                 }),
         )
         .mutator(
             DELETE_MESSAGE
                 .define()
                 .require("roomId", "room_id")
-                .normalize(|args| RoomArgs { room_id: trimmed(args.room_id) })
+                .require("authorName", "author_name")
+                .normalize(|args| DeleteMessageArgs {
+                    room_id: trimmed(args.room_id),
+                    author_name: trimmed(args.author_name),
+                })
                 .build(|args, ctx| {
-                    Delete::record(MESSAGES, ctx.record_id.clone()).guard(
-                        "room_id",
-                        Operator::Eq,
-                        args.room_id.clone(),
-                    )
+                    Delete::record(MESSAGES, ctx.record_id.clone())
+                        .guard("room_id", Operator::Eq, args.room_id.clone())
+                        .guard("author_name", Operator::Eq, args.author_name.clone())
                 }),
         )
         .build();
@@ -195,8 +212,8 @@ mod tests {
                 sync::Operation::Delete(delete) => delete.guards,
                 sync::Operation::Insert(_) => panic!("not an insert"),
             };
-            assert_eq!(guards.len(), 1);
-            assert_eq!(guards[0].column, "room_id");
+            let columns: Vec<&str> = guards.iter().map(|guard| guard.column.as_str()).collect();
+            assert_eq!(columns, ["room_id", "author_name"]);
         }
     }
 }

@@ -165,7 +165,7 @@ async function nodeReceiver(url, room, index, seen) {
       if (!page.json.has_more) return;
     }
   };
-  const socket = new WebSocket(`${url.replace('http', 'ws')}/sync/socket?client_id=${c.client_id}&session_id=${c.session_id}`);
+  const socket = new WebSocket(`${url.replace('http', 'ws')}/sync/socket?client_id=${c.client_id}&session_id=${c.session_id}&client_key=${c.client_key}`);
   await new Promise((resolve, reject) => {
     socket.addEventListener('open', resolve, { once: true });
     socket.addEventListener('error', () => reject(new Error('socket failed')), { once: true });

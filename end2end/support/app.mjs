@@ -34,6 +34,25 @@ export function psql(url, sql) {
   });
 }
 
+/**
+ * Runs SQL on an app's local D1 (the folder `wrangler dev --persist-to` uses); resolves
+ * to the rows, each an array of its values as text (the shape `psql` gives).
+ */
+function d1(config, state, sql) {
+  return new Promise((resolve, reject) => {
+    const args = ['d1', 'execute', 'DB', '--local', '--config', config, '--persist-to', state, '--json', '--command', sql];
+    execFile(WRANGLER, args, { cwd: ROOT, env: wranglerEnv }, (error, stdout, stderr) => {
+      if (error) return reject(new Error(`wrangler d1 execute: ${stderr || error.message}`));
+      try {
+        const [first] = JSON.parse(stdout);
+        resolve((first?.results ?? []).map((row) => Object.values(row).map((value) => String(value))));
+      } catch (parse) {
+        reject(new Error(`wrangler d1 execute answered ${stdout}: ${parse.message}`));
+      }
+    });
+  });
+}
+
 /** `url` with its database name replaced. */
 function withDatabase(url, database) {
   const parsed = new URL(url);
@@ -164,9 +183,10 @@ export async function startApp({ persistTo, vars = {}, postgresUrl, app = 'chat'
     state,
     logs,
     upstream: UPSTREAM,
-    /** The app's own PostgreSQL database (null on D1): `sql(text)` runs psql on it. */
+    /** The app's own PostgreSQL database (null on D1). */
     databaseUrl,
-    sql: databaseUrl ? (text) => psql(databaseUrl, text) : null,
+    /** Runs SQL on the app's upstream (psql on PostgreSQL, wrangler on the local D1). */
+    sql: databaseUrl ? (text) => psql(databaseUrl, text) : (text) => d1(CONFIG, state, text),
     async stop({ keepState = persistTo !== undefined } = {}) {
       await new Promise((resolve) => {
         if (child.exitCode !== null) return resolve();

@@ -1,20 +1,35 @@
 // Small client for the connector's JSON API, as the browser SDK will speak it.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 const ULID_ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
-/** `{prefix}_{ULID}`: 48-bit time + 80 random bits, Crockford base32. */
-export function newId(prefix) {
-  let time = BigInt(Date.now());
-  let random = BigInt(`0x${randomBytes(10).toString('hex')}`);
-  let value = (time << 80n) | random;
+/** A 128-bit value as a ULID (Crockford base32, 26 characters). */
+function ulid(value) {
   let text = '';
   for (let i = 0; i < 26; i += 1) {
     text = ULID_ALPHABET[Number(value & 31n)] + text;
     value >>= 5n;
   }
-  return `${prefix}_${text}`;
+  return text;
 }
+
+/** `{prefix}_{ULID}`: 48-bit time + 80 random bits, Crockford base32. */
+export function newId(prefix) {
+  const time = BigInt(Date.now());
+  const random = BigInt(`0x${randomBytes(10).toString('hex')}`);
+  return `${prefix}_${ulid((time << 80n) | random)}`;
+}
+
+/** The client id a client key proves: `client_` + SHA-256(key)'s first 128 bits as a ULID. */
+export function clientIdForKey(key) {
+  const digest = createHash('sha256').update(key).digest('hex').slice(0, 32);
+  return `client_${ulid(BigInt(`0x${digest}`))}`;
+}
+
+/** A fresh client key (64 hex digits), as the browser makes one. */
+export const newClientKey = () => randomBytes(32).toString('hex');
+
+export const CLIENT_KEY_HEADER = 'x-sync-client-key';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -29,14 +44,15 @@ export async function guestToken(url, name) {
 }
 
 /** A client identity with helpers for query / push / pull. */
-export function client(url, token) {
-  const ids = { client_id: newId('client'), session_id: newId('session') };
+export function client(url, token, clientKey = newClientKey()) {
+  const ids = { client_id: clientIdForKey(clientKey), session_id: newId('session') };
   const call = async (path, body, headers = {}) => {
     const response = await fetch(`${url}/sync/${path}`, {
       method: 'POST',
       headers: {
         'content-type': 'application/json',
         ...(token ? { authorization: `Bearer ${token}` } : {}),
+        [CLIENT_KEY_HEADER]: clientKey,
         ...headers,
       },
       body: typeof body === 'string' ? body : JSON.stringify({ protocol_version: PROTOCOL_VERSION, ...ids, ...body }),
@@ -52,12 +68,13 @@ export function client(url, token) {
   };
   return {
     ...ids,
+    client_key: clientKey,
     call,
     query: (name, args) => call('query', { name, args }),
     push: (mutations) => call('push', { mutations }),
     pull: (cursor, subscriptions) => call('pull', { cursor, subscriptions }),
     send: (roomId, authorName, body) => {
-      const mutation = { id: newId('outbox'), name: 'sendMessage', args: { roomId, authorName, body }, record_id: newId('message') };
+      const mutation = { id: newId('outbox'), name: 'sendMessage', args: { roomId, authorName, body }, record_id: newId('messages') };
       return { mutation, response: call('push', { mutations: [mutation] }) };
     },
   };
@@ -67,8 +84,8 @@ export function client(url, token) {
  * Opens the session's poke socket. `next()` resolves with the next poke, or rejects
  * after `timeoutMs`.
  */
-export async function pokeSocket(url, { client_id, session_id }) {
-  const socket = new WebSocket(`${url.replace('http', 'ws')}/sync/socket?client_id=${client_id}&session_id=${session_id}`);
+export async function pokeSocket(url, { client_id, session_id, client_key }) {
+  const socket = new WebSocket(`${url.replace('http', 'ws')}/sync/socket?client_id=${client_id}&session_id=${session_id}&client_key=${client_key}`);
   const queue = [];
   const waiters = [];
   socket.addEventListener('message', (event) => {

@@ -6,7 +6,8 @@
 //!
 //! Rules: the end user must present a valid guest token; reads of `roomMessages` are
 //! open to signed-in users; a message has 1..=2000 characters and is sent under the
-//! token's own name.
+//! token's own name; edits and deletes name the token's own name too, and the model
+//! guards them on the message's author, so only the author edits or deletes.
 
 use axum::extract::Extension;
 use axum::http::HeaderMap;
@@ -97,11 +98,23 @@ fn judge(user: &str, operation: &str, args: &serde_json::Value) -> Result<(), St
         }
         Ok(())
     } else if operation == EDIT_MESSAGE.name() {
-        check_body()
+        check_body()?;
+        own_messages_only(user, text("authorName"), "edit")
     } else if operation == DELETE_MESSAGE.name() {
-        Ok(())
+        own_messages_only(user, text("authorName"), "delete")
     } else {
         Err("mutation operation is not allowlisted".into())
+    }
+}
+
+/// An edit or delete names its author; the UPDATE/DELETE only touches a message of
+/// that author (the model's guard), so naming yourself is enough: a user cannot
+/// reach another's message.
+fn own_messages_only(user: &str, named: &str, verb: &str) -> Result<(), String> {
+    if named == user {
+        Ok(())
+    } else {
+        Err(format!("you are signed in as {user:?} and can only {verb} your own messages"))
     }
 }
 

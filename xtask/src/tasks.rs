@@ -485,6 +485,7 @@ const POSTGRES_E2E: &[&str] = &[
     "end2end/connector.test.mjs",
     "end2end/pokes.test.mjs",
     "end2end/chat.test.mjs",
+    "end2end/security.test.mjs",
     "end2end/postgres.suite.mjs",
 ];
 

@@ -101,6 +101,8 @@ struct Runtime {
     page_token: RefCell<Option<String>>,
     announced_follower: Cell<bool>,
     store: RefCell<Option<LocalStore>>,
+    /// The client's secret key: proves its client id on every request.
+    client_key: RefCell<String>,
     storage: Cell<Storage>,
     token: RefCell<String>,
     syncing: Cell<bool>,
@@ -166,8 +168,10 @@ impl Runtime {
         body: &impl serde::Serialize,
     ) -> Result<T, Failure> {
         let token = self.token.borrow().clone();
+        let key = self.client_key.borrow().clone();
         let response = Http::post(&format!("{}{path}", self.origin))
             .header("authorization", &format!("Bearer {token}"))
+            .header(sync::protocol::CLIENT_KEY_HEADER, &key)
             .json(body)
             .map_err(|e| Failure::Fatal(e.to_string()))?
             .send()
@@ -218,6 +222,7 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
         page_token: RefCell::new(None),
         announced_follower: Cell::new(false),
         store: RefCell::new(None),
+        client_key: RefCell::new(String::new()),
         storage: Cell::new(Storage::Memory),
         token: RefCell::new(String::new()),
         syncing: Cell::new(false),
@@ -330,11 +335,25 @@ async fn open_store(runtime: &Rc<Runtime>) -> Result<(), String> {
         Some(opened) => opened,
         None => (crate::opfs::open_in_memory().map_err(|e| e.to_string())?, Storage::Memory),
     };
-    let store = LocalStore::open(connection, runtime.model.clone(), || crate::new_id(sync::ids::CLIENT))
+    let (store, key) = LocalStore::open_keyed(connection, runtime.model.clone(), new_client_key)
         .map_err(|e| e.to_string())?;
+    *runtime.client_key.borrow_mut() = key;
     *runtime.store.borrow_mut() = Some(store);
     runtime.storage.set(storage);
     Ok(())
+}
+
+/// A new client key: 32 bytes from `crypto.getRandomValues`, as 64 hex digits.
+fn new_client_key() -> String {
+    let mut bytes = [0u8; 32];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Web Crypto is missing only outside a secure context (where OPFS is missing
+        // too): the best randomness left is the engine's generator.
+        for byte in &mut bytes {
+            *byte = (js_sys::Math::random() * 256.0) as u8;
+        }
+    }
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn on_page_request(runtime: &Rc<Runtime>, message: ToWorker) {
@@ -687,9 +706,11 @@ async fn keep_socket(runtime: Rc<Runtime>) {
     loop {
         let Ok(client_id) = runtime.client_id() else { return };
         let url = format!(
-            "{}/sync/socket?client_id={client_id}&session_id={}",
+            "{}/sync/socket?client_id={client_id}&session_id={}&{}={}",
             runtime.origin.replacen("http", "ws", 1),
-            runtime.session_id
+            runtime.session_id,
+            sync::protocol::CLIENT_KEY_PARAM,
+            runtime.client_key.borrow(),
         );
         if let Ok(mut socket) = WebSocket::open(&url) {
             // Connected (or connecting): catch up on what happened while away.

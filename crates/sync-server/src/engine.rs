@@ -108,14 +108,13 @@ impl Engine {
         query: &Query<A, R>,
         args: &A,
     ) -> Result<Vec<R>, ApiError> {
-        /// The callbacks see server-side reads under these ids.
-        const SERVER_CLIENT_ID: &str = "client_00000000000000000000000000";
-        const SERVER_SESSION_ID: &str = "session_00000000000000000000000000";
         let args = serde_json::to_value(args)
             .map_err(|error| ApiError::bad_request("invalid_args", error.to_string()))?;
-        let validated = self
-            .authorized_query(env, authorization, SERVER_CLIENT_ID, SERVER_SESSION_ID, query.name(), &args)
-            .await?;
+        // Each server-side read is its own client and session to the callbacks, so an
+        // app can tell them apart (and from browsers: nobody holds their keys).
+        let (client_id, session_id) = server_read_ids()?;
+        let validated =
+            self.authorized_query(env, authorization, &client_id, &session_id, query.name(), &args).await?;
         let (rows, _) = connector::query::read(self, env, &validated).await?;
         rows.into_iter()
             .map(|row| {
@@ -151,6 +150,16 @@ impl Engine {
             MutationCallbackResponse::Batch(Decision::deny(format!("mutation callback failed: {reason}")))
         }))
     }
+}
+
+/// A fresh client id (proven by a key nobody keeps) and session id.
+fn server_read_ids() -> Result<(String, String), ApiError> {
+    let mut random = [0u8; 42];
+    getrandom::fill(&mut random).map_err(|error| ApiError::upstream(format!("no randomness: {error}")))?;
+    let key: String = random[..32].iter().map(|byte| format!("{byte:02x}")).collect();
+    let session = random[32..].iter().fold(0u128, |acc, byte| (acc << 8) | u128::from(*byte));
+    let now = worker::Date::now().as_millis();
+    Ok((sync::ids::client_id_for_key(&key), sync::ids::new_id(sync::ids::SESSION, now, session)))
 }
 
 fn caller(env: &Env, config: &Config, authorization: Option<&str>) -> Caller {

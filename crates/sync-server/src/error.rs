@@ -25,6 +25,10 @@ pub enum ApiError {
     UpgradeRequired { reason: String },
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 429: the client sent more requests than the rate limit allows; retry after
+    /// `retry_after_s` seconds.
+    #[error("{reason}")]
+    TooManyRequests { reason: String, retry_after_s: u32 },
     /// 503: a required setting is missing.
     #[error("{reason}")]
     NotConfigured { reason: String },
@@ -50,6 +54,7 @@ impl ApiError {
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::UpgradeRequired { .. } => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::NotConfigured { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
             ApiError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream_error"),
         }
@@ -62,12 +67,35 @@ impl From<ValidationError> for ApiError {
     }
 }
 
+/// Reasons are sentences, not echoes: input quoted in them is cut to this length.
+const MAX_REASON_CHARS: usize = 400;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let body = ErrorBody { error: code.to_string(), reason: self.to_string() };
-        (status, Json(body)).into_response()
+        let mut reason = self.to_string();
+        if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
+            reason.truncate(cut);
+            reason.push('…');
+        }
+        let body = ErrorBody { error: code.to_string(), reason };
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::TooManyRequests { retry_after_s, .. } = self
+            && let Ok(value) = axum::http::HeaderValue::from_str(&retry_after_s.to_string())
+        {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
     }
+}
+
+/// `405` with the JSON body every error has.
+pub async fn method_not_allowed(axum::extract::OriginalUri(uri): axum::extract::OriginalUri) -> Response {
+    let body = ErrorBody {
+        error: "method_not_allowed".into(),
+        reason: format!("{} does not answer this method", uri.path()),
+    };
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }
 
 pub async fn api_not_found(axum::extract::OriginalUri(uri): axum::extract::OriginalUri) -> ApiError {

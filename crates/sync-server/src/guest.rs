@@ -113,6 +113,24 @@ pub fn token_from_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
 
 /// `POST /api/auth/guest {"name": "Ada"}` -> a signed token for that display name (in
 /// the body, and as an HttpOnly cookie for server rendering).
+/// Characters a name must not hold: controls, and the invisible ones that make two
+/// names look alike or turn text around (zero-width, direction overrides and
+/// isolates, word joiners, the BOM, soft hyphen, the Hangul and braille fillers).
+fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+            | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
+}
+
+/// 1 to [`MAX_NAME_CHARS`] characters, none of them hidden.
+pub fn is_valid_name(name: &str) -> bool {
+    let chars = name.chars().count();
+    (1..=MAX_NAME_CHARS).contains(&chars) && !name.chars().any(is_hidden)
+}
+
 /// `POST /api/auth/guest`, for an app's router.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
     axum::Router::new().route("/api/auth/guest", axum::routing::post(guest))
@@ -130,17 +148,45 @@ pub fn user(env: &Env, bearer_token: Option<&str>) -> Result<Result<String, Stri
     })
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_refuse_invisible_and_direction_changing_characters() {
+        assert!(is_valid_name("Ada"));
+        assert!(is_valid_name("Zoë 🚀"));
+        for bad in
+            ["", "Ada\u{202E}nimda", "A\u{200B}da", "Ada\u{2066}", "\u{FEFF}Ada", "Ada\n", "x\u{E0041}"]
+        {
+            assert!(!is_valid_name(bad), "{bad:?}");
+        }
+        assert!(!is_valid_name(&"x".repeat(MAX_NAME_CHARS + 1)));
+    }
+
+    #[test]
+    fn tokens_verify_and_expire() {
+        let claims = Claims { sub: "Ada".into(), iat: 10, exp: 20 };
+        let token = sign("secret", &claims);
+        assert_eq!(verify("secret", &token, 15), Ok(claims));
+        assert_eq!(verify("other", &token, 15), Err(TokenError::BadSignature));
+        assert_eq!(verify("secret", &token, 20), Err(TokenError::Expired));
+        assert_eq!(verify("secret", "not.a", 15), Err(TokenError::Malformed));
+    }
+}
+
 async fn guest(
     Extension(env): Extension<Env>,
     raw: axum::extract::Request,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     let request: GuestRequest = parse_json(&read_body(raw).await?)?;
     let name = request.name.trim().to_string();
-    let chars = name.chars().count();
-    if chars == 0 || chars > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+    if !is_valid_name(&name) {
         return Err(ApiError::bad_request(
             "invalid_name",
-            format!("a display name has 1 to {MAX_NAME_CHARS} printable characters"),
+            format!(
+                "a display name has 1 to {MAX_NAME_CHARS} visible characters (no control, invisible or direction-changing ones)"
+            ),
         ));
     }
     let secret = config::required(&env, AUTH_SECRET)?;

@@ -69,6 +69,7 @@ pub async fn serve(
         Err(error) => return Ok(axum::response::IntoResponse::into_response(error)),
     };
     let mut router = router
+        .method_not_allowed_fallback(error::method_not_allowed)
         // Handlers read bodies with `read_body` (bounded, always drained).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::Extension(env))

@@ -41,6 +41,8 @@ pub enum StoreError {
     Mutate(#[from] MutateError),
     #[error("unknown collection `{0}`")]
     UnknownCollection(String),
+    #[error("the store has no client key and none could be made")]
+    NoClientKey,
     /// The id was seen before; `state` says where it stands, so the caller can answer.
     #[error("mutation `{id}` was already applied here")]
     Duplicate { id: String, state: MutationState },
@@ -158,6 +160,46 @@ impl LocalStore {
             }
         };
         Ok(Self { conn, model, client_id })
+    }
+
+    /// Opens the store like [`Self::open`], naming this client by a secret key:
+    /// `new_key` is called once to make it, and the client id is the one the key
+    /// proves (`sync::ids::client_id_for_key`). A store made before keys existed is
+    /// given a key and the id it proves; its pending writes go out under that id.
+    /// Returns the store and its key.
+    pub fn open_keyed(
+        conn: Connection,
+        model: SyncModel,
+        new_key: impl FnOnce() -> String,
+    ) -> Result<(Self, String), StoreError> {
+        let mut generator = Some(new_key);
+        let mut minted = None;
+        let mut store = Self::open(conn, model, || {
+            let key = generator.take().map(|make| make()).unwrap_or_default();
+            let id = sync::ids::client_id_for_key(&key);
+            minted = Some(key);
+            id
+        })?;
+        let stored: Option<String> = store
+            .conn
+            .query_row("SELECT value FROM sync_meta WHERE key = 'client_key'", [], |row| row.get(0))
+            .optional()?;
+        let key = match (stored, minted, generator.take()) {
+            (Some(key), _, _) if sync::ids::client_id_for_key(&key) == store.client_id => key,
+            (_, Some(key), _) => key,
+            // An older store (no key, or one that does not prove its id): a new key.
+            (_, None, Some(make)) => make(),
+            (_, None, None) => return Err(StoreError::NoClientKey),
+        };
+        let id = sync::ids::client_id_for_key(&key);
+        store.conn.execute(
+            "INSERT INTO sync_meta (key, value) VALUES ('client_key', ?1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [&key],
+        )?;
+        store.conn.execute("UPDATE sync_meta SET value = ?1 WHERE key = 'client_id'", [&id])?;
+        store.client_id = id;
+        Ok((store, key))
     }
 
     pub fn client_id(&self) -> &str {

@@ -238,6 +238,30 @@ fn the_client_id_is_made_once_and_kept() {
 }
 
 #[test]
+fn a_keyed_client_keeps_its_key_and_the_id_it_proves() {
+    let dir = temp_dir();
+    let path = dir.0.join("keyed.db");
+    let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".to_string();
+    let (first, got) = LocalStore::open_keyed(rusqlite_open(&path), model(), || key.clone()).expect("open");
+    assert_eq!(got, key);
+    assert_eq!(first.client_id(), sync::ids::client_id_for_key(&key));
+    drop(first);
+    let (again, kept) =
+        LocalStore::open_keyed(rusqlite_open(&path), model(), || unreachable!("already keyed"))
+            .expect("open");
+    assert_eq!(kept, key);
+    assert_eq!(again.client_id(), sync::ids::client_id_for_key(&key));
+
+    // A store from before keys: it gets a key, and the id that key proves.
+    let old = dir.0.join("old.db");
+    drop(LocalStore::open(rusqlite_open(&old), model(), || "client_old".into()).expect("open"));
+    let (upgraded, new_key) =
+        LocalStore::open_keyed(rusqlite_open(&old), model(), || "f".repeat(64)).expect("open");
+    assert_eq!(new_key, "f".repeat(64));
+    assert_eq!(upgraded.client_id(), sync::ids::client_id_for_key(&new_key));
+}
+
+#[test]
 fn a_write_and_its_outbox_entry_land_together_or_not_at_all() {
     let mut store =
         LocalStore::open(sync_store::Connection::open_in_memory().expect("db"), model(), || "c".into())

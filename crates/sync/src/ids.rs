@@ -1,7 +1,15 @@
 //! Ids are prefixed ULIDs: `client_01HYS7J9GZ8P6VA3K3Z4X5M2K1`. The prefix says what
-//! the id names (engine ids use the constants below; record ids the collection's name); the ULID sorts by creation time. Time and randomness come from the
-//! caller, so this module stays free of I/O (the browser has no `SystemTime`).
+//! the id names (engine ids use the constants below; record ids the collection's
+//! name); the ULID sorts by creation time. Time and randomness come from the caller,
+//! so this module stays free of I/O (the browser has no `SystemTime`).
+//!
+//! Client ids are the exception: a client id is *derived* from the client's secret
+//! key ([`client_id_for_key`]). The id is public (every change a client wrote carries
+//! it); the key stays in the browser and is sent only with the client's own requests,
+//! where it proves the id: nobody else can push, pull, replay or listen as that
+//! client.
 
+use sha2::{Digest, Sha256};
 use ulid::Ulid;
 
 pub const CLIENT: &str = "client";
@@ -21,13 +29,38 @@ pub enum IdError {
     BadUlid { id: String },
 }
 
+/// Ids quoted in errors are cut: an error must not echo unbounded input.
+const QUOTED_ID_CHARS: usize = 48;
+
+fn quoted(id: &str) -> String {
+    match id.char_indices().nth(QUOTED_ID_CHARS) {
+        Some((cut, _)) => format!("{}…", &id[..cut]),
+        None => id.to_string(),
+    }
+}
+
 /// Checks that `id` is `{prefix}_{ULID}` and returns the ULID.
 pub fn parse_id(prefix: &str, id: &str) -> Result<Ulid, IdError> {
     let rest = id
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('_'))
-        .ok_or_else(|| IdError::WrongPrefix { id: id.into(), prefix: prefix.into() })?;
-    Ulid::from_string(rest).map_err(|_| IdError::BadUlid { id: id.into() })
+        .ok_or_else(|| IdError::WrongPrefix { id: quoted(id), prefix: prefix.into() })?;
+    Ulid::from_string(rest).map_err(|_| IdError::BadUlid { id: quoted(id) })
+}
+
+/// The client id a client key proves: `client_` + the first 128 bits of
+/// SHA-256(key), written as a ULID.
+pub fn client_id_for_key(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    format!("{CLIENT}_{}", Ulid::from(u128::from_be_bytes(first)))
+}
+
+/// A client key is 32 to 128 visible ASCII characters (the browser makes 64 hex
+/// digits from 32 random bytes).
+pub fn is_valid_client_key(key: &str) -> bool {
+    (32..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -42,6 +75,25 @@ mod tests {
         assert_eq!(early.len(), "outbox_".len() + 26);
         assert!(early < late);
         assert_eq!(parse_id(OUTBOX, &early).map(|u| u.timestamp_ms()), Ok(1_700_000_000_000));
+    }
+
+    #[test]
+    fn a_client_id_is_proven_by_its_key_only() {
+        let key = "8f14e45fceea167a5a36dedd4bea2543a6f9ac1b9b0b2d7e6c43b2e5f5b1c9d0";
+        let id = client_id_for_key(key);
+        assert!(parse_id(CLIENT, &id).is_ok(), "{id}");
+        assert_eq!(client_id_for_key(key), id, "stable");
+        assert_ne!(client_id_for_key(&key.replace('8', "9")), id);
+        assert!(is_valid_client_key(key));
+        assert!(!is_valid_client_key("short"));
+        assert!(!is_valid_client_key(&format!("{key} with spaces")));
+    }
+
+    #[test]
+    fn errors_quote_at_most_a_short_prefix_of_the_id() {
+        let long = "x".repeat(6000);
+        let error = parse_id(CLIENT, &long).expect_err("not an id").to_string();
+        assert!(error.len() < 120, "{error}");
     }
 
     #[test]

@@ -67,12 +67,62 @@ pub fn check_protocol(version: u32) -> Result<(), ApiError> {
     }
 }
 
-/// Client and session ids must be well-formed prefixed ULIDs.
-pub fn check_ids(client_id: &str, session_id: &str) -> Result<(), ApiError> {
+/// Client and session ids must be well-formed prefixed ULIDs, and the client's key
+/// must prove its id: only the client holding the key may act as that client (push,
+/// pull, replay its writes, listen on its sessions).
+pub fn check_client(client_key: Option<&str>, client_id: &str, session_id: &str) -> Result<(), ApiError> {
     sync::ids::parse_id(sync::ids::CLIENT, client_id)
         .and_then(|_| sync::ids::parse_id(sync::ids::SESSION, session_id))
-        .map(|_| ())
-        .map_err(|error| ApiError::bad_request("invalid_id", error.to_string()))
+        .map_err(|error| ApiError::bad_request("invalid_id", error.to_string()))?;
+    let Some(key) = client_key else {
+        return Err(ApiError::Unauthorized {
+            reason: format!("the client key is missing ({} header)", sync::protocol::CLIENT_KEY_HEADER),
+        });
+    };
+    if !sync::ids::is_valid_client_key(key) {
+        return Err(ApiError::bad_request(
+            "invalid_client_key",
+            "a client key has 32 to 128 visible ASCII characters",
+        ));
+    }
+    if sync::ids::client_id_for_key(key) != client_id {
+        return Err(ApiError::Forbidden {
+            code: "client_key_mismatch",
+            reason: "the client key does not belong to this client id".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The optional rate-limit binding (wrangler `[[ratelimits]]`), applied per client.
+pub const RATE_LIMITER_BINDING: &str = "SYNC_RATE_LIMITER";
+/// Seconds a limited client is told to wait (the binding's shortest period).
+const RETRY_AFTER_S: u32 = 10;
+
+/// Counts one request of `client_id` against the rate limit, when the app's worker
+/// binds one ([`RATE_LIMITER_BINDING`]); over the limit is a 429 with `Retry-After`.
+pub async fn rate_limit(env: &worker::Env, client_id: &str) -> Result<(), ApiError> {
+    let Ok(limiter) = env.rate_limiter(RATE_LIMITER_BINDING) else { return Ok(()) };
+    match limiter.limit(client_id.to_string()).await {
+        Ok(outcome) if !outcome.success => Err(ApiError::TooManyRequests {
+            reason: format!("too many requests from this client; retry in {RETRY_AFTER_S} s"),
+            retry_after_s: RETRY_AFTER_S,
+        }),
+        Ok(_) => Ok(()),
+        // A limiter that fails does not stop the app.
+        Err(error) => {
+            worker::console_error!("rate limiter: {error}");
+            Ok(())
+        }
+    }
+}
+
+/// The client key header, if present and not empty.
+pub fn client_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(sync::protocol::CLIENT_KEY_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|key| !key.is_empty())
 }
 
 pub fn authorization(headers: &HeaderMap) -> Option<&str> {

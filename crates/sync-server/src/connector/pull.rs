@@ -1,6 +1,7 @@
 //! `POST /sync/pull`: changes since a cursor for the caller's subscriptions.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::Extension;
@@ -9,13 +10,18 @@ use sync::SyncModel;
 use sync::changes::{Change, ChangeKind, Cursor, Topic};
 use sync::protocol::pull::{PullRequest, PullResponse};
 use sync::sql::{self, Statement};
-use worker::Env;
+use worker::{Context, Env};
 
-use super::{PULL_PAGE, authorization, check_ids, check_protocol, parse_json, read_body};
+use super::{
+    PULL_PAGE, authorization, check_client, check_protocol, client_key, parse_json, rate_limit, read_body,
+};
 use crate::durable;
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::upstream::{Database, RawRow, Upstream, integer};
+
+/// The largest cursor a pull may name (2^53 - 1).
+pub const MAX_CURSOR: u64 = (1 << 53) - 1;
 
 /// Most subscriptions one pull may name.
 const MAX_SUBSCRIPTIONS: usize = 50;
@@ -24,12 +30,19 @@ const MAX_SUBSCRIPTIONS: usize = 50;
 pub async fn pull(
     Extension(engine): Extension<Engine>,
     Extension(env): Extension<Env>,
+    Extension(ctx): Extension<Arc<Context>>,
     headers: HeaderMap,
     raw: axum::extract::Request,
 ) -> Result<Json<PullResponse>, ApiError> {
     let request: PullRequest = parse_json(&read_body(raw).await?)?;
     check_protocol(request.protocol_version)?;
-    check_ids(&request.client_id, &request.session_id)?;
+    check_client(client_key(&headers), &request.client_id, &request.session_id)?;
+    rate_limit(&env, &request.client_id).await?;
+    // Cursors are change-log sequence numbers: the databases count them exactly up to
+    // 2^53 - 1 (D1 through JavaScript numbers).
+    if request.cursor.0 > MAX_CURSOR {
+        return Err(ApiError::bad_request("invalid_cursor", format!("a cursor is at most {MAX_CURSOR}")));
+    }
     if request.subscriptions.len() > MAX_SUBSCRIPTIONS {
         return Err(ApiError::bad_request(
             "too_many_subscriptions",
@@ -52,16 +65,36 @@ pub async fn pull(
         topics.insert(validated.topic);
     }
     let topics: Vec<Topic> = topics.into_iter().collect();
-    // Also records the cursor the client holds: pokes at or below it are skipped.
+    // Watch before reading, so no change after the read goes unpoked.
     let watched = topics.iter().map(Topic::to_string).collect();
-    durable::subscribe(&env, &request.session_id, &request.client_id, watched, Some(request.cursor.0))
-        .await?;
+    durable::subscribe(&env, &request.session_id, &request.client_id, watched, None).await?;
     let head = Statement { sql: sql::change_head().into(), params: Vec::new() };
     // One more than a page tells whether more remain.
     let db = Upstream::open(&engine, &env).await?;
     let page = sql::pull_changes(db.dialect(), request.cursor, &topics, PULL_PAGE + 1);
     let mut results = db.read(&[head, page]).await?.into_iter();
     let head = results.next().and_then(|rows| rows.first().and_then(|row| integer(row, "head"))).unwrap_or(0);
+    let head = Cursor(u64::try_from(head).unwrap_or(0));
+    // A cursor the log has not reached is never answered nor remembered: remembered,
+    // it would silence the session's pokes up to it.
+    if request.cursor > head {
+        return Err(ApiError::bad_request(
+            "invalid_cursor",
+            format!("cursor {} is beyond the change log's head {}", request.cursor.0, head.0),
+        ));
+    }
+    // The client holds everything up to its cursor: pokes at or below it can be
+    // skipped. Recorded after answering; a poke meanwhile is merely redundant.
+    let (session, client, acknowledged) =
+        (request.session_id.clone(), request.client_id.clone(), request.cursor.0);
+    let ack_env = env.clone();
+    ctx.wait_until(async move {
+        if let Err(error) =
+            durable::subscribe(&ack_env, &session, &client, Vec::new(), Some(acknowledged)).await
+        {
+            worker::console_error!("acknowledging cursor {acknowledged}: {error}");
+        }
+    });
     let mut changes: Vec<Change> = results
         .next()
         .unwrap_or_default()
@@ -72,7 +105,7 @@ pub async fn pull(
     changes.truncate(PULL_PAGE as usize);
     let cursor = match (has_more, changes.last()) {
         (true, Some(last)) => last.seq,
-        _ => Cursor(head.max(0) as u64).max(request.cursor),
+        _ => head,
     };
     Ok(Json(PullResponse { changes, cursor, has_more }))
 }

@@ -9,13 +9,18 @@ use axum::http::HeaderMap;
 use sync::SyncModel;
 use sync::changes::{Cursor, Topic, change_topics};
 use sync::model::{MutationContext, ValidatedMutation};
-use sync::protocol::mutation_callback::{MutationCallbackOperation, MutationCallbackRequest};
+use sync::protocol::mutation_callback::{
+    MutationCallbackOperation, MutationCallbackRequest, MutationCallbackResponse,
+};
 use sync::protocol::push::{MutationOutcome, MutationResult, PushMutation, PushRequest, PushResponse};
 use sync::server::Verdict;
 use sync::sql::{self, Dialect, Statement};
 use worker::{Context, Env};
 
-use super::{MAX_PUSH_MUTATIONS, authorization, check_ids, check_protocol, now_ms, parse_json, read_body};
+use super::{
+    MAX_PUSH_MUTATIONS, authorization, check_client, check_protocol, client_key, now_ms, parse_json,
+    rate_limit, read_body,
+};
 use crate::durable;
 use crate::engine::Engine;
 use crate::error::ApiError;
@@ -31,7 +36,8 @@ pub async fn push(
 ) -> Result<Json<PushResponse>, ApiError> {
     let request: PushRequest = parse_json(&read_body(raw).await?)?;
     check_protocol(request.protocol_version)?;
-    check_ids(&request.client_id, &request.session_id)?;
+    check_client(client_key(&headers), &request.client_id, &request.session_id)?;
+    rate_limit(&env, &request.client_id).await?;
     if request.mutations.len() > MAX_PUSH_MUTATIONS {
         return Err(ApiError::bad_request(
             "too_many_mutations",
@@ -81,9 +87,13 @@ pub async fn push(
         })
         .collect();
     let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
+    // A caller the callback refuses as a whole (no or bad credentials, or a callback
+    // that failed) leaves nothing behind: its rejections are answered, not stored.
+    let mut denied_whole = false;
     if !operations.is_empty() {
         let ask = MutationCallbackRequest::new(client, &request.session_id, operations);
         let answer = engine.ask_mutation(&env, authorization(&headers), &ask).await?;
+        denied_whole = matches!(&answer, MutationCallbackResponse::Batch(decision) if !decision.allow);
         let ids: Vec<&str> = ask.operations.iter().map(|operation| operation.id.as_str()).collect();
         verdicts = ask.operations.iter().map(|o| o.id.clone()).zip(answer.verdicts(&ids)).collect();
     }
@@ -101,20 +111,27 @@ pub async fn push(
     let mut plans = Vec::new();
     let mut rejections = Vec::new();
     for (mutation, validated) in fresh {
+        // Whether the rejection is stored (answered the same on a retry): the app's
+        // own per-write "no" and a write that cannot apply are; a model error (the
+        // same on every retry anyway) and a caller refused whole are not.
         let validated = match (validated, verdicts.remove(&mutation.id)) {
-            (Err(reason), _) | (Ok(_), Some(Verdict::Deny(reason))) => {
-                rejections.push((mutation, reason));
+            (Err(reason), _) => {
+                rejections.push((mutation, reason, false));
+                continue;
+            }
+            (Ok(_), Some(Verdict::Deny(reason))) => {
+                rejections.push((mutation, reason, !denied_whole));
                 continue;
             }
             (Ok(_), None) => {
-                rejections.push((mutation, "no decision from the callback".to_string()));
+                rejections.push((mutation, "no decision from the callback".to_string(), !denied_whole));
                 continue;
             }
             (Ok(validated), Some(Verdict::Allow)) => validated,
         };
         match plan(model, db.dialect(), &mut images, client, mutation, validated, now)? {
             Ok(planned) => plans.push(planned),
-            Err(reason) => rejections.push((mutation, reason)),
+            Err(reason) => rejections.push((mutation, reason, true)),
         }
     }
 
@@ -128,8 +145,12 @@ pub async fn push(
         }
         known.insert(planned.mutation.id.clone(), outcome);
     }
-    for (mutation, reason) in rejections {
-        let outcome = record_rejection(model, &db, client, &mutation.id, &reason, now).await?;
+    for (mutation, reason, stored) in rejections {
+        let outcome = if stored {
+            record_rejection(model, &db, client, &mutation.id, &reason, now).await?
+        } else {
+            MutationOutcome::Rejected { reason }
+        };
         known.insert(mutation.id.clone(), outcome);
     }
 

@@ -8,7 +8,7 @@ use sync::protocol::query::{QueryRequest, QueryResponse};
 use sync::sql::{self, Statement};
 use worker::Env;
 
-use super::{authorization, check_ids, check_protocol, parse_json, read_body};
+use super::{authorization, check_client, check_protocol, client_key, parse_json, rate_limit, read_body};
 use crate::durable;
 use crate::engine::Engine;
 use crate::error::ApiError;
@@ -23,7 +23,8 @@ pub async fn query(
 ) -> Result<Json<QueryResponse>, ApiError> {
     let request: QueryRequest = parse_json(&read_body(raw).await?)?;
     check_protocol(request.protocol_version)?;
-    check_ids(&request.client_id, &request.session_id)?;
+    check_client(client_key(&headers), &request.client_id, &request.session_id)?;
+    rate_limit(&env, &request.client_id).await?;
     let validated = engine
         .authorized_query(
             &env,

@@ -1,4 +1,4 @@
-//! `GET /sync/socket?client_id=..&session_id=..` (WebSocket): the session's poke
+//! `GET /sync/socket?client_id=..&session_id=..&client_key=..` (WebSocket): the session's poke
 //! channel, held by its ClientSession object with the hibernation API.
 
 use axum::extract::{Extension, Query};
@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use worker::Env;
 
-use super::check_ids;
+use super::{check_client, rate_limit};
 use crate::durable;
 use crate::error::ApiError;
 
@@ -14,6 +14,7 @@ use crate::error::ApiError;
 pub struct SocketParams {
     client_id: String,
     session_id: String,
+    client_key: Option<String>,
 }
 
 #[worker::send]
@@ -28,7 +29,12 @@ pub async fn socket(
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return Err(ApiError::UpgradeRequired { reason: "this endpoint speaks WebSocket only".into() });
     }
-    check_ids(&params.client_id, &params.session_id)?;
+    check_client(
+        params.client_key.as_deref().filter(|key| !key.is_empty()),
+        &params.client_id,
+        &params.session_id,
+    )?;
+    rate_limit(&env, &params.client_id).await?;
     // Both ids are checked prefixed ULIDs: safe to put in a URL as they are.
     let url =
         format!("https://object/socket?client_id={}&session_id={}", params.client_id, params.session_id);

@@ -22,6 +22,12 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Header carrying the secret shared between the connector and the app's callbacks.
 pub const SECRET_HEADER: &str = "x-sync-engine-secret";
+
+/// The client's secret key, on every query, push and pull: it proves the request's
+/// `client_id` (`ids::client_id_for_key`). The poke socket takes it as the URL
+/// parameter [`CLIENT_KEY_PARAM`] (browsers cannot set headers on a WebSocket).
+pub const CLIENT_KEY_HEADER: &str = "x-sync-client-key";
+pub const CLIENT_KEY_PARAM: &str = "client_key";
 /// Content type of every JSON body the engine sends.
 pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
 

@@ -1,0 +1,195 @@
+// The connector as an attacker sees it: Eve has a valid account of her own and
+// everything Ada's writes reveal (record ids, Ada's client id, session ids). Each test
+// is one hole that must stay closed. Runs on D1 and, in the PostgreSQL tier, again on
+// PostgreSQL.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startApp } from './support/app.mjs';
+import { startCallbackServer } from './support/callback-server.mjs';
+import { client, guestToken, newId, pokeSocket, CLIENT_KEY_HEADER } from './support/sync.mjs';
+
+let app;
+let ada;
+let eve;
+
+before(async () => {
+  app = await startApp();
+  [ada, eve] = await Promise.all([guestToken(app.url, 'Ada'), guestToken(app.url, 'Eve')]);
+});
+after(async () => app?.stop());
+
+const roomMessages = (roomId) => ({ name: 'roomMessages', args: { roomId } });
+const count = async (sql) => Number((await app.sql(sql))[0][0]);
+
+async function sendAsAda(room, body) {
+  const a = client(app.url, ada);
+  const { mutation, response } = a.send(room, 'Ada', body);
+  const pushed = await response;
+  assert.equal(pushed.json.results[0].status, 'confirmed', pushed.text);
+  return { a, mutation, result: pushed.json.results[0] };
+}
+
+test('only the author edits or deletes a message, whatever name the attacker claims', async () => {
+  const room = newId('room');
+  const { a, mutation } = await sendAsAda(room, 'mine');
+  const e = client(app.url, eve);
+  const write = (name, args) => ({ id: newId('outbox'), name, args: { roomId: room, ...args }, record_id: mutation.record_id });
+  const attempts = [
+    write('editMessage', { authorName: 'Eve', body: 'defaced' }), // her own name: the row is not hers
+    write('editMessage', { authorName: 'Ada', body: 'defaced' }), // Ada's name: not who she is
+    write('deleteMessage', { authorName: 'Eve' }),
+    write('deleteMessage', { authorName: 'Ada' }),
+  ];
+  const pushed = await e.push(attempts);
+  assert.equal(pushed.status, 200, pushed.text);
+  assert.deepEqual(pushed.json.results.map((r) => r.status), ['rejected', 'rejected', 'rejected', 'rejected'], pushed.text);
+  const rows = (await a.query('roomMessages', { roomId: room })).json.rows;
+  assert.deepEqual(rows.map((row) => [row.author_name, row.body]), [['Ada', 'mine']]);
+
+  // The author herself may.
+  const own = await a.push([write('editMessage', { authorName: 'Ada', body: 'edited' })]);
+  assert.equal(own.json.results[0].status, 'confirmed', own.text);
+  const removed = await a.push([write('deleteMessage', { authorName: 'Ada' })]);
+  assert.equal(removed.json.results[0].status, 'confirmed', removed.text);
+});
+
+test("a client id is the key holder's: nobody else pulls, pushes, replays or listens as it", async () => {
+  const room = newId('room');
+  const { a, mutation } = await sendAsAda(room, 'private outcome');
+  assert.equal((await a.query('roomMessages', { roomId: room })).status, 200);
+  // Eve learns Ada's client id from any change Ada wrote, and guesses the session.
+  const pulled = await client(app.url, eve).pull(0, [roomMessages(room)]);
+  assert.equal(pulled.json.changes[0].client_id, a.client_id);
+
+  const asAda = { protocol_version: 1, client_id: a.client_id, session_id: a.session_id };
+  const e = client(app.url, eve);
+  for (const key of [undefined, e.client_key]) {
+    const headers = key ? { [CLIENT_KEY_HEADER]: key } : { [CLIENT_KEY_HEADER]: '' };
+    const expected = key ? 403 : 401;
+    const pull = await e.call('pull', JSON.stringify({ ...asAda, cursor: 0, subscriptions: [roomMessages(room)] }), headers);
+    assert.equal(pull.status, expected, pull.text);
+    // A replay of Ada's mutation id under her client id: no stored outcome comes back.
+    const replay = await e.call('push', JSON.stringify({ ...asAda, mutations: [mutation] }), headers);
+    assert.equal(replay.status, expected, replay.text);
+    assert.ok(!replay.text.includes('private outcome'), replay.text);
+    // Without any credentials at all, as the issue found it.
+    const bare = await fetch(`${app.url}/sync/push`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...asAda, mutations: [mutation] }),
+    });
+    assert.equal(bare.status, 401);
+    await assert.rejects(pokeSocket(app.url, { ...asAda, client_key: key ?? '' }), 'the socket refuses a wrong key');
+  }
+  // Ada, with her key, still may.
+  assert.equal((await a.pull(0, [roomMessages(room)])).status, 200);
+  const socket = await pokeSocket(app.url, a);
+  socket.close();
+});
+
+test('a cursor beyond the head is refused and does not silence the session', async () => {
+  const room = newId('room');
+  const { result } = await sendAsAda(room, 'first');
+  const watcher = client(app.url, ada);
+  assert.equal((await watcher.query('roomMessages', { roomId: room })).status, 200);
+  for (const cursor of [result.seq + 1000, 2 ** 53, 2 ** 60]) {
+    const pulled = await watcher.pull(cursor, [roomMessages(room)]);
+    assert.equal(pulled.status, 400, `${cursor}: ${pulled.text}`);
+    assert.equal(pulled.json.error, 'invalid_cursor');
+  }
+  // The session still gets poked for the next write.
+  const socket = await pokeSocket(app.url, watcher);
+  try {
+    const { result: next } = await sendAsAda(room, 'second');
+    assert.deepEqual(await socket.next(), { type: 'poke', cursor: next.seq });
+  } finally {
+    socket.close();
+  }
+});
+
+test('a caller refused whole leaves nothing upstream, and may be accepted later', async () => {
+  const room = newId('room');
+  const anonymous = client(app.url, null);
+  const junk = Array.from({ length: 100 }, (_, i) => ({
+    id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: `junk ${i}` }, record_id: newId('messages'),
+  }));
+  const invalid = Array.from({ length: 20 }, () => ({ id: newId('outbox'), name: 'dropTables', args: {}, record_id: newId('messages') }));
+  const before = await count('SELECT count(*) FROM sync_mutations');
+  for (const mutations of [junk, invalid]) {
+    const pushed = await anonymous.push(mutations);
+    assert.equal(pushed.status, 200, pushed.text);
+    assert.ok(pushed.json.results.every((r) => r.status === 'rejected'), pushed.text);
+  }
+  assert.equal(await count('SELECT count(*) FROM sync_mutations'), before, 'no stored answer for a refused caller');
+  assert.equal(await count(`SELECT count(*) FROM messages WHERE room_id = '${room}'`), 0);
+  // Nothing was remembered: once signed in, the same writes go through.
+  const signedIn = client(app.url, ada, anonymous.client_key);
+  const later = await signedIn.push(junk.slice(0, 3));
+  assert.deepEqual(later.json.results.map((r) => r.status), ['confirmed', 'confirmed', 'confirmed'], later.text);
+});
+
+test('one client flooding the connector is told to wait (429 + Retry-After)', async () => {
+  const flooder = client(app.url, eve);
+  const statuses = [];
+  let retryAfter = null;
+  const one = async () => {
+    const response = await fetch(`${app.url}/sync/pull`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${eve}`, [CLIENT_KEY_HEADER]: flooder.client_key },
+      body: JSON.stringify({ protocol_version: 1, client_id: flooder.client_id, session_id: flooder.session_id, cursor: 0, subscriptions: [] }),
+    });
+    statuses.push(response.status);
+    if (response.status === 429) {
+      retryAfter = response.headers.get('retry-after');
+      assert.equal((await response.json()).error, 'rate_limited');
+    } else {
+      await response.arrayBuffer();
+    }
+  };
+  // 700 requests, 25 at a time: well past the 600 per 10 s the app configures.
+  for (let round = 0; round < 28; round += 1) await Promise.all(Array.from({ length: 25 }, one));
+  assert.ok(statuses.includes(429), `no 429 among ${statuses.length} requests`);
+  assert.equal(retryAfter, '10');
+  // Another client is not affected.
+  assert.equal((await client(app.url, ada).pull(0, [])).status, 200);
+});
+
+test('every error is JSON with a bounded reason; names cannot hide characters', async () => {
+  const wrongMethod = await fetch(`${app.url}/sync/push`);
+  assert.equal(wrongMethod.status, 405);
+  assert.equal((await wrongMethod.json()).error, 'method_not_allowed');
+
+  const a = client(app.url, ada);
+  const long = `client_${'x'.repeat(6000)}`;
+  const response = await a.call('pull', JSON.stringify({ protocol_version: 1, client_id: long, session_id: a.session_id, cursor: 0, subscriptions: [] }));
+  assert.equal(response.status, 400);
+  assert.ok(response.json.reason.length < 500, `reason of ${response.json.reason.length} characters`);
+
+  for (const name of ['Ada\u202Enimda', 'A\u200Bda', '\u2066Ada\u2069', 'Ada\uFEFF']) {
+    const guest = await fetch(`${app.url}/api/auth/guest`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }),
+    });
+    assert.equal(guest.status, 400, JSON.stringify(name));
+    assert.equal((await guest.json()).error, 'invalid_name');
+  }
+});
+
+test('server-rendered reads reach the query callback as distinct clients', async () => {
+  const callbacks = await startCallbackServer();
+  const other = await startApp({ vars: { SYNC_QUERY_CALLBACK_URL: `${callbacks.url}/query` } });
+  try {
+    const token = await guestToken(other.url, 'Ada');
+    for (let i = 0; i < 2; i += 1) {
+      const page = await fetch(`${other.url}/room/render-${i}`, { headers: { cookie: `sync_token=${token}` } });
+      assert.equal(page.status, 200);
+      await page.text();
+    }
+    const renders = callbacks.received.filter((call) => call.kind === 'query').map((call) => call.body);
+    assert.equal(renders.length, 2);
+    const [first, second] = renders;
+    assert.notEqual(first.client_id, second.client_id);
+    assert.notEqual(first.session_id, second.session_id);
+    for (const call of renders) assert.doesNotMatch(call.client_id, /^client_0+$/);
+  } finally {
+    await other.stop();
+    await callbacks.close();
+  }
+});

@@ -200,11 +200,11 @@ mod tests {
     }
 
     #[test]
-    fn edit_and_delete_are_guarded_by_room() {
+    fn edit_and_delete_are_guarded_by_room_and_author() {
         let model = chat_model();
         for (name, args) in [
-            (EDIT_MESSAGE.name(), json!({"roomId": "a", "body": "x"})),
-            (DELETE_MESSAGE.name(), json!({"roomId": "a"})),
+            (EDIT_MESSAGE.name(), json!({"roomId": "a", "authorName": "Ada", "body": "x"})),
+            (DELETE_MESSAGE.name(), json!({"roomId": "a", "authorName": "Ada"})),
         ] {
             let write = model.validate_mutation(name, &args, &ctx()).expect("valid write");
             let guards = match write.operation {

@@ -148,6 +148,29 @@ pub fn user(env: &Env, bearer_token: Option<&str>) -> Result<Result<String, Stri
     })
 }
 
+async fn guest(
+    Extension(env): Extension<Env>,
+    raw: axum::extract::Request,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let request: GuestRequest = parse_json(&read_body(raw).await?)?;
+    let name = request.name.trim().to_string();
+    if !is_valid_name(&name) {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!(
+                "a display name has 1 to {MAX_NAME_CHARS} visible characters (no control, invisible or direction-changing ones)"
+            ),
+        ));
+    }
+    let secret = config::required(&env, AUTH_SECRET)?;
+    let iat = now_s();
+    let claims = Claims { sub: name.clone(), iat, exp: iat + TOKEN_LIFETIME_S };
+    let token = sign(&secret, &claims);
+    let cookie =
+        format!("{SIGN_IN_COOKIE}={token}; Path=/; Max-Age={TOKEN_LIFETIME_S}; HttpOnly; SameSite=Lax");
+    Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(GuestToken { token, name, expires_at: claims.exp })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,27 +196,4 @@ mod tests {
         assert_eq!(verify("secret", &token, 20), Err(TokenError::Expired));
         assert_eq!(verify("secret", "not.a", 15), Err(TokenError::Malformed));
     }
-}
-
-async fn guest(
-    Extension(env): Extension<Env>,
-    raw: axum::extract::Request,
-) -> Result<impl axum::response::IntoResponse, ApiError> {
-    let request: GuestRequest = parse_json(&read_body(raw).await?)?;
-    let name = request.name.trim().to_string();
-    if !is_valid_name(&name) {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            format!(
-                "a display name has 1 to {MAX_NAME_CHARS} visible characters (no control, invisible or direction-changing ones)"
-            ),
-        ));
-    }
-    let secret = config::required(&env, AUTH_SECRET)?;
-    let iat = now_s();
-    let claims = Claims { sub: name.clone(), iat, exp: iat + TOKEN_LIFETIME_S };
-    let token = sign(&secret, &claims);
-    let cookie =
-        format!("{SIGN_IN_COOKIE}={token}; Path=/; Max-Age={TOKEN_LIFETIME_S}; HttpOnly; SameSite=Lax");
-    Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(GuestToken { token, name, expires_at: claims.exp })))
 }

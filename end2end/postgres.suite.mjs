@@ -203,7 +203,7 @@ for (const [what, brokenUrl, reason] of [
       assert.equal(pushed.status, 502, pushed.text);
       assert.equal(pushed.json.error, 'upstream_error');
       // The client keeps it in its outbox and pushes it again to a working connector.
-      const again = await client(app.url, token).call('push', {
+      const again = await client(app.url, token, b.client_key).call('push', {
         protocol_version: 1, client_id: b.client_id, session_id: b.session_id, mutations: [mutation],
       });
       assert.equal(again.status, 200, again.text);

@@ -111,6 +111,34 @@ test('a message the app refuses is rolled back, the reason is shown, and it neve
   await b.page.close();
 });
 
+test('the author edits and deletes her own message; the other browser follows, and gets no such buttons', async () => {
+  const room = newId('room').slice(-8);
+  const a = await openRoom(alice, room);
+  const b = await openRoom(bob, room);
+  await send(a.page, 'first draft');
+  await confirmed(a.page, 'first draft');
+  await b.page.getByTestId('message').filter({ hasText: 'first draft' }).waitFor({ timeout: 10_000 });
+  // Only the author is offered edit and delete.
+  assert.equal(await a.page.getByTestId('message-edit').count(), 1);
+  assert.equal(await b.page.getByTestId('message-edit').count(), 0);
+  assert.equal(await b.page.getByTestId('message-delete').count(), 0);
+
+  await a.page.getByTestId('message-edit').click();
+  await a.page.getByTestId('message-edit-input').fill('final text');
+  await a.page.getByTestId('message-edit-input').press('Enter');
+  await confirmed(a.page, 'final text');
+  await b.page.getByTestId('message').filter({ hasText: 'final text' }).waitFor({ timeout: 10_000 });
+  assert.deepEqual(await bodies(b.page), ['final text']);
+
+  await a.page.getByTestId('message-delete').click();
+  await b.page.getByTestId('message').filter({ hasText: 'final text' }).waitFor({ state: 'detached', timeout: 10_000 });
+  assert.deepEqual(await bodies(a.page), []);
+  assert.deepEqual(a.errors, []);
+  assert.deepEqual(b.errors, []);
+  await a.page.close();
+  await b.page.close();
+});
+
 test('messages are there after a reload', async () => {
   const room = newId('room').slice(-8);
   const a = await openRoom(alice, room);

@@ -1,6 +1,6 @@
 //! The chat page: room switcher, connection status, messages, composer.
 
-use crate::model::{self, Message, RoomArgs, SendMessageArgs};
+use crate::model::{self, DeleteMessageArgs, EditMessageArgs, Message, RoomArgs, SendMessageArgs};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,10 @@ pub fn ChatPage() -> impl IntoView {
     });
     let messages = sync_client::use_query(&model::ROOM_MESSAGES, move || RoomArgs { room_id: room() });
     let send_message = sync_client::use_mutator(&model::SEND_MESSAGE);
+    let edit_message = sync_client::use_mutator(&model::EDIT_MESSAGE);
+    let delete_message = sync_client::use_mutator(&model::DELETE_MESSAGE);
+    // The message being edited in place, if any.
+    let (editing, set_editing) = signal(None::<String>);
     let status = sync_client::use_sync_status();
     let (refusals, set_refusals) = signal(Vec::<Refusal>::new());
     #[cfg(feature = "hydrate")]
@@ -211,7 +215,9 @@ pub fn ChatPage() -> impl IntoView {
                     </li>
                 </ul>
                 <Suspense fallback=|| view! { <ol class="messages" data-testid="message-list"></ol> }>
-                    {move || Suspend::new(async move {
+                    {move || {
+                        let (edit_message, delete_message) = (edit_message.clone(), delete_message.clone());
+                        Suspend::new(async move {
                         let from_server = initial.await;
                         let shown = move || {
                             let local = messages.get();
@@ -226,20 +232,69 @@ pub fn ChatPage() -> impl IntoView {
                         view! {
                             <ol class="messages" data-testid="message-list" aria-live="polite">
                                 <For each=shown key=|line| (line.id.clone(), line.body.clone(), line.pending) let:line>
-                                    <li
-                                        class="message"
-                                        class:message--pending=line.pending
-                                        data-testid="message"
-                                        data-status=if line.pending { "pending" } else { "confirmed" }
-                                    >
-                                        <span class="message__author" data-testid="message-author">{line.author}</span>
-                                        <span class="message__body" data-testid="message-body">{line.body}</span>
-                                        <span class="message__state">{if line.pending { "sending" } else { "sent" }}</span>
-                                    </li>
+                                    {
+                                        let own = line.author == name.get_untracked();
+                                        let id = line.id.clone();
+                                        let is_editing = {
+                                            let id = id.clone();
+                                            move || editing.get().as_deref() == Some(id.as_str())
+                                        };
+                                        let body = line.body.clone();
+                                        let (edit_id, delete_id) = (id.clone(), id.clone());
+                                        let (edit_message, delete_message) = (edit_message.clone(), delete_message.clone());
+                                        let save = move |ev: leptos::ev::Event| {
+                                            let text = event_target_value(&ev);
+                                            set_editing.set(None);
+                                            let args = EditMessageArgs { room_id: room(), author_name: name.get_untracked(), body: text.clone() };
+                                            let (edit, id) = (edit_message.clone(), edit_id.clone());
+                                            leptos::task::spawn_local(async move {
+                                                if let Some(reason) = edit.update_and_wait(id, args).await.refusal() {
+                                                    let reason = reason.to_string();
+                                                    set_refusals.update(|list| list.push(Refusal { body: text, reason }));
+                                                }
+                                            });
+                                        };
+                                        let remove = move |_| {
+                                            let args = DeleteMessageArgs { room_id: room(), author_name: name.get_untracked() };
+                                            let (delete, id) = (delete_message.clone(), delete_id.clone());
+                                            leptos::task::spawn_local(async move {
+                                                if let Some(reason) = delete.delete_and_wait(id, args).await.refusal() {
+                                                    let reason = reason.to_string();
+                                                    set_refusals.update(|list| list.push(Refusal { body: "(delete)".into(), reason }));
+                                                }
+                                            });
+                                        };
+                                        view! {
+                                            <li
+                                                class="message"
+                                                class:message--pending=line.pending
+                                                data-testid="message"
+                                                data-status=if line.pending { "pending" } else { "confirmed" }
+                                            >
+                                                <span class="message__author" data-testid="message-author">{line.author}</span>
+                                                {move || if is_editing() {
+                                                    view! {
+                                                        <input class="message__edit" data-testid="message-edit-input"
+                                                            aria-label="Edit message" prop:value=body.clone() on:change=save.clone()/>
+                                                    }.into_any()
+                                                } else {
+                                                    view! { <span class="message__body" data-testid="message-body">{body.clone()}</span> }.into_any()
+                                                }}
+                                                <span class="message__state">{if line.pending { "sending" } else { "sent" }}</span>
+                                                <span class="message__actions">
+                                                    {own.then(|| view! {
+                                                        <button class="link" data-testid="message-edit"
+                                                            on:click=move |_| set_editing.set(Some(id.clone()))>"Edit"</button>
+                                                        <button class="link" data-testid="message-delete" on:click=remove.clone()>"Delete"</button>
+                                                    })}
+                                                </span>
+                                            </li>
+                                        }
+                                    }
                                 </For>
                             </ol>
                         }
-                    })}
+                    })}}
                 </Suspense>
                 {move || messages.get().error.map(|error| view! {
                     <p class="query-error" role="alert" data-testid="query-error">{error}</p>

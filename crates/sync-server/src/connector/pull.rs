@@ -1,5 +1,6 @@
 //! `POST /sync/pull`: changes since a cursor for the caller's subscriptions.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -22,6 +23,12 @@ use crate::upstream::{Database, RawRow, Upstream, integer};
 
 /// The largest cursor a pull may name (2^53 - 1).
 pub const MAX_CURSOR: u64 = (1 << 53) - 1;
+
+thread_local! {
+    /// The highest log head this isolate has read: the log only grows, so a cursor at
+    /// or below it is one the log has reached.
+    static KNOWN_HEAD: Cell<u64> = const { Cell::new(0) };
+}
 
 /// Most subscriptions one pull may name.
 const MAX_SUBSCRIPTIONS: usize = 50;
@@ -65,9 +72,13 @@ pub async fn pull(
         topics.insert(validated.topic);
     }
     let topics: Vec<Topic> = topics.into_iter().collect();
-    // Watch before reading, so no change after the read goes unpoked.
+    // Watch before reading, so no change after the read goes unpoked. A cursor this
+    // isolate has seen the log reach is remembered at once (pokes at or below it are
+    // skipped); any other only once the read shows the log reached it.
+    let vouched = request.cursor.0 <= KNOWN_HEAD.with(Cell::get);
     let watched = topics.iter().map(Topic::to_string).collect();
-    durable::subscribe(&env, &request.session_id, &request.client_id, watched, None).await?;
+    let ack_now = vouched.then_some(request.cursor.0);
+    durable::subscribe(&env, &request.session_id, &request.client_id, watched, ack_now).await?;
     let head = Statement { sql: sql::change_head().into(), params: Vec::new() };
     // One more than a page tells whether more remain.
     let db = Upstream::open(&engine, &env).await?;
@@ -83,18 +94,20 @@ pub async fn pull(
             format!("cursor {} is beyond the change log's head {}", request.cursor.0, head.0),
         ));
     }
-    // The client holds everything up to its cursor: pokes at or below it can be
-    // skipped. Recorded after answering; a poke meanwhile is merely redundant.
-    let (session, client, acknowledged) =
-        (request.session_id.clone(), request.client_id.clone(), request.cursor.0);
-    let ack_env = env.clone();
-    ctx.wait_until(async move {
-        if let Err(error) =
-            durable::subscribe(&ack_env, &session, &client, Vec::new(), Some(acknowledged)).await
-        {
-            worker::console_error!("acknowledging cursor {acknowledged}: {error}");
-        }
-    });
+    KNOWN_HEAD.with(|known| known.set(known.get().max(head.0)));
+    if !vouched {
+        // Recorded after answering; a poke meanwhile is merely redundant.
+        let (session, client, acknowledged) =
+            (request.session_id.clone(), request.client_id.clone(), request.cursor.0);
+        let ack_env = env.clone();
+        ctx.wait_until(async move {
+            if let Err(error) =
+                durable::subscribe(&ack_env, &session, &client, Vec::new(), Some(acknowledged)).await
+            {
+                worker::console_error!("acknowledging cursor {acknowledged}: {error}");
+            }
+        });
+    }
     let mut changes: Vec<Change> = results
         .next()
         .unwrap_or_default()

@@ -289,32 +289,53 @@ describe('with a separate callback server', () => {
     assert.deepEqual(rows.map((row) => row.body), ['yes']);
   });
 
-  test('a callback that denies, is down, slow or answers garbage blocks reads and writes', async () => {
+  test('a callback that denies refuses; one that is down, slow or answers garbage decides nothing and is retried', async () => {
     const a = client(app.url, token);
     const room = newId('room');
+    callbacks.answer((kind) => (kind === 'query'
+      ? { json: { allow: false, reason: 'query operation is not allowlisted' } }
+      : { json: { allow: false, reason: 'mutation operation is not allowlisted' } }));
+    const denied = await a.query('roomMessages', { roomId: room });
+    assert.equal(denied.status, 403, denied.text);
+    assert.match(denied.json.reason, /not allowlisted/);
+    const refused = await a.send(room, 'Ada', 'refused').response;
+    assert.equal(refused.json.results[0].status, 'rejected');
+
+    // Only the app says no: a callback that cannot answer is not a "no".
     const scenarios = [
-      ['denies', () => ({ json: { allow: false, reason: 'query operation is not allowlisted' } }), /not allowlisted/],
       ['errors', () => ({ status: 500, json: { allow: true } }), /HTTP 500/],
       ['is slow', () => ({ delayMs: 1500, json: { allow: true } }), /no answer within 500 ms/],
       ['answers garbage', () => ({ text: 'allow=true' }), /not the documented JSON/],
       ['answers an array', () => ({ json: [true] }), /not the documented JSON/],
     ];
+    const queued = [];
     for (const [label, behaviour, reason] of scenarios) {
       callbacks.answer(behaviour);
       const read = await a.query('roomMessages', { roomId: room });
-      assert.equal(read.status, 403, `${label}: ${read.text}`);
+      assert.equal(read.status, 503, `${label}: ${read.text}`);
+      assert.equal(read.json.error, 'callback_unavailable', label);
       assert.match(read.json.reason, reason, label);
-      const { response } = a.send(room, 'Ada', `while it ${label}`);
+      const { mutation, response } = a.send(room, 'Ada', `while it ${label}`);
       const pushed = await response;
-      assert.equal(pushed.json.results[0].status, 'rejected', label);
-      assert.match(pushed.json.results[0].reason, reason, label);
+      assert.equal(pushed.status, 503, `${label}: ${pushed.text}`);
+      assert.equal(pushed.json.error, 'callback_unavailable', label);
+      assert.equal(pushed.headers.get('retry-after'), '2', label);
+      queued.push(mutation);
     }
-    callbacks.answer(() => ({ json: { allow: true } }));
-    assert.deepEqual((await a.query('roomMessages', { roomId: room })).json.rows, [], 'nothing reached the upstream');
+    // Recovered: every write kept by the client goes through, once.
+    callbacks.answer((kind, body) => (kind === 'query'
+      ? { json: { allow: true } }
+      : { json: { operations: body.operations.map((op) => ({ allow: true, id: op.id })) } }));
+    const retried = await a.push(queued);
+    assert.deepEqual(retried.json.results.map((r) => r.status), queued.map(() => 'confirmed'), retried.text);
+    const again = await a.push(queued);
+    assert.deepEqual(again.json.results.map((r) => r.seq), retried.json.results.map((r) => r.seq), 'applied once');
+    const rows = (await a.query('roomMessages', { roomId: room })).json.rows.map((row) => row.body);
+    assert.deepEqual(rows.sort(), scenarios.map(([label]) => `while it ${label}`).sort());
   });
 });
 
-test('a callback server that is down denies with a clear reason', async () => {
+test('a callback server that is down is a 503 with a clear reason, not a denial', async () => {
   const deadPort = await freePort();
   const app = await startApp({
     vars: {
@@ -325,7 +346,8 @@ test('a callback server that is down denies with a clear reason', async () => {
   try {
     const a = client(app.url, await guestToken(app.url, 'Ada'));
     const read = await a.query('roomMessages', { roomId: 'r' });
-    assert.equal(read.status, 403);
+    assert.equal(read.status, 503);
+    assert.equal(read.headers.get('retry-after'), '2');
     assert.match(read.json.reason, /unreachable/);
   } finally {
     await app.stop();

@@ -64,7 +64,7 @@ export function client(url, token, clientKey = newClientKey()) {
     } catch {
       json = undefined;
     }
-    return { status: response.status, json, text };
+    return { status: response.status, json, text, headers: response.headers };
   };
   return {
     ...ids,

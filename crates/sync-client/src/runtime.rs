@@ -45,6 +45,9 @@ use web_sys::{BroadcastChannel, DedicatedWorkerGlobalScope, MessageEvent};
 
 const DATABASE_FILE: &str = "local.db";
 const PUSH_BATCH: usize = 100;
+/// A query whose snapshot could not be fetched (offline, server unavailable) is
+/// fetched again after this pause.
+const SNAPSHOT_RETRY_MS: u32 = 2_000;
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -181,8 +184,10 @@ impl Runtime {
         let text = response.text().await.map_err(|e| Failure::Network(e.to_string()))?;
         if (200..300).contains(&status) {
             serde_json::from_str(&text).map_err(|e| Failure::Fatal(format!("unreadable answer: {e}")))
-        } else if status >= 500 {
-            Failure::network(format!("HTTP {status}: {text}"))
+        } else if status >= 500 || status == 429 {
+            let reason = serde_json::from_str::<sync::protocol::error::ErrorBody>(&text)
+                .map_or_else(|_| format!("HTTP {status}: {text}"), |body| body.reason);
+            Err(Failure::Unavailable(reason))
         } else {
             // The connector's errors are `{"error", "reason"}`: the reason says it best.
             let reason = serde_json::from_str::<sync::protocol::error::ErrorBody>(&text)
@@ -194,16 +199,13 @@ impl Runtime {
 
 /// Why a request to the connector failed.
 enum Failure {
-    /// Worth retrying (offline, server error).
+    /// Worth retrying: the connector is unreachable (offline).
     Network(String),
+    /// Worth retrying: the connector answered but could not decide now (5xx, e.g. the
+    /// app's callback is down). Nothing was decided; the browser is still online.
+    Unavailable(String),
     /// Retrying will not help (the request itself is refused).
     Fatal(String),
-}
-
-impl Failure {
-    fn network<T>(reason: String) -> Result<T, Failure> {
-        Err(Failure::Network(reason))
-    }
 }
 
 /// Runs the SQLite Web Worker for the app `app` with its sync `model`. Call it once,
@@ -506,8 +508,17 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
             }
             runtime.online.set(true);
         }
-        Err(Failure::Network(reason)) => {
+        Err(Failure::Network(reason) | Failure::Unavailable(reason)) => {
+            // Not an answer: fetch it again later. Forgetting the subscription makes
+            // the query's next run (the Changed below, after a pause) fetch it anew.
             *runtime.last_error.borrow_mut() = Some(reason);
+            let runtime = runtime.clone();
+            let (topic, collection) = (validated.topic.to_string(), validated.select.collection.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                backoff_sleep(&runtime, SNAPSHOT_RETRY_MS).await;
+                runtime.subscriptions.borrow_mut().remove(&topic);
+                runtime.emit(FromWorker::Changed { collections: vec![collection] });
+            });
         }
         Err(Failure::Fatal(reason)) => {
             // The server refused this query (e.g. its callback said no): show it on
@@ -622,8 +633,15 @@ async fn push_loop(runtime: &Rc<Runtime>) {
                 }
                 runtime.post_status();
             }
-            Err(Failure::Network(reason)) => {
-                runtime.online.set(false);
+            Err(failure @ (Failure::Network(_) | Failure::Unavailable(_))) => {
+                // Nothing was decided: the writes stay in the outbox, shown as sending.
+                let reason = match failure {
+                    Failure::Network(reason) => {
+                        runtime.online.set(false);
+                        reason
+                    }
+                    Failure::Unavailable(reason) | Failure::Fatal(reason) => reason,
+                };
                 *runtime.last_error.borrow_mut() = Some(reason);
                 runtime.post_status();
                 backoff_sleep(runtime, backoff_ms(attempt)).await;
@@ -692,7 +710,7 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                     return;
                 }
             }
-            Err(Failure::Network(reason) | Failure::Fatal(reason)) => {
+            Err(Failure::Network(reason) | Failure::Unavailable(reason) | Failure::Fatal(reason)) => {
                 *runtime.last_error.borrow_mut() = Some(reason);
                 return;
             }

@@ -9,8 +9,10 @@
 //!   network hop), optionally behind HTTP: [`HttpCallbacks::or`] uses the URLs when
 //!   they are set and the in-process rules otherwise.
 //!
-//! Whatever goes wrong in a callback (down, slow, non-2xx, not the documented JSON)
-//! denies, with a reason that says what happened (see [`crate::Engine`]).
+//! Only the app says no: a callback that cannot answer (down, slow, non-2xx, not the
+//! documented JSON) decides nothing. The connector answers 503 `callback_unavailable`
+//! with `Retry-After`, stores nothing, and the browser keeps the write in its outbox
+//! and retries (see [`crate::Engine`]).
 
 use std::future::Future;
 use std::pin::Pin;

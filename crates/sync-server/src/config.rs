@@ -11,7 +11,7 @@ pub const ENGINE_SECRET: &str = "SYNC_ENGINE_SECRET";
 pub const QUERY_CALLBACK_URL: &str = "SYNC_QUERY_CALLBACK_URL";
 /// Where the mutation callback lives; empty = the app's in-process callbacks.
 pub const MUTATION_CALLBACK_URL: &str = "SYNC_MUTATION_CALLBACK_URL";
-/// How long a callback may take before the read/write is denied.
+/// How long a callback may take before it counts as unavailable (503, retried).
 pub const CALLBACK_TIMEOUT_MS: &str = "SYNC_CALLBACK_TIMEOUT_MS";
 /// Which upstream database holds the data: `d1` (default) or `postgres` (through the
 /// Hyperdrive binding `HYPERDRIVE`).

@@ -133,8 +133,9 @@ impl Engine {
     ) -> Result<Decision, ApiError> {
         let config = Config::from_env(env)?;
         let caller = caller(env, &config, authorization);
-        let answer = with_timeout(&config, self.callbacks.query(&caller, request)).await;
-        Ok(answer.unwrap_or_else(|reason| Decision::deny(format!("query callback failed: {reason}"))))
+        with_timeout(&config, self.callbacks.query(&caller, request)).await.map_err(|reason| {
+            ApiError::CallbackUnavailable { reason: format!("query callback failed: {reason}") }
+        })
     }
 
     pub(crate) async fn ask_mutation(
@@ -145,10 +146,9 @@ impl Engine {
     ) -> Result<MutationCallbackResponse, ApiError> {
         let config = Config::from_env(env)?;
         let caller = caller(env, &config, authorization);
-        let answer = with_timeout(&config, self.callbacks.mutation(&caller, request)).await;
-        Ok(answer.unwrap_or_else(|reason| {
-            MutationCallbackResponse::Batch(Decision::deny(format!("mutation callback failed: {reason}")))
-        }))
+        with_timeout(&config, self.callbacks.mutation(&caller, request)).await.map_err(|reason| {
+            ApiError::CallbackUnavailable { reason: format!("mutation callback failed: {reason}") }
+        })
     }
 }
 

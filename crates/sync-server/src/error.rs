@@ -29,6 +29,11 @@ pub enum ApiError {
     /// `retry_after_s` seconds.
     #[error("{reason}")]
     TooManyRequests { reason: String, retry_after_s: u32 },
+    /// 503: the app's callback could not answer (down, slow, non-2xx, not the
+    /// documented JSON). Not the user's fault: nothing is decided or stored, and the
+    /// client retries after `Retry-After`.
+    #[error("{reason}")]
+    CallbackUnavailable { reason: String },
     /// 503: a required setting is missing.
     #[error("{reason}")]
     NotConfigured { reason: String },
@@ -55,6 +60,7 @@ impl ApiError {
             ApiError::UpgradeRequired { .. } => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::CallbackUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "callback_unavailable"),
             ApiError::NotConfigured { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
             ApiError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream_error"),
         }
@@ -66,6 +72,9 @@ impl From<ValidationError> for ApiError {
         ApiError::BadRequest { code: error.code(), reason: error.to_string() }
     }
 }
+
+/// Seconds a client waits before retrying after a callback failed.
+const CALLBACK_RETRY_AFTER_S: u32 = 2;
 
 /// Reasons are sentences, not echoes: input quoted in them is cut to this length.
 const MAX_REASON_CHARS: usize = 400;
@@ -80,8 +89,13 @@ impl IntoResponse for ApiError {
         }
         let body = ErrorBody { error: code.to_string(), reason };
         let mut response = (status, Json(body)).into_response();
-        if let ApiError::TooManyRequests { retry_after_s, .. } = self
-            && let Ok(value) = axum::http::HeaderValue::from_str(&retry_after_s.to_string())
+        let retry_after_s = match self {
+            ApiError::TooManyRequests { retry_after_s, .. } => Some(retry_after_s),
+            ApiError::CallbackUnavailable { .. } => Some(CALLBACK_RETRY_AFTER_S),
+            _ => None,
+        };
+        if let Some(value) =
+            retry_after_s.and_then(|s| axum::http::HeaderValue::from_str(&s.to_string()).ok())
         {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
         }

@@ -3,7 +3,8 @@
 // callbacks in the worker (in-process) or a separate callback server.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApp, freePort, TEST_VARS } from './support/app.mjs';
+import { createServer } from 'node:net';
+import { startApp, TEST_VARS } from './support/app.mjs';
 import { startCallbackServer } from './support/callback-server.mjs';
 import { client, guestToken, newId } from './support/sync.mjs';
 
@@ -336,7 +337,11 @@ describe('with a separate callback server', () => {
 });
 
 test('a callback server that is down is a 503 with a clear reason, not a denial', async () => {
-  const deadPort = await freePort();
+  // A port held by a listener that drops every connection: nothing else (wrangler's
+  // own inspector, say) can take it while the test runs.
+  const dead = createServer((socket) => socket.destroy());
+  await new Promise((resolve) => dead.listen(0, '127.0.0.1', resolve));
+  const deadPort = dead.address().port;
   const app = await startApp({
     vars: {
       SYNC_QUERY_CALLBACK_URL: `http://127.0.0.1:${deadPort}/query`,
@@ -351,6 +356,7 @@ test('a callback server that is down is a 503 with a clear reason, not a denial'
     assert.match(read.json.reason, /unreachable/);
   } finally {
     await app.stop();
+    dead.close();
   }
 });
 

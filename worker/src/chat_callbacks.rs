@@ -14,9 +14,7 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
-use sync::protocol::mutation_callback::{
-    MutationCallbackRequest, MutationCallbackResponse, OperationDecision,
-};
+use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
 use sync::protocol::query_callback::QueryCallbackRequest;
 use sync::protocol::{Decision, SECRET_HEADER};
 use sync_server::guest::user;
@@ -68,15 +66,9 @@ fn decide_mutation(
         Ok(name) => name,
         Err(reason) => return MutationCallbackResponse::Batch(Decision::deny(reason)),
     };
-    let operations = request
-        .operations
-        .iter()
-        .map(|operation| {
-            let verdict = judge(&name, &operation.operation_name, &operation.args);
-            OperationDecision { allow: verdict.is_ok(), id: operation.id.clone(), reason: verdict.err() }
-        })
-        .collect();
-    MutationCallbackResponse::PerOperation { operations }
+    MutationCallbackResponse::per_operation(&request.operations, |operation| {
+        judge(&name, &operation.operation_name, &operation.args)
+    })
 }
 
 fn judge(user: &str, operation: &str, args: &serde_json::Value) -> Result<(), String> {

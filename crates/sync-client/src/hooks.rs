@@ -72,6 +72,7 @@ where
     let (state, set_state) = signal(LiveQuery::<R>::default());
     #[cfg(feature = "hydrate")]
     if let Some(client) = use_context::<crate::SyncClient>() {
+        let query = *query;
         let name = query.name();
         let generation = StoredValue::new(0u64);
         Effect::new(move |_| {
@@ -101,14 +102,7 @@ where
                 }
                 match answer {
                     Ok(Reply::Rows { rows, pending, synced, error }) => {
-                        let decoded: Result<Vec<R>, String> = rows
-                            .into_iter()
-                            .map(|row| {
-                                serde_json::from_value(serde_json::Value::Object(row.into_iter().collect()))
-                                    .map_err(|e| format!("a {name} row does not decode: {e}"))
-                            })
-                            .collect();
-                        let (rows, error) = match decoded {
+                        let (rows, error) = match query.decode_rows(rows) {
                             Ok(rows) => (rows, error),
                             Err(decode) => (Vec::new(), Some(decode)),
                         };

@@ -208,6 +208,14 @@ enum Failure {
     Fatal(String),
 }
 
+impl Failure {
+    fn into_reason(self) -> String {
+        match self {
+            Failure::Network(reason) | Failure::Unavailable(reason) | Failure::Fatal(reason) => reason,
+        }
+    }
+}
+
 /// Runs the SQLite Web Worker for the app `app` with its sync `model`. Call it once,
 /// from the app's worker entry, when its wasm bundle is loaded in a dedicated worker.
 pub fn start_db_worker(model: SyncModel, app: AppName) {
@@ -635,14 +643,10 @@ async fn push_loop(runtime: &Rc<Runtime>) {
             }
             Err(failure @ (Failure::Network(_) | Failure::Unavailable(_))) => {
                 // Nothing was decided: the writes stay in the outbox, shown as sending.
-                let reason = match failure {
-                    Failure::Network(reason) => {
-                        runtime.online.set(false);
-                        reason
-                    }
-                    Failure::Unavailable(reason) | Failure::Fatal(reason) => reason,
-                };
-                *runtime.last_error.borrow_mut() = Some(reason);
+                if matches!(failure, Failure::Network(_)) {
+                    runtime.online.set(false);
+                }
+                *runtime.last_error.borrow_mut() = Some(failure.into_reason());
                 runtime.post_status();
                 backoff_sleep(runtime, backoff_ms(attempt)).await;
                 attempt += 1;

@@ -116,13 +116,7 @@ impl Engine {
         let validated =
             self.authorized_query(env, authorization, &client_id, &session_id, query.name(), &args).await?;
         let (rows, _) = connector::query::read(self, env, &validated).await?;
-        rows.into_iter()
-            .map(|row| {
-                serde_json::from_value(serde_json::Value::Object(row.into_iter().collect())).map_err(
-                    |error| ApiError::upstream(format!("a {} row does not decode: {error}", query.name())),
-                )
-            })
-            .collect()
+        query.decode_rows(rows).map_err(ApiError::upstream)
     }
 
     pub(crate) async fn ask_query(

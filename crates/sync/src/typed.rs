@@ -31,6 +31,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::model::{MutationKind, MutatorBuilder, QueryBuilder, SyncModel};
+use crate::schema::Row;
 
 /// A named read with args `A` whose rows decode into `R`.
 pub struct Query<A, R> {
@@ -51,6 +52,19 @@ impl<A, R> Query<A, R> {
 
     pub const fn collection(&self) -> &'static str {
         self.collection
+    }
+}
+
+impl<A, R: DeserializeOwned> Query<A, R> {
+    /// Rows as the engine hands them over (column name -> JSON) decoded as `R`; `Err`
+    /// names this query and the row that does not fit.
+    pub fn decode_rows(&self, rows: Vec<Row>) -> Result<Vec<R>, String> {
+        rows.into_iter()
+            .map(|row| {
+                serde_json::from_value(serde_json::Value::Object(row.into_iter().collect()))
+                    .map_err(|error| format!("a {} row does not decode: {error}", self.name))
+            })
+            .collect()
     }
 }
 

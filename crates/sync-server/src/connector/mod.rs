@@ -117,6 +117,20 @@ pub async fn rate_limit(env: &worker::Env, client_id: &str) -> Result<(), ApiErr
     }
 }
 
+/// What every connector request passes first: the protocol version, the ids and the
+/// client key that proves them, and the client's rate limit.
+pub async fn admit(
+    env: &worker::Env,
+    headers: &HeaderMap,
+    protocol_version: u32,
+    client_id: &str,
+    session_id: &str,
+) -> Result<(), ApiError> {
+    check_protocol(protocol_version)?;
+    check_client(client_key(headers), client_id, session_id)?;
+    rate_limit(env, client_id).await
+}
+
 /// The client key header, if present and not empty.
 pub fn client_key(headers: &HeaderMap) -> Option<&str> {
     headers

@@ -13,9 +13,7 @@ use sync::protocol::pull::{PullRequest, PullResponse};
 use sync::sql::{self, Statement};
 use worker::{Context, Env};
 
-use super::{
-    PULL_PAGE, authorization, check_client, check_protocol, client_key, parse_json, rate_limit, read_body,
-};
+use super::{PULL_PAGE, admit, authorization, parse_json, read_body};
 use crate::durable;
 use crate::engine::Engine;
 use crate::error::ApiError;
@@ -42,9 +40,7 @@ pub async fn pull(
     raw: axum::extract::Request,
 ) -> Result<Json<PullResponse>, ApiError> {
     let request: PullRequest = parse_json(&read_body(raw).await?)?;
-    check_protocol(request.protocol_version)?;
-    check_client(client_key(&headers), &request.client_id, &request.session_id)?;
-    rate_limit(&env, &request.client_id).await?;
+    admit(&env, &headers, request.protocol_version, &request.client_id, &request.session_id).await?;
     // Cursors are change-log sequence numbers: the databases count them exactly up to
     // 2^53 - 1 (D1 through JavaScript numbers).
     if request.cursor.0 > MAX_CURSOR {

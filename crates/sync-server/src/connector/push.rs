@@ -17,10 +17,7 @@ use sync::server::Verdict;
 use sync::sql::{self, Dialect, Statement};
 use worker::{Context, Env};
 
-use super::{
-    MAX_PUSH_MUTATIONS, authorization, check_client, check_protocol, client_key, now_ms, parse_json,
-    rate_limit, read_body,
-};
+use super::{MAX_PUSH_MUTATIONS, admit, authorization, now_ms, parse_json, read_body};
 use crate::durable;
 use crate::engine::Engine;
 use crate::error::ApiError;
@@ -35,9 +32,7 @@ pub async fn push(
     raw: axum::extract::Request,
 ) -> Result<Json<PushResponse>, ApiError> {
     let request: PushRequest = parse_json(&read_body(raw).await?)?;
-    check_protocol(request.protocol_version)?;
-    check_client(client_key(&headers), &request.client_id, &request.session_id)?;
-    rate_limit(&env, &request.client_id).await?;
+    admit(&env, &headers, request.protocol_version, &request.client_id, &request.session_id).await?;
     if request.mutations.len() > MAX_PUSH_MUTATIONS {
         return Err(ApiError::bad_request(
             "too_many_mutations",
@@ -87,8 +82,9 @@ pub async fn push(
         })
         .collect();
     let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
-    // A caller the callback refuses as a whole (no or bad credentials, or a callback
-    // that failed) leaves nothing behind: its rejections are answered, not stored.
+    // A caller the callback refuses as a whole (no or bad credentials) leaves nothing
+    // behind: its rejections are answered, not stored. (A callback that cannot answer
+    // is a 503 before this: nothing decided, nothing stored.)
     let mut denied_whole = false;
     if !operations.is_empty() {
         let ask = MutationCallbackRequest::new(client, &request.session_id, operations);

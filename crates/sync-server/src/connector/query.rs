@@ -8,7 +8,7 @@ use sync::protocol::query::{QueryRequest, QueryResponse};
 use sync::sql::{self, Statement};
 use worker::Env;
 
-use super::{authorization, check_client, check_protocol, client_key, parse_json, rate_limit, read_body};
+use super::{admit, authorization, parse_json, read_body};
 use crate::durable;
 use crate::engine::Engine;
 use crate::error::ApiError;
@@ -22,9 +22,7 @@ pub async fn query(
     raw: axum::extract::Request,
 ) -> Result<Json<QueryResponse>, ApiError> {
     let request: QueryRequest = parse_json(&read_body(raw).await?)?;
-    check_protocol(request.protocol_version)?;
-    check_client(client_key(&headers), &request.client_id, &request.session_id)?;
-    rate_limit(&env, &request.client_id).await?;
+    admit(&env, &headers, request.protocol_version, &request.client_id, &request.session_id).await?;
     let validated = engine
         .authorized_query(
             &env,

@@ -105,6 +105,22 @@ pub const DENIED_WITHOUT_REASON: &str = "denied by the mutation callback";
 pub const NO_DECISION: &str = "the mutation callback gave no decision for this operation";
 
 impl MutationCallbackResponse {
+    /// One decision per operation from `judge` (`Err` = the reason it is refused), the
+    /// answer a callback gives when each write is judged on its own.
+    pub fn per_operation(
+        operations: &[MutationCallbackOperation],
+        judge: impl Fn(&MutationCallbackOperation) -> Result<(), String>,
+    ) -> Self {
+        let operations = operations
+            .iter()
+            .map(|operation| {
+                let verdict = judge(operation);
+                OperationDecision { allow: verdict.is_ok(), id: operation.id.clone(), reason: verdict.err() }
+            })
+            .collect();
+        MutationCallbackResponse::PerOperation { operations }
+    }
+
     /// The verdict for each of `ids`, in order. An operation the answer does not
     /// mention is denied: silence is never consent.
     pub fn verdicts(&self, ids: &[&str]) -> Vec<Verdict> {

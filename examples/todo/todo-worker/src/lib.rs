@@ -8,9 +8,7 @@ use axum::Router;
 use axum::response::{Html, Redirect};
 use axum::routing::get;
 use sync::protocol::Decision;
-use sync::protocol::mutation_callback::{
-    MutationCallbackRequest, MutationCallbackResponse, OperationDecision,
-};
+use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
 use sync::protocol::query_callback::QueryCallbackRequest;
 use sync_server::{CallbackFuture, Callbacks, Caller, Engine, HttpCallbacks, guest};
 use todo_model::LIST_TODOS;
@@ -52,19 +50,9 @@ impl Callbacks for TodoRules {
             if let Err(reason) = user {
                 return Ok(MutationCallbackResponse::Batch(Decision::deny(reason)));
             }
-            let operations = request
-                .operations
-                .iter()
-                .map(|operation| {
-                    let verdict = todo_model::judge_write(&operation.operation_name, &operation.args);
-                    OperationDecision {
-                        allow: verdict.is_ok(),
-                        id: operation.id.clone(),
-                        reason: verdict.err(),
-                    }
-                })
-                .collect();
-            Ok(MutationCallbackResponse::PerOperation { operations })
+            Ok(MutationCallbackResponse::per_operation(&request.operations, |operation| {
+                todo_model::judge_write(&operation.operation_name, &operation.args)
+            }))
         })
     }
 }

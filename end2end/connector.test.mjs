@@ -155,19 +155,26 @@ describe('with the chat app callbacks (default)', () => {
     assert.deepEqual(read.json.rows.map((row) => row.id), [good.record_id]);
   });
 
-  test('a write without a token is rejected, a read without one is forbidden', async () => {
+  test('without a valid token, reads and writes need a sign-in and nothing is decided or stored', async () => {
     const room = newId('room');
     const anonymous = client(app.url, undefined);
     const read = await anonymous.query('roomMessages', { roomId: room });
-    assert.equal(read.status, 403);
-    assert.equal(read.json.error, 'query_denied');
+    assert.equal(read.status, 401);
+    assert.equal(read.json.error, 'needs_auth');
     assert.match(read.json.reason, /sign in/);
-    const { response } = anonymous.send(room, 'Ada', 'hi');
+    const { mutation, response } = anonymous.send(room, 'Ada', 'hi');
     const pushed = await response;
-    assert.equal(pushed.json.results[0].status, 'rejected');
-    assert.match(pushed.json.results[0].reason, /sign in/);
+    assert.equal(pushed.status, 401, pushed.text);
+    assert.equal(pushed.json.error, 'needs_auth');
     const forged = client(app.url, `${ada.slice(0, -2)}xx`);
-    assert.equal((await forged.query('roomMessages', { roomId: room })).status, 403);
+    const forgedRead = await forged.query('roomMessages', { roomId: room });
+    assert.equal(forgedRead.status, 401);
+    assert.match(forgedRead.json.reason, /sign in again/);
+    // The same write, once signed in, is applied: the 401 recorded nothing.
+    const signedIn = client(app.url, ada, anonymous.client_key);
+    const retried = await signedIn.push([mutation]);
+    assert.equal(retried.status, 200, retried.text);
+    assert.equal(retried.json.results[0].status, 'confirmed');
   });
 
   test('bad input gets a 4xx with a JSON reason', async () => {
@@ -208,8 +215,9 @@ describe('with the chat app callbacks (default)', () => {
         headers: { 'content-type': 'application/json', ...(secret ? { 'x-sync-engine-secret': secret } : {}) },
         body: '{}',
       });
-      assert.equal(response.status, 401);
-      assert.equal((await response.json()).error, 'unauthorized');
+      // 403, not 401: a 401 from a callback means "the user must sign in again".
+      assert.equal(response.status, 403);
+      assert.equal((await response.json()).error, 'wrong_engine_secret');
     }
   });
 });

@@ -82,3 +82,78 @@ test('sessions and subscriptions survive a restart', async () => {
   const response = await thief.call('pull', JSON.stringify({ protocol_version: 1, client_id: thief.client_id, session_id: watcher.session_id, cursor: 0, subscriptions: [] }));
   assert.equal(response.status, 403);
 });
+
+test('1000 writes to a watched room from 4 writers reach watchers in far fewer pokes, none missed', async () => {
+  const room = newId('room');
+  const subscription = [{ name: 'roomMessages', args: { roomId: room } }];
+  // One watcher only listens; the other pulls on every poke, like a browser.
+  const listener = client(app.url, token);
+  const puller = client(app.url, token);
+  for (const watcher of [listener, puller]) {
+    assert.equal((await watcher.query('roomMessages', { roomId: room })).status, 200);
+  }
+  const heard = await pokeSocket(app.url, listener);
+  const pulling = await pokeSocket(app.url, puller);
+  let pulledThrough = 0;
+  const received = new Map();
+  let pulls = 0;
+  let stop = false;
+  const pullLoop = (async () => {
+    while (!stop) {
+      let poke;
+      try {
+        poke = await pulling.next(1_000);
+      } catch {
+        continue;
+      }
+      if (poke.cursor <= pulledThrough) continue;
+      for (let more = true; more;) {
+        const page = await puller.pull(pulledThrough, subscription);
+        assert.equal(page.status, 200, page.text);
+        pulls += 1;
+        for (const change of page.json.changes) {
+          assert.ok(change.seq > pulledThrough, 'in order, after the cursor');
+          assert.ok(!received.has(change.record_id), `applied twice: ${change.record_id}`);
+          received.set(change.record_id, change.seq);
+        }
+        pulledThrough = page.json.cursor;
+        more = page.json.has_more;
+      }
+    }
+  })();
+  try {
+    const WRITES = 1000;
+    const WRITERS = 4;
+    let head = 0;
+    const written = new Set();
+    await Promise.all(Array.from({ length: WRITERS }, async (_, w) => {
+      const writer = client(app.url, token);
+      for (let i = 0; i < WRITES / WRITERS; i += 1) {
+        const { mutation, response } = writer.send(room, 'Ada', `w${w} #${i}`);
+        const result = (await response).json.results[0];
+        assert.equal(result.status, 'confirmed');
+        head = Math.max(head, result.seq);
+        written.add(mutation.record_id);
+      }
+    }));
+    // The last poke of each watcher names the head, within the hold time.
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && (pulledThrough < head || Math.max(0, ...heard.received.map((p) => p.cursor)) < head)) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const listened = heard.received.map((p) => p.cursor);
+    assert.equal(Math.max(...listened), head, 'the listener heard of the last write');
+    assert.deepEqual(listened, [...listened].sort((x, y) => x - y), 'pokes only move forward');
+    assert.equal(new Set(listened).size, listened.length, 'at most one poke per cursor');
+    assert.ok(listened.length < WRITES / 10, `${listened.length} pokes for ${WRITES} writes`);
+    assert.ok(pulledThrough >= head, 'the pulling watcher caught up');
+    assert.equal(received.size, WRITES, 'every write reached the pulling watcher once');
+    for (const id of written) assert.ok(received.has(id), `missed ${id}`);
+    console.log(`# ${WRITES} writes: the listener got ${listened.length} pokes; the puller made ${pulls} pulls`);
+  } finally {
+    stop = true;
+    await pullLoop;
+    heard.close();
+    pulling.close();
+  }
+});

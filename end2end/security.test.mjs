@@ -105,7 +105,7 @@ test('a cursor beyond the head is refused and does not silence the session', asy
   }
 });
 
-test('a caller refused whole leaves nothing upstream, and may be accepted later', async () => {
+test('a caller without a sign-in leaves nothing upstream, and may be accepted later', async () => {
   const room = newId('room');
   const anonymous = client(app.url, null);
   const junk = Array.from({ length: 100 }, (_, i) => ({
@@ -113,11 +113,14 @@ test('a caller refused whole leaves nothing upstream, and may be accepted later'
   }));
   const invalid = Array.from({ length: 20 }, () => ({ id: newId('outbox'), name: 'dropTables', args: {}, record_id: newId('messages') }));
   const before = await count('SELECT count(*) FROM sync_mutations');
-  for (const mutations of [junk, invalid]) {
-    const pushed = await anonymous.push(mutations);
-    assert.equal(pushed.status, 200, pushed.text);
-    assert.ok(pushed.json.results.every((r) => r.status === 'rejected'), pushed.text);
-  }
+  // Writes the model accepts need the app's say: without a sign-in, a 401 needs_auth.
+  const pushed = await anonymous.push(junk);
+  assert.equal(pushed.status, 401, pushed.text);
+  assert.equal(pushed.json.error, 'needs_auth');
+  // Writes the model refuses are answered without asking the app, and not stored.
+  const refused = await anonymous.push(invalid);
+  assert.equal(refused.status, 200, refused.text);
+  assert.ok(refused.json.results.every((r) => r.status === 'rejected'), refused.text);
   assert.equal(await count('SELECT count(*) FROM sync_mutations'), before, 'no stored answer for a refused caller');
   assert.equal(await count(`SELECT count(*) FROM messages WHERE room_id = '${room}'`), 0);
   // Nothing was remembered: once signed in, the same writes go through.

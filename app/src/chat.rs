@@ -110,6 +110,15 @@ pub fn ChatPage() -> impl IntoView {
         });
     };
 
+    #[cfg(feature = "hydrate")]
+    let renewing_client = sync_client.clone();
+    let sign_in_again = Callback::new(move |()| {
+        #[cfg(feature = "hydrate")]
+        if let Some(client) = renewing_client.clone() {
+            crate::browser::sign_in(client, name.get_untracked());
+        }
+    });
+
     let navigate = use_navigate();
     let (room_draft, set_room_draft) = signal(String::new());
     let join = move |event: leptos::ev::SubmitEvent| {
@@ -125,6 +134,7 @@ pub fn ChatPage() -> impl IntoView {
         let view = status.get();
         match view.status {
             None => ("connecting", "connecting".to_string()),
+            Some(s) if s.needs_auth => ("needs_auth", format!("sign in again to sync, {} pending", s.outbox)),
             Some(s) if !s.online => ("offline", format!("offline, {} pending", s.outbox)),
             Some(s) if s.outbox > 0 => ("syncing", format!("syncing, {} pending", s.outbox)),
             Some(s) => ("online", format!("online, {} pending", s.outbox)),
@@ -214,6 +224,18 @@ pub fn ChatPage() -> impl IntoView {
                         {move || if interactive.get() { "interactive" } else { "server-rendered" }}
                     </li>
                 </ul>
+                <Show when=move || status.get().status.is_some_and(|s| s.needs_auth)>
+                    <div class="notice" role="alert" data-testid="needs-auth">
+                        <p>"Your sign-in has expired. Your messages are kept here and go out once you sign in again."</p>
+                        <button
+                            type="button"
+                            data-testid="sign-in-again"
+                            on:click=move |_| sign_in_again.run(())
+                        >
+                            "Sign in again as " {move || name.get()}
+                        </button>
+                    </div>
+                </Show>
                 <Suspense fallback=|| view! { <ol class="messages" data-testid="message-list"></ol> }>
                     {move || {
                         let (edit_message, delete_message) = (edit_message.clone(), delete_message.clone());

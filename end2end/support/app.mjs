@@ -163,6 +163,8 @@ export async function startApp({ persistTo, vars = {}, postgresUrl, app = 'chat'
       'dev', '--config', config, '--ip', '127.0.0.1', '--port', String(port),
       '--inspector-port', String(inspectorPort), '--persist-to', state,
       '--show-interactive-dev-session=false',
+      // GET /__scheduled runs the cron handler (compaction) on demand.
+      '--test-scheduled',
       ...Object.entries({ ...TEST_VARS, ...vars }).flatMap(([key, value]) => ['--var', `${key}:${value}`]),
     ],
     // Own process group, so stop() ends wrangler and the workerd it started.
@@ -187,6 +189,27 @@ export async function startApp({ persistTo, vars = {}, postgresUrl, app = 'chat'
     databaseUrl,
     /** Runs SQL on the app's upstream (psql on PostgreSQL, wrangler on the local D1). */
     sql: databaseUrl ? (text) => psql(databaseUrl, text) : (text) => d1(CONFIG, state, text),
+    /**
+     * Runs the cron handler (change-log compaction) now; resolves to what it logged:
+     * `{ through, removed }`.
+     */
+    async compact() {
+      const seen = logs.join('').split('compaction:').length;
+      const response = await fetch(`${url}/__scheduled?cron=${encodeURIComponent('*/10 * * * *')}`);
+      if (!response.ok) throw new Error(`/__scheduled answered ${response.status}`);
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline) {
+        const parts = logs.join('').split('compaction:');
+        if (parts.length > seen) {
+          const line = parts[parts.length - 1].split('\n')[0];
+          const match = line.match(/through (\d+), (\d+) changes removed/);
+          if (!match) throw new Error(`compaction failed: ${line}`);
+          return { through: Number(match[1]), removed: Number(match[2]) };
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      throw new Error('the compaction did not report within 15 s');
+    },
     async stop({ keepState = persistTo !== undefined } = {}) {
       await new Promise((resolve) => {
         if (child.exitCode !== null) return resolve();

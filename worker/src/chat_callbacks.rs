@@ -4,7 +4,8 @@
 //! same rules are also served over HTTP (`POST /api/callbacks/query|mutation`, with the
 //! seed's JSON and the engine secret), the shape a backend elsewhere would have.
 //!
-//! Rules: the end user must present a valid guest token; reads of `roomMessages` are
+//! Rules: the end user must present a valid guest token (without one, the answer is
+//! "needs auth": the browser renews its sign-in and sends the same writes again); reads of `roomMessages` are
 //! open to signed-in users; a message has 1..=2000 characters and is sent under the
 //! token's own name; edits and deletes name the token's own name too, and the model
 //! guards them on the message's author, so only the author edits or deletes.
@@ -17,7 +18,7 @@ use subtle::ConstantTimeEq;
 use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
 use sync::protocol::query_callback::QueryCallbackRequest;
 use sync::protocol::{Decision, SECRET_HEADER};
-use sync_server::guest::user;
+use sync_server::guest::{signed_in, user};
 use sync_server::{ApiError, CallbackFuture, Callbacks, Caller, config, parse_json, read_body};
 use worker::Env;
 
@@ -33,8 +34,8 @@ impl Callbacks for ChatRules {
         request: &'a QueryCallbackRequest,
     ) -> CallbackFuture<'a, Decision> {
         Box::pin(async move {
-            let user = user(&caller.env, caller.bearer_token()).map_err(|error| error.to_string())?;
-            Ok(decide_query(user, request))
+            signed_in(caller)?;
+            Ok(decide_query(request))
         })
     }
 
@@ -44,30 +45,23 @@ impl Callbacks for ChatRules {
         request: &'a MutationCallbackRequest,
     ) -> CallbackFuture<'a, MutationCallbackResponse> {
         Box::pin(async move {
-            let user = user(&caller.env, caller.bearer_token()).map_err(|error| error.to_string())?;
-            Ok(decide_mutation(user, request))
+            let user = signed_in(caller)?;
+            Ok(decide_mutation(&user, request))
         })
     }
 }
 
-fn decide_query(user: Result<String, String>, request: &QueryCallbackRequest) -> Decision {
-    match user {
-        Err(reason) => Decision::deny(reason),
-        Ok(_) if request.operation_name == ROOM_MESSAGES.name() => Decision::allow(),
-        Ok(_) => Decision::deny("query operation is not allowlisted"),
+fn decide_query(request: &QueryCallbackRequest) -> Decision {
+    if request.operation_name == ROOM_MESSAGES.name() {
+        Decision::allow()
+    } else {
+        Decision::deny("query operation is not allowlisted")
     }
 }
 
-fn decide_mutation(
-    user: Result<String, String>,
-    request: &MutationCallbackRequest,
-) -> MutationCallbackResponse {
-    let name = match user {
-        Ok(name) => name,
-        Err(reason) => return MutationCallbackResponse::Batch(Decision::deny(reason)),
-    };
+fn decide_mutation(user: &str, request: &MutationCallbackRequest) -> MutationCallbackResponse {
     MutationCallbackResponse::per_operation(&request.operations, |operation| {
-        judge(&name, &operation.operation_name, &operation.args)
+        judge(user, &operation.operation_name, &operation.args)
     })
 }
 
@@ -116,19 +110,23 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/api/callbacks/query", post(query)).route("/api/callbacks/mutation", post(mutation))
 }
 
-/// Checks the engine secret (constant time) and returns the end user's name, or why
-/// there is none.
-fn http_caller(env: &Env, headers: &HeaderMap) -> Result<Result<String, String>, ApiError> {
+/// Checks the engine secret (constant time) and returns the end user's name. A
+/// wrong secret is a 403 (401 is reserved for the user's own sign-in: it tells the
+/// engine to ask the user to sign in again).
+fn http_caller(env: &Env, headers: &HeaderMap) -> Result<String, ApiError> {
     let expected = config::required(env, config::ENGINE_SECRET)?;
     let presented = headers.get(SECRET_HEADER).map(|value| value.as_bytes()).unwrap_or_default();
     if !bool::from(presented.ct_eq(expected.as_bytes())) {
-        return Err(ApiError::Unauthorized { reason: format!("missing or wrong {SECRET_HEADER}") });
+        return Err(ApiError::Forbidden {
+            code: "wrong_engine_secret",
+            reason: format!("missing or wrong {SECRET_HEADER}"),
+        });
     }
     let token = headers
         .get("authorization")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    user(env, token)
+    user(env, token)?.map_err(|reason| ApiError::NeedsAuth { reason })
 }
 
 async fn query(
@@ -137,9 +135,9 @@ async fn query(
     raw: axum::extract::Request,
 ) -> Result<Json<Decision>, ApiError> {
     let body = read_body(raw).await?;
-    let user = http_caller(&env, &headers)?;
+    http_caller(&env, &headers)?;
     let request: QueryCallbackRequest = parse_json(&body)?;
-    Ok(Json(decide_query(user, &request)))
+    Ok(Json(decide_query(&request)))
 }
 
 async fn mutation(
@@ -150,5 +148,5 @@ async fn mutation(
     let body = read_body(raw).await?;
     let user = http_caller(&env, &headers)?;
     let request: MutationCallbackRequest = parse_json(&body)?;
-    Ok(Json(decide_mutation(user, &request)))
+    Ok(Json(decide_mutation(&user, &request)))
 }

@@ -83,3 +83,12 @@ async fn fetch(
 ) -> worker::Result<axum::http::Response<axum::body::Body>> {
     sync_server::serve(router(), req, env, ctx).await
 }
+
+/// The cron trigger (wrangler.toml `[triggers]`): compacts the change log.
+#[worker::event(scheduled)]
+async fn scheduled(_event: worker::ScheduledEvent, env: worker::Env, _ctx: worker::ScheduleContext) {
+    match engine().compact(&env).await {
+        Ok(done) => worker::console_log!("compaction: through {}, {} changes removed", done.through, done.removed),
+        Err(error) => worker::console_error!("compaction: {error}"),
+    }
+}

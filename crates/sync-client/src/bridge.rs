@@ -111,6 +111,9 @@ pub struct Status {
     pub outbox: usize,
     pub cursor: u64,
     pub last_error: Option<String>,
+    /// The server wants a new sign-in: pushes and pulls wait for a new token.
+    #[serde(default)]
+    pub needs_auth: bool,
 }
 
 #[cfg(test)]
@@ -143,6 +146,7 @@ mod tests {
                 outbox: 2,
                 cursor: 9,
                 last_error: None,
+                needs_auth: true,
             }),
             FromWorker::Role { leader: false },
         ];

@@ -37,6 +37,15 @@ async fn fetch_token(name: &str) -> Result<Token, String> {
     response.json::<Token>().await.map_err(|e| e.to_string())
 }
 
+/// A new token for `name`, fetched now and cached.
+pub async fn renew(app: AppName, name: &str) -> Result<String, String> {
+    let fresh = fetch_token(name).await?;
+    if let (Some(storage), Ok(text)) = (storage(), serde_json::to_string(&fresh)) {
+        let _ = storage.set_item(&app.token_key(), &text);
+    }
+    Ok(fresh.token)
+}
+
 /// A token for `name`: the cached one while it is fresh, else a new one; offline, the
 /// cached one even if stale (local work goes on; the server says if it is too old).
 pub async fn token_for(app: AppName, name: &str) -> Result<String, String> {
@@ -46,19 +55,21 @@ pub async fn token_for(app: AppName, name: &str) -> Result<String, String> {
     {
         return Ok(cached.token);
     }
-    match fetch_token(name).await {
-        Ok(fresh) => {
-            if let (Some(storage), Ok(text)) = (storage(), serde_json::to_string(&fresh)) {
-                let _ = storage.set_item(&app.token_key(), &text);
-            }
-            Ok(fresh.token)
-        }
+    match renew(app, name).await {
+        Ok(token) => Ok(token),
         Err(error) => stored_token(app, name).map(|cached| cached.token).ok_or(error),
     }
 }
 
-/// Signs the sync worker in as `name` (again, after a rename).
+/// Signs the sync worker in as `name` (again, after a rename). When the server later
+/// finds the token expired, a new one is fetched for the same name without asking;
+/// if that fails, [`SyncClient::needs_auth`] stays true for the app to ask the user.
 pub fn sign_in(client: SyncClient, app: AppName, name: String) {
+    let renew_name = name.clone();
+    client.on_needs_auth(move || {
+        let name = renew_name.clone();
+        async move { renew(app, &name).await.ok() }
+    });
     leptos::task::spawn_local(async move {
         match token_for(app, &name).await {
             Ok(token) => {

@@ -16,6 +16,10 @@ use crate::bridge::{FromWorker, Reply, Request, Status, Storage, ToWorker};
 
 type Waiters<T> = RefCell<HashMap<String, oneshot::Sender<T>>>;
 
+/// An app's way to renew the user's sign-in without asking: a fresh token, or `None`
+/// when only the user can help (the app then asks them and calls [`SyncClient::start`]).
+pub type RenewToken = Rc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>>>>>;
+
 struct Inner {
     worker: Worker,
     ready: Cell<bool>,
@@ -27,6 +31,7 @@ struct Inner {
     /// broadcast too: only ours are timed and kept).
     issued: RefCell<std::collections::HashSet<String>>,
     early: RefCell<HashMap<String, MutationOutcome>>,
+    renew: RefCell<Option<RenewToken>>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
 }
 
@@ -42,6 +47,9 @@ pub struct SyncClient {
     pub upstream_ms: RwSignal<Option<f64>>,
     /// True once the worker opened the database and started syncing.
     pub started: RwSignal<bool>,
+    /// The server wants a new sign-in (the user's token is missing or expired): writes
+    /// are kept and wait. Cleared by [`Self::start`] with a new token.
+    pub needs_auth: RwSignal<bool>,
     /// Whether this tab's worker holds the database (`Some(true)`) or forwards to the
     /// tab that does; `None` until known.
     pub leader: RwSignal<Option<bool>>,
@@ -66,6 +74,7 @@ impl SyncClient {
         let metrics = RwSignal::new(crate::Metrics::default());
         let update_started = RwSignal::new(None);
         let leader = RwSignal::new(None);
+        let needs_auth = RwSignal::new(false);
         let inner = Rc::new_cyclic(|weak: &std::rc::Weak<Inner>| {
             let weak = weak.clone();
             let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
@@ -107,7 +116,14 @@ impl SyncClient {
                     }
                     FromWorker::Status(now) => {
                         storage.set(Some(now.storage));
+                        let asks = now.needs_auth;
                         status.set(Some(now));
+                        if asks && !needs_auth.get_untracked() {
+                            needs_auth.set(true);
+                            renew_sign_in(&inner);
+                        } else if !asks && needs_auth.get_untracked() {
+                            needs_auth.set(false);
+                        }
                     }
                     FromWorker::Role { leader: is_leader } => leader.set(Some(is_leader)),
                 }
@@ -122,6 +138,7 @@ impl SyncClient {
                 resolutions: RefCell::new(HashMap::new()),
                 issued: RefCell::new(std::collections::HashSet::new()),
                 early: RefCell::new(HashMap::new()),
+                renew: RefCell::new(None),
                 _on_message: on_message,
             }
         });
@@ -132,10 +149,23 @@ impl SyncClient {
             storage,
             upstream_ms,
             started,
+            needs_auth,
             leader,
             metrics,
             update_started,
         })
+    }
+
+    /// How to renew the user's sign-in when the server asks for it (see
+    /// [`RenewToken`]). Without one, or when it gives `None`, [`Self::needs_auth`]
+    /// stays true until the app calls [`Self::start`] with a new token.
+    pub fn on_needs_auth<F, Fut>(&self, renew: F)
+    where
+        F: Fn() -> Fut + 'static,
+        Fut: std::future::Future<Output = Option<String>> + 'static,
+    {
+        let renew: RenewToken = Rc::new(move || Box::pin(renew()));
+        *self.inner.renew.borrow_mut() = Some(renew);
     }
 
     /// Opens the local database and starts syncing as the user holding `token`.
@@ -207,6 +237,20 @@ impl SyncClient {
         };
         receiver.await.map_err(|_| "the sync worker went away".to_string())
     }
+}
+
+/// Asks the app's [`RenewToken`] hook for a fresh token and hands it to the worker.
+fn renew_sign_in(inner: &Rc<Inner>) {
+    let Some(renew) = inner.renew.borrow().clone() else { return };
+    let inner = inner.clone();
+    leptos::task::spawn_local(async move {
+        let Some(token) = renew().await else { return };
+        let text = serde_json::to_string(&ToWorker { id: 0, request: Request::Start { token } });
+        if let Ok(text) = text {
+            // Id 0 is never awaited: the answer that matters is the next status.
+            let _ = inner.worker.post_message(&text.into());
+        }
+    });
 }
 
 /// A fresh prefixed ULID: the time, and 80 random bits from the browser's

@@ -122,6 +122,9 @@ struct Runtime {
     pulling: Cell<bool>,
     pull_again: Cell<bool>,
     online: Cell<bool>,
+    /// The server said the user's sign-in is missing or expired: pushes and pulls wait
+    /// for a new token (the outbox and local reads carry on).
+    needs_auth: Cell<bool>,
     /// Bumped on the browser's `online` event: waiting retries go at once.
     wake: Cell<u32>,
     last_error: RefCell<Option<String>>,
@@ -158,6 +161,7 @@ impl Runtime {
             outbox,
             cursor,
             last_error: self.last_error.borrow().clone(),
+            needs_auth: self.needs_auth.get(),
         }));
     }
 
@@ -184,6 +188,16 @@ impl Runtime {
         let text = response.text().await.map_err(|e| Failure::Network(e.to_string()))?;
         if (200..300).contains(&status) {
             serde_json::from_str(&text).map_err(|e| Failure::Fatal(format!("unreadable answer: {e}")))
+        } else if status == 401
+            && let Ok(body) = serde_json::from_str::<sync::protocol::error::ErrorBody>(&text)
+            && body.error == sync::protocol::error::NEEDS_AUTH
+        {
+            Err(Failure::NeedsAuth(body.reason))
+        } else if status == 410
+            && let Ok(body) = serde_json::from_str::<sync::protocol::error::ErrorBody>(&text)
+            && body.error == sync::protocol::error::RESYNC_REQUIRED
+        {
+            Err(Failure::Resync(body.reason))
         } else if status >= 500 || status == 429 {
             let reason = serde_json::from_str::<sync::protocol::error::ErrorBody>(&text)
                 .map_or_else(|_| format!("HTTP {status}: {text}"), |body| body.reason);
@@ -204,6 +218,11 @@ enum Failure {
     /// Worth retrying: the connector answered but could not decide now (5xx, e.g. the
     /// app's callback is down). Nothing was decided; the browser is still online.
     Unavailable(String),
+    /// Worth retrying with a new token: the user's sign-in is missing or expired.
+    NeedsAuth(String),
+    /// The pull's cursor is older than the compacted change log: fetch the queries'
+    /// snapshots again.
+    Resync(String),
     /// Retrying will not help (the request itself is refused).
     Fatal(String),
 }
@@ -211,7 +230,11 @@ enum Failure {
 impl Failure {
     fn into_reason(self) -> String {
         match self {
-            Failure::Network(reason) | Failure::Unavailable(reason) | Failure::Fatal(reason) => reason,
+            Failure::Network(reason)
+            | Failure::Unavailable(reason)
+            | Failure::NeedsAuth(reason)
+            | Failure::Resync(reason)
+            | Failure::Fatal(reason) => reason,
         }
     }
 }
@@ -246,6 +269,7 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
         pulling: Cell::new(false),
         pull_again: Cell::new(false),
         online: Cell::new(true),
+        needs_auth: Cell::new(false),
         wake: Cell::new(0),
         last_error: RefCell::new(None),
     });
@@ -426,7 +450,14 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
     match request {
         Request::Start { token } => {
             wait_until_open(runtime).await?;
+            let renewed = *runtime.token.borrow() != token;
             *runtime.token.borrow_mut() = token;
+            if renewed && runtime.needs_auth.replace(false) {
+                // Signed in again: what waited for it goes now.
+                *runtime.last_error.borrow_mut() = None;
+                runtime.wake.set(runtime.wake.get().wrapping_add(1));
+                spawn_pull(runtime);
+            }
             // A new sign-in may be allowed what the last one was not.
             if !std::mem::take(&mut *runtime.denied.borrow_mut()).is_empty() {
                 runtime.emit(FromWorker::Changed { collections: Vec::new() });
@@ -495,6 +526,9 @@ fn query(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, Stri
 
 /// First sight of a query: read it from the server, install it, then pull.
 async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::ValidatedQuery) {
+    /// A snapshot older than the store's cursor is fetched again (the head only
+    /// grows, so the next one is new enough); a few tries are plenty.
+    const STALE_TRIES: u32 = 5;
     let Ok(client_id) = runtime.client_id() else { return };
     let request = QueryRequest {
         protocol_version: PROTOCOL_VERSION,
@@ -503,27 +537,56 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
         name: validated.name.clone(),
         args: validated.args.clone(),
     };
-    match runtime.post_json::<QueryResponse>("/sync/query", &request).await {
+    let mut answer = runtime.post_json::<QueryResponse>("/sync/query", &request).await;
+    for _ in 1..STALE_TRIES {
+        let Ok(snapshot) = &answer else { break };
+        let held = runtime.with_store(|store| store.cursor().map_err(|e| e.to_string())).unwrap_or_default();
+        if snapshot.cursor >= held {
+            break;
+        }
+        answer = runtime.post_json::<QueryResponse>("/sync/query", &request).await;
+    }
+    match answer {
         Ok(answer) => {
+            // One local transaction: the rows, and (for a store that has pulled
+            // nothing yet) the cursor they are exact at, so no pull re-reads them.
             let installed = runtime.with_store(|store| {
                 store
                     .apply_snapshot(&validated.select, &answer.rows, answer.cursor)
                     .map_err(|e| e.to_string())
             });
-            if installed.is_ok() {
-                runtime.synced.borrow_mut().insert(validated.topic.to_string());
-                runtime.emit(FromWorker::Changed { collections: vec![validated.select.collection.clone()] });
+            match installed {
+                Ok(_) => {
+                    runtime.synced.borrow_mut().insert(validated.topic.to_string());
+                    runtime
+                        .emit(FromWorker::Changed { collections: vec![validated.select.collection.clone()] });
+                }
+                Err(error) => leptos::logging::warn!("snapshot of {}: {error}", validated.name),
             }
             runtime.online.set(true);
         }
-        Err(Failure::Network(reason) | Failure::Unavailable(reason)) => {
+        Err(
+            failure @ (Failure::Network(_)
+            | Failure::Unavailable(_)
+            | Failure::NeedsAuth(_)
+            | Failure::Resync(_)),
+        ) => {
+            if matches!(failure, Failure::NeedsAuth(_)) {
+                runtime.needs_auth.set(true);
+                runtime.post_status();
+            }
+            let reason = failure.into_reason();
             // Not an answer: fetch it again later. Forgetting the subscription makes
             // the query's next run (the Changed below, after a pause) fetch it anew.
             *runtime.last_error.borrow_mut() = Some(reason);
             let runtime = runtime.clone();
             let (topic, collection) = (validated.topic.to_string(), validated.select.collection.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                backoff_sleep(&runtime, SNAPSHOT_RETRY_MS).await;
+                if runtime.needs_auth.get() {
+                    wait_for_sign_in(&runtime).await;
+                } else {
+                    backoff_sleep(&runtime, SNAPSHOT_RETRY_MS).await;
+                }
                 runtime.subscriptions.borrow_mut().remove(&topic);
                 runtime.emit(FromWorker::Changed { collections: vec![collection] });
             });
@@ -651,12 +714,26 @@ async fn push_loop(runtime: &Rc<Runtime>) {
                 backoff_sleep(runtime, backoff_ms(attempt)).await;
                 attempt += 1;
             }
-            Err(Failure::Fatal(reason)) => {
+            Err(Failure::NeedsAuth(reason)) => {
+                // Nothing was decided: the writes wait, in order, for a new token.
+                *runtime.last_error.borrow_mut() = Some(reason);
+                runtime.needs_auth.set(true);
+                runtime.post_status();
+                wait_for_sign_in(runtime).await;
+            }
+            Err(Failure::Fatal(reason) | Failure::Resync(reason)) => {
                 *runtime.last_error.borrow_mut() = Some(reason);
                 runtime.post_status();
                 return;
             }
         }
+    }
+}
+
+/// Waits until the page hands over a new token ([`Request::Start`] clears the flag).
+async fn wait_for_sign_in(runtime: &Rc<Runtime>) {
+    while runtime.needs_auth.get() {
+        backoff_sleep(runtime, 60_000).await;
     }
 }
 
@@ -684,6 +761,7 @@ async fn pull_all(runtime: &Rc<Runtime>) {
     if subscriptions.is_empty() {
         return;
     }
+    let mut attempt = 0;
     loop {
         let Ok((client_id, cursor)) = runtime.with_store(|store| {
             Ok((store.client_id().to_string(), store.cursor().map_err(|e| e.to_string())?))
@@ -710,15 +788,53 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                         touched.into_iter().map(|t| t.collection).collect::<std::collections::BTreeSet<_>>();
                     runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect() });
                 }
+                attempt = 0;
                 if !page.has_more {
                     return;
                 }
             }
-            Err(Failure::Network(reason) | Failure::Unavailable(reason) | Failure::Fatal(reason)) => {
-                *runtime.last_error.borrow_mut() = Some(reason);
+            Err(Failure::Resync(reason)) => {
+                leptos::logging::warn!("resync: {reason}");
+                resync(runtime);
+                return;
+            }
+            Err(failure @ (Failure::Network(_) | Failure::Unavailable(_))) => {
+                // A pull that did not get through is tried again: the session skips
+                // pokes the client has pulled through, so none may be lost.
+                if matches!(failure, Failure::Network(_)) {
+                    runtime.online.set(false);
+                }
+                *runtime.last_error.borrow_mut() = Some(failure.into_reason());
+                backoff_sleep(runtime, backoff_ms(attempt)).await;
+                attempt += 1;
+            }
+            Err(failure) => {
+                if matches!(failure, Failure::NeedsAuth(_)) {
+                    runtime.needs_auth.set(true);
+                }
+                *runtime.last_error.borrow_mut() = Some(failure.into_reason());
                 return;
             }
         }
+    }
+}
+
+/// The server compacted changes this client would need: start again from the
+/// queries' snapshots. The outbox stays (pending writes still show and still go out);
+/// the cursor goes back to the start and the first snapshot sets it again.
+fn resync(runtime: &Rc<Runtime>) {
+    if let Err(error) = runtime.with_store(|store| store.forget_cursor().map_err(|e| e.to_string())) {
+        leptos::logging::error!("resync: {error}");
+        return;
+    }
+    runtime.synced.borrow_mut().clear();
+    let subscriptions: Vec<Subscription> = runtime.subscriptions.borrow().values().cloned().collect();
+    for subscription in subscriptions {
+        let Ok(validated) = runtime.model.validate_query(&subscription.name, &subscription.args) else {
+            continue;
+        };
+        let runtime = runtime.clone();
+        wasm_bindgen_futures::spawn_local(async move { fetch_snapshot(&runtime, validated).await });
     }
 }
 

@@ -13,6 +13,11 @@
 //! documented JSON) decides nothing. The connector answers 503 `callback_unavailable`
 //! with `Retry-After`, stores nothing, and the browser keeps the write in its outbox
 //! and retries (see [`crate::Engine`]).
+//!
+//! A callback that finds the user's sign-in missing or expired says so with
+//! [`CallbackError::NeedsAuth`] (over HTTP: status 401). That decides nothing either:
+//! the connector answers 401 `needs_auth`, stores nothing, and the browser keeps its
+//! outbox until the user's token is renewed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,7 +33,25 @@ use crate::config;
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 /// What a callback returns: its answer, or why it could not give one.
-pub type CallbackFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + 'a>>;
+pub type CallbackFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CallbackError>> + 'a>>;
+
+/// Why a callback gave no answer. Neither is a "no": nothing is decided or stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    /// It could not answer now (down, slow, broken): the client retries later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The user's sign-in is missing or expired: the client pauses until it has a
+    /// fresh token, then sends the same writes again.
+    #[error("{0}")]
+    NeedsAuth(String),
+}
+
+impl From<String> for CallbackError {
+    fn from(reason: String) -> Self {
+        CallbackError::Unavailable(reason)
+    }
+}
 
 /// Who is asking, as the callback sees it.
 #[derive(Clone)]
@@ -125,11 +148,20 @@ impl<L: Callbacks> Callbacks for HttpOr<L> {
     }
 }
 
+/// The reason in a callback's 401 answer (`{"reason": "..."}`), or a default.
+fn needs_auth_reason(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| value.get("reason").and_then(|reason| reason.as_str()).map(str::to_string))
+        .map(|reason| reason.chars().take(400).collect())
+        .unwrap_or_else(|| "sign in again".to_string())
+}
+
 async fn post_json<T: serde::de::DeserializeOwned>(
     caller: &Caller,
     url_setting: &str,
     body: &impl serde::Serialize,
-) -> Result<T, String> {
+) -> Result<T, CallbackError> {
     let url = config::setting(&caller.env, url_setting)
         .ok_or_else(|| format!("the setting {url_setting} is not set"))?;
     let body = serde_json::to_string(body).map_err(|error| error.to_string())?;
@@ -149,11 +181,15 @@ async fn post_json<T: serde::de::DeserializeOwned>(
         .map_err(|error| format!("it is unreachable ({error})"))?;
     let status = response.status_code();
     let bytes = response.bytes().await.map_err(|error| error.to_string())?;
+    if status == 401 {
+        return Err(CallbackError::NeedsAuth(needs_auth_reason(&bytes)));
+    }
     if !(200..300).contains(&status) {
-        return Err(format!("it answered HTTP {status}"));
+        return Err(format!("it answered HTTP {status}").into());
     }
     if bytes.len() > MAX_ANSWER_BYTES {
-        return Err("its answer is too large".into());
+        return Err("its answer is too large".to_string().into());
     }
-    serde_json::from_slice(&bytes).map_err(|error| format!("its answer is not the documented JSON ({error})"))
+    serde_json::from_slice(&bytes)
+        .map_err(|error| format!("its answer is not the documented JSON ({error})").into())
 }

@@ -15,7 +15,7 @@ use sync::protocol::query_callback::QueryCallbackRequest;
 use sync::{Query, SyncModel, ValidatedQuery};
 use worker::Env;
 
-use crate::callbacks::{Callbacks, Caller};
+use crate::callbacks::{CallbackError, Callbacks, Caller};
 use crate::config::Config;
 use crate::connector;
 use crate::error::ApiError;
@@ -127,9 +127,9 @@ impl Engine {
     ) -> Result<Decision, ApiError> {
         let config = Config::from_env(env)?;
         let caller = caller(env, &config, authorization);
-        with_timeout(&config, self.callbacks.query(&caller, request)).await.map_err(|reason| {
-            ApiError::CallbackUnavailable { reason: format!("query callback failed: {reason}") }
-        })
+        with_timeout(&config, self.callbacks.query(&caller, request))
+            .await
+            .map_err(|error| callback_failed("query", error))
     }
 
     pub(crate) async fn ask_mutation(
@@ -140,9 +140,9 @@ impl Engine {
     ) -> Result<MutationCallbackResponse, ApiError> {
         let config = Config::from_env(env)?;
         let caller = caller(env, &config, authorization);
-        with_timeout(&config, self.callbacks.mutation(&caller, request)).await.map_err(|reason| {
-            ApiError::CallbackUnavailable { reason: format!("mutation callback failed: {reason}") }
-        })
+        with_timeout(&config, self.callbacks.mutation(&caller, request))
+            .await
+            .map_err(|error| callback_failed("mutation", error))
     }
 }
 
@@ -164,13 +164,26 @@ fn caller(env: &Env, config: &Config, authorization: Option<&str>) -> Caller {
     }
 }
 
+/// A callback that gave no answer decides nothing: the client retries, or renews its
+/// sign-in first.
+fn callback_failed(kind: &str, error: CallbackError) -> ApiError {
+    match error {
+        CallbackError::Unavailable(reason) => {
+            ApiError::CallbackUnavailable { reason: format!("{kind} callback failed: {reason}") }
+        }
+        CallbackError::NeedsAuth(reason) => ApiError::NeedsAuth { reason },
+    }
+}
+
 async fn with_timeout<T>(
     config: &Config,
-    answer: impl std::future::Future<Output = Result<T, String>>,
-) -> Result<T, String> {
+    answer: impl std::future::Future<Output = Result<T, CallbackError>>,
+) -> Result<T, CallbackError> {
     let timeout = worker::Delay::from(Duration::from_millis(config.callback_timeout_ms));
     match select(Box::pin(answer), Box::pin(timeout)).await {
         Either::Left((answer, _)) => answer,
-        Either::Right(_) => Err(format!("no answer within {} ms", config.callback_timeout_ms)),
+        Either::Right(_) => {
+            Err(CallbackError::Unavailable(format!("no answer within {} ms", config.callback_timeout_ms)))
+        }
     }
 }

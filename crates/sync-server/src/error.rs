@@ -15,11 +15,19 @@ pub enum ApiError {
     /// 401: missing or wrong credentials.
     #[error("{reason}")]
     Unauthorized { reason: String },
+    /// 401 `needs_auth`: the app's callback found the user's sign-in missing or
+    /// expired. Nothing is decided or stored; the client renews its token and retries.
+    #[error("{reason}")]
+    NeedsAuth { reason: String },
     /// 403: the app's callback said no.
     #[error("{reason}")]
     Forbidden { code: &'static str, reason: String },
     #[error("{reason}")]
     NotFound { reason: String },
+    /// 410 `resync_required`: the pull's cursor is older than the compacted change
+    /// log; the client fetches its queries' snapshots again (keeping its outbox).
+    #[error("{reason}")]
+    ResyncRequired { reason: String },
     /// 426: a WebSocket endpoint was called without an upgrade.
     #[error("{reason}")]
     UpgradeRequired { reason: String },
@@ -55,8 +63,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NeedsAuth { .. } => (StatusCode::UNAUTHORIZED, sync::protocol::error::NEEDS_AUTH),
             ApiError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::ResyncRequired { .. } => (StatusCode::GONE, sync::protocol::error::RESYNC_REQUIRED),
             ApiError::UpgradeRequired { .. } => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),

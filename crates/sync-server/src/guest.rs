@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use worker::Env;
 
+use crate::callbacks::{CallbackError, Caller};
 use crate::config;
 use crate::connector::{parse_json, read_body};
 use crate::error::ApiError;
@@ -19,8 +20,17 @@ use crate::error::ApiError;
 /// The setting holding the key that signs guest tokens.
 pub const AUTH_SECRET: &str = "AUTH_SECRET";
 
-/// Guest tokens last a week.
+/// Guest tokens last a week, unless the setting [`TOKEN_LIFETIME_SETTING`] says
+/// otherwise (seconds; tests use a few).
 const TOKEN_LIFETIME_S: u64 = 7 * 24 * 3600;
+pub const TOKEN_LIFETIME_SETTING: &str = "AUTH_TOKEN_LIFETIME_S";
+
+fn token_lifetime_s(env: &Env) -> u64 {
+    config::setting(env, TOKEN_LIFETIME_SETTING)
+        .and_then(|value| value.parse::<u64>().ok())
+        .filter(|seconds| *seconds > 0)
+        .unwrap_or(TOKEN_LIFETIME_S)
+}
 pub const MAX_NAME_CHARS: usize = 40;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +158,18 @@ pub fn user(env: &Env, bearer_token: Option<&str>) -> Result<Result<String, Stri
     })
 }
 
+/// The display name in the caller's guest token, for an app's callbacks. A missing,
+/// forged or expired token is [`CallbackError::NeedsAuth`] (the client renews its
+/// sign-in and sends the same writes again); a missing [`AUTH_SECRET`] is
+/// [`CallbackError::Unavailable`].
+pub fn signed_in(caller: &Caller) -> Result<String, CallbackError> {
+    match user(&caller.env, caller.bearer_token()) {
+        Ok(Ok(name)) => Ok(name),
+        Ok(Err(reason)) => Err(CallbackError::NeedsAuth(reason)),
+        Err(error) => Err(CallbackError::Unavailable(error.to_string())),
+    }
+}
+
 async fn guest(
     Extension(env): Extension<Env>,
     raw: axum::extract::Request,
@@ -164,10 +186,10 @@ async fn guest(
     }
     let secret = config::required(&env, AUTH_SECRET)?;
     let iat = now_s();
-    let claims = Claims { sub: name.clone(), iat, exp: iat + TOKEN_LIFETIME_S };
+    let lifetime_s = token_lifetime_s(&env);
+    let claims = Claims { sub: name.clone(), iat, exp: iat + lifetime_s };
     let token = sign(&secret, &claims);
-    let cookie =
-        format!("{SIGN_IN_COOKIE}={token}; Path=/; Max-Age={TOKEN_LIFETIME_S}; HttpOnly; SameSite=Lax");
+    let cookie = format!("{SIGN_IN_COOKIE}={token}; Path=/; Max-Age={lifetime_s}; HttpOnly; SameSite=Lax");
     Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(GuestToken { token, name, expires_at: claims.exp })))
 }
 

@@ -22,6 +22,8 @@
 //!   `SYNC_UPSTREAM`; the engine creates its own tables, the app migrates its own;
 //! - the Durable Objects [`ClientSession`] and [`QuerySubscription`] (the app's
 //!   wrangler config binds them as `CLIENT_SESSIONS` and `QUERY_SUBSCRIPTIONS`);
+//! - [`compaction`]: `Engine::compact`, for the app's scheduled handler (a cron
+//!   trigger): old superseded images and deletes leave the change log;
 //! - [`guest`]: guest sign-in (signed tokens for a display name) for demos and
 //!   templates;
 //! - [`ApiError`]: the one HTTP error type (status + `{"error", "reason"}`), for the
@@ -30,6 +32,7 @@
 //! Nothing here names an app's collections, queries or routes.
 
 pub mod callbacks;
+pub mod compaction;
 pub mod config;
 mod connector;
 mod durable;
@@ -43,7 +46,8 @@ use std::sync::Arc;
 
 use tower_service::Service;
 
-pub use callbacks::{CallbackFuture, Callbacks, Caller, HttpCallbacks};
+pub use callbacks::{CallbackError, CallbackFuture, Callbacks, Caller, HttpCallbacks};
+pub use compaction::Compaction;
 pub use connector::{MAX_BODY_BYTES, parse_json, read_body};
 pub use durable::{ClientSession, QuerySubscription};
 pub use engine::Engine;

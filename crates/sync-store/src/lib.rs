@@ -43,6 +43,10 @@ pub enum StoreError {
     UnknownCollection(String),
     #[error("the store has no client key and none could be made")]
     NoClientKey,
+    /// A snapshot older than what the store has pulled through would miss changes in
+    /// between: fetch it again (nothing was installed).
+    #[error("the snapshot is exact at cursor {snapshot}, older than the store's cursor {held}")]
+    StaleSnapshot { snapshot: u64, held: u64 },
     /// The id was seen before; `state` says where it stands, so the caller can answer.
     #[error("mutation `{id}` was already applied here")]
     Duplicate { id: String, state: MutationState },
@@ -413,6 +417,11 @@ impl LocalStore {
     /// confirmed image of its record, and a record this store holds as confirmed and
     /// matching the query, but absent from the snapshot, was deleted upstream. Newer
     /// images already held (sequence number above `cursor`) stay.
+    ///
+    /// Cursors: a store that has pulled nothing yet (cursor 0) moves to `cursor` in the
+    /// same transaction, so its first pull does not re-read what the snapshot holds. A
+    /// snapshot older than the store's cursor is refused ([`StoreError::StaleSnapshot`]):
+    /// installed, it would miss the changes in between.
     pub fn apply_snapshot(
         &mut self,
         select: &Select,
@@ -420,6 +429,10 @@ impl LocalStore {
         cursor: Cursor,
     ) -> Result<BTreeSet<Touched>, StoreError> {
         let collection = self.collection(&select.collection)?.clone();
+        let pulled_through = self.cursor()?;
+        if cursor < pulled_through {
+            return Err(StoreError::StaleSnapshot { snapshot: cursor.0, held: pulled_through.0 });
+        }
         let tx = self.conn.transaction()?;
         let mut touched = BTreeSet::new();
         let mut present = BTreeSet::new();
@@ -447,8 +460,22 @@ impl LocalStore {
         for record in &touched {
             refresh(&tx, &collection, &record.record_id)?;
         }
+        if pulled_through == Cursor::START && cursor > pulled_through {
+            tx.execute(
+                "INSERT INTO sync_meta (key, value) VALUES ('cursor', ?1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [cursor.0.to_string()],
+            )?;
+        }
         tx.commit()?;
         Ok(touched)
+    }
+
+    /// Back to cursor 0, for a client told `resync_required`: its queries' snapshots
+    /// are fetched again, and the first one sets the cursor. Rows and outbox stay.
+    pub fn forget_cursor(&mut self) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM sync_meta WHERE key = 'cursor'", [])?;
+        Ok(())
     }
 
     /// The server's image of a record, if it sent one.

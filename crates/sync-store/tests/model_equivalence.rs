@@ -290,7 +290,7 @@ fn a_write_and_its_outbox_entry_land_together_or_not_at_all() {
 }
 
 #[test]
-fn a_query_snapshot_installs_rows_removes_vanished_ones_and_keeps_newer_images() {
+fn a_query_snapshot_installs_rows_removes_vanished_ones_and_moves_a_fresh_cursor() {
     let model = model();
     let mut store =
         LocalStore::open(sync_store::Connection::open_in_memory().expect("db"), model.clone(), || "c".into())
@@ -312,7 +312,10 @@ fn a_query_snapshot_installs_rows_removes_vanished_ones_and_keeps_newer_images()
     store
         .apply_snapshot(&board, &[row("m1", "r1", "one"), row("m2", "r1", "two")], sync::Cursor(10))
         .expect("snapshot");
-    // A newer image arrives by pull; an older snapshot must not undo it.
+    // A store that had pulled nothing starts from the snapshot's cursor: no pull
+    // re-reads what it holds.
+    assert_eq!(store.cursor().expect("cursor"), sync::Cursor(10));
+    // A newer image arrives by pull.
     let newer = sync::Change {
         seq: sync::Cursor(12),
         collection: CARDS.into(),
@@ -324,16 +327,21 @@ fn a_query_snapshot_installs_rows_removes_vanished_ones_and_keeps_newer_images()
         mutation_id: "outbox_x".into(),
     };
     store.apply_pull(&[newer], sync::Cursor(12)).expect("pull");
-    // The next snapshot (at 11, older than the edit) no longer has m2, and another
-    // board's record is untouched.
+    // A snapshot older than the cursor would miss changes: refused, nothing installed.
+    let stale = store.apply_snapshot(&board, &[row("m1", "r1", "one")], sync::Cursor(11));
+    assert!(matches!(stale, Err(sync_store::StoreError::StaleSnapshot { snapshot: 11, held: 12 })), "{stale:?}");
+    assert_eq!(store.query(&board).expect("rows").len(), 2);
+    // The next snapshot (at 12) no longer has m2, and another board's record is
+    // untouched; the cursor stays where the pulls left it.
     store
         .apply_snapshot(
             &model.validate_query("boardCards", &json!({"boardId": "r2"})).expect("valid").select,
             &[row("m9", "r2", "elsewhere")],
-            sync::Cursor(11),
+            sync::Cursor(12),
         )
         .expect("snapshot");
-    store.apply_snapshot(&board, &[row("m1", "r1", "one")], sync::Cursor(11)).expect("snapshot");
+    store.apply_snapshot(&board, &[row("m1", "r1", "edited")], sync::Cursor(12)).expect("snapshot");
+    assert_eq!(store.cursor().expect("cursor"), sync::Cursor(12));
     let rows = store.query(&board).expect("rows");
     assert_eq!(
         rows.iter().map(|r| (r["id"].clone(), r["body"].clone())).collect::<Vec<_>>(),

@@ -182,6 +182,37 @@ pub struct PullPage {
     pub has_more: bool,
 }
 
+/// The changes a pull hands out: of several changes to one record, only the latest
+/// (its row image is the record's state; earlier images, texts their authors have
+/// since edited or deleted, are never sent). Order by `seq` is kept.
+pub fn latest_per_record(changes: Vec<Change>) -> Vec<Change> {
+    let mut last: std::collections::HashMap<(&str, &str), Cursor> = std::collections::HashMap::new();
+    for change in &changes {
+        last.insert((change.collection.as_str(), change.record_id.as_str()), change.seq);
+    }
+    let keep: BTreeSet<Cursor> = last.into_values().collect();
+    changes.into_iter().filter(|change| keep.contains(&change.seq)).collect()
+}
+
+/// Compaction of a log (ascending `seq`) through `through`: every change at or below
+/// it that a later change of the same record supersedes, and every delete at or below
+/// it, is removed. A client whose cursor is at least `through` pulls exactly what it
+/// pulled before (each record's latest state); an older cursor must start again from
+/// snapshots (`resync_required`).
+pub fn compact(log: &mut Vec<Change>, through: Cursor) {
+    let mut latest: std::collections::HashMap<(String, String), Cursor> = std::collections::HashMap::new();
+    for change in log.iter() {
+        latest.insert((change.collection.clone(), change.record_id.clone()), change.seq);
+    }
+    log.retain(|change| {
+        if change.seq > through {
+            return true;
+        }
+        let superseded = latest.get(&(change.collection.clone(), change.record_id.clone())) != Some(&change.seq);
+        !superseded && change.kind != ChangeKind::Delete
+    });
+}
+
 /// Pull semantics over an ordered log (ascending `seq`). `head` is the log's latest
 /// sequence number: with no more matching changes, the cursor jumps to it, so the
 /// client never rescans changes that are not for it.
@@ -204,4 +235,17 @@ pub fn pull<'a>(
         changes.push(change.clone());
     }
     PullPage { changes, cursor: head.max(since), has_more: false }
+}
+
+/// [`pull`] as the connector answers it: the page, then only the latest change per
+/// record within it.
+pub fn pull_latest<'a>(
+    log: impl IntoIterator<Item = &'a Change>,
+    since: Cursor,
+    topics: &BTreeSet<Topic>,
+    limit: usize,
+    head: Cursor,
+) -> PullPage {
+    let page = pull(log, since, topics, limit, head);
+    PullPage { changes: latest_per_record(page.changes), ..page }
 }

@@ -132,6 +132,14 @@ impl ClientState {
     }
 
     /// The confirmed image of a record (what the server last said).
+    /// Starts again from the server's current state (the answer to
+    /// `resync_required`): every confirmed image is dropped and the cursor goes back
+    /// to the start; the outbox stays, so pending writes still show and still go out.
+    pub fn resync(&mut self) {
+        self.confirmed.clear();
+        self.cursor = Cursor::START;
+    }
+
     pub fn confirmed_record(&self, collection: &str, record_id: &str) -> Option<&Row> {
         self.confirmed.get(&(collection.to_string(), record_id.to_string()))?.row.as_ref()
     }

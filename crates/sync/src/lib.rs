@@ -9,6 +9,7 @@
 //! - [`migrations`]: an app's upstream tables, derived from its model;
 //! - [`sql`]: parameterized SQL for SQLite (local + D1) and PostgreSQL;
 //! - [`changes`]: change log, cursors, topics, pull filtering, idempotency;
+//! - [`pokes`]: when a session pokes its client (at most once per cursor, bursts merged);
 //! - [`server`]: the reference upstream semantics (apply, idempotency, change log);
 //! - [`client`]: the client-side state rules (confirmed rows + pending outbox);
 //! - [`protocol`]: wire types, one module per message;
@@ -21,6 +22,7 @@ pub mod ids;
 pub mod migrations;
 pub mod model;
 pub mod operation;
+pub mod pokes;
 pub mod protocol;
 pub mod schema;
 pub mod server;

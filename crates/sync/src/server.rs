@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::changes::{Change, ChangeKind, Cursor, IdempotencyKey, PullPage, Topic, change_topics, pull};
+use crate::changes::{Change, ChangeKind, Cursor, IdempotencyKey, PullPage, Topic, change_topics, pull_latest};
 use crate::model::{MutationContext, SyncModel};
 use crate::protocol::push::{MutationOutcome, PushMutation};
 use crate::schema::Row;
@@ -26,15 +26,28 @@ pub struct ServerState {
     rows: BTreeMap<(String, String), Row>,
     log: Vec<Change>,
     outcomes: BTreeMap<IdempotencyKey, MutationOutcome>,
+    /// The log is compacted through this cursor (a pull from below it must resync).
+    compacted_through: Cursor,
 }
 
 impl ServerState {
     pub fn new(model: SyncModel) -> Self {
-        Self { model, rows: BTreeMap::new(), log: Vec::new(), outcomes: BTreeMap::new() }
+        Self {
+            model,
+            rows: BTreeMap::new(),
+            log: Vec::new(),
+            outcomes: BTreeMap::new(),
+            compacted_through: Cursor::START,
+        }
     }
 
+    /// The latest sequence number handed out (compaction may have removed its change).
     pub fn head(&self) -> Cursor {
-        self.log.last().map_or(Cursor::START, |change| change.seq)
+        self.log.last().map_or(Cursor::START, |change| change.seq).max(self.compacted_through)
+    }
+
+    pub fn compacted_through(&self) -> Cursor {
+        self.compacted_through
     }
 
     pub fn rows(&self, collection: &str) -> Vec<Row> {
@@ -107,7 +120,15 @@ impl ServerState {
         MutationOutcome::Confirmed { row: after, seq }
     }
 
+    /// What the connector answers: the page, latest change per record.
     pub fn pull(&self, since: Cursor, topics: &BTreeSet<Topic>, limit: usize) -> PullPage {
-        pull(&self.log, since, topics, limit, self.head())
+        pull_latest(&self.log, since, topics, limit, self.head())
+    }
+
+    /// Compacts the log through `through` (see [`crate::changes::compact`]).
+    pub fn compact(&mut self, through: Cursor) {
+        let through = through.min(self.head());
+        crate::changes::compact(&mut self.log, through);
+        self.compacted_through = self.compacted_through.max(through);
     }
 }

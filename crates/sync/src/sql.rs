@@ -374,6 +374,10 @@ pub fn engine_schema(dialect: Dialect) -> Vec<&'static str> {
                client_id TEXT NOT NULL, mutation_id TEXT NOT NULL, \
                outcome_json TEXT NOT NULL, created_at INTEGER NOT NULL, \
                PRIMARY KEY (client_id, mutation_id))",
+            "CREATE TABLE IF NOT EXISTS sync_compaction (\
+               id INTEGER PRIMARY KEY CHECK (id = 1), through INTEGER NOT NULL)",
+            // compaction: later changes of the same record.
+            "CREATE INDEX IF NOT EXISTS sync_changes_record ON sync_changes (collection, record_id, seq)",
         ],
         Dialect::Postgres => vec![
             "CREATE TABLE IF NOT EXISTS sync_changes (\
@@ -387,6 +391,9 @@ pub fn engine_schema(dialect: Dialect) -> Vec<&'static str> {
                PRIMARY KEY (client_id, mutation_id))",
             // pull: topics_json ?| ARRAY[...] AND seq > $1.
             "CREATE INDEX IF NOT EXISTS sync_changes_topics ON sync_changes USING GIN (topics_json)",
+            "CREATE TABLE IF NOT EXISTS sync_compaction (\
+               id INTEGER PRIMARY KEY CHECK (id = 1), through BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS sync_changes_record ON sync_changes (collection, record_id, seq)",
         ],
     }
 }
@@ -457,9 +464,72 @@ pub fn pull_changes(dialect: Dialect, since: Cursor, topics: &[Topic], limit: u3
     }
 }
 
-/// The log head: the latest sequence number, 0 when empty.
-pub fn change_head() -> &'static str {
-    "SELECT COALESCE(MAX(seq), 0) AS head FROM sync_changes"
+/// The log head: the latest sequence number handed out, 0 when none. Compaction may
+/// have removed the change that had it, so the compaction mark counts too.
+pub fn change_head(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM sync_changes), 0), \
+             COALESCE((SELECT MAX(through) FROM sync_compaction), 0)) AS head"
+        }
+        Dialect::Postgres => {
+            "SELECT GREATEST(COALESCE((SELECT MAX(seq) FROM sync_changes), 0), \
+             COALESCE((SELECT MAX(through) FROM sync_compaction), 0)) AS head"
+        }
+    }
+}
+
+/// How far the log is compacted (`through`): a pull from an older cursor must resync.
+pub fn compacted_through() -> &'static str {
+    "SELECT COALESCE(MAX(through), 0) AS through FROM sync_compaction"
+}
+
+/// The newest change older than `before_ms` (`through`, 0 when none): how far a
+/// compaction with that horizon may go.
+pub fn compaction_bound(dialect: Dialect, before_ms: i64) -> Statement {
+    Statement {
+        sql: format!(
+            "SELECT COALESCE(MAX(seq), 0) AS through FROM sync_changes WHERE created_at < {}",
+            placeholders(dialect, 1, 1)[0]
+        ),
+        params: vec![SqlParam::Integer(before_ms)],
+    }
+}
+
+/// Moves the compaction mark up to `through` (never down). Committed before any
+/// change is removed, so a pull that could miss a removed change is told to resync.
+pub fn mark_compacted(dialect: Dialect, through: Cursor) -> Statement {
+    let greater = match dialect {
+        Dialect::Sqlite => "MAX",
+        Dialect::Postgres => "GREATEST",
+    };
+    Statement {
+        sql: format!(
+            "INSERT INTO sync_compaction (id, through) VALUES (1, {p}) \
+             ON CONFLICT (id) DO UPDATE SET through = {greater}(sync_compaction.through, excluded.through)",
+            p = placeholders(dialect, 1, 1)[0]
+        ),
+        params: vec![SqlParam::Integer(i64::try_from(through.0).unwrap_or(i64::MAX))],
+    }
+}
+
+/// Removes up to `batch` changes at or below `through` that no client at or past it
+/// needs: images a later change of the same record superseded, and deletes. Returns
+/// one row (`seq`) per change removed; run it until it returns fewer than `batch`.
+/// Small batches keep each statement short, so writers are never held up for long.
+pub fn compact_changes(dialect: Dialect, through: Cursor, batch: u32) -> Statement {
+    Statement {
+        sql: format!(
+            "DELETE FROM sync_changes WHERE seq IN (\
+               SELECT c.seq FROM sync_changes c WHERE c.seq <= {p} AND (c.kind = 'delete' OR EXISTS (\
+                 SELECT 1 FROM sync_changes later WHERE later.collection = c.collection \
+                 AND later.record_id = c.record_id AND later.seq > c.seq)) \
+               ORDER BY c.seq LIMIT {batch}) \
+             RETURNING seq",
+            p = placeholders(dialect, 1, 1)[0]
+        ),
+        params: vec![SqlParam::Integer(i64::try_from(through.0).unwrap_or(i64::MAX))],
+    }
 }
 
 /// The recorded outcome of a mutation, if it was answered before.

@@ -195,7 +195,7 @@ fn the_change_log_assigns_cursors_and_pulls_by_topic() {
     for (seq, board) in [(1, "r1"), (2, "r2"), (3, "r1"), (4, "r3")] {
         execute(&db, &sql::insert_change(Dialect::Sqlite, &change(seq, board, &format!("m{seq}")), 0));
     }
-    let head = db.query_row(sql::change_head(), [], |row| row.get::<_, i64>(0)).expect("head");
+    let head = db.query_row(sql::change_head(Dialect::Sqlite), [], |row| row.get::<_, i64>(0)).expect("head");
     assert_eq!(head, 4);
     let r1 = Topic::from_raw(r#"boardCards{"boardId":"r1"}"#);
     let r3 = Topic::from_raw(r#"boardCards{"boardId":"r3"}"#);
@@ -421,4 +421,66 @@ fn an_applied_mutation_writes_row_change_and_outcome_atomically_and_only_once() 
         Some(MutationOutcome::Confirmed { row: None, seq: Cursor(2) })
     );
     assert_eq!(count(&db, "cards"), 0);
+}
+
+#[test]
+fn compaction_in_sql_removes_what_the_reference_removes_and_keeps_the_head() {
+    let db = database();
+    // Records a..d: a edited twice, b deleted, c untouched, d edited after the mark.
+    let script: [(u64, &str, bool); 8] = [
+        (1, "a", false),
+        (2, "b", false),
+        (3, "a", false),
+        (4, "c", false),
+        (5, "b", true),
+        (6, "d", false),
+        (7, "a", false),
+        (8, "d", false),
+    ];
+    let mut log = Vec::new();
+    for (seq, record, delete) in script {
+        let mut entry = change(seq, "r1", record);
+        if delete {
+            entry.kind = ChangeKind::Delete;
+            entry.row = None;
+        }
+        execute(&db, &sql::insert_change(Dialect::Sqlite, &entry, seq as i64 * 1000));
+        log.push(entry);
+    }
+    // Changes older than 6.5 s: through 6.
+    let bound = query_raw(&db, &sql::compaction_bound(Dialect::Sqlite, 6_500));
+    let through = Cursor(bound[0][0].1.as_u64().expect("through"));
+    assert_eq!(through, Cursor(6));
+    execute(&db, &sql::mark_compacted(Dialect::Sqlite, through));
+    execute(&db, &sql::mark_compacted(Dialect::Sqlite, Cursor(2)));
+    let removed = |db: &Connection| query_raw(db, &sql::compact_changes(Dialect::Sqlite, through, 2)).len();
+    // Batches of two until a short one.
+    let mut total = 0;
+    loop {
+        let count = removed(&db);
+        total += count;
+        if count < 2 {
+            break;
+        }
+    }
+    sync::changes::compact(&mut log, through);
+    let kept: Vec<i64> = query_raw(
+        &db,
+        &Statement { sql: "SELECT seq FROM sync_changes ORDER BY seq".into(), params: Vec::new() },
+    )
+    .into_iter()
+    .map(|row| row[0].1.as_i64().expect("seq"))
+    .collect();
+    assert_eq!(kept, log.iter().map(|c| c.seq.0 as i64).collect::<Vec<_>>());
+    assert_eq!(kept, vec![4, 7, 8], "a's older images, b's images and its delete, d's first image are gone");
+    assert_eq!(total, 5);
+    // The mark only moves up, and the head never goes back.
+    let through_now = query_raw(
+        &db,
+        &Statement { sql: sql::compacted_through().into(), params: Vec::new() },
+    );
+    assert_eq!(through_now[0][0].1.as_i64(), Some(6));
+    execute(&db, &Statement { sql: "DELETE FROM sync_changes".into(), params: Vec::new() });
+    let head = db.query_row(sql::change_head(Dialect::Sqlite), [], |row| row.get::<_, i64>(0)).expect("head");
+    assert_eq!(head, 6);
 }

@@ -75,13 +75,17 @@ pub async fn pull(
     let watched = topics.iter().map(Topic::to_string).collect();
     let ack_now = vouched.then_some(request.cursor.0);
     durable::subscribe(&env, &request.session_id, &request.client_id, watched, ack_now).await?;
-    let head = Statement { sql: sql::change_head().into(), params: Vec::new() };
     // One more than a page tells whether more remain.
     let db = Upstream::open(&engine, &env).await?;
+    let head = Statement { sql: sql::change_head(db.dialect()).into(), params: Vec::new() };
+    let through = Statement { sql: sql::compacted_through().into(), params: Vec::new() };
     let page = sql::pull_changes(db.dialect(), request.cursor, &topics, PULL_PAGE + 1);
-    let mut results = db.read(&[head, page]).await?.into_iter();
-    let head = results.next().and_then(|rows| rows.first().and_then(|row| integer(row, "head"))).unwrap_or(0);
-    let head = Cursor(u64::try_from(head).unwrap_or(0));
+    let mut results = db.read(&[head, through, page]).await?.into_iter();
+    let mut cell = |column: &str| {
+        let value = results.next().and_then(|rows| rows.first().and_then(|row| integer(row, column)));
+        Cursor(value.and_then(|value| u64::try_from(value).ok()).unwrap_or(0))
+    };
+    let (head, through) = (cell("head"), cell("through"));
     // A cursor the log has not reached is never answered nor remembered: remembered,
     // it would silence the session's pokes up to it.
     if request.cursor > head {
@@ -91,17 +95,13 @@ pub async fn pull(
         ));
     }
     KNOWN_HEAD.with(|known| known.set(known.get().max(head.0)));
-    if !vouched {
-        // Recorded after answering; a poke meanwhile is merely redundant.
-        let (session, client, acknowledged) =
-            (request.session_id.clone(), request.client_id.clone(), request.cursor.0);
-        let ack_env = env.clone();
-        ctx.wait_until(async move {
-            if let Err(error) =
-                durable::subscribe(&ack_env, &session, &client, Vec::new(), Some(acknowledged)).await
-            {
-                worker::console_error!("acknowledging cursor {acknowledged}: {error}");
-            }
+    if request.cursor < through {
+        // Changes this client would need (deletes, superseded images) were compacted.
+        return Err(ApiError::ResyncRequired {
+            reason: format!(
+                "cursor {} is older than the compacted change log (through {}): fetch the queries again",
+                request.cursor.0, through.0
+            ),
         });
     }
     let mut changes: Vec<Change> = results
@@ -116,6 +116,17 @@ pub async fn pull(
         (true, Some(last)) => last.seq,
         _ => head,
     };
+    // Each record's latest image in this page only: superseded texts are never sent.
+    let changes = sync::changes::latest_per_record(changes);
+    // The client holds everything through `cursor` once it reads this answer: pokes
+    // at or below it are skipped, and pokes held back while it pulled go out now.
+    // Recorded after answering; a poke meanwhile is merely redundant.
+    let (session, client, acknowledged) = (request.session_id.clone(), request.client_id.clone(), cursor.0);
+    ctx.wait_until(async move {
+        if let Err(error) = durable::subscribe(&env, &session, &client, Vec::new(), Some(acknowledged)).await {
+            worker::console_error!("acknowledging cursor {acknowledged}: {error}");
+        }
+    });
     Ok(Json(PullResponse { changes, cursor, has_more }))
 }
 

@@ -150,7 +150,7 @@ pub async fn push(
         known.insert(mutation.id.clone(), outcome);
     }
 
-    let head = db.rows(&Statement { sql: sql::change_head().into(), params: Vec::new() }).await?;
+    let head = db.rows(&Statement { sql: sql::change_head(db.dialect()).into(), params: Vec::new() }).await?;
     let cursor = head.first().and_then(|row| integer(row, "head")).unwrap_or(0);
     if !touched.is_empty() {
         // Pokes go out after the answer: the writer does not wait for the fan-out.

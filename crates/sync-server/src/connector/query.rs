@@ -55,7 +55,7 @@ pub async fn read(
     let db = Upstream::open(engine, env).await?;
     let select = sql::select(db.dialect(), collection, &validated.select)
         .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
-    let head = Statement { sql: sql::change_head().into(), params: Vec::new() };
+    let head = Statement { sql: sql::change_head(db.dialect()).into(), params: Vec::new() };
     let mut results = db.read(&[head, select]).await?.into_iter();
     let cursor =
         results.next().and_then(|rows| rows.first().and_then(|row| integer(row, "head"))).unwrap_or(0);

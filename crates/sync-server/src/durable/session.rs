@@ -1,5 +1,7 @@
-//! One object per session: owner, watched topics, sockets.
+//! One object per session: owner, watched topics, sockets, and the poke gate (what
+//! its client has pulled and been told; see `sync::pokes`).
 
+use sync::pokes::{HOLD_MS, PokeDecision, PokeGate};
 use sync::protocol::poke::ServerMessage;
 use worker::{
     DurableObject, Env, Request, Response, Result, SqlStorage, State, WebSocket, WebSocketIncomingMessage,
@@ -23,7 +25,8 @@ impl DurableObject for ClientSession {
         for statement in [
             "CREATE TABLE IF NOT EXISTS owner (session_id TEXT NOT NULL, client_id TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY)",
-            "CREATE TABLE IF NOT EXISTS cursor (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS poke_gate (id INTEGER PRIMARY KEY CHECK (id = 1), \
+               acknowledged INTEGER NOT NULL, poked INTEGER NOT NULL, held INTEGER NOT NULL)",
         ] {
             if let Err(error) = sql.exec(statement, None) {
                 worker::console_error!("ClientSession schema: {error}");
@@ -50,7 +53,12 @@ impl DurableObject for ClientSession {
                     );
                 }
                 if let Some(cursor) = claim.cursor {
-                    self.acknowledge(cursor)?;
+                    let mut gate = self.gate()?;
+                    let release = gate.on_acknowledged(cursor);
+                    self.save_gate(&gate)?;
+                    if let Some(cursor) = release {
+                        self.send_poke(cursor)?;
+                    }
                 }
                 let added = self.add_topics(&claim.topics)?;
                 self.watch_all(&claim.session_id, &added).await;
@@ -60,23 +68,36 @@ impl DurableObject for ClientSession {
                 let Ok(poke) = req.json::<Poke>().await else {
                     return error_response(400, "malformed_json", "expected a poke");
                 };
-                if poke.cursor <= self.acknowledged()? {
-                    // The client already holds that change; count the session as live.
-                    return Response::from_json(&Delivered { sockets: self.state.get_websockets().len() });
-                }
-                let message = ServerMessage::Poke { cursor: sync::Cursor(poke.cursor) };
-                let text = serde_json::to_string(&message)?;
-                let sockets = self.state.get_websockets();
-                let mut delivered = 0;
-                for socket in &sockets {
-                    if socket.send_with_str(&text).is_ok() {
-                        delivered += 1;
+                let mut gate = self.gate()?;
+                let decision = gate.on_change(poke.cursor);
+                self.save_gate(&gate)?;
+                let sockets = match decision {
+                    PokeDecision::Send(cursor) => self.send_poke(cursor)?,
+                    // Skipped or held, the session is live while it has a socket.
+                    PokeDecision::Skip => self.state.get_websockets().len(),
+                    PokeDecision::Hold { set_alarm } => {
+                        if set_alarm {
+                            let hold_ms = i64::try_from(HOLD_MS).unwrap_or(500);
+                            self.state.storage().set_alarm(hold_ms).await?;
+                        }
+                        self.state.get_websockets().len()
                     }
-                }
-                Response::from_json(&Delivered { sockets: delivered })
+                };
+                Response::from_json(&Delivered { sockets })
             }
             _ => error_response(404, "not_found", "no such session endpoint"),
         }
+    }
+
+    /// The hold alarm: a merged poke its client did not pull for goes out now.
+    async fn alarm(&self) -> Result<Response> {
+        let mut gate = self.gate()?;
+        let release = gate.on_alarm();
+        self.save_gate(&gate)?;
+        if let Some(cursor) = release {
+            self.send_poke(cursor)?;
+        }
+        Response::ok("")
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
@@ -123,23 +144,39 @@ impl ClientSession {
         }
     }
 
-    /// Records the highest cursor the client has acknowledged.
-    fn acknowledge(&self, cursor: u64) -> Result<()> {
-        let cursor = i64::try_from(cursor).unwrap_or(i64::MAX);
+    fn gate(&self) -> Result<PokeGate> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            acknowledged: i64,
+            poked: i64,
+            held: i64,
+        }
+        let rows: Vec<Row> =
+            self.sql.exec("SELECT acknowledged, poked, held FROM poke_gate WHERE id = 1", None)?.to_array()?;
+        let number = |value: i64| u64::try_from(value).unwrap_or(0);
+        Ok(rows.first().map_or_else(PokeGate::default, |row| PokeGate {
+            acknowledged: number(row.acknowledged),
+            poked: number(row.poked),
+            held: number(row.held),
+        }))
+    }
+
+    fn save_gate(&self, gate: &PokeGate) -> Result<()> {
+        let number = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         self.sql.exec(
-            "INSERT INTO cursor (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-            vec![cursor.into()],
+            "INSERT INTO poke_gate (id, acknowledged, poked, held) VALUES (1, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET acknowledged = excluded.acknowledged, \
+             poked = excluded.poked, held = excluded.held",
+            vec![number(gate.acknowledged).into(), number(gate.poked).into(), number(gate.held).into()],
         )?;
         Ok(())
     }
 
-    fn acknowledged(&self) -> Result<u64> {
-        #[derive(serde::Deserialize)]
-        struct Row {
-            seq: i64,
-        }
-        let rows: Vec<Row> = self.sql.exec("SELECT seq FROM cursor WHERE id = 1", None)?.to_array()?;
-        Ok(rows.first().map_or(0, |row| u64::try_from(row.seq).unwrap_or(0)))
+    /// Tells every socket of the session that the log reached `cursor`; returns how
+    /// many it reached.
+    fn send_poke(&self, cursor: u64) -> Result<usize> {
+        let text = serde_json::to_string(&ServerMessage::Poke { cursor: sync::Cursor(cursor) })?;
+        Ok(self.state.get_websockets().iter().filter(|socket| socket.send_with_str(&text).is_ok()).count())
     }
 
     fn topics(&self) -> Result<Vec<String>> {

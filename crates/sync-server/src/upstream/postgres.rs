@@ -24,7 +24,9 @@ use crate::error::ApiError;
 pub const BINDING: &str = "HYPERDRIVE";
 
 /// The engine's own tables, recorded under this version before the app's migrations.
-const ENGINE_MIGRATION: &str = "sync_engine_0001";
+/// Every statement is `IF NOT EXISTS`: a new version re-runs the whole schema, which
+/// adds what an older version lacked (0002: the compaction mark and record index).
+const ENGINE_MIGRATION: &str = "sync_engine_0002";
 
 /// Advisory-lock key held while migrating: ASCII "syncMIGR".
 const MIGRATION_LOCK: i64 = 0x7379_6e63_4d49_4752;

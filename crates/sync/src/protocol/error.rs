@@ -9,3 +9,12 @@ pub struct ErrorBody {
     /// A sentence for humans.
     pub reason: String,
 }
+
+/// `error` of a 401 that asks for a new sign-in: the app's callback found the user's
+/// token missing or expired. Nothing was decided; the client keeps its writes and
+/// sends them again with a new token.
+pub const NEEDS_AUTH: &str = "needs_auth";
+
+/// `error` of a 410 pull answer: the cursor is older than the compacted change log
+/// reaches. The client fetches its queries' snapshots again (keeping its outbox).
+pub const RESYNC_REQUIRED: &str = "resync_required";

@@ -31,11 +31,11 @@ impl Callbacks for TodoRules {
         request: &'a QueryCallbackRequest,
     ) -> CallbackFuture<'a, Decision> {
         Box::pin(async move {
-            let user = guest::user(&caller.env, caller.bearer_token()).map_err(|error| error.to_string())?;
-            Ok(match user {
-                Err(reason) => Decision::deny(reason),
-                Ok(_) if request.operation_name == LIST_TODOS.name() => Decision::allow(),
-                Ok(_) => Decision::deny(format!("{} is not a todo query", request.operation_name)),
+            guest::signed_in(caller)?;
+            Ok(if request.operation_name == LIST_TODOS.name() {
+                Decision::allow()
+            } else {
+                Decision::deny(format!("{} is not a todo query", request.operation_name))
             })
         })
     }
@@ -46,10 +46,7 @@ impl Callbacks for TodoRules {
         request: &'a MutationCallbackRequest,
     ) -> CallbackFuture<'a, MutationCallbackResponse> {
         Box::pin(async move {
-            let user = guest::user(&caller.env, caller.bearer_token()).map_err(|error| error.to_string())?;
-            if let Err(reason) = user {
-                return Ok(MutationCallbackResponse::Batch(Decision::deny(reason)));
-            }
+            guest::signed_in(caller)?;
             Ok(MutationCallbackResponse::per_operation(&request.operations, |operation| {
                 todo_model::judge_write(&operation.operation_name, &operation.args)
             }))
@@ -120,4 +117,13 @@ async fn fetch(
     ctx: worker::Context,
 ) -> worker::Result<axum::http::Response<axum::body::Body>> {
     sync_server::serve(router(), req, env, ctx).await
+}
+
+/// The cron trigger (wrangler.toml `[triggers]`): compacts the change log.
+#[worker::event(scheduled)]
+async fn scheduled(_event: worker::ScheduledEvent, env: worker::Env, _ctx: worker::ScheduleContext) {
+    match engine().compact(&env).await {
+        Ok(done) => worker::console_log!("compaction: through {}, {} changes removed", done.through, done.removed),
+        Err(error) => worker::console_error!("compaction: {error}"),
+    }
 }

@@ -73,3 +73,44 @@ test('a newcomer never receives edited or deleted text, before or after compacti
   const current = await newcomer.query('roomMessages', { roomId: room });
   assert.deepEqual(current.json.rows.map((row) => row.body).sort(), ['after compaction', 'final text']);
 });
+
+test('a browser whose cursor is older than the compaction re-bootstraps and keeps its pending writes', async () => {
+  const { launchBrowser, watchErrors } = await import('./support/app.mjs');
+  const browser = await launchBrowser();
+  try {
+    const room = newId('room').slice(-8);
+    const a = client(app.url, ada);
+    const doomed = await write(a, room, 'sendMessage', { body: 'about to be deleted' });
+    const edited = await write(a, room, 'sendMessage', { body: 'before the edit' });
+    const page = await browser.context.newPage();
+    const errors = watchErrors(page);
+    await page.goto(`${app.url}/room/${room}`);
+    await page.getByTestId('app-status').filter({ hasText: 'interactive' }).waitFor();
+    await page.getByTestId('sync-status').filter({ hasText: 'online' }).waitFor({ timeout: 15_000 });
+    await page.locator('[data-testid="message"][data-status="confirmed"]').filter({ hasText: 'about to be deleted' }).waitFor();
+
+    await browser.context.setOffline(true);
+    await page.getByTestId('composer-input').fill('written while away');
+    await page.getByTestId('composer-send').click();
+    await page.locator('[data-testid="message"][data-status="pending"]').filter({ hasText: 'written while away' }).waitFor();
+    // Meanwhile, upstream: a delete and an edit, then compaction removes the delete.
+    await write(a, room, 'deleteMessage', {}, doomed);
+    await write(a, room, 'editMessage', { body: 'after the edit' }, edited);
+    const { through } = await app.compact();
+    assert.ok(through > 0);
+
+    await browser.context.setOffline(false);
+    await page.locator('[data-testid="message"][data-status="confirmed"]').filter({ hasText: 'written while away' })
+      .waitFor({ timeout: 30_000 });
+    await page.getByTestId('message').filter({ hasText: 'after the edit' }).waitFor({ timeout: 15_000 });
+    await page.getByTestId('message').filter({ hasText: 'about to be deleted' }).waitFor({ state: 'detached', timeout: 15_000 });
+    const shown = (await page.getByTestId('message-body').allTextContents()).sort();
+    const upstream = (await a.query('roomMessages', { roomId: room })).json.rows.map((row) => row.body).sort();
+    assert.deepEqual(shown, upstream);
+    assert.deepEqual(upstream, ['after the edit', 'written while away']);
+    assert.equal(await page.getByTestId('rejected-message').count(), 0, 'nothing rolled back');
+    assert.deepEqual(errors.filter((error) => !/ERR_INTERNET_DISCONNECTED|Failed to fetch|410/.test(error)), []);
+  } finally {
+    await browser.close();
+  }
+});

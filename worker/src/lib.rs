@@ -62,7 +62,7 @@ pub fn router() -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/room/{room}", get(pages::room))
-        .route("/api/health", get(sync_server::health))
+        .route("/api/health", engine().health())
         .merge(sync_server::guest::routes())
         .merge(chat_callbacks::router())
         .merge(engine().routes())
@@ -88,7 +88,9 @@ async fn fetch(
 #[worker::event(scheduled)]
 async fn scheduled(_event: worker::ScheduledEvent, env: worker::Env, _ctx: worker::ScheduleContext) {
     match engine().compact(&env).await {
-        Ok(done) => worker::console_log!("compaction: through {}, {} changes removed", done.through, done.removed),
+        Ok(done) => {
+            worker::console_log!("compaction: through {}, {} changes removed", done.through, done.removed)
+        }
         Err(error) => worker::console_error!("compaction: {error}"),
     }
 }

@@ -486,6 +486,9 @@ const POSTGRES_E2E: &[&str] = &[
     "end2end/pokes.test.mjs",
     "end2end/chat.test.mjs",
     "end2end/security.test.mjs",
+    "end2end/compaction.test.mjs",
+    "end2end/schema.test.mjs",
+    "end2end/sign-in.test.mjs",
     "end2end/postgres.suite.mjs",
 ];
 

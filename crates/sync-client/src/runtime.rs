@@ -369,8 +369,22 @@ async fn open_store(runtime: &Rc<Runtime>) -> Result<(), String> {
         Some(opened) => opened,
         None => (crate::opfs::open_in_memory().map_err(|e| e.to_string())?, Storage::Memory),
     };
-    let (store, key) = LocalStore::open_keyed(connection, runtime.model.clone(), new_client_key)
+    let (mut store, key) = LocalStore::open_keyed(connection, runtime.model.clone(), new_client_key)
         .map_err(|e| e.to_string())?;
+    // The app's model changed since this database was built: queued writes the new
+    // model refuses were answered as rejected. Say so; the rest go out as usual.
+    let refused = store.take_upgrade_rejections();
+    if let Some((_, outcome)) = refused.first() {
+        let reason = match outcome {
+            sync::protocol::push::MutationOutcome::Rejected { reason } => reason.clone(),
+            sync::protocol::push::MutationOutcome::Confirmed { .. } => String::new(),
+        };
+        *runtime.last_error.borrow_mut() =
+            Some(format!("{} queued write(s) dropped: {reason}", refused.len()));
+    }
+    for (mutation_id, outcome) in refused {
+        runtime.emit(FromWorker::Resolved { mutation_id, outcome, upstream_ms: None });
+    }
     *runtime.client_key.borrow_mut() = key;
     *runtime.store.borrow_mut() = Some(store);
     runtime.storage.set(storage);

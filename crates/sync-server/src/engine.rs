@@ -72,6 +72,13 @@ impl Engine {
             .nest("/sync", Router::new().fallback(crate::error::api_not_found))
     }
 
+    /// `GET` health probe for the app's router (`.route("/api/health", engine.health())`):
+    /// 200 when the upstream answers and its tables match the model, else 503 with
+    /// the reason (`schema_mismatch` names the missing tables and columns).
+    pub fn health<S: Clone + Send + Sync + 'static>(&self) -> axum::routing::MethodRouter<S> {
+        get(crate::health::health).layer(Extension(self.clone()))
+    }
+
     /// Checks the named read `name(args)` against the model, then asks the app's query
     /// callback whether this client may run it, forwarding the user's `authorization`;
     /// a denial is a 403 with the callback's reason.

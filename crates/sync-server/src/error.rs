@@ -42,6 +42,10 @@ pub enum ApiError {
     /// client retries after `Retry-After`.
     #[error("{reason}")]
     CallbackUnavailable { reason: String },
+    /// 503 `schema_mismatch`: the upstream tables do not match the sync model (a
+    /// migration was not applied).
+    #[error("{reason}")]
+    SchemaMismatch { reason: String },
     /// 503: a required setting is missing.
     #[error("{reason}")]
     NotConfigured { reason: String },
@@ -59,6 +63,11 @@ impl ApiError {
         ApiError::Upstream { reason: error.to_string() }
     }
 
+    /// The machine-readable code of the JSON body (`error`).
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
@@ -72,6 +81,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::CallbackUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "callback_unavailable"),
             ApiError::NotConfigured { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
+            ApiError::SchemaMismatch { .. } => (StatusCode::SERVICE_UNAVAILABLE, "schema_mismatch"),
             ApiError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream_error"),
         }
     }

@@ -1,9 +1,15 @@
+//! `GET /api/health` (an app mounts it with [`crate::Engine::health`]) and
+//! `GET /sync/health`: liveness, and whether the upstream tables match the model.
+
 use axum::Json;
 use axum::extract::Extension;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use worker::Env;
 
-use crate::upstream::Kind;
+use crate::engine::Engine;
+use crate::upstream::{Kind, Upstream};
 
 #[derive(Serialize)]
 pub struct Health {
@@ -14,16 +20,34 @@ pub struct Health {
     /// Linear memory of this isolate's wasm instance: it only grows, so a rising
     /// figure under steady load means something is kept that should not be.
     wasm_memory_bytes: usize,
+    /// Why the app cannot serve (`schema_mismatch`, `upstream_error`, ...), if it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
-/// Liveness probe used by the test harness to know wrangler is serving.
-pub async fn health(Extension(env): Extension<Env>) -> Json<Health> {
-    Json(Health {
-        ok: true,
+/// 200 when the upstream database answers and its tables match the sync model;
+/// otherwise 503 with `error` and `reason` (e.g. a migration not applied).
+pub async fn health(Extension(engine): Extension<Engine>, Extension(env): Extension<Env>) -> Response {
+    let checked = check(&engine, &env).await;
+    let failure = checked.err().map(|error| (error.code(), error.to_string()));
+    let status = if failure.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let health = Health {
+        ok: failure.is_none(),
         protocol_version: sync::PROTOCOL_VERSION,
         upstream: Kind::from_env(&env).ok(),
         wasm_memory_bytes: wasm_memory_bytes(),
-    })
+        error: failure.as_ref().map(|(code, _)| *code),
+        reason: failure.map(|(_, reason)| reason),
+    };
+    (status, Json(health)).into_response()
+}
+
+#[worker::send]
+async fn check(engine: &Engine, env: &Env) -> Result<(), crate::ApiError> {
+    let db = Upstream::open_unchecked(engine, env).await?;
+    db.check_schema(engine.model()).await
 }
 
 fn wasm_memory_bytes() -> usize {

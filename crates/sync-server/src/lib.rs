@@ -52,7 +52,6 @@ pub use connector::{MAX_BODY_BYTES, parse_json, read_body};
 pub use durable::{ClientSession, QuerySubscription};
 pub use engine::Engine;
 pub use error::{ApiError, api_not_found};
-pub use health::health;
 
 /// Serves one request with `router`: buffers the body first (bounded; see
 /// [`MAX_BODY_BYTES`]), then routes it with the worker's `Env` and `Context` as axum

@@ -9,7 +9,14 @@
 //! - `sync_outbox`: pending mutations in order;
 //! - `sync_resolved`: the server's answers to recent mutations, so a request sent
 //!   twice (a tab re-sending after the leader tab closed) is answered, not re-applied;
-//! - `sync_meta`: the client id and the pull cursor.
+//! - `sync_meta`: the client id, the pull cursor, and the schema version (the model's
+//!   digest) the collection tables were built for.
+//!
+//! When the app's model changes (a new schema version), [`LocalStore::open`] rebuilds
+//! the collection tables, forgets the server's images and the cursor (the queries'
+//! snapshots are fetched again), and keeps the outbox: each queued write is checked
+//! against the new model, re-planned, and shown again; one the new model refuses is
+//! answered as rejected with the reason ([`LocalStore::take_upgrade_rejections`]).
 //!
 //! Every public write runs in one transaction and returns the records it touched, so
 //! the caller knows which live queries to refresh.
@@ -75,6 +82,8 @@ pub struct LocalStore {
     conn: Connection,
     model: SyncModel,
     client_id: String,
+    /// Queued writes the last schema upgrade refused: (mutation id, outcome).
+    upgrade_rejections: Vec<(String, MutationOutcome)>,
 }
 
 const ENGINE_SCHEMA: &str = "
@@ -149,21 +158,103 @@ impl LocalStore {
         new_client_id: impl FnOnce() -> String,
     ) -> Result<Self, StoreError> {
         conn.execute_batch(ENGINE_SCHEMA)?;
-        for collection in model.collections() {
-            conn.execute_batch(&sql::create_table(Dialect::Sqlite, collection))?;
-        }
         let existing: Option<String> = conn
             .query_row("SELECT value FROM sync_meta WHERE key = 'client_id'", [], |row| row.get(0))
             .optional()?;
-        let client_id = match existing {
+        let version = model.schema_version();
+        let built_for: Option<String> = conn
+            .query_row("SELECT value FROM sync_meta WHERE key = 'schema_version'", [], |row| row.get(0))
+            .optional()?;
+        let mut store = Self { conn, model, client_id: String::new(), upgrade_rejections: Vec::new() };
+        if existing.is_some() && built_for.as_deref() != Some(version.as_str()) {
+            store.upgrade_rejections = store.rebuild_for_model()?;
+        }
+        for collection in store.model.collections() {
+            store.conn.execute_batch(&sql::create_table(Dialect::Sqlite, collection))?;
+        }
+        store.conn.execute(
+            "INSERT INTO sync_meta (key, value) VALUES ('schema_version', ?1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [&version],
+        )?;
+        store.client_id = match existing {
             Some(id) => id,
             None => {
                 let id = new_client_id();
-                conn.execute("INSERT INTO sync_meta (key, value) VALUES ('client_id', ?1)", [&id])?;
+                store.conn.execute("INSERT INTO sync_meta (key, value) VALUES ('client_id', ?1)", [&id])?;
                 id
             }
         };
-        Ok(Self { conn, model, client_id })
+        Ok(store)
+    }
+
+    /// The queued writes the model upgrade at open refused, with their outcomes (once).
+    pub fn take_upgrade_rejections(&mut self) -> Vec<(String, MutationOutcome)> {
+        std::mem::take(&mut self.upgrade_rejections)
+    }
+
+    /// Rebuilds the collection tables for this model, in one transaction: drops every
+    /// collection table, forgets the server's images and the cursor, creates the
+    /// model's tables, and replays the outbox on them (re-planned by this model; the
+    /// writes it refuses leave the outbox as rejected).
+    fn rebuild_for_model(&mut self) -> Result<Vec<(String, MutationOutcome)>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let old_tables: Vec<String> = tx
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sync\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+            )?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for table in old_tables {
+            tx.execute_batch(&format!("DROP TABLE \"{}\"", table.replace('"', "\"\"")))?;
+        }
+        tx.execute_batch("DELETE FROM sync_confirmed; DELETE FROM sync_meta WHERE key = 'cursor';")?;
+        for collection in self.model.collections() {
+            tx.execute_batch(&sql::create_table(Dialect::Sqlite, collection))?;
+        }
+        let client_id: String =
+            tx.query_row("SELECT value FROM sync_meta WHERE key = 'client_id'", [], |row| row.get(0))?;
+        let queued: Vec<(String, String, String, String)> = tx
+            .prepare("SELECT id, name, args_json, record_id FROM sync_outbox ORDER BY position")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut rejected = Vec::new();
+        let mut touched = BTreeSet::new();
+        for (id, name, args_json, record_id) in queued {
+            let args: Value = serde_json::from_str(&args_json)?;
+            // The write's own time: the page minted its id (a ULID) when it was made.
+            let made_ms = sync::ids::parse_id(sync::ids::OUTBOX, &id)
+                .map_or(0, |ulid| i64::try_from(ulid.timestamp_ms()).unwrap_or(0));
+            let ctx = MutationContext {
+                client_id: client_id.clone(),
+                record_id: record_id.clone(),
+                now_ms: made_ms,
+            };
+            match self.model.validate_mutation(&name, &args, &ctx) {
+                Ok(validated) => {
+                    tx.execute(
+                        "UPDATE sync_outbox SET collection = ?2, operation_json = ?3 WHERE id = ?1",
+                        params![id, validated.collection, serde_json::to_string(&validated.operation)?],
+                    )?;
+                    touched.insert(Touched { collection: validated.collection, record_id });
+                }
+                Err(error) => {
+                    let outcome = MutationOutcome::Rejected {
+                        reason: format!("the app was updated and no longer accepts this write: {error}"),
+                    };
+                    tx.execute("DELETE FROM sync_outbox WHERE id = ?1", [&id])?;
+                    tx.execute(
+                        "INSERT INTO sync_resolved (id, record_id, outcome_json) VALUES (?1, ?2, ?3)",
+                        params![id, record_id, serde_json::to_string(&outcome)?],
+                    )?;
+                    rejected.push((id, outcome));
+                }
+            }
+        }
+        refresh_all(&tx, &self.model, &touched)?;
+        tx.commit()?;
+        Ok(rejected)
     }
 
     /// Opens the store like [`Self::open`], naming this client by a secret key:

@@ -329,7 +329,10 @@ fn a_query_snapshot_installs_rows_removes_vanished_ones_and_moves_a_fresh_cursor
     store.apply_pull(&[newer], sync::Cursor(12)).expect("pull");
     // A snapshot older than the cursor would miss changes: refused, nothing installed.
     let stale = store.apply_snapshot(&board, &[row("m1", "r1", "one")], sync::Cursor(11));
-    assert!(matches!(stale, Err(sync_store::StoreError::StaleSnapshot { snapshot: 11, held: 12 })), "{stale:?}");
+    assert!(
+        matches!(stale, Err(sync_store::StoreError::StaleSnapshot { snapshot: 11, held: 12 })),
+        "{stale:?}"
+    );
     assert_eq!(store.query(&board).expect("rows").len(), 2);
     // The next snapshot (at 12) no longer has m2, and another board's record is
     // untouched; the cursor stays where the pulls left it.
@@ -380,4 +383,123 @@ fn a_mutation_id_is_remembered_while_pending_and_after_its_answer() {
     ));
     assert_eq!(store.outbox_len().expect("len"), 0);
     assert!(store.rows(CARDS).expect("rows").is_empty());
+}
+
+/// The next version of the test model: cards gain a `priority` column, and editing
+/// a card now requires a `reason`.
+fn model_v2() -> sync::SyncModel {
+    use sync::{ColumnType, Insert, Operator, Order, Select, SyncModel, Update};
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct EditWithReason {
+        board_id: String,
+        body: String,
+        reason: String,
+    }
+    SyncModel::builder()
+        .collection(common::cards().column("priority", ColumnType::Integer))
+        .collection(common::notes())
+        .query(
+            SyncModel::query::<common::BoardArgs>("boardCards", "cards")
+                .require("boardId", "board_id", Operator::Eq)
+                .build(|args| {
+                    Select::from("cards")
+                        .filter("board_id", Operator::Eq, args.board_id.clone())
+                        .order_by("created_at", Order::Asc)
+                }),
+        )
+        .mutator(
+            SyncModel::insert::<common::SendArgs>("addCard", "cards").require("boardId", "board_id").build(
+                |args, ctx| {
+                    Insert::into("cards")
+                        .value("board_id", args.board_id.clone())
+                        .value("author", args.author.clone())
+                        .value("body", args.body.clone())
+                        .value("created_at", ctx.now_ms)
+                        .value("last_modified_by", ctx.client_id.clone())
+                        .value("priority", 0)
+                },
+            ),
+        )
+        .mutator(
+            SyncModel::update::<EditWithReason>("editCard", "cards").require("boardId", "board_id").build(
+                |args, ctx| {
+                    Update::record("cards", ctx.record_id.clone()).set("body", args.body.clone()).guard(
+                        "board_id",
+                        Operator::Eq,
+                        args.board_id.clone(),
+                    )
+                },
+            ),
+        )
+        .build()
+        .expect("v2 model is valid")
+}
+
+#[test]
+fn a_store_of_the_previous_model_upgrades_and_keeps_its_pending_writes() {
+    assert_ne!(model().schema_version(), model_v2().schema_version());
+    assert_eq!(model().schema_version(), model().schema_version(), "stable");
+    let dir = temp_dir();
+    let path = dir.0.join("upgrade.db");
+    let (add, edit) = (
+        sync::ids::new_id("outbox", 1_700_000_000_000, 1),
+        sync::ids::new_id("outbox", 1_700_000_000_500, 2),
+    );
+    {
+        let mut v1 = LocalStore::open(rusqlite_open(&path), model(), || "client_v1".into()).expect("open");
+        let board = model().validate_query("boardCards", &json!({"boardId": "r1"})).expect("valid").select;
+        let server_row: sync::Row = [
+            ("id", json!("card_z")),
+            ("board_id", json!("r1")),
+            ("author", json!("Bo")),
+            ("body", json!("from the server")),
+            ("created_at", json!(1)),
+            ("last_modified_by", json!("x")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        v1.apply_snapshot(&board, &[server_row], sync::Cursor(5)).expect("snapshot");
+        let ctx = MutationContext {
+            client_id: "client_v1".into(),
+            record_id: "card_a".into(),
+            now_ms: 1_700_000_000_000,
+        };
+        v1.mutate(&add, ADD_CARD, &json!({"boardId": "r1", "author": "Ada", "body": "queued"}), &ctx)
+            .expect("add");
+        v1.mutate(&edit, EDIT_CARD, &json!({"boardId": "r1", "body": "queued, edited"}), &ctx).expect("edit");
+        assert_eq!(v1.outbox_len().expect("outbox"), 2);
+    }
+    let mut v2 =
+        LocalStore::open(rusqlite_open(&path), model_v2(), || unreachable!("already named")).expect("open");
+    assert_eq!(v2.client_id(), "client_v1");
+    // The edit no longer fits the model: answered as rejected, with the reason.
+    let rejected = v2.take_upgrade_rejections();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].0, edit);
+    assert!(
+        matches!(&rejected[0].1, MutationOutcome::Rejected { reason } if reason.contains("no longer accepts") && reason.contains("reason")),
+        "{rejected:?}"
+    );
+    assert!(matches!(
+        v2.mutation_state(&edit).expect("state"),
+        Some(sync_store::MutationState::Resolved { .. })
+    ));
+    // The add is still queued, re-planned for the new table, and shown.
+    let outbox = v2.outbox(10).expect("outbox");
+    assert_eq!(outbox.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec![add.as_str()]);
+    let board = model_v2().validate_query("boardCards", &json!({"boardId": "r1"})).expect("valid").select;
+    let rows = v2.query(&board).expect("rows");
+    assert_eq!(rows.len(), 1, "the server's image is forgotten until the snapshot is fetched again");
+    assert_eq!(rows[0]["body"], json!("queued"));
+    assert_eq!(rows[0]["priority"], json!(0));
+    assert_eq!(rows[0]["created_at"], json!(1_700_000_000_000_i64), "the write keeps its own time");
+    assert_eq!(v2.cursor().expect("cursor"), sync::Cursor(0), "snapshots are fetched again");
+    // Opening again with the same model changes nothing.
+    drop(v2);
+    let mut again = LocalStore::open(rusqlite_open(&path), model_v2(), || unreachable!()).expect("open");
+    assert!(again.take_upgrade_rejections().is_empty());
+    assert_eq!(again.outbox_len().expect("outbox"), 1);
+    assert_eq!(again.query(&board).expect("rows").len(), 1);
 }

@@ -208,7 +208,8 @@ pub fn compact(log: &mut Vec<Change>, through: Cursor) {
         if change.seq > through {
             return true;
         }
-        let superseded = latest.get(&(change.collection.clone(), change.record_id.clone())) != Some(&change.seq);
+        let superseded =
+            latest.get(&(change.collection.clone(), change.record_id.clone())) != Some(&change.seq);
         !superseded && change.kind != ChangeKind::Delete
     });
 }

@@ -624,6 +624,18 @@ impl SyncModel {
         self.inner.collections.values()
     }
 
+    /// The version of the local schema this model makes: a digest of its collections
+    /// (names, columns, types, keys, indexes), 16 hex digits. A browser whose database
+    /// was built by another version rebuilds its tables (see `sync-store`).
+    pub fn schema_version(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let collections: Vec<&Collection> = self.collections().collect();
+        let text = serde_json::to_value(&collections)
+            .map(|value| crate::changes::canonical_json(&value))
+            .unwrap_or_default();
+        Sha256::digest(text.as_bytes())[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
     pub fn collection(&self, name: &str) -> Option<&Collection> {
         self.inner.collections.get(name)
     }

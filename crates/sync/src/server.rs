@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::changes::{Change, ChangeKind, Cursor, IdempotencyKey, PullPage, Topic, change_topics, pull_latest};
+use crate::changes::{
+    Change, ChangeKind, Cursor, IdempotencyKey, PullPage, Topic, change_topics, pull_latest,
+};
 use crate::model::{MutationContext, SyncModel};
 use crate::protocol::push::{MutationOutcome, PushMutation};
 use crate::schema::Row;

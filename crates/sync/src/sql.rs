@@ -725,3 +725,65 @@ pub fn postgres_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Statem
         params,
     })
 }
+
+// ------------------------------------------------------------------ schema check
+
+/// The columns of the model's collection tables: rows of (`table_name`,
+/// `column_name`). Only those tables are read (D1 refuses to describe its own).
+pub fn table_columns(dialect: Dialect, model: &crate::SyncModel) -> Statement {
+    let tables: Vec<String> = model.collections().map(|collection| collection.name.clone()).collect();
+    let list = placeholders(dialect, tables.len().max(1), 1).join(", ");
+    let mut params: Vec<SqlParam> = tables.into_iter().map(SqlParam::Text).collect();
+    if params.is_empty() {
+        params.push(SqlParam::Text(String::new()));
+    }
+    let sql = match dialect {
+        Dialect::Sqlite => format!(
+            "SELECT m.name AS table_name, p.name AS column_name \
+             FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name IN ({list})"
+        ),
+        Dialect::Postgres => format!(
+            "SELECT table_name::text AS table_name, column_name::text AS column_name \
+             FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name::text IN ({list})"
+        ),
+    };
+    Statement { sql, params }
+}
+
+/// What the upstream database lacks for `model`, one sentence per table, given its
+/// `(table, column)` pairs (see [`table_columns`]). Empty: every collection's table
+/// has every column the model names (extra tables and columns are fine).
+pub fn schema_problems<'a>(
+    model: &crate::SyncModel,
+    columns: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<String> {
+    let mut found: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        std::collections::BTreeMap::new();
+    for (table, column) in columns {
+        found.entry(table).or_default().insert(column);
+    }
+    let mut problems = Vec::new();
+    for collection in model.collections() {
+        match found.get(collection.name.as_str()) {
+            None => problems.push(format!("table {} is missing", collection.name)),
+            Some(present) => {
+                let missing: Vec<&str> = collection
+                    .columns
+                    .iter()
+                    .map(|column| column.name.as_str())
+                    .filter(|name| !present.contains(name))
+                    .collect();
+                if !missing.is_empty() {
+                    problems.push(format!(
+                        "table {} lacks column(s) {}",
+                        collection.name,
+                        missing.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}

@@ -260,11 +260,13 @@ fn a_newcomer_never_receives_edited_or_deleted_text() {
     world.run(&Step::Push { client: 0, lose_answer: false });
     // Before compaction, a pull already sends only each record's latest image...
     let page = world.server.pull(Cursor::START, &world.topics, 100);
-    let bodies: Vec<_> = page.changes.iter().filter_map(|c| c.row.as_ref().map(|r| r["body"].clone())).collect();
+    let bodies: Vec<_> =
+        page.changes.iter().filter_map(|c| c.row.as_ref().map(|r| r["body"].clone())).collect();
     assert_eq!(bodies, vec![json!("fixed")]);
     // ...and after it, the log itself no longer holds the old texts.
     world.server.compact(world.server.head());
-    let held: Vec<_> = world.server.log().iter().filter_map(|c| c.row.as_ref().map(|r| r["body"].clone())).collect();
+    let held: Vec<_> =
+        world.server.log().iter().filter_map(|c| c.row.as_ref().map(|r| r["body"].clone())).collect();
     assert_eq!(held, vec![json!("fixed")]);
     // A client behind the compaction resyncs and still ends up with the server's rows.
     world.settle();

@@ -475,12 +475,35 @@ fn compaction_in_sql_removes_what_the_reference_removes_and_keeps_the_head() {
     assert_eq!(kept, vec![4, 7, 8], "a's older images, b's images and its delete, d's first image are gone");
     assert_eq!(total, 5);
     // The mark only moves up, and the head never goes back.
-    let through_now = query_raw(
-        &db,
-        &Statement { sql: sql::compacted_through().into(), params: Vec::new() },
-    );
+    let through_now = query_raw(&db, &Statement { sql: sql::compacted_through().into(), params: Vec::new() });
     assert_eq!(through_now[0][0].1.as_i64(), Some(6));
     execute(&db, &Statement { sql: "DELETE FROM sync_changes".into(), params: Vec::new() });
     let head = db.query_row(sql::change_head(Dialect::Sqlite), [], |row| row.get::<_, i64>(0)).expect("head");
     assert_eq!(head, 6);
+}
+
+#[test]
+fn the_schema_check_names_what_the_database_lacks() {
+    let db = database();
+    let read = |db: &Connection| -> Vec<(String, String)> {
+        query_raw(db, &sql::table_columns(Dialect::Sqlite, &model()))
+            .into_iter()
+            .map(|row| {
+                (
+                    row[0].1.as_str().unwrap_or_default().to_string(),
+                    row[1].1.as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    let columns = read(&db);
+    let pairs = || columns.iter().map(|(t, c)| (t.as_str(), c.as_str()));
+    assert_eq!(sql::schema_problems(&model(), pairs()), Vec::<String>::new());
+    db.execute_batch("ALTER TABLE cards RENAME COLUMN body TO text; DROP TABLE notes;").expect("alter");
+    let columns = read(&db);
+    let problems = sql::schema_problems(&model(), columns.iter().map(|(t, c)| (t.as_str(), c.as_str())));
+    assert_eq!(
+        problems,
+        vec!["table cards lacks column(s) body".to_string(), "table notes is missing".to_string()]
+    );
 }

@@ -123,7 +123,8 @@ pub async fn pull(
     // Recorded after answering; a poke meanwhile is merely redundant.
     let (session, client, acknowledged) = (request.session_id.clone(), request.client_id.clone(), cursor.0);
     ctx.wait_until(async move {
-        if let Err(error) = durable::subscribe(&env, &session, &client, Vec::new(), Some(acknowledged)).await {
+        if let Err(error) = durable::subscribe(&env, &session, &client, Vec::new(), Some(acknowledged)).await
+        {
             worker::console_error!("acknowledging cursor {acknowledged}: {error}");
         }
     });

@@ -151,8 +151,10 @@ impl ClientSession {
             poked: i64,
             held: i64,
         }
-        let rows: Vec<Row> =
-            self.sql.exec("SELECT acknowledged, poked, held FROM poke_gate WHERE id = 1", None)?.to_array()?;
+        let rows: Vec<Row> = self
+            .sql
+            .exec("SELECT acknowledged, poked, held FROM poke_gate WHERE id = 1", None)?
+            .to_array()?;
         let number = |value: i64| u64::try_from(value).unwrap_or(0);
         Ok(rows.first().map_or_else(PokeGate::default, |row| PokeGate {
             acknowledged: number(row.acknowledged),

@@ -10,6 +10,8 @@
 mod d1;
 mod postgres;
 
+use std::cell::Cell;
+
 use serde_json::{Map, Value};
 use sync::sql::{Dialect, Statement};
 use worker::Env;
@@ -22,6 +24,11 @@ use crate::engine::Engine;
 use crate::error::ApiError;
 
 pub type RawRow = Map<String, Value>;
+
+thread_local! {
+    /// The app's tables matched its model once in this isolate.
+    static SCHEMA_MATCHES: Cell<bool> = const { Cell::new(false) };
+}
 
 /// What the connector needs from an upstream database.
 pub trait Database {
@@ -69,13 +76,50 @@ impl Upstream {
     /// Opens the configured database for one request. The first use in an isolate
     /// also makes sure the engine's tables exist (and, on PostgreSQL, applies the
     /// app's migrations given to the [`Engine`]).
+    ///
+    /// Until the app's tables have been found to match its model once in this isolate,
+    /// each open checks them: a mismatch (a migration not applied) is a clear 503
+    /// `schema_mismatch`, not a failure of every statement that touches the table.
     pub async fn open(engine: &Engine, env: &Env) -> Result<Self, ApiError> {
+        let db = Self::open_unchecked(engine, env).await?;
+        if !SCHEMA_MATCHES.with(Cell::get) {
+            db.check_schema(engine.model()).await?;
+            SCHEMA_MATCHES.with(|matches| matches.set(true));
+        }
+        Ok(db)
+    }
+
+    /// [`Self::open`] without the schema check (for the health probe, which always
+    /// checks afresh).
+    pub async fn open_unchecked(engine: &Engine, env: &Env) -> Result<Self, ApiError> {
         Ok(match Kind::from_env(env)? {
             Kind::D1 => Upstream::D1(D1::open(env).await?),
             Kind::Postgres => {
                 Upstream::Postgres(Postgres::connect(env, engine.app_postgres_migrations()).await?)
             }
         })
+    }
+
+    /// Whether every collection of `model` has its table and columns upstream.
+    pub async fn check_schema(&self, model: &sync::SyncModel) -> Result<(), ApiError> {
+        let rows = self.rows(&sync::sql::table_columns(self.dialect(), model)).await?;
+        fn text<'a>(row: &'a RawRow, column: &str) -> &'a str {
+            row.get(column).and_then(Value::as_str).unwrap_or_default()
+        }
+        let problems = sync::sql::schema_problems(
+            model,
+            rows.iter().map(|row| (text(row, "table_name"), text(row, "column_name"))),
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::SchemaMismatch {
+                reason: format!(
+                    "the upstream database does not match the sync model: {}; apply the app's migrations",
+                    problems.join("; ")
+                ),
+            })
+        }
     }
 }
 

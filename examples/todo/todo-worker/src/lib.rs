@@ -103,7 +103,7 @@ pub fn router() -> Router {
     Router::new()
         .route("/", get(home))
         .route("/list/{list}", get(list_page))
-        .route("/api/health", get(sync_server::health))
+        .route("/api/health", engine().health())
         .merge(guest::routes())
         .merge(engine().routes())
         .nest("/api", Router::new().fallback(sync_server::api_not_found))
@@ -123,7 +123,9 @@ async fn fetch(
 #[worker::event(scheduled)]
 async fn scheduled(_event: worker::ScheduledEvent, env: worker::Env, _ctx: worker::ScheduleContext) {
     match engine().compact(&env).await {
-        Ok(done) => worker::console_log!("compaction: through {}, {} changes removed", done.through, done.removed),
+        Ok(done) => {
+            worker::console_log!("compaction: through {}, {} changes removed", done.through, done.removed)
+        }
         Err(error) => worker::console_error!("compaction: {error}"),
     }
 }

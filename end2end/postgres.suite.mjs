@@ -29,11 +29,11 @@ test('the worker says it runs on PostgreSQL and migrated the database itself', a
   // The engine's own tables, then the app's migrations (generated from its model).
   assert.deepEqual(await app.sql('SELECT version FROM sync_schema_migrations ORDER BY version'), [['0001_init'], ['sync_engine_0002']]);
   const indexes = await app.sql("SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname NOT LIKE '%_pkey' ORDER BY indexname");
-  assert.deepEqual(indexes.map(([name]) => name), ['messages_by_room_id_created_at_id', 'sync_changes_topics']);
+  assert.deepEqual(indexes.map(([name]) => name), ['messages_by_room_id_created_at_id', 'sync_changes_record', 'sync_changes_topics']);
   const tables = await app.sql(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
   );
-  assert.deepEqual(tables.map(([name]) => name), ['messages', 'sync_changes', 'sync_mutations', 'sync_schema_migrations']);
+  assert.deepEqual(tables.map(([name]) => name), ['messages', 'sync_changes', 'sync_compaction', 'sync_mutations', 'sync_schema_migrations']);
 });
 
 test('an accepted write is in PostgreSQL: the row, its change-log entry and its outcome, once', async () => {

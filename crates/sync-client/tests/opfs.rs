@@ -85,3 +85,28 @@ async fn the_local_store_keeps_rows_outbox_and_client_id_on_opfs() {
     assert!(matches!(again, Err(sync_store::StoreError::Duplicate { .. })));
     assert_eq!(store.rows("cards").expect("rows").len(), 1);
 }
+
+#[wasm_bindgen_test]
+async fn a_store_on_opfs_built_by_the_previous_model_upgrades_and_keeps_its_outbox() {
+    let directory = "test-store-upgrade";
+    let add = sync::ids::new_id("outbox", 1_700_000_000_000, 7);
+    {
+        let db = open_opfs(directory, "upgrade.db").await.expect("open");
+        db.execute_batch("DROP TABLE IF EXISTS cards; DROP TABLE IF EXISTS notes; DROP TABLE IF EXISTS sync_outbox; DROP TABLE IF EXISTS sync_confirmed; DROP TABLE IF EXISTS sync_meta; DROP TABLE IF EXISTS sync_resolved;")
+            .expect("fresh tables");
+        let mut store = LocalStore::open(db, common::model(), || "client_u".into()).expect("store");
+        let ctx = MutationContext { client_id: "client_u".into(), record_id: "cards_u".into(), now_ms: 1 };
+        let args = json!({"boardId": "r", "author": "Ada", "body": "queued before the update"});
+        store.mutate(&add, "addCard", &args, &ctx).expect("mutate");
+    }
+    let db = open_opfs(directory, "upgrade.db").await.expect("reopen");
+    let mut store = LocalStore::open(db, common::model_v2(), || unreachable!("named")).expect("upgraded");
+    assert!(store.take_upgrade_rejections().is_empty());
+    assert_eq!(store.outbox_len().expect("outbox"), 1);
+    let board =
+        common::model_v2().validate_query("boardCards", &json!({"boardId": "r"})).expect("valid").select;
+    let rows = store.query(&board).expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["body"], json!("queued before the update"));
+    assert_eq!(rows[0]["priority"], json!(0));
+}

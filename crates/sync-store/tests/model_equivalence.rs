@@ -385,60 +385,9 @@ fn a_mutation_id_is_remembered_while_pending_and_after_its_answer() {
     assert!(store.rows(CARDS).expect("rows").is_empty());
 }
 
-/// The next version of the test model: cards gain a `priority` column, and editing
-/// a card now requires a `reason`.
-fn model_v2() -> sync::SyncModel {
-    use sync::{ColumnType, Insert, Operator, Order, Select, SyncModel, Update};
-    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct EditWithReason {
-        board_id: String,
-        body: String,
-        reason: String,
-    }
-    SyncModel::builder()
-        .collection(common::cards().column("priority", ColumnType::Integer))
-        .collection(common::notes())
-        .query(
-            SyncModel::query::<common::BoardArgs>("boardCards", "cards")
-                .require("boardId", "board_id", Operator::Eq)
-                .build(|args| {
-                    Select::from("cards")
-                        .filter("board_id", Operator::Eq, args.board_id.clone())
-                        .order_by("created_at", Order::Asc)
-                }),
-        )
-        .mutator(
-            SyncModel::insert::<common::SendArgs>("addCard", "cards").require("boardId", "board_id").build(
-                |args, ctx| {
-                    Insert::into("cards")
-                        .value("board_id", args.board_id.clone())
-                        .value("author", args.author.clone())
-                        .value("body", args.body.clone())
-                        .value("created_at", ctx.now_ms)
-                        .value("last_modified_by", ctx.client_id.clone())
-                        .value("priority", 0)
-                },
-            ),
-        )
-        .mutator(
-            SyncModel::update::<EditWithReason>("editCard", "cards").require("boardId", "board_id").build(
-                |args, ctx| {
-                    Update::record("cards", ctx.record_id.clone()).set("body", args.body.clone()).guard(
-                        "board_id",
-                        Operator::Eq,
-                        args.board_id.clone(),
-                    )
-                },
-            ),
-        )
-        .build()
-        .expect("v2 model is valid")
-}
-
 #[test]
 fn a_store_of_the_previous_model_upgrades_and_keeps_its_pending_writes() {
-    assert_ne!(model().schema_version(), model_v2().schema_version());
+    assert_ne!(model().schema_version(), common::model_v2().schema_version());
     assert_eq!(model().schema_version(), model().schema_version(), "stable");
     let dir = temp_dir();
     let path = dir.0.join("upgrade.db");
@@ -471,8 +420,8 @@ fn a_store_of_the_previous_model_upgrades_and_keeps_its_pending_writes() {
         v1.mutate(&edit, EDIT_CARD, &json!({"boardId": "r1", "body": "queued, edited"}), &ctx).expect("edit");
         assert_eq!(v1.outbox_len().expect("outbox"), 2);
     }
-    let mut v2 =
-        LocalStore::open(rusqlite_open(&path), model_v2(), || unreachable!("already named")).expect("open");
+    let mut v2 = LocalStore::open(rusqlite_open(&path), common::model_v2(), || unreachable!("already named"))
+        .expect("open");
     assert_eq!(v2.client_id(), "client_v1");
     // The edit no longer fits the model: answered as rejected, with the reason.
     let rejected = v2.take_upgrade_rejections();
@@ -489,7 +438,8 @@ fn a_store_of_the_previous_model_upgrades_and_keeps_its_pending_writes() {
     // The add is still queued, re-planned for the new table, and shown.
     let outbox = v2.outbox(10).expect("outbox");
     assert_eq!(outbox.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec![add.as_str()]);
-    let board = model_v2().validate_query("boardCards", &json!({"boardId": "r1"})).expect("valid").select;
+    let board =
+        common::model_v2().validate_query("boardCards", &json!({"boardId": "r1"})).expect("valid").select;
     let rows = v2.query(&board).expect("rows");
     assert_eq!(rows.len(), 1, "the server's image is forgotten until the snapshot is fetched again");
     assert_eq!(rows[0]["body"], json!("queued"));
@@ -498,7 +448,8 @@ fn a_store_of_the_previous_model_upgrades_and_keeps_its_pending_writes() {
     assert_eq!(v2.cursor().expect("cursor"), sync::Cursor(0), "snapshots are fetched again");
     // Opening again with the same model changes nothing.
     drop(v2);
-    let mut again = LocalStore::open(rusqlite_open(&path), model_v2(), || unreachable!()).expect("open");
+    let mut again =
+        LocalStore::open(rusqlite_open(&path), common::model_v2(), || unreachable!()).expect("open");
     assert!(again.take_upgrade_rejections().is_empty());
     assert_eq!(again.outbox_len().expect("outbox"), 1);
     assert_eq!(again.query(&board).expect("rows").len(), 1);

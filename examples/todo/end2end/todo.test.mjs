@@ -139,6 +139,20 @@ test('a query the callback denies shows its own error on the list', async () => 
   const browser = await launchBrowser();
   try {
     const page = await browser.context.newPage();
+    await page.goto(`${app.url}/list/locked-${newId('list').slice(-8)}`);
+    const error = page.getByTestId('query-error');
+    await error.waitFor({ timeout: 20_000 });
+    assert.match(await error.textContent(), /is locked/);
+    assert.deepEqual(await titles(page), []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a forged or stale token is renewed without asking: the list works', async () => {
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.context.newPage();
     // A cached token the server will not accept (wrong signature), for the cached name.
     await page.addInitScript(() => {
       localStorage.setItem('todo:name', 'Mallory');
@@ -146,11 +160,12 @@ test('a query the callback denies shows its own error on the list', async () => 
         token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJNYWxsb3J5In0.forged', name: 'Mallory', expires_at: 4102444800,
       }));
     });
-    await page.goto(`${app.url}/list/${newId('list').slice(-8)}`);
-    const error = page.getByTestId('query-error');
-    await error.waitFor({ timeout: 20_000 });
-    assert.match(await error.textContent(), /sign in again/);
-    assert.deepEqual(await titles(page), []);
+    const list = newId('list').slice(-8);
+    await page.goto(`${app.url}/list/${list}`);
+    await add(page, 'after renewal');
+    await page.locator('[data-testid="todo"][data-status="confirmed"][data-title="after renewal"]')
+      .waitFor({ timeout: 20_000 });
+    assert.equal(await page.getByTestId('query-error').count(), 0);
   } finally {
     await browser.close();
   }

@@ -116,3 +116,52 @@ pub fn model() -> SyncModel {
 pub fn ctx(client: &str, record: &str, now_ms: i64) -> MutationContext {
     MutationContext { client_id: client.into(), record_id: record.into(), now_ms }
 }
+
+/// The next version of the test model: cards gain a `priority` column, and editing
+/// a card now requires a `reason`.
+pub fn model_v2() -> sync::SyncModel {
+    use sync::{ColumnType, Insert, Operator, Order, Select, SyncModel, Update};
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct EditWithReason {
+        board_id: String,
+        body: String,
+        reason: String,
+    }
+    SyncModel::builder()
+        .collection(cards().column("priority", ColumnType::Integer))
+        .collection(notes())
+        .query(
+            SyncModel::query::<BoardArgs>("boardCards", "cards")
+                .require("boardId", "board_id", Operator::Eq)
+                .build(|args| {
+                    Select::from("cards")
+                        .filter("board_id", Operator::Eq, args.board_id.clone())
+                        .order_by("created_at", Order::Asc)
+                }),
+        )
+        .mutator(SyncModel::insert::<SendArgs>("addCard", "cards").require("boardId", "board_id").build(
+            |args, ctx| {
+                Insert::into("cards")
+                    .value("board_id", args.board_id.clone())
+                    .value("author", args.author.clone())
+                    .value("body", args.body.clone())
+                    .value("created_at", ctx.now_ms)
+                    .value("last_modified_by", ctx.client_id.clone())
+                    .value("priority", 0)
+            },
+        ))
+        .mutator(
+            SyncModel::update::<EditWithReason>("editCard", "cards").require("boardId", "board_id").build(
+                |args, ctx| {
+                    Update::record("cards", ctx.record_id.clone()).set("body", args.body.clone()).guard(
+                        "board_id",
+                        Operator::Eq,
+                        args.board_id.clone(),
+                    )
+                },
+            ),
+        )
+        .build()
+        .expect("v2 model is valid")
+}

@@ -148,6 +148,14 @@ pub fn judge_write(operation: &str, args: &serde_json::Value) -> Result<(), Stri
     }
 }
 
+/// The rule for reads, as the worker's query callback applies it: a list whose id
+/// starts with `locked-` has been locked by the app and cannot be read. `Err` is the
+/// reason shown on the list.
+pub fn judge_read(args: &serde_json::Value) -> Result<(), String> {
+    let list = args.get("listId").and_then(|value| value.as_str()).unwrap_or_default();
+    if list.starts_with("locked-") { Err(format!("the list {list} is locked")) } else { Ok(()) }
+}
+
 /// List ids are what a URL segment holds without escaping.
 pub fn clean_list_id(input: &str) -> Option<String> {
     let id: String = input

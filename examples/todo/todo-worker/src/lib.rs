@@ -21,7 +21,7 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] =
     &[("0001_init", include_str!("../../migrations/postgres/0001_init.sql"))];
 
 /// The todo rules: any signed-in user may read and edit a list they have the link
-/// to; titles have 1 to 200 characters.
+/// to, unless the list is locked; titles have 1 to 200 characters.
 struct TodoRules;
 
 impl Callbacks for TodoRules {
@@ -32,10 +32,12 @@ impl Callbacks for TodoRules {
     ) -> CallbackFuture<'a, Decision> {
         Box::pin(async move {
             guest::signed_in(caller)?;
-            Ok(if request.operation_name == LIST_TODOS.name() {
-                Decision::allow()
-            } else {
+            Ok(if request.operation_name != LIST_TODOS.name() {
                 Decision::deny(format!("{} is not a todo query", request.operation_name))
+            } else if let Err(reason) = todo_model::judge_read(&request.args) {
+                Decision::deny(reason)
+            } else {
+                Decision::allow()
             })
         })
     }

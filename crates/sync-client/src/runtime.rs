@@ -192,7 +192,12 @@ impl Runtime {
             && let Ok(body) = serde_json::from_str::<sync::protocol::error::ErrorBody>(&text)
             && body.error == sync::protocol::error::NEEDS_AUTH
         {
-            Err(Failure::NeedsAuth(body.reason))
+            if *self.token.borrow() == token {
+                Err(Failure::NeedsAuth(body.reason))
+            } else {
+                // Sent with a token that has been renewed since: just send it again.
+                Err(Failure::Unavailable(format!("signed in again; retrying ({})", body.reason)))
+            }
         } else if status == 410
             && let Ok(body) = serde_json::from_str::<sync::protocol::error::ErrorBody>(&text)
             && body.error == sync::protocol::error::RESYNC_REQUIRED

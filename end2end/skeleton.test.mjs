@@ -83,8 +83,12 @@ test('a wrong upstream setting is a clear 503, not a crash', async () => {
       assert.equal(response.status, 503, response.text);
       assert.equal(body.error, 'not_configured');
       assert.match(body.reason, reason);
-      // The worker is still up.
-      assert.equal((await fetch(`${other.url}/api/health`)).status, 200);
+      // The worker is still up, and its health probe says what is wrong.
+      const health = await fetch(`${other.url}/api/health`);
+      assert.equal(health.status, 503);
+      const probe = await health.json();
+      assert.deepEqual([probe.ok, probe.error], [false, 'not_configured']);
+      assert.match(probe.reason, reason);
     } finally {
       await other.stop();
     }

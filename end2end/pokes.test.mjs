@@ -24,16 +24,26 @@ test('a client watching room A is poked for a write in A and not for one in B', 
   const socketB = await pokeSocket(app.url, inB);
   try {
     const writer = client(app.url, token);
+    const before = (await inA.query('roomMessages', { roomId: roomA })).json.cursor;
     const inRoomA = (await writer.send(roomA, 'Ada', 'for A').response).json.results[0];
     const pokeA = await socketA.next();
-    assert.deepEqual(pokeA, { type: 'poke', cursor: inRoomA.seq });
+    assert.equal(pokeA.type, 'poke');
+    assert.equal(pokeA.cursor, inRoomA.seq);
+    // The poke carries the change itself: exactly what a pull hands out for it.
+    const pulledFirst = await inA.pull(before, [{ name: 'roomMessages', args: { roomId: roomA } }]);
+    assert.deepEqual(pokeA.changes, pulledFirst.json.changes);
+    assert.deepEqual(pokeA.changes.map((c) => c.row.body), ['for A']);
 
     const inRoomB = (await writer.send(roomB, 'Ada', 'for B').response).json.results[0];
     // B's first poke is for B's write: the one in A never reached it.
-    assert.deepEqual(await socketB.next(), { type: 'poke', cursor: inRoomB.seq });
+    const pokeB = await socketB.next();
+    assert.equal(pokeB.cursor, inRoomB.seq);
+    assert.deepEqual(pokeB.changes.map((c) => c.row.body), ['for B']);
     // And A hears nothing of B's: its next poke is its own room's next write.
     const again = (await writer.send(roomA, 'Ada', 'for A again').response).json.results[0];
-    assert.deepEqual(await socketA.next(), { type: 'poke', cursor: again.seq });
+    const pokeAgain = await socketA.next();
+    assert.equal(pokeAgain.cursor, again.seq);
+    assert.ok((pokeAgain.changes ?? []).every((c) => c.row.body === 'for A again'));
 
     // A poke means "pull": the pull from the old cursor brings exactly the new rows.
     const pulled = await inA.pull(inRoomA.seq, [{ name: 'roomMessages', args: { roomId: roomA } }]);
@@ -73,7 +83,9 @@ test('sessions and subscriptions survive a restart', async () => {
   try {
     const writer = client(app.url, await guestToken(app.url, 'Ada'));
     const sent = (await writer.send(room, 'Ada', 'after restart').response).json.results[0];
-    assert.deepEqual(await socket.next(), { type: 'poke', cursor: sent.seq });
+    const poke = await socket.next();
+    assert.deepEqual([poke.type, poke.cursor], ['poke', sent.seq]);
+    assert.deepEqual((poke.changes ?? []).map((c) => c.row.body), ['after restart']);
   } finally {
     socket.close();
   }

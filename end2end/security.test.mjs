@@ -99,7 +99,9 @@ test('a cursor beyond the head is refused and does not silence the session', asy
   const socket = await pokeSocket(app.url, watcher);
   try {
     const { result: next } = await sendAsAda(room, 'second');
-    assert.deepEqual(await socket.next(), { type: 'poke', cursor: next.seq });
+    const poke = await socket.next();
+    assert.deepEqual([poke.type, poke.cursor], ['poke', next.seq]);
+    assert.deepEqual((poke.changes ?? []).map((c) => c.row.body), ['second']);
   } finally {
     socket.close();
   }

@@ -136,7 +136,7 @@ async function browserSends(url) {
 
 /**
  * A receiver as the SQLite worker is, minus the browser: subscribes with a named
- * query, keeps the session's WebSocket, pulls on every poke.
+ * query, keeps the session's WebSocket, shows what a poke carries, pulls on every poke.
  */
 async function nodeReceiver(url, room, index, seen) {
   const token = await guestToken(url, `Receiver ${index}`);
@@ -172,7 +172,15 @@ async function nodeReceiver(url, room, index, seen) {
   });
   socket.addEventListener('message', (event) => {
     const poke = JSON.parse(event.data);
-    if (poke.type === 'poke' && poke.cursor > cursor) pulling = pulling.then(pull).catch((error) => log(`receiver ${index}: ${error.message}`));
+    if (poke.type !== 'poke') return;
+    // As the worker does: show the changes a poke carries at once, then pull to move
+    // the cursor (and fill any gap).
+    const now = Date.now();
+    for (const change of poke.changes ?? []) {
+      const body = change.row?.body;
+      if (body !== undefined && !seen.has(`${index}:${body}`)) seen.set(`${index}:${body}`, now);
+    }
+    if (poke.cursor > cursor) pulling = pulling.then(pull).catch((error) => log(`receiver ${index}: ${error.message}`));
   });
   return { close: () => socket.close() };
 }

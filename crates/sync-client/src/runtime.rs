@@ -857,6 +857,22 @@ fn resync(runtime: &Rc<Runtime>) {
     }
 }
 
+/// Changes a poke carried: installed at once (each record's newer image wins, as
+/// always), without moving the cursor; the pull that follows moves it and fills any
+/// gap the poke could not know about.
+fn show_carried(runtime: &Rc<Runtime>, changes: &[sync::Change]) {
+    let applied = runtime.with_store(|store| {
+        let held = store.cursor().map_err(|e| e.to_string())?;
+        store.apply_pull(changes, held).map_err(|e| e.to_string())
+    });
+    if let Ok(touched) = applied
+        && !touched.is_empty()
+    {
+        let collections = touched.into_iter().map(|t| t.collection).collect::<std::collections::BTreeSet<_>>();
+        runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect() });
+    }
+}
+
 /// Keeps one WebSocket to the session open; pulls on every poke and on reconnect.
 async fn keep_socket(runtime: Rc<Runtime>) {
     let mut attempt = 0;
@@ -876,7 +892,10 @@ async fn keep_socket(runtime: Rc<Runtime>) {
             while let Some(message) = socket.next().await {
                 let Ok(Message::Text(text)) = message else { break };
                 attempt = 0;
-                if let Ok(ServerMessage::Poke { cursor }) = serde_json::from_str::<ServerMessage>(&text) {
+                if let Ok(ServerMessage::Poke { cursor, changes }) = serde_json::from_str::<ServerMessage>(&text) {
+                    if !changes.is_empty() {
+                        show_carried(&runtime, &changes);
+                    }
                     let behind = runtime
                         .with_store(|store| store.cursor().map_err(|e| e.to_string()))
                         .is_ok_and(|c| c < cursor);

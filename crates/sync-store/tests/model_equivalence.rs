@@ -454,3 +454,53 @@ fn a_store_of_the_previous_model_upgrades_and_keeps_its_pending_writes() {
     assert_eq!(again.outbox_len().expect("outbox"), 1);
     assert_eq!(again.query(&board).expect("rows").len(), 1);
 }
+
+#[test]
+fn changes_a_poke_carries_show_at_once_and_the_pull_fills_the_gap() {
+    let model = model();
+    let mut store =
+        LocalStore::open(sync_store::Connection::open_in_memory().expect("db"), model.clone(), || "c".into())
+            .expect("open");
+    let card = |seq: u64, id: &str, body: &str| sync::Change {
+        seq: sync::Cursor(seq),
+        collection: CARDS.into(),
+        record_id: id.into(),
+        kind: sync::ChangeKind::Upsert,
+        row: Some(
+            [
+                ("id", json!(id)),
+                ("board_id", json!("r1")),
+                ("author", json!("Ada")),
+                ("body", json!(body)),
+                ("created_at", json!(seq)),
+                ("last_modified_by", json!("x")),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        ),
+        topics: vec![],
+        client_id: "x".into(),
+        mutation_id: format!("outbox_{seq}"),
+    };
+    let board = model.validate_query("boardCards", &json!({"boardId": "r1"})).expect("valid").select;
+    store.apply_pull(&[], sync::Cursor(3)).expect("at 3");
+    // A poke carries change 6; change 5 (another writer's) has not arrived yet.
+    let held = store.cursor().expect("cursor");
+    store.apply_pull(&[card(6, "card_b", "carried")], held).expect("carried");
+    assert_eq!(store.cursor().expect("cursor"), sync::Cursor(3), "the cursor waits for the pull");
+    assert_eq!(store.query(&board).expect("rows").len(), 1, "shown at once");
+    // The pull from 3 brings 5 and 6 again (and a later edit of 6 wins once).
+    store
+        .apply_pull(&[card(5, "card_a", "gap"), card(6, "card_b", "carried"), card(7, "card_b", "edited")], sync::Cursor(7))
+        .expect("pull");
+    // A late carried copy of 6 must not undo 7.
+    let held = store.cursor().expect("cursor");
+    store.apply_pull(&[card(6, "card_b", "carried")], held).expect("late copy");
+    let rows = store.query(&board).expect("rows");
+    assert_eq!(
+        rows.iter().map(|r| (r["id"].clone(), r["body"].clone())).collect::<Vec<_>>(),
+        vec![(json!("card_a"), json!("gap")), (json!("card_b"), json!("edited"))]
+    );
+    assert_eq!(store.cursor().expect("cursor"), sync::Cursor(7));
+}

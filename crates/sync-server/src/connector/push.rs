@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::Extension;
 use axum::http::HeaderMap;
 use sync::SyncModel;
-use sync::changes::{Cursor, Topic, change_topics};
+use sync::changes::{Change, ChangeKind, Cursor, Topic, change_topics};
 use sync::model::{MutationContext, ValidatedMutation};
 use sync::protocol::mutation_callback::{
     MutationCallbackOperation, MutationCallbackRequest, MutationCallbackResponse,
@@ -135,9 +135,21 @@ pub async fn push(
     // and outcome; if the transaction fails (a racing retry, a conflicting write),
     // fall back to one transaction per mutation so one failure rejects only itself.
     let mut touched = BTreeSet::new();
+    let mut committed = Vec::new();
     for (planned, outcome) in apply_all(model, &db, client, &plans, now).await? {
-        if matches!(outcome, MutationOutcome::Confirmed { .. }) {
+        if let MutationOutcome::Confirmed { row, seq } = &outcome {
             touched.extend(planned.topics.iter().map(ToString::to_string));
+            // What a pull would hand out for it: the pokes carry it to the watchers.
+            committed.push(Change {
+                seq: *seq,
+                collection: planned.collection.clone(),
+                record_id: planned.mutation.record_id.clone(),
+                kind: if row.is_some() { ChangeKind::Upsert } else { ChangeKind::Delete },
+                row: row.clone(),
+                topics: planned.topics.clone(),
+                client_id: client.to_string(),
+                mutation_id: planned.mutation.id.clone(),
+            });
         }
         known.insert(planned.mutation.id.clone(), outcome);
     }
@@ -154,10 +166,12 @@ pub async fn push(
     let cursor = head.first().and_then(|row| integer(row, "head")).unwrap_or(0);
     if !touched.is_empty() {
         // Pokes go out after the answer: the writer does not wait for the fan-out.
+        committed.sort_by_key(|change| change.seq);
         ctx.wait_until(durable::poke_topics(
             env.clone(),
             touched.into_iter().collect(),
             cursor.max(0) as u64,
+            sync::changes::latest_per_record(committed),
         ));
     }
     let results = request
@@ -240,6 +254,7 @@ async fn record_rejection(
 struct Planned<'a> {
     mutation: &'a PushMutation,
     mutator: String,
+    collection: String,
     statements: Vec<Statement>,
     topics: Vec<Topic>,
 }
@@ -310,7 +325,7 @@ fn plan<'a>(
         .statements(dialect)
         .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
     images.insert(key, after);
-    Ok(Ok(Planned { mutation, mutator: validated.name, statements, topics }))
+    Ok(Ok(Planned { mutation, mutator: validated.name, collection: validated.collection, statements, topics }))
 }
 
 /// Applies the plans in one transaction, or one by one if that fails.

@@ -27,6 +27,10 @@ pub struct Poke {
     #[serde(default)]
     pub topic: String,
     pub cursor: u64,
+    /// The committed changes on `topic` that moved the log to `cursor`, when small
+    /// enough to carry (see `sync::protocol::poke::MAX_CARRIED_BYTES`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<sync::changes::Change>,
 }
 
 /// A ClientSession's answer to a poke.

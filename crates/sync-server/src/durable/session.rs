@@ -12,6 +12,11 @@ use super::calls::{Claim, Delivered, Poke, Watch};
 use super::stubs::{post_json, subscription_stub};
 use super::{error_response, json_response};
 
+/// How long the app's "yes" to a topic lets pokes carry its rows: a client pulls
+/// after pokes (each pull asks the query callback again), so an active session stays
+/// fresh, and a user the app stops allowing gets rows by poke for at most this long.
+const AUTHORIZATION_FRESH_MS: i64 = 30_000;
+
 #[durable_object]
 pub struct ClientSession {
     state: State,
@@ -25,6 +30,8 @@ impl DurableObject for ClientSession {
         for statement in [
             "CREATE TABLE IF NOT EXISTS owner (session_id TEXT NOT NULL, client_id TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY)",
+            // When the app's query callback last allowed each topic to this client.
+            "CREATE TABLE IF NOT EXISTS topic_auth (topic TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS poke_gate (id INTEGER PRIMARY KEY CHECK (id = 1), \
                acknowledged INTEGER NOT NULL, poked INTEGER NOT NULL, held INTEGER NOT NULL)",
         ] {
@@ -57,10 +64,11 @@ impl DurableObject for ClientSession {
                     let release = gate.on_acknowledged(cursor);
                     self.save_gate(&gate)?;
                     if let Some(cursor) = release {
-                        self.send_poke(cursor)?;
+                        self.send_poke(cursor, Vec::new())?;
                     }
                 }
                 let added = self.add_topics(&claim.topics)?;
+                self.authorized_now(&claim.topics)?;
                 self.watch_all(&claim.session_id, &added).await;
                 json_response(200, &serde_json::json!({ "topics": self.topics()?.len() }))
             }
@@ -72,7 +80,12 @@ impl DurableObject for ClientSession {
                 let decision = gate.on_change(poke.cursor);
                 self.save_gate(&gate)?;
                 let sockets = match decision {
-                    PokeDecision::Send(cursor) => self.send_poke(cursor)?,
+                    PokeDecision::Send(cursor) => {
+                        // Rows ride along only while the app's last "yes" for this topic
+                        // is recent; otherwise the client pulls, which asks again.
+                        let changes = if self.recently_authorized(&poke.topic)? { poke.changes } else { Vec::new() };
+                        self.send_poke(cursor, changes)?
+                    }
                     // Skipped or held, the session is live while it has a socket.
                     PokeDecision::Skip => self.state.get_websockets().len(),
                     PokeDecision::Hold { set_alarm } => {
@@ -95,7 +108,7 @@ impl DurableObject for ClientSession {
         let release = gate.on_alarm();
         self.save_gate(&gate)?;
         if let Some(cursor) = release {
-            self.send_poke(cursor)?;
+            self.send_poke(cursor, Vec::new())?;
         }
         Response::ok("")
     }
@@ -174,10 +187,34 @@ impl ClientSession {
         Ok(())
     }
 
-    /// Tells every socket of the session that the log reached `cursor`; returns how
-    /// many it reached.
-    fn send_poke(&self, cursor: u64) -> Result<usize> {
-        let text = serde_json::to_string(&ServerMessage::Poke { cursor: sync::Cursor(cursor) })?;
+    /// Records that the app's query callback just allowed `topics` to this client.
+    fn authorized_now(&self, topics: &[String]) -> Result<()> {
+        let now = worker::Date::now().as_millis() as i64;
+        for topic in topics {
+            self.sql.exec(
+                "INSERT INTO topic_auth (topic, at_ms) VALUES (?, ?) \
+                 ON CONFLICT (topic) DO UPDATE SET at_ms = excluded.at_ms",
+                vec![topic.clone().into(), now.into()],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn recently_authorized(&self, topic: &str) -> Result<bool> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            at_ms: i64,
+        }
+        let rows: Vec<Row> =
+            self.sql.exec("SELECT at_ms FROM topic_auth WHERE topic = ?", vec![topic.into()])?.to_array()?;
+        let now = worker::Date::now().as_millis() as i64;
+        Ok(rows.first().is_some_and(|row| now - row.at_ms <= AUTHORIZATION_FRESH_MS))
+    }
+
+    /// Tells every socket of the session that the log reached `cursor` (with
+    /// `changes`, if any); returns how many sockets it reached.
+    fn send_poke(&self, cursor: u64, changes: Vec<sync::Change>) -> Result<usize> {
+        let text = serde_json::to_string(&ServerMessage::Poke { cursor: sync::Cursor(cursor), changes })?;
         Ok(self.state.get_websockets().iter().filter(|socket| socket.send_with_str(&text).is_ok()).count())
     }
 

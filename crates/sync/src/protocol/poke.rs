@@ -1,12 +1,24 @@
-//! Connector -> client, over the session's WebSocket: "something you watch changed;
-//! pull". Carries the head cursor so a client already there can skip the pull.
+//! Connector -> client, over the session's WebSocket: "something you watch changed".
+//! Carries the head cursor so a client already there can skip the pull, and, when
+//! they are small enough ([`MAX_CARRIED_BYTES`]), the changes themselves: the client
+//! shows them at once and pulls only to move its cursor.
 
 use serde::{Deserialize, Serialize};
 
-use crate::changes::Cursor;
+use crate::changes::{Change, Cursor};
+
+/// Changes ride in a poke only while their JSON stays under this size; a larger
+/// burst is announced without them (the client pulls).
+pub const MAX_CARRIED_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerMessage {
-    Poke { cursor: Cursor },
+    Poke {
+        cursor: Cursor,
+        /// Committed changes on the session's topics at or below `cursor` (maybe not
+        /// all of them: a pull from the client's cursor is still the guarantee).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<Change>,
+    },
 }

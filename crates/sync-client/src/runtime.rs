@@ -868,7 +868,8 @@ fn show_carried(runtime: &Rc<Runtime>, changes: &[sync::Change]) {
     if let Ok(touched) = applied
         && !touched.is_empty()
     {
-        let collections = touched.into_iter().map(|t| t.collection).collect::<std::collections::BTreeSet<_>>();
+        let collections =
+            touched.into_iter().map(|t| t.collection).collect::<std::collections::BTreeSet<_>>();
         runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect() });
     }
 }
@@ -892,7 +893,9 @@ async fn keep_socket(runtime: Rc<Runtime>) {
             while let Some(message) = socket.next().await {
                 let Ok(Message::Text(text)) = message else { break };
                 attempt = 0;
-                if let Ok(ServerMessage::Poke { cursor, changes }) = serde_json::from_str::<ServerMessage>(&text) {
+                if let Ok(ServerMessage::Poke { cursor, changes }) =
+                    serde_json::from_str::<ServerMessage>(&text)
+                {
                     if !changes.is_empty() {
                         show_carried(&runtime, &changes);
                     }

@@ -492,7 +492,10 @@ fn changes_a_poke_carries_show_at_once_and_the_pull_fills_the_gap() {
     assert_eq!(store.query(&board).expect("rows").len(), 1, "shown at once");
     // The pull from 3 brings 5 and 6 again (and a later edit of 6 wins once).
     store
-        .apply_pull(&[card(5, "card_a", "gap"), card(6, "card_b", "carried"), card(7, "card_b", "edited")], sync::Cursor(7))
+        .apply_pull(
+            &[card(5, "card_a", "gap"), card(6, "card_b", "carried"), card(7, "card_b", "edited")],
+            sync::Cursor(7),
+        )
         .expect("pull");
     // A late carried copy of 6 must not undo 7.
     let held = store.cursor().expect("cursor");

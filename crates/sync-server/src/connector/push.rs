@@ -325,7 +325,13 @@ fn plan<'a>(
         .statements(dialect)
         .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
     images.insert(key, after);
-    Ok(Ok(Planned { mutation, mutator: validated.name, collection: validated.collection, statements, topics }))
+    Ok(Ok(Planned {
+        mutation,
+        mutator: validated.name,
+        collection: validated.collection,
+        statements,
+        topics,
+    }))
 }
 
 /// Applies the plans in one transaction, or one by one if that fails.

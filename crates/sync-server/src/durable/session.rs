@@ -83,7 +83,8 @@ impl DurableObject for ClientSession {
                     PokeDecision::Send(cursor) => {
                         // Rows ride along only while the app's last "yes" for this topic
                         // is recent; otherwise the client pulls, which asks again.
-                        let changes = if self.recently_authorized(&poke.topic)? { poke.changes } else { Vec::new() };
+                        let changes =
+                            if self.recently_authorized(&poke.topic)? { poke.changes } else { Vec::new() };
                         self.send_poke(cursor, changes)?
                     }
                     // Skipped or held, the session is live while it has a socket.

@@ -99,11 +99,13 @@ pub async fn open_socket(env: &Env, session_id: &str, url: &str) -> worker::Resu
 pub async fn poke_topics(env: Env, topics: Vec<String>, cursor: u64, changes: Vec<sync::changes::Change>) {
     let pokes = topics.into_iter().map(|topic| {
         let env = env.clone();
-        let on_topic: Vec<sync::changes::Change> =
-            changes.iter().filter(|change| change.topics.iter().any(|t| t.as_str() == topic)).cloned().collect();
+        let on_topic: Vec<sync::changes::Change> = changes
+            .iter()
+            .filter(|change| change.topics.iter().any(|t| t.as_str() == topic))
+            .cloned()
+            .collect();
         let carried = serde_json::to_string(&on_topic).map_or(usize::MAX, |text| text.len());
-        let on_topic =
-            if carried <= sync::protocol::poke::MAX_CARRIED_BYTES { on_topic } else { Vec::new() };
+        let on_topic = if carried <= sync::protocol::poke::MAX_CARRIED_BYTES { on_topic } else { Vec::new() };
         async move {
             let poke = Poke { topic: topic.clone(), cursor, changes: on_topic };
             let result = match subscription_stub(&env, &topic) {

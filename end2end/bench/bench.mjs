@@ -298,6 +298,7 @@ async function sizes() {
   return {
     client_wasm: await sizeOf(join(ROOT, 'target', 'site', 'pkg', 'frontend_bg.wasm')),
     client_js: await sizeOf(join(ROOT, 'target', 'site', 'pkg', 'frontend.js')),
+    db_worker_wasm: await sizeOf(join(ROOT, 'target', 'site', 'pkg', 'frontend-db_bg.wasm')),
     worker_wasm: workerWasm ? await sizeOf(join(workerDir, workerWasm)) : null,
   };
 }
@@ -325,6 +326,7 @@ function table(report) {
   lines.push([`initial sync of ${report.initial_sync.messages} messages, fresh browser (s)`, f(report.initial_sync.seconds), '', '', '1', '< 1']);
   const s = report.sizes;
   lines.push(['client wasm raw / gzip (KB)', `${(s.client_wasm.raw / 1024).toFixed(0)} / ${(s.client_wasm.gzip / 1024).toFixed(0)}`, '', '', '', '']);
+  if (s.db_worker_wasm) lines.push(['SQLite Web Worker wasm raw / gzip (KB)', `${(s.db_worker_wasm.raw / 1024).toFixed(0)} / ${(s.db_worker_wasm.gzip / 1024).toFixed(0)}`, '', '', '', '']);
   if (s.worker_wasm) lines.push(['worker wasm raw / gzip (KB)', `${(s.worker_wasm.raw / 1024).toFixed(0)} / ${(s.worker_wasm.gzip / 1024).toFixed(0)}`, '', '', '', '']);
   const widths = lines[0].map((_, c) => Math.max(...lines.map((l) => l[c].length)));
   return lines.map((l) => l.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ')).join('\n');

@@ -5,7 +5,10 @@
 // The page adds its own URL to the cache (sync_client::offline) once this worker is
 // ready. It registers this script as /sw.js?cache=<name>: the cache is the app's own.
 const CACHE = new URL(self.location.href).searchParams.get('cache') || 'sync-app-v1';
-const PRECACHE = ['/pkg/frontend.js', '/pkg/frontend_bg.wasm', '/pkg/db-worker.js', '/style/main.css', '/style/favicon.svg'];
+const PRECACHE = [
+  '/pkg/frontend.js', '/pkg/frontend_bg.wasm', '/pkg/db-worker.js', '/pkg/frontend-db.js', '/pkg/frontend-db_bg.wasm',
+  '/style/main.css', '/style/favicon.svg',
+];
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

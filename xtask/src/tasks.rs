@@ -223,14 +223,26 @@ fn build_app(app: &WebApp) -> Result {
     Ok(())
 }
 
-/// Browser bundle: cargo -> wasm-bindgen (ES module) -> wasm-opt, plus static files.
+/// Browser bundles: the frontend crate twice (the page's bundle with its default
+/// features, the SQLite Web Worker's with `db-worker`), each cargo -> wasm-bindgen
+/// (ES module) -> wasm-opt; plus static files.
 fn build_client(app: &WebApp) -> Result {
-    let root = root();
     let pkg = app.site.join(app_constant("CLIENT_PKG_DIR")?);
-    let bundle = &app.bundle;
+    build_bundle(app, &pkg, &[], &app.bundle)?;
+    build_bundle(app, &pkg, &["--no-default-features", "--features", "db-worker"], &format!("{}-db", app.bundle))?;
 
+    // The Web Worker's module script sits next to the bundle it imports.
+    copy_dir(&app.js, &pkg)?;
+    copy_public_and_style(app)
+}
+
+/// One bundle of the app's frontend crate, built with `features`, as
+/// `pkg/{name}.js` + `pkg/{name}_bg.wasm`.
+fn build_bundle(app: &WebApp, pkg: &Path, features: &[&str], name: &str) -> Result {
+    let root = root();
     run(Command::new("cargo")
         .args(["build", "--release", "--package", &app.frontend, "--target", WASM_TARGET])
+        .args(features)
         .current_dir(&root))?;
     let raw = root
         .join("target")
@@ -239,18 +251,18 @@ fn build_client(app: &WebApp) -> Result {
         .join(format!("{}.wasm", app.frontend.replace('-', "_")));
     run(Command::new(tools_bin().join("wasm-bindgen"))
         .arg(&raw)
-        .args(["--target", "web", "--no-typescript", "--out-name", bundle, "--out-dir"])
-        .arg(&pkg))?;
-    let bindgen_wasm = pkg.join(format!("{bundle}_bg.wasm"));
+        .args(["--target", "web", "--no-typescript", "--out-name", name, "--out-dir"])
+        .arg(pkg))?;
+    let bindgen_wasm = pkg.join(format!("{name}_bg.wasm"));
     run(Command::new(node_bin("wasm-opt"))
         .arg(&bindgen_wasm)
         .args(["-Oz", "--strip-debug", "--strip-producers"])
         .args(WASM_FEATURES)
         .arg("-o")
-        .arg(&bindgen_wasm))?;
+        .arg(&bindgen_wasm))
+}
 
-    // The Web Worker's module script sits next to the bundle it imports.
-    copy_dir(&app.js, &pkg)?;
+fn copy_public_and_style(app: &WebApp) -> Result {
     // Files served from the site root (the Service Worker's scope is its own folder).
     copy_dir(&app.public, &app.site)?;
     match &app.style {
@@ -514,11 +526,13 @@ fn lint() -> Result {
         "--package",
         "sync-client",
         "--features",
-        "sync-client/hydrate",
+        "sync-client/worker,frontend/db-worker,todo-frontend/db-worker",
         "--target",
         WASM_TARGET,
         "--all-targets",
     ])?;
+    // Each bundle as it is built: the pages without the worker runtime.
+    clippy(&["--package", "frontend", "--package", "todo-frontend", "--target", WASM_TARGET])?;
     // Each worker on its own: one build would unify the chat app's `ssr` and `hydrate`.
     clippy(&["--package", "sync-worker", "--target", WASM_TARGET])?;
     clippy(&["--package", "todo-worker", "--package", "sync-server", "--target", WASM_TARGET])
@@ -573,7 +587,7 @@ pub fn test(args: &[String]) -> Result {
                         "--package",
                         "sync-client",
                         "--features",
-                        "hydrate",
+                        "worker",
                         "--target",
                         WASM_TARGET,
                     ])
@@ -684,6 +698,8 @@ fn new_app_renames(name: &str, snake: &str) -> Vec<(String, String)> {
         ("/pkg/todo.js".into(), format!("/pkg/{name}.js")),
         ("./todo.js".into(), format!("./{name}.js")),
         ("todo_bg.wasm".into(), format!("{name}_bg.wasm")),
+        ("./todo-db.js".into(), format!("./{name}-db.js")),
+        ("./todo-db_bg.wasm".into(), format!("./{name}-db_bg.wasm")),
         ("AppName(\"todo\")".into(), format!("AppName(\"{name}\")")),
         ("\"todo:name\"".into(), format!("\"{name}:name\"")),
         ("'todo:name'".into(), format!("'{name}:name'")),

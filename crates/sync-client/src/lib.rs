@@ -5,7 +5,7 @@
 //!   [`use_sync_status`], [`use_metrics`]. During server rendering they are inert.
 //! - [`SyncClient`] (feature `hydrate`): the page's handle to the SQLite Web Worker;
 //!   [`SyncClient::spawn`] it once and `provide_context` it.
-//! - [`start_db_worker`] (feature `hydrate`, wasm32): the worker runtime itself: the
+//! - [`start_db_worker`] (feature `worker`, wasm32): the worker runtime itself: the
 //!   local store on OPFS, the outbox push, pulls on pokes, one WebSocket, and the
 //!   leader election between tabs. An app's worker entry is a few lines.
 //! - [`bridge`]: what the page and the worker say to each other.
@@ -24,11 +24,11 @@ pub mod guest;
 mod hooks;
 #[cfg(feature = "hydrate")]
 pub mod offline;
-#[cfg(all(feature = "hydrate", target_family = "wasm", target_os = "unknown"))]
+#[cfg(all(feature = "worker", target_family = "wasm", target_os = "unknown"))]
 pub mod opfs;
 #[cfg(feature = "hydrate")]
 mod page;
-#[cfg(all(feature = "hydrate", target_family = "wasm", target_os = "unknown"))]
+#[cfg(all(feature = "worker", target_family = "wasm", target_os = "unknown"))]
 mod runtime;
 
 pub use hooks::{
@@ -38,7 +38,7 @@ pub use hooks::{
 pub use metrics::{Metrics, Stat};
 #[cfg(feature = "hydrate")]
 pub use page::{SyncClient, new_id};
-#[cfg(all(feature = "hydrate", target_family = "wasm", target_os = "unknown"))]
+#[cfg(all(feature = "worker", target_family = "wasm", target_os = "unknown"))]
 pub use runtime::start_db_worker;
 pub use sync::typed::{Deletes, Inserts, Mutator, Query, Updates};
 

@@ -1,5 +1,5 @@
 //! Runs in a real dedicated Web Worker in Chromium (wasm-bindgen-test-runner + chromedriver).
-#![cfg(all(target_family = "wasm", target_os = "unknown", feature = "hydrate"))]
+#![cfg(all(target_family = "wasm", target_os = "unknown", feature = "worker"))]
 
 // The engine's neutral test model (cards on boards), shared with the core's tests.
 #[path = "../../sync/tests/common/mod.rs"]

@@ -1,7 +1,9 @@
-//! The todo example in the browser: one wasm bundle, loaded by the page (`mount`) and
-//! by the SQLite Web Worker (`db_worker_start`). The page is rendered in the browser
-//! (no server rendering): the engine needs none.
+//! The todo example in the browser, one crate built twice: with the feature `page`,
+//! the page's bundle (`mount`); with `db-worker`, the SQLite Web Worker's
+//! (`db_worker_start`). The page is rendered in the browser (no server rendering):
+//! the engine needs none.
 
+#[cfg(feature = "page")]
 mod page;
 
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -10,6 +12,7 @@ use wasm_bindgen::prelude::wasm_bindgen;
 pub const APP_NAME: sync_client::AppName = sync_client::AppName("todo");
 
 /// Starts the UI: spawns the sync worker, signs in, mounts the page.
+#[cfg(feature = "page")]
 #[wasm_bindgen]
 pub fn mount() {
     console_error_panic_hook::set_once();
@@ -17,7 +20,7 @@ pub fn mount() {
 }
 
 /// Runs the local store and sync for the todo model, inside the Web Worker.
-#[cfg(all(target_family = "wasm", target_os = "unknown"))]
+#[cfg(all(feature = "db-worker", target_family = "wasm", target_os = "unknown"))]
 #[wasm_bindgen]
 pub fn db_worker_start() {
     sync_client::start_db_worker(todo_model::todo_model(), APP_NAME);

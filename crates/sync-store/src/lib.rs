@@ -423,6 +423,7 @@ impl LocalStore {
         &mut self,
         outcomes: &[(String, MutationOutcome)],
     ) -> Result<BTreeSet<Touched>, StoreError> {
+        let pulled_through = self.cursor()?;
         let tx = self.conn.transaction()?;
         let mut touched = BTreeSet::new();
         for (mutation_id, outcome) in outcomes {
@@ -439,7 +440,11 @@ impl LocalStore {
                 "INSERT OR REPLACE INTO sync_resolved (id, record_id, outcome_json) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![mutation_id, record_id, serde_json::to_string(outcome)?])?;
-            if let MutationOutcome::Confirmed { row, seq } = outcome {
+            // At or below the cursor, the pulled state (later changes included) wins
+            // over a replayed answer's image (see `sync::client::ClientState::resolve`).
+            if let MutationOutcome::Confirmed { row, seq } = outcome
+                && *seq > pulled_through
+            {
                 install(&tx, &collection, &record_id, *seq, row.as_ref())?;
             }
             touched.insert(Touched { collection, record_id });

@@ -110,7 +110,12 @@ impl ClientState {
             return;
         };
         let pending = self.outbox.remove(index);
-        if let MutationOutcome::Confirmed { row, seq } = outcome {
+        // An answer at or below the cursor is old news: what the client pulled through
+        // (or re-fetched after a resync) already holds that record's state, later
+        // changes included, which a replayed answer's image must not undo.
+        if let MutationOutcome::Confirmed { row, seq } = outcome
+            && *seq > self.cursor
+        {
             self.install(&pending.collection, &pending.record_id, *seq, row.clone());
         }
     }

@@ -229,7 +229,12 @@ fn build_app(app: &WebApp) -> Result {
 fn build_client(app: &WebApp) -> Result {
     let pkg = app.site.join(app_constant("CLIENT_PKG_DIR")?);
     build_bundle(app, &pkg, &[], &app.bundle)?;
-    build_bundle(app, &pkg, &["--no-default-features", "--features", "db-worker"], &format!("{}-db", app.bundle))?;
+    build_bundle(
+        app,
+        &pkg,
+        &["--no-default-features", "--features", "db-worker"],
+        &format!("{}-db", app.bundle),
+    )?;
 
     // The Web Worker's module script sits next to the bundle it imports.
     copy_dir(&app.js, &pkg)?;

@@ -159,30 +159,40 @@ export async function startApp({ persistTo, vars = {}, postgresUrl, app = 'chat'
   } else {
     await runToEnd(['d1', 'migrations', 'apply', 'DB', '--local', '--config', CONFIG, '--persist-to', state]);
   }
-  const port = await freePort();
-  const inspectorPort = await freePort();
-  const child = spawn(
-    WRANGLER,
-    [
-      'dev', '--config', config, '--ip', '127.0.0.1', '--port', String(port),
-      '--inspector-port', String(inspectorPort), '--persist-to', state,
-      '--show-interactive-dev-session=false',
-      // GET /__scheduled runs the cron handler (compaction) on demand.
-      '--test-scheduled',
-      ...Object.entries({ ...TEST_VARS, ...vars }).flatMap(([key, value]) => ['--var', `${key}:${value}`]),
-    ],
-    // Own process group, so stop() ends wrangler and the workerd it started.
-    { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-  );
-  const logs = [];
-  child.stdout.on('data', (chunk) => logs.push(chunk.toString()));
-  child.stderr.on('data', (chunk) => logs.push(chunk.toString()));
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitForHealth(url, child, logs, 60_000);
-  } catch (error) {
-    killGroup(child);
-    throw error;
+  // A free port can be taken between asking for it and wrangler binding it (workerd
+  // opens ports of its own): start again on new ports when that happens.
+  let child;
+  let logs;
+  let url;
+  for (let attempt = 1; ; attempt += 1) {
+    const port = await freePort();
+    const inspectorPort = await freePort();
+    child = spawn(
+      WRANGLER,
+      [
+        'dev', '--config', config, '--ip', '127.0.0.1', '--port', String(port),
+        '--inspector-port', String(inspectorPort), '--persist-to', state,
+        '--show-interactive-dev-session=false',
+        // GET /__scheduled runs the cron handler (compaction) on demand.
+        '--test-scheduled',
+        ...Object.entries({ ...TEST_VARS, ...vars }).flatMap(([key, value]) => ['--var', `${key}:${value}`]),
+      ],
+      // Own process group, so stop() ends wrangler and the workerd it started.
+      { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+    );
+    const output = [];
+    logs = output;
+    child.stdout.on('data', (chunk) => output.push(chunk.toString()));
+    child.stderr.on('data', (chunk) => output.push(chunk.toString()));
+    url = `http://127.0.0.1:${port}`;
+    try {
+      await waitForHealth(url, child, output, 60_000);
+      break;
+    } catch (error) {
+      killGroup(child);
+      if (attempt < 3 && output.join('').includes('Address already in use')) continue;
+      throw error;
+    }
   }
   return {
     url,

@@ -777,7 +777,9 @@ fn spawn_pull(runtime: &Rc<Runtime>) {
 
 async fn pull_all(runtime: &Rc<Runtime>) {
     let subscriptions: Vec<Subscription> = runtime.subscriptions.borrow().values().cloned().collect();
-    if subscriptions.is_empty() {
+    // Until a snapshot is installed there is nothing to pull onto (and during a resync
+    // a pull from the forgotten cursor would only be told to resync again).
+    if subscriptions.is_empty() || runtime.synced.borrow().is_empty() {
         return;
     }
     let mut attempt = 0;

@@ -250,7 +250,8 @@ function killGroup(child, signal = 'SIGTERM') {
 export async function launchBrowser() {
   const userDataDir = await mkdtemp(join(tmpdir(), 'sync-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: '/usr/bin/chromium',
+    // SYNC_CHROMIUM overrides Debian's path (another system's Chromium).
+    executablePath: process.env.SYNC_CHROMIUM || '/usr/bin/chromium',
     headless: true,
     args: [
       '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',

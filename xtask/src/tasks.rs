@@ -7,8 +7,46 @@ use std::process::Command;
 use crate::cmd::{self, Result, node_bin, root, run, tools_bin, wrangler_env};
 use crate::summary::Counts;
 
-/// `postgresql`: the server the PostgreSQL tier starts a throwaway cluster of (and psql).
-const APT_PACKAGES: &[&str] = &["chromium", "chromium-driver", "clang", "postgresql"];
+/// A program the build or the tests need from the system, and where it comes from.
+struct SystemTool {
+    /// The command looked for on the PATH where there is no apt.
+    command: &'static str,
+    /// The Debian package that provides it.
+    debian: &'static str,
+    why: &'static str,
+    /// What to install elsewhere.
+    elsewhere: &'static str,
+}
+
+/// What building and serving an app needs.
+const SERVE_TOOLS: &[SystemTool] = &[SystemTool {
+    command: "clang",
+    debian: "clang",
+    why: "compiles SQLite's C to wasm32",
+    elsewhere: "an LLVM clang that targets wasm32 (macOS: `brew install llvm`, then put $(brew --prefix llvm)/bin first on the PATH; Fedora: `dnf install clang`; Arch: `pacman -S clang`)",
+}];
+
+/// What the test tiers need on top.
+const TEST_TOOLS: &[SystemTool] = &[
+    SystemTool {
+        command: "chromium",
+        debian: "chromium",
+        why: "the browser tests",
+        elsewhere: "Chromium (Fedora: `dnf install chromium`; Arch: `pacman -S chromium`)",
+    },
+    SystemTool {
+        command: "chromedriver",
+        debian: "chromium-driver",
+        why: "the wasm tests in a browser",
+        elsewhere: "chromedriver matching Chromium (Fedora: `dnf install chromedriver`; Arch: part of `chromium`)",
+    },
+    SystemTool {
+        command: "pg_ctl",
+        debian: "postgresql",
+        why: "the PostgreSQL tier's throwaway server (and psql)",
+        elsewhere: "PostgreSQL 15 or later with pg_ctl on the PATH",
+    },
+];
 const WORKER_BUILD_VERSION: &str = "0.8.7";
 /// Must equal the `wasm-bindgen` version pinned in the workspace Cargo.toml.
 const WASM_BINDGEN_VERSION: &str = "0.2.130";
@@ -17,8 +55,19 @@ const DEFAULT_DEV_PORT: &str = "8787";
 
 // ---------------------------------------------------------------- setup
 
+/// Everything: what serving needs and what the tests need.
 pub fn setup() -> Result {
-    install_apt_packages()?;
+    let tools: Vec<&SystemTool> = SERVE_TOOLS.iter().chain(TEST_TOOLS).collect();
+    setup_with(&tools)
+}
+
+/// What `cargo xtask dev` needs: no browser, no PostgreSQL.
+fn setup_serving() -> Result {
+    setup_with(&SERVE_TOOLS.iter().collect::<Vec<_>>())
+}
+
+fn setup_with(tools: &[&SystemTool]) -> Result {
+    install_system_tools(tools)?;
     install_wasm_target()?;
     install_rust_components()?;
     install_cargo_tool("worker-build", WORKER_BUILD_VERSION, true)?;
@@ -29,8 +78,40 @@ pub fn setup() -> Result {
     Ok(())
 }
 
-fn install_apt_packages() -> Result {
-    let missing: Vec<&str> = APT_PACKAGES
+/// Whether `command` is an executable file in one of the PATH's folders.
+fn on_path(command: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
+}
+
+/// On Debian (apt-get and dpkg-query present), installs the missing packages with
+/// apt (through sudo when not root). Elsewhere, checks each command on the PATH and
+/// says exactly what to install; it fails only if something is missing.
+fn install_system_tools(tools: &[&SystemTool]) -> Result {
+    if on_path("apt-get") && on_path("dpkg-query") {
+        let packages: Vec<&str> = tools.iter().map(|tool| tool.debian).collect();
+        return install_apt_packages(&packages);
+    }
+    let missing: Vec<&&SystemTool> = tools.iter().filter(|tool| !on_path(tool.command)).collect();
+    if missing.is_empty() {
+        eprintln!(
+            "setup: no apt here; found {} on the PATH",
+            tools.iter().map(|t| t.command).collect::<Vec<_>>().join(", ")
+        );
+        return Ok(());
+    }
+    let lines: Vec<String> = missing
+        .iter()
+        .map(|tool| format!("  - `{}` ({}): install {}", tool.command, tool.why, tool.elsewhere))
+        .collect();
+    Err(format!(
+        "setup: no apt-get on this system, and these are missing from the PATH:\n{}",
+        lines.join("\n")
+    ))
+}
+
+fn install_apt_packages(packages: &[&str]) -> Result {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|package| {
@@ -410,7 +491,8 @@ pub fn dev(args: &[String]) -> Result {
         }
     }
     let app = web_app(&app_name)?;
-    setup()?;
+    // Serving needs no browser and no PostgreSQL: those come with `test`.
+    setup_serving()?;
     build_app(&app)?;
     let root = app.config_dir.clone();
     write_dev_vars_once(&root)?;
@@ -600,7 +682,10 @@ pub fn test(args: &[String]) -> Result {
                         "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
                         tools_bin().join("wasm-bindgen-test-runner"),
                     )
-                    .env("CHROMEDRIVER", "/usr/bin/chromedriver");
+                    .env(
+                        "CHROMEDRIVER",
+                        std::env::var("SYNC_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()),
+                    );
                 command
             }
             "e2e" => {

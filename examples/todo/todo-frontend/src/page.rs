@@ -114,6 +114,7 @@ fn TodoList(list_id: String) -> impl IntoView {
             let (set_done, rename, remove) = (set_done.clone(), rename.clone(), remove.clone());
             let (list_a, list_b, list_c) = (list_id.clone(), list_id.clone(), list_id.clone());
             let (id_a, id_b, id_c) = (todo.id.clone(), todo.id.clone(), todo.id.clone());
+            let title_before = todo.title.clone();
             view! {
                 <li class="todo" class:todo--done=todo.done data-testid="todo"
                     data-status=if pending { "pending" } else { "confirmed" } data-id=todo.id.clone()
@@ -130,7 +131,17 @@ fn TodoList(list_id: String) -> impl IntoView {
                         on:change=move |ev| {
                             let args = RenameTodo { list_id: list_b.clone(), title: event_target_value(&ev) };
                             let (rename, id) = (rename.clone(), id_b.clone());
-                            leptos::task::spawn_local(async move { report(rename.update_and_wait(id, args).await) });
+                            let input = event_target::<web_sys::HtmlInputElement>(&ev);
+                            let before = title_before.clone();
+                            leptos::task::spawn_local(async move {
+                                let result = rename.update_and_wait(id, args).await;
+                                // Refused: the field shows the title again, even if the
+                                // row never re-rendered (the title it shows did not change).
+                                if result.refusal().is_some() {
+                                    input.set_value(&before);
+                                }
+                                report(result)
+                            });
                         }/>
                     <span class="todo__state">{if pending { "saving" } else { "saved" }}</span>
                     <button data-testid="todo-delete" aria-label="Delete"

@@ -155,7 +155,7 @@ pub async fn push(
     }
     for (mutation, reason, stored) in rejections {
         let outcome = if stored {
-            record_rejection(model, &db, client, &mutation.id, &reason, now).await?
+            record_rejection(model, &db, client, mutation, &reason, now).await?
         } else {
             MutationOutcome::Rejected { reason }
         };
@@ -233,15 +233,16 @@ async fn record_rejection(
     model: &SyncModel,
     db: &Upstream,
     client: &str,
-    mutation: &str,
+    mutation: &PushMutation,
     reason: &str,
     now: i64,
 ) -> Result<MutationOutcome, ApiError> {
     let outcome = MutationOutcome::Rejected { reason: reason.into() };
     let json = serde_json::to_string(&outcome).map_err(ApiError::upstream)?;
-    if db.rows(&sql::record_mutation(db.dialect(), client, mutation, &json, now)).await.is_err() {
-        // A concurrent retry recorded an answer first: that answer stands.
-        if let Some(existing) = stored_outcome(model, db, client, mutation, "").await? {
+    if db.rows(&sql::record_mutation(db.dialect(), client, &mutation.id, &json, now)).await.is_err() {
+        // A concurrent retry recorded an answer first: that answer stands (decoded with
+        // the mutator's collection, so a confirmed row comes back whole).
+        if let Some(existing) = stored_outcome(model, db, client, &mutation.id, &mutation.name).await? {
             return Ok(existing);
         }
     }
@@ -389,7 +390,7 @@ async fn apply_one(
                 return Ok(existing);
             }
             let reason = format!("the upstream refused the write: {error}");
-            record_rejection(model, db, client, mutation, &reason, now).await
+            record_rejection(model, db, client, planned.mutation, &reason, now).await
         }
     }
 }

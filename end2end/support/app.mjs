@@ -38,11 +38,25 @@ export function psql(url, sql) {
  * Runs SQL on an app's local D1 (the folder `wrangler dev --persist-to` uses); resolves
  * to the rows, each an array of its values as text (the shape `psql` gives).
  */
-function d1(config, state, sql) {
+async function d1(config, state, sql) {
+  // The local D1 is one SQLite file shared with the running workerd: a write from this
+  // second process can find it locked (SQLITE_BUSY) while the worker writes. A batch
+  // is one transaction, so trying again is safe. (A deployed D1 has no second process.)
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await d1Once(config, state, sql);
+    } catch (error) {
+      if (attempt >= 20 || !/SQLITE_BUSY|database is locked/.test(error.message)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+    }
+  }
+}
+
+function d1Once(config, state, sql) {
   return new Promise((resolve, reject) => {
     const args = ['d1', 'execute', 'DB', '--local', '--config', config, '--persist-to', state, '--json', '--command', sql];
     execFile(WRANGLER, args, { cwd: ROOT, env: wranglerEnv }, (error, stdout, stderr) => {
-      if (error) return reject(new Error(`wrangler d1 execute: ${stderr || error.message}`));
+      if (error) return reject(new Error(`wrangler d1 execute: ${stderr || stdout || error.message}`));
       try {
         const [first] = JSON.parse(stdout);
         resolve((first?.results ?? []).map((row) => Object.values(row).map((value) => String(value))));

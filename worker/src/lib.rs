@@ -16,7 +16,7 @@ use sync_server::{Engine, HttpCallbacks};
 
 // The engine's Durable Objects, exported by this worker under the class names its
 // wrangler config binds.
-pub use sync_server::{ClientSession, QuerySubscription};
+pub use sync_server::{ChangeWatcher, ClientSession, QuerySubscription};
 
 /// The chat's PostgreSQL migrations (generated from the model; see app/tests).
 const POSTGRES_MIGRATIONS: &[(&str, &str)] =

@@ -588,6 +588,7 @@ const POSTGRES_E2E: &[&str] = &[
     "end2end/compaction.test.mjs",
     "end2end/schema.test.mjs",
     "end2end/sign-in.test.mjs",
+    "end2end/direct-writes.test.mjs",
     "end2end/postgres.suite.mjs",
 ];
 

@@ -16,6 +16,9 @@ pub const CALLBACK_TIMEOUT_MS: &str = "SYNC_CALLBACK_TIMEOUT_MS";
 /// Which upstream database holds the data: `d1` (default) or `postgres` (through the
 /// Hyperdrive binding `HYPERDRIVE`).
 pub const UPSTREAM: &str = "SYNC_UPSTREAM";
+/// How often (ms, default 1000, at least 50) the change watcher reads the log for
+/// writes made outside the connector while any client listens.
+pub const CAPTURE_POLL_MS: &str = "SYNC_CAPTURE_POLL_MS";
 
 const DEFAULT_CALLBACK_TIMEOUT_MS: u64 = 3_000;
 

@@ -20,8 +20,9 @@
 //! - [`callbacks`]: the app's rules, in process or over HTTP (the seed's JSON);
 //! - the upstream databases (D1, PostgreSQL through Hyperdrive), picked by the setting
 //!   `SYNC_UPSTREAM`; the engine creates its own tables, the app migrates its own;
-//! - the Durable Objects [`ClientSession`] and [`QuerySubscription`] (the app's
-//!   wrangler config binds them as `CLIENT_SESSIONS` and `QUERY_SUBSCRIPTIONS`);
+//! - the Durable Objects [`ClientSession`], [`QuerySubscription`] and
+//!   [`ChangeWatcher`] (the app's wrangler config binds them as `CLIENT_SESSIONS`,
+//!   `QUERY_SUBSCRIPTIONS` and `CHANGE_WATCHER`);
 //! - [`compaction`]: `Engine::compact`, for the app's scheduled handler (a cron
 //!   trigger): old superseded images and deletes leave the change log;
 //! - [`guest`]: guest sign-in (signed tokens for a display name) for demos and
@@ -49,7 +50,7 @@ use tower_service::Service;
 pub use callbacks::{CallbackError, CallbackFuture, Callbacks, Caller, HttpCallbacks};
 pub use compaction::Compaction;
 pub use connector::{MAX_BODY_BYTES, parse_json, read_body};
-pub use durable::{ClientSession, QuerySubscription};
+pub use durable::{ChangeWatcher, ClientSession, QuerySubscription};
 pub use engine::Engine;
 pub use error::{ApiError, api_not_found};
 

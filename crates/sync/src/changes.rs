@@ -82,7 +82,7 @@ impl fmt::Display for Topic {
 
 /// Only equality predicates pin a topic; other operators fall back to a wider topic
 /// (and the client filters with the query itself).
-fn eq_predicates(query: &QueryDef) -> impl Iterator<Item = (&str, &str)> {
+pub(crate) fn eq_predicates(query: &QueryDef) -> impl Iterator<Item = (&str, &str)> {
     query
         .required_predicates
         .iter()

@@ -7,6 +7,7 @@
 //! - [`model`]: the sync model (the contract): named queries and mutators, args
 //!   normalization and validation, topics;
 //! - [`migrations`]: an app's upstream tables, derived from its model;
+//! - [`capture`]: triggers that log every write to a synced table, whoever makes it;
 //! - [`sql`]: parameterized SQL for SQLite (local + D1) and PostgreSQL;
 //! - [`changes`]: change log, cursors, topics, pull filtering, idempotency;
 //! - [`pokes`]: when a session pokes its client (at most once per cursor, bursts merged);
@@ -16,6 +17,7 @@
 //! - [`typed`]: typed handles for named queries and mutators (args and rows);
 //! - [`ids`]: prefixed ULIDs.
 
+pub mod capture;
 pub mod changes;
 pub mod client;
 pub mod ids;

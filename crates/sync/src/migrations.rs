@@ -11,8 +11,12 @@
 //! Indexes: every index a collection declares, plus one per query over its
 //! equality-required predicates unless a declared index already starts with them.
 //!
-//! The engine's own tables (`sync_changes`, `sync_mutations`) are not here: the engine
-//! creates them itself ([`crate::sql::engine_schema`]).
+//! Change capture: every migration ends by re-creating the triggers that log each
+//! write to a synced table ([`crate::capture`]); the snapshot records what they
+//! compute, so a model whose topics change gets a migration even with the same
+//! tables. The engine's own tables (`sync_changes`, `sync_mutations`, ...) are created
+//! by the engine itself ([`crate::sql::engine_schema`]), and on D1 by the migration
+//! too, before its triggers.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +31,9 @@ pub struct Snapshot {
     /// How many migrations produced it (the next one is `version + 1`).
     pub version: u32,
     pub collections: Vec<Collection>,
+    /// What the change-capture triggers compute (absent before the engine had them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::capture::CaptureDef>,
 }
 
 /// The next migration, in both dialects, and the snapshot after it.
@@ -189,19 +196,34 @@ pub fn plan(previous: Option<&Snapshot>, model: &SyncModel) -> Result<Option<Mig
         Some(snapshot) => (snapshot.version, snapshot.collections.as_slice()),
         None => (0, &[][..]),
     };
-    let sqlite = statements(Dialect::Sqlite, before, &current)?;
-    if sqlite.is_empty() {
+    let mut sqlite = statements(Dialect::Sqlite, before, &current)?;
+    let capture = crate::capture::capture_def(model);
+    let capture_changed = previous.and_then(|snapshot| snapshot.capture.as_ref()) != Some(&capture);
+    if sqlite.is_empty() && !capture_changed {
         return Ok(None);
     }
-    let postgres = statements(Dialect::Postgres, before, &current)?;
+    let mut postgres = statements(Dialect::Postgres, before, &current)?;
+    // The capture triggers, re-created with every migration (a new column belongs in
+    // the row image, a new query adds topics). On D1 the migration also creates the
+    // engine's tables the triggers write to: a direct write may come before the
+    // connector ever ran. (On PostgreSQL the engine creates them before migrating.)
+    sqlite.extend(crate::sql::engine_schema(Dialect::Sqlite).into_iter().map(str::to_string));
+    sqlite.extend(crate::capture::triggers(Dialect::Sqlite, model));
+    postgres.extend(crate::capture::triggers(Dialect::Postgres, model));
     let version = version + 1;
-    let file_stem = if version == 1 { "0001_init".to_string() } else { format!("{version:04}_model") };
+    let file_stem = match version {
+        1 => "0001_init".to_string(),
+        _ if capture_changed && previous.is_some_and(|snapshot| snapshot.capture.is_none()) => {
+            format!("{version:04}_change_capture")
+        }
+        _ => format!("{version:04}_model"),
+    };
     Ok(Some(Migration {
         version,
         sqlite: render(Dialect::Sqlite, &file_stem, &sqlite),
         postgres: render(Dialect::Postgres, &file_stem, &postgres),
         file_stem,
-        snapshot: Snapshot { version, collections: current },
+        snapshot: Snapshot { version, collections: current, capture: Some(capture) },
     }))
 }
 

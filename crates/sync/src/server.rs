@@ -122,6 +122,35 @@ impl ServerState {
         MutationOutcome::Confirmed { row: after, seq }
     }
 
+    /// A write made directly on the upstream database, not through the connector (an
+    /// admin script, `psql`): `after` is the record's new image (`None`: deleted). Its
+    /// change is nobody's mutation (empty client and mutation ids); a write that
+    /// changes nothing (no such record to delete) records nothing, like a trigger.
+    pub fn write_direct(&mut self, collection: &str, record_id: &str, after: Option<Row>) -> Option<Cursor> {
+        let key = (collection.to_string(), record_id.to_string());
+        let before = self.rows.get(&key);
+        if before.is_none() && after.is_none() {
+            return None;
+        }
+        let topics = change_topics(&self.model, collection, before, after.as_ref());
+        let seq = self.head().next();
+        self.log.push(Change {
+            seq,
+            collection: collection.into(),
+            record_id: record_id.into(),
+            kind: if after.is_some() { ChangeKind::Upsert } else { ChangeKind::Delete },
+            row: after.clone(),
+            topics,
+            client_id: String::new(),
+            mutation_id: String::new(),
+        });
+        match after {
+            Some(row) => self.rows.insert(key, row),
+            None => self.rows.remove(&key),
+        };
+        Some(seq)
+    }
+
     /// What the connector answers: the page, latest change per record.
     pub fn pull(&self, since: Cursor, topics: &BTreeSet<Topic>, limit: usize) -> PullPage {
         pull_latest(&self.log, since, topics, limit, self.head())

@@ -376,6 +376,10 @@ pub fn engine_schema(dialect: Dialect) -> Vec<&'static str> {
                PRIMARY KEY (client_id, mutation_id))",
             "CREATE TABLE IF NOT EXISTS sync_compaction (\
                id INTEGER PRIMARY KEY CHECK (id = 1), through INTEGER NOT NULL)",
+            // The connector's write context (see crate::capture): set and cleared
+            // inside each of its batches, so no other transaction ever sees a row here.
+            "CREATE TABLE IF NOT EXISTS sync_write_context (\
+               id INTEGER PRIMARY KEY CHECK (id = 1), client_id TEXT NOT NULL, mutation_id TEXT NOT NULL, seq INTEGER)",
             // compaction: later changes of the same record.
             "CREATE INDEX IF NOT EXISTS sync_changes_record ON sync_changes (collection, record_id, seq)",
         ],
@@ -579,42 +583,20 @@ pub struct AcceptedMutation<'a> {
     pub collection: &'a Collection,
     pub operation: &'a Operation,
     pub record_id: &'a str,
-    /// Topics of the record's image before and after the write.
-    pub topics: &'a [Topic],
     pub client_id: &'a str,
     pub mutation_id: &'a str,
     pub now_ms: i64,
 }
 
 impl AcceptedMutation<'_> {
-    /// The change-log row's values, in the order both dialects bind them: collection,
-    /// record_id, kind, topics_json, client_id, mutation_id, created_at.
-    fn change_params(&self) -> Vec<SqlParam> {
-        let kind = if matches!(self.operation, Operation::Delete(_)) { "delete" } else { "upsert" };
-        let topics =
-            Value::from(self.topics.iter().map(|topic| Value::from(topic.as_str())).collect::<Vec<_>>());
-        vec![
-            SqlParam::Text(self.collection.name.clone()),
-            SqlParam::Text(self.record_id.into()),
-            SqlParam::Text(kind.into()),
-            SqlParam::Text(topics.to_string()),
-            SqlParam::Text(self.client_id.into()),
-            SqlParam::Text(self.mutation_id.into()),
-            SqlParam::Integer(self.now_ms),
-        ]
-    }
-
     /// The statements that apply it in one transaction of `dialect`; the last one
-    /// returns its outcome row (`outcome_json`, cells in storage form).
+    /// returns one row: `outcome_json` (the `MutationOutcome`, cells in storage form)
+    /// and `topics_json` (the change's topics; NULL when nothing was written).
     pub fn statements(&self, dialect: Dialect) -> Result<Vec<Statement>, SqlError> {
-        Ok(match dialect {
-            Dialect::Sqlite => {
-                let mut group = sqlite_apply_mutation(self)?;
-                group.push(find_mutation(Dialect::Sqlite, self.client_id, self.mutation_id));
-                group
-            }
-            Dialect::Postgres => vec![postgres_apply_mutation(self)?],
-        })
+        match dialect {
+            Dialect::Sqlite => sqlite_apply_mutation(self),
+            Dialect::Postgres => postgres_apply_mutation(self),
+        }
     }
 }
 
@@ -623,107 +605,76 @@ impl AcceptedMutation<'_> {
 ///
 /// 1. claim the idempotency key (a duplicate key aborts the whole batch, so a racing
 ///    retry can never apply twice);
-/// 2. the write itself;
-/// 3. the change-log row, only if the write changed a row (`changes() > 0`), with the
-///    record's image read inside the transaction;
-/// 4. the outcome, derived from whether step 3 happened.
-///
-/// Afterwards, [`find_mutation`] returns the outcome as `MutationOutcome` JSON (cells
-/// still in storage form: decode the row with [`decode_row`]).
+/// 2. name the write as this mutation's ([`crate::capture::set_write_context`]);
+/// 3. the write itself: the collection's capture trigger appends the change row (the
+///    image read inside the transaction) only if a row changed, and keeps its `seq`;
+/// 4. the outcome, derived from whether step 3 logged a change;
+/// 5. clear the context, returning the outcome and the change's topics.
 pub fn sqlite_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Vec<Statement>, SqlError> {
     let AcceptedMutation { collection, operation, client_id, mutation_id, now_ms, .. } = *accepted;
     let claim = record_mutation(Dialect::Sqlite, client_id, mutation_id, r#"{"status":"pending"}"#, now_ms);
+    let context = crate::capture::set_write_context(Dialect::Sqlite, client_id, mutation_id);
     let write = write(Dialect::Sqlite, collection, operation)?;
-    let image = match operation {
-        Operation::Delete(_) => "NULL".to_string(),
-        _ => {
-            let fields: Vec<String> = collection
-                .columns
-                .iter()
-                .map(|column| {
-                    let cell = if column.column_type == ColumnType::Json {
-                        format!("json({})", quote(&column.name))
-                    } else {
-                        quote(&column.name)
-                    };
-                    format!("'{}', {cell}", column.name)
-                })
-                .collect();
-            format!(
-                "(SELECT json_object({}) FROM {} WHERE {} = ?2)",
-                fields.join(", "),
-                quote(&collection.name),
-                quote(&collection.primary_key)
-            )
-        }
-    };
-    let change = Statement {
-        sql: format!(
-            "INSERT INTO sync_changes (collection, record_id, kind, row_json, topics_json, client_id, mutation_id, created_at) \
-             SELECT ?1, ?2, ?3, {image}, ?4, ?5, ?6, ?7 WHERE changes() > 0"
-        ),
-        params: accepted.change_params(),
-    };
+    let seq = crate::capture::context_seq(Dialect::Sqlite);
+    let ids = vec![SqlParam::Text(client_id.into()), SqlParam::Text(mutation_id.into())];
     let outcome = Statement {
-        sql: "UPDATE sync_mutations SET outcome_json = COALESCE(\
-                (SELECT json_object('status', 'confirmed', 'row', json(row_json), 'seq', seq) \
-                 FROM sync_changes WHERE client_id = ?1 AND mutation_id = ?2), \
-                json_object('status', 'rejected', 'reason', ?3)) \
-              WHERE client_id = ?1 AND mutation_id = ?2"
-            .into(),
-        params: vec![
-            SqlParam::Text(client_id.into()),
-            SqlParam::Text(mutation_id.into()),
-            SqlParam::Text(RACED_REASON.into()),
-        ],
+        sql: format!(
+            "UPDATE sync_mutations SET outcome_json = COALESCE(\
+               (SELECT json_object('status', 'confirmed', 'row', json(row_json), 'seq', seq) \
+                FROM sync_changes WHERE seq = {seq}), \
+               json_object('status', 'rejected', 'reason', ?3)) \
+             WHERE client_id = ?1 AND mutation_id = ?2"
+        ),
+        params: [ids.clone(), vec![SqlParam::Text(RACED_REASON.into())]].concat(),
     };
-    Ok(vec![claim, write, change, outcome])
+    let answer = Statement {
+        sql: "DELETE FROM sync_write_context WHERE id = 1 RETURNING \
+                (SELECT outcome_json FROM sync_mutations WHERE client_id = ?1 AND mutation_id = ?2) AS outcome_json, \
+                (SELECT topics_json FROM sync_changes WHERE sync_changes.seq = sync_write_context.seq) AS topics_json"
+            .into(),
+        params: ids,
+    };
+    Ok(vec![claim, context, write, outcome, answer])
 }
 
 /// Advisory-lock key every PostgreSQL write transaction takes first (see
 /// [`postgres_apply_mutation`]): ASCII "syncLOG!".
 pub const POSTGRES_CHANGE_LOG_LOCK: i64 = 0x7379_6e63_4c4f_4721;
 
-/// Everything one accepted mutation does upstream, as ONE PostgreSQL statement (data-
-/// modifying CTEs): the write, the change-log row if the write changed a row (its image
-/// is the row the write returned), and the outcome, inserted last. The outcome's
-/// primary key is the idempotency claim: a racing retry fails on it, which aborts the
-/// whole statement, write included. Returns one row: `outcome_json`, the
-/// `MutationOutcome` JSON that [`find_mutation`] would read.
+/// Everything one accepted mutation does upstream, as statements for one PostgreSQL
+/// transaction: name the write as this mutation's, the write (its capture trigger
+/// appends the change row if a row changed), and the outcome, inserted last. The
+/// outcome's primary key is the idempotency claim: a racing retry fails on it, which
+/// aborts the whole transaction, write included. The last statement returns
+/// `outcome_json` (what [`find_mutation`] would read) and `topics_json`.
 ///
 /// Run it in a transaction that first takes `pg_advisory_xact_lock(`
-/// [`POSTGRES_CHANGE_LOG_LOCK`]`)`: sequence numbers are handed out at insert time,
-/// so without one writer at a time a later `seq` could commit before an earlier one
-/// and a client pulling in between would skip the earlier change for good.
-pub fn postgres_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Statement, SqlError> {
-    let Statement { sql: write_sql, mut params } =
-        write(Dialect::Postgres, accepted.collection, accepted.operation)?;
-    let image = match accepted.operation {
-        Operation::Delete(_) => "NULL::jsonb",
-        _ => "to_jsonb(written.*)",
-    };
-    let first = params.len() + 1;
-    let p = placeholders(Dialect::Postgres, 7, first);
-    params.extend(accepted.change_params());
-    params.push(SqlParam::Text(RACED_REASON.into()));
-    let reason = format!("${}", first + 7);
-    let (collection_p, record_p, kind_p, topics_p, client_p, mutation_p, now_p) =
-        (&p[0], &p[1], &p[2], &p[3], &p[4], &p[5], &p[6]);
-    Ok(Statement {
+/// [`POSTGRES_CHANGE_LOG_LOCK`]`)` (the capture triggers take it too, for writers
+/// that do not): sequence numbers are handed out at insert time, so without one
+/// writer at a time a later `seq` could commit before an earlier one and a client
+/// pulling in between would skip the earlier change for good.
+pub fn postgres_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Vec<Statement>, SqlError> {
+    let AcceptedMutation { collection, operation, client_id, mutation_id, now_ms, .. } = *accepted;
+    let context = crate::capture::set_write_context(Dialect::Postgres, client_id, mutation_id);
+    let write = write(Dialect::Postgres, collection, operation)?;
+    let seq = crate::capture::context_seq(Dialect::Postgres);
+    let outcome = Statement {
         sql: format!(
-            "WITH written AS ({write_sql} RETURNING *), \
-             logged AS (\
-               INSERT INTO sync_changes (collection, record_id, kind, row_json, topics_json, client_id, mutation_id, created_at) \
-               SELECT {collection_p}, {record_p}, {kind_p}, {image}, {topics_p}::jsonb, {client_p}, {mutation_p}, {now_p} \
-               FROM written RETURNING seq, row_json) \
-             INSERT INTO sync_mutations (client_id, mutation_id, outcome_json, created_at) \
-             SELECT {client_p}, {mutation_p}, COALESCE(\
-               (SELECT jsonb_build_object('status', 'confirmed', 'row', row_json, 'seq', seq) FROM logged), \
-               jsonb_build_object('status', 'rejected', 'reason', {reason}::text)), {now_p} \
-             RETURNING outcome_json"
+            "INSERT INTO sync_mutations (client_id, mutation_id, outcome_json, created_at) \
+             SELECT $1, $2, COALESCE(\
+               (SELECT jsonb_build_object('status', 'confirmed', 'row', row_json, 'seq', seq) \
+                FROM sync_changes WHERE seq = {seq}), \
+               jsonb_build_object('status', 'rejected', 'reason', $3::text)), $4 \
+             RETURNING outcome_json, (SELECT topics_json FROM sync_changes WHERE seq = {seq}) AS topics_json"
         ),
-        params,
-    })
+        params: vec![
+            SqlParam::Text(client_id.into()),
+            SqlParam::Text(mutation_id.into()),
+            SqlParam::Text(RACED_REASON.into()),
+            SqlParam::Integer(now_ms),
+        ],
+    };
+    Ok(vec![context, write, outcome])
 }
 
 // ------------------------------------------------------------------ schema check

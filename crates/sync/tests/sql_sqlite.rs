@@ -71,6 +71,9 @@ fn database() -> Connection {
     for statement in sql::engine_schema(Dialect::Sqlite) {
         db.execute_batch(statement).expect("engine schema");
     }
+    for statement in sync::capture::triggers(Dialect::Sqlite, &model()) {
+        db.execute_batch(&statement).unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
     db
 }
 
@@ -266,13 +269,12 @@ fn postgres_statements_use_numbered_placeholders_and_casts() {
     assert!(sql::create_table(Dialect::Postgres, &notes()).contains(r#""meta" JSONB NOT NULL"#));
 }
 
-/// The one-statement apply for PostgreSQL numbers its placeholders after the write's
-/// own, uses every parameter, and returns the outcome. (It runs on a real PostgreSQL in
-/// the PostgreSQL tier: end2end/postgres.suite.mjs.)
+/// The apply for PostgreSQL: every statement numbers its placeholders from 1 and uses
+/// each parameter, and the last returns the outcome and topics. (It runs on a real
+/// PostgreSQL in the PostgreSQL tier: end2end/postgres.suite.mjs.)
 #[test]
 fn postgres_apply_numbers_every_parameter_once_and_returns_the_outcome() {
     let collection = cards();
-    let topics = vec![Topic::from_raw("t")];
     for (name, args) in [
         ("addCard", json!({"boardId": "r1", "author": "Ada", "body": "hi"})),
         ("editCard", json!({"boardId": "r1", "body": "edited"})),
@@ -283,24 +285,27 @@ fn postgres_apply_numbers_every_parameter_once_and_returns_the_outcome() {
             collection: &collection,
             operation: &write.operation,
             record_id: "m1",
-            topics: &topics,
             client_id: "client_a",
             mutation_id: "outbox_1",
             now_ms: 7,
         };
-        let [statement] = accepted.statements(Dialect::Postgres).expect("builds").try_into().expect("one");
-        for index in 1..=statement.params.len() {
-            assert!(
-                statement.sql.contains(&format!("${index}")),
-                "{name}: ${index} unused in {}",
-                statement.sql
-            );
+        let statements = accepted.statements(Dialect::Postgres).expect("builds");
+        for statement in &statements {
+            for index in 1..=statement.params.len() {
+                assert!(
+                    statement.sql.contains(&format!("${index}")),
+                    "{name}: ${index} unused in {}",
+                    statement.sql
+                );
+            }
+            let beyond = format!("${}", statement.params.len() + 1);
+            assert!(!statement.sql.contains(&beyond), "{name}: {beyond} has no parameter");
         }
-        let beyond = format!("${}", statement.params.len() + 1);
-        assert!(!statement.sql.contains(&beyond), "{name}: {beyond} has no parameter");
-        assert!(statement.sql.ends_with("RETURNING outcome_json"), "{}", statement.sql);
+        let last = statements.last().expect("statements");
+        assert!(last.sql.contains("RETURNING outcome_json"), "{}", last.sql);
+        assert!(last.sql.ends_with("AS topics_json"), "{}", last.sql);
         let on_sqlite = accepted.statements(Dialect::Sqlite).expect("builds");
-        assert!(on_sqlite.last().is_some_and(|last| last.sql.contains("SELECT outcome_json")));
+        assert!(on_sqlite.last().is_some_and(|last| last.sql.contains("AS outcome_json")));
     }
 }
 
@@ -344,7 +349,10 @@ proptest! {
 fn batch(db: &mut Connection, statements: &[Statement]) -> Result<(), rusqlite::Error> {
     let tx = db.transaction()?;
     for statement in statements {
-        tx.execute(&statement.sql, params_from_iter(bind(&statement.params)))?;
+        // Statements may return rows (RETURNING): step through them.
+        let mut prepared = tx.prepare(&statement.sql)?;
+        let mut rows = prepared.query(params_from_iter(bind(&statement.params)))?;
+        while rows.next()?.is_some() {}
     }
     tx.commit()
 }
@@ -369,13 +377,11 @@ fn apply(
 ) -> Result<(), rusqlite::Error> {
     let m = model();
     let write = m.validate_mutation(name, &args, &ctx("client_a", record, 50)).expect("valid");
-    let topics = vec![Topic::from_raw("t")];
     let collection = cards();
     let accepted = sql::AcceptedMutation {
         collection: &collection,
         operation: &write.operation,
         record_id: record,
-        topics: &topics,
         client_id: "client_a",
         mutation_id: mutation,
         now_ms: 50,

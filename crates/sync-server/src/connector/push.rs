@@ -6,8 +6,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::Extension;
 use axum::http::HeaderMap;
+use serde_json::Value;
 use sync::SyncModel;
-use sync::changes::{Change, ChangeKind, Cursor, Topic, change_topics};
+use sync::changes::{Change, ChangeKind, Cursor, Topic};
 use sync::model::{MutationContext, ValidatedMutation};
 use sync::protocol::mutation_callback::{
     MutationCallbackOperation, MutationCallbackRequest, MutationCallbackResponse,
@@ -136,9 +137,9 @@ pub async fn push(
     // fall back to one transaction per mutation so one failure rejects only itself.
     let mut touched = BTreeSet::new();
     let mut committed = Vec::new();
-    for (planned, outcome) in apply_all(model, &db, client, &plans, now).await? {
+    for (planned, Applied { outcome, topics }) in apply_all(model, &db, client, &plans, now).await? {
         if let MutationOutcome::Confirmed { row, seq } = &outcome {
-            touched.extend(planned.topics.iter().map(ToString::to_string));
+            touched.extend(topics.iter().map(ToString::to_string));
             // What a pull would hand out for it: the pokes carry it to the watchers.
             committed.push(Change {
                 seq: *seq,
@@ -146,7 +147,7 @@ pub async fn push(
                 record_id: planned.mutation.record_id.clone(),
                 kind: if row.is_some() { ChangeKind::Upsert } else { ChangeKind::Delete },
                 row: row.clone(),
-                topics: planned.topics.clone(),
+                topics,
                 client_id: client.to_string(),
                 mutation_id: planned.mutation.id.clone(),
             });
@@ -249,15 +250,35 @@ async fn record_rejection(
     Ok(outcome)
 }
 
-/// A mutation ready to apply: its statements (on D1: claim, write, change row,
-/// outcome, then a read of the outcome; on PostgreSQL: one statement doing all of it),
-/// the last of which returns the outcome row.
+/// A mutation ready to apply: its statements (see `sync::sql::AcceptedMutation`), the
+/// last of which returns the outcome and the topics of the change it logged.
 struct Planned<'a> {
     mutation: &'a PushMutation,
     mutator: String,
     collection: String,
     statements: Vec<Statement>,
+}
+
+/// What applying one planned mutation gave: its outcome and, if it logged a change
+/// (the capture trigger computed them), that change's topics.
+struct Applied {
+    outcome: MutationOutcome,
     topics: Vec<Topic>,
+}
+
+/// Reads the answer row of a planned mutation's last statement.
+fn applied(model: &SyncModel, planned: &Planned<'_>, rows: &[RawRow]) -> Option<Applied> {
+    let row = rows.first()?;
+    let outcome = decode_outcome(model, row, &planned.mutator)?;
+    let topics = row
+        .get("topics_json")
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str::<Vec<String>>(text).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(Topic::from_raw)
+        .collect();
+    Some(Applied { outcome, topics })
 }
 
 type ImageKey = (String, String);
@@ -312,12 +333,10 @@ fn plan<'a>(
         Ok(after) => after,
         Err(reason) => return Ok(Err(reason)),
     };
-    let topics = change_topics(model, &collection.name, current.as_ref(), after.as_ref());
     let accepted = sql::AcceptedMutation {
         collection,
         operation: &validated.operation,
         record_id: &validated.record_id,
-        topics: &topics,
         client_id: client,
         mutation_id: &mutation.id,
         now_ms: now,
@@ -326,13 +345,7 @@ fn plan<'a>(
         .statements(dialect)
         .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
     images.insert(key, after);
-    Ok(Ok(Planned {
-        mutation,
-        mutator: validated.name,
-        collection: validated.collection,
-        statements,
-        topics,
-    }))
+    Ok(Ok(Planned { mutation, mutator: validated.name, collection: validated.collection, statements }))
 }
 
 /// Applies the plans in one transaction, or one by one if that fails.
@@ -342,7 +355,7 @@ async fn apply_all<'p, 'a>(
     client: &str,
     plans: &'p [Planned<'a>],
     now: i64,
-) -> Result<Vec<(&'p Planned<'a>, MutationOutcome)>, ApiError> {
+) -> Result<Vec<(&'p Planned<'a>, Applied)>, ApiError> {
     if plans.is_empty() {
         return Ok(Vec::new());
     }
@@ -352,11 +365,9 @@ async fn apply_all<'p, 'a>(
         let mut outcomes = Vec::new();
         for planned in plans {
             let rows = results.by_ref().take(planned.statements.len()).last().unwrap_or_default();
-            let outcome = rows
-                .first()
-                .and_then(|row| decode_outcome(model, row, &planned.mutator))
+            let answer = applied(model, planned, &rows)
                 .ok_or_else(|| ApiError::upstream("an applied mutation left no outcome"))?;
-            outcomes.push((planned, outcome));
+            outcomes.push((planned, answer));
         }
         return Ok(outcomes);
     }
@@ -374,23 +385,25 @@ async fn apply_one(
     client: &str,
     planned: &Planned<'_>,
     now: i64,
-) -> Result<MutationOutcome, ApiError> {
+) -> Result<Applied, ApiError> {
     let mutation = &planned.mutation.id;
     match db.write(&planned.statements).await {
         Ok(results) => results
             .last()
-            .and_then(|rows| rows.first())
-            .and_then(|row| decode_outcome(model, row, &planned.mutator))
+            .and_then(|rows| applied(model, planned, rows))
             .ok_or_else(|| ApiError::upstream("the applied mutation left no outcome")),
         Err(error) => {
-            // Either a concurrent retry claimed the id (its answer stands) or the
-            // write itself failed (e.g. the id was inserted meanwhile): nothing was
-            // applied.
-            if let Some(existing) = stored_outcome(model, db, client, mutation, &planned.mutator).await? {
-                return Ok(existing);
-            }
-            let reason = format!("the upstream refused the write: {error}");
-            record_rejection(model, db, client, planned.mutation, &reason, now).await
+            // Either a concurrent retry claimed the id (its answer stands; it poked)
+            // or the write itself failed (e.g. the id was inserted meanwhile):
+            // nothing was applied.
+            let outcome = match stored_outcome(model, db, client, mutation, &planned.mutator).await? {
+                Some(existing) => existing,
+                None => {
+                    let reason = format!("the upstream refused the write: {error}");
+                    record_rejection(model, db, client, planned.mutation, &reason, now).await?
+                }
+            };
+            Ok(Applied { outcome, topics: Vec::new() })
         }
     }
 }

@@ -5,6 +5,8 @@
 //!   naming the session with another client id is refused), the topics it watches,
 //!   and its WebSockets (hibernation API: an idle socket costs nothing).
 //! - [`QuerySubscription`] (one per topic): the sessions watching it.
+//! - [`ChangeWatcher`] (one per upstream): while any client listens, reads the change
+//!   log every second for writes nobody announced (plain SQL) and pokes their topics.
 //!
 //! After a commit the connector pokes each topic's QuerySubscription, which pokes the
 //! sessions, which send `{"type":"poke","cursor":N}` down their sockets. A session
@@ -14,10 +16,12 @@ mod calls;
 mod session;
 mod stubs;
 mod subscription;
+mod watcher;
 
 pub use session::ClientSession;
 pub use stubs::{claim, open_socket, poke_topics, subscribe};
 pub use subscription::QuerySubscription;
+pub use watcher::ChangeWatcher;
 
 use worker::{Response, Result};
 

@@ -9,7 +9,7 @@ use worker::{
 };
 
 use super::calls::{Claim, Delivered, Poke, Watch};
-use super::stubs::{post_json, subscription_stub};
+use super::stubs::{post_json, subscription_stub, tell_watcher};
 use super::{error_response, json_response};
 
 /// How long the app's "yes" to a topic lets pokes carry its rows: a client pulls
@@ -99,6 +99,8 @@ impl DurableObject for ClientSession {
                 };
                 Response::from_json(&Delivered { sockets })
             }
+            // The change watcher asks whether anyone still listens here.
+            "/sockets" => Response::from_json(&Delivered { sockets: self.state.get_websockets().len() }),
             _ => error_response(404, "not_found", "no such session endpoint"),
         }
     }
@@ -127,6 +129,11 @@ impl DurableObject for ClientSession {
     async fn websocket_close(&self, ws: WebSocket, code: usize, reason: String, _clean: bool) -> Result<()> {
         let code = u16::try_from(code).ok().filter(|c| (1000..5000).contains(c) && *c != 1005 && *c != 1006);
         ws.close(Some(code.unwrap_or(1000)), Some(reason)).ok();
+        if self.state.get_websockets().is_empty()
+            && let Some(session_id) = self.session_id()?
+        {
+            tell_watcher(&self.env, "/quiet", &session_id).await;
+        }
         Ok(())
     }
 }
@@ -156,6 +163,15 @@ impl ClientSession {
                 .map(|_| ())
                 .map_err(|error| error.to_string()),
         }
+    }
+
+    fn session_id(&self) -> Result<Option<String>> {
+        #[derive(serde::Deserialize)]
+        struct Owner {
+            session_id: String,
+        }
+        let owners: Vec<Owner> = self.sql.exec("SELECT session_id FROM owner LIMIT 1", None)?.to_array()?;
+        Ok(owners.into_iter().next().map(|owner| owner.session_id))
     }
 
     fn gate(&self) -> Result<PokeGate> {
@@ -276,6 +292,7 @@ impl ClientSession {
         self.state.accept_web_socket(&pair.server);
         let topics = self.topics()?;
         self.watch_all(&session_id, &topics).await;
+        tell_watcher(&self.env, "/listen", &session_id).await;
         Response::from_websocket(pair.client)
     }
 }

@@ -8,6 +8,7 @@ use crate::error::ApiError;
 
 pub const SESSIONS: &str = "CLIENT_SESSIONS";
 pub const SUBSCRIPTIONS: &str = "QUERY_SUBSCRIPTIONS";
+pub const WATCHER: &str = "CHANGE_WATCHER";
 
 pub fn session_stub(env: &Env, session_id: &str) -> worker::Result<Stub> {
     env.durable_object(SESSIONS)?.id_from_name(session_id)?.get_stub()
@@ -81,6 +82,20 @@ pub async fn subscribe(
 ) -> Result<(), SessionError> {
     let claim = Claim { session_id: session_id.into(), client_id: client_id.into(), topics, cursor };
     session_call(env, "/subscribe", &claim).await
+}
+
+/// Tells the change watcher that `session_id` has a socket (`/listen`) or none left
+/// (`/quiet`). Logged, never raised: without a watcher binding (an app that has not
+/// added it) only writes made outside the connector go unannounced.
+pub async fn tell_watcher(env: &Env, path: &str, session_id: &str) {
+    let watch = super::calls::Watch { topic: String::new(), session_id: session_id.into() };
+    let result = match env.durable_object(WATCHER).and_then(|ns| ns.id_from_name("change-log")?.get_stub()) {
+        Ok(stub) => post_json(&stub, path, &watch).await.map(|_| ()),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = result {
+        worker::console_error!("change watcher {path}: {error}");
+    }
 }
 
 /// Hands a WebSocket upgrade to the session's object.

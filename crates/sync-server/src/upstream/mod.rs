@@ -100,16 +100,38 @@ impl Upstream {
         })
     }
 
+    /// The configured database for reading the change log from a Durable Object that
+    /// knows no app: no migrations, no schema check (a failure is tried again later).
+    pub async fn open_bare(env: &Env) -> Result<Self, ApiError> {
+        Ok(match Kind::from_env(env)? {
+            Kind::D1 => Upstream::D1(D1::open(env).await?),
+            Kind::Postgres => Upstream::Postgres(Postgres::connect_bare(env).await?),
+        })
+    }
+
     /// Whether every collection of `model` has its table and columns upstream.
     pub async fn check_schema(&self, model: &sync::SyncModel) -> Result<(), ApiError> {
         let rows = self.rows(&sync::sql::table_columns(self.dialect(), model)).await?;
         fn text<'a>(row: &'a RawRow, column: &str) -> &'a str {
             row.get(column).and_then(Value::as_str).unwrap_or_default()
         }
-        let problems = sync::sql::schema_problems(
+        let mut problems = sync::sql::schema_problems(
             model,
             rows.iter().map(|row| (text(row, "table_name"), text(row, "column_name"))),
         );
+        // Without its capture triggers a table's writes would never reach the change
+        // log: the connector's own writes would all be answered "nothing written".
+        let installed =
+            Statement { sql: sync::capture::installed_triggers(self.dialect()).into(), params: Vec::new() };
+        let triggers = self.rows(&installed).await?;
+        let missing = sync::capture::missing_triggers(
+            self.dialect(),
+            model,
+            triggers.iter().map(|row| text(row, "name")),
+        );
+        if !missing.is_empty() {
+            problems.push(format!("change-capture trigger(s) {} missing", missing.join(", ")));
+        }
         if problems.is_empty() {
             Ok(())
         } else {

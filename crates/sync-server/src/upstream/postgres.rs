@@ -58,6 +58,19 @@ impl Postgres {
     /// Opens a connection through the Hyperdrive binding and makes sure the schema is
     /// current.
     pub async fn connect(env: &Env, app_migrations: &[(&str, &str)]) -> Result<Self, ApiError> {
+        let db = Self::connect_bare(env).await?;
+        if !MIGRATED.with(Cell::get) {
+            let engine = sync::sql::engine_schema(Dialect::Postgres).join(";\n");
+            let mut migrations = vec![(ENGINE_MIGRATION, engine.as_str())];
+            migrations.extend(app_migrations.iter().copied());
+            db.migrate(&migrations).await?;
+            MIGRATED.with(|done| done.set(true));
+        }
+        Ok(db)
+    }
+
+    /// A connection through the Hyperdrive binding, schema untouched.
+    pub async fn connect_bare(env: &Env) -> Result<Self, ApiError> {
         let not_configured = |detail: String| ApiError::NotConfigured {
             reason: format!(
                 "SYNC_UPSTREAM is postgres, but the Hyperdrive binding {BINDING} is unusable: {detail}"
@@ -80,15 +93,7 @@ impl Postgres {
                 worker::console_error!("PostgreSQL connection: {}", describe(&error));
             }
         });
-        let db = Self { client };
-        if !MIGRATED.with(Cell::get) {
-            let engine = sync::sql::engine_schema(Dialect::Postgres).join(";\n");
-            let mut migrations = vec![(ENGINE_MIGRATION, engine.as_str())];
-            migrations.extend(app_migrations.iter().copied());
-            db.migrate(&migrations).await?;
-            MIGRATED.with(|done| done.set(true));
-        }
-        Ok(db)
+        Ok(Self { client })
     }
 
     /// Applies the migrations this database lacks, one transaction, one migrator at a
@@ -136,12 +141,16 @@ impl Postgres {
         rows.iter().map(raw_row).collect()
     }
 
-    /// `begin`, the statements, then COMMIT; the first failure rolls it all back.
+    /// `begin`, the statements, then COMMIT; the first failure rolls it all back. The
+    /// statements are pipelined: all sent at once, answered in order (after a failure
+    /// the rest fail too, inside the aborted transaction).
     async fn transaction(&self, begin: &str, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
         self.client.batch_execute(begin).await.map_err(|error| upstream(&error))?;
-        let mut results = Vec::new();
-        for statement in statements {
-            match self.run(statement).await {
+        let answers =
+            futures_util::future::join_all(statements.iter().map(|statement| self.run(statement))).await;
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            match answer {
                 Ok(rows) => results.push(rows),
                 Err(error) => {
                     let _ = self.client.batch_execute("ROLLBACK").await;

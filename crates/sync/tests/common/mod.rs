@@ -55,6 +55,11 @@ pub fn notes() -> Collection {
 }
 
 pub fn model() -> SyncModel {
+    builder().build().expect("test model is valid")
+}
+
+/// The test model's builder, for tests that add queries of their own.
+pub fn builder() -> sync::SyncModelBuilder {
     SyncModel::builder()
         .collection(cards())
         .collection(notes())
@@ -109,8 +114,6 @@ pub fn model() -> SyncModel {
                 .value("score", args.score)
                 .value("meta", args.meta.clone())
         }))
-        .build()
-        .expect("test model is valid")
 }
 
 pub fn ctx(client: &str, record: &str, now_ms: i64) -> MutationContext {

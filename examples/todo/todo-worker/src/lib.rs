@@ -14,7 +14,7 @@ use sync_server::{CallbackFuture, Callbacks, Caller, Engine, HttpCallbacks, gues
 use todo_model::LIST_TODOS;
 
 // The engine's Durable Objects, exported under the class names wrangler.toml binds.
-pub use sync_server::{ClientSession, QuerySubscription};
+pub use sync_server::{ChangeWatcher, ClientSession, QuerySubscription};
 
 /// The todo model's PostgreSQL migrations, generated from the model.
 const POSTGRES_MIGRATIONS: &[(&str, &str)] =

@@ -19,8 +19,10 @@ use sync_server::{Engine, HttpCallbacks};
 pub use sync_server::{ChangeWatcher, ClientSession, QuerySubscription};
 
 /// The chat's PostgreSQL migrations (generated from the model; see app/tests).
-const POSTGRES_MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init", include_str!("../../migrations/postgres/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../../migrations/postgres/0001_init.sql")),
+    ("0002_change_capture", include_str!("../../migrations/postgres/0002_change_capture.sql")),
+];
 
 /// The sync engine for the chat's model: its callbacks over HTTP when
 /// `SYNC_*_CALLBACK_URL` is set, the chat's own rules in process otherwise. Built

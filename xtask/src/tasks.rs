@@ -295,26 +295,50 @@ fn build_app(app: &WebApp) -> Result {
     if BUILT.lock().map(|built| built.contains(&app.name)).unwrap_or(false) {
         return Ok(());
     }
-    build_client(app)?;
-    build_worker(app)?;
-    write_nobuild_wrangler_config(&app.config_dir)?;
+    build_app_with(app, Profile::Release)?;
     if let Ok(mut built) = BUILT.lock() {
         built.push(app.name.clone());
     }
     Ok(())
 }
 
+/// How the wasm is built: `Release` (size-optimised, LTO, wasm-opt: for tests, bench
+/// and deploy) or `Dev` (cargo profile `dev-wasm`: no LTO, incremental, no wasm-opt;
+/// for `cargo xtask dev --watch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    Release,
+    Dev,
+}
+
+impl Profile {
+    /// The cargo profile's name (and its folder under target/<triple>/).
+    fn cargo_name(self) -> &'static str {
+        match self {
+            Profile::Release => "release",
+            Profile::Dev => "dev-wasm",
+        }
+    }
+}
+
+fn build_app_with(app: &WebApp, profile: Profile) -> Result {
+    build_client(app, profile)?;
+    build_worker(app, profile)?;
+    write_nobuild_wrangler_config(&app.config_dir)
+}
+
 /// Browser bundles: the frontend crate twice (the page's bundle with its default
 /// features, the SQLite Web Worker's with `db-worker`), each cargo -> wasm-bindgen
 /// (ES module) -> wasm-opt; plus static files.
-fn build_client(app: &WebApp) -> Result {
+fn build_client(app: &WebApp, profile: Profile) -> Result {
     let pkg = app.site.join(app_constant("CLIENT_PKG_DIR")?);
-    build_bundle(app, &pkg, &[], &app.bundle)?;
+    build_bundle(app, &pkg, &[], &app.bundle, profile)?;
     build_bundle(
         app,
         &pkg,
         &["--no-default-features", "--features", "db-worker"],
         &format!("{}-db", app.bundle),
+        profile,
     )?;
 
     // The Web Worker's module script sits next to the bundle it imports.
@@ -324,21 +348,32 @@ fn build_client(app: &WebApp) -> Result {
 
 /// One bundle of the app's frontend crate, built with `features`, as
 /// `pkg/{name}.js` + `pkg/{name}_bg.wasm`.
-fn build_bundle(app: &WebApp, pkg: &Path, features: &[&str], name: &str) -> Result {
+fn build_bundle(app: &WebApp, pkg: &Path, features: &[&str], name: &str, profile: Profile) -> Result {
     let root = root();
     run(Command::new("cargo")
-        .args(["build", "--release", "--package", &app.frontend, "--target", WASM_TARGET])
+        .args([
+            "build",
+            "--profile",
+            profile.cargo_name(),
+            "--package",
+            &app.frontend,
+            "--target",
+            WASM_TARGET,
+        ])
         .args(features)
         .current_dir(&root))?;
     let raw = root
         .join("target")
         .join(WASM_TARGET)
-        .join("release")
+        .join(profile.cargo_name())
         .join(format!("{}.wasm", app.frontend.replace('-', "_")));
     run(Command::new(tools_bin().join("wasm-bindgen"))
         .arg(&raw)
         .args(["--target", "web", "--no-typescript", "--out-name", name, "--out-dir"])
         .arg(pkg))?;
+    if profile == Profile::Dev {
+        return Ok(());
+    }
     let bindgen_wasm = pkg.join(format!("{name}_bg.wasm"));
     run(Command::new(node_bin("wasm-opt"))
         .arg(&bindgen_wasm)
@@ -368,14 +403,18 @@ const WASM_FEATURES: &[&str] = &[
 ];
 
 /// Worker bundle via worker-build, pointed at local binaries so it downloads nothing.
-fn build_worker(app: &WebApp) -> Result {
+fn build_worker(app: &WebApp, profile: Profile) -> Result {
     let path = std::env::join_paths(
         std::iter::once(tools_bin())
             .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
     )
     .map_err(|error| format!("PATH: {error}"))?;
-    run(Command::new(tools_bin().join("worker-build"))
-        .arg("--release")
+    let mut worker_build = Command::new(tools_bin().join("worker-build"));
+    match profile {
+        Profile::Release => worker_build.arg("--release"),
+        Profile::Dev => worker_build.args(["--profile", profile.cargo_name(), "--no-opt"]),
+    };
+    run(worker_build
         .current_dir(&app.worker)
         .env("PATH", path)
         .env("WASM_BINDGEN_BIN", tools_bin().join("wasm-bindgen"))
@@ -477,12 +516,17 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
 // ---------------------------------------------------------------- dev
 
 pub fn dev(args: &[String]) -> Result {
-    let usage = || "usage: cargo xtask dev [--app chat|todo] [--port N] [--postgres postgres://user:password@host:port/db]";
+    let usage = || "usage: cargo xtask dev [--watch] [--app chat|todo] [--port N] [--postgres postgres://user:password@host:port/db]";
     let mut port = DEFAULT_DEV_PORT.to_string();
     let mut postgres = None;
     let mut app_name = "chat".to_string();
+    let mut watch = false;
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
+        if flag == "--watch" {
+            watch = true;
+            continue;
+        }
         match (flag.as_str(), rest.next()) {
             ("--port", Some(value)) => port = value.clone(),
             ("--postgres", Some(value)) => postgres = Some(value.clone()),
@@ -493,7 +537,11 @@ pub fn dev(args: &[String]) -> Result {
     let app = web_app(&app_name)?;
     // Serving needs no browser and no PostgreSQL: those come with `test`.
     setup_serving()?;
-    build_app(&app)?;
+    if watch {
+        build_app_with(&app, Profile::Dev)?;
+    } else {
+        build_app(&app)?;
+    }
     let root = app.config_dir.clone();
     write_dev_vars_once(&root)?;
     let mut wrangler = Command::new(node_bin("wrangler"));
@@ -523,7 +571,84 @@ pub fn dev(args: &[String]) -> Result {
             );
         }
     }
-    run(&mut wrangler)
+    if !watch {
+        return run(&mut wrangler);
+    }
+    // Watch: wrangler reloads the worker when its bundle changes and, with
+    // --live-reload, the open pages too; this loop rebuilds on every saved source.
+    let mut server =
+        wrangler.arg("--live-reload").spawn().map_err(|error| format!("starting wrangler: {error}"))?;
+    let result = watch_and_rebuild(&app, &mut server);
+    let _ = server.kill();
+    result
+}
+
+/// Folders whose files make up an app's bundles: the engine, the chat's crates, and
+/// the app's own folder (an example's).
+fn watched_folders(app: &WebApp) -> Vec<PathBuf> {
+    let root = root();
+    let mut folders: Vec<PathBuf> =
+        ["crates", "app", "frontend", "worker", "style"].iter().map(|dir| root.join(dir)).collect();
+    if app.config_dir != root {
+        folders.push(app.config_dir.clone());
+    }
+    folders
+}
+
+/// The newest modification time among the sources under `folders` (build outputs,
+/// node_modules and dot-folders skipped).
+fn newest_source(folders: &[PathBuf]) -> std::time::SystemTime {
+    fn walk(dir: &Path, newest: &mut std::time::SystemTime) {
+        let Ok(entries) = fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || matches!(name.as_str(), "target" | "build" | "node_modules" | "pkg") {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, newest);
+            } else if let Ok(modified) = entry.metadata().and_then(|meta| meta.modified()) {
+                *newest = (*newest).max(modified);
+            }
+        }
+    }
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for folder in folders {
+        walk(folder, &mut newest);
+    }
+    newest
+}
+
+fn watch_and_rebuild(app: &WebApp, server: &mut std::process::Child) -> Result {
+    let folders = watched_folders(app);
+    let mut built = newest_source(&folders);
+    eprintln!(
+        "watching {} for changes (Ctrl-C stops)",
+        folders.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        if let Ok(Some(status)) = server.try_wait() {
+            return Err(format!("wrangler dev exited ({status})").into());
+        }
+        let newest = newest_source(&folders);
+        if newest <= built {
+            continue;
+        }
+        // Let an editor finish writing (several files may be saved at once).
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        built = newest_source(&folders);
+        let started = std::time::Instant::now();
+        eprintln!("change seen: rebuilding {} (dev-wasm profile)", app.name);
+        match build_app_with(app, Profile::Dev) {
+            Ok(()) => eprintln!(
+                "rebuilt in {:.1} s: wrangler reloads the worker and the open pages",
+                started.elapsed().as_secs_f64()
+            ),
+            Err(error) => eprintln!("build failed (still watching): {error}"),
+        }
+    }
 }
 
 /// Local secrets for `wrangler dev` (`.dev.vars`, git-ignored), made once with fresh

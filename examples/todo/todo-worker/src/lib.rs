@@ -17,8 +17,10 @@ use todo_model::LIST_TODOS;
 pub use sync_server::{ChangeWatcher, ClientSession, QuerySubscription};
 
 /// The todo model's PostgreSQL migrations, generated from the model.
-const POSTGRES_MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init", include_str!("../../migrations/postgres/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../../migrations/postgres/0001_init.sql")),
+    ("0002_change_capture", include_str!("../../migrations/postgres/0002_change_capture.sql")),
+];
 
 /// The todo rules: any signed-in user may read and edit a list they have the link
 /// to, unless the list is locked; titles have 1 to 200 characters.

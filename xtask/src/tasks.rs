@@ -630,7 +630,7 @@ fn watch_and_rebuild(app: &WebApp, server: &mut std::process::Child) -> Result {
     loop {
         std::thread::sleep(std::time::Duration::from_millis(400));
         if let Ok(Some(status)) = server.try_wait() {
-            return Err(format!("wrangler dev exited ({status})").into());
+            return Err(format!("wrangler dev exited ({status})"));
         }
         let newest = newest_source(&folders);
         if newest <= built {

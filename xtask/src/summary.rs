@@ -28,6 +28,13 @@ impl Counts {
                     _ => {}
                 }
             }
+        } else if let Some((number, label)) = playwright_line(line) {
+            match label {
+                "passed" | "flaky" => self.passed += number,
+                "failed" | "interrupted" | "did not run" => self.failed += number,
+                "skipped" => self.skipped += number,
+                _ => {}
+            }
         } else if let Some(rest) = line.strip_prefix("# ") {
             let mut words = rest.split_whitespace();
             let (Some(label), Some(number), None) = (words.next(), words.next(), words.next()) else {
@@ -48,6 +55,17 @@ impl Counts {
         self.failed += other.failed;
         self.skipped += other.skipped;
     }
+}
+
+/// Playwright's closing summary: `5 passed (9.9s)`, `1 failed`, `2 skipped`,
+/// `1 flaky`, `3 did not run`, `1 interrupted` (a line of its own, indented).
+fn playwright_line(line: &str) -> Option<(u64, &str)> {
+    let (number, rest) = line.split_once(' ')?;
+    let number = number.parse::<u64>().ok()?;
+    let label = rest.split(" (").next()?.trim();
+    ["passed", "failed", "skipped", "flaky", "did not run", "interrupted"]
+        .contains(&label)
+        .then_some((number, label))
 }
 
 impl std::fmt::Display for Counts {
@@ -72,9 +90,15 @@ mod tests {
             "# skipped 0",
             "# Subtest: pass 3 things",
             "running 2 tests",
+            // Playwright's closing lines (list reporter).
+            "  5 passed (9.9s)",
+            "  1 failed",
+            "    end2end/chat.spec.mjs:43:1 › two browsers in one room",
+            "  2 skipped",
+            "Running 8 tests using 1 worker",
         ] {
             counts.observe(line);
         }
-        assert_eq!(counts, Counts { passed: 19, failed: 3, skipped: 1 });
+        assert_eq!(counts, Counts { passed: 24, failed: 4, skipped: 3 });
     }
 }

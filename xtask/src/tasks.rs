@@ -217,7 +217,7 @@ struct WebApp {
     worker: PathBuf,
     /// The folder holding the app's wrangler.toml.
     config_dir: PathBuf,
-    /// The app's browser tests (`*.test.mjs`).
+    /// The app's end-to-end tests (`*.spec.mjs` browser suites, `*.test.mjs` node suites).
     end2end: PathBuf,
     /// The crate whose `migrations` test checks (and writes) the app's migrations.
     model_package: String,
@@ -480,15 +480,17 @@ pub fn migrations() -> Result {
     run(command.args(["--test", "migrations"]).env("SYNC_WRITE_MIGRATIONS", "1").current_dir(root()))
 }
 
-/// Every app's browser suites (`*.test.mjs` in its end2end folder), the chat first.
-fn end2end_suites() -> Result<Vec<String>> {
+/// Every app's end-to-end files ending in `suffix` (`.test.mjs`: node:test suites of
+/// HTTP and socket clients; `.spec.mjs`: the browser suites, on @playwright/test),
+/// the chat first.
+fn end2end_files(suffix: &str) -> Result<Vec<String>> {
     let root = root();
     let mut suites = Vec::new();
     for app in web_apps()? {
         let mut files: Vec<PathBuf> = fs::read_dir(&app.end2end)
             .map(|entries| entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
             .unwrap_or_default();
-        files.retain(|file| file.to_string_lossy().ends_with(".test.mjs"));
+        files.retain(|file| file.to_string_lossy().ends_with(suffix));
         files.sort();
         suites.extend(
             files.iter().map(|file| file.strip_prefix(&root).unwrap_or(file).to_string_lossy().into_owned()),
@@ -701,20 +703,23 @@ const TIERS: &[&str] = &["lint", "native", "wasm", "e2e", "postgres"];
 /// cdylib crates that only build for wasm32 (the browser bundles and the workers).
 const WASM_ONLY_PACKAGES: &[&str] = &["frontend", "sync-worker", "todo-frontend", "todo-worker"];
 
-/// The chat's end-to-end files the PostgreSQL tier runs again with PostgreSQL
-/// upstream (every example's suites run too), plus the one only it runs (its name
-/// matches none of node's test patterns: `*.test.mjs`, `*-test.mjs`, `*_test.mjs`,
-/// `test-*.mjs`).
-const POSTGRES_E2E: &[&str] = &[
+/// The chat's node:test files the PostgreSQL tier runs again with PostgreSQL
+/// upstream, plus the one only it runs (its name matches none of node's test
+/// patterns: `*.test.mjs`, `*-test.mjs`, `*_test.mjs`, `test-*.mjs`).
+const POSTGRES_NODE: &[&str] = &[
     "end2end/connector.test.mjs",
     "end2end/pokes.test.mjs",
-    "end2end/chat.test.mjs",
     "end2end/security.test.mjs",
-    "end2end/compaction.test.mjs",
     "end2end/schema.test.mjs",
-    "end2end/sign-in.test.mjs",
-    "end2end/direct-writes.test.mjs",
     "end2end/postgres.suite.mjs",
+];
+
+/// The chat's browser suites the PostgreSQL tier runs again (every example's run too).
+const POSTGRES_SPECS: &[&str] = &[
+    "end2end/chat.spec.mjs",
+    "end2end/compaction.spec.mjs",
+    "end2end/sign-in.spec.mjs",
+    "end2end/direct-writes.spec.mjs",
 ];
 
 /// rustfmt and clippy (warnings are errors) for every crate on the target it is
@@ -751,6 +756,16 @@ fn lint() -> Result {
     clippy(&["--package", "todo-worker", "--package", "sync-server", "--target", WASM_TARGET])
 }
 
+/// `npx playwright test` on browser suites (playwright.config.mjs: one worker, HTML
+/// report and the traces of failed tests under target/). The summary reads its
+/// closing `N passed` lines.
+fn playwright_tests(files: &[&str]) -> Command {
+    let mut command = Command::new(node_bin("playwright"));
+    command.arg("test").args(files).env("NODE_OPTIONS", "--experimental-websocket");
+    wrangler_env(&mut command);
+    command
+}
+
 /// `node --test` on end-to-end files, one file at a time, TAP out (the summary reads it).
 fn node_tests(files: &[&str]) -> Command {
     let mut command = Command::new("node");
@@ -783,14 +798,14 @@ pub fn test(args: &[String]) -> Result {
         let mut counts = Counts::default();
         // Lives until the tier ends: the PostgreSQL tier's server.
         let mut cluster = None;
-        let mut command = match tier {
+        let commands: Vec<Command> = match tier {
             "native" => {
                 let mut command = Command::new("cargo");
                 command.args(["test", "--workspace"]);
                 for wasm_only in WASM_ONLY_PACKAGES {
                     command.args(["--exclude", wasm_only]);
                 }
-                command
+                vec![command]
             }
             "wasm" => {
                 let mut command = Command::new("cargo");
@@ -812,27 +827,39 @@ pub fn test(args: &[String]) -> Result {
                         "CHROMEDRIVER",
                         std::env::var("SYNC_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()),
                     );
-                command
+                vec![command]
             }
             "e2e" => {
                 build()?;
-                let suites = end2end_suites()?;
-                node_tests(&suites.iter().map(String::as_str).collect::<Vec<_>>())
+                let suites = end2end_files(".test.mjs")?;
+                let specs = end2end_files(".spec.mjs")?;
+                vec![
+                    node_tests(&suites.iter().map(String::as_str).collect::<Vec<_>>()),
+                    playwright_tests(&specs.iter().map(String::as_str).collect::<Vec<_>>()),
+                ]
             }
             "postgres" => {
                 build()?;
                 let started = crate::postgres::Cluster::start()?;
-                let mut files: Vec<String> = POSTGRES_E2E.iter().map(|file| file.to_string()).collect();
-                files.extend(end2end_suites()?.into_iter().filter(|file| !file.starts_with("end2end/")));
-                let mut command = node_tests(&files.iter().map(String::as_str).collect::<Vec<_>>());
-                command.env("SYNC_E2E_POSTGRES_URL", &started.url);
+                let mut specs: Vec<String> = POSTGRES_SPECS.iter().map(|file| file.to_string()).collect();
+                specs.extend(
+                    end2end_files(".spec.mjs")?.into_iter().filter(|file| !file.starts_with("end2end/")),
+                );
+                let mut node = node_tests(POSTGRES_NODE);
+                let mut browsers = playwright_tests(&specs.iter().map(String::as_str).collect::<Vec<_>>());
+                for command in [&mut node, &mut browsers] {
+                    command.env("SYNC_E2E_POSTGRES_URL", &started.url);
+                }
                 cluster = Some(started);
-                command
+                vec![node, browsers]
             }
             _ => unreachable!("tiers are checked above"),
         };
-        command.current_dir(&root);
-        let ok = cmd::run_streaming(&mut command, |line| counts.observe(line))?;
+        let mut ok = true;
+        for mut command in commands {
+            command.current_dir(&root);
+            ok &= cmd::run_streaming(&mut command, |line| counts.observe(line))?;
+        }
         drop(cluster);
         eprintln!("tier {tier}: {counts}");
         if counts.passed == 0 {
@@ -921,7 +948,7 @@ fn new_app_renames(name: &str, snake: &str) -> Vec<(String, String)> {
         ("'todo:name'".into(), format!("'{name}:name'")),
         ("--app todo".into(), format!("--app {name}")),
         ("app: 'todo'".into(), format!("app: '{name}'")),
-        ("todo.test.mjs".into(), format!("{name}.test.mjs")),
+        ("todo.spec.mjs".into(), format!("{name}.spec.mjs")),
     ]
 }
 

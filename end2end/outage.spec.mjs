@@ -1,6 +1,6 @@
 // Only the app says no: a write sent while the app's mutation callback is down is
 // kept, shown as sending, retried, and confirmed once when the callback is back.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './support/playwright.mjs';
 import assert from 'node:assert/strict';
 import { startApp, launchBrowser, watchErrors } from './support/app.mjs';
 import { startCallbackServer } from './support/callback-server.mjs';

@@ -2,7 +2,7 @@
 // (`wrangler d1 execute` on the local D1, `psql` on PostgreSQL) reach every watching
 // browser through the change-capture triggers and the change watcher's pokes, in
 // order with the connector's own writes, each exactly once.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './support/playwright.mjs';
 import assert from 'node:assert/strict';
 import { startApp, launchBrowser, watchErrors } from './support/app.mjs';
 import { client, guestToken, newId } from './support/sync.mjs';

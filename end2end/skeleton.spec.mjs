@@ -1,6 +1,6 @@
 // The walking skeleton: the worker renders the page, serves the bundle, and the
 // browser hydrates it.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './support/playwright.mjs';
 import assert from 'node:assert/strict';
 import { startApp, launchBrowser, watchErrors } from './support/app.mjs';
 import { client, guestToken } from './support/sync.mjs';

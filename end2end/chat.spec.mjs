@@ -1,6 +1,6 @@
 // The chat through the real client SDK: page -> SQLite Web Worker (OPFS) -> connector
 // -> D1 -> pokes -> the other browser.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './support/playwright.mjs';
 import assert from 'node:assert/strict';
 import { startApp, launchBrowser, watchErrors } from './support/app.mjs';
 import { client, guestToken, newId } from './support/sync.mjs';

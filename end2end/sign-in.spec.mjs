@@ -1,6 +1,6 @@
 // An expired sign-in pauses sending; it never rejects. Guest tokens here last 4 s
 // (AUTH_TOKEN_LIFETIME_S), so a test outlives its token in seconds.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './support/playwright.mjs';
 import assert from 'node:assert/strict';
 import { startApp, launchBrowser, watchErrors } from './support/app.mjs';
 import { client, guestToken, newId } from './support/sync.mjs';

@@ -3,7 +3,7 @@
 // whose cursor is older than the compaction is told to resync. The horizon is 0 s
 // here, so every change is old enough once the cron handler runs. Runs on D1 and, in
 // the PostgreSQL tier, on PostgreSQL.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './support/playwright.mjs';
 import assert from 'node:assert/strict';
 import { startApp } from './support/app.mjs';
 import { client, guestToken, newId } from './support/sync.mjs';

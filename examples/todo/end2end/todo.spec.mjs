@@ -1,6 +1,6 @@
 // The todo example, end to end: two real browsers on one list, through the engine's
 // public API only (its own model, callbacks, worker and migrations).
-import { test, before, after } from 'node:test';
+import { test, before, after } from '../../../end2end/support/playwright.mjs';
 import assert from 'node:assert/strict';
 import { startApp, launchBrowser, watchErrors } from '../../../end2end/support/app.mjs';
 import { newId } from '../../../end2end/support/sync.mjs';

@@ -1,6 +1,6 @@
 // The chat demo as a visitor meets it: a random room on "/", switching rooms, the
 // server-rendered first paint, the explanation, and screenshots at two widths.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './support/playwright.mjs';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';

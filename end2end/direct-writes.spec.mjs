@@ -150,7 +150,14 @@ test('rows inserted, updated and deleted with plain SQL show up in two watching 
   const upstream = (await app.sql(`SELECT body FROM messages WHERE room_id = ${quote(room)} ORDER BY created_at, id`)).map(([body]) => body);
   assert.equal(upstream.length, 2 + 6 + connectorSent.length);
   for (const page of [a.page, b.page]) {
-    await page.waitForFunction((n) => document.querySelectorAll('[data-testid="message-body"]').length === n, upstream.length, { timeout: 15_000 });
+    // The last direct write may still be on its way (the watcher polls every second).
+    await page
+      .waitForFunction(
+        (expected) => JSON.stringify([...document.querySelectorAll('[data-testid="message-body"]')].map((node) => node.textContent)) === expected,
+        JSON.stringify(upstream),
+        { timeout: 15_000 },
+      )
+      .catch(() => {});
     assert.deepEqual(await bodies(page), upstream);
   }
   assert.deepEqual(a.errors, []);
@@ -245,9 +252,15 @@ test('a mixed run of 200 direct and 200 connector writes: the rows and the chang
     else assert.ok(replay.get(id)?.startsWith(body), `${id}: ${replay.get(id)}`);
   }
   // And the watching browser holds the same rows.
-  await watcher.page.waitForFunction((n) => document.querySelectorAll('[data-testid="message-body"]').length === n, rows.length, { timeout: 20_000 });
-  const shown = (await bodies(watcher.page)).sort();
-  assert.deepEqual(shown, rows.map(([, body]) => body).sort());
+  const expectedBodies = rows.map(([, body]) => body).sort();
+  await watcher.page
+    .waitForFunction(
+      (expected) => JSON.stringify([...document.querySelectorAll('[data-testid="message-body"]')].map((node) => node.textContent).sort()) === expected,
+      JSON.stringify(expectedBodies),
+      { timeout: 20_000 },
+    )
+    .catch(() => {});
+  assert.deepEqual((await bodies(watcher.page)).sort(), expectedBodies);
   assert.deepEqual(watcher.errors, []);
   await watcher.page.close();
 });

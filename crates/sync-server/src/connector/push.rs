@@ -137,7 +137,8 @@ pub async fn push(
     // fall back to one transaction per mutation so one failure rejects only itself.
     let mut touched = BTreeSet::new();
     let mut committed = Vec::new();
-    for (planned, Applied { outcome, topics }) in apply_all(model, &db, client, &plans, now).await? {
+    let (applied_all, head_after) = apply_all(model, &db, client, &plans, now).await?;
+    for (planned, Applied { outcome, topics }) in applied_all {
         if let MutationOutcome::Confirmed { row, seq } = &outcome {
             touched.extend(topics.iter().map(ToString::to_string));
             // What a pull would hand out for it: the pokes carry it to the watchers.
@@ -163,8 +164,13 @@ pub async fn push(
         known.insert(mutation.id.clone(), outcome);
     }
 
-    let head = db.rows(&Statement { sql: sql::change_head(db.dialect()).into(), params: Vec::new() }).await?;
-    let cursor = head.first().and_then(|row| integer(row, "head")).unwrap_or(0);
+    let cursor = match head_after {
+        Some(head) => head,
+        None => {
+            let head = db.rows(&head_statement(db.dialect())).await?;
+            head.first().and_then(|row| integer(row, "head")).unwrap_or(0)
+        }
+    };
     if !touched.is_empty() {
         // Pokes go out after the answer: the writer does not wait for the fan-out.
         committed.sort_by_key(|change| change.seq);
@@ -348,18 +354,28 @@ fn plan<'a>(
     Ok(Ok(Planned { mutation, mutator: validated.name, collection: validated.collection, statements }))
 }
 
-/// Applies the plans in one transaction, or one by one if that fails.
+fn head_statement(dialect: Dialect) -> Statement {
+    Statement { sql: sql::change_head(dialect).into(), params: Vec::new() }
+}
+
+/// What applying a push's plans gave, each with its answer.
+type AppliedPlans<'p, 'a> = Vec<(&'p Planned<'a>, Applied)>;
+
+/// Applies the plans in one transaction, or one by one if that fails. With the one
+/// transaction, the log head after it comes back too (read inside it: no extra round
+/// trip for the cursor the push answers).
 async fn apply_all<'p, 'a>(
     model: &SyncModel,
     db: &Upstream,
     client: &str,
     plans: &'p [Planned<'a>],
     now: i64,
-) -> Result<Vec<(&'p Planned<'a>, Applied)>, ApiError> {
+) -> Result<(AppliedPlans<'p, 'a>, Option<i64>), ApiError> {
     if plans.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
-    let all: Vec<Statement> = plans.iter().flat_map(|p| p.statements.iter().cloned()).collect();
+    let mut all: Vec<Statement> = plans.iter().flat_map(|p| p.statements.iter().cloned()).collect();
+    all.push(head_statement(db.dialect()));
     if let Ok(results) = db.write(&all).await {
         let mut results = results.into_iter();
         let mut outcomes = Vec::new();
@@ -369,13 +385,14 @@ async fn apply_all<'p, 'a>(
                 .ok_or_else(|| ApiError::upstream("an applied mutation left no outcome"))?;
             outcomes.push((planned, answer));
         }
-        return Ok(outcomes);
+        let head = results.next().and_then(|rows| rows.first().and_then(|row| integer(row, "head")));
+        return Ok((outcomes, head));
     }
     let mut outcomes = Vec::new();
     for planned in plans {
         outcomes.push((planned, apply_one(model, db, client, planned, now).await?));
     }
-    Ok(outcomes)
+    Ok((outcomes, None))
 }
 
 /// One mutation in its own transaction (the fallback path).

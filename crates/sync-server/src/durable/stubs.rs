@@ -60,15 +60,38 @@ async fn session_call(env: &Env, path: &str, claim: &Claim) -> Result<(), Sessio
     }
 }
 
-/// Binds (or checks) the session's client.
+thread_local! {
+    /// (session, client) pairs a ClientSession confirmed in this isolate. A session
+    /// belongs to its first client for good, so a confirmation never goes stale.
+    static CLAIMED: std::cell::RefCell<std::collections::HashSet<(String, String)>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
+}
+
+/// Confirmed pairs kept per isolate before the memo starts again (bounds memory).
+const CLAIMED_MEMO_LIMIT: usize = 10_000;
+
+/// Binds (or checks) the session's client. Once a session object has confirmed the
+/// pair, this isolate answers from memory: a push costs no object call.
 pub async fn claim(env: &Env, session_id: &str, client_id: &str) -> Result<(), SessionError> {
+    let key = (session_id.to_string(), client_id.to_string());
+    if CLAIMED.with(|claimed| claimed.borrow().contains(&key)) {
+        return Ok(());
+    }
     let claim = Claim {
         session_id: session_id.into(),
         client_id: client_id.into(),
         topics: Vec::new(),
         cursor: None,
     };
-    session_call(env, "/claim", &claim).await
+    session_call(env, "/claim", &claim).await?;
+    CLAIMED.with(|claimed| {
+        let mut claimed = claimed.borrow_mut();
+        if claimed.len() >= CLAIMED_MEMO_LIMIT {
+            claimed.clear();
+        }
+        claimed.insert(key);
+    });
+    Ok(())
 }
 
 /// Checks the session's client, makes it watch `topics`, and records the cursor the

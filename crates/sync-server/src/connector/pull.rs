@@ -72,9 +72,14 @@ pub async fn pull(
     // isolate has seen the log reach is remembered at once (pokes at or below it are
     // skipped); any other only once the read shows the log reached it.
     let vouched = request.cursor.0 <= KNOWN_HEAD.with(Cell::get);
-    let watched = topics.iter().map(Topic::to_string).collect();
+    let watched: Vec<String> = topics.iter().map(Topic::to_string).collect();
     let ack_now = vouched.then_some(request.cursor.0);
-    durable::subscribe(&env, &request.session_id, &request.client_id, watched, ack_now).await?;
+    // Already watching (confirmed before in this isolate): no object call on the way;
+    // the call after answering refreshes the topics' authorization instead.
+    let called =
+        durable::watch_before_read(&env, &request.session_id, &request.client_id, watched.clone(), ack_now)
+            .await?;
+    let refresh = if called { Vec::new() } else { watched };
     // One more than a page tells whether more remain.
     let db = Upstream::open(&engine, &env).await?;
     let head = Statement { sql: sql::change_head(db.dialect()).into(), params: Vec::new() };
@@ -123,8 +128,7 @@ pub async fn pull(
     // Recorded after answering; a poke meanwhile is merely redundant.
     let (session, client, acknowledged) = (request.session_id.clone(), request.client_id.clone(), cursor.0);
     ctx.wait_until(async move {
-        if let Err(error) = durable::subscribe(&env, &session, &client, Vec::new(), Some(acknowledged)).await
-        {
+        if let Err(error) = durable::subscribe(&env, &session, &client, refresh, Some(acknowledged)).await {
             worker::console_error!("acknowledging cursor {acknowledged}: {error}");
         }
     });

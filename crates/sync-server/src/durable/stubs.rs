@@ -73,8 +73,7 @@ const CLAIMED_MEMO_LIMIT: usize = 10_000;
 /// Binds (or checks) the session's client. Once a session object has confirmed the
 /// pair, this isolate answers from memory: a push costs no object call.
 pub async fn claim(env: &Env, session_id: &str, client_id: &str) -> Result<(), SessionError> {
-    let key = (session_id.to_string(), client_id.to_string());
-    if CLAIMED.with(|claimed| claimed.borrow().contains(&key)) {
+    if CLAIMED.with(|claimed| claimed.borrow().contains(&(session_id.to_string(), client_id.to_string()))) {
         return Ok(());
     }
     let claim = Claim {
@@ -84,14 +83,19 @@ pub async fn claim(env: &Env, session_id: &str, client_id: &str) -> Result<(), S
         cursor: None,
     };
     session_call(env, "/claim", &claim).await?;
+    remember_claim(session_id, client_id);
+    Ok(())
+}
+
+/// Notes that the session's object confirmed `client_id` as its owner.
+fn remember_claim(session_id: &str, client_id: &str) {
     CLAIMED.with(|claimed| {
         let mut claimed = claimed.borrow_mut();
         if claimed.len() >= CLAIMED_MEMO_LIMIT {
             claimed.clear();
         }
-        claimed.insert(key);
+        claimed.insert((session_id.to_string(), client_id.to_string()));
     });
-    Ok(())
 }
 
 /// Checks the session's client, makes it watch `topics`, and records the cursor the
@@ -119,6 +123,51 @@ pub async fn tell_watcher(env: &Env, path: &str, session_id: &str) {
     if let Err(error) = result {
         worker::console_error!("change watcher {path}: {error}");
     }
+}
+
+thread_local! {
+    /// (session, client, topic) triples whose watch a ClientSession confirmed in this
+    /// isolate. A session never forgets a topic (a QuerySubscription that dropped a
+    /// socketless session gets it back when a socket connects), so they stay true.
+    static WATCHING: std::cell::RefCell<std::collections::HashSet<(String, String, String)>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
+}
+
+/// [`subscribe`] before a read, skipped when this isolate saw the session confirm
+/// every one of `topics` for this client already (then nothing would change, and the
+/// pull saves an object call on its way). Returns whether it called the session.
+pub async fn watch_before_read(
+    env: &Env,
+    session_id: &str,
+    client_id: &str,
+    topics: Vec<String>,
+    cursor: Option<u64>,
+) -> Result<bool, SessionError> {
+    // The session's owner first: only a pair its object confirmed may skip the call
+    // (a pull naming no topic is answered from the pair alone).
+    let claimed = CLAIMED.with(|claimed| claimed.borrow().contains(&(session_id.into(), client_id.into())));
+    let known = claimed
+        && WATCHING.with(|watching| {
+            let watching = watching.borrow();
+            topics
+                .iter()
+                .all(|topic| watching.contains(&(session_id.into(), client_id.into(), topic.clone())))
+        });
+    if known {
+        return Ok(false);
+    }
+    subscribe(env, session_id, client_id, topics.clone(), cursor).await?;
+    remember_claim(session_id, client_id);
+    WATCHING.with(|watching| {
+        let mut watching = watching.borrow_mut();
+        if watching.len() + topics.len() > CLAIMED_MEMO_LIMIT {
+            watching.clear();
+        }
+        for topic in topics {
+            watching.insert((session_id.into(), client_id.into(), topic));
+        }
+    });
+    Ok(true)
 }
 
 /// Hands a WebSocket upgrade to the session's object.

@@ -23,9 +23,10 @@
 //!   before the statement touches a row, so direct writers commit their sequence
 //!   numbers in order like the connector does, and lock rows only while holding it.
 //!
-//! Limits: topic values of `real` and `json` columns are composed by the database's
-//! own JSON printer, which may differ from the engine's canonical form (`1.0` vs `1`,
-//! key order): keep equality-required predicates on text, integer or boolean columns.
+//! Topic values of `real` and `json` columns would be printed by the database's own
+//! JSON printer, which differs from the engine's canonical form (`1.0` vs `1`, key
+//! order): the model refuses equality-required predicates on them
+//! (`ModelError::UnroutableColumn`), so every topic here is text, integer or boolean.
 //! A write that changes a record's primary key is recorded as a delete of the old id
 //! and an upsert of the new one.
 

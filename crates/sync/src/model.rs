@@ -140,6 +140,10 @@ pub enum ModelError {
     UnknownColumn { operation: String, collection: String, column: String },
     #[error("`{0}` has no build function")]
     MissingBuild(String),
+    #[error(
+        "`{operation}` requires `{column} =` on a {column_type} column: equality-required predicates route changes by value and must be on text, integer or boolean columns"
+    )]
+    UnroutableColumn { operation: String, column: String, column_type: &'static str },
 }
 
 /// Why a named read or write was refused before reaching the app's callback.
@@ -508,6 +512,19 @@ impl SyncModelBuilder {
             known_column(&query.name, &query.root_collection, &root.primary_key)?;
             for predicate in &query.required_predicates {
                 known_column(&query.name, &query.root_collection, &predicate.column)?;
+                // A topic holds the value as JSON, printed alike by the engine and by
+                // the database's capture triggers only for these types (`1.0` vs `1`,
+                // JSON key order): see crate::capture.
+                let column_type = root.column_type(&predicate.column);
+                if predicate.operator == Operator::Eq
+                    && let Some(column_type @ (ColumnType::Real | ColumnType::Json)) = column_type
+                {
+                    return Err(ModelError::UnroutableColumn {
+                        operation: query.name.clone(),
+                        column: predicate.column.clone(),
+                        column_type: column_type.name(),
+                    });
+                }
             }
             if !names.insert(query.name.clone()) {
                 return Err(ModelError::DuplicateOperation(query.name));

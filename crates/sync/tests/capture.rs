@@ -490,3 +490,37 @@ fn the_unannounced_scan_skips_the_connectors_changes() {
     assert!(topics.contains(&r#"boardCards{"boardId":"b0"}"#.to_string()), "{topics:?}");
     assert!(topics.contains(&r#"boardCards{"boardId":"b2"}"#.to_string()), "{topics:?}");
 }
+
+#[test]
+fn equality_required_predicates_on_real_or_json_columns_are_refused() {
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    struct ScoreArgs {
+        score: f64,
+    }
+    let refused = common::builder()
+        .query(
+            SyncModel::query::<ScoreArgs>("byScore", "notes")
+                .require("score", "score", Operator::Eq)
+                .build(|args| Select::from("notes").filter("score", Operator::Eq, args.score)),
+        )
+        .build();
+    match refused {
+        Err(sync::model::ModelError::UnroutableColumn { operation, column, column_type }) => {
+            assert_eq!((operation.as_str(), column.as_str(), column_type), ("byScore", "score", "real"));
+        }
+        other => panic!("expected UnroutableColumn, got {other:?}"),
+    }
+    // Other operators on a real column are fine: they pin no topic value.
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    struct MinArgs {
+        min: f64,
+    }
+    let allowed = common::builder()
+        .query(
+            SyncModel::query::<MinArgs>("aboveScore", "notes")
+                .require("min", "score", Operator::Gt)
+                .build(|args| Select::from("notes").filter("score", Operator::Gt, args.min)),
+        )
+        .build();
+    assert!(allowed.is_ok(), "{:?}", allowed.err());
+}

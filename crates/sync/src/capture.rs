@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::SyncModel;
 use crate::schema::{Collection, ColumnType};
-use crate::sql::{Dialect, POSTGRES_CHANGE_LOG_LOCK, SqlParam, Statement};
+use crate::sql::{Dialect, POSTGRES_CHANGE_LOG_LOCK, SqlParam, Statement, placeholders, quote};
 
 /// Bumped whenever the triggers' SQL changes, so apps' migrations re-create them.
 pub const CAPTURE_VERSION: u32 = 1;
@@ -82,10 +82,6 @@ pub fn capture_def(model: &SyncModel) -> CaptureDef {
             .map(|collection| (collection.name.clone(), topic_defs(model, &collection.name)))
             .collect(),
     }
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn literal(text: &str) -> String {
@@ -329,10 +325,7 @@ pub fn missing_triggers<'a>(
 /// Changes after `since` that nobody announced (writes made without the connector:
 /// empty client id), oldest first, at most `limit`: `seq` and `topics_json`.
 pub fn unannounced_changes(dialect: Dialect, since: crate::changes::Cursor, limit: u32) -> Statement {
-    let p = match dialect {
-        Dialect::Sqlite => "?1",
-        Dialect::Postgres => "$1",
-    };
+    let p = &placeholders(dialect, 1, 1)[0];
     Statement {
         sql: format!(
             "SELECT seq, topics_json FROM sync_changes WHERE seq > {p} AND client_id = '' ORDER BY seq LIMIT {limit}"

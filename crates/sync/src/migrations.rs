@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::SyncModel;
 use crate::operation::Operator;
 use crate::schema::{Collection, ColumnType};
-use crate::sql::{Dialect, column_sql_type, create_table};
+use crate::sql::{Dialect, column_sql_type, create_table, quote};
 
 /// The model's collections as the committed migrations leave the database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,16 +84,12 @@ fn index_name(collection: &str, columns: &[String]) -> String {
     format!("{collection}_by_{}", columns.join("_"))
 }
 
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 fn create_index(collection: &str, columns: &[String]) -> String {
-    let list: Vec<String> = columns.iter().map(|column| quoted(column)).collect();
+    let list: Vec<String> = columns.iter().map(|column| quote(column)).collect();
     format!(
         "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
-        quoted(&index_name(collection, columns)),
-        quoted(collection),
+        quote(&index_name(collection, columns)),
+        quote(collection),
         list.join(", ")
     )
 }
@@ -158,8 +154,8 @@ fn statements(
                 for column in new.columns.iter().filter(|column| !old.has_column(&column.name)) {
                     out.push(format!(
                         "ALTER TABLE {} ADD COLUMN {} {} NOT NULL DEFAULT {}",
-                        quoted(&new.name),
-                        quoted(&column.name),
+                        quote(&new.name),
+                        quote(&column.name),
                         column_sql_type(dialect, column.column_type),
                         default_value(dialect, column.column_type)
                     ));
@@ -225,6 +221,37 @@ pub fn plan(previous: Option<&Snapshot>, model: &SyncModel) -> Result<Option<Mig
         file_stem,
         snapshot: Snapshot { version, collections: current, capture: Some(capture) },
     }))
+}
+
+/// Checks that an app's worker source (`worker_source`, its lib.rs text) hands every
+/// PostgreSQL migration in `dir/postgres` to the engine as `("NNNN_name",
+/// include_str!(".../NNNN_name.sql"))`: the engine applies only what it is given, so a
+/// file missing from that list would never run. For the apps' migrations tests.
+#[cfg(feature = "migration-files")]
+pub fn check_postgres_migrations_listed(dir: &std::path::Path, worker_source: &str) -> Result<(), String> {
+    let folder = dir.join("postgres");
+    let mut files: Vec<String> = std::fs::read_dir(&folder)
+        .map_err(|error| format!("{}: {error}", folder.display()))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".sql"))
+        .collect();
+    files.sort();
+    let missing: Vec<String> = files
+        .into_iter()
+        .filter(|file| {
+            let stem = file.trim_end_matches(".sql");
+            !(worker_source.contains(&format!("(\"{stem}\", include_str!("))
+                && worker_source.contains(&format!("/{file}\")")))
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the worker does not list the PostgreSQL migration(s) {} in its migrations",
+            missing.join(", ")
+        ))
+    }
 }
 
 /// Checks an app's `migrations/` folder against its model, or (with `write`) adds the

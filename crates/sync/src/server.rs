@@ -97,42 +97,33 @@ impl ServerState {
         let Some(collection) = self.model.collection(&validated.collection) else {
             return MutationOutcome::Rejected { reason: "unknown collection".into() };
         };
-        let key = (validated.collection.clone(), validated.record_id.clone());
-        let before = self.rows.get(&key);
+        let before = self.rows.get(&(validated.collection.clone(), validated.record_id.clone()));
         let after = match validated.operation.apply(before, &collection.primary_key) {
             Ok(after) => after,
             Err(reason) => return MutationOutcome::Rejected { reason },
         };
-        let topics = change_topics(&self.model, &validated.collection, before, after.as_ref());
-        let seq = self.head().next();
-        self.log.push(Change {
-            seq,
-            collection: validated.collection.clone(),
-            record_id: validated.record_id.clone(),
-            kind: if after.is_some() { ChangeKind::Upsert } else { ChangeKind::Delete },
-            row: after.clone(),
-            topics,
-            client_id: client_id.into(),
-            mutation_id: mutation.id.clone(),
-        });
-        match &after {
-            Some(row) => self.rows.insert(key, row.clone()),
-            None => self.rows.remove(&key),
-        };
+        let seq = self.log_write(
+            &validated.collection,
+            &validated.record_id,
+            after.clone(),
+            client_id,
+            &mutation.id,
+        );
         MutationOutcome::Confirmed { row: after, seq }
     }
 
-    /// A write made directly on the upstream database, not through the connector (an
-    /// admin script, `psql`): `after` is the record's new image (`None`: deleted). Its
-    /// change is nobody's mutation (empty client and mutation ids); a write that
-    /// changes nothing (no such record to delete) records nothing, like a trigger.
-    pub fn write_direct(&mut self, collection: &str, record_id: &str, after: Option<Row>) -> Option<Cursor> {
+    /// Records a write: the change (next sequence number, topics of the images before
+    /// and after) and the record's new state.
+    fn log_write(
+        &mut self,
+        collection: &str,
+        record_id: &str,
+        after: Option<Row>,
+        client_id: &str,
+        mutation_id: &str,
+    ) -> Cursor {
         let key = (collection.to_string(), record_id.to_string());
-        let before = self.rows.get(&key);
-        if before.is_none() && after.is_none() {
-            return None;
-        }
-        let topics = change_topics(&self.model, collection, before, after.as_ref());
+        let topics = change_topics(&self.model, collection, self.rows.get(&key), after.as_ref());
         let seq = self.head().next();
         self.log.push(Change {
             seq,
@@ -141,14 +132,26 @@ impl ServerState {
             kind: if after.is_some() { ChangeKind::Upsert } else { ChangeKind::Delete },
             row: after.clone(),
             topics,
-            client_id: String::new(),
-            mutation_id: String::new(),
+            client_id: client_id.into(),
+            mutation_id: mutation_id.into(),
         });
         match after {
             Some(row) => self.rows.insert(key, row),
             None => self.rows.remove(&key),
         };
-        Some(seq)
+        seq
+    }
+
+    /// A write made directly on the upstream database, not through the connector (an
+    /// admin script, `psql`): `after` is the record's new image (`None`: deleted). Its
+    /// change is nobody's mutation (empty client and mutation ids); a write that
+    /// changes nothing (no such record to delete) records nothing, like a trigger.
+    pub fn write_direct(&mut self, collection: &str, record_id: &str, after: Option<Row>) -> Option<Cursor> {
+        let exists = self.rows.contains_key(&(collection.to_string(), record_id.to_string()));
+        if !exists && after.is_none() {
+            return None;
+        }
+        Some(self.log_write(collection, record_id, after, "", ""))
     }
 
     /// What the connector answers: the page, latest change per record.

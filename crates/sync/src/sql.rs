@@ -113,7 +113,8 @@ impl<'a> Writer<'a> {
     }
 }
 
-fn quote(name: &str) -> String {
+/// An identifier, double-quoted (also for migrations and capture triggers).
+pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -402,7 +403,7 @@ pub fn engine_schema(dialect: Dialect) -> Vec<&'static str> {
     }
 }
 
-fn placeholders(dialect: Dialect, count: usize, start: usize) -> Vec<String> {
+pub(crate) fn placeholders(dialect: Dialect, count: usize, start: usize) -> Vec<String> {
     (start..start + count)
         .map(|index| match dialect {
             Dialect::Sqlite => format!("?{index}"),

@@ -17,7 +17,7 @@ use super::{PULL_PAGE, admit, authorization, parse_json, read_body};
 use crate::durable;
 use crate::engine::Engine;
 use crate::error::ApiError;
-use crate::upstream::{Database, RawRow, Upstream, integer};
+use crate::upstream::{Database, RawRow, Upstream, head_statement, integer, topics_of};
 
 /// The largest cursor a pull may name (2^53 - 1).
 pub const MAX_CURSOR: u64 = (1 << 53) - 1;
@@ -82,7 +82,7 @@ pub async fn pull(
     let refresh = if called { Vec::new() } else { watched };
     // One more than a page tells whether more remain.
     let db = Upstream::open(&engine, &env).await?;
-    let head = Statement { sql: sql::change_head(db.dialect()).into(), params: Vec::new() };
+    let head = head_statement(db.dialect());
     let through = Statement { sql: sql::compacted_through().into(), params: Vec::new() };
     let page = sql::pull_changes(db.dialect(), request.cursor, &topics, PULL_PAGE + 1);
     let mut results = db.read(&[head, through, page]).await?.into_iter();
@@ -142,14 +142,13 @@ fn decode_change(model: &SyncModel, row: &RawRow) -> Option<Change> {
     let image = text("row_json")
         .and_then(|json| serde_json::from_str::<RawRow>(&json).ok())
         .map(|raw| sql::decode_row(collection, raw));
-    let topics: Vec<String> = serde_json::from_str(&text("topics_json")?).ok()?;
     Some(Change {
         seq: Cursor(u64::try_from(integer(row, "seq")?).ok()?),
         collection: collection_name,
         record_id: text("record_id")?,
         kind: if text("kind")? == "delete" { ChangeKind::Delete } else { ChangeKind::Upsert },
         row: image,
-        topics: topics.into_iter().map(Topic::from_raw).collect(),
+        topics: topics_of(row)?,
         client_id: text("client_id")?,
         mutation_id: text("mutation_id")?,
     })

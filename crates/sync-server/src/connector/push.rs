@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::Extension;
 use axum::http::HeaderMap;
-use serde_json::Value;
 use sync::SyncModel;
 use sync::changes::{Change, ChangeKind, Cursor, Topic};
 use sync::model::{MutationContext, ValidatedMutation};
@@ -22,7 +21,7 @@ use super::{MAX_PUSH_MUTATIONS, admit, authorization, now_ms, parse_json, read_b
 use crate::durable;
 use crate::engine::Engine;
 use crate::error::ApiError;
-use crate::upstream::{Database, RawRow, Upstream, integer};
+use crate::upstream::{Database, RawRow, Upstream, head_of, head_statement, topics_of};
 
 #[worker::send]
 pub async fn push(
@@ -166,10 +165,7 @@ pub async fn push(
 
     let cursor = match head_after {
         Some(head) => head,
-        None => {
-            let head = db.rows(&head_statement(db.dialect())).await?;
-            head.first().and_then(|row| integer(row, "head")).unwrap_or(0)
-        }
+        None => head_of(&db.rows(&head_statement(db.dialect())).await?),
     };
     if !touched.is_empty() {
         // Pokes go out after the answer: the writer does not wait for the fan-out.
@@ -177,7 +173,7 @@ pub async fn push(
         ctx.wait_until(durable::poke_topics(
             env.clone(),
             touched.into_iter().collect(),
-            cursor.max(0) as u64,
+            cursor.0,
             sync::changes::latest_per_record(committed),
         ));
     }
@@ -190,7 +186,7 @@ pub async fn push(
                 .map(|outcome| MutationResult { id: mutation.id.clone(), outcome: outcome.clone() })
         })
         .collect();
-    Ok(Json(PushResponse { results, cursor: Cursor(cursor.max(0) as u64) }))
+    Ok(Json(PushResponse { results, cursor }))
 }
 
 async fn previous_outcomes(
@@ -276,15 +272,8 @@ struct Applied {
 fn applied(model: &SyncModel, planned: &Planned<'_>, rows: &[RawRow]) -> Option<Applied> {
     let row = rows.first()?;
     let outcome = decode_outcome(model, row, &planned.mutator)?;
-    let topics = row
-        .get("topics_json")
-        .and_then(Value::as_str)
-        .and_then(|text| serde_json::from_str::<Vec<String>>(text).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .map(Topic::from_raw)
-        .collect();
-    Some(Applied { outcome, topics })
+    // No change logged (nothing written): no topics.
+    Some(Applied { outcome, topics: topics_of(row).unwrap_or_default() })
 }
 
 type ImageKey = (String, String);
@@ -354,10 +343,6 @@ fn plan<'a>(
     Ok(Ok(Planned { mutation, mutator: validated.name, collection: validated.collection, statements }))
 }
 
-fn head_statement(dialect: Dialect) -> Statement {
-    Statement { sql: sql::change_head(dialect).into(), params: Vec::new() }
-}
-
 /// What applying a push's plans gave, each with its answer.
 type AppliedPlans<'p, 'a> = Vec<(&'p Planned<'a>, Applied)>;
 
@@ -370,7 +355,7 @@ async fn apply_all<'p, 'a>(
     client: &str,
     plans: &'p [Planned<'a>],
     now: i64,
-) -> Result<(AppliedPlans<'p, 'a>, Option<i64>), ApiError> {
+) -> Result<(AppliedPlans<'p, 'a>, Option<Cursor>), ApiError> {
     if plans.is_empty() {
         return Ok((Vec::new(), None));
     }
@@ -385,8 +370,7 @@ async fn apply_all<'p, 'a>(
                 .ok_or_else(|| ApiError::upstream("an applied mutation left no outcome"))?;
             outcomes.push((planned, answer));
         }
-        let head = results.next().and_then(|rows| rows.first().and_then(|row| integer(row, "head")));
-        return Ok((outcomes, head));
+        return Ok((outcomes, results.next().map(|rows| head_of(&rows))));
     }
     let mut outcomes = Vec::new();
     for planned in plans {

@@ -5,14 +5,14 @@ use axum::extract::Extension;
 use axum::http::HeaderMap;
 use sync::changes::Cursor;
 use sync::protocol::query::{QueryRequest, QueryResponse};
-use sync::sql::{self, Statement};
+use sync::sql;
 use worker::Env;
 
 use super::{admit, authorization, parse_json, read_body};
 use crate::durable;
 use crate::engine::Engine;
 use crate::error::ApiError;
-use crate::upstream::{Database, Upstream, integer};
+use crate::upstream::{Database, Upstream, head_of, head_statement};
 
 #[worker::send]
 pub async fn query(
@@ -55,11 +55,9 @@ pub async fn read(
     let db = Upstream::open(engine, env).await?;
     let select = sql::select(db.dialect(), collection, &validated.select)
         .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
-    let head = Statement { sql: sql::change_head(db.dialect()).into(), params: Vec::new() };
-    let mut results = db.read(&[head, select]).await?.into_iter();
-    let cursor =
-        results.next().and_then(|rows| rows.first().and_then(|row| integer(row, "head"))).unwrap_or(0);
+    let mut results = db.read(&[head_statement(db.dialect()), select]).await?.into_iter();
+    let cursor = head_of(&results.next().unwrap_or_default());
     let rows =
         results.next().unwrap_or_default().into_iter().map(|raw| sql::decode_row(collection, raw)).collect();
-    Ok((rows, Cursor(cursor.max(0) as u64)))
+    Ok((rows, cursor))
 }

@@ -67,8 +67,8 @@ thread_local! {
         std::cell::RefCell::new(std::collections::HashSet::new());
 }
 
-/// Confirmed pairs kept per isolate before the memo starts again (bounds memory).
-const CLAIMED_MEMO_LIMIT: usize = 10_000;
+/// Entries each memo keeps per isolate before it starts again.
+const MEMO_LIMIT: usize = 10_000;
 
 /// Binds (or checks) the session's client. Once a session object has confirmed the
 /// pair, this isolate answers from memory: a push costs no object call.
@@ -89,12 +89,22 @@ pub async fn claim(env: &Env, session_id: &str, client_id: &str) -> Result<(), S
 
 /// Notes that the session's object confirmed `client_id` as its owner.
 fn remember_claim(session_id: &str, client_id: &str) {
-    CLAIMED.with(|claimed| {
-        let mut claimed = claimed.borrow_mut();
-        if claimed.len() >= CLAIMED_MEMO_LIMIT {
-            claimed.clear();
+    remember(&CLAIMED, [(session_id.to_string(), client_id.to_string())]);
+}
+
+/// Adds what an object confirmed to one of this isolate's memos, starting the memo
+/// again when it would pass [`MEMO_LIMIT`] (bounds memory; forgetting only costs a call).
+fn remember<K: std::hash::Hash + Eq + 'static>(
+    memo: &'static std::thread::LocalKey<std::cell::RefCell<std::collections::HashSet<K>>>,
+    confirmed: impl IntoIterator<Item = K>,
+) {
+    let confirmed: Vec<K> = confirmed.into_iter().collect();
+    memo.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        if memo.len() + confirmed.len() > MEMO_LIMIT {
+            memo.clear();
         }
-        claimed.insert((session_id.to_string(), client_id.to_string()));
+        memo.extend(confirmed);
     });
 }
 
@@ -158,15 +168,10 @@ pub async fn watch_before_read(
     }
     subscribe(env, session_id, client_id, topics.clone(), cursor).await?;
     remember_claim(session_id, client_id);
-    WATCHING.with(|watching| {
-        let mut watching = watching.borrow_mut();
-        if watching.len() + topics.len() > CLAIMED_MEMO_LIMIT {
-            watching.clear();
-        }
-        for topic in topics {
-            watching.insert((session_id.into(), client_id.into(), topic));
-        }
-    });
+    remember(
+        &WATCHING,
+        topics.into_iter().map(|topic| (session_id.to_string(), client_id.to_string(), topic)),
+    );
     Ok(true)
 }
 

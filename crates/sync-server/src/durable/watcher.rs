@@ -15,7 +15,7 @@ use worker::{DurableObject, Env, Request, Response, Result, SqlStorage, State, d
 use super::calls::{Delivered, Watch};
 use super::stubs::{post_json, session_stub};
 use super::{error_response, json_response};
-use crate::upstream::{Database, Upstream, integer};
+use crate::upstream::{Database, Upstream, head_of, head_statement, integer, topics_of};
 
 const DEFAULT_POLL_MS: i64 = 1_000;
 /// How often registered sessions are asked whether they still have a socket.
@@ -81,10 +81,11 @@ impl DurableObject for ChangeWatcher {
 
     async fn alarm(&self) -> Result<Response> {
         let now = worker::Date::now().as_millis() as i64;
-        let (mark, checked_ms) = self.scan_state()?;
+        let (mark, mut checked_ms) = self.scan_state()?;
         if now - checked_ms >= LIVENESS_MS {
             self.forget_silent_listeners().await?;
-            self.save_scan(mark, now)?;
+            checked_ms = now;
+            self.save_scan(mark, checked_ms)?;
         }
         if self.listeners()?.is_empty() {
             // Nobody listens: stop, and start from the head when someone does again
@@ -93,9 +94,7 @@ impl DurableObject for ChangeWatcher {
             return Response::ok("");
         }
         match self.scan(mark).await {
-            Ok(next) => {
-                self.save_scan(Some(next), if now - checked_ms >= LIVENESS_MS { now } else { checked_ms })?
-            }
+            Ok(next) => self.save_scan(Some(next), checked_ms)?,
             Err(error) => worker::console_error!("change watcher: {error}"),
         }
         self.state.storage().set_alarm(self.poll_ms()).await?;
@@ -167,26 +166,18 @@ impl ChangeWatcher {
     /// unannounced changes after it. Returns the next mark.
     async fn scan(&self, mark: Option<Cursor>) -> std::result::Result<Cursor, crate::error::ApiError> {
         let db = Upstream::open_bare(&self.env).await?;
-        let head_sql =
-            sync::sql::Statement { sql: sync::sql::change_head(db.dialect()).into(), params: Vec::new() };
         let Some(mark) = mark else {
-            let head = db.rows(&head_sql).await?;
-            return Ok(Cursor(head.first().and_then(|row| integer(row, "head")).unwrap_or(0).max(0) as u64));
+            return Ok(head_of(&db.rows(&head_statement(db.dialect())).await?));
         };
         let scan = sync::capture::unannounced_changes(db.dialect(), mark, SCAN_LIMIT);
-        let mut results = db.read(&[scan, head_sql]).await?.into_iter();
-        let (found, head) = (results.next().unwrap_or_default(), results.next().unwrap_or_default());
-        let head = Cursor(head.first().and_then(|row| integer(row, "head")).unwrap_or(0).max(0) as u64);
+        let mut results = db.read(&[scan, head_statement(db.dialect())]).await?.into_iter();
+        let (found, head) =
+            (results.next().unwrap_or_default(), head_of(&results.next().unwrap_or_default()));
         let found: Vec<(Cursor, Vec<Topic>)> = found
             .iter()
             .map(|row| {
-                let seq = Cursor(integer(row, "seq").unwrap_or(0).max(0) as u64);
-                let topics: Vec<String> = row
-                    .get("topics_json")
-                    .and_then(serde_json::Value::as_str)
-                    .and_then(|text| serde_json::from_str(text).ok())
-                    .unwrap_or_default();
-                (seq, topics.into_iter().map(Topic::from_raw).collect())
+                let seq = Cursor(u64::try_from(integer(row, "seq").unwrap_or(0)).unwrap_or(0));
+                (seq, topics_of(row).unwrap_or_default())
             })
             .collect();
         let announcement = sync::capture::announce(mark, &found, SCAN_LIMIT as usize, head);

@@ -175,6 +175,23 @@ impl Database for Upstream {
     }
 }
 
+/// The statement that reads the change log's head (column `head`).
+pub fn head_statement(dialect: Dialect) -> Statement {
+    Statement { sql: sync::sql::change_head(dialect).into(), params: Vec::new() }
+}
+
+/// The head a [`head_statement`] answered (0 when the log is empty).
+pub fn head_of(rows: &[RawRow]) -> sync::Cursor {
+    let head = rows.first().and_then(|row| integer(row, "head")).unwrap_or(0);
+    sync::Cursor(u64::try_from(head).unwrap_or(0))
+}
+
+/// The topics in a change row's `topics_json` (`None`: absent or not a list of strings).
+pub fn topics_of(row: &RawRow) -> Option<Vec<sync::Topic>> {
+    let topics: Vec<String> = serde_json::from_str(row.get("topics_json")?.as_str()?).ok()?;
+    Some(topics.into_iter().map(sync::Topic::from_raw).collect())
+}
+
 /// Reads an integer cell (both databases hand numbers over as JSON numbers).
 pub fn integer(row: &RawRow, column: &str) -> Option<i64> {
     let value = row.get(column)?;

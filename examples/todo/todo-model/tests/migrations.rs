@@ -17,18 +17,9 @@ fn the_worker_applies_every_postgres_migration() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let worker =
         std::fs::read_to_string(root.join("../todo-worker/src/lib.rs")).expect("the worker's lib.rs");
-    let mut files: Vec<String> = std::fs::read_dir(root.join("../migrations/postgres"))
-        .expect("migrations/postgres")
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| name.ends_with(".sql"))
-        .collect();
-    files.sort();
-    for file in files {
-        let stem = file.trim_end_matches(".sql");
-        assert!(
-            worker.contains(&format!("(\"{stem}\", include_str!("))
-                && worker.contains(&format!("/{file}\")")),
-            "../todo-worker/src/lib.rs does not list the PostgreSQL migration {file} in POSTGRES_MIGRATIONS"
-        );
+    if let Err(problem) =
+        sync::migrations::check_postgres_migrations_listed(&root.join("../migrations"), &worker)
+    {
+        panic!("../todo-worker/src/lib.rs: {problem}");
     }
 }

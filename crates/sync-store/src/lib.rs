@@ -32,6 +32,7 @@ use sync::operation::{Operation, Select};
 use sync::protocol::push::MutationOutcome;
 use sync::schema::{Collection, Row};
 use sync::sql::{self, Dialect, SqlParam, Statement};
+use sync::view::RecordView;
 
 /// The SQLite connection type the store runs on (rusqlite).
 pub use rusqlite::Connection;
@@ -365,6 +366,29 @@ impl LocalStore {
         )?;
         let ids = statement.query_map([collection], |row| row.get::<_, String>(0))?;
         Ok(ids.collect::<Result<_, _>>()?)
+    }
+
+    /// The visible image of each touched record and whether it has pending writes:
+    /// what a live view in the page needs to follow a change without reading its
+    /// query again (see `sync::view::LiveRows::apply_record`).
+    pub fn record_views(&self, touched: &BTreeSet<Touched>) -> Result<Vec<RecordView>, StoreError> {
+        let mut out = Vec::with_capacity(touched.len());
+        for record in touched {
+            let collection = self.collection(&record.collection)?;
+            let statement = sql::select_by_id(Dialect::Sqlite, collection, &record.record_id)?;
+            let row = read_rows(&self.conn, collection, &statement)?.into_iter().next();
+            let pending = self
+                .conn
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM sync_outbox WHERE collection = ?1 AND record_id = ?2)")?
+                .query_row([&record.collection, &record.record_id], |row| row.get::<_, bool>(0))?;
+            out.push(RecordView {
+                collection: record.collection.clone(),
+                record_id: record.record_id.clone(),
+                row,
+                pending,
+            });
+        }
+        Ok(out)
     }
 
     pub fn outbox_len(&self) -> Result<usize, StoreError> {

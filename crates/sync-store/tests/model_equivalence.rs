@@ -1,8 +1,11 @@
 //! The SQLite store behaves exactly like the reference rules (`sync::client::ClientState`)
 //! under random interleavings of local writes, pushes (answers lost or delivered),
 //! callback rejections, paged pulls and store reopenings (a reload), and every store
-//! ends with the server's rows.
+//! ends with the server's rows. Each client also keeps a page's live view of one
+//! board, fed only with the records the store reports as touched: it always equals
+//! the query read afresh.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 // The engine's neutral test model (cards on boards), shared with the core's tests.
@@ -23,7 +26,8 @@ use sync::client::ClientState;
 use sync::model::MutationContext;
 use sync::protocol::push::MutationOutcome;
 use sync::server::{ServerState, Verdict};
-use sync_store::LocalStore;
+use sync::view::{Applied, LiveRows};
+use sync_store::{LocalStore, Touched};
 
 const CLIENTS: usize = 2;
 const RECORDS: [&str; 3] = ["card_a", "card_b", "card_c"];
@@ -53,6 +57,8 @@ struct Client {
     store: Option<LocalStore>,
     reference: ClientState,
     next_id: usize,
+    /// The page's view of board `BOARDS[0]`, kept up to date from `record_views`.
+    view: Option<LiveRows>,
 }
 
 impl Client {
@@ -64,6 +70,32 @@ impl Client {
             );
         }
         self.store.as_mut().expect("just opened")
+    }
+
+    fn board_select() -> sync::Select {
+        model().validate_query("boardCards", &json!({"boardId": BOARDS[0]})).expect("valid").select
+    }
+
+    /// What the page does with a touched set: applies each record's visible image.
+    fn follow(&mut self, touched: &BTreeSet<Touched>) {
+        let records = self.store().record_views(touched).expect("record views");
+        let Some(view) = self.view.as_mut() else { return };
+        for record in records.iter().filter(|r| r.collection == CARDS) {
+            assert_ne!(
+                view.apply_record(&record.record_id, record.row.as_ref(), record.pending),
+                Applied::Reread,
+                "the board query has no window"
+            );
+        }
+    }
+
+    fn check_view(&mut self) {
+        let select = Self::board_select();
+        let fresh = self.store().query(&select).expect("query");
+        let pending = self.store().pending_records(CARDS).expect("pending");
+        let view = self.view.get_or_insert_with(|| LiveRows::new(select, "id", fresh.clone(), pending.clone()));
+        assert_eq!(view.rows(), fresh.as_slice(), "the live view drifted from its query");
+        assert_eq!(view.pending(), pending, "the live view's pending marks drifted");
     }
 }
 
@@ -107,6 +139,7 @@ impl World {
                 store: None,
                 reference: ClientState::new(model()),
                 next_id: 0,
+                view: None,
             })
             .collect();
         Self { server: ServerState::new(model()), clients, now: 0, _dir: dir }
@@ -140,8 +173,11 @@ impl World {
                     now_ms: self.now,
                 };
                 let by_reference = c.reference.mutate(&id, name, &args, &ctx).is_ok();
-                let by_store = c.store().mutate(&id, name, &args, &ctx).is_ok();
-                assert_eq!(by_store, by_reference, "store and reference disagree on accepting {name}");
+                let by_store = c.store().mutate(&id, name, &args, &ctx);
+                assert_eq!(by_store.is_ok(), by_reference, "store and reference disagree on accepting {name}");
+                if let Ok((_, touched)) = by_store {
+                    c.follow(&BTreeSet::from([touched]));
+                }
             }
             Step::Push { client, lose_answer } => {
                 let pending = self.clients[client].store().outbox(100).expect("outbox");
@@ -165,7 +201,8 @@ impl World {
                     for (id, outcome) in &answers {
                         self.clients[client].reference.resolve(id, outcome);
                     }
-                    self.clients[client].store().resolve(&answers).expect("resolve");
+                    let touched = self.clients[client].store().resolve(&answers).expect("resolve");
+                    self.clients[client].follow(&touched);
                 }
             }
             Step::Pull { client, page } => {
@@ -179,7 +216,9 @@ impl World {
                     .collect();
                 let result = self.server.pull(cursor, &topics, page);
                 self.clients[client].reference.apply_pull(&result.changes, result.cursor);
-                self.clients[client].store().apply_pull(&result.changes, result.cursor).expect("pull");
+                let touched =
+                    self.clients[client].store().apply_pull(&result.changes, result.cursor).expect("pull");
+                self.clients[client].follow(&touched);
             }
             Step::Reopen { client } => {
                 // A reload: the connection goes away; everything must come back from disk.
@@ -188,6 +227,7 @@ impl World {
         }
         for client in 0..CLIENTS {
             self.check_equivalent(client);
+            self.clients[client].check_view();
         }
     }
 

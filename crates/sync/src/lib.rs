@@ -15,6 +15,7 @@
 //! - [`client`]: the client-side state rules (confirmed rows + pending outbox);
 //! - [`protocol`]: wire types, one module per message;
 //! - [`typed`]: typed handles for named queries and mutators (args and rows);
+//! - [`view`]: a live query's rows in memory, kept up to date record by record;
 //! - [`ids`]: prefixed ULIDs.
 
 pub mod capture;
@@ -30,6 +31,7 @@ pub mod schema;
 pub mod server;
 pub mod sql;
 pub mod typed;
+pub mod view;
 
 pub use changes::{Change, ChangeKind, Cursor, Topic};
 pub use model::{

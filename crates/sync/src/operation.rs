@@ -124,25 +124,29 @@ impl Select {
         self.filters.iter().all(|filter| filter.matches(row))
     }
 
+    /// How two rows of this select's result are ordered: its `order_by`, then the
+    /// primary key ascending (so the order is total, as in the SQL it builds).
+    pub fn compare(&self, a: &Row, b: &Row, primary_key: &str) -> Ordering {
+        for (column, order) in
+            self.order_by.iter().map(|(c, o)| (c.as_str(), *o)).chain([(primary_key, Order::Asc)])
+        {
+            let ordering = match (a.get(column), b.get(column)) {
+                (Some(x), Some(y)) => compare_values(x, y).unwrap_or(Ordering::Equal),
+                _ => Ordering::Equal,
+            };
+            let ordering = if order == Order::Desc { ordering.reverse() } else { ordering };
+            if ordering != Ordering::Equal {
+                return ordering;
+            }
+        }
+        Ordering::Equal
+    }
+
     /// Runs the select over in-memory rows (reference semantics, used by tests and
     /// by anything that needs to evaluate a query without a database).
     pub fn evaluate<'a>(&self, rows: impl IntoIterator<Item = &'a Row>, primary_key: &str) -> Vec<Row> {
         let mut out: Vec<Row> = rows.into_iter().filter(|row| self.matches(row)).cloned().collect();
-        out.sort_by(|a, b| {
-            for (column, order) in
-                self.order_by.iter().map(|(c, o)| (c.as_str(), *o)).chain([(primary_key, Order::Asc)])
-            {
-                let ordering = match (a.get(column), b.get(column)) {
-                    (Some(x), Some(y)) => compare_values(x, y).unwrap_or(Ordering::Equal),
-                    _ => Ordering::Equal,
-                };
-                let ordering = if order == Order::Desc { ordering.reverse() } else { ordering };
-                if ordering != Ordering::Equal {
-                    return ordering;
-                }
-            }
-            Ordering::Equal
-        });
+        out.sort_by(|a, b| self.compare(a, b, primary_key));
         if let Some(limit) = self.limit {
             out.truncate(limit as usize);
         }

@@ -1,0 +1,195 @@
+//! A live query's rows held in memory, kept up to date record by record.
+//!
+//! The page keeps one [`LiveRows`] per live query. A write the user makes is applied
+//! to it at once ([`LiveRows::apply_operation`], the optimistic row), and every
+//! record the local store reports as changed is applied as its new visible image
+//! ([`LiveRows::apply_record`]), so no query has to be read again from SQLite after
+//! each write. The result always equals [`Select::evaluate`] over the records the
+//! view has been told about, except where it cannot know: a window (`LIMIT`) that
+//! loses a row must be read again to learn which row comes in, and the view says so
+//! ([`Applied::Reread`]).
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::operation::{Operation, Select};
+use crate::schema::Row;
+
+/// A record's visible image after a local change: `row` is `None` when the record is
+/// gone (deleted, or rolled back before it ever existed upstream); `pending` when a
+/// local write of it awaits the server's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordView {
+    pub collection: String,
+    pub record_id: String,
+    pub row: Option<Row>,
+    pub pending: bool,
+}
+
+/// What applying a change did to a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Neither the rows nor the pending marks changed.
+    Unchanged,
+    /// The rows or pending marks changed: show them again.
+    Changed,
+    /// The view cannot tell its rows any more (a windowed query lost a row and does
+    /// not hold the next one): read the query again.
+    Reread,
+}
+
+impl Applied {
+    /// The stronger of two outcomes (a batch of changes needs the strongest).
+    #[must_use]
+    pub fn and(self, other: Applied) -> Applied {
+        match (self, other) {
+            (Applied::Reread, _) | (_, Applied::Reread) => Applied::Reread,
+            (Applied::Changed, _) | (_, Applied::Changed) => Applied::Changed,
+            _ => Applied::Unchanged,
+        }
+    }
+}
+
+/// One live query's rows, in the query's order, and its collection's pending records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveRows {
+    select: Select,
+    primary_key: String,
+    rows: Vec<Row>,
+    pending: BTreeSet<String>,
+    /// Asked to be read again: until [`LiveRows::replace`], every change answers
+    /// [`Applied::Reread`] (the rows held are no longer the query's).
+    stale: bool,
+}
+
+impl LiveRows {
+    /// A view holding `rows`, the query's answer (already filtered, ordered, limited),
+    /// and `pending`, the records of its collection with unanswered local writes.
+    pub fn new(
+        select: Select,
+        primary_key: impl Into<String>,
+        rows: Vec<Row>,
+        pending: impl IntoIterator<Item = String>,
+    ) -> Self {
+        Self {
+            select,
+            primary_key: primary_key.into(),
+            rows,
+            pending: pending.into_iter().collect(),
+            stale: false,
+        }
+    }
+
+    /// The query's fresh answer: the view is exact again.
+    pub fn replace(&mut self, rows: Vec<Row>, pending: impl IntoIterator<Item = String>) {
+        self.rows = rows;
+        self.pending = pending.into_iter().collect();
+        self.stale = false;
+    }
+
+    /// Whether the view waits for a fresh read (see [`Applied::Reread`]).
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    pub fn select(&self) -> &Select {
+        &self.select
+    }
+
+    pub fn collection(&self) -> &str {
+        &self.select.collection
+    }
+
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// Records of the collection with local writes not yet answered, in id order.
+    pub fn pending(&self) -> Vec<String> {
+        self.pending.iter().cloned().collect()
+    }
+
+    fn id_of<'a>(&self, row: &'a Row) -> Option<&'a str> {
+        row.get(&self.primary_key).and_then(|id| id.as_str())
+    }
+
+    fn position(&self, record_id: &str) -> Option<usize> {
+        self.rows.iter().position(|row| self.id_of(row) == Some(record_id))
+    }
+
+    /// The record `record_id` now looks like `row` (`None`: gone) and is `pending` or
+    /// not. Records of other collections are the caller's to skip.
+    pub fn apply_record(&mut self, record_id: &str, row: Option<&Row>, pending: bool) -> Applied {
+        if self.stale {
+            return Applied::Reread;
+        }
+        let pending_changed = if pending {
+            self.pending.insert(record_id.to_string())
+        } else {
+            self.pending.remove(record_id)
+        };
+        let marks = if pending_changed { Applied::Changed } else { Applied::Unchanged };
+        let at = self.position(record_id);
+        let shown = row.filter(|row| self.select.matches(row));
+        if let (Some(at), Some(next)) = (at, shown)
+            && &self.rows[at] == next
+        {
+            return marks;
+        }
+        let full = self.select.limit.is_some_and(|limit| self.rows.len() >= limit as usize);
+        if let Some(at) = at {
+            self.rows.remove(at);
+            if full {
+                // The window had a row after this one's place that it never held: only
+                // a fresh read knows which row belongs at its end now.
+                let still_inside = shown.is_some_and(|next| {
+                    self.rows.last().is_some_and(|last| {
+                        self.select.compare(next, last, &self.primary_key) == Ordering::Less
+                    })
+                });
+                if !still_inside {
+                    self.stale = true;
+                    return Applied::Reread;
+                }
+            }
+        } else if shown.is_none() {
+            return marks;
+        }
+        let Some(next) = shown else { return Applied::Changed };
+        let place = self
+            .rows
+            .partition_point(|held| self.select.compare(held, next, &self.primary_key) == Ordering::Less);
+        if let Some(limit) = self.select.limit
+            && place >= limit as usize
+        {
+            // Sorts after a full window: not shown (only its pending mark may change).
+            return marks;
+        }
+        self.rows.insert(place, next.clone());
+        if let Some(limit) = self.select.limit {
+            self.rows.truncate(limit as usize);
+        }
+        Applied::Changed
+    }
+
+    /// Applies a local write about to be made (the optimistic row): the record's
+    /// image in this view, written as the operation says, now pending. A write that
+    /// does not apply to what the view holds (an update of a record it does not
+    /// show, which may or may not exist) leaves it alone: the local store's report of
+    /// the record follows.
+    pub fn apply_operation(&mut self, operation: &Operation, record_id: &str) -> Applied {
+        if operation.collection() != self.select.collection {
+            return Applied::Unchanged;
+        }
+        let current = self.position(record_id).map(|at| &self.rows[at]);
+        if current.is_none() && !matches!(operation, Operation::Insert(_)) {
+            return Applied::Unchanged;
+        }
+        match operation.apply(current, &self.primary_key) {
+            Ok(next) => self.apply_record(record_id, next.as_ref(), true),
+            Err(_) => Applied::Unchanged,
+        }
+    }
+}

@@ -111,6 +111,79 @@ test('a message the app refuses is rolled back, the reason is shown, and it neve
   await b.page.close();
 });
 
+/**
+ * Records, in order, when a message body enters or leaves the page's DOM, when the
+ * page hands a write to the SQLite worker, and every message the worker sends back.
+ * A row shown before the worker's first message after the write was shown by the
+ * page alone: without that, it could only show after the worker reported it.
+ */
+async function recordOrder(page) {
+  await page.addInitScript(() => {
+    window.__order = [];
+    const Original = window.Worker;
+    window.Worker = class extends Original {
+      constructor(...args) {
+        super(...args);
+        this.addEventListener('message', () => window.__order.push('worker message'));
+      }
+
+      postMessage(data, ...rest) {
+        if (typeof data === 'string' && data.includes('"type":"mutate"')) window.__order.push('write sent');
+        return super.postMessage(data, ...rest);
+      }
+    };
+    const bodiesOf = (nodes) => [...nodes].flatMap((node) =>
+      node instanceof Element
+        ? (node.matches('[data-testid="message-body"]') ? [node] : [...node.querySelectorAll('[data-testid="message-body"]')])
+        : []);
+    document.addEventListener('DOMContentLoaded', () => {
+      new MutationObserver((records) => {
+        for (const r of records) {
+          for (const body of bodiesOf(r.addedNodes)) window.__order.push(`shown ${body.textContent}`);
+          for (const body of bodiesOf(r.removedNodes)) window.__order.push(`removed ${body.textContent}`);
+        }
+      }).observe(document.body, { childList: true, subtree: true });
+    });
+  });
+}
+
+/** Asserts that `body` entered the DOM before the worker said anything after the write. */
+function assertShownBeforeTheWorker(order, body) {
+  const sent = order.indexOf('write sent');
+  assert.ok(sent >= 0, 'the write went to the worker');
+  const workerSpoke = order.indexOf('worker message', sent);
+  const shown = order.indexOf(`shown ${body}`);
+  assert.ok(shown >= 0, `shown: ${order.join(' | ').slice(0, 300)}`);
+  assert.ok(workerSpoke === -1 || shown < workerSpoke, `shown after the worker answered: ${order.join(' | ').slice(0, 300)}`);
+}
+
+test('a sent message shows before the worker stores it; one the app refuses is taken back', async () => {
+  const room = newId('room').slice(-8);
+  const page = await alice.context.newPage();
+  const errors = watchErrors(page);
+  await recordOrder(page);
+  await page.goto(`${app.url}/room/${room}`);
+  await page.getByTestId('app-status').filter({ hasText: 'interactive' }).waitFor();
+  await page.getByTestId('sync-status').filter({ hasText: 'online' }).waitFor({ timeout: 15_000 });
+
+  await page.evaluate(() => { window.__order.length = 0; });
+  await send(page, 'shown at once');
+  await confirmed(page, 'shown at once');
+  assertShownBeforeTheWorker(await page.evaluate(() => window.__order), 'shown at once');
+
+  // Refused by the app's callback (over 2000 characters): shown at once too, then
+  // taken back when the server says no.
+  await page.evaluate(() => { window.__order.length = 0; });
+  const tooLong = 'y'.repeat(2001);
+  await send(page, tooLong);
+  await page.getByTestId('rejected-message').waitFor({ timeout: 15_000 });
+  await page.waitForFunction((body) => window.__order.includes(`removed ${body}`), tooLong, { timeout: 15_000 });
+  assertShownBeforeTheWorker(await page.evaluate(() => window.__order), tooLong);
+  assert.deepEqual(await bodies(page), ['shown at once']);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('the author edits and deletes her own message; the other browser follows, and gets no such buttons', async () => {
   const room = newId('room').slice(-8);
   const a = await openRoom(alice, room);

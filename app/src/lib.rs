@@ -94,7 +94,7 @@ pub(crate) mod browser {
 
     /// Spawns the SQLite worker and signs in as the stored display name.
     pub fn provide_sync_client() {
-        let client = match sync_client::SyncClient::spawn("/pkg/db-worker.js") {
+        let client = match sync_client::SyncClient::spawn("/pkg/db-worker.js", crate::model::chat_model()) {
             Ok(client) => client,
             Err(error) => {
                 leptos::logging::error!("cannot start the sync worker: {error}");

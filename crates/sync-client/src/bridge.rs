@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use sync::protocol::push::MutationOutcome;
 use sync::schema::Row;
+use sync::view::RecordView;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToWorker {
@@ -25,8 +26,16 @@ pub enum Request {
     /// Runs a named query on the local rows and keeps it synced.
     Query { name: String, args: serde_json::Value },
     /// Applies a named mutation locally and queues it. The ids are chosen by the page
-    /// so that sending the same request twice applies it once.
-    Mutate { name: String, args: serde_json::Value, mutation_id: String, record_id: String },
+    /// so that sending the same request twice applies it once; so is the time
+    /// (`now_ms`), so the row the worker writes is the one the page already shows.
+    Mutate {
+        name: String,
+        args: serde_json::Value,
+        mutation_id: String,
+        record_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now_ms: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,9 +47,14 @@ pub enum FromWorker {
         id: u32,
         result: Result<Reply, String>,
     },
-    /// Visible rows of these collections may have changed: re-run their queries.
+    /// Visible rows of these collections changed. With `records`, exactly these
+    /// records (their visible image now, and whether they are pending): live views
+    /// apply them in place. Without, views of these collections (all views, when the
+    /// list is empty) read their query again.
     Changed {
         collections: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        records: Option<Vec<RecordView>>,
     },
     /// The server answered a mutation.
     Resolved {
@@ -134,7 +148,16 @@ mod tests {
                 }),
             },
             FromWorker::Reply { id: 4, result: Err("nope".into()) },
-            FromWorker::Changed { collections: vec!["items".into()] },
+            FromWorker::Changed { collections: vec!["items".into()], records: None },
+            FromWorker::Changed {
+                collections: vec!["items".into()],
+                records: Some(vec![RecordView {
+                    collection: "items".into(),
+                    record_id: "items_1".into(),
+                    row: Some(Row::from_iter([("id".to_string(), serde_json::json!("items_1"))])),
+                    pending: true,
+                }]),
+            },
             FromWorker::Resolved {
                 mutation_id: "outbox_1".into(),
                 outcome: MutationOutcome::Rejected { reason: "too long".into() },
@@ -167,10 +190,11 @@ mod tests {
                     args: serde_json::json!({"body": "hi"}),
                     mutation_id: "outbox_1".into(),
                     record_id: "items_1".into(),
+                    now_ms: Some(1_700_000_000_000),
                 },
             },
             TabMessage::Reply { tab: "t1".into(), id: 7, result: Err("refused".into()) },
-            TabMessage::Event { event: FromWorker::Changed { collections: vec![] } },
+            TabMessage::Event { event: FromWorker::Changed { collections: vec![], records: None } },
             TabMessage::Leader { tab: "t2".into() },
         ];
         for message in tabs {

@@ -75,44 +75,79 @@ where
         let query = *query;
         let name = query.name();
         let generation = StoredValue::new(0u64);
+        // Bumped when the view cannot follow changes in place: read the query again.
+        let reread = RwSignal::new(0u64);
+        let show: crate::live::Show = {
+            let client = client.clone();
+            std::rc::Rc::new(move |live: &sync::view::LiveRows| {
+                let decoded = query.decode_rows(live.rows().to_vec());
+                set_state.update(|s| {
+                    match decoded {
+                        Ok(rows) => s.rows = rows,
+                        Err(decode) => {
+                            s.rows = Vec::new();
+                            s.error = Some(decode);
+                        }
+                    }
+                    s.pending = live.pending();
+                    s.loading = false;
+                });
+                // The state now shows the latest local write: time it.
+                if let Some(started) = client.update_started.get_untracked() {
+                    client.update_started.set(None);
+                    let elapsed = crate::page::now_ms() - started;
+                    client.metrics.update(|m| m.local_state_update.record(elapsed));
+                }
+            })
+        };
+        let view = client.views().register(show, std::rc::Rc::new(move || reread.update(|n| *n += 1)));
+        {
+            let client = client.clone();
+            on_cleanup(move || client.views().unregister(view));
+        }
         Effect::new(move |_| {
             let args = serde_json::to_value(args());
-            client.changes.track();
+            reread.track();
             if !client.started.get() {
                 return;
             }
-            let args = match args {
-                Ok(args) => args,
+            let validated =
+                args.map_err(|error| format!("{name}: args do not serialize: {error}")).and_then(|args| {
+                    let validated = client.model().validate_query(name, &args).map_err(|e| e.to_string())?;
+                    Ok((args, validated))
+                });
+            let (args, validated) = match validated {
+                Ok(validated) => validated,
                 Err(error) => {
                     set_state.update(|s| {
                         s.loading = false;
-                        s.error = Some(format!("{name}: args do not serialize: {error}"));
+                        s.error = Some(error);
                     });
                     return;
                 }
             };
+            let primary_key = client
+                .model()
+                .collection(&validated.select.collection)
+                .map(|c| c.primary_key.clone())
+                .unwrap_or_default();
             generation.update_value(|g| *g += 1);
             let mine = generation.get_value();
             let client = client.clone();
             leptos::task::spawn_local(async move {
-                let answer = client.request(Request::Query { name: name.into(), args }).await;
+                let request = Request::Query { name: name.into(), args };
+                let answer = client.request(request).await;
                 // A newer run started meanwhile: its answer is the one to show.
                 if generation.get_value() != mine {
                     return;
                 }
                 match answer {
                     Ok(Reply::Rows { rows, pending, synced, error }) => {
-                        let (rows, error) = match query.decode_rows(rows) {
-                            Ok(rows) => (rows, error),
-                            Err(decode) => (Vec::new(), Some(decode)),
-                        };
-                        set_state.set(LiveQuery { rows, pending, loading: false, synced, error });
-                        // The state now shows the latest local write: time it.
-                        if let Some(started) = client.update_started.get_untracked() {
-                            client.update_started.set(None);
-                            let elapsed = crate::page::now_ms() - started;
-                            client.metrics.update(|m| m.local_state_update.record(elapsed));
-                        }
+                        set_state.update(|s| {
+                            s.synced = synced;
+                            s.error = error;
+                        });
+                        client.views().install(view, validated.select, &primary_key, rows, pending);
                     }
                     Ok(other) => set_state.update(|s| s.error = Some(format!("unexpected reply {other:?}"))),
                     Err(error) => set_state.update(|s| {

@@ -23,6 +23,8 @@ pub mod metrics;
 pub mod guest;
 mod hooks;
 #[cfg(feature = "hydrate")]
+mod live;
+#[cfg(feature = "hydrate")]
 pub mod offline;
 #[cfg(all(feature = "worker", target_family = "wasm", target_os = "unknown"))]
 pub mod opfs;

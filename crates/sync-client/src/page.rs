@@ -13,6 +13,7 @@ use wasm_bindgen::prelude::Closure;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
 use crate::bridge::{FromWorker, Reply, Request, Status, Storage, ToWorker};
+use crate::live::LiveViews;
 
 type Waiters<T> = RefCell<HashMap<String, oneshot::Sender<T>>>;
 
@@ -32,6 +33,11 @@ struct Inner {
     issued: RefCell<std::collections::HashSet<String>>,
     early: RefCell<HashMap<String, MutationOutcome>>,
     renew: RefCell<Option<RenewToken>>,
+    /// The app's model: the page builds a write's operation itself to show it at once.
+    model: sync::SyncModel,
+    /// This client's id (from the worker, once started): mutators may write it.
+    client_id: RefCell<Option<String>>,
+    pub(crate) views: LiveViews,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
 }
 
@@ -60,9 +66,10 @@ pub struct SyncClient {
 }
 
 impl SyncClient {
-    /// Spawns the worker from `script_url` (a module script). Call [`Self::start`]
-    /// once the user's token is known.
-    pub fn spawn(script_url: &str) -> Result<Self, String> {
+    /// Spawns the worker from `script_url` (a module script), for the app's `model`
+    /// (the same the worker runs: the page uses it to show writes before the worker
+    /// stores them). Call [`Self::start`] once the user's token is known.
+    pub fn spawn(script_url: &str, model: sync::SyncModel) -> Result<Self, String> {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
         let worker = Worker::new_with_options(script_url, &options).map_err(|e| format!("{e:?}"))?;
@@ -96,7 +103,10 @@ impl SyncClient {
                             let _ = sender.send(result);
                         }
                     }
-                    FromWorker::Changed { .. } => changes.update(|n| *n += 1),
+                    FromWorker::Changed { collections, records } => {
+                        inner.views.changed(&collections, records.as_deref());
+                        changes.update(|n| *n += 1);
+                    }
                     FromWorker::Resolved { mutation_id, outcome, upstream_ms: ms } => {
                         if !inner.issued.borrow_mut().remove(&mutation_id) {
                             return;
@@ -139,6 +149,9 @@ impl SyncClient {
                 issued: RefCell::new(std::collections::HashSet::new()),
                 early: RefCell::new(HashMap::new()),
                 renew: RefCell::new(None),
+                model,
+                client_id: RefCell::new(None),
+                views: LiveViews::default(),
                 _on_message: on_message,
             }
         });
@@ -171,7 +184,8 @@ impl SyncClient {
     /// Opens the local database and starts syncing as the user holding `token`.
     pub async fn start(&self, token: String) -> Result<(), String> {
         match self.request(Request::Start { token }).await? {
-            Reply::Started { .. } => {
+            Reply::Started { client_id, .. } => {
+                *self.inner.client_id.borrow_mut() = Some(client_id);
                 self.started.set(true);
                 Ok(())
             }
@@ -208,14 +222,19 @@ impl SyncClient {
         record_id: &str,
     ) -> Result<(String, f64), String> {
         let mutation_id = new_id(sync::ids::OUTBOX);
+        let now_ms = js_sys::Date::now() as i64;
         self.inner.issued.borrow_mut().insert(mutation_id.clone());
+        self.write_ahead(&mutation_id, name, &args, record_id, now_ms);
         let request = Request::Mutate {
             name: name.into(),
             args,
             mutation_id: mutation_id.clone(),
             record_id: record_id.into(),
+            now_ms: Some(now_ms),
         };
-        match self.request(request).await {
+        let answer = self.request(request).await;
+        self.inner.views.settled(&mutation_id, matches!(answer, Ok(Reply::Mutated { .. })));
+        match answer {
             Ok(Reply::Mutated { mutation_id, local_write_ms, .. }) => Ok((mutation_id, local_write_ms)),
             Ok(other) => Err(format!("unexpected reply {other:?}")),
             Err(error) => {
@@ -223,6 +242,33 @@ impl SyncClient {
                 Err(error)
             }
         }
+    }
+
+    /// Shows the write in the live views now, built as the worker will build it (same
+    /// model, client id, record id and time). A write the model refuses is not
+    /// shown: the worker refuses it too and says why.
+    fn write_ahead(
+        &self,
+        mutation_id: &str,
+        name: &str,
+        args: &serde_json::Value,
+        record_id: &str,
+        now_ms: i64,
+    ) {
+        let Some(client_id) = self.inner.client_id.borrow().clone() else { return };
+        let ctx = sync::MutationContext { client_id, record_id: record_id.into(), now_ms };
+        if let Ok(validated) = self.inner.model.validate_mutation(name, args, &ctx) {
+            self.inner.views.write_ahead(mutation_id, &validated.record_id, validated.operation);
+        }
+    }
+
+    pub(crate) fn views(&self) -> &LiveViews {
+        &self.inner.views
+    }
+
+    /// The app's model (the one the worker runs).
+    pub fn model(&self) -> &sync::SyncModel {
+        &self.inner.model
     }
 
     /// Waits for the server's answer to a mutation.

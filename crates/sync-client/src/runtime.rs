@@ -21,7 +21,7 @@
 //! mutation carries ids chosen by the page, which the store recognises.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use crate::AppName;
@@ -38,7 +38,7 @@ use sync::protocol::poke::ServerMessage;
 use sync::protocol::pull::{PullRequest, PullResponse, Subscription};
 use sync::protocol::push::{PushRequest, PushResponse};
 use sync::protocol::query::{QueryRequest, QueryResponse};
-use sync_store::{LocalStore, MutationState};
+use sync_store::{LocalStore, MutationState, Touched};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{BroadcastChannel, DedicatedWorkerGlobalScope, MessageEvent};
@@ -350,7 +350,7 @@ async fn become_leader(runtime: Rc<Runtime>) {
         serve_page(&runtime, id, request);
     }
     // Every page re-runs its queries against this store (and so re-subscribes here).
-    runtime.emit(FromWorker::Changed { collections: Vec::new() });
+    runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None });
 }
 
 /// Opens OPFS, retrying briefly: a previous leader's file handles may still be
@@ -459,7 +459,7 @@ fn on_tab_message(runtime: &Rc<Runtime>, message: TabMessage) {
             for (id, request) in waiting {
                 runtime.broadcast(&TabMessage::Request { tab: runtime.tab.clone(), id, request });
             }
-            post(&FromWorker::Changed { collections: Vec::new() });
+            post(&FromWorker::Changed { collections: Vec::new(), records: None });
         }
         _ => {}
     }
@@ -479,7 +479,7 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
             }
             // A new sign-in may be allowed what the last one was not.
             if !std::mem::take(&mut *runtime.denied.borrow_mut()).is_empty() {
-                runtime.emit(FromWorker::Changed { collections: Vec::new() });
+                runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None });
             }
             start_sync(runtime);
             Ok(Reply::Started { client_id: runtime.client_id()?, storage: runtime.storage.get() })
@@ -488,9 +488,9 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
             wait_until_open(runtime).await?;
             query(runtime, name, args)
         }
-        Request::Mutate { name, args, mutation_id, record_id } => {
+        Request::Mutate { name, args, mutation_id, record_id, now_ms: at } => {
             wait_until_open(runtime).await?;
-            mutate(runtime, name, args, mutation_id, record_id)
+            mutate(runtime, name, args, mutation_id, record_id, at)
         }
     }
 }
@@ -577,8 +577,10 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
             match installed {
                 Ok(_) => {
                     runtime.synced.borrow_mut().insert(validated.topic.to_string());
-                    runtime
-                        .emit(FromWorker::Changed { collections: vec![validated.select.collection.clone()] });
+                    runtime.emit(FromWorker::Changed {
+                        collections: vec![validated.select.collection.clone()],
+                        records: None,
+                    });
                 }
                 Err(error) => leptos::logging::warn!("snapshot of {}: {error}", validated.name),
             }
@@ -607,7 +609,7 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
                     backoff_sleep(&runtime, SNAPSHOT_RETRY_MS).await;
                 }
                 runtime.subscriptions.borrow_mut().remove(&topic);
-                runtime.emit(FromWorker::Changed { collections: vec![collection] });
+                runtime.emit(FromWorker::Changed { collections: vec![collection], records: None });
             });
         }
         Err(Failure::Fatal(reason)) => {
@@ -616,7 +618,10 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
             let topic = validated.topic.to_string();
             runtime.subscriptions.borrow_mut().remove(&topic);
             runtime.denied.borrow_mut().insert(topic, reason);
-            runtime.emit(FromWorker::Changed { collections: vec![validated.select.collection.clone()] });
+            runtime.emit(FromWorker::Changed {
+                collections: vec![validated.select.collection.clone()],
+                records: None,
+            });
         }
     }
     spawn_pull(runtime);
@@ -628,23 +633,24 @@ fn mutate(
     args: Value,
     mutation_id: String,
     record_id: String,
+    at: Option<i64>,
 ) -> Result<Reply, String> {
     let started = now_ms();
     let applied = runtime.with_store(|store| {
         let ctx = MutationContext {
             client_id: store.client_id().to_string(),
             record_id: record_id.clone(),
-            now_ms: js_sys::Date::now() as i64,
+            now_ms: at.unwrap_or_else(|| js_sys::Date::now() as i64),
         };
         match store.mutate(&mutation_id, &name, &args, &ctx) {
-            Ok((_, touched)) => Ok(Ok(touched.collection)),
+            Ok((_, touched)) => Ok(Ok(touched)),
             // Sent twice (a follower re-sending to a new leader): answer, do not re-apply.
             Err(sync_store::StoreError::Duplicate { state, .. }) => Ok(Err(state)),
             Err(error) => Err(error.to_string()),
         }
     })?;
-    let collection = match applied {
-        Ok(collection) => collection,
+    let touched = match applied {
+        Ok(touched) => touched,
         Err(MutationState::Pending { record_id }) => {
             return Ok(Reply::Mutated { mutation_id, record_id, local_write_ms: 0.0 });
         }
@@ -658,7 +664,7 @@ fn mutate(
         }
     };
     let local_write_ms = now_ms() - started;
-    runtime.emit(FromWorker::Changed { collections: vec![collection] });
+    report(runtime, &BTreeSet::from([touched]));
     spawn_push(runtime);
     Ok(Reply::Mutated { mutation_id, record_id, local_write_ms })
 }
@@ -710,9 +716,7 @@ async fn push_loop(runtime: &Rc<Runtime>) {
                 let resolved =
                     runtime.with_store(|store| store.resolve(&outcomes).map_err(|e| e.to_string()));
                 if let Ok(touched) = resolved {
-                    let collections =
-                        touched.into_iter().map(|t| t.collection).collect::<std::collections::BTreeSet<_>>();
-                    runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect() });
+                    report(runtime, &touched);
                 }
                 for (mutation_id, outcome) in outcomes {
                     runtime.emit(FromWorker::Resolved {
@@ -802,12 +806,8 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                 let applied = runtime.with_store(|store| {
                     store.apply_pull(&page.changes, page.cursor).map_err(|e| e.to_string())
                 });
-                if let Ok(touched) = applied
-                    && !touched.is_empty()
-                {
-                    let collections =
-                        touched.into_iter().map(|t| t.collection).collect::<std::collections::BTreeSet<_>>();
-                    runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect() });
+                if let Ok(touched) = applied {
+                    report(runtime, &touched);
                 }
                 attempt = 0;
                 if !page.has_more {
@@ -867,13 +867,26 @@ fn show_carried(runtime: &Rc<Runtime>, changes: &[sync::Change]) {
         let held = store.cursor().map_err(|e| e.to_string())?;
         store.apply_pull(changes, held).map_err(|e| e.to_string())
     });
-    if let Ok(touched) = applied
-        && !touched.is_empty()
-    {
-        let collections =
-            touched.into_iter().map(|t| t.collection).collect::<std::collections::BTreeSet<_>>();
-        runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect() });
+    if let Ok(touched) = applied {
+        report(runtime, &touched);
     }
+}
+
+/// Most records one change report carries; a bigger change (a first snapshot, a long
+/// pull) makes the pages read their queries again instead.
+const REPORTED_RECORDS: usize = 500;
+
+/// Tells every page which records changed and how they look now, so their live
+/// views follow without reading their queries again.
+fn report(runtime: &Runtime, touched: &BTreeSet<Touched>) {
+    if touched.is_empty() {
+        return;
+    }
+    let collections: BTreeSet<String> = touched.iter().map(|t| t.collection.clone()).collect();
+    let records = (touched.len() <= REPORTED_RECORDS)
+        .then(|| runtime.with_store(|store| store.record_views(touched).map_err(|e| e.to_string())).ok())
+        .flatten();
+    runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect(), records });
 }
 
 /// Keeps one WebSocket to the session open; pulls on every poke and on reconnect.

@@ -379,7 +379,9 @@ impl LocalStore {
             let row = read_rows(&self.conn, collection, &statement)?.into_iter().next();
             let pending = self
                 .conn
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM sync_outbox WHERE collection = ?1 AND record_id = ?2)")?
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM sync_outbox WHERE collection = ?1 AND record_id = ?2)",
+                )?
                 .query_row([&record.collection, &record.record_id], |row| row.get::<_, bool>(0))?;
             out.push(RecordView {
                 collection: record.collection.clone(),

@@ -93,7 +93,8 @@ impl Client {
         let select = Self::board_select();
         let fresh = self.store().query(&select).expect("query");
         let pending = self.store().pending_records(CARDS).expect("pending");
-        let view = self.view.get_or_insert_with(|| LiveRows::new(select, "id", fresh.clone(), pending.clone()));
+        let view =
+            self.view.get_or_insert_with(|| LiveRows::new(select, "id", fresh.clone(), pending.clone()));
         assert_eq!(view.rows(), fresh.as_slice(), "the live view drifted from its query");
         assert_eq!(view.pending(), pending, "the live view's pending marks drifted");
     }
@@ -174,7 +175,11 @@ impl World {
                 };
                 let by_reference = c.reference.mutate(&id, name, &args, &ctx).is_ok();
                 let by_store = c.store().mutate(&id, name, &args, &ctx);
-                assert_eq!(by_store.is_ok(), by_reference, "store and reference disagree on accepting {name}");
+                assert_eq!(
+                    by_store.is_ok(),
+                    by_reference,
+                    "store and reference disagree on accepting {name}"
+                );
                 if let Ok((_, touched)) = by_store {
                     c.follow(&BTreeSet::from([touched]));
                 }

@@ -125,11 +125,8 @@ impl LiveRows {
         if self.stale {
             return Applied::Reread;
         }
-        let pending_changed = if pending {
-            self.pending.insert(record_id.to_string())
-        } else {
-            self.pending.remove(record_id)
-        };
+        let pending_changed =
+            if pending { self.pending.insert(record_id.to_string()) } else { self.pending.remove(record_id) };
         let marks = if pending_changed { Applied::Changed } else { Applied::Unchanged };
         let at = self.position(record_id);
         let shown = row.filter(|row| self.select.matches(row));

@@ -63,8 +63,11 @@ enum Step {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    let record = (0..IDS.len(), image(), any::<bool>())
-        .prop_map(|(id, image, pending)| Step::Record { id, image, pending });
+    let record = (0..IDS.len(), image(), any::<bool>()).prop_map(|(id, image, pending)| Step::Record {
+        id,
+        image,
+        pending,
+    });
     let write = (0..IDS.len(), image(), 0..3u8).prop_map(|(id, image, kind)| {
         let image = image.unwrap_or_else(|| row("", "a", 1, "w"));
         let operation = match kind {
@@ -154,7 +157,8 @@ proptest! {
 
 #[test]
 fn an_insert_shows_at_once_in_order_and_pending() {
-    let select = Select::from("cards").filter("board_id", Operator::Eq, "a").order_by("created_at", Order::Asc);
+    let select =
+        Select::from("cards").filter("board_id", Operator::Eq, "a").order_by("created_at", Order::Asc);
     let mut view = LiveRows::new(
         select,
         "id",
@@ -182,8 +186,12 @@ fn an_insert_shows_at_once_in_order_and_pending() {
 #[test]
 fn a_full_window_that_loses_a_row_asks_to_be_read_again() {
     let select = Select::from("cards").order_by("created_at", Order::Asc).limit(2);
-    let mut view =
-        LiveRows::new(select, "id", vec![row("r1", "a", 1, "x"), row("r2", "a", 2, "y")], Vec::<String>::new());
+    let mut view = LiveRows::new(
+        select,
+        "id",
+        vec![row("r1", "a", 1, "x"), row("r2", "a", 2, "y")],
+        Vec::<String>::new(),
+    );
     // A row sorting before the end pushes the last one out.
     assert_eq!(view.apply_record("r0", Some(&row("r0", "a", 0, "w")), false), Applied::Changed);
     let ids: Vec<_> = view.rows().iter().map(|row| row["id"].clone()).collect();

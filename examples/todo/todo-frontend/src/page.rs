@@ -43,7 +43,7 @@ fn display_name() -> String {
 
 #[component]
 pub fn App() -> impl IntoView {
-    match SyncClient::spawn("/pkg/db-worker.js") {
+    match SyncClient::spawn("/pkg/db-worker.js", todo_model::todo_model()) {
         Ok(client) => {
             provide_context(client.clone());
             sync_client::guest::sign_in(client, APP_NAME, display_name());

@@ -9,7 +9,9 @@
 //!   it), newer cursors are held back and merged into one: a burst of 1000 writes
 //!   costs the client one poke per pull it can make, not 1000;
 //! - what is held goes out as soon as the client pulls through the outstanding poke,
-//!   or when a short alarm fires (a client that never pulls still hears of changes).
+//!   or when a short alarm fires (a client that never pulls still hears of changes);
+//! - a poke that carries its changes is never held: the client shows them as they
+//!   come, so only a cursor it already pulled through is skipped.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +60,21 @@ impl PokeGate {
         PokeDecision::Send(cursor)
     }
 
+    /// The log reached `cursor` and the poke carries the changes: sent now, even while
+    /// another poke is outstanding or after a later cursor (writers commit in one
+    /// order and poke in another), unless the client already pulled through it. A
+    /// held cursor it covers is moot: the client pulls through this one.
+    pub fn on_carried(&mut self, cursor: u64) -> PokeDecision {
+        if cursor <= self.acknowledged {
+            return PokeDecision::Skip;
+        }
+        self.poked = self.poked.max(cursor);
+        if self.held <= cursor {
+            self.held = 0;
+        }
+        PokeDecision::Send(cursor)
+    }
+
     /// The client pulled through `cursor`. Returns the cursor to poke now, if a held
     /// one is still ahead of the client.
     pub fn on_acknowledged(&mut self, cursor: u64) -> Option<u64> {
@@ -101,6 +118,23 @@ mod tests {
         // Its next pull read through 1000: nothing left.
         assert_eq!(gate.on_acknowledged(1000), None);
         assert_eq!(gate.on_alarm(), None);
+    }
+
+    #[test]
+    fn pokes_carrying_changes_go_out_at_once_in_any_order() {
+        let mut gate = PokeGate::default();
+        assert_eq!(gate.on_carried(3), PokeDecision::Send(3));
+        // Outstanding, and a later writer's poke arrived first: both still go.
+        assert_eq!(gate.on_carried(5), PokeDecision::Send(5));
+        assert_eq!(gate.on_carried(4), PokeDecision::Send(4));
+        // A row-less poke behind them is held, and a carried one past it clears it.
+        assert_eq!(gate.on_change(6), PokeDecision::Hold { set_alarm: true });
+        assert_eq!(gate.on_carried(7), PokeDecision::Send(7));
+        assert_eq!(gate.on_alarm(), None);
+        // What the client pulled through is never sent again.
+        assert_eq!(gate.on_acknowledged(7), None);
+        assert_eq!(gate.on_carried(7), PokeDecision::Skip);
+        assert_eq!(gate.on_carried(2), PokeDecision::Skip);
     }
 
     #[test]

@@ -76,17 +76,22 @@ impl DurableObject for ClientSession {
                 let Ok(poke) = req.json::<Poke>().await else {
                     return error_response(400, "malformed_json", "expected a poke");
                 };
+                // Rows ride along only while the app's last "yes" for this topic is
+                // recent; otherwise the client pulls, which asks again.
+                let changes = if poke.changes.is_empty() || !self.recently_authorized(&poke.topic)? {
+                    Vec::new()
+                } else {
+                    poke.changes
+                };
                 let mut gate = self.gate()?;
-                let decision = gate.on_change(poke.cursor);
+                let decision = if changes.is_empty() {
+                    gate.on_change(poke.cursor)
+                } else {
+                    gate.on_carried(poke.cursor)
+                };
                 self.save_gate(&gate)?;
                 let sockets = match decision {
-                    PokeDecision::Send(cursor) => {
-                        // Rows ride along only while the app's last "yes" for this topic
-                        // is recent; otherwise the client pulls, which asks again.
-                        let changes =
-                            if self.recently_authorized(&poke.topic)? { poke.changes } else { Vec::new() };
-                        self.send_poke(cursor, changes)?
-                    }
+                    PokeDecision::Send(cursor) => self.send_poke(cursor, changes)?,
                     // Skipped or held, the session is live while it has a socket.
                     PokeDecision::Skip => self.state.get_websockets().len(),
                     PokeDecision::Hold { set_alarm } => {

@@ -82,6 +82,43 @@ describe('with the chat app callbacks (default)', () => {
     assert.ok(other.json.cursor >= result.seq);
   });
 
+  test('a query joined late starts at its snapshot: a pull does not read its changes again', async () => {
+    const [first, late] = [newId('room'), newId('room')];
+    const reader = client(app.url, bob);
+    const joined = await reader.query('roomMessages', { roomId: first });
+    const stands = joined.json.cursor;
+    // 30 messages in the other room, before the reader joins it.
+    const writer = client(app.url, ada);
+    const mutations = Array.from({ length: 30 }, (_, i) => ({
+      id: newId('outbox'), name: 'sendMessage', args: { roomId: late, authorName: 'Ada', body: `early ${i}` }, record_id: newId('message'),
+    }));
+    assert.equal((await writer.push(mutations)).status, 200);
+    const snapshot = await reader.query('roomMessages', { roomId: late });
+    assert.equal(snapshot.json.rows.length, 30);
+    const since = snapshot.json.cursor;
+    assert.ok(since > stands);
+
+    // Without the late query's own cursor, the pull from the first room's cursor reads
+    // the 30 again; with it, none.
+    const again = await reader.pull(stands, [roomMessages(first), roomMessages(late)]);
+    assert.equal(again.json.changes.length, 30);
+    const fromSnapshot = await reader.pull(stands, [roomMessages(first), { ...roomMessages(late), cursor: since }]);
+    assert.equal(fromSnapshot.status, 200, fromSnapshot.text);
+    assert.deepEqual(fromSnapshot.json.changes, []);
+    assert.ok(fromSnapshot.json.cursor >= since);
+
+    // What happens after the snapshot is read, in either room.
+    const later = (await writer.send(late, 'Ada', 'after joining').response).json.results[0];
+    const inFirst = (await writer.send(first, 'Ada', 'in the first room').response).json.results[0];
+    const next = await reader.pull(stands, [roomMessages(first), { ...roomMessages(late), cursor: since }]);
+    assert.deepEqual(next.json.changes.map((c) => c.seq), [later.seq, inFirst.seq]);
+
+    // A query's cursor beyond the log's head is refused.
+    const beyond = await reader.pull(stands, [{ ...roomMessages(late), cursor: next.json.cursor + 1000 }]);
+    assert.equal(beyond.status, 400, beyond.text);
+    assert.equal(beyond.json.error, 'invalid_cursor');
+  });
+
   test('a retried push is applied once and answered the same', async () => {
     const room = newId('room');
     const a = client(app.url, ada);

@@ -101,8 +101,11 @@ test('1000 writes to a watched room from 4 writers: each reaches a listener insi
   // One watcher only listens; the other pulls on every poke, like a browser.
   const listener = client(app.url, token);
   const puller = client(app.url, token);
+  let startedAt = Infinity;
   for (const watcher of [listener, puller]) {
-    assert.equal((await watcher.query('roomMessages', { roomId: room })).status, 200);
+    const answer = await watcher.query('roomMessages', { roomId: room });
+    assert.equal(answer.status, 200);
+    startedAt = Math.min(startedAt, answer.json.cursor);
   }
   const heard = await pokeSocket(app.url, listener);
   const pulling = await pokeSocket(app.url, puller);
@@ -160,6 +163,24 @@ test('1000 writes to a watched room from 4 writers: each reaches a listener insi
     assert.equal(new Set(listened).size, listened.length, 'at most one poke per cursor');
     const inPokes = carried();
     for (const id of written) assert.ok(inPokes.has(id), `not carried to the listener: ${id}`);
+    // In commit order, each poke's changes begin where the previous one's ended: a
+    // client that has one applies the next without a pull, whichever writer sent it.
+    const topic = `roomMessages{"roomId":"${room}"}`;
+    const chain = heard.received.filter((p) => p.changes?.length).sort((x, y) => x.cursor - y.cursor);
+    assert.ok(chain[0].since <= startedAt, 'the first poke follows the query');
+    for (let i = 0; i < chain.length; i += 1) {
+      assert.equal(chain[i].topic, topic);
+      if (i > 0) assert.equal(chain[i].since, chain[i - 1].cursor, `poke ${chain[i].cursor} follows ${chain[i - 1].cursor}`);
+    }
+    // Applied as they arrived, each one that follows moves the client on; one that
+    // overtook an earlier writer's is a gap the client would pull for.
+    let stands = startedAt;
+    let gaps = 0;
+    for (const poke of heard.received.filter((p) => p.changes?.length)) {
+      if (poke.since <= stands) stands = Math.max(stands, poke.cursor);
+      else gaps += 1;
+    }
+    console.log(`# ${chain.length} carried pokes; ${gaps} arrived ahead of an earlier one`);
     for (const poke of heard.received) {
       for (const change of poke.changes ?? []) assert.ok(change.seq <= poke.cursor, 'a poke carries changes up to its cursor');
     }
@@ -172,5 +193,43 @@ test('1000 writes to a watched room from 4 writers: each reaches a listener insi
     await pullLoop;
     heard.close();
     pulling.close();
+  }
+});
+
+test('a poke whose changes do not follow what the client holds makes it pull, and the pull fills the gap', async () => {
+  const room = newId('room');
+  const reader = client(app.url, token);
+  const snapshot = await reader.query('roomMessages', { roomId: room });
+  let stands = snapshot.json.cursor;
+  const socket = await pokeSocket(app.url, reader);
+  try {
+    const writer = client(app.url, token);
+    const first = (await writer.send(room, 'Ada', 'small one').response).json.results[0];
+    const poke1 = await socket.next();
+    assert.equal(poke1.cursor, first.seq);
+    assert.ok(poke1.since <= stands, 'follows the snapshot');
+    stands = poke1.cursor;
+    // One push too big to ride in a poke (over 64 KB): announced without its changes.
+    const big = Array.from({ length: 40 }, (_, i) => ({
+      id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: `${i} ${'b'.repeat(1990)}` }, record_id: newId('message'),
+    }));
+    const pushed = await writer.push(big);
+    assert.equal(pushed.status, 200);
+    const poke2 = await socket.next();
+    assert.equal(poke2.cursor, pushed.json.cursor);
+    assert.equal(poke2.changes, undefined, 'too big to carry');
+    assert.equal(poke2.since, undefined);
+    // The next small write's poke begins after the big push: a gap for this client.
+    const third = (await writer.send(room, 'Ada', 'small two').response).json.results[0];
+    const poke3 = await socket.next();
+    assert.equal(poke3.since, poke2.cursor);
+    assert.ok(poke3.since > stands, 'a gap');
+    assert.deepEqual(poke3.changes.map((c) => c.row.body), ['small two']);
+    // The pull from where the client stands fills it: the 40, then the small one.
+    const pulled = await reader.pull(stands, [{ name: 'roomMessages', args: { roomId: room } }]);
+    assert.equal(pulled.json.changes.length, 41);
+    assert.equal(pulled.json.changes.at(-1).seq, third.seq);
+  } finally {
+    socket.close();
   }
 });

@@ -177,7 +177,8 @@ async function threeSenders(url) {
 
 /**
  * A receiver as the SQLite worker is, minus the browser: subscribes with a named
- * query, keeps the session's WebSocket, shows what a poke carries, pulls on every poke.
+ * query, keeps the session's WebSocket, shows what a poke carries, and pulls only when
+ * a poke's changes do not follow what it holds (`sync::cursors`) or carry nothing.
  */
 async function nodeReceiver(url, room, index, seen) {
   const token = await guestToken(url, `Receiver ${index}`);
@@ -202,7 +203,8 @@ async function nodeReceiver(url, room, index, seen) {
         const body = change.row?.body;
         if (body !== undefined && !seen.has(`${index}:${body}`)) seen.set(`${index}:${body}`, now);
       }
-      cursor = page.json.cursor;
+      cursor = Math.max(cursor, page.json.cursor);
+      pulls.count += 1;
       if (!page.json.has_more) return;
     }
   };
@@ -214,17 +216,24 @@ async function nodeReceiver(url, room, index, seen) {
   socket.addEventListener('message', (event) => {
     const poke = JSON.parse(event.data);
     if (poke.type !== 'poke') return;
-    // As the worker does: show the changes a poke carries at once, then pull to move
-    // the cursor (and fill any gap).
+    // As the worker does: show the changes a poke carries at once; when they follow
+    // what this receiver holds, that is all it lacks; otherwise pull.
     const now = Date.now();
     for (const change of poke.changes ?? []) {
       const body = change.row?.body;
       if (body !== undefined && !seen.has(`${index}:${body}`)) seen.set(`${index}:${body}`, now);
     }
+    if (poke.changes?.length && poke.since !== undefined && poke.since <= cursor) {
+      cursor = Math.max(cursor, poke.cursor);
+      return;
+    }
     if (poke.cursor > cursor) pulling = pulling.then(pull).catch((error) => log(`receiver ${index}: ${error.message}`));
   });
   return { close: () => socket.close() };
 }
+
+/** Pulls the Node receivers made (a receiver whose pokes all follow makes none). */
+const pulls = { count: 0 };
 
 async function fanOut(url, receivers) {
   const room = newId('room').slice(-8);
@@ -234,6 +243,7 @@ async function fanOut(url, receivers) {
     clients.push(...(await Promise.all(Array.from({ length: Math.min(10, receivers - i) }, (_, k) => nodeReceiver(url, room, i + k, seen)))));
   }
   const sender = client(url, await guestToken(url, 'Sender'));
+  const pullsBefore = pulls.count;
   const untilAll = [];
   const toEach = [];
   let missed = 0;
@@ -261,7 +271,14 @@ async function fanOut(url, receivers) {
   }
   for (const c of clients) c.close();
   if (missed) log(`fan-out ${receivers}: ${missed} deliveries missed the 15 s window`);
-  return { receivers, messages: FANOUT_MESSAGES, missed, until_all_ms: summarize(untilAll), per_receiver_ms: summarize(toEach) };
+  return {
+    receivers,
+    messages: FANOUT_MESSAGES,
+    missed,
+    receiver_pulls: pulls.count - pullsBefore,
+    until_all_ms: summarize(untilAll),
+    per_receiver_ms: summarize(toEach),
+  };
 }
 
 function mutation(roomId, body) {
@@ -448,6 +465,7 @@ async function main() {
   }
   if (retried.push || retried.pull) console.log(`\n5xx answers retried: ${retried.push} push(es), ${retried.pull} pull(s)`);
   for (const fan of report.fan_out) if (fan.missed) console.log(`fan-out ${fan.receivers}: ${fan.missed} deliveries not seen within 15 s`);
+  for (const fan of report.fan_out) console.log(`fan-out ${fan.receivers}: the receivers pulled ${fan.receiver_pulls ?? '?'} times for ${fan.messages} messages`);
   console.log(`\nwrote ${join(OUT, 'report.json')} and ${join(OUT, 'report.png')}`);
   await stat(join(OUT, 'report.png'));
 }

@@ -32,6 +32,7 @@ use gloo_net::websocket::Message;
 use gloo_net::websocket::futures::WebSocket;
 use serde_json::Value;
 use sync::SyncModel;
+use sync::cursors::TopicCursors;
 use sync::model::MutationContext;
 use sync::protocol::PROTOCOL_VERSION;
 use sync::protocol::poke::ServerMessage;
@@ -112,6 +113,9 @@ struct Runtime {
     session_id: String,
     origin: String,
     subscriptions: RefCell<BTreeMap<String, Subscription>>,
+    /// Where each subscribed topic stands (`sync::cursors`): a snapshot or a poke
+    /// moves one topic; the store's cursor is what the last pull covered for all.
+    topic_cursors: RefCell<TopicCursors>,
     /// Topics whose server snapshot is installed.
     synced: RefCell<std::collections::BTreeSet<String>>,
     /// Topics the server refused (their callback said no), with its reason. Not
@@ -267,6 +271,7 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
         session_id: crate::new_id(sync::ids::SESSION),
         origin,
         subscriptions: RefCell::new(BTreeMap::new()),
+        topic_cursors: RefCell::new(TopicCursors::default()),
         synced: RefCell::new(std::collections::BTreeSet::new()),
         denied: RefCell::new(BTreeMap::new()),
         pushing: Cell::new(false),
@@ -533,10 +538,10 @@ fn query(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, Stri
     let error = runtime.denied.borrow().get(&topic).cloned();
     let is_new = error.is_none() && !runtime.subscriptions.borrow().contains_key(&topic);
     if is_new {
-        runtime
-            .subscriptions
-            .borrow_mut()
-            .insert(topic, Subscription { name: validated.name.clone(), args: validated.args.clone() });
+        runtime.subscriptions.borrow_mut().insert(
+            topic,
+            Subscription { name: validated.name.clone(), args: validated.args.clone(), cursor: None },
+        );
         let runtime = runtime.clone();
         wasm_bindgen_futures::spawn_local(async move { fetch_snapshot(&runtime, validated).await });
     }
@@ -576,6 +581,9 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
             });
             match installed {
                 Ok(_) => {
+                    // The query starts where its snapshot is exact: no pull reads its
+                    // changes up to there again.
+                    runtime.topic_cursors.borrow_mut().snapshot(validated.topic.as_str(), answer.cursor);
                     runtime.synced.borrow_mut().insert(validated.topic.to_string());
                     runtime.emit(FromWorker::Changed {
                         collections: vec![validated.select.collection.clone()],
@@ -780,10 +788,11 @@ fn spawn_pull(runtime: &Rc<Runtime>) {
 }
 
 async fn pull_all(runtime: &Rc<Runtime>) {
-    let subscriptions: Vec<Subscription> = runtime.subscriptions.borrow().values().cloned().collect();
+    let subscribed: Vec<(String, Subscription)> =
+        runtime.subscriptions.borrow().iter().map(|(topic, s)| (topic.clone(), s.clone())).collect();
     // Until a snapshot is installed there is nothing to pull onto (and during a resync
     // a pull from the forgotten cursor would only be told to resync again).
-    if subscriptions.is_empty() || runtime.synced.borrow().is_empty() {
+    if subscribed.is_empty() || runtime.synced.borrow().is_empty() {
         return;
     }
     let mut attempt = 0;
@@ -793,12 +802,24 @@ async fn pull_all(runtime: &Rc<Runtime>) {
         }) else {
             return;
         };
+        // Each query from where it stands: a query joined late, or moved on by pokes,
+        // is not read again from the store's older cursor.
+        let subscriptions = {
+            let cursors = runtime.topic_cursors.borrow();
+            subscribed
+                .iter()
+                .map(|(topic, subscription)| {
+                    let stands = cursors.get(topic, cursor);
+                    Subscription { cursor: (stands > cursor).then_some(stands), ..subscription.clone() }
+                })
+                .collect()
+        };
         let request = PullRequest {
             protocol_version: PROTOCOL_VERSION,
             client_id,
             session_id: runtime.session_id.clone(),
             cursor,
-            subscriptions: subscriptions.clone(),
+            subscriptions,
         };
         match runtime.post_json::<PullResponse>("/sync/pull", &request).await {
             Ok(page) => {
@@ -807,6 +828,10 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                     store.apply_pull(&page.changes, page.cursor).map_err(|e| e.to_string())
                 });
                 if let Ok(touched) = applied {
+                    runtime
+                        .topic_cursors
+                        .borrow_mut()
+                        .pulled(subscribed.iter().map(|(t, _)| t.as_str()), page.cursor);
                     report(runtime, &touched);
                 }
                 attempt = 0;
@@ -849,6 +874,7 @@ fn resync(runtime: &Rc<Runtime>) {
         return;
     }
     runtime.synced.borrow_mut().clear();
+    runtime.topic_cursors.borrow_mut().clear();
     let subscriptions: Vec<Subscription> = runtime.subscriptions.borrow().values().cloned().collect();
     for subscription in subscriptions {
         let Ok(validated) = runtime.model.validate_query(&subscription.name, &subscription.args) else {
@@ -860,8 +886,8 @@ fn resync(runtime: &Rc<Runtime>) {
 }
 
 /// Changes a poke carried: installed at once (each record's newer image wins, as
-/// always), without moving the cursor; the pull that follows moves it and fills any
-/// gap the poke could not know about.
+/// always), without moving the store's cursor (that is what a pull covered for every
+/// topic); their topic's own cursor moved if they followed it, else a pull follows.
 fn show_carried(runtime: &Rc<Runtime>, changes: &[sync::Change]) {
     let applied = runtime.with_store(|store| {
         let held = store.cursor().map_err(|e| e.to_string())?;
@@ -908,11 +934,27 @@ async fn keep_socket(runtime: Rc<Runtime>) {
             while let Some(message) = socket.next().await {
                 let Ok(Message::Text(text)) = message else { break };
                 attempt = 0;
-                if let Ok(ServerMessage::Poke { cursor, changes }) =
+                if let Ok(ServerMessage::Poke { cursor, changes, topic, since }) =
                     serde_json::from_str::<ServerMessage>(&text)
                 {
                     if !changes.is_empty() {
+                        // Changes that follow what this client holds on their topic are
+                        // all it lacks there: applied, and no pull.
+                        let follows = match (topic.as_deref(), since) {
+                            (Some(topic), Some(since))
+                                if runtime.subscriptions.borrow().contains_key(topic) =>
+                            {
+                                let pulled = runtime.with_store(|s| s.cursor().map_err(|e| e.to_string()));
+                                pulled.is_ok_and(|pulled| {
+                                    runtime.topic_cursors.borrow_mut().follow(topic, since, cursor, pulled)
+                                })
+                            }
+                            _ => false,
+                        };
                         show_carried(&runtime, &changes);
+                        if follows {
+                            continue;
+                        }
                     }
                     let behind = runtime
                         .with_store(|store| store.cursor().map_err(|e| e.to_string()))

@@ -10,6 +10,7 @@
 //! - [`capture`]: triggers that log every write to a synced table, whoever makes it;
 //! - [`sql`]: parameterized SQL for SQLite (local + D1) and PostgreSQL;
 //! - [`changes`]: change log, cursors, topics, pull filtering, idempotency;
+//! - [`cursors`]: per-topic cursors, so a poke's changes apply without a pull;
 //! - [`pokes`]: when a session pokes its client (at most once per cursor, bursts merged);
 //! - [`server`]: the reference upstream semantics (apply, idempotency, change log);
 //! - [`client`]: the client-side state rules (confirmed rows + pending outbox);
@@ -21,6 +22,7 @@
 pub mod capture;
 pub mod changes;
 pub mod client;
+pub mod cursors;
 pub mod ids;
 pub mod migrations;
 pub mod model;

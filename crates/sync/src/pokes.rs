@@ -62,15 +62,12 @@ impl PokeGate {
 
     /// The log reached `cursor` and the poke carries the changes: sent now, even while
     /// another poke is outstanding or after a later cursor (writers commit in one
-    /// order and poke in another), unless the client already pulled through it. A
-    /// held cursor it covers is moot: the client pulls through this one.
+    /// order and poke in another), unless the client already pulled through it. It
+    /// neither waits for nor counts as an outstanding poke: a client that can apply
+    /// the changes does not pull, so nothing held may depend on its pull.
     pub fn on_carried(&mut self, cursor: u64) -> PokeDecision {
         if cursor <= self.acknowledged {
             return PokeDecision::Skip;
-        }
-        self.poked = self.poked.max(cursor);
-        if self.held <= cursor {
-            self.held = 0;
         }
         PokeDecision::Send(cursor)
     }
@@ -127,13 +124,15 @@ mod tests {
         // Outstanding, and a later writer's poke arrived first: both still go.
         assert_eq!(gate.on_carried(5), PokeDecision::Send(5));
         assert_eq!(gate.on_carried(4), PokeDecision::Send(4));
-        // A row-less poke behind them is held, and a carried one past it clears it.
-        assert_eq!(gate.on_change(6), PokeDecision::Hold { set_alarm: true });
-        assert_eq!(gate.on_carried(7), PokeDecision::Send(7));
-        assert_eq!(gate.on_alarm(), None);
+        // A row-less poke is not held behind them (the client may never pull for
+        // them), and a carried poke past a held one does not drop it.
+        assert_eq!(gate.on_change(6), PokeDecision::Send(6));
+        assert_eq!(gate.on_change(8), PokeDecision::Hold { set_alarm: true });
+        assert_eq!(gate.on_carried(9), PokeDecision::Send(9));
+        assert_eq!(gate.on_alarm(), Some(8));
         // What the client pulled through is never sent again.
-        assert_eq!(gate.on_acknowledged(7), None);
-        assert_eq!(gate.on_carried(7), PokeDecision::Skip);
+        assert_eq!(gate.on_acknowledged(9), None);
+        assert_eq!(gate.on_carried(9), PokeDecision::Skip);
         assert_eq!(gate.on_carried(2), PokeDecision::Skip);
     }
 

@@ -450,23 +450,80 @@ fn row_object(row: &Row) -> serde_json::Map<String, Value> {
 
 /// Changes after `since` on any of `topics`, oldest first, at most `limit`.
 pub fn pull_changes(dialect: Dialect, since: Cursor, topics: &[Topic], limit: u32) -> Statement {
+    pull_changes_since(dialect, &[(since, topics.to_vec())], limit)
+}
+
+/// Changes on each group's topics after that group's cursor, oldest first, at most
+/// `limit`: a client whose queries were synced to different cursors (a query joined
+/// late starts at its snapshot) reads each only from where it stands.
+pub fn pull_changes_since(dialect: Dialect, groups: &[(Cursor, Vec<Topic>)], limit: u32) -> Statement {
     let columns = "seq, collection, record_id, kind, row_json, topics_json, client_id, mutation_id";
-    let mut params = vec![SqlParam::Integer(i64::try_from(since.0).unwrap_or(i64::MAX))];
-    params.extend(topics.iter().map(|topic| SqlParam::Text(topic.as_str().into())));
-    let since = &placeholders(dialect, 1, 1)[0];
-    let list = placeholders(dialect, topics.len(), 2).join(", ");
-    let on_topics = match dialect {
-        Dialect::Sqlite => format!(
-            "EXISTS (SELECT 1 FROM json_each(sync_changes.topics_json) WHERE json_each.value IN ({list}))"
-        ),
-        Dialect::Postgres => format!("topics_json ?| ARRAY[{list}]::text[]"),
+    let mut params = Vec::new();
+    let mut next = 1;
+    let mut bind = |param: SqlParam, params: &mut Vec<SqlParam>| {
+        params.push(param);
+        let placeholder = placeholders(dialect, 1, next).remove(0);
+        next += 1;
+        placeholder
     };
+    let lowest = groups.iter().map(|(since, _)| *since).min().unwrap_or(Cursor::START);
+    let lowest = bind(SqlParam::Integer(i64::try_from(lowest.0).unwrap_or(i64::MAX)), &mut params);
+    let mut alternatives = Vec::new();
+    for (since, topics) in groups.iter().filter(|(_, topics)| !topics.is_empty()) {
+        let since = bind(SqlParam::Integer(i64::try_from(since.0).unwrap_or(i64::MAX)), &mut params);
+        let list: Vec<String> =
+            topics.iter().map(|topic| bind(SqlParam::Text(topic.as_str().into()), &mut params)).collect();
+        let list = list.join(", ");
+        let on_topics = match dialect {
+            Dialect::Sqlite => format!(
+                "EXISTS (SELECT 1 FROM json_each(sync_changes.topics_json) WHERE json_each.value IN ({list}))"
+            ),
+            Dialect::Postgres => format!("topics_json ?| ARRAY[{list}]::text[]"),
+        };
+        alternatives.push(format!("(seq > {since} AND {on_topics})"));
+    }
+    let on_topics = if alternatives.is_empty() { "FALSE".to_string() } else { alternatives.join(" OR ") };
     Statement {
         sql: format!(
-            "SELECT {columns} FROM sync_changes WHERE seq > {since} AND {on_topics} ORDER BY seq LIMIT {limit}"
+            "SELECT {columns} FROM sync_changes WHERE seq > {lowest} AND ({on_topics}) ORDER BY seq LIMIT {limit}"
         ),
         params,
     }
+}
+
+/// How far back [`topic_predecessors`] looks for a topic's previous change.
+pub const PREDECESSOR_WINDOW: u64 = 10_000;
+
+/// For each of `topics`, the newest change on it before `first` (`topic`, `prev`),
+/// looking back at most [`PREDECESSOR_WINDOW`] sequence numbers; plus one row with
+/// the empty topic giving the compaction mark. See `sync::changes::predecessors`.
+pub fn topic_predecessors(dialect: Dialect, topics: &[Topic], first: Cursor) -> Statement {
+    let p = placeholders(dialect, topics.len() + 2, 1);
+    let first_seq = i64::try_from(first.0).unwrap_or(i64::MAX);
+    let mut params = vec![
+        SqlParam::Integer(first_seq),
+        SqlParam::Integer(first_seq.saturating_sub(i64::try_from(PREDECESSOR_WINDOW).unwrap_or(0))),
+    ];
+    params.extend(topics.iter().map(|topic| SqlParam::Text(topic.as_str().into())));
+    let list = p[2..].join(", ");
+    let (before, after) = (&p[0], &p[1]);
+    let sql = match dialect {
+        Dialect::Sqlite => format!(
+            "SELECT json_each.value AS topic, MAX(sync_changes.seq) AS prev \
+             FROM sync_changes, json_each(sync_changes.topics_json) \
+             WHERE sync_changes.seq < {before} AND sync_changes.seq > {after} AND json_each.value IN ({list}) \
+             GROUP BY json_each.value \
+             UNION ALL SELECT '' AS topic, COALESCE(MAX(through), 0) AS prev FROM sync_compaction"
+        ),
+        Dialect::Postgres => format!(
+            "SELECT t.topic AS topic, MAX(c.seq) AS prev \
+             FROM sync_changes c CROSS JOIN LATERAL jsonb_array_elements_text(c.topics_json) AS t(topic) \
+             WHERE c.seq < {before} AND c.seq > {after} AND t.topic IN ({list}) \
+             GROUP BY t.topic \
+             UNION ALL SELECT '' AS topic, COALESCE(MAX(through), 0) AS prev FROM sync_compaction"
+        ),
+    };
+    Statement { sql, params }
 }
 
 /// The log head: the latest sequence number handed out, 0 when none. Compaction may

@@ -225,6 +225,49 @@ fn the_change_log_assigns_cursors_and_pulls_by_topic() {
 }
 
 #[test]
+fn each_topic_is_pulled_from_its_own_cursor_and_pokes_find_where_a_topic_stands() {
+    let db = database();
+    let mut moved = change(5, "r1", "m1");
+    moved.topics.push(Topic::from_raw(r#"boardCards{"boardId":"r2"}"#));
+    for change in
+        [change(1, "r1", "m1"), change(2, "r2", "m2"), change(3, "r1", "m3"), change(4, "r3", "m4"), moved]
+    {
+        execute(&db, &sql::insert_change(Dialect::Sqlite, &change, 0));
+    }
+    let [r1, r2, r3] =
+        ["r1", "r2", "r3"].map(|board| Topic::from_raw(format!(r#"boardCards{{"boardId":"{board}"}}"#)));
+    let seqs = |groups: &[(Cursor, Vec<Topic>)]| -> Vec<i64> {
+        query_raw(&db, &sql::pull_changes_since(Dialect::Sqlite, groups, 100))
+            .into_iter()
+            .map(|row| row[0].1.as_i64().expect("seq"))
+            .collect()
+    };
+    assert_eq!(seqs(&[(Cursor(0), vec![r1.clone()]), (Cursor(3), vec![r2.clone()])]), vec![1, 3, 5]);
+    assert_eq!(seqs(&[(Cursor(3), vec![r1.clone()]), (Cursor(0), vec![r2.clone()])]), vec![2, 5]);
+    assert_eq!(seqs(&[(Cursor(5), vec![r1.clone(), r2.clone()]), (Cursor(0), vec![r3.clone()])]), vec![4]);
+    assert_eq!(seqs(&[]), Vec::<i64>::new());
+
+    // The newest change on each topic before 5, and the compaction mark.
+    let predecessors = |first: u64| -> Vec<(String, i64)> {
+        let mut rows: Vec<(String, i64)> = query_raw(
+            &db,
+            &sql::topic_predecessors(Dialect::Sqlite, &[r1.clone(), r2.clone(), r3.clone()], Cursor(first)),
+        )
+        .into_iter()
+        .map(|row| (row[0].1.as_str().expect("topic").to_string(), row[1].1.as_i64().expect("prev")))
+        .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(
+        predecessors(5),
+        vec![("".into(), 0), (r1.to_string(), 3), (r2.to_string(), 2), (r3.to_string(), 4)]
+    );
+    // Before 3, r3 has no change at all: it is left out (the window's start stands).
+    assert_eq!(predecessors(3), vec![("".into(), 0), (r1.to_string(), 1), (r2.to_string(), 2)]);
+}
+
+#[test]
 fn a_mutation_id_can_be_recorded_once() {
     let db = database();
     execute(
@@ -265,7 +308,11 @@ fn postgres_statements_use_numbered_placeholders_and_casts() {
     );
     let pull =
         sql::pull_changes(Dialect::Postgres, Cursor(3), &[Topic::from_raw("a"), Topic::from_raw("b")], 10);
-    assert!(pull.sql.contains("seq > $1") && pull.sql.contains("ARRAY[$2, $3]"), "{}", pull.sql);
+    assert!(
+        pull.sql.contains("seq > $1") && pull.sql.contains("seq > $2") && pull.sql.contains("ARRAY[$3, $4]"),
+        "{}",
+        pull.sql
+    );
     assert!(sql::create_table(Dialect::Postgres, &notes()).contains(r#""meta" JSONB NOT NULL"#));
 }
 

@@ -1,7 +1,7 @@
 //! `POST /sync/pull`: changes since a cursor for the caller's subscriptions.
 
 use std::cell::Cell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::Json;
@@ -53,7 +53,12 @@ pub async fn pull(
         ));
     }
     let mut topics = BTreeSet::new();
+    // Each topic from where its query stands: the request's cursor, or further.
+    let mut since: BTreeMap<Topic, Cursor> = BTreeMap::new();
     for subscription in &request.subscriptions {
+        if subscription.cursor.is_some_and(|cursor| cursor.0 > MAX_CURSOR) {
+            return Err(ApiError::bad_request("invalid_cursor", format!("a cursor is at most {MAX_CURSOR}")));
+        }
         // Every subscribed read is checked and authorized like the read itself.
         let validated = engine
             .authorized_query(
@@ -65,6 +70,9 @@ pub async fn pull(
                 &subscription.args,
             )
             .await?;
+        let from = subscription.cursor.unwrap_or(request.cursor).max(request.cursor);
+        // Named twice, a topic is read from the lower cursor.
+        since.entry(validated.topic.clone()).and_modify(|held| *held = (*held).min(from)).or_insert(from);
         topics.insert(validated.topic);
     }
     let topics: Vec<Topic> = topics.into_iter().collect();
@@ -84,7 +92,13 @@ pub async fn pull(
     let db = Upstream::open(&engine, &env).await?;
     let head = head_statement(db.dialect());
     let through = Statement { sql: sql::compacted_through().into(), params: Vec::new() };
-    let page = sql::pull_changes(db.dialect(), request.cursor, &topics, PULL_PAGE + 1);
+    let mut groups: BTreeMap<Cursor, Vec<Topic>> = BTreeMap::new();
+    for (topic, from) in &since {
+        groups.entry(*from).or_default().push(topic.clone());
+    }
+    let furthest = groups.keys().next_back().copied().unwrap_or(request.cursor);
+    let groups: Vec<(Cursor, Vec<Topic>)> = groups.into_iter().collect();
+    let page = sql::pull_changes_since(db.dialect(), &groups, PULL_PAGE + 1);
     let mut results = db.read(&[head, through, page]).await?.into_iter();
     let mut cell = |column: &str| {
         let value = results.next().and_then(|rows| rows.first().and_then(|row| integer(row, column)));
@@ -93,10 +107,10 @@ pub async fn pull(
     let (head, through) = (cell("head"), cell("through"));
     // A cursor the log has not reached is never answered nor remembered: remembered,
     // it would silence the session's pokes up to it.
-    if request.cursor > head {
+    if furthest.max(request.cursor) > head {
         return Err(ApiError::bad_request(
             "invalid_cursor",
-            format!("cursor {} is beyond the change log's head {}", request.cursor.0, head.0),
+            format!("cursor {} is beyond the change log's head {}", furthest.max(request.cursor).0, head.0),
         ));
     }
     KNOWN_HEAD.with(|known| known.set(known.get().max(head.0)));

@@ -170,12 +170,22 @@ pub async fn push(
     if !touched.is_empty() {
         // Pokes go out after the answer: the writer does not wait for the fan-out.
         committed.sort_by_key(|change| change.seq);
-        ctx.wait_until(durable::poke_topics(
-            env.clone(),
-            touched.into_iter().collect(),
-            cursor.0,
-            sync::changes::latest_per_record(committed),
-        ));
+        // Applied in one transaction, the changes are `first..=cursor` and nobody
+        // else's: each topic's poke can say where its changes begin, and clients
+        // standing there apply them without a pull.
+        let first = head_after.and(committed.first().map(|change| change.seq));
+        let topics: Vec<String> = touched.into_iter().collect();
+        let env = env.clone();
+        ctx.wait_until(async move {
+            let since = match first {
+                Some(first) => predecessors(&db, &topics, first).await.unwrap_or_else(|error| {
+                    worker::console_error!("finding where the pokes' changes begin: {error}");
+                    BTreeMap::new()
+                }),
+                None => BTreeMap::new(),
+            };
+            durable::poke_topics(env, topics, cursor.0, committed, since).await;
+        });
     }
     let results = request
         .mutations
@@ -187,6 +197,36 @@ pub async fn push(
         })
         .collect();
     Ok(Json(PushResponse { results, cursor }))
+}
+
+/// For each topic, `since` for a poke of changes starting at `first`: one look back
+/// in the change log (`sync::sql::topic_predecessors`, `sync::cursors::poke_since`).
+async fn predecessors(
+    db: &Upstream,
+    topics: &[String],
+    first: Cursor,
+) -> Result<BTreeMap<String, u64>, ApiError> {
+    let wanted: Vec<Topic> = topics.iter().map(|topic| Topic::from_raw(topic.clone())).collect();
+    let rows = db.rows(&sql::topic_predecessors(db.dialect(), &wanted, first)).await?;
+    let mut found = BTreeMap::new();
+    let mut compacted = Cursor::START;
+    for row in &rows {
+        let topic = row.get("topic").and_then(|value| value.as_str()).unwrap_or_default();
+        let prev = crate::upstream::integer(row, "prev").and_then(|value| u64::try_from(value).ok());
+        match (topic, prev) {
+            ("", Some(through)) => compacted = Cursor(through),
+            (topic, Some(prev)) => {
+                found.insert(topic.to_string(), Cursor(prev));
+            }
+            _ => {}
+        }
+    }
+    Ok(topics
+        .iter()
+        .map(|topic| {
+            (topic.clone(), sync::cursors::poke_since(found.get(topic).copied(), first, compacted).0)
+        })
+        .collect())
 }
 
 async fn previous_outcomes(

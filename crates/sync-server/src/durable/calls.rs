@@ -31,6 +31,10 @@ pub struct Poke {
     /// enough to carry (see `sync::protocol::poke::MAX_CARRIED_BYTES`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<sync::changes::Change>,
+    /// With `changes`: no change on `topic` lies between `since` and the first of them
+    /// (`sync::cursors`), so a client standing at `since` needs nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
 }
 
 /// A ClientSession's answer to a poke.

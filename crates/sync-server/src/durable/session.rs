@@ -64,7 +64,7 @@ impl DurableObject for ClientSession {
                     let release = gate.on_acknowledged(cursor);
                     self.save_gate(&gate)?;
                     if let Some(cursor) = release {
-                        self.send_poke(cursor, Vec::new())?;
+                        self.send_poke(cursor, Vec::new(), "", None)?;
                     }
                 }
                 let added = self.add_topics(&claim.topics)?;
@@ -78,10 +78,10 @@ impl DurableObject for ClientSession {
                 };
                 // Rows ride along only while the app's last "yes" for this topic is
                 // recent; otherwise the client pulls, which asks again.
-                let changes = if poke.changes.is_empty() || !self.recently_authorized(&poke.topic)? {
-                    Vec::new()
+                let (changes, since) = if poke.changes.is_empty() || !self.recently_authorized(&poke.topic)? {
+                    (Vec::new(), None)
                 } else {
-                    poke.changes
+                    (poke.changes, poke.since)
                 };
                 let mut gate = self.gate()?;
                 let decision = if changes.is_empty() {
@@ -91,7 +91,7 @@ impl DurableObject for ClientSession {
                 };
                 self.save_gate(&gate)?;
                 let sockets = match decision {
-                    PokeDecision::Send(cursor) => self.send_poke(cursor, changes)?,
+                    PokeDecision::Send(cursor) => self.send_poke(cursor, changes, &poke.topic, since)?,
                     // Skipped or held, the session is live while it has a socket.
                     PokeDecision::Skip => self.state.get_websockets().len(),
                     PokeDecision::Hold { set_alarm } => {
@@ -116,7 +116,7 @@ impl DurableObject for ClientSession {
         let release = gate.on_alarm();
         self.save_gate(&gate)?;
         if let Some(cursor) = release {
-            self.send_poke(cursor, Vec::new())?;
+            self.send_poke(cursor, Vec::new(), "", None)?;
         }
         Response::ok("")
     }
@@ -235,8 +235,24 @@ impl ClientSession {
 
     /// Tells every socket of the session that the log reached `cursor` (with
     /// `changes`, if any); returns how many sockets it reached.
-    fn send_poke(&self, cursor: u64, changes: Vec<sync::Change>) -> Result<usize> {
-        let text = serde_json::to_string(&ServerMessage::Poke { cursor: sync::Cursor(cursor), changes })?;
+    fn send_poke(
+        &self,
+        cursor: u64,
+        changes: Vec<sync::Change>,
+        topic: &str,
+        since: Option<u64>,
+    ) -> Result<usize> {
+        // Where the changes begin is only meaningful with the changes.
+        let (topic, since) = match since {
+            Some(since) if !changes.is_empty() => (Some(topic.to_string()), Some(sync::Cursor(since))),
+            _ => (None, None),
+        };
+        let text = serde_json::to_string(&ServerMessage::Poke {
+            cursor: sync::Cursor(cursor),
+            changes,
+            topic,
+            since,
+        })?;
         Ok(self.state.get_websockets().iter().filter(|socket| socket.send_with_str(&text).is_ok()).count())
     }
 

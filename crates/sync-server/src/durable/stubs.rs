@@ -186,20 +186,32 @@ pub async fn open_socket(env: &Env, session_id: &str, url: &str) -> worker::Resu
 }
 
 /// Tells every watcher of `topics` that the log reached `cursor`, with the changes
-/// on each topic when they are small enough to carry. Failures are logged, never
+/// on each topic when they are small enough to carry, and, where `since` names the
+/// topic, where those changes begin (see `sync::cursors`). Failures are logged, never
 /// raised: a missed poke is caught by the client's next pull.
-pub async fn poke_topics(env: Env, topics: Vec<String>, cursor: u64, changes: Vec<sync::changes::Change>) {
+pub async fn poke_topics(
+    env: Env,
+    topics: Vec<String>,
+    cursor: u64,
+    changes: Vec<sync::changes::Change>,
+    since: std::collections::BTreeMap<String, u64>,
+) {
     let pokes = topics.into_iter().map(|topic| {
         let env = env.clone();
-        let on_topic: Vec<sync::changes::Change> = changes
-            .iter()
-            .filter(|change| change.topics.iter().any(|t| t.as_str() == topic))
-            .cloned()
-            .collect();
+        // Each topic's own latest change per record: a record's later change on
+        // another topic must not hide the one that took it off this topic.
+        let on_topic = sync::changes::latest_per_record(
+            changes
+                .iter()
+                .filter(|change| change.topics.iter().any(|t| t.as_str() == topic))
+                .cloned()
+                .collect(),
+        );
         let carried = serde_json::to_string(&on_topic).map_or(usize::MAX, |text| text.len());
         let on_topic = if carried <= sync::protocol::poke::MAX_CARRIED_BYTES { on_topic } else { Vec::new() };
+        let since = if on_topic.is_empty() { None } else { since.get(&topic).copied() };
         async move {
-            let poke = Poke { topic: topic.clone(), cursor, changes: on_topic };
+            let poke = Poke { topic: topic.clone(), cursor, changes: on_topic, since };
             let result = match subscription_stub(&env, &topic) {
                 Ok(stub) => post_json(&stub, "/poke", &poke).await.map(|_| ()),
                 Err(error) => Err(error),

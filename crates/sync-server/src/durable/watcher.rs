@@ -189,6 +189,7 @@ impl ChangeWatcher {
                 announcement.topics.iter().map(ToString::to_string).collect(),
                 announcement.mark.0,
                 Vec::new(),
+                std::collections::BTreeMap::new(),
             )
             .await;
         }

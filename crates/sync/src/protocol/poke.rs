@@ -20,5 +20,12 @@ pub enum ServerMessage {
         /// all of them: a pull from the client's cursor is still the guarantee).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         changes: Vec<Change>,
+        /// With `changes`: the topic they are on, and `since`, below which the client
+        /// must already stand on it for them to be all it lacks through `cursor` (see
+        /// [`crate::cursors`]). A client there applies them and does not pull.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Cursor>,
     },
 }

@@ -23,6 +23,11 @@ pub struct PullRequest {
 pub struct Subscription {
     pub name: String,
     pub args: Value,
+    /// Where this query stands, when further than the request's `cursor` (a query
+    /// joined late starts at its snapshot; pokes move a query's cursor alone): its
+    /// changes are read only after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<Cursor>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -184,6 +184,33 @@ test('a sent message shows before the worker stores it; one the app refuses is t
   await page.close();
 });
 
+test('a long room lays out its newest 500 messages, counts them all, and shows earlier ones on demand', async () => {
+  const room = newId('room').slice(-8);
+  const writer = client(app.url, await guestToken(app.url, 'Loader'));
+  for (let batch = 0; batch < 6; batch += 1) {
+    const mutations = Array.from({ length: 100 }, (_, i) => ({
+      id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Loader', body: `line ${batch * 100 + i}` }, record_id: newId('message'),
+    }));
+    assert.equal((await writer.push(mutations)).status, 200);
+  }
+  const a = await openRoom(alice, room);
+  const count = a.page.getByTestId('message-count');
+  await a.page.waitForFunction(() => document.querySelector('[data-testid="message-count"]')?.dataset.count === '600', null, { timeout: 30_000 });
+  assert.match(await count.textContent(), /600 messages/);
+  assert.equal(await a.page.getByTestId('message').count(), 500);
+  // The newest are the ones laid out.
+  const shown = await bodies(a.page);
+  assert.ok(!shown.includes('line 0') && shown.includes('line 599'));
+  await send(a.page, 'and one more');
+  await confirmed(a.page, 'and one more');
+  assert.equal(await a.page.getByTestId('message').count(), 500);
+  await a.page.getByTestId('show-earlier').click();
+  await a.page.waitForFunction(() => document.querySelectorAll('[data-testid="message"]').length === 601);
+  assert.equal(await a.page.getByTestId('show-earlier').count(), 0);
+  assert.deepEqual(a.errors, []);
+  await a.page.close();
+});
+
 test('the author edits and deletes her own message; the other browser follows, and gets no such buttons', async () => {
   const room = newId('room').slice(-8);
   const a = await openRoom(alice, room);

@@ -26,6 +26,9 @@ struct Line {
     pending: bool,
 }
 
+/// How many messages the page lays out at first, and per "Show earlier".
+const SHOWN_AT_ONCE: usize = 500;
+
 fn lines(rows: &[Message], pending: &[String]) -> Vec<Line> {
     rows.iter()
         .map(|message| Line {
@@ -86,6 +89,9 @@ pub fn ChatPage() -> impl IntoView {
     let delete_message = sync_client::use_mutator(&model::DELETE_MESSAGE);
     // The message being edited in place, if any.
     let (editing, set_editing) = signal(None::<String>);
+    // Only the newest messages are in the page (a room of 10 000 would take seconds
+    // to lay out); "Show earlier" adds more.
+    let (window, set_window) = signal(SHOWN_AT_ONCE);
     let status = sync_client::use_sync_status();
     let (refusals, set_refusals) = signal(Vec::<Refusal>::new());
     #[cfg(feature = "hydrate")]
@@ -241,7 +247,7 @@ pub fn ChatPage() -> impl IntoView {
                         let (edit_message, delete_message) = (edit_message.clone(), delete_message.clone());
                         Suspend::new(async move {
                         let from_server = initial.await;
-                        let shown = move || {
+                        let all = move || {
                             let local = messages.get();
                             // Until the store has this room, an empty answer only means
                             // "not fetched yet": keep what the server rendered.
@@ -251,7 +257,26 @@ pub fn ChatPage() -> impl IntoView {
                                 lines(&local.rows, &local.pending)
                             }
                         };
+                        let all = Memo::new(move |_| all());
+                        let hidden = move || all.with(Vec::len).saturating_sub(window.get());
+                        let shown = move || {
+                            let all = all.get();
+                            let from = all.len().saturating_sub(window.get());
+                            all[from..].to_vec()
+                        };
                         view! {
+                            <p class="messages__count" data-testid="message-count" data-count=move || all.with(Vec::len)>
+                                {move || match all.with(Vec::len) {
+                                    1 => "1 message".to_string(),
+                                    n => format!("{n} messages"),
+                                }}
+                                <Show when=move || { hidden() > 0 }>
+                                    <button type="button" class="link" data-testid="show-earlier"
+                                        on:click=move |_| set_window.update(|w| *w += SHOWN_AT_ONCE)>
+                                        {move || format!("Show {} earlier", hidden().min(SHOWN_AT_ONCE))}
+                                    </button>
+                                </Show>
+                            </p>
                             <ol class="messages" data-testid="message-list" aria-live="polite">
                                 <For each=shown key=|line| (line.id.clone(), line.body.clone(), line.pending) let:line>
                                     {

@@ -334,8 +334,11 @@ async function initialSync(url) {
     const started = Date.now();
     await page.goto(`${url}/room/${room}`);
     const interactiveAt = Date.now();
+    // The page lays out the newest messages only (the rest behind "Show earlier"):
+    // done when it holds all of them and shows their count.
     await page.waitForFunction(
-      (n) => document.querySelectorAll('[data-testid="message"]').length >= n,
+      (n) => Number(document.querySelector('[data-testid="message-count"]')?.dataset.count) >= n
+        && document.querySelectorAll('[data-testid="message"]').length > 0,
       expected,
       { timeout: 300_000, polling: 50 },
     );

@@ -419,9 +419,10 @@ impl LocalStore {
             .operation
             .apply(current.as_ref(), &collection.primary_key)
             .map_err(|reason| StoreError::Mutate(MutateError::NotApplicable(reason)))?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO sync_outbox (id, name, args_json, collection, record_id, operation_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+        )?
+        .execute(params![
                 mutation_id,
                 validated.name,
                 validated.args.to_string(),
@@ -555,20 +556,30 @@ impl LocalStore {
         if cursor < pulled_through {
             return Err(StoreError::StaleSnapshot { snapshot: cursor.0, held: pulled_through.0 });
         }
+        // Records with local writes pending: their visible row is recomputed; every
+        // other record shows exactly its new confirmed image.
+        let pending: BTreeSet<String> = self.pending_records(&collection.name)?.into_iter().collect();
         let tx = self.conn.transaction()?;
+        // Confirmed records this query would show, read before the snapshot lands: any
+        // the snapshot lacks were deleted upstream.
+        let held: Vec<(String, Option<String>)> = tx
+            .prepare_cached("SELECT record_id, row_json FROM sync_confirmed WHERE collection = ?1 AND row_json IS NOT NULL")?
+            .query_map([&collection.name], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
         let mut touched = BTreeSet::new();
         let mut present = BTreeSet::new();
         for row in rows {
             let Some(record_id) = collection.record_id(row) else { continue };
             present.insert(record_id.to_string());
+            let newer_held = confirmed_seq(&tx, &collection.name, record_id)?.is_some_and(|seq| seq > cursor);
             install(&tx, &collection.name, record_id, cursor, Some(row))?;
+            if pending.contains(record_id) || newer_held {
+                refresh(&tx, &collection, record_id)?;
+            } else {
+                execute(&tx, &sql::upsert_row(Dialect::Sqlite, &collection, row)?)?;
+            }
             touched.insert(Touched { collection: collection.name.clone(), record_id: record_id.into() });
         }
-        // Confirmed records this query would show that the server no longer has.
-        let held: Vec<(String, Option<String>)> = tx
-            .prepare_cached("SELECT record_id, row_json FROM sync_confirmed WHERE collection = ?1 AND row_json IS NOT NULL")?
-            .query_map([&collection.name], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<Result<_, _>>()?;
         for (record_id, json) in held {
             if present.contains(&record_id) {
                 continue;
@@ -576,11 +587,9 @@ impl LocalStore {
             let row: Option<Row> = json.map(|json| serde_json::from_str(&json)).transpose()?;
             if row.as_ref().is_some_and(|row| select.matches(row)) {
                 install(&tx, &collection.name, &record_id, cursor, None)?;
+                refresh(&tx, &collection, &record_id)?;
                 touched.insert(Touched { collection: collection.name.clone(), record_id });
             }
-        }
-        for record in &touched {
-            refresh(&tx, &collection, &record.record_id)?;
         }
         if pulled_through == Cursor::START && cursor > pulled_through {
             tx.execute(
@@ -623,6 +632,15 @@ fn confirmed(
             Ok(Some((Cursor(u64::try_from(seq).unwrap_or(0)), row)))
         }
     }
+}
+
+/// The sequence number of a record's confirmed image, if any.
+fn confirmed_seq(conn: &Connection, collection: &str, record_id: &str) -> Result<Option<Cursor>, StoreError> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM sync_confirmed WHERE collection = ?1 AND record_id = ?2")?
+        .query_row([collection, record_id], |row| row.get(0))
+        .optional()?;
+    Ok(seq.map(|seq| Cursor(u64::try_from(seq).unwrap_or(0))))
 }
 
 /// Stores a server image unless a newer one is already there.

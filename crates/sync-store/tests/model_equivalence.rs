@@ -396,6 +396,32 @@ fn a_query_snapshot_installs_rows_removes_vanished_ones_and_moves_a_fresh_cursor
         vec![(json!("m1"), json!("edited"))]
     );
     assert_eq!(store.rows(CARDS).expect("rows").len(), 2, "m9 in r2 is still there");
+
+    // A local edit waiting in the outbox still shows over a newer snapshot's image,
+    // and a snapshot image older than one already held does not replace it.
+    let ctx = MutationContext { client_id: "c".into(), record_id: "m1".into(), now_ms: 5 };
+    store.mutate("outbox_e", EDIT_CARD, &json!({"boardId": "r1", "body": "mine"}), &ctx).expect("edit");
+    store.apply_snapshot(&board, &[row("m1", "r1", "server")], sync::Cursor(13)).expect("snapshot");
+    assert_eq!(store.query(&board).expect("rows")[0]["body"], json!("mine"));
+    let newest = sync::Change {
+        seq: sync::Cursor(20),
+        row: Some(row("m9", "r2", "newest")),
+        record_id: "m9".into(),
+        ..sync::Change {
+            seq: sync::Cursor(0),
+            collection: CARDS.into(),
+            record_id: String::new(),
+            kind: sync::ChangeKind::Upsert,
+            row: None,
+            topics: vec![],
+            client_id: "x".into(),
+            mutation_id: "outbox_y".into(),
+        }
+    };
+    store.apply_pull(&[newest], sync::Cursor(13)).expect("pull");
+    let r2 = model.validate_query("boardCards", &json!({"boardId": "r2"})).expect("valid").select;
+    store.apply_snapshot(&r2, &[row("m9", "r2", "older")], sync::Cursor(14)).expect("snapshot");
+    assert_eq!(store.query(&r2).expect("rows")[0]["body"], json!("newest"));
 }
 
 #[test]

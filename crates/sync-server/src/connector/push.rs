@@ -51,22 +51,28 @@ pub async fn push(
     let client = request.client_id.as_str();
     durable::claim(&env, &request.session_id, client).await?;
 
-    // Answers given before (retries) are final: return them, ask nobody again.
-    let mut known = previous_outcomes(model, &db, client, &request.mutations).await?;
-
-    // Validate the new ones against the model, with the server's clock.
+    // Validate each against the model, with the server's clock.
     let now = now_ms();
-    let mut fresh: Vec<(&PushMutation, Result<ValidatedMutation, String>)> = Vec::new();
+    let mut candidates: Vec<(&PushMutation, Result<ValidatedMutation, String>)> = Vec::new();
     for mutation in &request.mutations {
-        if known.contains_key(&mutation.id) || fresh.iter().any(|(seen, _)| seen.id == mutation.id) {
+        if candidates.iter().any(|(seen, _)| seen.id == mutation.id) {
             continue;
         }
         let ctx =
             MutationContext { client_id: client.into(), record_id: mutation.record_id.clone(), now_ms: now };
         let validated =
             model.validate_mutation(&mutation.name, &mutation.args, &ctx).map_err(|error| error.to_string());
-        fresh.push((mutation, validated));
+        candidates.push((mutation, validated));
     }
+
+    // One round trip: the answers given before (retries are final: answered from
+    // them, nobody asked again) and the current image of every record a valid
+    // mutation would write (read before the callback: the write's guards and its
+    // outcome statement are what decide, this only plans).
+    let valid: Vec<&ValidatedMutation> = candidates.iter().filter_map(|(_, v)| v.as_ref().ok()).collect();
+    let (mut known, mut images) = prior_state(model, &db, client, &request.mutations, &valid).await?;
+    let fresh: Vec<(&PushMutation, Result<ValidatedMutation, String>)> =
+        candidates.into_iter().filter(|(mutation, _)| !known.contains_key(&mutation.id)).collect();
 
     // One callback for every valid new mutation.
     let operations: Vec<MutationCallbackOperation> = fresh
@@ -96,14 +102,6 @@ pub async fn push(
 
     // Decide each new mutation: rejected (invalid, denied, not applicable to the
     // current record) or planned for applying, in outbox order.
-    let allowed: Vec<&ValidatedMutation> = fresh
-        .iter()
-        .filter_map(|(mutation, validated)| match (validated, verdicts.get(&mutation.id)) {
-            (Ok(validated), Some(Verdict::Allow)) => Some(validated),
-            _ => None,
-        })
-        .collect();
-    let mut images = current_images(model, &db, &allowed).await?;
     let mut plans = Vec::new();
     let mut rejections = Vec::new();
     for (mutation, validated) in fresh {
@@ -229,24 +227,46 @@ async fn predecessors(
         .collect())
 }
 
-async fn previous_outcomes(
+type PriorState = (BTreeMap<String, MutationOutcome>, BTreeMap<ImageKey, Option<sync::schema::Row>>);
+
+/// The stored answers to `mutations` (by mutation id) and the current upstream image
+/// of every record `valid` touches, read in one round trip.
+async fn prior_state(
     model: &SyncModel,
     db: &Upstream,
     client: &str,
     mutations: &[PushMutation],
-) -> Result<BTreeMap<String, MutationOutcome>, ApiError> {
-    if mutations.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let lookups: Vec<Statement> =
+    valid: &[&ValidatedMutation],
+) -> Result<PriorState, ApiError> {
+    let mut keys: Vec<ImageKey> = valid.iter().map(|v| (v.collection.clone(), v.record_id.clone())).collect();
+    keys.sort();
+    keys.dedup();
+    let mut reads: Vec<Statement> =
         mutations.iter().map(|m| sql::find_mutation(db.dialect(), client, &m.id)).collect();
+    for (collection, record_id) in &keys {
+        let collection = model
+            .collection(collection)
+            .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
+        reads.push(sql::select_by_id(db.dialect(), collection, record_id).map_err(ApiError::upstream)?);
+    }
+    if reads.is_empty() {
+        return Ok((BTreeMap::new(), BTreeMap::new()));
+    }
+    let mut results = db.read(&reads).await?.into_iter();
     let mut known = BTreeMap::new();
-    for (mutation, rows) in mutations.iter().zip(db.read(&lookups).await?) {
+    for (mutation, rows) in mutations.iter().zip(results.by_ref()) {
         if let Some(outcome) = rows.first().and_then(|row| decode_outcome(model, row, &mutation.name)) {
             known.insert(mutation.id.clone(), outcome);
         }
     }
-    Ok(known)
+    let mut images = BTreeMap::new();
+    for ((collection_name, record_id), rows) in keys.into_iter().zip(results) {
+        let image = model
+            .collection(&collection_name)
+            .and_then(|collection| rows.into_iter().next().map(|raw| sql::decode_row(collection, raw)));
+        images.insert((collection_name, record_id), image);
+    }
+    Ok((known, images))
 }
 
 /// Reads a stored outcome; the row comes back in storage form and is decoded with
@@ -317,35 +337,6 @@ fn applied(model: &SyncModel, planned: &Planned<'_>, rows: &[RawRow]) -> Option<
 }
 
 type ImageKey = (String, String);
-
-/// The current upstream image of every record the allowed mutations touch, read in
-/// one round trip.
-async fn current_images(
-    model: &SyncModel,
-    db: &Upstream,
-    allowed: &[&ValidatedMutation],
-) -> Result<BTreeMap<ImageKey, Option<sync::schema::Row>>, ApiError> {
-    let mut keys: Vec<ImageKey> =
-        allowed.iter().map(|v| (v.collection.clone(), v.record_id.clone())).collect();
-    keys.sort();
-    keys.dedup();
-    let mut reads = Vec::new();
-    for (collection, record_id) in &keys {
-        let collection = model
-            .collection(collection)
-            .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
-        reads.push(sql::select_by_id(db.dialect(), collection, record_id).map_err(ApiError::upstream)?);
-    }
-    let results = db.read(&reads).await?;
-    let mut images = BTreeMap::new();
-    for ((collection_name, record_id), rows) in keys.into_iter().zip(results) {
-        let image = model
-            .collection(&collection_name)
-            .and_then(|collection| rows.into_iter().next().map(|raw| sql::decode_row(collection, raw)));
-        images.insert((collection_name, record_id), image);
-    }
-    Ok(images)
-}
 
 /// Plans one allowed mutation against the predicted current image (earlier
 /// mutations of this push included). `Err(reason)`: it cannot apply.

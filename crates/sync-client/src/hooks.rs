@@ -77,17 +77,36 @@ where
         let generation = StoredValue::new(0u64);
         // Bumped when the view cannot follow changes in place: read the query again.
         let reread = RwSignal::new(0u64);
+        // What each row decoded to, by record id, with the row it came from: a change
+        // decodes only the rows it replaced (unchanged rows keep their allocation).
+        let decoded =
+            StoredValue::new_local(std::collections::HashMap::<String, (std::rc::Rc<sync::Row>, R)>::new());
         let show: crate::live::Show = {
             let client = client.clone();
             std::rc::Rc::new(move |live: &sync::view::LiveRows| {
-                let decoded = query.decode_rows(live.rows().to_vec());
+                let shown = decoded.try_update_value(|held| {
+                    let mut next = std::collections::HashMap::with_capacity(live.shared_rows().len());
+                    let mut rows = Vec::with_capacity(live.shared_rows().len());
+                    for row in live.shared_rows() {
+                        let id = live.record_id(row).unwrap_or_default().to_string();
+                        let value = match held.remove(&id) {
+                            Some((from, value)) if std::rc::Rc::ptr_eq(&from, row) => value,
+                            _ => query.decode_row(row)?,
+                        };
+                        rows.push(value.clone());
+                        next.insert(id, (std::rc::Rc::clone(row), value));
+                    }
+                    *held = next;
+                    Ok::<_, String>(rows)
+                });
                 set_state.update(|s| {
-                    match decoded {
-                        Ok(rows) => s.rows = rows,
-                        Err(decode) => {
+                    match shown {
+                        Some(Ok(rows)) => s.rows = rows,
+                        Some(Err(decode)) => {
                             s.rows = Vec::new();
                             s.error = Some(decode);
                         }
+                        None => {}
                     }
                     s.pending = live.pending();
                     s.loading = false;

@@ -494,36 +494,38 @@ pub fn pull_changes_since(dialect: Dialect, groups: &[(Cursor, Vec<Topic>)], lim
 /// How far back [`topic_predecessors`] looks for a topic's previous change.
 pub const PREDECESSOR_WINDOW: u64 = 10_000;
 
-/// For each of `topics`, the newest change on it before `first` (`topic`, `prev`),
-/// looking back at most [`PREDECESSOR_WINDOW`] sequence numbers; plus one row with
-/// the empty topic giving the compaction mark. See `sync::changes::predecessors`.
+/// For each of `topics`, the newest change on it before `first` (`topic`, `prev`;
+/// `prev` is NULL when there is none), looking back at most [`PREDECESSOR_WINDOW`]
+/// sequence numbers, newest first and stopping at the first match (an active topic's
+/// previous change is close); plus one row with the empty topic giving the
+/// compaction mark. See `sync::cursors::poke_since`.
 pub fn topic_predecessors(dialect: Dialect, topics: &[Topic], first: Cursor) -> Statement {
-    let p = placeholders(dialect, topics.len() + 2, 1);
     let first_seq = i64::try_from(first.0).unwrap_or(i64::MAX);
     let mut params = vec![
         SqlParam::Integer(first_seq),
         SqlParam::Integer(first_seq.saturating_sub(i64::try_from(PREDECESSOR_WINDOW).unwrap_or(0))),
     ];
-    params.extend(topics.iter().map(|topic| SqlParam::Text(topic.as_str().into())));
-    let list = p[2..].join(", ");
+    let p = placeholders(dialect, topics.len() + 2, 1);
     let (before, after) = (&p[0], &p[1]);
-    let sql = match dialect {
-        Dialect::Sqlite => format!(
-            "SELECT json_each.value AS topic, MAX(sync_changes.seq) AS prev \
-             FROM sync_changes, json_each(sync_changes.topics_json) \
-             WHERE sync_changes.seq < {before} AND sync_changes.seq > {after} AND json_each.value IN ({list}) \
-             GROUP BY json_each.value \
-             UNION ALL SELECT '' AS topic, COALESCE(MAX(through), 0) AS prev FROM sync_compaction"
-        ),
-        Dialect::Postgres => format!(
-            "SELECT t.topic AS topic, MAX(c.seq) AS prev \
-             FROM sync_changes c CROSS JOIN LATERAL jsonb_array_elements_text(c.topics_json) AS t(topic) \
-             WHERE c.seq < {before} AND c.seq > {after} AND t.topic IN ({list}) \
-             GROUP BY t.topic \
-             UNION ALL SELECT '' AS topic, COALESCE(MAX(through), 0) AS prev FROM sync_compaction"
-        ),
-    };
-    Statement { sql, params }
+    let mut parts = Vec::new();
+    for (topic, placeholder) in topics.iter().zip(&p[2..]) {
+        params.push(SqlParam::Text(topic.as_str().into()));
+        let on_topic = match dialect {
+            Dialect::Sqlite => {
+                format!(
+                    "EXISTS (SELECT 1 FROM json_each(c.topics_json) WHERE json_each.value = {placeholder})"
+                )
+            }
+            Dialect::Postgres => format!("c.topics_json ? {placeholder}"),
+        };
+        let cast = if dialect == Dialect::Postgres { "::text" } else { "" };
+        parts.push(format!(
+            "SELECT {placeholder}{cast} AS topic, (SELECT c.seq FROM sync_changes c \
+             WHERE c.seq < {before} AND c.seq > {after} AND {on_topic} ORDER BY c.seq DESC LIMIT 1) AS prev"
+        ));
+    }
+    parts.push("SELECT '' AS topic, COALESCE(MAX(through), 0) AS prev FROM sync_compaction".to_string());
+    Statement { sql: parts.join(" UNION ALL "), params }
 }
 
 /// The log head: the latest sequence number handed out, 0 when none. Compaction may

@@ -66,6 +66,13 @@ impl<A, R: DeserializeOwned> Query<A, R> {
             })
             .collect()
     }
+
+    /// One row decoded as `R`, read in place (no copy of the row).
+    pub fn decode_row(&self, row: &Row) -> Result<R, String> {
+        let fields = row.iter().map(|(column, value)| (column.as_str(), value));
+        R::deserialize(serde::de::value::MapDeserializer::<_, serde_json::Error>::new(fields))
+            .map_err(|error| format!("a {} row does not decode: {error}", self.name))
+    }
 }
 
 impl<A: DeserializeOwned + Serialize + 'static, R> Query<A, R> {

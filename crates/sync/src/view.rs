@@ -11,6 +11,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,11 +54,13 @@ impl Applied {
 }
 
 /// One live query's rows, in the query's order, and its collection's pending records.
+/// Rows are shared (`Rc`): a row that did not change is the same allocation after a
+/// change, so whoever decodes the rows can keep what it decoded from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveRows {
     select: Select,
     primary_key: String,
-    rows: Vec<Row>,
+    rows: Vec<Rc<Row>>,
     pending: BTreeSet<String>,
     /// Asked to be read again: until [`LiveRows::replace`], every change answers
     /// [`Applied::Reread`] (the rows held are no longer the query's).
@@ -76,7 +79,7 @@ impl LiveRows {
         Self {
             select,
             primary_key: primary_key.into(),
-            rows,
+            rows: rows.into_iter().map(Rc::new).collect(),
             pending: pending.into_iter().collect(),
             stale: false,
         }
@@ -84,7 +87,7 @@ impl LiveRows {
 
     /// The query's fresh answer: the view is exact again.
     pub fn replace(&mut self, rows: Vec<Row>, pending: impl IntoIterator<Item = String>) {
-        self.rows = rows;
+        self.rows = rows.into_iter().map(Rc::new).collect();
         self.pending = pending.into_iter().collect();
         self.stale = false;
     }
@@ -102,8 +105,19 @@ impl LiveRows {
         &self.select.collection
     }
 
-    pub fn rows(&self) -> &[Row] {
+    /// The rows, in the query's order (copies; see [`Self::shared_rows`]).
+    pub fn rows(&self) -> Vec<Row> {
+        self.rows.iter().map(|row| Row::clone(row)).collect()
+    }
+
+    /// The rows as held: an unchanged row keeps its allocation across changes.
+    pub fn shared_rows(&self) -> &[Rc<Row>] {
         &self.rows
+    }
+
+    /// A row's record id (its primary key's value).
+    pub fn record_id<'a>(&self, row: &'a Row) -> Option<&'a str> {
+        self.id_of(row)
     }
 
     /// Records of the collection with local writes not yet answered, in id order.
@@ -131,7 +145,7 @@ impl LiveRows {
         let at = self.position(record_id);
         let shown = row.filter(|row| self.select.matches(row));
         if let (Some(at), Some(next)) = (at, shown)
-            && &self.rows[at] == next
+            && *self.rows[at] == *next
         {
             return marks;
         }
@@ -164,7 +178,7 @@ impl LiveRows {
             // Sorts after a full window: not shown (only its pending mark may change).
             return marks;
         }
-        self.rows.insert(place, next.clone());
+        self.rows.insert(place, Rc::new(next.clone()));
         if let Some(limit) = self.select.limit {
             self.rows.truncate(limit as usize);
         }
@@ -180,11 +194,11 @@ impl LiveRows {
         if operation.collection() != self.select.collection {
             return Applied::Unchanged;
         }
-        let current = self.position(record_id).map(|at| &self.rows[at]);
+        let current = self.position(record_id).map(|at| Rc::clone(&self.rows[at]));
         if current.is_none() && !matches!(operation, Operation::Insert(_)) {
             return Applied::Unchanged;
         }
-        match operation.apply(current, &self.primary_key) {
+        match operation.apply(current.as_deref(), &self.primary_key) {
             Ok(next) => self.apply_record(record_id, next.as_ref(), true),
             Err(_) => Applied::Unchanged,
         }

@@ -248,23 +248,36 @@ fn each_topic_is_pulled_from_its_own_cursor_and_pokes_find_where_a_topic_stands(
     assert_eq!(seqs(&[]), Vec::<i64>::new());
 
     // The newest change on each topic before 5, and the compaction mark.
-    let predecessors = |first: u64| -> Vec<(String, i64)> {
-        let mut rows: Vec<(String, i64)> = query_raw(
+    let predecessors = |first: u64| -> Vec<(String, Option<i64>)> {
+        let mut rows: Vec<(String, Option<i64>)> = query_raw(
             &db,
             &sql::topic_predecessors(Dialect::Sqlite, &[r1.clone(), r2.clone(), r3.clone()], Cursor(first)),
         )
         .into_iter()
-        .map(|row| (row[0].1.as_str().expect("topic").to_string(), row[1].1.as_i64().expect("prev")))
+        .map(|row| (row[0].1.as_str().expect("topic").to_string(), row[1].1.as_i64()))
         .collect();
         rows.sort();
         rows
     };
     assert_eq!(
         predecessors(5),
-        vec![("".into(), 0), (r1.to_string(), 3), (r2.to_string(), 2), (r3.to_string(), 4)]
+        vec![
+            ("".into(), Some(0)),
+            (r1.to_string(), Some(3)),
+            (r2.to_string(), Some(2)),
+            (r3.to_string(), Some(4))
+        ]
     );
-    // Before 3, r3 has no change at all: it is left out (the window's start stands).
-    assert_eq!(predecessors(3), vec![("".into(), 0), (r1.to_string(), 1), (r2.to_string(), 2)]);
+    // Before 3, r3 has no change at all (the window's start stands for it).
+    assert_eq!(
+        predecessors(3),
+        vec![
+            ("".into(), Some(0)),
+            (r1.to_string(), Some(1)),
+            (r2.to_string(), Some(2)),
+            (r3.to_string(), None)
+        ]
+    );
 }
 
 #[test]

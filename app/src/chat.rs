@@ -247,26 +247,29 @@ pub fn ChatPage() -> impl IntoView {
                         let (edit_message, delete_message) = (edit_message.clone(), delete_message.clone());
                         Suspend::new(async move {
                         let from_server = initial.await;
-                        let all = move || {
-                            let local = messages.get();
-                            // Until the store has this room, an empty answer only means
-                            // "not fetched yet": keep what the server rendered.
-                            if local.loading || (local.rows.is_empty() && !local.synced) {
-                                from_server.clone()
+                        let from_server = StoredValue::new(from_server);
+                        // Until the store has this room, an empty answer only means "not
+                        // fetched yet": keep what the server rendered.
+                        let from_store = move || messages.with(|local| !(local.loading || (local.rows.is_empty() && !local.synced)));
+                        let count = move || {
+                            if from_store() { messages.with(|local| local.rows.len()) } else { from_server.with_value(Vec::len) }
+                        };
+                        let hidden = move || count().saturating_sub(window.get());
+                        // Lines only for the messages laid out (the newest `window`).
+                        let shown = move || {
+                            let window = window.get();
+                            if from_store() {
+                                messages.with(|local| {
+                                    let from = local.rows.len().saturating_sub(window);
+                                    lines(&local.rows[from..], &local.pending)
+                                })
                             } else {
-                                lines(&local.rows, &local.pending)
+                                from_server.with_value(|all| all[all.len().saturating_sub(window)..].to_vec())
                             }
                         };
-                        let all = Memo::new(move |_| all());
-                        let hidden = move || all.with(Vec::len).saturating_sub(window.get());
-                        let shown = move || {
-                            let all = all.get();
-                            let from = all.len().saturating_sub(window.get());
-                            all[from..].to_vec()
-                        };
                         view! {
-                            <p class="messages__count" data-testid="message-count" data-count=move || all.with(Vec::len)>
-                                {move || match all.with(Vec::len) {
+                            <p class="messages__count" data-testid="message-count" data-count=count>
+                                {move || match count() {
                                     1 => "1 message".to_string(),
                                     n => format!("{n} messages"),
                                 }}

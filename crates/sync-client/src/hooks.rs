@@ -77,31 +77,36 @@ where
         let generation = StoredValue::new(0u64);
         // Bumped when the view cannot follow changes in place: read the query again.
         let reread = RwSignal::new(0u64);
-        // What each row decoded to, by record id, with the row it came from: a change
-        // decodes only the rows it replaced (unchanged rows keep their allocation).
-        let decoded =
-            StoredValue::new_local(std::collections::HashMap::<String, (std::rc::Rc<sync::Row>, R)>::new());
+        // The rows the state shows, as the view held them. A change reaches the state as
+        // one splice: the rows between the unchanged ends (compared by allocation: an
+        // unchanged row keeps its `Rc`) are decoded and swapped in; nothing else is
+        // decoded or copied.
+        let held_rows = StoredValue::new_local(Vec::<std::rc::Rc<sync::Row>>::new());
         let show: crate::live::Show = {
             let client = client.clone();
             std::rc::Rc::new(move |live: &sync::view::LiveRows| {
-                let shown = decoded.try_update_value(|held| {
-                    let mut next = std::collections::HashMap::with_capacity(live.shared_rows().len());
-                    let mut rows = Vec::with_capacity(live.shared_rows().len());
-                    for row in live.shared_rows() {
-                        let id = live.record_id(row).unwrap_or_default().to_string();
-                        let value = match held.remove(&id) {
-                            Some((from, value)) if std::rc::Rc::ptr_eq(&from, row) => value,
-                            _ => query.decode_row(row)?,
-                        };
-                        rows.push(value.clone());
-                        next.insert(id, (std::rc::Rc::clone(row), value));
-                    }
-                    *held = next;
-                    Ok::<_, String>(rows)
+                let next = live.shared_rows();
+                let shown = held_rows.try_update_value(|held| {
+                    let same = |(a, b): &(&std::rc::Rc<sync::Row>, &std::rc::Rc<sync::Row>)| {
+                        std::rc::Rc::ptr_eq(a, b)
+                    };
+                    let prefix = held.iter().zip(next).take_while(same).count();
+                    let overlap = held.len().min(next.len()) - prefix;
+                    let suffix =
+                        held.iter().rev().zip(next.iter().rev()).take(overlap).take_while(same).count();
+                    let fresh: Result<Vec<R>, String> =
+                        next[prefix..next.len() - suffix].iter().map(|row| query.decode_row(row)).collect();
+                    let replaced = prefix..held.len() - suffix;
+                    *held = if fresh.is_ok() { next.to_vec() } else { Vec::new() };
+                    fresh.map(|fresh| (replaced, fresh))
                 });
                 set_state.update(|s| {
                     match shown {
-                        Some(Ok(rows)) => s.rows = rows,
+                        // The state and the held rows move together, so the range fits.
+                        Some(Ok((replaced, fresh))) if replaced.end <= s.rows.len() => {
+                            s.rows.splice(replaced, fresh);
+                        }
+                        Some(Ok(_)) => {}
                         Some(Err(decode)) => {
                             s.rows = Vec::new();
                             s.error = Some(decode);

@@ -81,30 +81,30 @@ mod tests {
     #[test]
     fn a_poke_that_follows_applies_and_one_after_a_gap_pulls() {
         let mut cursors = TopicCursors::default();
-        cursors.snapshot("room{a}", Cursor(10));
+        cursors.snapshot("board{a}", Cursor(10));
         // Changes 11..=12, nothing on the topic since 10: applied.
-        assert!(cursors.follow("room{a}", Cursor(10), Cursor(12), Cursor(0)));
-        assert_eq!(cursors.get("room{a}", Cursor(0)), Cursor(12));
+        assert!(cursors.follow("board{a}", Cursor(10), Cursor(12), Cursor(0)));
+        assert_eq!(cursors.get("board{a}", Cursor(0)), Cursor(12));
         // The next one says the previous change on the topic was 15 (a direct write
         // whose poke carried nothing): a gap.
-        assert!(!cursors.follow("room{a}", Cursor(15), Cursor(16), Cursor(0)));
-        assert_eq!(cursors.get("room{a}", Cursor(0)), Cursor(12));
+        assert!(!cursors.follow("board{a}", Cursor(15), Cursor(16), Cursor(0)));
+        assert_eq!(cursors.get("board{a}", Cursor(0)), Cursor(12));
         // The pull fills it.
-        cursors.pulled(["room{a}"], Cursor(16));
-        assert!(cursors.follow("room{a}", Cursor(16), Cursor(20), Cursor(0)));
+        cursors.pulled(["board{a}"], Cursor(16));
+        assert!(cursors.follow("board{a}", Cursor(16), Cursor(20), Cursor(0)));
         // Pokes arriving late (a writer that poked after a later one) still follow.
-        assert!(cursors.follow("room{a}", Cursor(12), Cursor(13), Cursor(0)));
-        assert_eq!(cursors.get("room{a}", Cursor(0)), Cursor(20));
+        assert!(cursors.follow("board{a}", Cursor(12), Cursor(13), Cursor(0)));
+        assert_eq!(cursors.get("board{a}", Cursor(0)), Cursor(20));
     }
 
     #[test]
     fn a_topic_never_seen_stands_where_the_last_pull_left_all() {
         let mut cursors = TopicCursors::default();
-        assert_eq!(cursors.get("room{b}", Cursor(7)), Cursor(7));
-        assert!(!cursors.follow("room{b}", Cursor(8), Cursor(9), Cursor(7)));
-        assert!(cursors.follow("room{b}", Cursor(7), Cursor(9), Cursor(7)));
+        assert_eq!(cursors.get("board{b}", Cursor(7)), Cursor(7));
+        assert!(!cursors.follow("board{b}", Cursor(8), Cursor(9), Cursor(7)));
+        assert!(cursors.follow("board{b}", Cursor(7), Cursor(9), Cursor(7)));
         cursors.clear();
-        assert_eq!(cursors.get("room{b}", Cursor(0)), Cursor(0));
+        assert_eq!(cursors.get("board{b}", Cursor(0)), Cursor(0));
     }
 
     #[test]

@@ -337,8 +337,11 @@ async function initialSync(url) {
     // The page lays out the newest messages only (the rest behind "Show earlier"):
     // done when it holds all of them and shows their count.
     await page.waitForFunction(
-      (n) => Number(document.querySelector('[data-testid="message-count"]')?.dataset.count) >= n
-        && document.querySelectorAll('[data-testid="message"]').length > 0,
+      (n) => {
+        const laidOut = document.querySelectorAll('[data-testid="message"]').length;
+        const counted = Number(document.querySelector('[data-testid="message-count"]')?.dataset.count ?? laidOut);
+        return counted >= n && laidOut > 0;
+      },
       expected,
       { timeout: 300_000, polling: 50 },
     );

@@ -141,24 +141,31 @@ impl Postgres {
         rows.iter().map(raw_row).collect()
     }
 
-    /// `begin`, the statements, then COMMIT; the first failure rolls it all back. The
-    /// statements are pipelined: all sent at once, answered in order (after a failure
-    /// the rest fail too, inside the aborted transaction).
+    /// `begin`, the statements, then COMMIT, all sent at once and answered in order:
+    /// one round trip. A failed statement aborts the transaction, so every statement
+    /// after it fails too and the COMMIT behind them rolls it all back; the first
+    /// failure is the answer.
     async fn transaction(&self, begin: &str, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
-        self.client.batch_execute(begin).await.map_err(|error| upstream(&error))?;
-        let answers =
-            futures_util::future::join_all(statements.iter().map(|statement| self.run(statement))).await;
+        // Polled in this order, each sends its messages on its first poll: the server
+        // reads BEGIN, the statements and COMMIT in that order.
+        let (began, answers, committed) = futures_util::join!(
+            self.client.batch_execute(begin),
+            futures_util::future::join_all(statements.iter().map(|statement| self.run(statement))),
+            self.client.batch_execute("COMMIT"),
+        );
+        began.map_err(|error| upstream(&error))?;
         let mut results = Vec::with_capacity(answers.len());
         for answer in answers {
             match answer {
                 Ok(rows) => results.push(rows),
                 Err(error) => {
+                    // The COMMIT already ended the aborted transaction (as a rollback);
+                    // this makes sure of it should the connection be reused.
                     let _ = self.client.batch_execute("ROLLBACK").await;
                     return Err(upstream(&error));
                 }
             }
         }
-        let committed = self.client.batch_execute("COMMIT").await;
         committed.map_err(|error| upstream(&error))?;
         Ok(results)
     }

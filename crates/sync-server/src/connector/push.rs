@@ -65,8 +65,8 @@ pub async fn push(
         candidates.push((mutation, validated));
     }
 
-    // One round trip: the answers given before (retries are final: answered from
-    // them, nobody asked again) and the current image of every record a valid
+    // One read (one round trip on D1): the answers given before (retries are final:
+    // answered from them, nobody asked again) and the current image of every record a valid
     // mutation would write (read before the callback: the write's guards and its
     // outcome statement are what decide, this only plans).
     let valid: Vec<&ValidatedMutation> = candidates.iter().filter_map(|(_, v)| v.as_ref().ok()).collect();
@@ -230,7 +230,8 @@ async fn predecessors(
 type PriorState = (BTreeMap<String, MutationOutcome>, BTreeMap<ImageKey, Option<sync::schema::Row>>);
 
 /// The stored answers to `mutations` (by mutation id) and the current upstream image
-/// of every record `valid` touches, read in one round trip.
+/// of every record `valid` touches, read together (they need not agree: an answer
+/// never changes once stored, and the images only plan the write).
 async fn prior_state(
     model: &SyncModel,
     db: &Upstream,
@@ -252,7 +253,7 @@ async fn prior_state(
     if reads.is_empty() {
         return Ok((BTreeMap::new(), BTreeMap::new()));
     }
-    let mut results = db.read(&reads).await?.into_iter();
+    let mut results = db.read_each(&reads).await?.into_iter();
     let mut known = BTreeMap::new();
     for (mutation, rows) in mutations.iter().zip(results.by_ref()) {
         if let Some(outcome) = rows.first().and_then(|row| decode_outcome(model, row, &mutation.name)) {

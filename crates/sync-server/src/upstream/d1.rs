@@ -82,6 +82,10 @@ impl Database for D1 {
         self.batch(statements).await
     }
 
+    async fn read_each(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
+        self.batch(statements).await
+    }
+
     async fn write(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
         self.batch(statements).await
     }

@@ -41,6 +41,10 @@ pub trait Database {
     /// one transaction, one snapshot. Each statement's rows, in order.
     async fn read(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError>;
 
+    /// Reads that need not agree with each other: as few round trips as the database
+    /// allows, no shared snapshot. Each statement's rows, in order.
+    async fn read_each(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError>;
+
     /// Writes as one transaction: all of them or none. Writers that append to the
     /// change log commit one at a time, so cursors only ever pass committed changes.
     async fn write(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError>;
@@ -164,6 +168,13 @@ impl Database for Upstream {
         match self {
             Upstream::D1(db) => db.read(statements).await,
             Upstream::Postgres(db) => db.read(statements).await,
+        }
+    }
+
+    async fn read_each(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
+        match self {
+            Upstream::D1(db) => db.read_each(statements).await,
+            Upstream::Postgres(db) => db.read_each(statements).await,
         }
     }
 

@@ -141,13 +141,37 @@ impl Postgres {
         rows.iter().map(raw_row).collect()
     }
 
-    /// `begin`, the statements, then COMMIT, all sent at once and answered in order:
-    /// one round trip. A failed statement aborts the transaction, so every statement
-    /// after it fails too and the COMMIT behind them rolls it all back; the first
-    /// failure is the answer.
+    /// `begin`, the statements, then COMMIT; the first failure rolls it all back.
+    /// Up to [`PIPELINE_FROM`] statements go one at a time; more are sent together
+    /// (see there).
     async fn transaction(&self, begin: &str, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
-        // Polled in this order, each sends its messages on its first poll: the server
-        // reads BEGIN, the statements and COMMIT in that order.
+        if statements.len() >= PIPELINE_FROM {
+            return self.pipelined_transaction(begin, statements).await;
+        }
+        self.client.batch_execute(begin).await.map_err(|error| upstream(&error))?;
+        let mut results = Vec::with_capacity(statements.len());
+        for statement in statements {
+            match self.run(statement).await {
+                Ok(rows) => results.push(rows),
+                Err(error) => {
+                    let _ = self.client.batch_execute("ROLLBACK").await;
+                    return Err(upstream(&error));
+                }
+            }
+        }
+        self.client.batch_execute("COMMIT").await.map_err(|error| upstream(&error))?;
+        Ok(results)
+    }
+
+    /// BEGIN, the statements and COMMIT sent at once, answered in order. A failed
+    /// statement aborts the transaction, so every statement after it fails too and
+    /// the COMMIT behind them rolls it all back; the first failure is the answer.
+    async fn pipelined_transaction(
+        &self,
+        begin: &str,
+        statements: &[Statement],
+    ) -> Result<Vec<Vec<RawRow>>, ApiError> {
+        // Polled in this order, each sends its messages on its first poll.
         let (began, answers, committed) = futures_util::join!(
             self.client.batch_execute(begin),
             futures_util::future::join_all(statements.iter().map(|statement| self.run(statement))),
@@ -159,8 +183,6 @@ impl Postgres {
             match answer {
                 Ok(rows) => results.push(rows),
                 Err(error) => {
-                    // The COMMIT already ended the aborted transaction (as a rollback);
-                    // this makes sure of it should the connection be reused.
                     let _ = self.client.batch_execute("ROLLBACK").await;
                     return Err(upstream(&error));
                 }
@@ -170,6 +192,13 @@ impl Postgres {
         Ok(results)
     }
 }
+
+/// From this many statements on, a transaction or a group of reads is sent at once
+/// (pipelined) instead of one statement per round trip. Pipelining costs a fixed stall
+/// of about 40 ms on the way through the local Hyperdrive proxy (measured here: a
+/// one-mutation push wrote in 44 ms pipelined, in 5 ms one statement at a time, at
+/// well under 1 ms per round trip), so it only pays off for large batches.
+const PIPELINE_FROM: usize = 48;
 
 /// A parameter with the type the SQL expects of it. NULL is sent as text: the
 /// statements only bind NULL where they cast it (`$n::jsonb`).
@@ -219,6 +248,18 @@ impl Database for Postgres {
 
     async fn rows(&self, statement: &Statement) -> Result<Vec<RawRow>, ApiError> {
         self.run(statement).await.map_err(|error| upstream(&error))
+    }
+
+    async fn read_each(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
+        if statements.len() >= PIPELINE_FROM {
+            let answers = futures_util::future::join_all(statements.iter().map(|s| self.rows(s))).await;
+            return answers.into_iter().collect();
+        }
+        let mut results = Vec::with_capacity(statements.len());
+        for statement in statements {
+            results.push(self.rows(statement).await?);
+        }
+        Ok(results)
     }
 
     async fn read(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {

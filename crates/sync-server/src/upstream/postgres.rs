@@ -171,7 +171,7 @@ impl Postgres {
         begin: &str,
         statements: &[Statement],
     ) -> Result<Vec<Vec<RawRow>>, ApiError> {
-        // Polled in this order, each sends its messages on its first poll.
+        // Polled in this order, each sends its requests on its first poll.
         let (began, answers, committed) = futures_util::join!(
             self.client.batch_execute(begin),
             futures_util::future::join_all(statements.iter().map(|statement| self.run(statement))),

@@ -80,6 +80,24 @@ async function watchArrivals(page) {
   });
 }
 
+/** Types `text` into the composer and presses Send; returns when (epoch ms). */
+function pressSend(page, text) {
+  return page.evaluate((body) => {
+    const input = document.querySelector('[data-testid="composer-input"]');
+    input.value = body;
+    input.dispatchEvent(new Event('input', { bubbles: true }));
+    const at = performance.timeOrigin + performance.now();
+    document.querySelector('[data-testid="composer-send"]').click();
+    return at;
+  }, text);
+}
+
+/** When `text` first appeared in the page (see `watchArrivals`), once it has. */
+async function arrivedAt(page, text) {
+  const seen = await page.waitForFunction((body) => window.__seenAt[body], text, { timeout: 30_000, polling: 'raf' });
+  return seen.jsonValue();
+}
+
 async function readMetric(page, id, field) {
   return Number(await page.getByTestId(`metric-${id}-${field}`).textContent());
 }
@@ -108,24 +126,15 @@ async function browserSends(url) {
       }
       const text = `bench message ${sent} ${newId('m').slice(-6)}`;
       const before = await readMetric(a, 'upstream-db-write', 'n');
-      const sentAt = await a.evaluate((body) => {
-        const input = document.querySelector('[data-testid="composer-input"]');
-        input.value = body;
-        input.dispatchEvent(new Event('input', { bubbles: true }));
-        const at = performance.timeOrigin + performance.now();
-        document.querySelector('[data-testid="composer-send"]').click();
-        return at;
-      }, text);
+      const sentAt = await pressSend(a, text);
       await a.waitForFunction(
         (n) => Number(document.querySelector('[data-testid="metric-upstream-db-write-n"]').textContent) > n,
         before,
         { timeout: 30_000, polling: 'raf' },
       );
       for (const id of ['local-db-write', 'upstream-db-write']) local[id].push(await readMetric(a, id, 'last'));
-      const shownAt = await a.waitForFunction((body) => window.__seenAt[body], text, { timeout: 30_000, polling: 'raf' });
-      local['local-state-update'].push((await shownAt.jsonValue()) - sentAt);
-      const seenAt = await b.waitForFunction((body) => window.__seenAt[body], text, { timeout: 30_000, polling: 'raf' });
-      sendToRender.push((await seenAt.jsonValue()) - sentAt);
+      local['local-state-update'].push((await arrivedAt(a, text)) - sentAt);
+      sendToRender.push((await arrivedAt(b, text)) - sentAt);
     }
     await a?.close();
     await b?.close();
@@ -156,17 +165,9 @@ async function threeSenders(url) {
     await watchArrivals(receiver);
     for (let round = 0; round < THREE_SENDER_ROUNDS; round += 1) {
       const texts = [0, 1, 2].map((s) => `three senders ${round}.${s} ${newId('m').slice(-6)}`);
-      const sentAt = await Promise.all(texts.map((text, s) => pages[s].evaluate((body) => {
-        const input = document.querySelector('[data-testid="composer-input"]');
-        input.value = body;
-        input.dispatchEvent(new Event('input', { bubbles: true }));
-        const at = performance.timeOrigin + performance.now();
-        document.querySelector('[data-testid="composer-send"]').click();
-        return at;
-      }, text)));
+      const sentAt = await Promise.all(texts.map((text, s) => pressSend(pages[s], text)));
       for (let s = 0; s < 3; s += 1) {
-        const seenAt = await receiver.waitForFunction((body) => window.__seenAt[body], texts[s], { timeout: 30_000, polling: 'raf' });
-        samples.push((await seenAt.jsonValue()) - sentAt[s]);
+        samples.push((await arrivedAt(receiver, texts[s])) - sentAt[s]);
       }
     }
   } finally {

@@ -45,7 +45,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct SyncClient {
     inner: SendWrapper<Rc<Inner>>,
-    /// Bumped whenever visible rows change: live queries re-run.
+    /// Bumped whenever the worker reports changed rows (live queries follow those
+    /// reports themselves; this is for anything else that wants to know).
     pub changes: RwSignal<u64>,
     pub status: RwSignal<Option<Status>>,
     pub storage: RwSignal<Option<Storage>>,

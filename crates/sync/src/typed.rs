@@ -59,12 +59,7 @@ impl<A, R: DeserializeOwned> Query<A, R> {
     /// Rows as the engine hands them over (column name -> JSON) decoded as `R`; `Err`
     /// names this query and the row that does not fit.
     pub fn decode_rows(&self, rows: Vec<Row>) -> Result<Vec<R>, String> {
-        rows.into_iter()
-            .map(|row| {
-                serde_json::from_value(serde_json::Value::Object(row.into_iter().collect()))
-                    .map_err(|error| format!("a {} row does not decode: {error}", self.name))
-            })
-            .collect()
+        rows.iter().map(|row| self.decode_row(row)).collect()
     }
 
     /// One row decoded as `R`, read in place (no copy of the row).

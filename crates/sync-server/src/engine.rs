@@ -173,7 +173,7 @@ fn caller(env: &Env, config: &Config, authorization: Option<&str>) -> Caller {
 
 /// A callback that gave no answer decides nothing: the client retries, or renews its
 /// sign-in first.
-fn callback_failed(kind: &str, error: CallbackError) -> ApiError {
+pub fn callback_failed(kind: &str, error: CallbackError) -> ApiError {
     match error {
         CallbackError::Unavailable(reason) => {
             ApiError::CallbackUnavailable { reason: format!("{kind} callback failed: {reason}") }

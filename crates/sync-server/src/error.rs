@@ -49,9 +49,18 @@ pub enum ApiError {
     /// 503: a required setting is missing.
     #[error("{reason}")]
     NotConfigured { reason: String },
-    /// 502: the upstream database failed.
+    /// 502: the upstream database gave an answer the connector cannot read.
     #[error("upstream database error: {reason}")]
     Upstream { reason: String },
+    /// 502 `upstream_error`: the upstream database refused a statement itself (it
+    /// violates a constraint): a write that meets it is rejected for good.
+    #[error("upstream database refused: {reason}")]
+    UpstreamRefused { reason: String },
+    /// 503 `upstream_unavailable`: the upstream database failed in a way that is
+    /// nobody's fault (a lost connection, a timeout, overloaded, locked). Nothing is
+    /// decided or stored; the client retries after `Retry-After`.
+    #[error("upstream database unavailable: {reason}")]
+    UpstreamUnavailable { reason: String },
 }
 
 impl ApiError {
@@ -61,6 +70,33 @@ impl ApiError {
 
     pub fn upstream(error: impl std::fmt::Display) -> Self {
         ApiError::Upstream { reason: error.to_string() }
+    }
+
+    /// A failed statement, as [`sync::push::WriteFailure`] classifies it.
+    pub fn write_failure(failure: sync::push::WriteFailure) -> Self {
+        match failure {
+            sync::push::WriteFailure::Transient(reason) => ApiError::UpstreamUnavailable { reason },
+            sync::push::WriteFailure::Refused(reason) => ApiError::UpstreamRefused { reason },
+        }
+    }
+
+    /// A failed SQLite (D1) statement: a violated constraint is a refusal, anything
+    /// else transient.
+    pub fn sqlite_failure(error: impl std::fmt::Display) -> Self {
+        Self::write_failure(sync::push::classify_sqlite_failure(&error.to_string()))
+    }
+
+    /// Whether retrying may succeed: nothing was decided.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ApiError::UpstreamUnavailable { .. }
+                | ApiError::CallbackUnavailable { .. }
+                | ApiError::NeedsAuth { .. }
+                | ApiError::TooManyRequests { .. }
+                | ApiError::SchemaMismatch { .. }
+                | ApiError::NotConfigured { .. }
+        )
     }
 
     /// The machine-readable code of the JSON body (`error`).
@@ -82,7 +118,10 @@ impl ApiError {
             ApiError::CallbackUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "callback_unavailable"),
             ApiError::NotConfigured { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
             ApiError::SchemaMismatch { .. } => (StatusCode::SERVICE_UNAVAILABLE, "schema_mismatch"),
-            ApiError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream_error"),
+            ApiError::Upstream { .. } | ApiError::UpstreamRefused { .. } => {
+                (StatusCode::BAD_GATEWAY, "upstream_error")
+            }
+            ApiError::UpstreamUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable"),
         }
     }
 }
@@ -93,7 +132,7 @@ impl From<ValidationError> for ApiError {
     }
 }
 
-/// Seconds a client waits before retrying after a callback failed.
+/// Seconds a client waits before retrying after a callback or the upstream failed.
 const CALLBACK_RETRY_AFTER_S: u32 = 2;
 
 /// Reasons are sentences, not echoes: input quoted in them is cut to this length.
@@ -111,7 +150,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         let retry_after_s = match self {
             ApiError::TooManyRequests { retry_after_s, .. } => Some(retry_after_s),
-            ApiError::CallbackUnavailable { .. } => Some(CALLBACK_RETRY_AFTER_S),
+            ApiError::CallbackUnavailable { .. } | ApiError::UpstreamUnavailable { .. } => {
+                Some(CALLBACK_RETRY_AFTER_S)
+            }
             _ => None,
         };
         if let Some(value) =

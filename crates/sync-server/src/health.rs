@@ -47,7 +47,7 @@ pub async fn health(Extension(engine): Extension<Engine>, Extension(env): Extens
 #[worker::send]
 async fn check(engine: &Engine, env: &Env) -> Result<(), crate::ApiError> {
     let db = Upstream::open_unchecked(engine, env).await?;
-    db.check_schema(engine.model()).await
+    crate::upstream::check_schema(&db, engine.model()).await
 }
 
 fn wasm_memory_bytes() -> usize {

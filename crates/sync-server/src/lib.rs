@@ -54,6 +54,20 @@ pub use durable::{ChangeWatcher, ClientSession, QuerySubscription};
 pub use engine::Engine;
 pub use error::{ApiError, api_not_found};
 
+/// The connector's pipelines on any upstream, natively: what the worker's handlers run
+/// between admitting a request and poking, for tests and the simulation (no wrangler,
+/// no Durable Objects, the app's callbacks as plain functions).
+#[cfg(not(target_family = "wasm"))]
+pub mod native {
+    pub use crate::connector::check_client;
+    pub use crate::connector::pull::read_page as pull_page;
+    pub use crate::connector::push::{Pushed, check_request as check_push, predecessors, run as push};
+    pub use crate::connector::query::read_rows as query_rows;
+    pub use crate::connector::{MAX_PUSH_MUTATIONS, PULL_PAGE};
+    pub use crate::engine::callback_failed;
+    pub use crate::upstream::{Call, Database, Fault, Faulty, RawRow, Sqlite, check_schema};
+}
+
 /// Serves one request with `router`: buffers the body first (bounded; see
 /// [`MAX_BODY_BYTES`]), then routes it with the worker's `Env` and `Context` as axum
 /// extensions (`Extension<worker::Env>`, `Extension<Arc<worker::Context>>`).

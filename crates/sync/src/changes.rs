@@ -237,16 +237,3 @@ pub fn pull<'a>(
     }
     PullPage { changes, cursor: head.max(since), has_more: false }
 }
-
-/// [`pull`] as the connector answers it: the page, then only the latest change per
-/// record within it.
-pub fn pull_latest<'a>(
-    log: impl IntoIterator<Item = &'a Change>,
-    since: Cursor,
-    topics: &BTreeSet<Topic>,
-    limit: usize,
-    head: Cursor,
-) -> PullPage {
-    let page = pull(log, since, topics, limit, head);
-    PullPage { changes: latest_per_record(page.changes), ..page }
-}

@@ -12,6 +12,9 @@
 //! - [`changes`]: change log, cursors, topics, pull filtering, idempotency;
 //! - [`cursors`]: per-topic cursors, so a poke's changes apply without a pull;
 //! - [`pokes`]: when a session pokes its client (at most once per cursor, bursts merged);
+//! - [`pull`]: the pull's rules (which changes a page hands out, cursors, refusals);
+//! - [`push`]: the push pipeline's rules (one plan, driven by the reference and the
+//!   connector alike);
 //! - [`server`]: the reference upstream semantics (apply, idempotency, change log);
 //! - [`client`]: the client-side state rules (confirmed rows + pending outbox);
 //! - [`protocol`]: wire types, one module per message;
@@ -29,6 +32,8 @@ pub mod model;
 pub mod operation;
 pub mod pokes;
 pub mod protocol;
+pub mod pull;
+pub mod push;
 pub mod schema;
 pub mod server;
 pub mod sql;

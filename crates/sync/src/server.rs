@@ -5,14 +5,18 @@
 //! - a mutation id is applied at most once per client; a retry gets the first answer;
 //! - an accepted write gets the next sequence number and a change-log entry;
 //! - the latest accepted write wins (arrival order).
+//!
+//! A push is decided by [`crate::push::PushPlan`], the same plan the connector
+//! drives; this type only carries it out in memory.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::changes::{
-    Change, ChangeKind, Cursor, IdempotencyKey, PullPage, Topic, change_topics, pull_latest,
-};
-use crate::model::{MutationContext, SyncModel};
-use crate::protocol::push::{MutationOutcome, PushMutation};
+use crate::changes::{Change, ChangeKind, Cursor, IdempotencyKey, PullPage, Topic, change_topics};
+use crate::model::SyncModel;
+use crate::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
+use crate::protocol::push::{MutationOutcome, MutationResult, PushMutation};
+use crate::pull::{Page, PullPlan, PullRefusal};
+use crate::push::PushPlan;
 use crate::schema::Row;
 
 /// The app's verdict on one mutation (from its mutation callback).
@@ -69,47 +73,82 @@ impl ServerState {
         now_ms: i64,
         verdict: impl FnOnce() -> Verdict,
     ) -> MutationOutcome {
-        let key = IdempotencyKey { client_id: client_id.into(), mutation_id: mutation.id.clone() };
-        if let Some(outcome) = self.outcomes.get(&key) {
-            return outcome.clone();
-        }
-        let outcome = self.apply_new(client_id, mutation, now_ms, verdict);
-        self.outcomes.insert(key, outcome.clone());
-        outcome
+        let mut verdict = Some(verdict);
+        let answer = self.push_batch(client_id, "", std::slice::from_ref(mutation), now_ms, |request| {
+            let verdict = verdict.take().map_or(Verdict::Allow, |decide| decide());
+            MutationCallbackResponse::per_operation(&request.operations, |_| match &verdict {
+                Verdict::Allow => Ok(()),
+                Verdict::Deny(reason) => Err(reason.clone()),
+            })
+        });
+        answer
+            .into_iter()
+            .next()
+            .map_or_else(|| MutationOutcome::Rejected { reason: "no answer".into() }, |result| result.outcome)
     }
 
-    fn apply_new(
+    /// Applies a push the way the connector does ([`crate::push::PushPlan`]): `ask`
+    /// is the app's mutation callback, asked once for the valid new mutations. The
+    /// answers, in request order.
+    pub fn push_batch(
         &mut self,
         client_id: &str,
-        mutation: &PushMutation,
+        session_id: &str,
+        mutations: &[PushMutation],
         now_ms: i64,
-        verdict: impl FnOnce() -> Verdict,
-    ) -> MutationOutcome {
-        let ctx =
-            MutationContext { client_id: client_id.into(), record_id: mutation.record_id.clone(), now_ms };
-        let validated = match self.model.validate_mutation(&mutation.name, &mutation.args, &ctx) {
-            Ok(validated) => validated,
-            Err(error) => return MutationOutcome::Rejected { reason: error.to_string() },
-        };
-        if let Verdict::Deny(reason) = verdict() {
-            return MutationOutcome::Rejected { reason };
+        ask: impl FnOnce(&MutationCallbackRequest) -> MutationCallbackResponse,
+    ) -> Vec<MutationResult> {
+        let plan = PushPlan::new(&self.model, client_id, mutations, now_ms);
+        let stored: BTreeMap<String, MutationOutcome> = plan
+            .mutation_ids()
+            .into_iter()
+            .filter_map(|(id, _)| {
+                let key = IdempotencyKey { client_id: client_id.into(), mutation_id: id.into() };
+                self.outcomes.get(&key).map(|outcome| (id.to_string(), outcome.clone()))
+            })
+            .collect();
+        let images = plan.records().into_iter().map(|key| {
+            let image = self.rows.get(&key).cloned();
+            (key, image)
+        });
+        let answer = plan.callback_request(session_id, &stored).map(|request| ask(&request));
+        let decisions = plan.decide(&self.model, &stored, images.collect(), answer.as_ref());
+        let mut outcomes = decisions.answered;
+        for write in decisions.writes {
+            let seq = self.log_write(
+                &write.collection,
+                &write.record_id,
+                write.after.clone(),
+                client_id,
+                &write.mutation_id,
+            );
+            let outcome = MutationOutcome::Confirmed { row: write.after, seq };
+            self.store_outcome(client_id, &write.mutation_id, &outcome);
+            outcomes.insert(write.mutation_id, outcome);
         }
-        let Some(collection) = self.model.collection(&validated.collection) else {
-            return MutationOutcome::Rejected { reason: "unknown collection".into() };
-        };
-        let before = self.rows.get(&(validated.collection.clone(), validated.record_id.clone()));
-        let after = match validated.operation.apply(before, &collection.primary_key) {
-            Ok(after) => after,
-            Err(reason) => return MutationOutcome::Rejected { reason },
-        };
-        let seq = self.log_write(
-            &validated.collection,
-            &validated.record_id,
-            after.clone(),
-            client_id,
-            &mutation.id,
-        );
-        MutationOutcome::Confirmed { row: after, seq }
+        for rejection in decisions.rejections {
+            let outcome = MutationOutcome::Rejected { reason: rejection.reason };
+            if rejection.stored {
+                self.store_outcome(client_id, &rejection.mutation_id, &outcome);
+            }
+            outcomes.insert(rejection.mutation_id, outcome);
+        }
+        crate::push::answers(mutations, &outcomes)
+    }
+
+    fn store_outcome(&mut self, client_id: &str, mutation_id: &str, outcome: &MutationOutcome) {
+        let key = IdempotencyKey { client_id: client_id.into(), mutation_id: mutation_id.into() };
+        self.outcomes.insert(key, outcome.clone());
+    }
+
+    /// The stored answer to a mutation id, if any.
+    pub fn stored_outcome(&self, client_id: &str, mutation_id: &str) -> Option<&MutationOutcome> {
+        self.outcomes.get(&IdempotencyKey { client_id: client_id.into(), mutation_id: mutation_id.into() })
+    }
+
+    /// The current image of a record.
+    pub fn record(&self, collection: &str, record_id: &str) -> Option<&Row> {
+        self.rows.get(&(collection.to_string(), record_id.to_string()))
     }
 
     /// Records a write: the change (next sequence number, topics of the images before
@@ -154,9 +193,25 @@ impl ServerState {
         Some(self.log_write(collection, record_id, after, "", ""))
     }
 
-    /// What the connector answers: the page, latest change per record.
+    /// The pages of the log for `topics` from `since`, without the cursor checks (a
+    /// snapshot stand-in in tests): [`Self::pull_request`]'s pages.
     pub fn pull(&self, since: Cursor, topics: &BTreeSet<Topic>, limit: usize) -> PullPage {
-        pull_latest(&self.log, since, topics, limit, self.head())
+        let plan = PullPlan::new(since, topics.iter().map(|topic| (topic.clone(), None)));
+        let page = self.page(&plan, limit);
+        PullPage { changes: page.changes, cursor: page.cursor, has_more: page.has_more }
+    }
+
+    /// What the connector answers to a pull ([`crate::pull::PullPlan`]).
+    pub fn pull_request(&self, plan: &PullPlan, limit: usize) -> Result<Page, PullRefusal> {
+        plan.check(self.head(), self.compacted_through)?;
+        Ok(self.page(plan, limit))
+    }
+
+    fn page(&self, plan: &PullPlan, limit: usize) -> Page {
+        let lowest = plan.groups().first().map_or(plan.cursor(), |(cursor, _)| *cursor);
+        let mut fetched = plan.deliverable(self.log.iter().filter(|change| change.seq > lowest));
+        fetched.truncate(limit.saturating_add(1));
+        plan.page(&self.model, self.head(), fetched, limit)
     }
 
     /// Compacts the log through `through` (see [`crate::changes::compact`]).

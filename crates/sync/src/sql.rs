@@ -455,7 +455,10 @@ pub fn pull_changes(dialect: Dialect, since: Cursor, topics: &[Topic], limit: u3
 
 /// Changes on each group's topics after that group's cursor, oldest first, at most
 /// `limit`: a client whose queries were synced to different cursors (a query joined
-/// late starts at its snapshot) reads each only from where it stands.
+/// late starts at its snapshot) reads each only from where it stands. A change that a
+/// later change of the same record on the same groups supersedes is left out: the
+/// pull hands out that later one instead, in this page or a later one
+/// (`crate::pull::PullPlan::deliverable`, the same rule in memory).
 pub fn pull_changes_since(dialect: Dialect, groups: &[(Cursor, Vec<Topic>)], limit: u32) -> Statement {
     let columns = "seq, collection, record_id, kind, row_json, topics_json, client_id, mutation_id";
     let mut params = Vec::new();
@@ -468,24 +471,37 @@ pub fn pull_changes_since(dialect: Dialect, groups: &[(Cursor, Vec<Topic>)], lim
     };
     let lowest = groups.iter().map(|(since, _)| *since).min().unwrap_or(Cursor::START);
     let lowest = bind(SqlParam::Integer(i64::try_from(lowest.0).unwrap_or(i64::MAX)), &mut params);
-    let mut alternatives = Vec::new();
+    // Each group once, as (cursor placeholder, topic placeholders); used for the
+    // change and for its later changes alike (a placeholder may be used twice).
+    let mut bound = Vec::new();
     for (since, topics) in groups.iter().filter(|(_, topics)| !topics.is_empty()) {
         let since = bind(SqlParam::Integer(i64::try_from(since.0).unwrap_or(i64::MAX)), &mut params);
         let list: Vec<String> =
             topics.iter().map(|topic| bind(SqlParam::Text(topic.as_str().into()), &mut params)).collect();
-        let list = list.join(", ");
-        let on_topics = match dialect {
-            Dialect::Sqlite => format!(
-                "EXISTS (SELECT 1 FROM json_each(sync_changes.topics_json) WHERE json_each.value IN ({list}))"
-            ),
-            Dialect::Postgres => format!("topics_json ?| ARRAY[{list}]::text[]"),
-        };
-        alternatives.push(format!("(seq > {since} AND {on_topics})"));
+        bound.push((since, list.join(", ")));
     }
-    let on_topics = if alternatives.is_empty() { "FALSE".to_string() } else { alternatives.join(" OR ") };
+    let matches = |table: &str| -> String {
+        let alternatives: Vec<String> = bound
+            .iter()
+            .map(|(since, list)| {
+                let on_topics = match dialect {
+                    Dialect::Sqlite => format!(
+                        "EXISTS (SELECT 1 FROM json_each({table}.topics_json) WHERE json_each.value IN ({list}))"
+                    ),
+                    Dialect::Postgres => format!("{table}.topics_json ?| ARRAY[{list}]::text[]"),
+                };
+                format!("({table}.seq > {since} AND {on_topics})")
+            })
+            .collect();
+        if alternatives.is_empty() { "FALSE".to_string() } else { alternatives.join(" OR ") }
+    };
+    let (on_topics, later_on_topics) = (matches("c"), matches("later"));
     Statement {
         sql: format!(
-            "SELECT {columns} FROM sync_changes WHERE seq > {lowest} AND ({on_topics}) ORDER BY seq LIMIT {limit}"
+            "SELECT {columns} FROM sync_changes c WHERE c.seq > {lowest} AND ({on_topics}) \
+             AND NOT EXISTS (SELECT 1 FROM sync_changes later WHERE later.collection = c.collection \
+               AND later.record_id = c.record_id AND later.seq > c.seq AND ({later_on_topics})) \
+             ORDER BY c.seq LIMIT {limit}"
         ),
         params,
     }

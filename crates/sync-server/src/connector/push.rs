@@ -8,12 +8,9 @@ use axum::extract::Extension;
 use axum::http::HeaderMap;
 use sync::SyncModel;
 use sync::changes::{Change, ChangeKind, Cursor, Topic};
-use sync::model::{MutationContext, ValidatedMutation};
-use sync::protocol::mutation_callback::{
-    MutationCallbackOperation, MutationCallbackRequest, MutationCallbackResponse,
-};
-use sync::protocol::push::{MutationOutcome, MutationResult, PushMutation, PushRequest, PushResponse};
-use sync::server::Verdict;
+use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
+use sync::protocol::push::{MutationOutcome, PushRequest, PushResponse};
+use sync::push::{PlannedWrite, PushPlan, RecordKey};
 use sync::sql::{self, Dialect, Statement};
 use worker::{Context, Env};
 
@@ -33,6 +30,35 @@ pub async fn push(
 ) -> Result<Json<PushResponse>, ApiError> {
     let request: PushRequest = parse_json(&read_body(raw).await?)?;
     admit(&env, &headers, request.protocol_version, &request.client_id, &request.session_id).await?;
+    check_request(&request)?;
+    let db = Upstream::open(&engine, &env).await?;
+    durable::claim(&env, &request.session_id, &request.client_id).await?;
+    let ask = async |question: MutationCallbackRequest| {
+        engine.ask_mutation(&env, authorization(&headers), &question).await
+    };
+    let pushed = run(engine.model(), &db, &request, now_ms(), ask).await?;
+    if !pushed.topics.is_empty() {
+        // Pokes go out after the answer: the writer does not wait for the fan-out.
+        let Pushed { committed, topics, one_transaction, response } = pushed;
+        let cursor = response.cursor;
+        let env = env.clone();
+        ctx.wait_until(async move {
+            let since = match one_transaction.then(|| committed.first().map(|change| change.seq)).flatten() {
+                Some(first) => predecessors(&db, &topics, first).await.unwrap_or_else(|error| {
+                    worker::console_error!("finding where the pokes' changes begin: {error}");
+                    BTreeMap::new()
+                }),
+                None => BTreeMap::new(),
+            };
+            durable::poke_topics(env, topics, cursor.0, committed, since).await;
+        });
+        return Ok(Json(response));
+    }
+    Ok(Json(pushed.response))
+}
+
+/// The request's own limits: how many mutations, well-formed ids.
+pub fn check_request(request: &PushRequest) -> Result<(), ApiError> {
     if request.mutations.len() > MAX_PUSH_MUTATIONS {
         return Err(ApiError::bad_request(
             "too_many_mutations",
@@ -46,161 +72,104 @@ pub async fn push(
             return Err(ApiError::bad_request("invalid_id", "a record id has 1 to 128 bytes"));
         }
     }
-    let model = engine.model();
-    let db = Upstream::open(&engine, &env).await?;
-    let client = request.client_id.as_str();
-    durable::claim(&env, &request.session_id, client).await?;
+    Ok(())
+}
 
-    // Validate each against the model, with the server's clock.
-    let now = now_ms();
-    let mut candidates: Vec<(&PushMutation, Result<ValidatedMutation, String>)> = Vec::new();
-    for mutation in &request.mutations {
-        if candidates.iter().any(|(seen, _)| seen.id == mutation.id) {
-            continue;
-        }
-        let ctx =
-            MutationContext { client_id: client.into(), record_id: mutation.record_id.clone(), now_ms: now };
-        let validated =
-            model.validate_mutation(&mutation.name, &mutation.args, &ctx).map_err(|error| error.to_string());
-        candidates.push((mutation, validated));
-    }
+/// What a push did: the answer, and what its pokes carry.
+pub struct Pushed {
+    pub response: PushResponse,
+    /// The changes it committed, in sequence order, as a pull would hand them out.
+    pub committed: Vec<Change>,
+    /// The topics they touched.
+    pub topics: Vec<String>,
+    /// Whether they were applied in one transaction (so they are `first..=cursor`,
+    /// nobody else's, and each topic's poke can say where its changes begin).
+    pub one_transaction: bool,
+}
+
+/// The push pipeline on any upstream, as [`sync::push::PushPlan`] decides it: one read
+/// (the stored answers and the current images), one callback (`ask`, for the valid new
+/// mutations), one write transaction (every allowed write with its change-log row and
+/// answer), then the stored rejections. Runs on D1 and PostgreSQL in the worker, and
+/// on SQLite and PostgreSQL natively in the tests and the simulation.
+pub async fn run<D: Database>(
+    model: &SyncModel,
+    db: &D,
+    request: &PushRequest,
+    now: i64,
+    ask: impl AsyncFnOnce(MutationCallbackRequest) -> Result<MutationCallbackResponse, ApiError>,
+) -> Result<Pushed, ApiError> {
+    let client = request.client_id.as_str();
+    let plan = PushPlan::new(model, client, &request.mutations, now);
 
     // One read (one round trip on D1): the answers given before (retries are final:
-    // answered from them, nobody asked again) and the current image of every record a valid
-    // mutation would write (read before the callback: the write's guards and its
+    // answered from them, nobody asked again) and the current image of every record a
+    // valid mutation would write (read before the callback: the write's guards and its
     // outcome statement are what decide, this only plans).
-    let valid: Vec<&ValidatedMutation> = candidates.iter().filter_map(|(_, v)| v.as_ref().ok()).collect();
-    let (mut known, mut images) = prior_state(model, &db, client, &request.mutations, &valid).await?;
-    let fresh: Vec<(&PushMutation, Result<ValidatedMutation, String>)> =
-        candidates.into_iter().filter(|(mutation, _)| !known.contains_key(&mutation.id)).collect();
+    let (stored, images) = prior_state(model, db, &plan).await?;
+    let answer = match plan.callback_request(&request.session_id, &stored) {
+        Some(question) => Some(ask(question).await?),
+        None => None,
+    };
+    let decisions = plan.decide(model, &stored, images, answer.as_ref());
+    let mut outcomes = decisions.answered;
 
-    // One callback for every valid new mutation.
-    let operations: Vec<MutationCallbackOperation> = fresh
-        .iter()
-        .filter_map(|(mutation, validated)| validated.as_ref().ok().map(|v| (mutation, v)))
-        .map(|(mutation, validated)| MutationCallbackOperation {
-            args: validated.args.clone(),
-            collection: validated.collection.clone(),
-            id: mutation.id.clone(),
-            mutation_kind: validated.kind,
-            operation_name: validated.name.clone(),
-            record_id: validated.record_id.clone(),
-        })
-        .collect();
-    let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
-    // A caller the callback refuses as a whole (no or bad credentials) leaves nothing
-    // behind: its rejections are answered, not stored. (A callback that cannot answer
-    // is a 503 before this: nothing decided, nothing stored.)
-    let mut denied_whole = false;
-    if !operations.is_empty() {
-        let ask = MutationCallbackRequest::new(client, &request.session_id, operations);
-        let answer = engine.ask_mutation(&env, authorization(&headers), &ask).await?;
-        denied_whole = matches!(&answer, MutationCallbackResponse::Batch(decision) if !decision.allow);
-        let ids: Vec<&str> = ask.operations.iter().map(|operation| operation.id.as_str()).collect();
-        verdicts = ask.operations.iter().map(|o| o.id.clone()).zip(answer.verdicts(&ids)).collect();
-    }
-
-    // Decide each new mutation: rejected (invalid, denied, not applicable to the
-    // current record) or planned for applying, in outbox order.
-    let mut plans = Vec::new();
-    let mut rejections = Vec::new();
-    for (mutation, validated) in fresh {
-        // Whether the rejection is stored (answered the same on a retry): the app's
-        // own per-write "no" and a write that cannot apply are; a model error (the
-        // same on every retry anyway) and a caller refused whole are not.
-        let validated = match (validated, verdicts.remove(&mutation.id)) {
-            (Err(reason), _) => {
-                rejections.push((mutation, reason, false));
-                continue;
-            }
-            (Ok(_), Some(Verdict::Deny(reason))) => {
-                rejections.push((mutation, reason, !denied_whole));
-                continue;
-            }
-            (Ok(_), None) => {
-                rejections.push((mutation, "no decision from the callback".to_string(), !denied_whole));
-                continue;
-            }
-            (Ok(validated), Some(Verdict::Allow)) => validated,
-        };
-        match plan(model, db.dialect(), &mut images, client, mutation, validated, now)? {
-            Ok(planned) => plans.push(planned),
-            Err(reason) => rejections.push((mutation, reason, true)),
-        }
-    }
-
-    // Every planned write in one upstream transaction, each with its change-log row
-    // and outcome; if the transaction fails (a racing retry, a conflicting write),
-    // fall back to one transaction per mutation so one failure rejects only itself.
-    let mut touched = BTreeSet::new();
+    // Every allowed write in one upstream transaction, each with its change-log row
+    // and outcome; if the transaction is refused (a racing retry, a conflicting
+    // write), one transaction per write so a refusal rejects only its own write. A
+    // transient failure decides nothing: 503, nothing stored.
+    let (applied_all, head_after) = apply_all(model, db, client, &decisions.writes, now).await?;
     let mut committed = Vec::new();
-    let (applied_all, head_after) = apply_all(model, &db, client, &plans, now).await?;
-    for (planned, Applied { outcome, topics }) in applied_all {
+    let mut touched = BTreeSet::new();
+    for (write, Applied { outcome, topics }) in decisions.writes.iter().zip(applied_all) {
         if let MutationOutcome::Confirmed { row, seq } = &outcome {
             touched.extend(topics.iter().map(ToString::to_string));
-            // What a pull would hand out for it: the pokes carry it to the watchers.
             committed.push(Change {
                 seq: *seq,
-                collection: planned.collection.clone(),
-                record_id: planned.mutation.record_id.clone(),
+                collection: write.collection.clone(),
+                record_id: write.record_id.clone(),
                 kind: if row.is_some() { ChangeKind::Upsert } else { ChangeKind::Delete },
                 row: row.clone(),
                 topics,
                 client_id: client.to_string(),
-                mutation_id: planned.mutation.id.clone(),
+                mutation_id: write.mutation_id.clone(),
             });
         }
-        known.insert(planned.mutation.id.clone(), outcome);
+        outcomes.insert(write.mutation_id.clone(), outcome);
     }
-    for (mutation, reason, stored) in rejections {
-        let outcome = if stored {
-            record_rejection(model, &db, client, mutation, &reason, now).await?
+    for rejection in decisions.rejections {
+        let outcome = if rejection.stored {
+            let mutator = request
+                .mutations
+                .iter()
+                .find(|m| m.id == rejection.mutation_id)
+                .map_or("", |m| m.name.as_str());
+            record_rejection(model, db, client, &rejection.mutation_id, mutator, &rejection.reason, now)
+                .await?
         } else {
-            MutationOutcome::Rejected { reason }
+            MutationOutcome::Rejected { reason: rejection.reason }
         };
-        known.insert(mutation.id.clone(), outcome);
+        outcomes.insert(rejection.mutation_id, outcome);
     }
 
     let cursor = match head_after {
         Some(head) => head,
         None => head_of(&db.rows(&head_statement(db.dialect())).await?),
     };
-    if !touched.is_empty() {
-        // Pokes go out after the answer: the writer does not wait for the fan-out.
-        committed.sort_by_key(|change| change.seq);
-        // Applied in one transaction, the changes are `first..=cursor` and nobody
-        // else's: each topic's poke can say where its changes begin, and clients
-        // standing there apply them without a pull.
-        let first = head_after.and(committed.first().map(|change| change.seq));
-        let topics: Vec<String> = touched.into_iter().collect();
-        let env = env.clone();
-        ctx.wait_until(async move {
-            let since = match first {
-                Some(first) => predecessors(&db, &topics, first).await.unwrap_or_else(|error| {
-                    worker::console_error!("finding where the pokes' changes begin: {error}");
-                    BTreeMap::new()
-                }),
-                None => BTreeMap::new(),
-            };
-            durable::poke_topics(env, topics, cursor.0, committed, since).await;
-        });
-    }
-    let results = request
-        .mutations
-        .iter()
-        .filter_map(|mutation| {
-            known
-                .get(&mutation.id)
-                .map(|outcome| MutationResult { id: mutation.id.clone(), outcome: outcome.clone() })
-        })
-        .collect();
-    Ok(Json(PushResponse { results, cursor }))
+    committed.sort_by_key(|change| change.seq);
+    let response = PushResponse { results: sync::push::answers(&request.mutations, &outcomes), cursor };
+    Ok(Pushed {
+        response,
+        committed,
+        topics: touched.into_iter().collect(),
+        one_transaction: head_after.is_some(),
+    })
 }
 
 /// For each topic, `since` for a poke of changes starting at `first`: one look back
 /// in the change log (`sync::sql::topic_predecessors`, `sync::cursors::poke_since`).
-async fn predecessors(
-    db: &Upstream,
+pub async fn predecessors<D: Database>(
+    db: &D,
     topics: &[String],
     first: Cursor,
 ) -> Result<BTreeMap<String, u64>, ApiError> {
@@ -227,23 +196,20 @@ async fn predecessors(
         .collect())
 }
 
-type PriorState = (BTreeMap<String, MutationOutcome>, BTreeMap<ImageKey, Option<sync::schema::Row>>);
+type PriorState = (BTreeMap<String, MutationOutcome>, BTreeMap<RecordKey, Option<sync::schema::Row>>);
 
-/// The stored answers to `mutations` (by mutation id) and the current upstream image
-/// of every record `valid` touches, read together (they need not agree: an answer
-/// never changes once stored, and the images only plan the write).
-async fn prior_state(
+/// The stored answers to the plan's mutation ids and the current upstream image of
+/// every record it would write, read together (they need not agree: an answer never
+/// changes once stored, and the images only plan the write).
+async fn prior_state<D: Database>(
     model: &SyncModel,
-    db: &Upstream,
-    client: &str,
-    mutations: &[PushMutation],
-    valid: &[&ValidatedMutation],
+    db: &D,
+    plan: &PushPlan,
 ) -> Result<PriorState, ApiError> {
-    let mut keys: Vec<ImageKey> = valid.iter().map(|v| (v.collection.clone(), v.record_id.clone())).collect();
-    keys.sort();
-    keys.dedup();
+    let ids = plan.mutation_ids();
+    let keys = plan.records();
     let mut reads: Vec<Statement> =
-        mutations.iter().map(|m| sql::find_mutation(db.dialect(), client, &m.id)).collect();
+        ids.iter().map(|(id, _)| sql::find_mutation(db.dialect(), plan.client_id(), id)).collect();
     for (collection, record_id) in &keys {
         let collection = model
             .collection(collection)
@@ -254,10 +220,10 @@ async fn prior_state(
         return Ok((BTreeMap::new(), BTreeMap::new()));
     }
     let mut results = db.read_each(&reads).await?.into_iter();
-    let mut known = BTreeMap::new();
-    for (mutation, rows) in mutations.iter().zip(results.by_ref()) {
-        if let Some(outcome) = rows.first().and_then(|row| decode_outcome(model, row, &mutation.name)) {
-            known.insert(mutation.id.clone(), outcome);
+    let mut stored = BTreeMap::new();
+    for ((id, mutator), rows) in ids.iter().zip(results.by_ref()) {
+        if let Some(outcome) = rows.first().and_then(|row| decode_outcome(model, row, mutator)) {
+            stored.insert((*id).to_string(), outcome);
         }
     }
     let mut images = BTreeMap::new();
@@ -267,7 +233,7 @@ async fn prior_state(
             .and_then(|collection| rows.into_iter().next().map(|raw| sql::decode_row(collection, raw)));
         images.insert((collection_name, record_id), image);
     }
-    Ok((known, images))
+    Ok((stored, images))
 }
 
 /// Reads a stored outcome; the row comes back in storage form and is decoded with
@@ -282,9 +248,9 @@ fn decode_outcome(model: &SyncModel, row: &RawRow, mutator: &str) -> Option<Muta
     Some(outcome)
 }
 
-async fn stored_outcome(
+async fn stored_outcome<D: Database>(
     model: &SyncModel,
-    db: &Upstream,
+    db: &D,
     client: &str,
     mutation: &str,
     mutator: &str,
@@ -293,147 +259,138 @@ async fn stored_outcome(
     Ok(rows.first().and_then(|row| decode_outcome(model, row, mutator)))
 }
 
-async fn record_rejection(
+async fn record_rejection<D: Database>(
     model: &SyncModel,
-    db: &Upstream,
+    db: &D,
     client: &str,
-    mutation: &PushMutation,
+    mutation_id: &str,
+    mutator: &str,
     reason: &str,
     now: i64,
 ) -> Result<MutationOutcome, ApiError> {
     let outcome = MutationOutcome::Rejected { reason: reason.into() };
     let json = serde_json::to_string(&outcome).map_err(ApiError::upstream)?;
-    if db.rows(&sql::record_mutation(db.dialect(), client, &mutation.id, &json, now)).await.is_err() {
-        // A concurrent retry recorded an answer first: that answer stands (decoded with
-        // the mutator's collection, so a confirmed row comes back whole).
-        if let Some(existing) = stored_outcome(model, db, client, &mutation.id, &mutation.name).await? {
-            return Ok(existing);
-        }
+    match db.rows(&sql::record_mutation(db.dialect(), client, mutation_id, &json, now)).await {
+        Ok(_) => Ok(outcome),
+        // Not stored, nothing decided: the client asks again.
+        Err(error) if error.is_transient() => Err(error),
+        // A concurrent retry recorded an answer first: that answer stands (decoded
+        // with the mutator's collection, so a confirmed row comes back whole).
+        Err(error) => match stored_outcome(model, db, client, mutation_id, mutator).await? {
+            Some(existing) => Ok(existing),
+            None => Err(error),
+        },
     }
-    Ok(outcome)
 }
 
-/// A mutation ready to apply: its statements (see `sync::sql::AcceptedMutation`), the
-/// last of which returns the outcome and the topics of the change it logged.
-struct Planned<'a> {
-    mutation: &'a PushMutation,
-    mutator: String,
-    collection: String,
-    statements: Vec<Statement>,
-}
-
-/// What applying one planned mutation gave: its outcome and, if it logged a change
-/// (the capture trigger computed them), that change's topics.
+/// What applying one planned write gave: its outcome and, if it logged a change (the
+/// capture trigger computed them), that change's topics.
 struct Applied {
     outcome: MutationOutcome,
     topics: Vec<Topic>,
 }
 
-/// Reads the answer row of a planned mutation's last statement.
-fn applied(model: &SyncModel, planned: &Planned<'_>, rows: &[RawRow]) -> Option<Applied> {
+/// Reads the answer row of a write's last statement.
+fn applied(model: &SyncModel, write: &PlannedWrite, rows: &[RawRow]) -> Option<Applied> {
     let row = rows.first()?;
-    let outcome = decode_outcome(model, row, &planned.mutator)?;
+    let outcome = decode_outcome(model, row, &write.mutator)?;
     // No change logged (nothing written): no topics.
     Some(Applied { outcome, topics: topics_of(row).unwrap_or_default() })
 }
 
-type ImageKey = (String, String);
-
-/// Plans one allowed mutation against the predicted current image (earlier
-/// mutations of this push included). `Err(reason)`: it cannot apply.
-fn plan<'a>(
+/// The statements of one planned write (see `sync::sql::AcceptedMutation`); the last
+/// returns its outcome and the topics of the change it logged.
+fn statements(
     model: &SyncModel,
     dialect: Dialect,
-    images: &mut BTreeMap<ImageKey, Option<sync::schema::Row>>,
     client: &str,
-    mutation: &'a PushMutation,
-    validated: ValidatedMutation,
+    write: &PlannedWrite,
     now: i64,
-) -> Result<Result<Planned<'a>, String>, ApiError> {
+) -> Result<Vec<Statement>, ApiError> {
     let collection = model
-        .collection(&validated.collection)
+        .collection(&write.collection)
         .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
-    let key = (validated.collection.clone(), validated.record_id.clone());
-    let current = images.get(&key).cloned().flatten();
-    // Checked here for a clear reason (exists / missing / guard); the SQL re-checks.
-    let after = match validated.operation.apply(current.as_ref(), &collection.primary_key) {
-        Ok(after) => after,
-        Err(reason) => return Ok(Err(reason)),
-    };
     let accepted = sql::AcceptedMutation {
         collection,
-        operation: &validated.operation,
-        record_id: &validated.record_id,
+        operation: &write.operation,
+        record_id: &write.record_id,
         client_id: client,
-        mutation_id: &mutation.id,
+        mutation_id: &write.mutation_id,
         now_ms: now,
     };
-    let statements = accepted
+    accepted
         .statements(dialect)
-        .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
-    images.insert(key, after);
-    Ok(Ok(Planned { mutation, mutator: validated.name, collection: validated.collection, statements }))
+        .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))
 }
 
-/// What applying a push's plans gave, each with its answer.
-type AppliedPlans<'p, 'a> = Vec<(&'p Planned<'a>, Applied)>;
-
-/// Applies the plans in one transaction, or one by one if that fails. With the one
-/// transaction, the log head after it comes back too (read inside it: no extra round
-/// trip for the cursor the push answers).
-async fn apply_all<'p, 'a>(
+/// Applies the writes in one transaction, or one by one if the database refuses it.
+/// With the one transaction, the log head after it comes back too (read inside it:
+/// no extra round trip for the cursor the push answers). A transient failure is the
+/// push's answer (503): nothing was decided, and whatever did commit is answered from
+/// its stored outcome on the retry.
+async fn apply_all<D: Database>(
     model: &SyncModel,
-    db: &Upstream,
+    db: &D,
     client: &str,
-    plans: &'p [Planned<'a>],
+    writes: &[PlannedWrite],
     now: i64,
-) -> Result<(AppliedPlans<'p, 'a>, Option<Cursor>), ApiError> {
-    if plans.is_empty() {
+) -> Result<(Vec<Applied>, Option<Cursor>), ApiError> {
+    if writes.is_empty() {
         return Ok((Vec::new(), None));
     }
-    let mut all: Vec<Statement> = plans.iter().flat_map(|p| p.statements.iter().cloned()).collect();
+    let planned: Vec<Vec<Statement>> = writes
+        .iter()
+        .map(|write| statements(model, db.dialect(), client, write, now))
+        .collect::<Result<_, _>>()?;
+    let mut all: Vec<Statement> = planned.iter().flatten().cloned().collect();
     all.push(head_statement(db.dialect()));
-    if let Ok(results) = db.write(&all).await {
-        let mut results = results.into_iter();
-        let mut outcomes = Vec::new();
-        for planned in plans {
-            let rows = results.by_ref().take(planned.statements.len()).last().unwrap_or_default();
-            let answer = applied(model, planned, &rows)
-                .ok_or_else(|| ApiError::upstream("an applied mutation left no outcome"))?;
-            outcomes.push((planned, answer));
+    match db.write(&all).await {
+        Ok(results) => {
+            let mut results = results.into_iter();
+            let mut outcomes = Vec::new();
+            for (write, statements) in writes.iter().zip(&planned) {
+                let rows = results.by_ref().take(statements.len()).last().unwrap_or_default();
+                let answer = applied(model, write, &rows)
+                    .ok_or_else(|| ApiError::upstream("an applied mutation left no outcome"))?;
+                outcomes.push(answer);
+            }
+            return Ok((outcomes, results.next().map(|rows| head_of(&rows))));
         }
-        return Ok((outcomes, results.next().map(|rows| head_of(&rows))));
+        Err(error) if error.is_transient() => return Err(error),
+        Err(_) => {}
     }
     let mut outcomes = Vec::new();
-    for planned in plans {
-        outcomes.push((planned, apply_one(model, db, client, planned, now).await?));
+    for (write, statements) in writes.iter().zip(&planned) {
+        outcomes.push(apply_one(model, db, client, write, statements, now).await?);
     }
     Ok((outcomes, None))
 }
 
-/// One mutation in its own transaction (the fallback path).
-async fn apply_one(
+/// One write in its own transaction (the fallback path).
+async fn apply_one<D: Database>(
     model: &SyncModel,
-    db: &Upstream,
+    db: &D,
     client: &str,
-    planned: &Planned<'_>,
+    write: &PlannedWrite,
+    statements: &[Statement],
     now: i64,
 ) -> Result<Applied, ApiError> {
-    let mutation = &planned.mutation.id;
-    match db.write(&planned.statements).await {
+    match db.write(statements).await {
         Ok(results) => results
             .last()
-            .and_then(|rows| applied(model, planned, rows))
+            .and_then(|rows| applied(model, write, rows))
             .ok_or_else(|| ApiError::upstream("the applied mutation left no outcome")),
+        Err(error) if error.is_transient() => Err(error),
         Err(error) => {
             // Either a concurrent retry claimed the id (its answer stands; it poked)
-            // or the write itself failed (e.g. the id was inserted meanwhile):
-            // nothing was applied.
-            let outcome = match stored_outcome(model, db, client, mutation, &planned.mutator).await? {
+            // or the database refused the write itself (e.g. the id was inserted
+            // meanwhile): nothing was applied, and the refusal is final.
+            let outcome = match stored_outcome(model, db, client, &write.mutation_id, &write.mutator).await? {
                 Some(existing) => existing,
                 None => {
-                    let reason = format!("the upstream refused the write: {error}");
-                    record_rejection(model, db, client, planned.mutation, &reason, now).await?
+                    let reason = sync::push::refused_reason(&error.to_string());
+                    record_rejection(model, db, client, &write.mutation_id, &write.mutator, &reason, now)
+                        .await?
                 }
             };
             Ok(Applied { outcome, topics: Vec::new() })

@@ -48,11 +48,19 @@ pub async fn read(
     env: &Env,
     validated: &sync::ValidatedQuery,
 ) -> Result<(Vec<sync::schema::Row>, Cursor), ApiError> {
-    let collection = engine
-        .model()
+    let db = Upstream::open(engine, env).await?;
+    read_rows(engine.model(), &db, validated).await
+}
+
+/// [`read`] on any upstream.
+pub async fn read_rows<D: Database>(
+    model: &sync::SyncModel,
+    db: &D,
+    validated: &sync::ValidatedQuery,
+) -> Result<(Vec<sync::schema::Row>, Cursor), ApiError> {
+    let collection = model
         .collection(&validated.select.collection)
         .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
-    let db = Upstream::open(engine, env).await?;
     let select = sql::select(db.dialect(), collection, &validated.select)
         .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
     let mut results = db.read(&[head_statement(db.dialect()), select]).await?.into_iter();

@@ -63,7 +63,7 @@ impl D1 {
             return Ok(Vec::new());
         }
         let prepared = statements.iter().map(|s| self.prepare(s)).collect::<Result<Vec<_>, _>>()?;
-        let results = self.db.batch(prepared).await.map_err(ApiError::upstream)?;
+        let results = self.db.batch(prepared).await.map_err(ApiError::sqlite_failure)?;
         results.iter().map(|result| result.results::<RawRow>().map_err(ApiError::upstream)).collect()
     }
 }
@@ -74,7 +74,7 @@ impl Database for D1 {
     }
 
     async fn rows(&self, statement: &Statement) -> Result<Vec<RawRow>, ApiError> {
-        let result = self.prepare(statement)?.all().await.map_err(ApiError::upstream)?;
+        let result = self.prepare(statement)?.all().await.map_err(ApiError::sqlite_failure)?;
         result.results::<RawRow>().map_err(ApiError::upstream)
     }
 

@@ -8,7 +8,11 @@
 //! as JSON text. `sync::sql::decode_row` turns them into model rows.
 
 mod d1;
+#[cfg(not(target_family = "wasm"))]
+mod faults;
 mod postgres;
+#[cfg(not(target_family = "wasm"))]
+mod sqlite;
 
 use std::cell::Cell;
 
@@ -17,7 +21,11 @@ use sync::sql::{Dialect, Statement};
 use worker::Env;
 
 pub use d1::D1;
+#[cfg(not(target_family = "wasm"))]
+pub use faults::{Call, Fault, Faulty};
 pub use postgres::Postgres;
+#[cfg(not(target_family = "wasm"))]
+pub use sqlite::Sqlite;
 
 use crate::config;
 use crate::engine::Engine;
@@ -31,6 +39,8 @@ thread_local! {
 }
 
 /// What the connector needs from an upstream database.
+// The worker is single-threaded and its futures are not Send anyway.
+#[allow(async_fn_in_trait)]
 pub trait Database {
     fn dialect(&self) -> Dialect;
 
@@ -87,7 +97,7 @@ impl Upstream {
     pub async fn open(engine: &Engine, env: &Env) -> Result<Self, ApiError> {
         let db = Self::open_unchecked(engine, env).await?;
         if !SCHEMA_MATCHES.with(Cell::get) {
-            db.check_schema(engine.model()).await?;
+            check_schema(&db, engine.model()).await?;
             SCHEMA_MATCHES.with(|matches| matches.set(true));
         }
         Ok(db)
@@ -112,40 +122,38 @@ impl Upstream {
             Kind::Postgres => Upstream::Postgres(Postgres::connect_bare(env).await?),
         })
     }
+}
 
-    /// Whether every collection of `model` has its table and columns upstream.
-    pub async fn check_schema(&self, model: &sync::SyncModel) -> Result<(), ApiError> {
-        let rows = self.rows(&sync::sql::table_columns(self.dialect(), model)).await?;
-        fn text<'a>(row: &'a RawRow, column: &str) -> &'a str {
-            row.get(column).and_then(Value::as_str).unwrap_or_default()
-        }
-        let mut problems = sync::sql::schema_problems(
-            model,
-            rows.iter().map(|row| (text(row, "table_name"), text(row, "column_name"))),
-        );
-        // Without its capture triggers a table's writes would never reach the change
-        // log: the connector's own writes would all be answered "nothing written".
-        let installed =
-            Statement { sql: sync::capture::installed_triggers(self.dialect()).into(), params: Vec::new() };
-        let triggers = self.rows(&installed).await?;
-        let missing = sync::capture::missing_triggers(
-            self.dialect(),
-            model,
-            triggers.iter().map(|row| text(row, "name")),
-        );
-        if !missing.is_empty() {
-            problems.push(format!("change-capture trigger(s) {} missing", missing.join(", ")));
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::SchemaMismatch {
-                reason: format!(
-                    "the upstream database does not match the sync model: {}; apply the app's migrations",
-                    problems.join("; ")
-                ),
-            })
-        }
+/// Whether every collection of `model` has its table, its columns and its capture
+/// triggers upstream: else a clear 503 `schema_mismatch`.
+pub async fn check_schema<D: Database>(db: &D, model: &sync::SyncModel) -> Result<(), ApiError> {
+    let rows = db.rows(&sync::sql::table_columns(db.dialect(), model)).await?;
+    fn text<'a>(row: &'a RawRow, column: &str) -> &'a str {
+        row.get(column).and_then(Value::as_str).unwrap_or_default()
+    }
+    let mut problems = sync::sql::schema_problems(
+        model,
+        rows.iter().map(|row| (text(row, "table_name"), text(row, "column_name"))),
+    );
+    // Without its capture triggers a table's writes would never reach the change
+    // log: the connector's own writes would all be answered "nothing written".
+    let installed =
+        Statement { sql: sync::capture::installed_triggers(db.dialect()).into(), params: Vec::new() };
+    let triggers = db.rows(&installed).await?;
+    let missing =
+        sync::capture::missing_triggers(db.dialect(), model, triggers.iter().map(|row| text(row, "name")));
+    if !missing.is_empty() {
+        problems.push(format!("change-capture trigger(s) {} missing", missing.join(", ")));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::SchemaMismatch {
+            reason: format!(
+                "the upstream database does not match the sync model: {}; apply the app's migrations",
+                problems.join("; ")
+            ),
+        })
     }
 }
 

@@ -50,8 +50,11 @@ fn describe(error: &tokio_postgres::Error) -> String {
     }
 }
 
+/// A failed statement: an integrity or data error is the statement's own fault
+/// (a refusal); anything else (the connection, a timeout, a lock) is transient.
 fn upstream(error: &tokio_postgres::Error) -> ApiError {
-    ApiError::upstream(describe(error))
+    let code = error.code().map(tokio_postgres::error::SqlState::code);
+    ApiError::write_failure(sync::push::classify_postgres_failure(code, &describe(error)))
 }
 
 impl Postgres {
@@ -82,11 +85,14 @@ impl Postgres {
         let socket = Socket::builder()
             .secure_transport(SecureTransport::StartTls)
             .connect(hyperdrive.host(), hyperdrive.port())
-            .map_err(|error| ApiError::upstream(format!("connecting to Hyperdrive: {error}")))?;
-        let (client, connection) = config
-            .connect_raw(socket, PassthroughTls)
-            .await
-            .map_err(|error| ApiError::upstream(format!("connecting to PostgreSQL: {}", describe(&error))))?;
+            .map_err(|error| ApiError::UpstreamUnavailable {
+                reason: format!("connecting to Hyperdrive: {error}"),
+            })?;
+        let (client, connection) = config.connect_raw(socket, PassthroughTls).await.map_err(|error| {
+            ApiError::UpstreamUnavailable {
+                reason: format!("connecting to PostgreSQL: {}", describe(&error)),
+            }
+        })?;
         // The connection task lives as long as the client; it ends when the client drops.
         worker::wasm_bindgen_futures::spawn_local(async move {
             if let Err(error) = connection.await {

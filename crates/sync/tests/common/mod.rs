@@ -28,6 +28,14 @@ pub struct EditArgs {
     pub body: String,
 }
 
+/// Moves a card to another board (no required value: the app's callback decides).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoveArgs {
+    pub from_board_id: String,
+    pub to_board_id: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NoteArgs {
@@ -107,6 +115,13 @@ pub fn builder() -> sync::SyncModelBuilder {
                 )
             },
         ))
+        .mutator(SyncModel::update::<MoveArgs>("moveCard", "cards").build(|args, ctx| {
+            Update::record("cards", ctx.record_id.clone()).set("board_id", args.to_board_id.clone()).guard(
+                "board_id",
+                Operator::Eq,
+                args.from_board_id.clone(),
+            )
+        }))
         .mutator(SyncModel::insert::<NoteArgs>("addNote", "notes").build(|args, ctx| {
             Insert::into("notes")
                 .value("id", ctx.record_id.clone())

@@ -1,0 +1,163 @@
+//! The pull's rules, decided once: the reference ([`crate::server::ServerState`]) and
+//! the connector (`sync-server`, in SQL) both drive a [`PullPlan`], so no rule of a
+//! pull exists twice.
+//!
+//! The rules:
+//! - each topic is read from where its query stands: the request's cursor, or the
+//!   subscription's own when further (a query joined late starts at its snapshot);
+//!   named twice, a topic is read from the lower one;
+//! - a change is delivered when it touches a topic of a group after that group's
+//!   cursor ([`PullPlan::matches`]), unless a later change of the same record that
+//!   this pull also delivers supersedes it ([`PullPlan::superseded`]): a pull never
+//!   hands out an image that a delete or an edit committed before it replaced, in
+//!   this page or a later one;
+//! - a change whose new image lies outside every topic of the pull (the record moved
+//!   to a topic the caller did not ask for) is delivered as the record leaving: no
+//!   image ([`PullPlan::as_seen`]);
+//! - a cursor beyond the log's head is refused; a cursor below the compaction mark
+//!   must resync; with no more matching changes the cursor jumps to the head.
+
+use std::collections::BTreeMap;
+
+use crate::changes::{Change, ChangeKind, Cursor, Topic, latest_per_record};
+use crate::model::SyncModel;
+
+/// One pull: each topic with the cursor it is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullPlan {
+    cursor: Cursor,
+    since: BTreeMap<Topic, Cursor>,
+}
+
+/// Why a pull is not answered with changes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PullRefusal {
+    /// A cursor the log has not reached: never answered nor remembered (remembered, it
+    /// would silence the session's pokes up to it).
+    #[error("cursor {cursor} is beyond the change log's head {head}")]
+    BeyondHead { cursor: u64, head: u64 },
+    /// Changes the client would need (deletes, superseded images) were compacted.
+    #[error(
+        "cursor {cursor} is older than the compacted change log (through {through}): fetch the queries again"
+    )]
+    Compacted { cursor: u64, through: u64 },
+}
+
+/// One page of a pull.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub changes: Vec<Change>,
+    /// Where the next page starts; the head when nothing more matches.
+    pub cursor: Cursor,
+    pub has_more: bool,
+}
+
+impl PullPlan {
+    /// `cursor` is the request's; each subscription gives its topic and, when it
+    /// stands further, its own cursor.
+    pub fn new(cursor: Cursor, subscriptions: impl IntoIterator<Item = (Topic, Option<Cursor>)>) -> Self {
+        let mut since: BTreeMap<Topic, Cursor> = BTreeMap::new();
+        for (topic, own) in subscriptions {
+            let from = own.unwrap_or(cursor).max(cursor);
+            since.entry(topic).and_modify(|held| *held = (*held).min(from)).or_insert(from);
+        }
+        Self { cursor, since }
+    }
+
+    /// The request's cursor.
+    pub fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    pub fn topics(&self) -> Vec<Topic> {
+        self.since.keys().cloned().collect()
+    }
+
+    /// The topics grouped by the cursor they are read from, lowest first.
+    pub fn groups(&self) -> Vec<(Cursor, Vec<Topic>)> {
+        let mut groups: BTreeMap<Cursor, Vec<Topic>> = BTreeMap::new();
+        for (topic, from) in &self.since {
+            groups.entry(*from).or_default().push(topic.clone());
+        }
+        groups.into_iter().collect()
+    }
+
+    /// The furthest cursor the pull names: the log must have reached it.
+    pub fn furthest(&self) -> Cursor {
+        self.since.values().copied().max().unwrap_or(self.cursor).max(self.cursor)
+    }
+
+    /// Whether `change` is on one of the pull's topics after that topic's cursor.
+    pub fn matches(&self, change: &Change) -> bool {
+        change.topics.iter().any(|topic| self.since.get(topic).is_some_and(|from| change.seq > *from))
+    }
+
+    /// Whether `later` (a change after `change`) supersedes it for this pull: the same
+    /// record, and delivered by this pull too.
+    pub fn superseded(&self, change: &Change, later: &Change) -> bool {
+        later.seq > change.seq
+            && later.collection == change.collection
+            && later.record_id == change.record_id
+            && self.matches(later)
+    }
+
+    /// What the pull delivers of `log` (ascending), before paging: the matching
+    /// changes no later matching change of the same record supersedes. (The reference;
+    /// the connector asks the same of its SQL: `sync::sql::pull_changes_since`.)
+    pub fn deliverable<'a>(&self, log: impl IntoIterator<Item = &'a Change>) -> Vec<Change> {
+        let matching: Vec<&Change> = log.into_iter().filter(|change| self.matches(change)).collect();
+        let mut latest: BTreeMap<(&str, &str), Cursor> = BTreeMap::new();
+        for change in &matching {
+            latest.insert((change.collection.as_str(), change.record_id.as_str()), change.seq);
+        }
+        matching
+            .into_iter()
+            .filter(|change| {
+                latest.get(&(change.collection.as_str(), change.record_id.as_str())) == Some(&change.seq)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// A change as this pull hands it out: a record whose new image is on none of the
+    /// pull's topics left the caller's view, and is delivered without its image.
+    pub fn as_seen(&self, model: &SyncModel, mut change: Change) -> Change {
+        if let Some(row) = &change.row {
+            let now_on = model.topics_for_row(&change.collection, row);
+            if !now_on.iter().any(|topic| self.since.contains_key(topic)) {
+                change.row = None;
+                change.kind = ChangeKind::Delete;
+            }
+        }
+        change
+    }
+
+    /// Whether the log (its `head` and compaction mark `through`, read in one
+    /// snapshot) can answer this pull.
+    pub fn check(&self, head: Cursor, through: Cursor) -> Result<(), PullRefusal> {
+        let furthest = self.furthest();
+        if furthest > head {
+            return Err(PullRefusal::BeyondHead { cursor: furthest.0, head: head.0 });
+        }
+        if self.cursor < through {
+            return Err(PullRefusal::Compacted { cursor: self.cursor.0, through: through.0 });
+        }
+        Ok(())
+    }
+
+    /// The page, once [`Self::check`] passed: `fetched` are the deliverable changes
+    /// after the lowest cursor, oldest first, at most `limit + 1` (one more tells
+    /// whether more remain); with no more, the cursor is the `head`.
+    pub fn page(&self, model: &SyncModel, head: Cursor, mut fetched: Vec<Change>, limit: usize) -> Page {
+        let has_more = fetched.len() > limit;
+        fetched.truncate(limit);
+        let cursor = match (has_more, fetched.last()) {
+            (true, Some(last)) => last.seq,
+            _ => head.max(self.cursor),
+        };
+        // Each record once (the deliverable set has that already; kept as a guard).
+        let changes =
+            latest_per_record(fetched).into_iter().map(|change| self.as_seen(model, change)).collect();
+        Page { changes, cursor, has_more }
+    }
+}

@@ -1,0 +1,321 @@
+//! The push pipeline's rules, decided once: the reference ([`crate::server::ServerState`])
+//! and the connector (`sync-server`, on D1 and PostgreSQL) both drive a [`PushPlan`],
+//! so no rule of a push exists twice. A plan does no I/O; its caller reads what
+//! [`PushPlan::records`] and [`PushPlan::mutation_ids`] name, asks the app what
+//! [`PushPlan::callback_request`] names, and carries out [`PushPlan::decide`]'s
+//! [`Decisions`].
+//!
+//! The rules:
+//! - each mutation id of a push is considered once (the first occurrence wins);
+//! - every mutation is validated against the model with the server's clock;
+//! - a mutation id answered before is answered the same, nobody asked again;
+//! - the app is asked once, for the valid new ones only;
+//! - a per-write "no" from the app and a write that cannot apply to the record as it
+//!   stands are final and stored (a retry gets the same answer); a model refusal (the
+//!   same on every retry anyway) and a caller refused as a whole (nothing may be left
+//!   behind for someone the app does not know) are answered, not stored;
+//! - the allowed writes apply in outbox order, each against the record as the earlier
+//!   writes of the same push leave it, all in one transaction;
+//! - an upstream failure that is not this write's fault ([`WriteFailure::Transient`])
+//!   decides nothing: nothing is stored and the client retries; only a deterministic
+//!   refusal of the write itself (a constraint it violates) is final.
+
+use std::collections::BTreeMap;
+
+use crate::model::{MutationContext, SyncModel, ValidatedMutation};
+use crate::operation::Operation;
+use crate::protocol::mutation_callback::{
+    MutationCallbackOperation, MutationCallbackRequest, MutationCallbackResponse,
+};
+use crate::protocol::push::{MutationOutcome, MutationResult, PushMutation};
+use crate::schema::Row;
+
+/// A record, by collection and record id.
+pub type RecordKey = (String, String);
+
+/// One push, planned: its distinct mutations with their validation.
+#[derive(Debug, Clone)]
+pub struct PushPlan {
+    client_id: String,
+    now_ms: i64,
+    candidates: Vec<Candidate>,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    mutation: PushMutation,
+    validated: Result<ValidatedMutation, String>,
+}
+
+/// A write the app allowed and that applies to the record as it stands: to run in
+/// the push's one transaction, in this order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedWrite {
+    pub mutation_id: String,
+    /// The mutator's name (a stored confirmed row is decoded with its collection).
+    pub mutator: String,
+    pub collection: String,
+    pub record_id: String,
+    pub operation: Operation,
+    /// The record's image after this write, as planned (the write's SQL re-checks its
+    /// guards inside the transaction).
+    pub after: Option<Row>,
+}
+
+/// A write refused before it reached the upstream tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub mutation_id: String,
+    pub reason: String,
+    /// Whether the answer is stored, so that a retry of the id gets it again.
+    pub stored: bool,
+}
+
+/// What a push does once the stored answers, the current images and the app's
+/// answer are known.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decisions {
+    /// Answers given before (retries): answered as they are.
+    pub answered: BTreeMap<String, MutationOutcome>,
+    /// The writes to apply, in outbox order, in one transaction.
+    pub writes: Vec<PlannedWrite>,
+    pub rejections: Vec<Rejection>,
+}
+
+/// Why applying writes failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteFailure {
+    /// Not the write's fault (a connection reset, a timeout, an overloaded or
+    /// restarting database, a lock): nothing is decided, the client retries.
+    Transient(String),
+    /// The database refused this write itself (it violates a constraint): final.
+    Refused(String),
+}
+
+/// Reads an SQLite (D1, rusqlite) error message: a violated constraint is the write's
+/// own fault; anything else (a lost connection, "overloaded", a busy or locked
+/// database, a reset isolate) is transient.
+pub fn classify_sqlite_failure(message: &str) -> WriteFailure {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("constraint failed") || lower.contains("datatype mismatch") {
+        WriteFailure::Refused(message.to_string())
+    } else {
+        WriteFailure::Transient(message.to_string())
+    }
+}
+
+/// Reads a PostgreSQL SQLSTATE: class 23 (integrity constraint violation) and class
+/// 22 (data exception: a value the column refuses) are the write's own fault; anything
+/// else (connection, lock timeouts, serialization failures, shutdowns) is transient.
+pub fn classify_postgres_failure(sqlstate: Option<&str>, message: &str) -> WriteFailure {
+    match sqlstate {
+        Some(code) if code.starts_with("23") || code.starts_with("22") => {
+            WriteFailure::Refused(message.to_string())
+        }
+        _ => WriteFailure::Transient(message.to_string()),
+    }
+}
+
+/// The reason a write the database refused is answered with.
+pub fn refused_reason(message: &str) -> String {
+    format!("the upstream refused the write: {message}")
+}
+
+impl PushPlan {
+    /// Plans a push of `mutations` by `client_id` at the server's `now_ms`.
+    pub fn new(model: &SyncModel, client_id: &str, mutations: &[PushMutation], now_ms: i64) -> Self {
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for mutation in mutations {
+            if candidates.iter().any(|seen| seen.mutation.id == mutation.id) {
+                continue;
+            }
+            let ctx = MutationContext {
+                client_id: client_id.into(),
+                record_id: mutation.record_id.clone(),
+                now_ms,
+            };
+            let validated = model
+                .validate_mutation(&mutation.name, &mutation.args, &ctx)
+                .map_err(|error| error.to_string());
+            candidates.push(Candidate { mutation: mutation.clone(), validated });
+        }
+        Self { client_id: client_id.into(), now_ms, candidates }
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    /// Every distinct mutation id, in outbox order, each with its mutator's name:
+    /// their stored answers are read before anything is decided.
+    pub fn mutation_ids(&self) -> Vec<(&str, &str)> {
+        self.candidates.iter().map(|c| (c.mutation.id.as_str(), c.mutation.name.as_str())).collect()
+    }
+
+    /// The records the valid mutations write, sorted, each once: their current images
+    /// are read before deciding.
+    pub fn records(&self) -> Vec<RecordKey> {
+        let mut keys: Vec<RecordKey> = self
+            .candidates
+            .iter()
+            .filter_map(|c| c.validated.as_ref().ok())
+            .map(|v| (v.collection.clone(), v.record_id.clone()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// What to ask the app's mutation callback: the valid mutations without a stored
+    /// answer. `None`: nothing to ask.
+    pub fn callback_request(
+        &self,
+        session_id: &str,
+        stored: &BTreeMap<String, MutationOutcome>,
+    ) -> Option<MutationCallbackRequest> {
+        let operations: Vec<MutationCallbackOperation> = self
+            .candidates
+            .iter()
+            .filter(|c| !stored.contains_key(&c.mutation.id))
+            .filter_map(|c| c.validated.as_ref().ok().map(|v| (c, v)))
+            .map(|(c, v)| MutationCallbackOperation {
+                args: v.args.clone(),
+                collection: v.collection.clone(),
+                id: c.mutation.id.clone(),
+                mutation_kind: v.kind,
+                operation_name: v.name.clone(),
+                record_id: v.record_id.clone(),
+            })
+            .collect();
+        (!operations.is_empty())
+            .then(|| MutationCallbackRequest::new(&self.client_id, session_id, operations))
+    }
+
+    /// Decides every mutation: answered from `stored`, rejected, or planned against
+    /// `images` (the current image of each of [`Self::records`]; absent = no such
+    /// record). `answer` is the app's answer to [`Self::callback_request`] (`None`
+    /// when nothing was asked).
+    pub fn decide(
+        &self,
+        model: &SyncModel,
+        stored: &BTreeMap<String, MutationOutcome>,
+        mut images: BTreeMap<RecordKey, Option<Row>>,
+        answer: Option<&MutationCallbackResponse>,
+    ) -> Decisions {
+        let asked: Vec<&str> = self
+            .candidates
+            .iter()
+            .filter(|c| !stored.contains_key(&c.mutation.id) && c.validated.is_ok())
+            .map(|c| c.mutation.id.as_str())
+            .collect();
+        let denied_whole =
+            matches!(answer, Some(MutationCallbackResponse::Batch(decision)) if !decision.allow);
+        let verdicts: BTreeMap<&str, crate::server::Verdict> = match answer {
+            Some(answer) => asked.iter().copied().zip(answer.verdicts(&asked)).collect(),
+            None => BTreeMap::new(),
+        };
+        let mut decisions = Decisions::default();
+        for candidate in &self.candidates {
+            let id = &candidate.mutation.id;
+            if let Some(outcome) = stored.get(id) {
+                decisions.answered.insert(id.clone(), outcome.clone());
+                continue;
+            }
+            let reject = |reason: String, stored: bool| Rejection { mutation_id: id.clone(), reason, stored };
+            let validated = match (&candidate.validated, verdicts.get(id.as_str())) {
+                (Err(reason), _) => {
+                    decisions.rejections.push(reject(reason.clone(), false));
+                    continue;
+                }
+                (Ok(_), Some(crate::server::Verdict::Deny(reason))) => {
+                    decisions.rejections.push(reject(reason.clone(), !denied_whole));
+                    continue;
+                }
+                (Ok(_), None) => {
+                    let reason = crate::protocol::mutation_callback::NO_DECISION.to_string();
+                    decisions.rejections.push(reject(reason, !denied_whole));
+                    continue;
+                }
+                (Ok(validated), Some(crate::server::Verdict::Allow)) => validated,
+            };
+            let Some(collection) = model.collection(&validated.collection) else {
+                decisions.rejections.push(reject("unknown collection".into(), false));
+                continue;
+            };
+            let key = (validated.collection.clone(), validated.record_id.clone());
+            let current = images.get(&key).cloned().flatten();
+            match validated.operation.apply(current.as_ref(), &collection.primary_key) {
+                Ok(after) => {
+                    images.insert(key, after.clone());
+                    decisions.writes.push(PlannedWrite {
+                        mutation_id: id.clone(),
+                        mutator: validated.name.clone(),
+                        collection: validated.collection.clone(),
+                        record_id: validated.record_id.clone(),
+                        operation: validated.operation.clone(),
+                        after,
+                    });
+                }
+                Err(reason) => decisions.rejections.push(reject(reason, true)),
+            }
+        }
+        decisions
+    }
+}
+
+/// The push's answer: one result per mutation of the request, in request order (a
+/// mutation id named twice is answered twice), for every id `outcomes` knows.
+pub fn answers(
+    mutations: &[PushMutation],
+    outcomes: &BTreeMap<String, MutationOutcome>,
+) -> Vec<MutationResult> {
+    mutations
+        .iter()
+        .filter_map(|mutation| {
+            outcomes
+                .get(&mutation.id)
+                .map(|outcome| MutationResult { id: mutation.id.clone(), outcome: outcome.clone() })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_constraints_are_refusals_and_everything_else_is_transient() {
+        let refused = [
+            "D1_ERROR: UNIQUE constraint failed: cards.id: SQLITE_CONSTRAINT",
+            "NOT NULL constraint failed: cards.body",
+            "CHECK constraint failed: body",
+        ];
+        for message in refused {
+            assert!(matches!(classify_sqlite_failure(message), WriteFailure::Refused(_)), "{message}");
+        }
+        let transient = [
+            "D1_ERROR: Network connection lost.",
+            "D1 DB is overloaded. Requests queued for too long.",
+            "database is locked",
+            "D1_ERROR: internal error; reference = abc",
+            "The object was reset because its code was updated.",
+            "no such table: cards",
+        ];
+        for message in transient {
+            assert!(matches!(classify_sqlite_failure(message), WriteFailure::Transient(_)), "{message}");
+        }
+    }
+
+    #[test]
+    fn postgres_integrity_and_data_errors_are_refusals() {
+        assert!(matches!(classify_postgres_failure(Some("23505"), "dup"), WriteFailure::Refused(_)));
+        assert!(matches!(classify_postgres_failure(Some("22001"), "too long"), WriteFailure::Refused(_)));
+        for code in [Some("40001"), Some("55P03"), Some("57014"), Some("08006"), None] {
+            assert!(matches!(classify_postgres_failure(code, "x"), WriteFailure::Transient(_)), "{code:?}");
+        }
+    }
+}

@@ -528,3 +528,24 @@ mod agrees_with_the_reference {
         }
     }
 }
+
+#[test]
+fn each_topics_poke_carries_what_a_pull_of_that_topic_hands_out() {
+    let db = upstream();
+    push(&db, vec![add(1, "card_a", "b1", "plans")]).expect("push");
+    let pushed = push(&db, vec![edit(2, "card_a", "b1", "new plans"), move_card(3, "card_a", "b1", "b2")])
+        .expect("push");
+    let carried = sync::fanout::carried_by_topic(&common::model(), &pushed.topics, &pushed.committed);
+    let b1 = &carried[&board("b1").to_string()];
+    let b2 = &carried[&board("b2").to_string()];
+    // b1: only the latest change, and without the image that now lives on b2.
+    assert_eq!(b1.iter().map(|c| (c.seq.0, c.row.is_some())).collect::<Vec<_>>(), vec![(3, false)]);
+    assert_eq!(
+        b2.iter().map(|c| (c.seq.0, c.row.as_ref().map(|r| r["body"].clone()))).collect::<Vec<_>>(),
+        vec![(3, Some(json!("new plans")))]
+    );
+    // The same as a pull of each topic from before the push.
+    for (topic, poke) in [("b1", b1), ("b2", b2)] {
+        assert_eq!(&pull(&db, 1, &[(topic, None)]).expect("pull").changes, poke);
+    }
+}

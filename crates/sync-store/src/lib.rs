@@ -656,7 +656,8 @@ fn install(
     tx.prepare_cached(
         "INSERT INTO sync_confirmed (collection, record_id, seq, row_json) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (collection, record_id) DO UPDATE SET seq = excluded.seq, row_json = excluded.row_json \
-         WHERE excluded.seq > sync_confirmed.seq",
+         WHERE excluded.seq > sync_confirmed.seq \
+            OR (excluded.seq = sync_confirmed.seq AND sync_confirmed.row_json IS NULL AND excluded.row_json IS NOT NULL)",
     )?
     .execute(params![collection, record_id, seq, json])?;
     Ok(())

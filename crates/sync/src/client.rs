@@ -130,7 +130,12 @@ impl ClientState {
 
     fn install(&mut self, collection: &str, record_id: &str, seq: Cursor, row: Option<Row>) {
         let key = (collection.to_string(), record_id.to_string());
-        let newer = self.confirmed.get(&key).is_none_or(|current| seq > current.seq);
+        // At one sequence number an image beats "no image": a record that left one of
+        // this client's topics is delivered there without its image, and with it on
+        // another topic the client also watches (`sync::pull::PullPlan::as_seen`).
+        let newer = self.confirmed.get(&key).is_none_or(|current| {
+            seq > current.seq || (seq == current.seq && current.row.is_none() && row.is_some())
+        });
         if newer {
             self.confirmed.insert(key, Confirmed { seq, row });
         }

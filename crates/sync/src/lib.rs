@@ -10,6 +10,7 @@
 //! - [`capture`]: triggers that log every write to a synced table, whoever makes it;
 //! - [`sql`]: parameterized SQL for SQLite (local + D1) and PostgreSQL;
 //! - [`changes`]: change log, cursors, topics, pull filtering, idempotency;
+//! - [`fanout`]: what each topic's poke carries (a one-topic pull of the push's changes);
 //! - [`cursors`]: per-topic cursors, so a poke's changes apply without a pull;
 //! - [`pokes`]: when a session pokes its client (at most once per cursor, bursts merged);
 //! - [`pull`]: the pull's rules (which changes a page hands out, cursors, refusals);
@@ -26,6 +27,7 @@ pub mod capture;
 pub mod changes;
 pub mod client;
 pub mod cursors;
+pub mod fanout;
 pub mod ids;
 pub mod migrations;
 pub mod model;

@@ -42,6 +42,7 @@ pub async fn push(
         let Pushed { committed, topics, one_transaction, response } = pushed;
         let cursor = response.cursor;
         let env = env.clone();
+        let carried = sync::fanout::carried_by_topic(engine.model(), &topics, &committed);
         ctx.wait_until(async move {
             let since = match one_transaction.then(|| committed.first().map(|change| change.seq)).flatten() {
                 Some(first) => predecessors(&db, &topics, first).await.unwrap_or_else(|error| {
@@ -50,7 +51,7 @@ pub async fn push(
                 }),
                 None => BTreeMap::new(),
             };
-            durable::poke_topics(env, topics, cursor.0, committed, since).await;
+            durable::poke_topics(env, topics, cursor.0, carried, since).await;
         });
         return Ok(Json(response));
     }

@@ -193,20 +193,13 @@ pub async fn poke_topics(
     env: Env,
     topics: Vec<String>,
     cursor: u64,
-    changes: Vec<sync::changes::Change>,
+    mut carried_by_topic: std::collections::BTreeMap<String, Vec<sync::changes::Change>>,
     since: std::collections::BTreeMap<String, u64>,
 ) {
     let pokes = topics.into_iter().map(|topic| {
         let env = env.clone();
-        // Each topic's own latest change per record: a record's later change on
-        // another topic must not hide the one that took it off this topic.
-        let on_topic = sync::changes::latest_per_record(
-            changes
-                .iter()
-                .filter(|change| change.topics.iter().any(|t| t.as_str() == topic))
-                .cloned()
-                .collect(),
-        );
+        // What a pull of this topic alone would hand out (`sync::fanout`).
+        let on_topic = carried_by_topic.remove(&topic).unwrap_or_default();
         let carried = serde_json::to_string(&on_topic).map_or(usize::MAX, |text| text.len());
         let on_topic = if carried <= sync::protocol::poke::MAX_CARRIED_BYTES { on_topic } else { Vec::new() };
         let since = if on_topic.is_empty() { None } else { since.get(&topic).copied() };

@@ -188,7 +188,7 @@ impl ChangeWatcher {
                 self.env.clone(),
                 announcement.topics.iter().map(ToString::to_string).collect(),
                 announcement.mark.0,
-                Vec::new(),
+                std::collections::BTreeMap::new(),
                 std::collections::BTreeMap::new(),
             )
             .await;

@@ -10,7 +10,7 @@ use sync::SyncModel;
 use sync::changes::{Change, ChangeKind, Cursor, Topic};
 use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
 use sync::protocol::push::{MutationOutcome, PushRequest, PushResponse};
-use sync::push::{PlannedWrite, PushPlan, RecordKey};
+use sync::push::{PlannedWrite, PushPlan, RecordKey, Rejection};
 use sync::sql::{self, Dialect, Statement};
 use worker::{Context, Env};
 
@@ -116,13 +116,27 @@ pub async fn run<D: Database>(
     let mut outcomes = decisions.answered;
 
     // Every allowed write in one upstream transaction, each with its change-log row
-    // and outcome; if the transaction is refused (a racing retry, a conflicting
+    // and outcome, and the stored rejections with them: a push's answers land together
+    // or not at all. If the transaction is refused (a racing retry, a conflicting
     // write), one transaction per write so a refusal rejects only its own write. A
     // transient failure decides nothing: 503, nothing stored.
-    let (applied_all, head_after) = apply_all(model, db, client, &decisions.writes, now).await?;
+    let stored_rejections: Vec<(&Rejection, &str)> = decisions
+        .rejections
+        .iter()
+        .filter(|rejection| rejection.stored)
+        .map(|rejection| {
+            let mutator = request
+                .mutations
+                .iter()
+                .find(|m| m.id == rejection.mutation_id)
+                .map_or("", |m| m.name.as_str());
+            (rejection, mutator)
+        })
+        .collect();
+    let applied = apply_all(model, db, client, &decisions.writes, &stored_rejections, now).await?;
     let mut committed = Vec::new();
     let mut touched = BTreeSet::new();
-    for (write, Applied { outcome, topics }) in decisions.writes.iter().zip(applied_all) {
+    for (write, Applied { outcome, topics }) in decisions.writes.iter().zip(applied.writes) {
         if let MutationOutcome::Confirmed { row, seq } = &outcome {
             touched.extend(topics.iter().map(ToString::to_string));
             committed.push(Change {
@@ -138,20 +152,11 @@ pub async fn run<D: Database>(
         }
         outcomes.insert(write.mutation_id.clone(), outcome);
     }
-    for rejection in decisions.rejections {
-        let outcome = if rejection.stored {
-            let mutator = request
-                .mutations
-                .iter()
-                .find(|m| m.id == rejection.mutation_id)
-                .map_or("", |m| m.name.as_str());
-            record_rejection(model, db, client, &rejection.mutation_id, mutator, &rejection.reason, now)
-                .await?
-        } else {
-            MutationOutcome::Rejected { reason: rejection.reason }
-        };
-        outcomes.insert(rejection.mutation_id, outcome);
+    outcomes.extend(applied.rejections);
+    for rejection in decisions.rejections.into_iter().filter(|rejection| !rejection.stored) {
+        outcomes.insert(rejection.mutation_id, MutationOutcome::Rejected { reason: rejection.reason });
     }
+    let head_after = applied.head;
 
     let cursor = match head_after {
         Some(head) => head,
@@ -324,30 +329,50 @@ fn statements(
         .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))
 }
 
-/// Applies the writes in one transaction, or one by one if the database refuses it.
-/// With the one transaction, the log head after it comes back too (read inside it:
-/// no extra round trip for the cursor the push answers). A transient failure is the
-/// push's answer (503): nothing was decided, and whatever did commit is answered from
-/// its stored outcome on the retry.
+/// What applying a push's decisions gave.
+struct AppliedAll {
+    /// Each write's outcome, in order.
+    writes: Vec<Applied>,
+    /// The stored rejections' answers (a racing retry's stored answer stands).
+    rejections: Vec<(String, MutationOutcome)>,
+    /// The log head after the one transaction (read inside it); `None` after the
+    /// fallback.
+    head: Option<Cursor>,
+}
+
+/// Applies the writes and stores the rejections in one transaction, or one by one if
+/// the database refuses it. With the one transaction, the log head after it comes
+/// back too (read inside it: no extra round trip for the cursor the push answers). A
+/// transient failure is the push's answer (503): nothing was decided, and whatever
+/// did commit is answered from its stored outcome on the retry.
 async fn apply_all<D: Database>(
     model: &SyncModel,
     db: &D,
     client: &str,
     writes: &[PlannedWrite],
+    rejections: &[(&Rejection, &str)],
     now: i64,
-) -> Result<(Vec<Applied>, Option<Cursor>), ApiError> {
-    if writes.is_empty() {
-        return Ok((Vec::new(), None));
+) -> Result<AppliedAll, ApiError> {
+    if writes.is_empty() && rejections.is_empty() {
+        return Ok(AppliedAll { writes: Vec::new(), rejections: Vec::new(), head: None });
     }
     let planned: Vec<Vec<Statement>> = writes
         .iter()
         .map(|write| statements(model, db.dialect(), client, write, now))
         .collect::<Result<_, _>>()?;
-    let mut all: Vec<Statement> = planned.iter().flatten().cloned().collect();
+    let mut all: Vec<Statement> = Vec::new();
+    let mut refused = Vec::new();
+    for (rejection, _) in rejections {
+        let outcome = MutationOutcome::Rejected { reason: rejection.reason.clone() };
+        let json = serde_json::to_string(&outcome).map_err(ApiError::upstream)?;
+        all.push(sql::record_mutation(db.dialect(), client, &rejection.mutation_id, &json, now));
+        refused.push((rejection.mutation_id.clone(), outcome));
+    }
+    all.extend(planned.iter().flatten().cloned());
     all.push(head_statement(db.dialect()));
     match db.write(&all).await {
         Ok(results) => {
-            let mut results = results.into_iter();
+            let mut results = results.into_iter().skip(rejections.len());
             let mut outcomes = Vec::new();
             for (write, statements) in writes.iter().zip(&planned) {
                 let rows = results.by_ref().take(statements.len()).last().unwrap_or_default();
@@ -355,7 +380,8 @@ async fn apply_all<D: Database>(
                     .ok_or_else(|| ApiError::upstream("an applied mutation left no outcome"))?;
                 outcomes.push(answer);
             }
-            return Ok((outcomes, results.next().map(|rows| head_of(&rows))));
+            let head = results.next().map(|rows| head_of(&rows));
+            return Ok(AppliedAll { writes: outcomes, rejections: refused, head });
         }
         Err(error) if error.is_transient() => return Err(error),
         Err(_) => {}
@@ -364,7 +390,14 @@ async fn apply_all<D: Database>(
     for (write, statements) in writes.iter().zip(&planned) {
         outcomes.push(apply_one(model, db, client, write, statements, now).await?);
     }
-    Ok((outcomes, None))
+    let mut answers = Vec::new();
+    for (rejection, mutator) in rejections {
+        let outcome =
+            record_rejection(model, db, client, &rejection.mutation_id, mutator, &rejection.reason, now)
+                .await?;
+        answers.push((rejection.mutation_id.clone(), outcome));
+    }
+    Ok(AppliedAll { writes: outcomes, rejections: answers, head: None })
 }
 
 /// One write in its own transaction (the fallback path).

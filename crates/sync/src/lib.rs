@@ -16,6 +16,8 @@
 //! - [`pull`]: the pull's rules (which changes a page hands out, cursors, refusals);
 //! - [`push`]: the push pipeline's rules (one plan, driven by the reference and the
 //!   connector alike);
+//! - [`session`]: a client session's decisions (owner, topics, authorization window,
+//!   what a poke sends);
 //! - [`server`]: the reference upstream semantics (apply, idempotency, change log);
 //! - [`client`]: the client-side state rules (confirmed rows + pending outbox);
 //! - [`protocol`]: wire types, one module per message;
@@ -38,6 +40,7 @@ pub mod pull;
 pub mod push;
 pub mod schema;
 pub mod server;
+pub mod session;
 pub mod sql;
 pub mod typed;
 pub mod view;

@@ -1,7 +1,9 @@
-//! One object per session: owner, watched topics, sockets, and the poke gate (what
-//! its client has pulled and been told; see `sync::pokes`).
+//! One object per session: a thin shell over `sync::session::SessionState` (owner,
+//! watched topics, their authorization, the poke gate), kept in the object's storage,
+//! plus the hibernating WebSockets that carry out its pokes.
 
-use sync::pokes::{HOLD_MS, PokeDecision, PokeGate};
+use sync::pokes::{HOLD_MS, PokeGate};
+use sync::session::{OnPoke, Outgoing, SessionState};
 use sync::protocol::poke::ServerMessage;
 use worker::{
     DurableObject, Env, Request, Response, Result, SqlStorage, State, WebSocket, WebSocketIncomingMessage,
@@ -12,10 +14,9 @@ use super::calls::{Claim, Delivered, Poke, Watch};
 use super::stubs::{post_json, subscription_stub, tell_watcher};
 use super::{error_response, json_response};
 
-/// How long the app's "yes" to a topic lets pokes carry its rows: a client pulls
-/// after pokes (each pull asks the query callback again), so an active session stays
-/// fresh, and a user the app stops allowing gets rows by poke for at most this long.
-const AUTHORIZATION_FRESH_MS: i64 = 30_000;
+fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
+}
 
 #[durable_object]
 pub struct ClientSession {
@@ -52,49 +53,36 @@ impl DurableObject for ClientSession {
                 let Ok(claim) = req.json::<Claim>().await else {
                     return error_response(400, "malformed_json", "expected a claim");
                 };
-                if let Err(owner) = self.claim(&claim) {
+                let before = self.load()?;
+                let mut session = before.clone();
+                if let Err(owner) = session.claim(&claim.client_id) {
                     return error_response(
                         403,
                         "session_mismatch",
                         &format!("session {} belongs to another client than {owner}", claim.session_id),
                     );
                 }
-                if let Some(cursor) = claim.cursor {
-                    let mut gate = self.gate()?;
-                    let release = gate.on_acknowledged(cursor);
-                    self.save_gate(&gate)?;
-                    if let Some(cursor) = release {
-                        self.send_poke(cursor, Vec::new(), "", None)?;
-                    }
+                let subscribed = session.subscribe(&claim.topics, claim.cursor, now_ms());
+                self.save(&claim.session_id, &before, &session)?;
+                if let Some(release) = subscribed.release {
+                    self.send_poke(release)?;
                 }
-                let added = self.add_topics(&claim.topics)?;
-                self.authorized_now(&claim.topics)?;
-                self.watch_all(&claim.session_id, &added).await;
-                json_response(200, &serde_json::json!({ "topics": self.topics()?.len() }))
+                self.watch_all(&claim.session_id, &subscribed.added).await;
+                json_response(200, &serde_json::json!({ "topics": session.topics.len() }))
             }
             "/poke" => {
                 let Ok(poke) = req.json::<Poke>().await else {
                     return error_response(400, "malformed_json", "expected a poke");
                 };
-                // Rows ride along only while the app's last "yes" for this topic is
-                // recent; otherwise the client pulls, which asks again.
-                let (changes, since) = if poke.changes.is_empty() || !self.recently_authorized(&poke.topic)? {
-                    (Vec::new(), None)
-                } else {
-                    (poke.changes, poke.since)
-                };
-                let mut gate = self.gate()?;
-                let decision = if changes.is_empty() {
-                    gate.on_change(poke.cursor)
-                } else {
-                    gate.on_carried(poke.cursor)
-                };
-                self.save_gate(&gate)?;
+                // Only what a poke decides on: the topic's authorization and the gate.
+                let mut session = self.load_for_poke(&poke.topic)?;
+                let decision = session.poke(&poke.topic, poke.cursor, poke.changes, poke.since, now_ms());
+                self.save_gate(&session.gate)?;
                 let sockets = match decision {
-                    PokeDecision::Send(cursor) => self.send_poke(cursor, changes, &poke.topic, since)?,
+                    OnPoke::Send(outgoing) => self.send_poke(outgoing)?,
                     // Skipped or held, the session is live while it has a socket.
-                    PokeDecision::Skip => self.state.get_websockets().len(),
-                    PokeDecision::Hold { set_alarm } => {
+                    OnPoke::Skip => self.state.get_websockets().len(),
+                    OnPoke::Hold { set_alarm } => {
                         if set_alarm {
                             let hold_ms = i64::try_from(HOLD_MS).unwrap_or(500);
                             self.state.storage().set_alarm(hold_ms).await?;
@@ -112,11 +100,11 @@ impl DurableObject for ClientSession {
 
     /// The hold alarm: a merged poke its client did not pull for goes out now.
     async fn alarm(&self) -> Result<Response> {
-        let mut gate = self.gate()?;
-        let release = gate.on_alarm();
-        self.save_gate(&gate)?;
-        if let Some(cursor) = release {
-            self.send_poke(cursor, Vec::new(), "", None)?;
+        let mut session = SessionState { gate: self.gate()?, ..SessionState::default() };
+        let release = session.alarm();
+        self.save_gate(&session.gate)?;
+        if let Some(outgoing) = release {
+            self.send_poke(outgoing)?;
         }
         Response::ok("")
     }
@@ -144,30 +132,68 @@ impl DurableObject for ClientSession {
 }
 
 impl ClientSession {
-    /// Binds the session to its first client; afterwards only that client may use it.
-    /// `Err` carries the client that owns it.
-    fn claim(&self, claim: &Claim) -> std::result::Result<(), String> {
+    /// The session's state as its storage holds it (see `sync::session`).
+    fn load(&self) -> Result<SessionState> {
         #[derive(serde::Deserialize)]
         struct Owner {
             client_id: String,
         }
-        let owners: Vec<Owner> = self
-            .sql
-            .exec("SELECT client_id FROM owner LIMIT 1", None)
-            .and_then(|cursor| cursor.to_array())
-            .map_err(|error| error.to_string())?;
-        match owners.first() {
-            Some(owner) if owner.client_id == claim.client_id => Ok(()),
-            Some(_) => Err(claim.client_id.clone()),
-            None => self
-                .sql
-                .exec(
-                    "INSERT INTO owner (session_id, client_id) VALUES (?, ?)",
-                    vec![claim.session_id.clone().into(), claim.client_id.clone().into()],
-                )
-                .map(|_| ())
-                .map_err(|error| error.to_string()),
+        #[derive(serde::Deserialize)]
+        struct Auth {
+            topic: String,
+            at_ms: i64,
         }
+        let owners: Vec<Owner> = self.sql.exec("SELECT client_id FROM owner LIMIT 1", None)?.to_array()?;
+        let auth: Vec<Auth> = self.sql.exec("SELECT topic, at_ms FROM topic_auth", None)?.to_array()?;
+        Ok(SessionState {
+            owner: owners.into_iter().next().map(|owner| owner.client_id),
+            topics: self.topics()?.into_iter().collect(),
+            authorized_at: auth.into_iter().map(|row| (row.topic, row.at_ms)).collect(),
+            gate: self.gate()?,
+        })
+    }
+
+    /// The part of the state a poke for `topic` reads (one row each).
+    fn load_for_poke(&self, topic: &str) -> Result<SessionState> {
+        #[derive(serde::Deserialize)]
+        struct Auth {
+            at_ms: i64,
+        }
+        let auth: Vec<Auth> =
+            self.sql.exec("SELECT at_ms FROM topic_auth WHERE topic = ?", vec![topic.into()])?.to_array()?;
+        let mut session = SessionState { gate: self.gate()?, ..SessionState::default() };
+        if let Some(row) = auth.first() {
+            session.authorized_at.insert(topic.to_string(), row.at_ms);
+        }
+        Ok(session)
+    }
+
+    /// Stores what changed between `before` and `after`.
+    fn save(&self, session_id: &str, before: &SessionState, after: &SessionState) -> Result<()> {
+        if before.owner.is_none()
+            && let Some(client_id) = &after.owner
+        {
+            self.sql.exec(
+                "INSERT INTO owner (session_id, client_id) VALUES (?, ?)",
+                vec![session_id.into(), client_id.clone().into()],
+            )?;
+        }
+        for topic in after.topics.difference(&before.topics) {
+            self.sql.exec("INSERT OR IGNORE INTO topics (topic) VALUES (?)", vec![topic.clone().into()])?;
+        }
+        for (topic, at_ms) in &after.authorized_at {
+            if before.authorized_at.get(topic) != Some(at_ms) {
+                self.sql.exec(
+                    "INSERT INTO topic_auth (topic, at_ms) VALUES (?, ?) \
+                     ON CONFLICT (topic) DO UPDATE SET at_ms = excluded.at_ms",
+                    vec![topic.clone().into(), (*at_ms).into()],
+                )?;
+            }
+        }
+        if before.gate != after.gate {
+            self.save_gate(&after.gate)?;
+        }
+        Ok(())
     }
 
     fn session_id(&self) -> Result<Option<String>> {
@@ -209,49 +235,13 @@ impl ClientSession {
         Ok(())
     }
 
-    /// Records that the app's query callback just allowed `topics` to this client.
-    fn authorized_now(&self, topics: &[String]) -> Result<()> {
-        let now = worker::Date::now().as_millis() as i64;
-        for topic in topics {
-            self.sql.exec(
-                "INSERT INTO topic_auth (topic, at_ms) VALUES (?, ?) \
-                 ON CONFLICT (topic) DO UPDATE SET at_ms = excluded.at_ms",
-                vec![topic.clone().into(), now.into()],
-            )?;
-        }
-        Ok(())
-    }
-
-    fn recently_authorized(&self, topic: &str) -> Result<bool> {
-        #[derive(serde::Deserialize)]
-        struct Row {
-            at_ms: i64,
-        }
-        let rows: Vec<Row> =
-            self.sql.exec("SELECT at_ms FROM topic_auth WHERE topic = ?", vec![topic.into()])?.to_array()?;
-        let now = worker::Date::now().as_millis() as i64;
-        Ok(rows.first().is_some_and(|row| now - row.at_ms <= AUTHORIZATION_FRESH_MS))
-    }
-
-    /// Tells every socket of the session that the log reached `cursor` (with
-    /// `changes`, if any); returns how many sockets it reached.
-    fn send_poke(
-        &self,
-        cursor: u64,
-        changes: Vec<sync::Change>,
-        topic: &str,
-        since: Option<u64>,
-    ) -> Result<usize> {
-        // Where the changes begin is only meaningful with the changes.
-        let (topic, since) = match since {
-            Some(since) if !changes.is_empty() => (Some(topic.to_string()), Some(sync::Cursor(since))),
-            _ => (None, None),
-        };
+    /// Sends a poke to every socket of the session; returns how many it reached.
+    fn send_poke(&self, outgoing: Outgoing) -> Result<usize> {
         let text = serde_json::to_string(&ServerMessage::Poke {
-            cursor: sync::Cursor(cursor),
-            changes,
-            topic,
-            since,
+            cursor: sync::Cursor(outgoing.cursor),
+            changes: outgoing.changes,
+            topic: outgoing.topic,
+            since: outgoing.since,
         })?;
         Ok(self.state.get_websockets().iter().filter(|socket| socket.send_with_str(&text).is_ok()).count())
     }
@@ -263,20 +253,6 @@ impl ClientSession {
         }
         let rows: Vec<Row> = self.sql.exec("SELECT topic FROM topics", None)?.to_array()?;
         Ok(rows.into_iter().map(|row| row.topic).collect())
-    }
-
-    /// Stores topics; returns the ones that are new.
-    fn add_topics(&self, topics: &[String]) -> Result<Vec<String>> {
-        let known = self.topics()?;
-        let mut added = Vec::new();
-        for topic in topics {
-            if !known.contains(topic) && !added.contains(topic) {
-                self.sql
-                    .exec("INSERT OR IGNORE INTO topics (topic) VALUES (?)", vec![topic.clone().into()])?;
-                added.push(topic.clone());
-            }
-        }
-        Ok(added)
     }
 
     async fn watch_all(&self, session_id: &str, topics: &[String]) {
@@ -301,14 +277,16 @@ impl ClientSession {
         let (Some(session_id), Some(client_id)) = (param("session_id"), param("client_id")) else {
             return error_response(400, "invalid_id", "session_id and client_id are required");
         };
-        let claim = Claim { session_id: session_id.clone(), client_id, topics: Vec::new(), cursor: None };
-        if let Err(owner) = self.claim(&claim) {
+        let before = self.load()?;
+        let mut session = before.clone();
+        if let Err(owner) = session.claim(&client_id) {
             return error_response(
                 403,
                 "session_mismatch",
                 &format!("session belongs to another client than {owner}"),
             );
         }
+        self.save(&session_id, &before, &session)?;
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
         let topics = self.topics()?;

@@ -1,0 +1,182 @@
+//! A client session's decisions, without I/O: who owns it, which topics it watches,
+//! when the app last allowed each, and what a poke for a topic sends to its client.
+//! The ClientSession Durable Object keeps this state in its storage and carries out
+//! what the methods answer; the simulation drives the same type.
+//!
+//! Rules:
+//! - a session belongs to the first client that used it; any other is refused;
+//! - a poke carries a topic's rows only while the app's query callback allowed that
+//!   topic to this session within [`AUTHORIZATION_FRESH_MS`] (every query and pull
+//!   asks again); otherwise it carries no rows and the client pulls, which asks;
+//! - when to poke at all is the [`PokeGate`]'s decision.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::changes::{Change, Cursor};
+use crate::pokes::{PokeDecision, PokeGate};
+
+/// How long the app's "yes" to a topic lets pokes carry its rows. A user the app stops
+/// allowing gets rows by poke for at most this long (the documented revocation window).
+pub const AUTHORIZATION_FRESH_MS: i64 = 30_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    pub owner: Option<String>,
+    pub topics: BTreeSet<String>,
+    /// When the app's query callback last allowed each topic to this session.
+    pub authorized_at: BTreeMap<String, i64>,
+    pub gate: PokeGate,
+}
+
+/// A poke to send to the session's sockets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub cursor: u64,
+    pub changes: Vec<Change>,
+    /// With changes: their topic and where they begin (see [`crate::cursors`]).
+    pub topic: Option<String>,
+    pub since: Option<Cursor>,
+}
+
+impl Outgoing {
+    fn bare(cursor: u64) -> Self {
+        Self { cursor, changes: Vec::new(), topic: None, since: None }
+    }
+}
+
+/// What a poke for a topic makes the session do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnPoke {
+    Send(Outgoing),
+    Skip,
+    /// Held behind the outstanding poke; `set_alarm`: start the hold alarm.
+    Hold {
+        set_alarm: bool,
+    },
+}
+
+/// What a subscription (a query or a pull) changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Subscribed {
+    /// Topics watched for the first time: the topic objects must learn of the session.
+    pub added: Vec<String>,
+    /// A held poke to send now (the client pulled through the outstanding one).
+    pub release: Option<Outgoing>,
+}
+
+impl SessionState {
+    /// Binds the session to `client` on first use. `Err(owner)`: another client's.
+    pub fn claim(&mut self, client: &str) -> Result<(), String> {
+        match &self.owner {
+            Some(owner) if owner == client => Ok(()),
+            Some(owner) => Err(owner.clone()),
+            None => {
+                self.owner = Some(client.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// The app just allowed `topics` to this session (a query or a pull), at `now_ms`;
+    /// `acknowledged`: the client holds every change through it.
+    pub fn subscribe(&mut self, topics: &[String], acknowledged: Option<u64>, now_ms: i64) -> Subscribed {
+        let release = acknowledged.and_then(|cursor| self.gate.on_acknowledged(cursor)).map(Outgoing::bare);
+        let mut added = Vec::new();
+        for topic in topics {
+            if self.topics.insert(topic.clone()) {
+                added.push(topic.clone());
+            }
+            self.authorized_at.insert(topic.clone(), now_ms);
+        }
+        Subscribed { added, release }
+    }
+
+    /// Whether the app allowed `topic` recently enough for pokes to carry its rows.
+    pub fn recently_authorized(&self, topic: &str, now_ms: i64) -> bool {
+        self.authorized_at.get(topic).is_some_and(|at| now_ms - at <= AUTHORIZATION_FRESH_MS)
+    }
+
+    /// The log reached `cursor` on `topic`, with `changes` (what a pull of the topic
+    /// would hand out of them) beginning after `since`.
+    pub fn poke(
+        &mut self,
+        topic: &str,
+        cursor: u64,
+        changes: Vec<Change>,
+        since: Option<u64>,
+        now_ms: i64,
+    ) -> OnPoke {
+        // Rows ride along only while the app's last "yes" for this topic is recent;
+        // otherwise the client pulls, which asks again.
+        let changes =
+            if changes.is_empty() || !self.recently_authorized(topic, now_ms) { Vec::new() } else { changes };
+        let decision =
+            if changes.is_empty() { self.gate.on_change(cursor) } else { self.gate.on_carried(cursor) };
+        match decision {
+            PokeDecision::Skip => OnPoke::Skip,
+            PokeDecision::Hold { set_alarm } => OnPoke::Hold { set_alarm },
+            PokeDecision::Send(cursor) => {
+                // Where the changes begin is only meaningful with the changes.
+                let (topic, since) = match since {
+                    Some(since) if !changes.is_empty() => (Some(topic.to_string()), Some(Cursor(since))),
+                    _ => (None, None),
+                };
+                OnPoke::Send(Outgoing { cursor, changes, topic, since })
+            }
+        }
+    }
+
+    /// The hold alarm fired.
+    pub fn alarm(&mut self) -> Option<Outgoing> {
+        self.gate.on_alarm().map(Outgoing::bare)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(seq: u64) -> Change {
+        Change {
+            seq: Cursor(seq),
+            collection: "cards".into(),
+            record_id: "card_a".into(),
+            kind: crate::changes::ChangeKind::Upsert,
+            row: Some(crate::schema::Row::new()),
+            topics: Vec::new(),
+            client_id: String::new(),
+            mutation_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_session_is_its_first_clients() {
+        let mut session = SessionState::default();
+        assert_eq!(session.claim("client_a"), Ok(()));
+        assert_eq!(session.claim("client_a"), Ok(()));
+        assert_eq!(session.claim("client_b"), Err("client_a".into()));
+    }
+
+    #[test]
+    fn rows_ride_along_only_within_the_authorization_window() {
+        let mut session = SessionState::default();
+        let added = session.subscribe(&["t".into()], None, 1_000);
+        assert_eq!(added.added, vec!["t".to_string()]);
+        let OnPoke::Send(sent) = session.poke("t", 1, vec![change(1)], Some(0), 1_000 + AUTHORIZATION_FRESH_MS)
+        else {
+            panic!("sent");
+        };
+        assert_eq!((sent.changes.len(), sent.since), (1, Some(Cursor(0))));
+        let OnPoke::Send(late) = session.poke("t", 2, vec![change(2)], Some(1), 1_001 + AUTHORIZATION_FRESH_MS)
+        else {
+            panic!("sent");
+        };
+        assert!(late.changes.is_empty() && late.since.is_none(), "past the window: no rows, the client pulls");
+        // A topic never allowed carries nothing either.
+        session.gate = PokeGate::default();
+        let OnPoke::Send(other) = session.poke("u", 3, vec![change(3)], Some(2), 1_000) else { panic!("sent") };
+        assert!(other.changes.is_empty());
+    }
+}

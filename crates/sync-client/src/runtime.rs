@@ -32,20 +32,19 @@ use gloo_net::websocket::Message;
 use gloo_net::websocket::futures::WebSocket;
 use serde_json::Value;
 use sync::SyncModel;
-use sync::cursors::TopicCursors;
 use sync::model::MutationContext;
 use sync::protocol::PROTOCOL_VERSION;
 use sync::protocol::poke::ServerMessage;
-use sync::protocol::pull::{PullRequest, PullResponse, Subscription};
-use sync::protocol::push::{PushRequest, PushResponse};
+use sync::protocol::pull::PullResponse;
+use sync::protocol::push::PushResponse;
 use sync::protocol::query::{QueryRequest, QueryResponse};
+use sync_store::driver::{Failure, SyncDriver};
 use sync_store::{LocalStore, MutationState, Touched};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{BroadcastChannel, DedicatedWorkerGlobalScope, MessageEvent};
 
 const DATABASE_FILE: &str = "local.db";
-const PUSH_BATCH: usize = 100;
 /// A query whose snapshot could not be fetched (offline, server unavailable) is
 /// fetched again after this pause.
 const SNAPSHOT_RETRY_MS: u32 = 2_000;
@@ -84,10 +83,9 @@ async fn backoff_sleep(runtime: &Runtime, ms: u32) {
     }
 }
 
-/// Exponential backoff with jitter: 250 ms doubling to 30 s.
+/// Exponential backoff with jitter (`sync_store::driver::backoff_ms`).
 fn backoff_ms(attempt: u32) -> u32 {
-    let base = 250u32.saturating_mul(1 << attempt.min(7)).min(30_000);
-    base / 2 + (js_sys::Math::random() * f64::from(base / 2)) as u32
+    sync_store::driver::backoff_ms(attempt, js_sys::Math::random())
 }
 
 struct Runtime {
@@ -112,15 +110,9 @@ struct Runtime {
     syncing: Cell<bool>,
     session_id: String,
     origin: String,
-    subscriptions: RefCell<BTreeMap<String, Subscription>>,
-    /// Where each subscribed topic stands (`sync::cursors`): a snapshot or a poke
-    /// moves one topic; the store's cursor is what the last pull covered for all.
-    topic_cursors: RefCell<TopicCursors>,
-    /// Topics whose server snapshot is installed.
-    synced: RefCell<std::collections::BTreeSet<String>>,
-    /// Topics the server refused (their callback said no), with its reason. Not
-    /// fetched again until the user signs in anew.
-    denied: RefCell<BTreeMap<String, String>>,
+    /// The sync loop's decisions (queries, where each stands, refused ones): plain
+    /// code in `sync_store::driver`; this worker carries them out.
+    driver: RefCell<SyncDriver>,
     pushing: Cell<bool>,
     push_again: Cell<bool>,
     pulling: Cell<bool>,
@@ -191,59 +183,15 @@ impl Runtime {
         let status = response.status();
         let text = response.text().await.map_err(|e| Failure::Network(e.to_string()))?;
         if (200..300).contains(&status) {
-            serde_json::from_str(&text).map_err(|e| Failure::Fatal(format!("unreadable answer: {e}")))
-        } else if status == 401
-            && let Ok(body) = serde_json::from_str::<sync::protocol::error::ErrorBody>(&text)
-            && body.error == sync::protocol::error::NEEDS_AUTH
-        {
-            if *self.token.borrow() == token {
-                Err(Failure::NeedsAuth(body.reason))
-            } else {
-                // Sent with a token that has been renewed since: just send it again.
-                Err(Failure::Unavailable(format!("signed in again; retrying ({})", body.reason)))
-            }
-        } else if status == 410
-            && let Ok(body) = serde_json::from_str::<sync::protocol::error::ErrorBody>(&text)
-            && body.error == sync::protocol::error::RESYNC_REQUIRED
-        {
-            Err(Failure::Resync(body.reason))
-        } else if status >= 500 || status == 429 {
-            let reason = serde_json::from_str::<sync::protocol::error::ErrorBody>(&text)
-                .map_or_else(|_| format!("HTTP {status}: {text}"), |body| body.reason);
-            Err(Failure::Unavailable(reason))
-        } else {
-            // The connector's errors are `{"error", "reason"}`: the reason says it best.
-            let reason = serde_json::from_str::<sync::protocol::error::ErrorBody>(&text)
-                .map_or_else(|_| format!("HTTP {status}: {text}"), |body| body.reason);
-            Err(Failure::Fatal(reason))
+            return serde_json::from_str(&text)
+                .map_err(|e| Failure::Fatal(format!("unreadable answer: {e}")));
         }
-    }
-}
-
-/// Why a request to the connector failed.
-enum Failure {
-    /// Worth retrying: the connector is unreachable (offline).
-    Network(String),
-    /// Worth retrying: the connector answered but could not decide now (5xx, e.g. the
-    /// app's callback is down). Nothing was decided; the browser is still online.
-    Unavailable(String),
-    /// Worth retrying with a new token: the user's sign-in is missing or expired.
-    NeedsAuth(String),
-    /// The pull's cursor is older than the compacted change log: fetch the queries'
-    /// snapshots again.
-    Resync(String),
-    /// Retrying will not help (the request itself is refused).
-    Fatal(String),
-}
-
-impl Failure {
-    fn into_reason(self) -> String {
-        match self {
-            Failure::Network(reason)
-            | Failure::Unavailable(reason)
-            | Failure::NeedsAuth(reason)
-            | Failure::Resync(reason)
-            | Failure::Fatal(reason) => reason,
+        match Failure::from_status(status, &text) {
+            // Sent with a token that has been renewed since: just send it again.
+            Failure::NeedsAuth(reason) if *self.token.borrow() != token => {
+                Err(Failure::Unavailable(format!("signed in again; retrying ({reason})")))
+            }
+            failure => Err(failure),
         }
     }
 }
@@ -254,6 +202,7 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
     console_error_panic_hook::set_once();
     let origin = scope().location().origin();
     let channel = BroadcastChannel::new(&app.tabs_channel()).ok();
+    let session_id = crate::new_id(sync::ids::SESSION);
     let runtime = Rc::new(Runtime {
         model,
         app,
@@ -268,12 +217,9 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
         storage: Cell::new(Storage::Memory),
         token: RefCell::new(String::new()),
         syncing: Cell::new(false),
-        session_id: crate::new_id(sync::ids::SESSION),
+        driver: RefCell::new(SyncDriver::new(session_id.clone())),
+        session_id,
         origin,
-        subscriptions: RefCell::new(BTreeMap::new()),
-        topic_cursors: RefCell::new(TopicCursors::default()),
-        synced: RefCell::new(std::collections::BTreeSet::new()),
-        denied: RefCell::new(BTreeMap::new()),
         pushing: Cell::new(false),
         push_again: Cell::new(false),
         pulling: Cell::new(false),
@@ -483,7 +429,9 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
                 spawn_pull(runtime);
             }
             // A new sign-in may be allowed what the last one was not.
-            if !std::mem::take(&mut *runtime.denied.borrow_mut()).is_empty() {
+            let had_refusals = runtime.driver.borrow().has_refusals();
+            runtime.driver.borrow_mut().signed_in();
+            if had_refusals {
                 runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None });
             }
             start_sync(runtime);
@@ -534,14 +482,10 @@ fn query(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, Stri
         Ok((validated, rows, pending))
     })?;
     let topic = validated.topic.to_string();
-    let synced = runtime.synced.borrow().contains(&topic);
-    let error = runtime.denied.borrow().get(&topic).cloned();
-    let is_new = error.is_none() && !runtime.subscriptions.borrow().contains_key(&topic);
+    let synced = runtime.driver.borrow().is_synced(&topic);
+    let error = runtime.driver.borrow().denied(&topic).map(str::to_string);
+    let is_new = runtime.driver.borrow_mut().subscribe(&validated);
     if is_new {
-        runtime.subscriptions.borrow_mut().insert(
-            topic,
-            Subscription { name: validated.name.clone(), args: validated.args.clone(), cursor: None },
-        );
         let runtime = runtime.clone();
         wasm_bindgen_futures::spawn_local(async move { fetch_snapshot(&runtime, validated).await });
     }
@@ -575,16 +519,14 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
             // One local transaction: the rows, and (for a store that has pulled
             // nothing yet) the cursor they are exact at, so no pull re-reads them.
             let installed = runtime.with_store(|store| {
-                store
-                    .apply_snapshot(&validated.select, &answer.rows, answer.cursor)
+                runtime
+                    .driver
+                    .borrow_mut()
+                    .on_snapshot(store, &validated, &answer.rows, answer.cursor)
                     .map_err(|e| e.to_string())
             });
             match installed {
                 Ok(_) => {
-                    // The query starts where its snapshot is exact: no pull reads its
-                    // changes up to there again.
-                    runtime.topic_cursors.borrow_mut().snapshot(validated.topic.as_str(), answer.cursor);
-                    runtime.synced.borrow_mut().insert(validated.topic.to_string());
                     runtime.emit(FromWorker::Changed {
                         collections: vec![validated.select.collection.clone()],
                         records: None,
@@ -604,7 +546,7 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
                 runtime.needs_auth.set(true);
                 runtime.post_status();
             }
-            let reason = failure.into_reason();
+            let reason = failure.reason().to_string();
             // Not an answer: fetch it again later. Forgetting the subscription makes
             // the query's next run (the Changed below, after a pause) fetch it anew.
             *runtime.last_error.borrow_mut() = Some(reason);
@@ -616,16 +558,14 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
                 } else {
                     backoff_sleep(&runtime, SNAPSHOT_RETRY_MS).await;
                 }
-                runtime.subscriptions.borrow_mut().remove(&topic);
+                runtime.driver.borrow_mut().forget(&topic);
                 runtime.emit(FromWorker::Changed { collections: vec![collection], records: None });
             });
         }
         Err(Failure::Fatal(reason)) => {
             // The server refused this query (e.g. its callback said no): show it on
             // this query, and leave it out of pulls, which would fail whole.
-            let topic = validated.topic.to_string();
-            runtime.subscriptions.borrow_mut().remove(&topic);
-            runtime.denied.borrow_mut().insert(topic, reason);
+            runtime.driver.borrow_mut().refused(validated.topic.as_str(), reason);
             runtime.emit(FromWorker::Changed {
                 collections: vec![validated.select.collection.clone()],
                 records: None,
@@ -695,22 +635,16 @@ async fn push_loop(runtime: &Rc<Runtime>) {
     let mut attempt = 0;
     loop {
         runtime.push_again.set(false);
-        let Ok((client_id, batch)) = runtime.with_store(|store| {
-            Ok((store.client_id().to_string(), store.outbox(PUSH_BATCH).map_err(|e| e.to_string())?))
-        }) else {
+        let Ok(next) = runtime
+            .with_store(|store| runtime.driver.borrow().push_request(store).map_err(|e| e.to_string()))
+        else {
             return;
         };
-        if batch.is_empty() {
+        let Some(request) = next else {
             if runtime.push_again.get() {
                 continue;
             }
             return;
-        }
-        let request = PushRequest {
-            protocol_version: PROTOCOL_VERSION,
-            client_id,
-            session_id: runtime.session_id.clone(),
-            mutations: batch.iter().map(|pending| pending.to_push()).collect(),
         };
         let sent = now_ms();
         match runtime.post_json::<PushResponse>("/sync/push", &request).await {
@@ -719,14 +653,13 @@ async fn push_loop(runtime: &Rc<Runtime>) {
                 attempt = 0;
                 runtime.online.set(true);
                 *runtime.last_error.borrow_mut() = None;
-                let outcomes: Vec<_> =
-                    answer.results.iter().map(|r| (r.id.clone(), r.outcome.clone())).collect();
-                let resolved =
-                    runtime.with_store(|store| store.resolve(&outcomes).map_err(|e| e.to_string()));
+                let resolved = runtime.with_store(|store| {
+                    runtime.driver.borrow_mut().on_pushed(store, &answer).map_err(|e| e.to_string())
+                });
                 if let Ok(touched) = resolved {
                     report(runtime, &touched);
                 }
-                for (mutation_id, outcome) in outcomes {
+                for sync::protocol::push::MutationResult { id: mutation_id, outcome } in answer.results {
                     runtime.emit(FromWorker::Resolved {
                         mutation_id,
                         outcome,
@@ -740,7 +673,7 @@ async fn push_loop(runtime: &Rc<Runtime>) {
                 if matches!(failure, Failure::Network(_)) {
                     runtime.online.set(false);
                 }
-                *runtime.last_error.borrow_mut() = Some(failure.into_reason());
+                *runtime.last_error.borrow_mut() = Some(failure.reason().to_string());
                 runtime.post_status();
                 backoff_sleep(runtime, backoff_ms(attempt)).await;
                 attempt += 1;
@@ -788,51 +721,23 @@ fn spawn_pull(runtime: &Rc<Runtime>) {
 }
 
 async fn pull_all(runtime: &Rc<Runtime>) {
-    let subscribed: Vec<(String, Subscription)> =
-        runtime.subscriptions.borrow().iter().map(|(topic, s)| (topic.clone(), s.clone())).collect();
-    // Until a snapshot is installed there is nothing to pull onto (and during a resync
-    // a pull from the forgotten cursor would only be told to resync again).
-    if subscribed.is_empty() || runtime.synced.borrow().is_empty() {
-        return;
-    }
     let mut attempt = 0;
     loop {
-        let Ok((client_id, cursor)) = runtime.with_store(|store| {
-            Ok((store.client_id().to_string(), store.cursor().map_err(|e| e.to_string())?))
-        }) else {
+        // Until a snapshot is installed there is nothing to pull onto (and during a
+        // resync a pull from the forgotten cursor would only be told to resync again).
+        let Ok(Some(request)) = runtime
+            .with_store(|store| runtime.driver.borrow().pull_request(store).map_err(|e| e.to_string()))
+        else {
             return;
-        };
-        // Each query from where it stands: a query joined late, or moved on by pokes,
-        // is not read again from the store's older cursor.
-        let subscriptions = {
-            let cursors = runtime.topic_cursors.borrow();
-            subscribed
-                .iter()
-                .map(|(topic, subscription)| {
-                    let stands = cursors.get(topic, cursor);
-                    Subscription { cursor: (stands > cursor).then_some(stands), ..subscription.clone() }
-                })
-                .collect()
-        };
-        let request = PullRequest {
-            protocol_version: PROTOCOL_VERSION,
-            client_id,
-            session_id: runtime.session_id.clone(),
-            cursor,
-            subscriptions,
         };
         match runtime.post_json::<PullResponse>("/sync/pull", &request).await {
             Ok(page) => {
                 runtime.online.set(true);
                 let applied = runtime.with_store(|store| {
-                    store.apply_pull(&page.changes, page.cursor).map_err(|e| e.to_string())
+                    runtime.driver.borrow_mut().on_pulled(store, &request, &page).map_err(|e| e.to_string())
                 });
-                if let Ok(touched) = applied {
-                    runtime
-                        .topic_cursors
-                        .borrow_mut()
-                        .pulled(subscribed.iter().map(|(t, _)| t.as_str()), page.cursor);
-                    report(runtime, &touched);
+                if let Ok((touched, _)) = &applied {
+                    report(runtime, touched);
                 }
                 attempt = 0;
                 if !page.has_more {
@@ -850,7 +755,7 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                 if matches!(failure, Failure::Network(_)) {
                     runtime.online.set(false);
                 }
-                *runtime.last_error.borrow_mut() = Some(failure.into_reason());
+                *runtime.last_error.borrow_mut() = Some(failure.reason().to_string());
                 backoff_sleep(runtime, backoff_ms(attempt)).await;
                 attempt += 1;
             }
@@ -858,7 +763,7 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                 if matches!(failure, Failure::NeedsAuth(_)) {
                     runtime.needs_auth.set(true);
                 }
-                *runtime.last_error.borrow_mut() = Some(failure.into_reason());
+                *runtime.last_error.borrow_mut() = Some(failure.reason().to_string());
                 return;
             }
         }
@@ -869,32 +774,21 @@ async fn pull_all(runtime: &Rc<Runtime>) {
 /// queries' snapshots. The outbox stays (pending writes still show and still go out);
 /// the cursor goes back to the start and the first snapshot sets it again.
 fn resync(runtime: &Rc<Runtime>) {
-    if let Err(error) = runtime.with_store(|store| store.forget_cursor().map_err(|e| e.to_string())) {
-        leptos::logging::error!("resync: {error}");
-        return;
-    }
-    runtime.synced.borrow_mut().clear();
-    runtime.topic_cursors.borrow_mut().clear();
-    let subscriptions: Vec<Subscription> = runtime.subscriptions.borrow().values().cloned().collect();
+    let refetch =
+        runtime.with_store(|store| runtime.driver.borrow_mut().resync(store).map_err(|e| e.to_string()));
+    let subscriptions = match refetch {
+        Ok(subscriptions) => subscriptions,
+        Err(error) => {
+            leptos::logging::error!("resync: {error}");
+            return;
+        }
+    };
     for subscription in subscriptions {
         let Ok(validated) = runtime.model.validate_query(&subscription.name, &subscription.args) else {
             continue;
         };
         let runtime = runtime.clone();
         wasm_bindgen_futures::spawn_local(async move { fetch_snapshot(&runtime, validated).await });
-    }
-}
-
-/// Changes a poke carried: installed at once (each record's newer image wins, as
-/// always), without moving the store's cursor (that is what a pull covered for every
-/// topic); their topic's own cursor moved if they followed it, else a pull follows.
-fn show_carried(runtime: &Rc<Runtime>, changes: &[sync::Change]) {
-    let applied = runtime.with_store(|store| {
-        let held = store.cursor().map_err(|e| e.to_string())?;
-        store.apply_pull(changes, held).map_err(|e| e.to_string())
-    });
-    if let Ok(touched) = applied {
-        report(runtime, &touched);
     }
 }
 
@@ -937,30 +831,23 @@ async fn keep_socket(runtime: Rc<Runtime>) {
                 if let Ok(ServerMessage::Poke { cursor, changes, topic, since }) =
                     serde_json::from_str::<ServerMessage>(&text)
                 {
-                    if !changes.is_empty() {
-                        // Changes that follow what this client holds on their topic are
-                        // all it lacks there: applied, and no pull.
-                        let follows = match (topic.as_deref(), since) {
-                            (Some(topic), Some(since))
-                                if runtime.subscriptions.borrow().contains_key(topic) =>
-                            {
-                                let pulled = runtime.with_store(|s| s.cursor().map_err(|e| e.to_string()));
-                                pulled.is_ok_and(|pulled| {
-                                    runtime.topic_cursors.borrow_mut().follow(topic, since, cursor, pulled)
-                                })
+                    // Changes that follow what this client holds on their topic are all
+                    // it lacks there: applied, and no pull (`SyncDriver::on_poke`).
+                    let handled = runtime.with_store(|store| {
+                        runtime
+                            .driver
+                            .borrow_mut()
+                            .on_poke(store, cursor, &changes, topic.as_deref(), since)
+                            .map_err(|e| e.to_string())
+                    });
+                    match handled {
+                        Ok((touched, pull)) => {
+                            report(&runtime, &touched);
+                            if pull {
+                                spawn_pull(&runtime);
                             }
-                            _ => false,
-                        };
-                        show_carried(&runtime, &changes);
-                        if follows {
-                            continue;
                         }
-                    }
-                    let behind = runtime
-                        .with_store(|store| store.cursor().map_err(|e| e.to_string()))
-                        .is_ok_and(|c| c < cursor);
-                    if behind {
-                        spawn_pull(&runtime);
+                        Err(_) => spawn_pull(&runtime),
                     }
                 }
             }

@@ -21,6 +21,8 @@
 //! Every public write runs in one transaction and returns the records it touched, so
 //! the caller knows which live queries to refresh.
 
+pub mod driver;
+
 use std::collections::BTreeSet;
 
 use rusqlite::{OptionalExtension, Transaction, params, params_from_iter};

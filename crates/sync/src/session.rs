@@ -164,19 +164,26 @@ mod tests {
         let mut session = SessionState::default();
         let added = session.subscribe(&["t".into()], None, 1_000);
         assert_eq!(added.added, vec!["t".to_string()]);
-        let OnPoke::Send(sent) = session.poke("t", 1, vec![change(1)], Some(0), 1_000 + AUTHORIZATION_FRESH_MS)
+        let OnPoke::Send(sent) =
+            session.poke("t", 1, vec![change(1)], Some(0), 1_000 + AUTHORIZATION_FRESH_MS)
         else {
             panic!("sent");
         };
         assert_eq!((sent.changes.len(), sent.since), (1, Some(Cursor(0))));
-        let OnPoke::Send(late) = session.poke("t", 2, vec![change(2)], Some(1), 1_001 + AUTHORIZATION_FRESH_MS)
+        let OnPoke::Send(late) =
+            session.poke("t", 2, vec![change(2)], Some(1), 1_001 + AUTHORIZATION_FRESH_MS)
         else {
             panic!("sent");
         };
-        assert!(late.changes.is_empty() && late.since.is_none(), "past the window: no rows, the client pulls");
+        assert!(
+            late.changes.is_empty() && late.since.is_none(),
+            "past the window: no rows, the client pulls"
+        );
         // A topic never allowed carries nothing either.
         session.gate = PokeGate::default();
-        let OnPoke::Send(other) = session.poke("u", 3, vec![change(3)], Some(2), 1_000) else { panic!("sent") };
+        let OnPoke::Send(other) = session.poke("u", 3, vec![change(3)], Some(2), 1_000) else {
+            panic!("sent")
+        };
         assert!(other.changes.is_empty());
     }
 }

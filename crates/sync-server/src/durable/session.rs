@@ -3,8 +3,8 @@
 //! plus the hibernating WebSockets that carry out its pokes.
 
 use sync::pokes::{HOLD_MS, PokeGate};
-use sync::session::{OnPoke, Outgoing, SessionState};
 use sync::protocol::poke::ServerMessage;
+use sync::session::{OnPoke, Outgoing, SessionState};
 use worker::{
     DurableObject, Env, Request, Response, Result, SqlStorage, State, WebSocket, WebSocketIncomingMessage,
     WebSocketPair, durable_object,

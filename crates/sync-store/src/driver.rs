@@ -1,0 +1,331 @@
+//! The sync loop's decisions, without I/O: which requests the client sends, what it
+//! does with each answer and each failure, how a poke is applied or turns into a
+//! pull, and how it starts again after a resync. The browser's SQLite worker
+//! (`sync_client::runtime`) carries them out over HTTP and a WebSocket; the
+//! simulation carries out the same decisions over its simulated network.
+//!
+//! Rules:
+//! - the outbox goes out in order, in batches; a write leaves it only with a final
+//!   answer (confirmed or rejected);
+//! - only the app says no: a network failure, a 5xx or a 429 is retried with backoff,
+//!   a `needs_auth` waits for a new token, and neither drops a write;
+//! - a query is pulled only once its snapshot is installed; each topic is pulled from
+//!   where it stands ([`TopicCursors`]);
+//! - a poke's changes are installed at once; when they follow what the client holds
+//!   on their topic they are all it lacks there, else (a gap, no rows, or a reconnect)
+//!   it pulls;
+//! - a refused query is left out of pulls (its reason is kept to show) until the user
+//!   signs in anew;
+//! - `resync_required` forgets the cursor and the snapshots (never the outbox) and
+//!   fetches every query again.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sync::changes::{Change, Cursor};
+use sync::cursors::TopicCursors;
+use sync::model::ValidatedQuery;
+use sync::protocol::PROTOCOL_VERSION;
+use sync::protocol::error::{ErrorBody, NEEDS_AUTH, RESYNC_REQUIRED};
+use sync::protocol::pull::{PullRequest, PullResponse, Subscription};
+use sync::protocol::push::{PushRequest, PushResponse};
+
+use crate::{LocalStore, StoreError, Touched};
+
+/// Most mutations one push carries.
+pub const PUSH_BATCH: usize = 100;
+
+/// Why a request to the connector failed, as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The connector is unreachable (offline): retried.
+    Network(String),
+    /// The connector answered but could not decide now (5xx, 429): retried. Nothing
+    /// was decided; the browser is still online.
+    Unavailable(String),
+    /// The user's sign-in is missing or expired: retried with a new token.
+    NeedsAuth(String),
+    /// The pull's cursor is older than the compacted change log.
+    Resync(String),
+    /// Retrying will not help (the request itself is refused).
+    Fatal(String),
+}
+
+impl Failure {
+    /// Reads a connector answer that was not a 2xx.
+    pub fn from_status(status: u16, body: &str) -> Self {
+        let parsed = serde_json::from_str::<ErrorBody>(body).ok();
+        let reason = parsed.as_ref().map_or_else(|| format!("HTTP {status}: {body}"), |b| b.reason.clone());
+        let code = parsed.as_ref().map(|b| b.error.as_str());
+        match (status, code) {
+            (401, Some(NEEDS_AUTH)) => Failure::NeedsAuth(reason),
+            (410, Some(RESYNC_REQUIRED)) => Failure::Resync(reason),
+            (status, _) if status >= 500 || status == 429 => Failure::Unavailable(reason),
+            _ => Failure::Fatal(reason),
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Failure::Network(reason)
+            | Failure::Unavailable(reason)
+            | Failure::NeedsAuth(reason)
+            | Failure::Resync(reason)
+            | Failure::Fatal(reason) => reason,
+        }
+    }
+}
+
+/// What a loop does after a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Try again after a backoff (attempt number given).
+    Retry { attempt: u32 },
+    /// Wait for a new token, then try again.
+    WaitForSignIn,
+    /// Start again from the queries' snapshots ([`SyncDriver::resync`]).
+    Resync,
+    /// Give up on this request.
+    Stop,
+}
+
+/// Exponential backoff: 250 ms doubling to 30 s; `jitter` in `[0, 1)` spreads clients.
+pub fn backoff_ms(attempt: u32, jitter: f64) -> u32 {
+    let base = 250u32.saturating_mul(1 << attempt.min(7)).min(30_000);
+    base / 2 + (jitter.clamp(0.0, 1.0) * f64::from(base / 2)) as u32
+}
+
+/// The client's sync state besides the store: its queries and where each stands.
+#[derive(Debug, Clone, Default)]
+pub struct SyncDriver {
+    session_id: String,
+    subscriptions: BTreeMap<String, Subscription>,
+    /// Topics whose server snapshot is installed.
+    synced: BTreeSet<String>,
+    cursors: TopicCursors,
+    /// Topics the server refused, with its reason.
+    denied: BTreeMap<String, String>,
+}
+
+impl SyncDriver {
+    pub fn new(session_id: impl Into<String>) -> Self {
+        Self { session_id: session_id.into(), ..Self::default() }
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// A query the page reads. `true`: it is new and its snapshot must be fetched.
+    pub fn subscribe(&mut self, query: &ValidatedQuery) -> bool {
+        let topic = query.topic.to_string();
+        if self.denied.contains_key(&topic) || self.subscriptions.contains_key(&topic) {
+            return false;
+        }
+        let subscription = Subscription { name: query.name.clone(), args: query.args.clone(), cursor: None };
+        self.subscriptions.insert(topic, subscription);
+        true
+    }
+
+    /// Forgets a query whose snapshot could not be fetched: its next read asks again.
+    pub fn forget(&mut self, topic: &str) {
+        self.subscriptions.remove(topic);
+        self.synced.remove(topic);
+    }
+
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.subscriptions.contains_key(topic)
+    }
+
+    pub fn is_synced(&self, topic: &str) -> bool {
+        self.synced.contains(topic)
+    }
+
+    /// Why the server refused this query, if it did.
+    pub fn denied(&self, topic: &str) -> Option<&str> {
+        self.denied.get(topic).map(String::as_str)
+    }
+
+    /// The server refused the query: left out of pulls, the reason kept to show.
+    pub fn refused(&mut self, topic: &str, reason: String) {
+        self.forget(topic);
+        self.denied.insert(topic.to_string(), reason);
+    }
+
+    pub fn has_refusals(&self) -> bool {
+        !self.denied.is_empty()
+    }
+
+    /// A new sign-in: refused queries may be asked again.
+    pub fn signed_in(&mut self) {
+        self.denied.clear();
+    }
+
+    /// The next push: the outbox's oldest writes. `None`: nothing to send.
+    pub fn push_request(&self, store: &LocalStore) -> Result<Option<PushRequest>, StoreError> {
+        let batch = store.outbox(PUSH_BATCH)?;
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(PushRequest {
+            protocol_version: PROTOCOL_VERSION,
+            client_id: store.client_id().to_string(),
+            session_id: self.session_id.clone(),
+            mutations: batch.iter().map(|pending| pending.to_push()).collect(),
+        }))
+    }
+
+    /// The push's answers: each write leaves the outbox with its final answer.
+    pub fn on_pushed(
+        &mut self,
+        store: &mut LocalStore,
+        answer: &PushResponse,
+    ) -> Result<BTreeSet<Touched>, StoreError> {
+        let outcomes: Vec<_> = answer.results.iter().map(|r| (r.id.clone(), r.outcome.clone())).collect();
+        store.resolve(&outcomes)
+    }
+
+    /// A query's snapshot arrived, exact at `cursor`. A snapshot older than what the
+    /// store pulled through is refused ([`StoreError::StaleSnapshot`]: fetch again).
+    pub fn on_snapshot(
+        &mut self,
+        store: &mut LocalStore,
+        query: &ValidatedQuery,
+        rows: &[sync::Row],
+        cursor: Cursor,
+    ) -> Result<BTreeSet<Touched>, StoreError> {
+        let touched = store.apply_snapshot(&query.select, rows, cursor)?;
+        // The query starts where its snapshot is exact: no pull reads its changes up
+        // to there again.
+        let topic = query.topic.to_string();
+        self.cursors.snapshot(&topic, cursor);
+        self.synced.insert(topic);
+        Ok(touched)
+    }
+
+    /// The next pull: every subscribed query from where it stands. `None` until a
+    /// snapshot is installed (there is nothing to pull onto).
+    pub fn pull_request(&self, store: &LocalStore) -> Result<Option<PullRequest>, StoreError> {
+        if self.subscriptions.is_empty() || self.synced.is_empty() {
+            return Ok(None);
+        }
+        let cursor = store.cursor()?;
+        let subscriptions = self
+            .subscriptions
+            .iter()
+            .map(|(topic, subscription)| {
+                let stands = self.cursors.get(topic, cursor);
+                Subscription { cursor: (stands > cursor).then_some(stands), ..subscription.clone() }
+            })
+            .collect();
+        Ok(Some(PullRequest {
+            protocol_version: PROTOCOL_VERSION,
+            client_id: store.client_id().to_string(),
+            session_id: self.session_id.clone(),
+            cursor,
+            subscriptions,
+        }))
+    }
+
+    /// A pull's page. Returns what it touched and whether more pages remain.
+    pub fn on_pulled(
+        &mut self,
+        store: &mut LocalStore,
+        request: &PullRequest,
+        page: &PullResponse,
+    ) -> Result<(BTreeSet<Touched>, bool), StoreError> {
+        let touched = store.apply_pull(&page.changes, page.cursor)?;
+        let pulled: Vec<String> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| request.subscriptions.iter().any(|r| r.name == s.name && r.args == s.args))
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        self.cursors.pulled(pulled.iter().map(String::as_str), page.cursor);
+        Ok((touched, page.has_more))
+    }
+
+    /// A poke: its changes are installed at once (each record's newer image wins, as
+    /// always) without moving the store's cursor. Returns what it touched and whether
+    /// to pull: not when the changes follow what the client holds on their topic.
+    pub fn on_poke(
+        &mut self,
+        store: &mut LocalStore,
+        cursor: Cursor,
+        changes: &[Change],
+        topic: Option<&str>,
+        since: Option<Cursor>,
+    ) -> Result<(BTreeSet<Touched>, bool), StoreError> {
+        let pulled = store.cursor()?;
+        let mut touched = BTreeSet::new();
+        if !changes.is_empty() {
+            let follows = match (topic, since) {
+                (Some(topic), Some(since)) if self.subscriptions.contains_key(topic) => {
+                    self.cursors.follow(topic, since, cursor, pulled)
+                }
+                _ => false,
+            };
+            touched = store.apply_pull(changes, pulled)?;
+            if follows {
+                return Ok((touched, false));
+            }
+        }
+        Ok((touched, pulled < cursor))
+    }
+
+    /// What a loop does after `failure`; `attempt` counts the failures in a row.
+    pub fn after_failure(failure: &Failure, attempt: u32) -> AfterFailure {
+        match failure {
+            Failure::Network(_) | Failure::Unavailable(_) => AfterFailure::Retry { attempt },
+            Failure::NeedsAuth(_) => AfterFailure::WaitForSignIn,
+            Failure::Resync(_) => AfterFailure::Resync,
+            Failure::Fatal(_) => AfterFailure::Stop,
+        }
+    }
+
+    /// `resync_required`: the cursor and the snapshots are forgotten (the outbox
+    /// stays: pending writes still show and still go out). Returns the queries to
+    /// fetch again; the first snapshot sets the cursor again.
+    pub fn resync(&mut self, store: &mut LocalStore) -> Result<Vec<Subscription>, StoreError> {
+        store.forget_cursor()?;
+        self.synced.clear();
+        self.cursors.clear();
+        Ok(self.subscriptions.values().cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_app_says_no() {
+        let body = |code: &str| format!(r#"{{"error":"{code}","reason":"r"}}"#);
+        assert_eq!(
+            Failure::from_status(503, &body("upstream_unavailable")),
+            Failure::Unavailable("r".into())
+        );
+        assert_eq!(
+            Failure::from_status(502, "bad gateway"),
+            Failure::Unavailable("HTTP 502: bad gateway".into())
+        );
+        assert_eq!(Failure::from_status(429, &body("rate_limited")), Failure::Unavailable("r".into()));
+        assert_eq!(Failure::from_status(401, &body(NEEDS_AUTH)), Failure::NeedsAuth("r".into()));
+        assert_eq!(Failure::from_status(410, &body(RESYNC_REQUIRED)), Failure::Resync("r".into()));
+        assert_eq!(Failure::from_status(403, &body("query_denied")), Failure::Fatal("r".into()));
+        assert_eq!(
+            SyncDriver::after_failure(&Failure::Unavailable("x".into()), 3),
+            AfterFailure::Retry { attempt: 3 }
+        );
+        assert_eq!(
+            SyncDriver::after_failure(&Failure::NeedsAuth("x".into()), 0),
+            AfterFailure::WaitForSignIn
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_to_thirty_seconds() {
+        assert_eq!(backoff_ms(0, 0.0), 125);
+        assert_eq!(backoff_ms(1, 0.999), 250 + 249);
+        assert_eq!(backoff_ms(20, 0.0), 15_000);
+    }
+}

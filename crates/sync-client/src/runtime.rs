@@ -38,7 +38,7 @@ use sync::protocol::poke::ServerMessage;
 use sync::protocol::pull::PullResponse;
 use sync::protocol::push::PushResponse;
 use sync::protocol::query::{QueryRequest, QueryResponse};
-use sync_store::driver::{Failure, SyncDriver};
+use sync_store::driver::{Failure, Snapshot, SyncDriver};
 use sync_store::{LocalStore, MutationState, Touched};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -526,11 +526,22 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
                     .map_err(|e| e.to_string())
             });
             match installed {
-                Ok(_) => {
+                Ok(Snapshot::Installed(_)) => {
                     runtime.emit(FromWorker::Changed {
                         collections: vec![validated.select.collection.clone()],
                         records: None,
                     });
+                }
+                Ok(Snapshot::NotWanted) => {}
+                Ok(Snapshot::Stale) => {
+                    // Older than what the store pulled through (it raced a pull):
+                    // fetched again, after a pause (the head only grows).
+                    let runtime = runtime.clone();
+                    wasm_bindgen_futures::spawn_local(async move {
+                        backoff_sleep(&runtime, SNAPSHOT_RETRY_MS).await;
+                        fetch_snapshot(&runtime, validated).await;
+                    });
+                    return;
                 }
                 Err(error) => leptos::logging::warn!("snapshot of {}: {error}", validated.name),
             }
@@ -759,6 +770,15 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                 backoff_sleep(runtime, backoff_ms(attempt)).await;
                 attempt += 1;
             }
+            Err(Failure::Fatal(reason)) => {
+                // Refused whole (a query the app no longer allows): each query is
+                // fetched on its own, which finds the refused ones and leaves them out
+                // of pulls; the others sync on (`SyncDriver::recheck`).
+                *runtime.last_error.borrow_mut() = Some(reason);
+                let queries = runtime.driver.borrow_mut().recheck();
+                refetch(runtime, queries);
+                return;
+            }
             Err(failure) => {
                 if matches!(failure, Failure::NeedsAuth(_)) {
                     runtime.needs_auth.set(true);
@@ -774,15 +794,20 @@ async fn pull_all(runtime: &Rc<Runtime>) {
 /// queries' snapshots. The outbox stays (pending writes still show and still go out);
 /// the cursor goes back to the start and the first snapshot sets it again.
 fn resync(runtime: &Rc<Runtime>) {
-    let refetch =
+    let forgotten =
         runtime.with_store(|store| runtime.driver.borrow_mut().resync(store).map_err(|e| e.to_string()));
-    let subscriptions = match refetch {
+    let subscriptions = match forgotten {
         Ok(subscriptions) => subscriptions,
         Err(error) => {
             leptos::logging::error!("resync: {error}");
             return;
         }
     };
+    refetch(runtime, subscriptions);
+}
+
+/// Fetches these queries' snapshots again, each on its own.
+fn refetch(runtime: &Rc<Runtime>, subscriptions: Vec<sync::protocol::pull::Subscription>) {
     for subscription in subscriptions {
         let Ok(validated) = runtime.model.validate_query(&subscription.name, &subscription.args) else {
             continue;

@@ -45,23 +45,27 @@ impl Engine {
     /// ([`HORIZON_SETTING`]). Call it from the worker's scheduled handler.
     pub async fn compact(&self, env: &Env) -> Result<Compaction, ApiError> {
         let db = Upstream::open(self, env).await?;
-        let before_ms = now_ms().saturating_sub(horizon_ms(env));
-        let bound = db.rows(&sql::compaction_bound(db.dialect(), before_ms)).await?;
-        let through = bound.first().and_then(|row| integer(row, "through")).unwrap_or(0);
-        let through = Cursor(u64::try_from(through).unwrap_or(0));
-        if through == Cursor::START {
-            return Ok(Compaction { through: 0, removed: 0 });
-        }
-        // The mark first: from now on a pull that could miss a removed change resyncs.
-        db.write(&[sql::mark_compacted(db.dialect(), through)]).await?;
-        let mut removed = 0;
-        for _ in 0..MAX_BATCHES {
-            let batch = db.rows(&sql::compact_changes(db.dialect(), through, BATCH)).await?.len();
-            removed += batch;
-            if batch < BATCH as usize {
-                break;
-            }
-        }
-        Ok(Compaction { through: through.0, removed })
+        compact(&db, now_ms().saturating_sub(horizon_ms(env))).await
     }
+}
+
+/// Compacts `db`'s change log through its newest change older than `before_ms`.
+pub async fn compact<D: Database>(db: &D, before_ms: i64) -> Result<Compaction, ApiError> {
+    let bound = db.rows(&sql::compaction_bound(db.dialect(), before_ms)).await?;
+    let through = bound.first().and_then(|row| integer(row, "through")).unwrap_or(0);
+    let through = Cursor(u64::try_from(through).unwrap_or(0));
+    if through == Cursor::START {
+        return Ok(Compaction { through: 0, removed: 0 });
+    }
+    // The mark first: from now on a pull that could miss a removed change resyncs.
+    db.write(&[sql::mark_compacted(db.dialect(), through)]).await?;
+    let mut removed = 0;
+    for _ in 0..MAX_BATCHES {
+        let batch = db.rows(&sql::compact_changes(db.dialect(), through, BATCH)).await?.len();
+        removed += batch;
+        if batch < BATCH as usize {
+            break;
+        }
+    }
+    Ok(Compaction { through: through.0, removed })
 }

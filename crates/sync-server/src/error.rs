@@ -99,6 +99,11 @@ impl ApiError {
         )
     }
 
+    /// The HTTP status it is answered with.
+    pub fn status(&self) -> u16 {
+        self.status_and_code().0.as_u16()
+    }
+
     /// The machine-readable code of the JSON body (`error`).
     pub fn code(&self) -> &'static str {
         self.status_and_code().1

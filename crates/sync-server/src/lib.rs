@@ -59,8 +59,9 @@ pub use error::{ApiError, api_not_found};
 /// no Durable Objects, the app's callbacks as plain functions).
 #[cfg(not(target_family = "wasm"))]
 pub mod native {
+    pub use crate::compaction::compact;
     pub use crate::connector::check_client;
-    pub use crate::connector::pull::read_page as pull_page;
+    pub use crate::connector::pull::{decode_change, read_page as pull_page};
     pub use crate::connector::push::{Pushed, check_request as check_push, predecessors, run as push};
     pub use crate::connector::query::read_rows as query_rows;
     pub use crate::connector::{MAX_PUSH_MUTATIONS, PULL_PAGE};

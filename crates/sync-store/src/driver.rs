@@ -15,7 +15,8 @@
 //!   on their topic they are all it lacks there, else (a gap, no rows, or a reconnect)
 //!   it pulls;
 //! - a refused query is left out of pulls (its reason is kept to show) until the user
-//!   signs in anew;
+//!   signs in anew; a pull refused whole makes every query be fetched again on its
+//!   own, which finds the refused ones;
 //! - `resync_required` forgets the cursor and the snapshots (never the outbox) and
 //!   fetches every query again.
 
@@ -92,6 +93,16 @@ pub enum AfterFailure {
 pub fn backoff_ms(attempt: u32, jitter: f64) -> u32 {
     let base = 250u32.saturating_mul(1 << attempt.min(7)).min(30_000);
     base / 2 + (jitter.clamp(0.0, 1.0) * f64::from(base / 2)) as u32
+}
+
+/// What became of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Snapshot {
+    Installed(BTreeSet<Touched>),
+    /// Older than what the store pulled through: fetch the query again.
+    Stale,
+    /// The query is no longer subscribed: dropped.
+    NotWanted,
 }
 
 /// The client's sync state besides the store: its queries and where each stands.
@@ -184,22 +195,33 @@ impl SyncDriver {
         store.resolve(&outcomes)
     }
 
-    /// A query's snapshot arrived, exact at `cursor`. A snapshot older than what the
-    /// store pulled through is refused ([`StoreError::StaleSnapshot`]: fetch again).
+    /// A query's snapshot arrived, exact at `cursor`. A snapshot of a query no longer
+    /// subscribed (forgotten, refused) is not installed; one older than what the store
+    /// pulled through would miss the changes in between: fetch it again.
     pub fn on_snapshot(
         &mut self,
         store: &mut LocalStore,
         query: &ValidatedQuery,
         rows: &[sync::Row],
         cursor: Cursor,
-    ) -> Result<BTreeSet<Touched>, StoreError> {
-        let touched = store.apply_snapshot(&query.select, rows, cursor)?;
+    ) -> Result<Snapshot, StoreError> {
+        let topic = query.topic.to_string();
+        if !self.subscriptions.contains_key(&topic) {
+            return Ok(Snapshot::NotWanted);
+        }
+        // The store's cursor may start at the snapshot's only when no other query is
+        // synced: it stands for what every synced query holds.
+        let only_query = self.synced.iter().all(|synced| *synced == topic);
+        let touched = match store.apply_snapshot(&query.select, rows, cursor, only_query) {
+            Ok(touched) => touched,
+            Err(StoreError::StaleSnapshot { .. }) => return Ok(Snapshot::Stale),
+            Err(error) => return Err(error),
+        };
         // The query starts where its snapshot is exact: no pull reads its changes up
         // to there again.
-        let topic = query.topic.to_string();
         self.cursors.snapshot(&topic, cursor);
         self.synced.insert(topic);
-        Ok(touched)
+        Ok(Snapshot::Installed(touched))
     }
 
     /// The next pull: every subscribed query from where it stands. `None` until a
@@ -280,6 +302,15 @@ impl SyncDriver {
             Failure::Resync(_) => AfterFailure::Resync,
             Failure::Fatal(_) => AfterFailure::Stop,
         }
+    }
+
+    /// A pull refused whole (one of its queries is no longer allowed): every query is
+    /// fetched again on its own, so the refused ones are found (and left out of pulls)
+    /// and the others sync on. Pulls wait for the first snapshot. Returns the queries
+    /// to fetch.
+    pub fn recheck(&mut self) -> Vec<Subscription> {
+        self.synced.clear();
+        self.subscriptions.values().cloned().collect()
     }
 
     /// `resync_required`: the cursor and the snapshots are forgotten (the outbox

@@ -543,15 +543,19 @@ impl LocalStore {
     /// matching the query, but absent from the snapshot, was deleted upstream. Newer
     /// images already held (sequence number above `cursor`) stay.
     ///
-    /// Cursors: a store that has pulled nothing yet (cursor 0) moves to `cursor` in the
-    /// same transaction, so its first pull does not re-read what the snapshot holds. A
-    /// snapshot older than the store's cursor is refused ([`StoreError::StaleSnapshot`]):
-    /// installed, it would miss the changes in between.
+    /// Cursors: when this is the only query the store syncs (`only_query`) and it has
+    /// pulled nothing yet (cursor 0), the store's cursor moves to `cursor` in the same
+    /// transaction, so its first pull does not re-read what the snapshot holds. (With
+    /// other queries synced, the store's cursor says what all of them hold: a later
+    /// snapshot must not move it past an earlier query's changes.) A snapshot older
+    /// than the store's cursor is refused ([`StoreError::StaleSnapshot`]): installed,
+    /// it would miss the changes in between.
     pub fn apply_snapshot(
         &mut self,
         select: &Select,
         rows: &[Row],
         cursor: Cursor,
+        only_query: bool,
     ) -> Result<BTreeSet<Touched>, StoreError> {
         let collection = self.collection(&select.collection)?.clone();
         let pulled_through = self.cursor()?;
@@ -593,7 +597,21 @@ impl LocalStore {
                 touched.insert(Touched { collection: collection.name.clone(), record_id });
             }
         }
-        if pulled_through == Cursor::START && cursor > pulled_through {
+        // A record this store has never had a server image of, shown here by a pending
+        // write but absent from the snapshot, is not on this query as of `cursor`:
+        // remembered, so a replayed answer with an older image cannot bring it back
+        // (it was applied upstream and moved or deleted since) while a newer one can.
+        for record_id in pending.iter().filter(|id| !present.contains(*id)) {
+            if confirmed_seq(&tx, &collection.name, record_id)?.is_some() {
+                continue;
+            }
+            if visible(&tx, &collection, record_id)?.is_some_and(|row| select.matches(&row)) {
+                install(&tx, &collection.name, record_id, cursor, None)?;
+                refresh(&tx, &collection, record_id)?;
+                touched.insert(Touched { collection: collection.name.clone(), record_id: record_id.clone() });
+            }
+        }
+        if only_query && pulled_through == Cursor::START && cursor > pulled_through {
             tx.execute(
                 "INSERT INTO sync_meta (key, value) VALUES ('cursor', ?1) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -355,7 +355,7 @@ fn a_query_snapshot_installs_rows_removes_vanished_ones_and_moves_a_fresh_cursor
     };
     let board = model.validate_query("boardCards", &json!({"boardId": "r1"})).expect("valid").select;
     store
-        .apply_snapshot(&board, &[row("m1", "r1", "one"), row("m2", "r1", "two")], sync::Cursor(10))
+        .apply_snapshot(&board, &[row("m1", "r1", "one"), row("m2", "r1", "two")], sync::Cursor(10), true)
         .expect("snapshot");
     // A store that had pulled nothing starts from the snapshot's cursor: no pull
     // re-reads what it holds.
@@ -373,7 +373,7 @@ fn a_query_snapshot_installs_rows_removes_vanished_ones_and_moves_a_fresh_cursor
     };
     store.apply_pull(&[newer], sync::Cursor(12)).expect("pull");
     // A snapshot older than the cursor would miss changes: refused, nothing installed.
-    let stale = store.apply_snapshot(&board, &[row("m1", "r1", "one")], sync::Cursor(11));
+    let stale = store.apply_snapshot(&board, &[row("m1", "r1", "one")], sync::Cursor(11), true);
     assert!(
         matches!(stale, Err(sync_store::StoreError::StaleSnapshot { snapshot: 11, held: 12 })),
         "{stale:?}"
@@ -386,9 +386,10 @@ fn a_query_snapshot_installs_rows_removes_vanished_ones_and_moves_a_fresh_cursor
             &model.validate_query("boardCards", &json!({"boardId": "r2"})).expect("valid").select,
             &[row("m9", "r2", "elsewhere")],
             sync::Cursor(12),
+            false,
         )
         .expect("snapshot");
-    store.apply_snapshot(&board, &[row("m1", "r1", "edited")], sync::Cursor(12)).expect("snapshot");
+    store.apply_snapshot(&board, &[row("m1", "r1", "edited")], sync::Cursor(12), true).expect("snapshot");
     assert_eq!(store.cursor().expect("cursor"), sync::Cursor(12));
     let rows = store.query(&board).expect("rows");
     assert_eq!(
@@ -401,7 +402,7 @@ fn a_query_snapshot_installs_rows_removes_vanished_ones_and_moves_a_fresh_cursor
     // and a snapshot image older than one already held does not replace it.
     let ctx = MutationContext { client_id: "c".into(), record_id: "m1".into(), now_ms: 5 };
     store.mutate("outbox_e", EDIT_CARD, &json!({"boardId": "r1", "body": "mine"}), &ctx).expect("edit");
-    store.apply_snapshot(&board, &[row("m1", "r1", "server")], sync::Cursor(13)).expect("snapshot");
+    store.apply_snapshot(&board, &[row("m1", "r1", "server")], sync::Cursor(13), true).expect("snapshot");
     assert_eq!(store.query(&board).expect("rows")[0]["body"], json!("mine"));
     let newest = sync::Change {
         seq: sync::Cursor(20),
@@ -420,7 +421,7 @@ fn a_query_snapshot_installs_rows_removes_vanished_ones_and_moves_a_fresh_cursor
     };
     store.apply_pull(&[newest], sync::Cursor(13)).expect("pull");
     let r2 = model.validate_query("boardCards", &json!({"boardId": "r2"})).expect("valid").select;
-    store.apply_snapshot(&r2, &[row("m9", "r2", "older")], sync::Cursor(14)).expect("snapshot");
+    store.apply_snapshot(&r2, &[row("m9", "r2", "older")], sync::Cursor(14), true).expect("snapshot");
     assert_eq!(store.query(&r2).expect("rows")[0]["body"], json!("newest"));
 }
 
@@ -480,7 +481,7 @@ fn a_store_of_the_previous_model_upgrades_and_keeps_its_pending_writes() {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        v1.apply_snapshot(&board, &[server_row], sync::Cursor(5)).expect("snapshot");
+        v1.apply_snapshot(&board, &[server_row], sync::Cursor(5), true).expect("snapshot");
         let ctx = MutationContext {
             client_id: "client_v1".into(),
             record_id: "card_a".into(),

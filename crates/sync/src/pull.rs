@@ -7,10 +7,10 @@
 //!   subscription's own when further (a query joined late starts at its snapshot);
 //!   named twice, a topic is read from the lower one;
 //! - a change is delivered when it touches a topic of a group after that group's
-//!   cursor ([`PullPlan::matches`]), unless a later change of the same record that
-//!   this pull also delivers supersedes it ([`PullPlan::superseded`]): a pull never
-//!   hands out an image that a delete or an edit committed before it replaced, in
-//!   this page or a later one;
+//!   cursor ([`PullPlan::matches`]), unless a later change of the same record on any
+//!   of the pull's topics supersedes it ([`PullPlan::superseded`]): the caller gets
+//!   that one from this pull or holds it already, so a pull never hands out an image
+//!   that a delete or an edit committed before it replaced;
 //! - a change whose new image lies outside every topic of the pull (the record moved
 //!   to a topic the caller did not ask for) is delivered as the record leaving: no
 //!   image ([`PullPlan::as_seen`]);
@@ -93,25 +93,28 @@ impl PullPlan {
     }
 
     /// Whether `later` (a change after `change`) supersedes it for this pull: the same
-    /// record, and delivered by this pull too.
+    /// record, on any of the pull's topics. Then the caller either gets `later` from
+    /// this pull (it is after its topic's cursor) or holds it already (it is not):
+    /// either way `change`'s image is one it must not be handed again.
     pub fn superseded(&self, change: &Change, later: &Change) -> bool {
         later.seq > change.seq
             && later.collection == change.collection
             && later.record_id == change.record_id
-            && self.matches(later)
+            && later.topics.iter().any(|topic| self.since.contains_key(topic))
     }
 
-    /// What the pull delivers of `log` (ascending), before paging: the matching
-    /// changes no later matching change of the same record supersedes. (The reference;
-    /// the connector asks the same of its SQL: `sync::sql::pull_changes_since`.)
+    /// What the pull delivers of `log` (ascending; every change after the lowest
+    /// cursor), before paging: the matching changes that no later change supersedes.
+    /// (The reference; the connector asks the same of its SQL:
+    /// `sync::sql::pull_changes_since`.)
     pub fn deliverable<'a>(&self, log: impl IntoIterator<Item = &'a Change>) -> Vec<Change> {
-        let matching: Vec<&Change> = log.into_iter().filter(|change| self.matches(change)).collect();
+        let log: Vec<&Change> = log.into_iter().collect();
         let mut latest: BTreeMap<(&str, &str), Cursor> = BTreeMap::new();
-        for change in &matching {
+        for change in log.iter().filter(|change| change.topics.iter().any(|t| self.since.contains_key(t))) {
             latest.insert((change.collection.as_str(), change.record_id.as_str()), change.seq);
         }
-        matching
-            .into_iter()
+        log.into_iter()
+            .filter(|change| self.matches(change))
             .filter(|change| {
                 latest.get(&(change.collection.as_str(), change.record_id.as_str())) == Some(&change.seq)
             })

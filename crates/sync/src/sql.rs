@@ -456,8 +456,8 @@ pub fn pull_changes(dialect: Dialect, since: Cursor, topics: &[Topic], limit: u3
 /// Changes on each group's topics after that group's cursor, oldest first, at most
 /// `limit`: a client whose queries were synced to different cursors (a query joined
 /// late starts at its snapshot) reads each only from where it stands. A change that a
-/// later change of the same record on the same groups supersedes is left out: the
-/// pull hands out that later one instead, in this page or a later one
+/// later change of the same record on any of the pull's topics supersedes is left
+/// out: the caller gets that one from this pull or holds it already
 /// (`crate::pull::PullPlan::deliverable`, the same rule in memory).
 pub fn pull_changes_since(dialect: Dialect, groups: &[(Cursor, Vec<Topic>)], limit: u32) -> Statement {
     let columns = "seq, collection, record_id, kind, row_json, topics_json, client_id, mutation_id";
@@ -495,7 +495,23 @@ pub fn pull_changes_since(dialect: Dialect, groups: &[(Cursor, Vec<Topic>)], lim
             .collect();
         if alternatives.is_empty() { "FALSE".to_string() } else { alternatives.join(" OR ") }
     };
-    let (on_topics, later_on_topics) = (matches("c"), matches("later"));
+    let on_topics = matches("c");
+    // A later change of the record on any of the pull's topics, whatever its cursor:
+    // the caller gets it from this pull or holds it already.
+    let all_topics: Vec<&str> = bound.iter().map(|(_, list)| list.as_str()).collect();
+    let later_on_topics = if all_topics.is_empty() {
+        "FALSE".to_string()
+    } else {
+        let list = all_topics.join(", ");
+        match dialect {
+            Dialect::Sqlite => {
+                format!(
+                    "EXISTS (SELECT 1 FROM json_each(later.topics_json) WHERE json_each.value IN ({list}))"
+                )
+            }
+            Dialect::Postgres => format!("later.topics_json ?| ARRAY[{list}]::text[]"),
+        }
+    };
     Statement {
         sql: format!(
             "SELECT {columns} FROM sync_changes c WHERE c.seq > {lowest} AND ({on_topics}) \

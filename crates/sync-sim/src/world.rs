@@ -1,0 +1,1206 @@
+//! One simulated world: the server (the connector's real pipelines over SQLite, the
+//! sessions' real decisions, the app's rules in process, the reference model beside
+//! it) and the browsers (the real local store and the real sync decisions), joined by
+//! a network that loses, duplicates and reorders. [`World::step`] carries out one
+//! [`Step`] and checks every invariant; [`World::settle`] brings the world to rest and
+//! checks that everyone converged.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures_executor::block_on;
+use serde_json::{Value, json};
+use sync::changes::{Change, Cursor};
+use sync::model::{MutationContext, SyncModel, ValidatedQuery};
+use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
+use sync::protocol::pull::{PullRequest, PullResponse, Subscription};
+use sync::protocol::push::{MutationOutcome, PushRequest, PushResponse};
+use sync::protocol::query::{QueryRequest, QueryResponse};
+use sync::pull::PullPlan;
+use sync::server::ServerState;
+use sync::session::{AUTHORIZATION_FRESH_MS, OnPoke, SessionState};
+use sync::sql::{self, Dialect, SqlParam, Statement};
+use sync_server::native::{self, Call, Database, Faulty, Sqlite};
+use sync_server::{ApiError, CallbackError};
+use sync_store::driver::{AfterFailure, Failure, Snapshot, SyncDriver};
+use sync_store::{LocalStore, MutationState};
+
+use crate::steps::{ATTACKER, Attack, BOARDS, CLIENTS, Fate, Fault, Step, USERS, WriteKind};
+
+/// A broken invariant, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation(pub String);
+
+macro_rules! violated {
+    ($($arg:tt)*) => { return Err(Violation(format!($($arg)*))) };
+}
+
+/// How often each kind of event happened in a run.
+#[derive(Debug, Clone, Default)]
+pub struct Counts(pub BTreeMap<&'static str, u64>);
+
+impl Counts {
+    fn bump(&mut self, what: &'static str) {
+        *self.0.entry(what).or_default() += 1;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallbackMode {
+    Up,
+    Down,
+    NeedsAuth,
+}
+
+/// What reaches a browser.
+#[derive(Debug, Clone)]
+enum Message {
+    Pushed(Result<PushResponse, Failure>),
+    Snapshot(ValidatedQuery, Result<QueryResponse, Failure>),
+    Pulled(PullRequest, Result<PullResponse, Failure>),
+    Poke {
+        session: String,
+        cursor: Cursor,
+        changes: Vec<Change>,
+        topic: Option<String>,
+        since: Option<Cursor>,
+    },
+}
+
+struct Client {
+    key: String,
+    user: &'static str,
+    store: LocalStore,
+    driver: SyncDriver,
+    /// The store's database (shared in-memory SQLite): a reopened browser finds it.
+    db_uri: String,
+    inbox: Vec<Message>,
+    /// The store's cursor, last seen (it never goes back, except on a resync).
+    cursor: Cursor,
+    /// Every mutation id this browser made.
+    made: BTreeSet<String>,
+    /// Pushes and pulls wait for a new token.
+    waiting_for_sign_in: bool,
+    /// The boards its page has open.
+    open: BTreeSet<usize>,
+    sessions: u64,
+}
+
+struct Server {
+    model: SyncModel,
+    db: Faulty<Sqlite>,
+    reference: ServerState,
+    grants: BTreeSet<(&'static str, usize)>,
+    revoked_at: BTreeMap<(&'static str, usize), i64>,
+    sessions: BTreeMap<String, SessionState>,
+    watchers: BTreeMap<String, BTreeSet<String>>,
+    callback: CallbackMode,
+}
+
+pub struct World {
+    /// Rows sent by poke outside the revocation window (found while serving).
+    late_rows: Vec<String>,
+    seed: u64,
+    now: i64,
+    ids: u64,
+    server: Server,
+    clients: Vec<Client>,
+    pub counts: Counts,
+}
+
+fn board_topic(board: usize) -> String {
+    format!(r#"boardCards{{"boardId":"{}"}}"#, BOARDS[board])
+}
+
+fn board_of_topic(topic: &str) -> Option<usize> {
+    BOARDS.iter().position(|board| board_topic_name(board) == topic)
+}
+
+fn board_topic_name(board: &str) -> String {
+    format!(r#"boardCards{{"boardId":"{board}"}}"#)
+}
+
+fn board_index(name: &str) -> Option<usize> {
+    BOARDS.iter().position(|board| *board == name)
+}
+
+/// What the browser sees of a server error: its status and `{error, reason}` body.
+fn as_failure(error: ApiError) -> Failure {
+    let (status, code, reason) = (error.status(), error.code(), error.to_string());
+    Failure::from_status(status, &json!({ "error": code, "reason": reason }).to_string())
+}
+
+fn open_connection(uri: &str) -> sync_store::Connection {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    match rusqlite::Connection::open_with_flags(uri, flags) {
+        Ok(conn) => conn,
+        Err(error) => panic!("the simulation cannot open {uri}: {error}"),
+    }
+}
+
+impl Server {
+    fn allowed(&self, user: &str, board: usize) -> bool {
+        self.grants.iter().any(|(u, b)| *u == user && *b == board)
+    }
+
+    /// The app's query rule: a user reads the boards granted to them.
+    fn authorize_query(&self, user: &'static str, query: &ValidatedQuery) -> Result<(), ApiError> {
+        match self.callback {
+            CallbackMode::Down => {
+                return Err(native::callback_failed("query", CallbackError::Unavailable("down".into())));
+            }
+            CallbackMode::NeedsAuth => {
+                return Err(native::callback_failed("query", CallbackError::NeedsAuth("expired".into())));
+            }
+            CallbackMode::Up => {}
+        }
+        let board = query.args.get("boardId").and_then(Value::as_str).and_then(board_index);
+        match board {
+            Some(board) if self.allowed(user, board) => Ok(()),
+            _ => Err(ApiError::Forbidden {
+                code: "query_denied",
+                reason: format!("{user} may not read this board"),
+            }),
+        }
+    }
+
+    /// The app's write rule: a user writes on the boards granted to them (a move, on both).
+    fn judge(&self, user: &str, question: &MutationCallbackRequest) -> MutationCallbackResponse {
+        MutationCallbackResponse::per_operation(&question.operations, |operation| {
+            for arg in ["boardId", "fromBoardId", "toBoardId"] {
+                if let Some(name) = operation.args.get(arg).and_then(Value::as_str) {
+                    match board_index(name) {
+                        Some(board) if self.allowed(user, board) => {}
+                        _ => return Err(format!("{user} may not write on {name}")),
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn claim(&mut self, session: &str, client: &str) -> Result<(), ApiError> {
+        self.sessions.entry(session.to_string()).or_default().claim(client).map_err(|owner| {
+            ApiError::Forbidden { code: "session_mismatch", reason: format!("session belongs to {owner}") }
+        })
+    }
+}
+
+impl World {
+    pub fn new(seed: u64) -> Self {
+        let model = crate::model();
+        let db = match Sqlite::in_memory(&model) {
+            Ok(db) => Faulty::new(db),
+            Err(error) => panic!("the simulation's upstream: {error}"),
+        };
+        let mut grants = BTreeSet::new();
+        for (user, board) in [("ada", 0), ("ada", 1), ("bo", 1), ("bo", 2), ("mallory", 2)] {
+            grants.insert((user, board));
+        }
+        let server = Server {
+            reference: ServerState::new(model.clone()),
+            model,
+            db,
+            grants,
+            revoked_at: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            watchers: BTreeMap::new(),
+            callback: CallbackMode::Up,
+        };
+        let mut world = Self {
+            late_rows: Vec::new(),
+            seed,
+            now: 1_700_000_000_000,
+            ids: 0,
+            server,
+            clients: Vec::new(),
+            counts: Counts::default(),
+        };
+        for index in 0..CLIENTS {
+            let key = format!("sim-{seed:016x}-client-{index}-key-0123456789abcdef");
+            let db_uri = format!("file:sync-sim-{seed}-{index}-{}?mode=memory&cache=shared", unique());
+            let conn = open_connection(&db_uri);
+            let store = match LocalStore::open_keyed(conn, crate::model(), || key.clone()) {
+                Ok((store, _)) => store,
+                Err(error) => panic!("the simulation's store: {error}"),
+            };
+            let session = world.new_id(sync::ids::SESSION);
+            world.clients.push(Client {
+                key,
+                user: USERS[index],
+                store,
+                driver: SyncDriver::new(session),
+                db_uri,
+                inbox: Vec::new(),
+                cursor: Cursor::START,
+                made: BTreeSet::new(),
+                waiting_for_sign_in: false,
+                open: BTreeSet::new(),
+                sessions: 1,
+            });
+        }
+        world
+    }
+
+    fn new_id(&mut self, prefix: &str) -> String {
+        self.ids += 1;
+        sync::ids::new_id(
+            prefix,
+            u64::try_from(self.now).unwrap_or(0),
+            u128::from(self.ids) | (u128::from(self.seed) << 64),
+        )
+    }
+
+    // ------------------------------------------------------------ the server
+
+    fn serve_query(
+        &mut self,
+        user: &'static str,
+        key: &str,
+        request: &QueryRequest,
+    ) -> Result<QueryResponse, ApiError> {
+        native::check_client(Some(key), &request.client_id, &request.session_id)?;
+        let query = self.server.model.validate_query(&request.name, &request.args)?;
+        self.server.authorize_query(user, &query)?;
+        self.server.claim(&request.session_id, &request.client_id)?;
+        self.watch(&request.session_id, &[query.topic.to_string()], None);
+        let (rows, cursor) = block_on(native::query_rows(&self.server.model, &self.server.db, &query))?;
+        Ok(QueryResponse { rows, cursor, topic: query.topic })
+    }
+
+    /// The session watches `topics` (the app just allowed them); `acknowledged`: the
+    /// client holds everything through it.
+    fn watch(&mut self, session: &str, topics: &[String], acknowledged: Option<u64>) {
+        let now = self.now;
+        let state = self.server.sessions.entry(session.to_string()).or_default();
+        let subscribed = state.subscribe(topics, acknowledged, now);
+        for topic in subscribed.added {
+            self.server.watchers.entry(topic).or_default().insert(session.to_string());
+        }
+        if let Some(release) = subscribed.release {
+            self.send_poke(session, release.cursor, release.changes, release.topic, release.since);
+        }
+    }
+
+    fn serve_push(
+        &mut self,
+        user: &'static str,
+        key: &str,
+        request: &PushRequest,
+    ) -> Result<PushResponse, ApiError> {
+        native::check_client(Some(key), &request.client_id, &request.session_id)?;
+        native::check_push(request)?;
+        self.server.claim(&request.session_id, &request.client_id)?;
+        let asked = std::cell::RefCell::new(None);
+        let fired_before = self.server.db.fired().len();
+        let server = &self.server;
+        let result =
+            block_on(native::push(
+                &server.model,
+                &server.db,
+                request,
+                self.now,
+                async |question| match server.callback {
+                    CallbackMode::Down => {
+                        Err(native::callback_failed("mutation", CallbackError::Unavailable("down".into())))
+                    }
+                    CallbackMode::NeedsAuth => {
+                        Err(native::callback_failed("mutation", CallbackError::NeedsAuth("expired".into())))
+                    }
+                    CallbackMode::Up => {
+                        let answer = server.judge(user, &question);
+                        *asked.borrow_mut() = Some(answer.clone());
+                        Ok(answer)
+                    }
+                },
+            ));
+        let committed_anyway = self.server.db.fired()[fired_before..].contains(&native::Fault::LostAnswer);
+        if result.is_ok() || committed_anyway {
+            // The reference carries out the same push with the app's same answer.
+            let answer = asked.into_inner();
+            let mut reference_asked_alone = false;
+            let expected = self.server.reference.push_batch(
+                &request.client_id,
+                &request.session_id,
+                &request.mutations,
+                self.now,
+                |question| match &answer {
+                    Some(answer) => answer.clone(),
+                    None => {
+                        reference_asked_alone = true;
+                        MutationCallbackResponse::per_operation(&question.operations, |_| {
+                            Err("not asked".into())
+                        })
+                    }
+                },
+            );
+            if reference_asked_alone {
+                return Err(ApiError::Upstream {
+                    reason: "VIOLATION: the reference asked the app where the connector did not".into(),
+                });
+            }
+            if let Ok(pushed) = &result
+                && pushed.response.results != expected
+            {
+                return Err(ApiError::Upstream {
+                    reason: format!(
+                        "VIOLATION: the connector answered {:?}, the reference {:?}",
+                        pushed.response.results, expected
+                    ),
+                });
+            }
+        }
+        let pushed = result?;
+        if !pushed.topics.is_empty() {
+            self.counts.bump("pokes fanned out");
+            let since =
+                match pushed.one_transaction.then(|| pushed.committed.first().map(|c| c.seq)).flatten() {
+                    Some(first) => block_on(native::predecessors(&self.server.db, &pushed.topics, first))
+                        .unwrap_or_default(),
+                    None => BTreeMap::new(),
+                };
+            let carried =
+                sync::fanout::carried_by_topic(&self.server.model, &pushed.topics, &pushed.committed);
+            for topic in &pushed.topics {
+                let changes = carried.get(topic).cloned().unwrap_or_default();
+                self.poke_topic(topic, pushed.response.cursor.0, changes, since.get(topic).copied());
+            }
+        }
+        Ok(pushed.response)
+    }
+
+    /// A QuerySubscription's fan-out: every session watching `topic` decides.
+    fn poke_topic(&mut self, topic: &str, cursor: u64, changes: Vec<Change>, since: Option<u64>) {
+        let sessions: Vec<String> =
+            self.server.watchers.get(topic).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let now = self.now;
+        for session in sessions {
+            let Some(state) = self.server.sessions.get_mut(&session) else { continue };
+            if let OnPoke::Send(out) = state.poke(topic, cursor, changes.clone(), since, now) {
+                self.send_poke(&session, out.cursor, out.changes, out.topic, out.since);
+            }
+        }
+    }
+
+    fn send_poke(
+        &mut self,
+        session: &str,
+        cursor: u64,
+        changes: Vec<Change>,
+        topic: Option<String>,
+        since: Option<Cursor>,
+    ) {
+        let now = self.now;
+        let Some(client) = self.clients.iter_mut().find(|c| c.driver.session_id() == session) else { return };
+        // Rows by poke only on a board this user may read, or within the documented
+        // revocation window after the app stopped allowing it.
+        if let Some(topic) = &topic
+            && let Some(board) = board_of_topic(topic)
+            && changes.iter().any(|change| change.row.is_some())
+            && !self.server.allowed(client.user, board)
+        {
+            let revoked = self.server.revoked_at.get(&(client.user, board)).copied().unwrap_or(i64::MIN / 2);
+            if now - revoked > AUTHORIZATION_FRESH_MS {
+                self.late_rows.push(format!(
+                    "{} got rows of {topic} by poke {} ms after losing it",
+                    client.user,
+                    now - revoked
+                ));
+            }
+        }
+        client.inbox.push(Message::Poke {
+            session: session.to_string(),
+            cursor: Cursor(cursor),
+            changes,
+            topic,
+            since,
+        });
+    }
+
+    fn serve_pull(
+        &mut self,
+        user: &'static str,
+        key: &str,
+        request: &PullRequest,
+    ) -> Result<PullResponse, ApiError> {
+        native::check_client(Some(key), &request.client_id, &request.session_id)?;
+        let mut authorized = Vec::new();
+        for subscription in &request.subscriptions {
+            let query = self.server.model.validate_query(&subscription.name, &subscription.args)?;
+            self.server.authorize_query(user, &query)?;
+            authorized.push((query.topic, subscription.cursor));
+        }
+        self.server.claim(&request.session_id, &request.client_id)?;
+        let plan = PullPlan::new(request.cursor, authorized);
+        let (page, _) = block_on(native::pull_page(&self.server.model, &self.server.db, &plan))?;
+        let page = page?;
+        // Every row a pull hands out is the record as it stands when the pull is
+        // served, and on a board this user may read then.
+        for change in &page.changes {
+            let Some(row) = &change.row else { continue };
+            let current = self.server.reference.record(&change.collection, &change.record_id);
+            if current != Some(row) {
+                return Err(ApiError::Upstream {
+                    reason: format!(
+                        "VIOLATION: a pull handed out {}@{} = {row:?}, superseded by {current:?}",
+                        change.record_id, change.seq.0
+                    ),
+                });
+            }
+            let readable = self.server.model.topics_for_row(&change.collection, row).iter().any(|topic| {
+                board_of_topic(topic.as_str()).is_some_and(|board| self.server.allowed(user, board))
+            });
+            if !readable {
+                return Err(ApiError::Upstream {
+                    reason: format!("VIOLATION: {user} pulled {row:?}, on no board they may read"),
+                });
+            }
+        }
+        let topics: Vec<String> = plan.topics().iter().map(ToString::to_string).collect();
+        self.watch(&request.session_id, &topics, Some(page.cursor.0));
+        Ok(PullResponse { changes: page.changes, cursor: page.cursor, has_more: page.has_more })
+    }
+
+    // ------------------------------------------------------------ the browsers
+
+    /// Carries a request to the server and its answer back, as `fate` has it.
+    fn route(
+        &mut self,
+        index: usize,
+        fate: Fate,
+        lost: Message,
+        mut serve: impl FnMut(&mut Self) -> Message,
+    ) {
+        let messages = match fate {
+            Fate::RequestLost => {
+                self.counts.bump("requests lost");
+                vec![lost]
+            }
+            Fate::AnswerLost => {
+                self.counts.bump("answers lost");
+                serve(self);
+                vec![lost]
+            }
+            Fate::Duplicated => {
+                self.counts.bump("requests duplicated");
+                vec![serve(self), serve(self)]
+            }
+            Fate::Delivered => vec![serve(self)],
+        };
+        self.clients[index].inbox.extend(messages);
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn unique() -> u64 {
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+fn lost() -> Failure {
+    Failure::Network("connection lost".into())
+}
+
+impl World {
+    fn send_push(&mut self, index: usize, fate: Fate) -> Result<(), Violation> {
+        let client = &self.clients[index];
+        if client.waiting_for_sign_in {
+            return Ok(());
+        }
+        let Some(request) = client.driver.push_request(&client.store).map_err(store_failed)? else {
+            return Ok(());
+        };
+        let (user, key) = (client.user, client.key.clone());
+        self.counts.bump("pushes");
+        self.route(index, fate, Message::Pushed(Err(lost())), |world| {
+            Message::Pushed(world.serve_push(user, &key, &request).map_err(as_failure))
+        });
+        self.reported_violation(index)
+    }
+
+    fn send_query(&mut self, index: usize, query: ValidatedQuery, fate: Fate) -> Result<(), Violation> {
+        let client = &self.clients[index];
+        let request = QueryRequest {
+            protocol_version: sync::PROTOCOL_VERSION,
+            client_id: client.store.client_id().to_string(),
+            session_id: client.driver.session_id().to_string(),
+            name: query.name.clone(),
+            args: query.args.clone(),
+        };
+        let (user, key) = (client.user, client.key.clone());
+        self.counts.bump("queries");
+        let lost_message = Message::Snapshot(query.clone(), Err(lost()));
+        self.route(index, fate, lost_message, |world| {
+            Message::Snapshot(query.clone(), world.serve_query(user, &key, &request).map_err(as_failure))
+        });
+        Ok(())
+    }
+
+    fn send_pull(&mut self, index: usize, fate: Fate) -> Result<(), Violation> {
+        let client = &self.clients[index];
+        if client.waiting_for_sign_in {
+            return Ok(());
+        }
+        let Some(request) = client.driver.pull_request(&client.store).map_err(store_failed)? else {
+            return Ok(());
+        };
+        let (user, key) = (client.user, client.key.clone());
+        self.counts.bump("pulls");
+        let lost_message = Message::Pulled(request.clone(), Err(lost()));
+        self.route(index, fate, lost_message, |world| {
+            Message::Pulled(request.clone(), world.serve_pull(user, &key, &request).map_err(as_failure))
+        });
+        self.reported_violation(index)
+    }
+
+    /// A violation the server side found while serving (reported through an error).
+    fn reported_violation(&mut self, index: usize) -> Result<(), Violation> {
+        for message in &self.clients[index].inbox {
+            let failure = match message {
+                Message::Pushed(Err(failure))
+                | Message::Pulled(_, Err(failure))
+                | Message::Snapshot(_, Err(failure)) => failure,
+                _ => continue,
+            };
+            if failure.reason().contains("VIOLATION") {
+                violated!("{}", failure.reason());
+            }
+        }
+        Ok(())
+    }
+
+    /// The browser handles one waiting message.
+    fn handle(&mut self, index: usize, message: Message) -> Result<(), Violation> {
+        if std::env::var_os("SYNC_SIM_TRACE").is_some() {
+            eprintln!("client {index} handles {message:?}");
+        }
+        match message {
+            Message::Pushed(Ok(answer)) => {
+                let client = &mut self.clients[index];
+                client.driver.on_pushed(&mut client.store, &answer).map_err(store_failed)?;
+                // What the browser was told is what the server keeps.
+                for result in &answer.results {
+                    self.counts.bump(match result.outcome {
+                        MutationOutcome::Confirmed { .. } => "writes confirmed",
+                        MutationOutcome::Rejected { .. } => "writes rejected",
+                    });
+                    if let MutationOutcome::Confirmed { .. } = result.outcome {
+                        let kept = self
+                            .server
+                            .reference
+                            .stored_outcome(self.clients[index].store.client_id(), &result.id);
+                        if kept != Some(&result.outcome) {
+                            violated!(
+                                "client {index} was told {:?} for {}, the server keeps {kept:?}",
+                                result.outcome,
+                                result.id
+                            );
+                        }
+                    }
+                }
+            }
+            Message::Pushed(Err(failure)) => self.after_failure(index, &failure)?,
+            Message::Snapshot(query, Ok(answer)) => {
+                let client = &mut self.clients[index];
+                match client.driver.on_snapshot(&mut client.store, &query, &answer.rows, answer.cursor) {
+                    Ok(Snapshot::Installed(_)) => self.counts.bump("snapshots installed"),
+                    Ok(Snapshot::NotWanted) => {}
+                    Ok(Snapshot::Stale) => {
+                        self.counts.bump("stale snapshots fetched again");
+                        self.send_query(index, query, Fate::Delivered)?;
+                    }
+                    Err(error) => return Err(store_failed(error)),
+                }
+            }
+            Message::Snapshot(query, Err(failure)) => {
+                let client = &mut self.clients[index];
+                match SyncDriver::after_failure(&failure, 0) {
+                    AfterFailure::Stop => {
+                        client.driver.refused(query.topic.as_str(), failure.reason().to_string())
+                    }
+                    AfterFailure::WaitForSignIn => {
+                        client.waiting_for_sign_in = true;
+                        client.driver.forget(query.topic.as_str());
+                    }
+                    _ => client.driver.forget(query.topic.as_str()),
+                }
+            }
+            Message::Pulled(request, Ok(page)) => {
+                let client = &mut self.clients[index];
+                client.driver.on_pulled(&mut client.store, &request, &page).map_err(store_failed)?;
+            }
+            Message::Pulled(_, Err(failure)) => match SyncDriver::after_failure(&failure, 0) {
+                AfterFailure::Resync => {
+                    self.counts.bump("resyncs");
+                    let client = &mut self.clients[index];
+                    let queries = client.driver.resync(&mut client.store).map_err(store_failed)?;
+                    client.cursor = Cursor::START;
+                    self.refetch(index, queries)?;
+                }
+                AfterFailure::Stop => {
+                    // Refused whole: fetch each query on its own to find the refused.
+                    let queries = self.clients[index].driver.recheck();
+                    self.refetch(index, queries)?;
+                }
+                _ => self.after_failure(index, &failure)?,
+            },
+            Message::Poke { session, cursor, changes, topic, since } => {
+                let client = &mut self.clients[index];
+                if client.driver.session_id() != session {
+                    return Ok(());
+                }
+                let client = &mut self.clients[index];
+                client
+                    .driver
+                    .on_poke(&mut client.store, cursor, &changes, topic.as_deref(), since)
+                    .map_err(store_failed)?;
+                self.counts.bump("pokes handled");
+            }
+        }
+        Ok(())
+    }
+
+    fn after_failure(&mut self, index: usize, failure: &Failure) -> Result<(), Violation> {
+        match SyncDriver::after_failure(failure, 0) {
+            AfterFailure::WaitForSignIn => self.clients[index].waiting_for_sign_in = true,
+            AfterFailure::Stop if index != ATTACKER => {
+                violated!("honest client {index} was refused for good: {}", failure.reason())
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn refetch(&mut self, index: usize, queries: Vec<Subscription>) -> Result<(), Violation> {
+        for subscription in queries {
+            let query = self
+                .server
+                .model
+                .validate_query(&subscription.name, &subscription.args)
+                .map_err(|e| Violation(e.to_string()))?;
+            self.send_query(index, query, Fate::Delivered)?;
+        }
+        Ok(())
+    }
+
+    fn open_board(&mut self, index: usize, board: usize, fate: Fate) -> Result<(), Violation> {
+        let query = self
+            .server
+            .model
+            .validate_query("boardCards", &json!({ "boardId": BOARDS[board] }))
+            .map_err(|e| Violation(e.to_string()))?;
+        let client = &mut self.clients[index];
+        client.open.insert(board);
+        if client.driver.subscribe(&query) {
+            self.send_query(index, query, fate)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, index: usize, kind: WriteKind, record: usize, board: usize, to: usize, body: &str) {
+        let user = self.clients[index].user;
+        let (name, args) = match kind {
+            WriteKind::Add => ("addCard", json!({ "boardId": BOARDS[board], "author": user, "body": body })),
+            WriteKind::Edit => ("editCard", json!({ "boardId": BOARDS[board], "body": body })),
+            WriteKind::Delete => ("deleteCard", json!({ "boardId": BOARDS[board] })),
+            WriteKind::Move => ("moveCard", json!({ "fromBoardId": BOARDS[board], "toBoardId": BOARDS[to] })),
+        };
+        let id = self.new_id(sync::ids::OUTBOX);
+        let client = &mut self.clients[index];
+        let ctx = MutationContext {
+            client_id: client.store.client_id().into(),
+            record_id: format!("card_{record}"),
+            now_ms: self.now,
+        };
+        if client.store.mutate(&id, name, &args, &ctx).is_ok() {
+            client.made.insert(id);
+            self.counts.bump("local writes");
+        }
+    }
+
+    fn reopen(&mut self, index: usize) -> Result<(), Violation> {
+        self.counts.bump("browsers reopened");
+        let session = self.new_id(sync::ids::SESSION);
+        let client = &mut self.clients[index];
+        // Opened before the old one closes: the shared in-memory database lives on.
+        let conn = open_connection(&client.db_uri);
+        let key = client.key.clone();
+        let (store, _) = LocalStore::open_keyed(conn, crate::model(), || key).map_err(store_failed)?;
+        client.store = store;
+        client.driver = SyncDriver::new(session);
+        client.inbox.clear();
+        client.sessions += 1;
+        let boards: Vec<usize> = client.open.iter().copied().collect();
+        for board in boards {
+            self.open_board(index, board, Fate::Delivered)?;
+        }
+        Ok(())
+    }
+
+    fn direct_write(
+        &mut self,
+        record: usize,
+        board: usize,
+        delete: bool,
+        body: &str,
+    ) -> Result<(), Violation> {
+        self.counts.bump("direct writes");
+        let id = format!("card_{record}");
+        let cards =
+            self.server.model.collection("cards").cloned().ok_or_else(|| Violation("no cards".into()))?;
+        let exists = self.server.reference.record("cards", &id).is_some();
+        let statement = match (delete, exists) {
+            (true, _) => Statement { sql: "DELETE FROM cards WHERE id = ?1".into(), params: vec![SqlParam::Text(id.clone())] },
+            (false, true) => Statement {
+                sql: "UPDATE cards SET body = ?2, board_id = ?3 WHERE id = ?1".into(),
+                params: vec![SqlParam::Text(id.clone()), SqlParam::Text(body.into()), SqlParam::Text(BOARDS[board].into())],
+            },
+            (false, false) => Statement {
+                sql: "INSERT INTO cards (id, board_id, author, body, created_at, last_modified_by) VALUES (?1, ?3, 'admin', ?2, ?4, '')".into(),
+                params: vec![
+                    SqlParam::Text(id.clone()),
+                    SqlParam::Text(body.into()),
+                    SqlParam::Text(BOARDS[board].into()),
+                    SqlParam::Integer(self.now),
+                ],
+            },
+        };
+        let head_before = self.server.reference.head();
+        block_on(self.server.db.inner.write(&[statement]))
+            .map_err(|e| Violation(format!("direct write: {e}")))?;
+        let after =
+            block_on(self.server.db.inner.rows(
+                &sql::select_by_id(Dialect::Sqlite, &cards, &id).map_err(|e| Violation(e.to_string()))?,
+            ))
+            .map_err(|e| Violation(e.to_string()))?
+            .into_iter()
+            .next()
+            .map(|raw| sql::decode_row(&cards, raw));
+        if let Some(seq) = self.server.reference.write_direct("cards", &id, after)
+            && seq > head_before
+        {
+            // The change watcher's scan: row-less pokes on the change's topics.
+            let topics: Vec<String> = self
+                .server
+                .reference
+                .log()
+                .last()
+                .map(|change| change.topics.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            for topic in topics {
+                self.poke_topic(&topic, seq.0, Vec::new(), None);
+            }
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self) -> Result<(), Violation> {
+        let done = block_on(native::compact(&self.server.db, i64::MAX));
+        match done {
+            Ok(compaction) => {
+                self.counts.bump("compactions");
+                self.server.reference.compact(Cursor(compaction.through));
+                Ok(())
+            }
+            // A fault planned for a read or write met the compaction: nothing done, or
+            // only the mark (then the reference compacts too: the next run removes).
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn attack(&mut self, attack: Attack) -> Result<(), Violation> {
+        let me = ATTACKER;
+        let (key, my_id, my_session) = {
+            let client = &self.clients[me];
+            (client.key.clone(), client.store.client_id().to_string(), client.driver.session_id().to_string())
+        };
+        match attack {
+            Attack::ImpersonateClient { victim } => {
+                self.counts.bump("attacks: impersonate a client");
+                let victim_id = self.clients[victim].store.client_id().to_string();
+                let request = PushRequest {
+                    protocol_version: sync::PROTOCOL_VERSION,
+                    client_id: victim_id,
+                    session_id: my_session,
+                    mutations: Vec::new(),
+                };
+                match self.serve_push("mallory", &key, &request) {
+                    Err(error) if error.code() == "client_key_mismatch" => {}
+                    other => violated!("pushing as client {victim} without its key: {:?}", other.map(|_| ())),
+                }
+            }
+            Attack::HijackSession { victim } => {
+                let session = self.clients[victim].driver.session_id().to_string();
+                if self.server.sessions.get(&session).is_none_or(|s| s.owner.is_none()) {
+                    return Ok(());
+                }
+                self.counts.bump("attacks: hijack a session");
+                let request = PullRequest {
+                    protocol_version: sync::PROTOCOL_VERSION,
+                    client_id: my_id,
+                    session_id: session,
+                    cursor: Cursor::START,
+                    subscriptions: Vec::new(),
+                };
+                match self.serve_pull("mallory", &key, &request) {
+                    Err(error) if error.code() == "session_mismatch" => {}
+                    other => violated!("listening on client {victim}'s session: {:?}", other.map(|_| ())),
+                }
+            }
+            Attack::ReplayWrites { victim } => {
+                self.counts.bump("attacks: replay writes");
+                let theirs = self.clients[victim].store.outbox(10).map_err(store_failed)?;
+                if theirs.is_empty() {
+                    return Ok(());
+                }
+                let request = PushRequest {
+                    protocol_version: sync::PROTOCOL_VERSION,
+                    client_id: my_id,
+                    session_id: my_session,
+                    mutations: theirs.iter().map(|pending| pending.to_push()).collect(),
+                };
+                // Judged as the attacker's own writes; the victim's answers stay theirs.
+                let _ = self.serve_push("mallory", &key, &request);
+                self.reported_violation(me)?;
+            }
+            Attack::ReadRefused { board } => {
+                if self.server.allowed("mallory", board) {
+                    return Ok(());
+                }
+                self.counts.bump("attacks: read a refused board");
+                let query = self
+                    .server
+                    .model
+                    .validate_query("boardCards", &json!({ "boardId": BOARDS[board] }))
+                    .map_err(|e| Violation(e.to_string()))?;
+                let request = QueryRequest {
+                    protocol_version: sync::PROTOCOL_VERSION,
+                    client_id: my_id.clone(),
+                    session_id: my_session.clone(),
+                    name: query.name.clone(),
+                    args: query.args.clone(),
+                };
+                if let Ok(answer) = self.serve_query("mallory", &key, &request) {
+                    violated!("mallory read {} ({} rows)", BOARDS[board], answer.rows.len());
+                }
+                let subscription = Subscription { name: query.name, args: query.args, cursor: None };
+                let request = PullRequest {
+                    protocol_version: sync::PROTOCOL_VERSION,
+                    client_id: my_id,
+                    session_id: my_session,
+                    cursor: Cursor::START,
+                    subscriptions: vec![subscription],
+                };
+                if let Ok(page) = self.serve_pull("mallory", &key, &request) {
+                    violated!("mallory pulled {} ({} changes)", BOARDS[board], page.changes.len());
+                }
+            }
+            Attack::FutureCursor => {
+                self.counts.bump("attacks: future cursor");
+                let head = self.server.reference.head();
+                let query = self
+                    .server
+                    .model
+                    .validate_query("boardCards", &json!({ "boardId": "b3" }))
+                    .map_err(|e| Violation(e.to_string()))?;
+                let request = PullRequest {
+                    protocol_version: sync::PROTOCOL_VERSION,
+                    client_id: my_id,
+                    session_id: my_session,
+                    cursor: Cursor(head.0 + 5),
+                    subscriptions: vec![Subscription { name: query.name, args: query.args, cursor: None }],
+                };
+                match self.serve_pull("mallory", &key, &request) {
+                    Ok(_) => violated!("a pull from beyond the head {} was answered", head.0),
+                    Err(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out one step, then checks every invariant.
+    pub fn step(&mut self, step: &Step) -> Result<(), Violation> {
+        self.now += 10;
+        match step {
+            Step::Write { client, kind, record, board, to, body } => {
+                self.write(*client, *kind, *record, *board, *to, body)
+            }
+            Step::Push { client, fate } => self.send_push(*client, *fate)?,
+            Step::Open { client, board, fate } => self.open_board(*client, *board, *fate)?,
+            Step::Pull { client, fate } => self.send_pull(*client, *fate)?,
+            Step::Deliver { client, pick } => {
+                let inbox = &mut self.clients[*client].inbox;
+                if !inbox.is_empty() {
+                    let message = inbox.remove(pick % inbox.len());
+                    self.handle(*client, message)?;
+                }
+            }
+            Step::Reopen { client } => self.reopen(*client)?,
+            Step::Grant { user, board } => {
+                self.server.grants.insert((USERS[*user], *board));
+            }
+            Step::Revoke { user, board } => {
+                if self.server.grants.remove(&(USERS[*user], *board)) {
+                    self.counts.bump("access revoked");
+                    self.server.revoked_at.insert((USERS[*user], *board), self.now);
+                }
+            }
+            Step::DirectWrite { record, board, delete, body } => {
+                self.direct_write(*record, *board, *delete, body)?
+            }
+            Step::Compact => self.compact()?,
+            Step::Fault(fault) => {
+                self.counts.bump(match fault {
+                    Fault::TransientWrite => "faults: transient upstream write",
+                    Fault::TransientRead => "faults: transient upstream read",
+                    Fault::LostAnswer => "faults: upstream answer lost after commit",
+                    Fault::CallbackDown => "faults: callback down",
+                    Fault::CallbackNeedsAuth => "faults: callback 401",
+                });
+                match fault {
+                    Fault::TransientWrite => self.server.db.plan(
+                        Call::Write,
+                        native::Fault::Transient("D1_ERROR: Network connection lost.".into()),
+                    ),
+                    Fault::TransientRead => self.server.db.plan(
+                        Call::Read,
+                        native::Fault::Transient("D1 DB is overloaded. Requests queued for too long.".into()),
+                    ),
+                    Fault::LostAnswer => self.server.db.plan(Call::Write, native::Fault::LostAnswer),
+                    Fault::CallbackDown => self.server.callback = CallbackMode::Down,
+                    Fault::CallbackNeedsAuth => self.server.callback = CallbackMode::NeedsAuth,
+                }
+            }
+            Step::CallbackBack => self.sign_in_again(),
+            Step::Tick { ms } => self.now += ms,
+            Step::Attack(attack) => self.attack(*attack)?,
+        }
+        self.check()
+    }
+
+    /// The app's callbacks answer again; browsers waiting for sign-in have a new token.
+    fn sign_in_again(&mut self) {
+        self.server.callback = CallbackMode::Up;
+        for client in &mut self.clients {
+            if client.waiting_for_sign_in {
+                client.waiting_for_sign_in = false;
+                client.driver.signed_in();
+            }
+        }
+    }
+
+    /// The invariants that hold after every step.
+    fn check(&mut self) -> Result<(), Violation> {
+        if let Some(late) = self.late_rows.first() {
+            violated!("{late}");
+        }
+        // Cursors never go backwards (a resync starts again on purpose).
+        for (index, client) in self.clients.iter_mut().enumerate() {
+            let cursor = client.store.cursor().map_err(store_failed)?;
+            if cursor < client.cursor && cursor != Cursor::START {
+                violated!("client {index}'s cursor went back from {} to {}", client.cursor.0, cursor.0);
+            }
+            client.cursor = cursor;
+        }
+        // The upstream tables and log are the reference's.
+        let upstream_rows = self.upstream_cards()?;
+        let mut reference_rows = self.server.reference.rows("cards");
+        reference_rows.sort_by_key(|row| row["id"].to_string());
+        if upstream_rows != reference_rows {
+            violated!("upstream cards {upstream_rows:?} != reference {reference_rows:?}");
+        }
+        let log = self.upstream_log()?;
+        let expected: Vec<(u64, String, Option<sync::Row>, BTreeSet<String>)> = self
+            .server
+            .reference
+            .log()
+            .iter()
+            .map(|c| {
+                (
+                    c.seq.0,
+                    c.record_id.clone(),
+                    c.row.clone(),
+                    c.topics.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect();
+        if log
+            .iter()
+            .map(|(seq, record, row, topics, _)| (*seq, record.clone(), row.clone(), topics.clone()))
+            .collect::<Vec<_>>()
+            != expected
+        {
+            violated!("upstream change log {log:?} != reference {expected:?}");
+        }
+        // Every accepted write is in the log exactly once.
+        let mut seen = BTreeSet::new();
+        for (seq, _, _, _, key) in &log {
+            if !key.1.is_empty() && !seen.insert(key.clone()) {
+                violated!("mutation {key:?} applied twice (again at {seq})");
+            }
+        }
+        Ok(())
+    }
+
+    fn upstream_cards(&self) -> Result<Vec<sync::Row>, Violation> {
+        let cards = self.server.model.collection("cards").ok_or_else(|| Violation("no cards".into()))?;
+        let statement = Statement { sql: "SELECT * FROM cards ORDER BY id".into(), params: Vec::new() };
+        let rows = block_on(self.server.db.inner.rows(&statement)).map_err(|e| Violation(e.to_string()))?;
+        let mut rows: Vec<sync::Row> = rows.into_iter().map(|raw| sql::decode_row(cards, raw)).collect();
+        rows.sort_by_key(|row| row["id"].to_string());
+        Ok(rows)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn upstream_log(
+        &self,
+    ) -> Result<Vec<(u64, String, Option<sync::Row>, BTreeSet<String>, (String, String))>, Violation> {
+        let statement = Statement {
+            sql: "SELECT seq, collection, record_id, kind, row_json, topics_json, client_id, mutation_id FROM sync_changes ORDER BY seq".into(),
+            params: Vec::new(),
+        };
+        let rows = block_on(self.server.db.inner.rows(&statement)).map_err(|e| Violation(e.to_string()))?;
+        let mut log = Vec::new();
+        for row in rows {
+            let change = native::decode_change(&self.server.model, &row)
+                .ok_or_else(|| Violation(format!("undecodable change {row:?}")))?;
+            let topics: BTreeSet<String> = change.topics.iter().map(ToString::to_string).collect();
+            log.push((
+                change.seq.0,
+                change.record_id,
+                change.row,
+                topics,
+                (change.client_id, change.mutation_id),
+            ));
+        }
+        Ok(log)
+    }
+
+    /// Brings the world to rest: the network heals, the app answers, every browser
+    /// delivers what waits, pushes its outbox and pulls until nothing is left; then
+    /// checks that nothing was lost and everyone converged on what they may read.
+    pub fn settle(&mut self) -> Result<(), Violation> {
+        self.sign_in_again();
+        while self.server.db.pending() > 0 {
+            // Faults nobody met: used up by reads that change nothing.
+            let _ = block_on(self.server.db.rows(&Statement { sql: "SELECT 1".into(), params: Vec::new() }));
+            let _ =
+                block_on(self.server.db.write(&[Statement { sql: "SELECT 1".into(), params: Vec::new() }]));
+        }
+        self.now += AUTHORIZATION_FRESH_MS * 2;
+        for round in 0..40 {
+            // A browser told its sign-in expired gets a new token (the app's hook).
+            self.sign_in_again();
+            let mut busy = false;
+            for index in 0..CLIENTS {
+                while !self.clients[index].inbox.is_empty() {
+                    busy = true;
+                    let message = self.clients[index].inbox.remove(0);
+                    self.handle(index, message)?;
+                }
+                if self.clients[index].store.outbox_len().map_err(store_failed)? > 0 {
+                    busy = true;
+                    self.send_push(index, Fate::Delivered)?;
+                    continue;
+                }
+                // Queries whose snapshot is missing are fetched again.
+                let boards: Vec<usize> = self.clients[index].open.iter().copied().collect();
+                for board in boards {
+                    let topic = board_topic(board);
+                    let client = &self.clients[index];
+                    if client.driver.denied(&topic).is_none() && !client.driver.is_synced(&topic) {
+                        busy = true;
+                        self.clients[index].driver.forget(&topic);
+                        self.open_board(index, board, Fate::Delivered)?;
+                    }
+                }
+                if self.clients[index]
+                    .driver
+                    .pull_request(&self.clients[index].store)
+                    .map_err(store_failed)?
+                    .is_some()
+                {
+                    let before = self.clients[index].store.cursor().map_err(store_failed)?;
+                    self.send_pull(index, Fate::Delivered)?;
+                    while let Some(message) = self.clients[index].inbox.pop() {
+                        let more = matches!(&message, Message::Pulled(_, Ok(page)) if page.has_more);
+                        self.handle(index, message)?;
+                        busy |= more;
+                    }
+                    busy |= self.clients[index].store.cursor().map_err(store_failed)? != before && round < 2;
+                }
+            }
+            self.check()?;
+            if !busy && round > 1 {
+                break;
+            }
+        }
+        for index in 0..CLIENTS {
+            let client = &self.clients[index];
+            // Nothing accepted is lost: every write left the outbox with an answer.
+            if client.store.outbox_len().map_err(store_failed)? > 0 {
+                violated!("client {index} still has writes queued at rest");
+            }
+            for id in &client.made {
+                match client.store.mutation_state(id).map_err(store_failed)? {
+                    Some(MutationState::Resolved {
+                        outcome: outcome @ MutationOutcome::Confirmed { .. },
+                        ..
+                    }) => {
+                        let kept = self.server.reference.stored_outcome(client.store.client_id(), id);
+                        if kept != Some(&outcome) {
+                            violated!("client {index}'s confirmed {id} is {kept:?} on the server");
+                        }
+                    }
+                    Some(MutationState::Resolved { .. }) => {}
+                    // The store remembers the latest answers only; older ones are gone.
+                    None => {}
+                    Some(MutationState::Pending { .. }) => {
+                        violated!("client {index}'s {id} is still pending")
+                    }
+                }
+            }
+            if index == ATTACKER {
+                continue;
+            }
+            // Every board it has open and may read shows exactly the server's rows.
+            for board in client.open.iter().copied() {
+                let topic = board_topic(board);
+                if !self.server.allowed(client.user, board) || client.driver.denied(&topic).is_some() {
+                    continue;
+                }
+                let query = self
+                    .server
+                    .model
+                    .validate_query("boardCards", &json!({ "boardId": BOARDS[board] }))
+                    .map_err(|e| Violation(e.to_string()))?;
+                let mut local = client.store.query(&query.select).map_err(store_failed)?;
+                local.sort_by_key(|row| row["id"].to_string());
+                let mut expected: Vec<sync::Row> = self
+                    .server
+                    .reference
+                    .rows("cards")
+                    .into_iter()
+                    .filter(|row| query.select.matches(row))
+                    .collect();
+                expected.sort_by_key(|row| row["id"].to_string());
+                if local != expected {
+                    violated!(
+                        "client {index} ({}) shows {} as {local:?}, the server has {expected:?}",
+                        client.user,
+                        BOARDS[board]
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn store_failed(error: sync_store::StoreError) -> Violation {
+    Violation(format!("the local store failed: {error}"))
+}

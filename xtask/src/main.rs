@@ -9,6 +9,7 @@
 //!   (`--postgres URL`: keep the data in that PostgreSQL database instead)
 //! - `cargo xtask test`   setup, then every test tier; prints one closing summary line
 //! - `cargo xtask bench`  setup, build, then the benchmark (not part of `test`)
+//! - `cargo xtask sim`    the deterministic simulation (`--seeds N`, `--seed S` to replay)
 //!
 //! Only `std`: this crate compiles in a couple of seconds on a fresh machine.
 
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         Some("dev") => tasks::dev(&args[1..]),
         Some("test") => tasks::test(&args[1..]),
         Some("bench") => tasks::bench(&args[1..]),
+        Some("sim") => tasks::sim(&args[1..]),
         Some("help") | Some("--help") | None => {
             println!("{}", USAGE);
             Ok(())
@@ -53,6 +55,9 @@ const USAGE: &str = "usage: cargo xtask <task>
   dev [--app NAME] [--port N] [--postgres URL]
                      setup + build + local D1 migrations + wrangler dev on 127.0.0.1 (default 8787);
                      with --postgres, the data lives in that PostgreSQL database instead (Hyperdrive)
-  test [TIER...]     setup + every tier (lint, native, wasm, e2e, postgres); or just the tiers named
+  test [TIER...]     setup + every tier (lint, native, sim, wasm, e2e, postgres); or just the tiers named
+  sim [--seeds N | --seed S] [--from F] [--steps K]
+                     the deterministic simulation of the whole sync loop: N seeds from F (default
+                     100 from 0), or replay seed S; K steps per run (default 300)
   bench [--postgres] setup + build + the benchmark: prints a table, writes target/bench/report.{json,png};
                      with --postgres, on a throwaway local PostgreSQL cluster instead of D1";

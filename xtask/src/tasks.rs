@@ -698,7 +698,31 @@ pub fn bench(args: &[String]) -> Result {
     run(&mut command)
 }
 
-const TIERS: &[&str] = &["lint", "native", "wasm", "e2e", "postgres"];
+const TIERS: &[&str] = &["lint", "native", "sim", "wasm", "e2e", "postgres"];
+
+/// Seeds the `sim` tier runs (about a minute on 2 cores, build included).
+const SIM_SEEDS_IN_CI: &str = "500";
+
+/// The deterministic simulation (`crates/sync-sim`), optimised: it runs thousands of
+/// worlds.
+fn sim_command(args: &[&str]) -> Command {
+    let mut command = Command::new("cargo");
+    command.args(["run", "--quiet", "--release", "--package", "sync-sim", "--"]).args(args);
+    command
+}
+
+/// `cargo xtask sim [--seeds N | --seed S] [--from F] [--steps K]`: runs the
+/// simulation; a failure prints its seed and the shortest failing steps.
+pub fn sim(args: &[String]) -> Result {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut command = sim_command(&args);
+    command.current_dir(root());
+    if command.status().map_err(|error| format!("running the simulation: {error}"))?.success() {
+        Ok(())
+    } else {
+        Err("the simulation found a broken invariant (see above)".into())
+    }
+}
 
 /// cdylib crates that only build for wasm32 (the browser bundles and the workers).
 const WASM_ONLY_PACKAGES: &[&str] = &["frontend", "sync-worker", "todo-frontend", "todo-worker"];
@@ -807,6 +831,7 @@ pub fn test(args: &[String]) -> Result {
                 }
                 vec![command]
             }
+            "sim" => vec![sim_command(&["--seeds", SIM_SEEDS_IN_CI, "--steps", "300"])],
             "wasm" => {
                 let mut command = Command::new("cargo");
                 command

@@ -46,6 +46,8 @@ fn main() -> ExitCode {
                     eprintln!("sim: it fails {at}: {}", failed.violation.0);
                 }
                 eprintln!("sim: replay with `cargo xtask sim --seed {seed} --steps {steps}`");
+                // In the shape cargo's test runners print, for `cargo xtask test`'s count.
+                println!("test result: FAILED. {} passed; 1 failed; 0 ignored", seed - first);
                 return ExitCode::FAILURE;
             }
         }
@@ -59,5 +61,7 @@ fn main() -> ExitCode {
     for (what, n) in totals {
         println!("  {what:<45} {n:>8}");
     }
+    // In the shape cargo's test runners print, for `cargo xtask test`'s count.
+    println!("test result: ok. {count} passed; 0 failed; 0 ignored");
     ExitCode::SUCCESS
 }

@@ -102,6 +102,9 @@ CREATE TABLE IF NOT EXISTS sync_resolved (
   position INTEGER PRIMARY KEY AUTOINCREMENT,
   id TEXT NOT NULL UNIQUE, record_id TEXT NOT NULL, outcome_json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sync_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sync_absent (
+  collection TEXT NOT NULL, record_id TEXT NOT NULL, select_json TEXT NOT NULL, through INTEGER NOT NULL,
+  PRIMARY KEY (collection, record_id, select_json));
 ";
 
 fn bind(params: &[SqlParam]) -> Vec<rusqlite::types::Value> {
@@ -212,7 +215,9 @@ impl LocalStore {
         for table in old_tables {
             tx.execute_batch(&format!("DROP TABLE \"{}\"", table.replace('"', "\"\"")))?;
         }
-        tx.execute_batch("DELETE FROM sync_confirmed; DELETE FROM sync_meta WHERE key = 'cursor';")?;
+        tx.execute_batch(
+            "DELETE FROM sync_confirmed; DELETE FROM sync_absent; DELETE FROM sync_meta WHERE key = 'cursor';",
+        )?;
         for collection in self.model.collections() {
             tx.execute_batch(&sql::create_table(Dialect::Sqlite, collection))?;
         }
@@ -568,9 +573,11 @@ impl LocalStore {
         let tx = self.conn.transaction()?;
         // Confirmed records this query would show, read before the snapshot lands: any
         // the snapshot lacks were deleted upstream.
-        let held: Vec<(String, Option<String>)> = tx
-            .prepare_cached("SELECT record_id, row_json FROM sync_confirmed WHERE collection = ?1 AND row_json IS NOT NULL")?
-            .query_map([&collection.name], |row| Ok((row.get(0)?, row.get(1)?)))?
+        let held: Vec<(String, Option<String>, i64)> = tx
+            .prepare_cached(
+                "SELECT record_id, row_json, seq FROM sync_confirmed WHERE collection = ?1 AND row_json IS NOT NULL",
+            )?
+            .query_map([&collection.name], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
             .collect::<Result<_, _>>()?;
         let mut touched = BTreeSet::new();
         let mut present = BTreeSet::new();
@@ -586,30 +593,44 @@ impl LocalStore {
             }
             touched.insert(Touched { collection: collection.name.clone(), record_id: record_id.into() });
         }
-        for (record_id, json) in held {
-            if present.contains(&record_id) {
-                continue;
-            }
+        // A record this store shows on the query (its server image, or a pending write
+        // of a record it has no image of) but absent from the snapshot is not on the
+        // query as of `cursor`: it was deleted or moved away. Remembered as that (and
+        // no more: it may be on another query), so no image of it on this query as
+        // old as the snapshot can come back (a replayed answer, a late poke), while
+        // one from another query, or a newer one, can; a held image is dropped.
+        let select_json = serde_json::to_string(select)?;
+        let mut absent = Vec::new();
+        let snapshot_seq = i64::try_from(cursor.0).unwrap_or(i64::MAX);
+        for (record_id, json, seq) in held {
             let row: Option<Row> = json.map(|json| serde_json::from_str(&json)).transpose()?;
-            if row.as_ref().is_some_and(|row| select.matches(row)) {
-                install(&tx, &collection.name, &record_id, cursor, None)?;
-                refresh(&tx, &collection, &record_id)?;
-                touched.insert(Touched { collection: collection.name.clone(), record_id });
+            // An image newer than the snapshot stays.
+            if seq <= snapshot_seq
+                && !present.contains(&record_id)
+                && row.as_ref().is_some_and(|row| select.matches(row))
+            {
+                tx.execute(
+                    "UPDATE sync_confirmed SET row_json = NULL WHERE collection = ?1 AND record_id = ?2",
+                    params![collection.name, record_id],
+                )?;
+                absent.push(record_id);
             }
         }
-        // A record this store has never had a server image of, shown here by a pending
-        // write but absent from the snapshot, is not on this query as of `cursor`:
-        // remembered, so a replayed answer with an older image cannot bring it back
-        // (it was applied upstream and moved or deleted since) while a newer one can.
         for record_id in pending.iter().filter(|id| !present.contains(*id)) {
-            if confirmed_seq(&tx, &collection.name, record_id)?.is_some() {
-                continue;
+            if confirmed_seq(&tx, &collection.name, record_id)?.is_none()
+                && visible(&tx, &collection, record_id)?.is_some_and(|row| select.matches(&row))
+            {
+                absent.push(record_id.clone());
             }
-            if visible(&tx, &collection, record_id)?.is_some_and(|row| select.matches(&row)) {
-                install(&tx, &collection.name, record_id, cursor, None)?;
-                refresh(&tx, &collection, record_id)?;
-                touched.insert(Touched { collection: collection.name.clone(), record_id: record_id.clone() });
-            }
+        }
+        for record_id in absent {
+            tx.execute(
+                "INSERT INTO sync_absent (collection, record_id, select_json, through) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (collection, record_id, select_json) DO UPDATE SET through = MAX(through, excluded.through)",
+                params![collection.name, record_id, select_json, i64::try_from(cursor.0).unwrap_or(i64::MAX)],
+            )?;
+            refresh(&tx, &collection, &record_id)?;
+            touched.insert(Touched { collection: collection.name.clone(), record_id });
         }
         if only_query && pulled_through == Cursor::START && cursor > pulled_through {
             tx.execute(
@@ -672,6 +693,22 @@ fn install(
     row: Option<&Row>,
 ) -> Result<(), StoreError> {
     let seq = i64::try_from(seq.0).unwrap_or(i64::MAX);
+    // An image on a query whose snapshot, as new as it or newer, did not have the
+    // record is out of date there (see `apply_snapshot`).
+    if let Some(row) = row {
+        let facts: Vec<String> = tx
+            .prepare_cached(
+                "SELECT select_json FROM sync_absent WHERE collection = ?1 AND record_id = ?2 AND through >= ?3",
+            )?
+            .query_map(params![collection, record_id, seq], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for json in facts {
+            let select: Select = serde_json::from_str(&json)?;
+            if select.matches(row) {
+                return Ok(());
+            }
+        }
+    }
     let json = row.map(serde_json::to_string).transpose()?;
     tx.prepare_cached(
         "INSERT INTO sync_confirmed (collection, record_id, seq, row_json) VALUES (?1, ?2, ?3, ?4) \

@@ -22,8 +22,7 @@ pub fn carried_by_topic(
         .iter()
         .map(|topic| {
             let plan = PullPlan::new(before, [(Topic::from_raw(topic.clone()), None)]);
-            let carried =
-                plan.deliverable(changes).into_iter().map(|change| plan.as_seen(model, change)).collect();
+            let carried = plan.deliverable(changes).into_iter().map(|d| plan.as_seen(model, d)).collect();
             (topic.clone(), carried)
         })
         .collect()

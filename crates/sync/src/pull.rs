@@ -7,10 +7,12 @@
 //!   subscription's own when further (a query joined late starts at its snapshot);
 //!   named twice, a topic is read from the lower one;
 //! - a change is delivered when it touches a topic of a group after that group's
-//!   cursor ([`PullPlan::matches`]), unless a later change of the same record on any
-//!   of the pull's topics supersedes it ([`PullPlan::superseded`]): the caller gets
-//!   that one from this pull or holds it already, so a pull never hands out an image
-//!   that a delete or an edit committed before it replaced;
+//!   cursor ([`PullPlan::matches`]), unless a later change of the same record that
+//!   this pull also delivers supersedes it ([`PullPlan::superseded`]);
+//! - a delivered change loses its image when a later change of its record on any of
+//!   the pull's topics outdates it ([`PullPlan::outdates`]): the caller holds that
+//!   one already, so a pull never hands out a text that a delete or an edit
+//!   committed before it replaced, yet still says the record moved on;
 //! - a change whose new image lies outside every topic of the pull (the record moved
 //!   to a topic the caller did not ask for) is delivered as the record leaving: no
 //!   image ([`PullPlan::as_seen`]);
@@ -19,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::changes::{Change, ChangeKind, Cursor, Topic, latest_per_record};
+use crate::changes::{Change, ChangeKind, Cursor, Topic};
 use crate::model::SyncModel;
 
 /// One pull: each topic with the cursor it is read from.
@@ -41,6 +43,14 @@ pub enum PullRefusal {
         "cursor {cursor} is older than the compacted change log (through {through}): fetch the queries again"
     )]
     Compacted { cursor: u64, through: u64 },
+}
+
+/// A change a pull delivers, and whether a later change of its record on the pull's
+/// topics outdated its image (see [`PullPlan::outdates`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deliverable {
+    pub change: Change,
+    pub outdated: bool,
 }
 
 /// One page of a pull.
@@ -93,10 +103,19 @@ impl PullPlan {
     }
 
     /// Whether `later` (a change after `change`) supersedes it for this pull: the same
-    /// record, on any of the pull's topics. Then the caller either gets `later` from
-    /// this pull (it is after its topic's cursor) or holds it already (it is not):
-    /// either way `change`'s image is one it must not be handed again.
+    /// record, and this pull delivers `later` too (in this page or a later one).
     pub fn superseded(&self, change: &Change, later: &Change) -> bool {
+        later.seq > change.seq
+            && later.collection == change.collection
+            && later.record_id == change.record_id
+            && self.matches(later)
+    }
+
+    /// Whether `later` (a change after `change`) makes `change`'s image out of date for
+    /// this caller: the same record, on one of the pull's topics. The caller holds
+    /// that topic through `later` already (or gets `later` from this pull), so
+    /// `change` is handed out without its image: its text was replaced.
+    pub fn outdates(&self, change: &Change, later: &Change) -> bool {
         later.seq > change.seq
             && later.collection == change.collection
             && later.record_id == change.record_id
@@ -104,30 +123,31 @@ impl PullPlan {
     }
 
     /// What the pull delivers of `log` (ascending; every change after the lowest
-    /// cursor), before paging: the matching changes that no later change supersedes.
-    /// (The reference; the connector asks the same of its SQL:
+    /// cursor), before paging: the matching changes no later matching change
+    /// supersedes, each marked when a later change outdates its image. (The
+    /// reference; the connector asks the same of its SQL:
     /// `sync::sql::pull_changes_since`.)
-    pub fn deliverable<'a>(&self, log: impl IntoIterator<Item = &'a Change>) -> Vec<Change> {
+    pub fn deliverable<'a>(&self, log: impl IntoIterator<Item = &'a Change>) -> Vec<Deliverable> {
         let log: Vec<&Change> = log.into_iter().collect();
-        let mut latest: BTreeMap<(&str, &str), Cursor> = BTreeMap::new();
-        for change in log.iter().filter(|change| change.topics.iter().any(|t| self.since.contains_key(t))) {
-            latest.insert((change.collection.as_str(), change.record_id.as_str()), change.seq);
-        }
-        log.into_iter()
-            .filter(|change| self.matches(change))
-            .filter(|change| {
-                latest.get(&(change.collection.as_str(), change.record_id.as_str())) == Some(&change.seq)
+        log.iter()
+            .enumerate()
+            .filter(|(_, change)| self.matches(change))
+            .filter(|(at, change)| !log[at + 1..].iter().any(|later| self.superseded(change, later)))
+            .map(|(at, change)| Deliverable {
+                change: (*change).clone(),
+                outdated: log[at + 1..].iter().any(|later| self.outdates(change, later)),
             })
-            .cloned()
             .collect()
     }
 
-    /// A change as this pull hands it out: a record whose new image is on none of the
-    /// pull's topics left the caller's view, and is delivered without its image.
-    pub fn as_seen(&self, model: &SyncModel, mut change: Change) -> Change {
+    /// A change as this pull hands it out: without its image when a later change
+    /// outdated it, or when the record's new image is on none of the pull's topics
+    /// (it left the caller's view).
+    pub fn as_seen(&self, model: &SyncModel, deliverable: Deliverable) -> Change {
+        let Deliverable { mut change, outdated } = deliverable;
         if let Some(row) = &change.row {
             let now_on = model.topics_for_row(&change.collection, row);
-            if !now_on.iter().any(|topic| self.since.contains_key(topic)) {
+            if outdated || !now_on.iter().any(|topic| self.since.contains_key(topic)) {
                 change.row = None;
                 change.kind = ChangeKind::Delete;
             }
@@ -151,16 +171,14 @@ impl PullPlan {
     /// The page, once [`Self::check`] passed: `fetched` are the deliverable changes
     /// after the lowest cursor, oldest first, at most `limit + 1` (one more tells
     /// whether more remain); with no more, the cursor is the `head`.
-    pub fn page(&self, model: &SyncModel, head: Cursor, mut fetched: Vec<Change>, limit: usize) -> Page {
+    pub fn page(&self, model: &SyncModel, head: Cursor, mut fetched: Vec<Deliverable>, limit: usize) -> Page {
         let has_more = fetched.len() > limit;
         fetched.truncate(limit);
         let cursor = match (has_more, fetched.last()) {
-            (true, Some(last)) => last.seq,
+            (true, Some(last)) => last.change.seq,
             _ => head.max(self.cursor),
         };
-        // Each record once (the deliverable set has that already; kept as a guard).
-        let changes =
-            latest_per_record(fetched).into_iter().map(|change| self.as_seen(model, change)).collect();
+        let changes = fetched.into_iter().map(|deliverable| self.as_seen(model, deliverable)).collect();
         Page { changes, cursor, has_more }
     }
 }

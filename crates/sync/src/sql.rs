@@ -456,9 +456,9 @@ pub fn pull_changes(dialect: Dialect, since: Cursor, topics: &[Topic], limit: u3
 /// Changes on each group's topics after that group's cursor, oldest first, at most
 /// `limit`: a client whose queries were synced to different cursors (a query joined
 /// late starts at its snapshot) reads each only from where it stands. A change that a
-/// later change of the same record on any of the pull's topics supersedes is left
-/// out: the caller gets that one from this pull or holds it already
-/// (`crate::pull::PullPlan::deliverable`, the same rule in memory).
+/// later change of the same record in the same pull supersedes is left out; column
+/// `outdated` says whether a later change on any of the pull's topics outdates its
+/// image (`crate::pull::PullPlan::deliverable`, the same rules in memory).
 pub fn pull_changes_since(dialect: Dialect, groups: &[(Cursor, Vec<Topic>)], limit: u32) -> Statement {
     let columns = "seq, collection, record_id, kind, row_json, topics_json, client_id, mutation_id";
     let mut params = Vec::new();
@@ -495,11 +495,11 @@ pub fn pull_changes_since(dialect: Dialect, groups: &[(Cursor, Vec<Topic>)], lim
             .collect();
         if alternatives.is_empty() { "FALSE".to_string() } else { alternatives.join(" OR ") }
     };
-    let on_topics = matches("c");
-    // A later change of the record on any of the pull's topics, whatever its cursor:
-    // the caller gets it from this pull or holds it already.
+    let (on_topics, later_on_topics) = (matches("c"), matches("later"));
+    // A later change of the record on any of the pull's topics, whatever its cursor,
+    // outdates the change's image (`crate::pull::PullPlan::outdates`).
     let all_topics: Vec<&str> = bound.iter().map(|(_, list)| list.as_str()).collect();
-    let later_on_topics = if all_topics.is_empty() {
+    let later_on_any = if all_topics.is_empty() {
         "FALSE".to_string()
     } else {
         let list = all_topics.join(", ");
@@ -514,7 +514,9 @@ pub fn pull_changes_since(dialect: Dialect, groups: &[(Cursor, Vec<Topic>)], lim
     };
     Statement {
         sql: format!(
-            "SELECT {columns} FROM sync_changes c WHERE c.seq > {lowest} AND ({on_topics}) \
+            "SELECT {columns}, EXISTS (SELECT 1 FROM sync_changes later WHERE later.collection = c.collection \
+               AND later.record_id = c.record_id AND later.seq > c.seq AND ({later_on_any})) AS outdated \
+             FROM sync_changes c WHERE c.seq > {lowest} AND ({on_topics}) \
              AND NOT EXISTS (SELECT 1 FROM sync_changes later WHERE later.collection = c.collection \
                AND later.record_id = c.record_id AND later.seq > c.seq AND ({later_on_topics})) \
              ORDER BY c.seq LIMIT {limit}"

@@ -604,15 +604,15 @@ proptest! {
             Cursor(cursor),
             subscriptions.iter().map(|(board, own)| (topic(*board), own.map(Cursor))),
         );
-        let sql_seqs: Vec<u64> = query_raw(&db, &sql::pull_changes_since(Dialect::Sqlite, &plan.groups(), limit))
+        let sql_seqs: Vec<(u64, bool)> = query_raw(&db, &sql::pull_changes_since(Dialect::Sqlite, &plan.groups(), limit))
             .into_iter()
-            .map(|row| row[0].1.as_u64().expect("seq"))
+            .map(|row| (row[0].1.as_u64().expect("seq"), row[8].1.as_i64() == Some(1)))
             .collect();
         let lowest = plan.groups().first().map_or(Cursor(cursor), |(c, _)| *c);
-        let reference: Vec<u64> = plan
+        let reference: Vec<(u64, bool)> = plan
             .deliverable(changes.iter().filter(|c| c.seq > lowest))
             .iter()
-            .map(|c| c.seq.0)
+            .map(|d| (d.change.seq.0, d.outdated))
             .take(limit as usize)
             .collect();
         prop_assert_eq!(sql_seqs, reference);

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use sync::SyncModel;
 use sync::changes::{Change, ChangeKind, Cursor, Topic};
 use sync::protocol::pull::{PullRequest, PullResponse};
-use sync::pull::{Page, PullPlan, PullRefusal};
+use sync::pull::{Deliverable, Page, PullPlan, PullRefusal};
 use sync::sql::{self, Statement};
 use worker::{Context, Env};
 
@@ -125,8 +125,16 @@ pub async fn read_page<D: Database>(
         };
         return Ok((Err(error), head));
     }
-    let fetched: Vec<Change> =
-        results.next().unwrap_or_default().iter().filter_map(|row| decode_change(model, row)).collect();
+    let fetched: Vec<Deliverable> = results
+        .next()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|row| {
+            let outdated =
+                row.get("outdated").is_some_and(|cell| cell.as_bool().unwrap_or(cell.as_i64() == Some(1)));
+            decode_change(model, row).map(|change| Deliverable { change, outdated })
+        })
+        .collect();
     Ok((Ok(plan.page(model, head, fetched, PULL_PAGE as usize)), head))
 }
 

@@ -38,7 +38,7 @@ use sync::protocol::poke::ServerMessage;
 use sync::protocol::pull::PullResponse;
 use sync::protocol::push::PushResponse;
 use sync::protocol::query::{QueryRequest, QueryResponse};
-use sync_store::driver::{Failure, Snapshot, SyncDriver};
+use sync_store::driver::{AfterFailure, Failure, Snapshot, SyncDriver};
 use sync_store::{LocalStore, MutationState, Touched};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -679,27 +679,34 @@ async fn push_loop(runtime: &Rc<Runtime>) {
                 }
                 runtime.post_status();
             }
-            Err(failure @ (Failure::Network(_) | Failure::Unavailable(_))) => {
-                // Nothing was decided: the writes stay in the outbox, shown as sending.
+            Err(failure) => {
+                // The driver decides (`SyncDriver::on_push_failed`): nothing was
+                // decided upstream, so the writes stay in the outbox, in order.
+                let next = runtime
+                    .with_store(|store| {
+                        Ok(runtime.driver.borrow_mut().on_push_failed(store, &failure, attempt))
+                    })
+                    .unwrap_or(AfterFailure::Stop);
                 if matches!(failure, Failure::Network(_)) {
                     runtime.online.set(false);
                 }
                 *runtime.last_error.borrow_mut() = Some(failure.reason().to_string());
-                runtime.post_status();
-                backoff_sleep(runtime, backoff_ms(attempt)).await;
-                attempt += 1;
-            }
-            Err(Failure::NeedsAuth(reason)) => {
-                // Nothing was decided: the writes wait, in order, for a new token.
-                *runtime.last_error.borrow_mut() = Some(reason);
-                runtime.needs_auth.set(true);
-                runtime.post_status();
-                wait_for_sign_in(runtime).await;
-            }
-            Err(Failure::Fatal(reason) | Failure::Resync(reason)) => {
-                *runtime.last_error.borrow_mut() = Some(reason);
-                runtime.post_status();
-                return;
+                match next {
+                    AfterFailure::Retry { attempt: tried } => {
+                        runtime.post_status();
+                        backoff_sleep(runtime, backoff_ms(tried)).await;
+                        attempt = tried + 1;
+                    }
+                    AfterFailure::WaitForSignIn => {
+                        runtime.needs_auth.set(true);
+                        runtime.post_status();
+                        wait_for_sign_in(runtime).await;
+                    }
+                    AfterFailure::Resync | AfterFailure::Stop => {
+                        runtime.post_status();
+                        return;
+                    }
+                }
             }
         }
     }

@@ -97,6 +97,8 @@ struct Server {
 }
 
 pub struct World {
+    /// Every answer the server gave, per (client, mutation id).
+    said: BTreeMap<(String, String), Vec<MutationOutcome>>,
     /// Rows sent by poke outside the revocation window (found while serving).
     late_rows: Vec<String>,
     seed: u64,
@@ -211,6 +213,7 @@ impl World {
             callback: CallbackMode::Up,
         };
         let mut world = Self {
+            said: BTreeMap::new(),
             late_rows: Vec::new(),
             seed,
             now: 1_700_000_000_000,
@@ -354,6 +357,12 @@ impl World {
             }
         }
         let pushed = result?;
+        for answer in &pushed.response.results {
+            self.said
+                .entry((request.client_id.clone(), answer.id.clone()))
+                .or_default()
+                .push(answer.outcome.clone());
+        }
         if !pushed.topics.is_empty() {
             self.counts.bump("pokes fanned out");
             let since =
@@ -602,7 +611,14 @@ impl World {
                     }
                 }
             }
-            Message::Pushed(Err(failure)) => self.after_failure(index, &failure)?,
+            Message::Pushed(Err(failure)) => {
+                let client = &mut self.clients[index];
+                let next = client.driver.on_push_failed(&mut client.store, &failure, 0);
+                if next == AfterFailure::WaitForSignIn {
+                    client.waiting_for_sign_in = true;
+                }
+                self.after_failure(index, &failure)?;
+            }
             Message::Snapshot(query, Ok(answer)) => {
                 let client = &mut self.clients[index];
                 match client.driver.on_snapshot(&mut client.store, &query, &answer.rows, answer.cursor) {
@@ -1145,6 +1161,16 @@ impl World {
                 violated!("client {index} still has writes queued at rest");
             }
             for id in &client.made {
+                // A write leaves the outbox only with an answer the server gave.
+                if let Some(MutationState::Resolved { outcome, .. }) =
+                    client.store.mutation_state(id).map_err(store_failed)?
+                    && !self
+                        .said
+                        .get(&(client.store.client_id().to_string(), id.clone()))
+                        .is_some_and(|answers| answers.contains(&outcome))
+                {
+                    violated!("client {index} resolved {id} as {outcome:?}, which the server never answered");
+                }
                 match client.store.mutation_state(id).map_err(store_failed)? {
                     Some(MutationState::Resolved {
                         outcome: outcome @ MutationOutcome::Confirmed { .. },

@@ -195,6 +195,17 @@ impl SyncDriver {
         store.resolve(&outcomes)
     }
 
+    /// A push failed: nothing was decided (only the app says no), so every write stays
+    /// in the outbox, in order; the answer says what the loop does next.
+    pub fn on_push_failed(
+        &mut self,
+        _store: &mut LocalStore,
+        failure: &Failure,
+        attempt: u32,
+    ) -> AfterFailure {
+        Self::after_failure(failure, attempt)
+    }
+
     /// A query's snapshot arrived, exact at `cursor`. A snapshot of a query no longer
     /// subscribed (forgotten, refused) is not installed; one older than what the store
     /// pulled through would miss the changes in between: fetch it again.

@@ -875,8 +875,13 @@ pub fn test(args: &[String]) -> Result {
                 for command in [&mut node, &mut browsers] {
                     command.env("SYNC_E2E_POSTGRES_URL", &started.url);
                 }
+                // The connector's native tests, on this server (ignored without one).
+                let mut native = Command::new("cargo");
+                native
+                    .args(["test", "--package", "sync-server", "--test", "connector", "--", "--ignored"])
+                    .env("SYNC_TEST_POSTGRES_URL", &started.url);
                 cluster = Some(started);
-                vec![node, browsers]
+                vec![native, node, browsers]
             }
             _ => unreachable!("tiers are checked above"),
         };

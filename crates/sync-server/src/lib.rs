@@ -66,7 +66,7 @@ pub mod native {
     pub use crate::connector::query::read_rows as query_rows;
     pub use crate::connector::{MAX_PUSH_MUTATIONS, PULL_PAGE};
     pub use crate::engine::callback_failed;
-    pub use crate::upstream::{Call, Database, Fault, Faulty, RawRow, Sqlite, check_schema};
+    pub use crate::upstream::{Call, Database, Fault, Faulty, Postgres, RawRow, Sqlite, check_schema};
 }
 
 /// Serves one request with `router`: buffers the body first (bounded; see

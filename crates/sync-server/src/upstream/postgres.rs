@@ -102,6 +102,31 @@ impl Postgres {
         Ok(Self { client })
     }
 
+    /// Natively (tests, the simulation): a connection to `url` (no TLS) whose I/O runs
+    /// on `runtime`, with the engine's tables and then `app_migrations` applied, as
+    /// [`Self::connect`] does through Hyperdrive.
+    #[cfg(not(target_family = "wasm"))]
+    pub async fn connect_native(
+        runtime: &tokio::runtime::Runtime,
+        url: &str,
+        app_migrations: &[(&str, &str)],
+    ) -> Result<Self, ApiError> {
+        let connecting = tokio_postgres::connect(url, tokio_postgres::NoTls);
+        let (client, connection) =
+            runtime.block_on(connecting).map_err(|error| ApiError::UpstreamUnavailable {
+                reason: format!("connecting to PostgreSQL: {}", describe(&error)),
+            })?;
+        runtime.spawn(async move {
+            let _ = connection.await;
+        });
+        let db = Self { client };
+        let engine = sync::sql::engine_schema(Dialect::Postgres).join(";\n");
+        let mut migrations = vec![(ENGINE_MIGRATION, engine.as_str())];
+        migrations.extend(app_migrations.iter().copied());
+        db.migrate(&migrations).await?;
+        Ok(db)
+    }
+
     /// Applies the migrations this database lacks, one transaction, one migrator at a
     /// time.
     async fn migrate(&self, migrations: &[(&str, &str)]) -> Result<(), ApiError> {
@@ -136,6 +161,7 @@ impl Postgres {
                 )
                 .await
                 .map_err(fail)?;
+            #[cfg(target_family = "wasm")]
             worker::console_log!("PostgreSQL: applied migration {version}");
         }
         self.client.batch_execute("COMMIT").await.map_err(fail)

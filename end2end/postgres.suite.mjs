@@ -188,20 +188,20 @@ for (const [what, brokenUrl, reason] of [
   ['a wrong password', async () => { const url = new URL(app.databaseUrl); url.password = 'wrong'; return url.toString(); }, /password authentication failed/],
   ['a server that does not speak PostgreSQL', notPostgres, /connecting to PostgreSQL/],
 ]) {
-  test(`PostgreSQL behind ${what}: reads and writes answer 502 with a JSON reason, and the write is not lost`, async () => {
+  test(`PostgreSQL behind ${what}: reads and writes answer 503 upstream_unavailable with a JSON reason and Retry-After, and the write is not lost`, async () => {
     const broken = await startApp({ postgresUrl: await brokenUrl() });
     try {
       const token = await guestToken(broken.url, 'Ada');
       const b = client(broken.url, token);
       const read = await b.query('roomMessages', { roomId: newId('room') });
-      assert.equal(read.status, 502, read.text);
-      assert.equal(read.json.error, 'upstream_error');
+      assert.equal(read.status, 503, read.text);
+      assert.equal(read.json.error, 'upstream_unavailable');
       assert.match(read.json.reason, reason);
       const room = newId('room');
       const { mutation, response } = b.send(room, 'Ada', 'while broken');
       const pushed = await response;
-      assert.equal(pushed.status, 502, pushed.text);
-      assert.equal(pushed.json.error, 'upstream_error');
+      assert.equal(pushed.status, 503, pushed.text);
+      assert.equal(pushed.json.error, 'upstream_unavailable');
       // The client keeps it in its outbox and pushes it again to a working connector.
       const again = await client(app.url, token, b.client_key).call('push', {
         protocol_version: 1, client_id: b.client_id, session_id: b.session_id, mutations: [mutation],

@@ -483,7 +483,7 @@ impl World {
         lost: Message,
         mut serve: impl FnMut(&mut Self) -> Message,
     ) {
-        let messages = match fate {
+        let arrivals = match fate {
             Fate::RequestLost => {
                 self.counts.bump("requests lost");
                 vec![lost]
@@ -499,7 +499,7 @@ impl World {
             }
             Fate::Delivered => vec![serve(self)],
         };
-        self.clients[index].inbox.extend(messages);
+        self.clients[index].inbox.extend(arrivals);
     }
 }
 

@@ -129,15 +129,22 @@ impl PullPlan {
     /// `sync::sql::pull_changes_since`.)
     pub fn deliverable<'a>(&self, log: impl IntoIterator<Item = &'a Change>) -> Vec<Deliverable> {
         let log: Vec<&Change> = log.into_iter().collect();
-        log.iter()
-            .enumerate()
-            .filter(|(_, change)| self.matches(change))
-            .filter(|(at, change)| !log[at + 1..].iter().any(|later| self.superseded(change, later)))
-            .map(|(at, change)| Deliverable {
-                change: (*change).clone(),
-                outdated: log[at + 1..].iter().any(|later| self.outdates(change, later)),
-            })
-            .collect()
+        // From the newest back: whether a later change of the record was seen that
+        // this pull delivers (supersedes) or that is on one of its topics (outdates).
+        let mut later: BTreeMap<(&str, &str), (bool, bool)> = BTreeMap::new();
+        let mut kept = Vec::new();
+        for change in log.iter().rev() {
+            let key = (change.collection.as_str(), change.record_id.as_str());
+            let (superseded, outdated) = later.get(&key).copied().unwrap_or((false, false));
+            let matches = self.matches(change);
+            if matches && !superseded {
+                kept.push(Deliverable { change: (*change).clone(), outdated });
+            }
+            let on_topics = change.topics.iter().any(|topic| self.since.contains_key(topic));
+            later.insert(key, (superseded || matches, outdated || on_topics));
+        }
+        kept.reverse();
+        kept
     }
 
     /// A change as this pull hands it out: without its image when a later change

@@ -41,9 +41,10 @@ pub async fn push(
         // Pokes go out after the answer: the writer does not wait for the fan-out.
         let Pushed { committed, topics, one_transaction, response } = pushed;
         let cursor = response.cursor;
-        let env = env.clone();
-        let carried = sync::fanout::carried_by_topic(engine.model(), &topics, &committed);
+        let (env, engine) = (env.clone(), engine.clone());
         ctx.wait_until(async move {
+            // Worked out after the answer too: the writer waits for none of it.
+            let carried = sync::fanout::carried_by_topic(engine.model(), &topics, &committed);
             let since = match one_transaction.then(|| committed.first().map(|change| change.seq)).flatten() {
                 Some(first) => predecessors(&db, &topics, first).await.unwrap_or_else(|error| {
                     worker::console_error!("finding where the pokes' changes begin: {error}");

@@ -143,10 +143,6 @@ impl SyncDriver {
         self.synced.remove(topic);
     }
 
-    pub fn is_subscribed(&self, topic: &str) -> bool {
-        self.subscriptions.contains_key(topic)
-    }
-
     pub fn is_synced(&self, topic: &str) -> bool {
         self.synced.contains(topic)
     }

@@ -182,18 +182,6 @@ pub struct PullPage {
     pub has_more: bool,
 }
 
-/// The changes a pull hands out: of several changes to one record, only the latest
-/// (its row image is the record's state; earlier images, texts their authors have
-/// since edited or deleted, are never sent). Order by `seq` is kept.
-pub fn latest_per_record(changes: Vec<Change>) -> Vec<Change> {
-    let mut last: std::collections::HashMap<(&str, &str), Cursor> = std::collections::HashMap::new();
-    for change in &changes {
-        last.insert((change.collection.as_str(), change.record_id.as_str()), change.seq);
-    }
-    let keep: BTreeSet<Cursor> = last.into_values().collect();
-    changes.into_iter().filter(|change| keep.contains(&change.seq)).collect()
-}
-
 /// Compaction of a log (ascending `seq`) through `through`: every change at or below
 /// it that a later change of the same record supersedes, and every delete at or below
 /// it, is removed. A client whose cursor is at least `through` pulls exactly what it

@@ -66,6 +66,8 @@ pub struct PlannedWrite {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     pub mutation_id: String,
+    /// The mutator's name (a racing retry's stored answer is decoded with it).
+    pub mutator: String,
     pub reason: String,
     /// Whether the answer is stored, so that a retry of the id gets it again.
     pub stored: bool,
@@ -170,6 +172,17 @@ impl PushPlan {
         keys
     }
 
+    /// The mutations the app is asked about: valid, and without a stored answer.
+    fn to_ask<'a>(
+        &'a self,
+        stored: &'a BTreeMap<String, MutationOutcome>,
+    ) -> impl Iterator<Item = (&'a Candidate, &'a ValidatedMutation)> {
+        self.candidates
+            .iter()
+            .filter(|c| !stored.contains_key(&c.mutation.id))
+            .filter_map(|c| c.validated.as_ref().ok().map(|v| (c, v)))
+    }
+
     /// What to ask the app's mutation callback: the valid mutations without a stored
     /// answer. `None`: nothing to ask.
     pub fn callback_request(
@@ -178,10 +191,7 @@ impl PushPlan {
         stored: &BTreeMap<String, MutationOutcome>,
     ) -> Option<MutationCallbackRequest> {
         let operations: Vec<MutationCallbackOperation> = self
-            .candidates
-            .iter()
-            .filter(|c| !stored.contains_key(&c.mutation.id))
-            .filter_map(|c| c.validated.as_ref().ok().map(|v| (c, v)))
+            .to_ask(stored)
             .map(|(c, v)| MutationCallbackOperation {
                 args: v.args.clone(),
                 collection: v.collection.clone(),
@@ -206,12 +216,7 @@ impl PushPlan {
         mut images: BTreeMap<RecordKey, Option<Row>>,
         answer: Option<&MutationCallbackResponse>,
     ) -> Decisions {
-        let asked: Vec<&str> = self
-            .candidates
-            .iter()
-            .filter(|c| !stored.contains_key(&c.mutation.id) && c.validated.is_ok())
-            .map(|c| c.mutation.id.as_str())
-            .collect();
+        let asked: Vec<&str> = self.to_ask(stored).map(|(c, _)| c.mutation.id.as_str()).collect();
         let denied_whole =
             matches!(answer, Some(MutationCallbackResponse::Batch(decision)) if !decision.allow);
         let verdicts: BTreeMap<&str, crate::server::Verdict> = match answer {
@@ -225,7 +230,12 @@ impl PushPlan {
                 decisions.answered.insert(id.clone(), outcome.clone());
                 continue;
             }
-            let reject = |reason: String, stored: bool| Rejection { mutation_id: id.clone(), reason, stored };
+            let reject = |reason: String, stored: bool| Rejection {
+                mutation_id: id.clone(),
+                mutator: candidate.mutation.name.clone(),
+                reason,
+                stored,
+            };
             let validated = match (&candidate.validated, verdicts.get(id.as_str())) {
                 (Err(reason), _) => {
                     decisions.rejections.push(reject(reason.clone(), false));

@@ -92,7 +92,7 @@ pub struct Pushed {
 /// The push pipeline on any upstream, as [`sync::push::PushPlan`] decides it: one read
 /// (the stored answers and the current images), one callback (`ask`, for the valid new
 /// mutations), one write transaction (every allowed write with its change-log row and
-/// answer), then the stored rejections. Runs on D1 and PostgreSQL in the worker, and
+/// answer, and the refusals that are stored). Runs on D1 and PostgreSQL in the worker, and
 /// on SQLite and PostgreSQL natively in the tests and the simulation.
 pub async fn run<D: Database>(
     model: &SyncModel,
@@ -121,19 +121,8 @@ pub async fn run<D: Database>(
     // or not at all. If the transaction is refused (a racing retry, a conflicting
     // write), one transaction per write so a refusal rejects only its own write. A
     // transient failure decides nothing: 503, nothing stored.
-    let stored_rejections: Vec<(&Rejection, &str)> = decisions
-        .rejections
-        .iter()
-        .filter(|rejection| rejection.stored)
-        .map(|rejection| {
-            let mutator = request
-                .mutations
-                .iter()
-                .find(|m| m.id == rejection.mutation_id)
-                .map_or("", |m| m.name.as_str());
-            (rejection, mutator)
-        })
-        .collect();
+    let stored_rejections: Vec<&Rejection> =
+        decisions.rejections.iter().filter(|rejection| rejection.stored).collect();
     let applied = apply_all(model, db, client, &decisions.writes, &stored_rejections, now).await?;
     let mut committed = Vec::new();
     let mut touched = BTreeSet::new();
@@ -351,7 +340,7 @@ async fn apply_all<D: Database>(
     db: &D,
     client: &str,
     writes: &[PlannedWrite],
-    rejections: &[(&Rejection, &str)],
+    rejections: &[&Rejection],
     now: i64,
 ) -> Result<AppliedAll, ApiError> {
     if writes.is_empty() && rejections.is_empty() {
@@ -363,7 +352,7 @@ async fn apply_all<D: Database>(
         .collect::<Result<_, _>>()?;
     let mut all: Vec<Statement> = Vec::new();
     let mut refused = Vec::new();
-    for (rejection, _) in rejections {
+    for rejection in rejections {
         let outcome = MutationOutcome::Rejected { reason: rejection.reason.clone() };
         let json = serde_json::to_string(&outcome).map_err(ApiError::upstream)?;
         all.push(sql::record_mutation(db.dialect(), client, &rejection.mutation_id, &json, now));
@@ -392,11 +381,9 @@ async fn apply_all<D: Database>(
         outcomes.push(apply_one(model, db, client, write, statements, now).await?);
     }
     let mut answers = Vec::new();
-    for (rejection, mutator) in rejections {
-        let outcome =
-            record_rejection(model, db, client, &rejection.mutation_id, mutator, &rejection.reason, now)
-                .await?;
-        answers.push((rejection.mutation_id.clone(), outcome));
+    for Rejection { mutation_id, mutator, reason, .. } in rejections.iter().copied() {
+        let outcome = record_rejection(model, db, client, mutation_id, mutator, reason, now).await?;
+        answers.push((mutation_id.clone(), outcome));
     }
     Ok(AppliedAll { writes: outcomes, rejections: answers, head: None })
 }

@@ -47,6 +47,13 @@ pub enum Fault {
     /// The app's callbacks answer 401 (the user's token expired) until the next
     /// [`Step::CallbackBack`], which stands for the renewed token.
     CallbackNeedsAuth,
+    /// The isolate serving the next request dies at its end: what it wrote upstream
+    /// stays, its answer and what it would do after answering (pokes, the pull's
+    /// acknowledgement) are lost, and so is its memo.
+    IsolateRestart,
+    /// The next fan-out reaches no session object (overloaded, a network error): no
+    /// session answers, and none of them is proof of a dead session.
+    SessionsUnreachable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +68,8 @@ pub enum Attack {
     ReadRefused { board: usize },
     /// Pulls from a cursor the log has not reached.
     FutureCursor,
+    /// Pushes a value larger than the connector reads.
+    Oversized,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,23 +189,26 @@ fn step(rng: &mut Rng) -> Step {
             body: body(rng),
         },
         81 => Step::Compact,
-        82..=86 => Step::Fault(match rng.below(5) {
+        82..=86 => Step::Fault(match rng.below(7) {
             0 => Fault::TransientWrite,
             1 => Fault::TransientRead,
             2 => Fault::LostAnswer,
             3 => Fault::CallbackDown,
-            _ => Fault::CallbackNeedsAuth,
+            4 => Fault::CallbackNeedsAuth,
+            5 => Fault::IsolateRestart,
+            _ => Fault::SessionsUnreachable,
         }),
         87..=88 => Step::CallbackBack,
         89..=93 => Step::Tick { ms: 1_000 * (1 + rng.below(40) as i64) },
         _ => {
             let victim = rng.index(ATTACKER);
-            Step::Attack(match rng.below(5) {
-                0 => Attack::ImpersonateClient { victim },
-                1 => Attack::HijackSession { victim },
-                2 => Attack::ReplayWrites { victim },
-                3 => Attack::ReadRefused { board: rng.index(BOARDS.len()) },
-                _ => Attack::FutureCursor,
+            Step::Attack(match rng.below(11) {
+                0..=1 => Attack::ImpersonateClient { victim },
+                2..=3 => Attack::HijackSession { victim },
+                4..=5 => Attack::ReplayWrites { victim },
+                6..=7 => Attack::ReadRefused { board: rng.index(BOARDS.len()) },
+                8..=9 => Attack::FutureCursor,
+                _ => Attack::Oversized,
             })
         }
     }

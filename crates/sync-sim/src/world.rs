@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures_executor::block_on;
 use serde_json::{Value, json};
 use sync::changes::{Change, Cursor};
+use sync::memo::IsolateMemo;
 use sync::model::{MutationContext, SyncModel, ValidatedQuery};
 use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
 use sync::protocol::pull::{PullRequest, PullResponse, Subscription};
@@ -19,6 +20,7 @@ use sync::pull::PullPlan;
 use sync::server::ServerState;
 use sync::session::{AUTHORIZATION_FRESH_MS, OnPoke, SessionState};
 use sync::sql::{self, Dialect, SqlParam, Statement};
+use sync::watchers::{SocketAnswer, TopicWatchers};
 use sync_server::native::{self, Call, Database, Faulty, Sqlite};
 use sync_server::{ApiError, CallbackError};
 use sync_store::driver::{AfterFailure, Failure, Snapshot, SyncDriver};
@@ -92,9 +94,22 @@ struct Server {
     grants: BTreeSet<(&'static str, usize)>,
     revoked_at: BTreeMap<(&'static str, usize), i64>,
     sessions: BTreeMap<String, SessionState>,
-    watchers: BTreeMap<String, BTreeSet<String>>,
+    /// Each topic's QuerySubscription.
+    watchers: BTreeMap<String, TopicWatchers>,
     callback: CallbackMode,
+    /// The worker's isolates, each with its memo; requests go round them.
+    isolates: Vec<IsolateMemo>,
+    requests: usize,
+    /// The isolate serving the next request dies at its end.
+    restart_next: bool,
+    /// The request being served lost its isolate: its answer goes nowhere.
+    died: bool,
+    /// The next fan-out reaches no session.
+    sessions_unreachable: bool,
 }
+
+/// Isolates serving the simulated worker.
+const ISOLATES: usize = 2;
 
 pub struct World {
     /// Every answer the server gave, per (client, mutation id).
@@ -184,6 +199,33 @@ impl Server {
         })
     }
 
+    /// The isolate that serves the next request.
+    fn isolate(&mut self) -> usize {
+        self.requests += 1;
+        self.requests % ISOLATES
+    }
+
+    /// Whether the isolate dies here (a planned restart): its memo is gone and the
+    /// request's answer and after-work are lost.
+    fn dies(&mut self, isolate: usize) -> bool {
+        if !std::mem::take(&mut self.restart_next) {
+            return false;
+        }
+        self.isolates[isolate] = IsolateMemo::new();
+        self.died = true;
+        true
+    }
+
+    /// The session's owner, through the isolate's memo as the worker checks it.
+    fn claim_via(&mut self, isolate: usize, session: &str, client: &str) -> Result<(), ApiError> {
+        if self.isolates[isolate].is_claimed(session, client) {
+            return Ok(());
+        }
+        self.claim(session, client)?;
+        self.isolates[isolate].remember_claim(session, client);
+        Ok(())
+    }
+
     fn claim(&mut self, session: &str, client: &str) -> Result<(), ApiError> {
         self.sessions.entry(session.to_string()).or_default().claim(client).map_err(|owner| {
             ApiError::Forbidden { code: "session_mismatch", reason: format!("session belongs to {owner}") }
@@ -211,6 +253,11 @@ impl World {
             sessions: BTreeMap::new(),
             watchers: BTreeMap::new(),
             callback: CallbackMode::Up,
+            isolates: vec![IsolateMemo::new(); ISOLATES],
+            requests: 0,
+            restart_next: false,
+            died: false,
+            sessions_unreachable: false,
         };
         let mut world = Self {
             said: BTreeMap::new(),
@@ -259,18 +306,19 @@ impl World {
 
     // ------------------------------------------------------------ the server
 
-    fn serve_query(
-        &mut self,
-        user: &'static str,
-        key: &str,
-        request: &QueryRequest,
-    ) -> Result<QueryResponse, ApiError> {
+    fn serve_query(&mut self, user: &'static str, key: &str, body: &[u8]) -> Result<QueryResponse, ApiError> {
+        // The worker's own parsing (and its body bound).
+        let request: &QueryRequest = &sync_server::parse_json(body)?;
         native::check_client(Some(key), &request.client_id, &request.session_id)?;
         let query = self.server.model.validate_query(&request.name, &request.args)?;
         self.server.authorize_query(user, &query)?;
+        let isolate = self.server.isolate();
         self.server.claim(&request.session_id, &request.client_id)?;
         self.watch(&request.session_id, &[query.topic.to_string()], None);
         let (rows, cursor) = block_on(native::query_rows(&self.server.model, &self.server.db, &query))?;
+        if self.server.dies(isolate) {
+            return Err(ApiError::upstream("the isolate died"));
+        }
         Ok(QueryResponse { rows, cursor, topic: query.topic })
     }
 
@@ -281,22 +329,20 @@ impl World {
         let state = self.server.sessions.entry(session.to_string()).or_default();
         let subscribed = state.subscribe(topics, acknowledged, now);
         for topic in subscribed.added {
-            self.server.watchers.entry(topic).or_default().insert(session.to_string());
+            self.server.watchers.entry(topic).or_default().watch(session);
         }
         if let Some(release) = subscribed.release {
             self.send_poke(session, release.cursor, release.changes, release.topic, release.since);
         }
     }
 
-    fn serve_push(
-        &mut self,
-        user: &'static str,
-        key: &str,
-        request: &PushRequest,
-    ) -> Result<PushResponse, ApiError> {
+    fn serve_push(&mut self, user: &'static str, key: &str, body: &[u8]) -> Result<PushResponse, ApiError> {
+        // The worker's own parsing (and its body bound).
+        let request: &PushRequest = &sync_server::parse_json(body)?;
         native::check_client(Some(key), &request.client_id, &request.session_id)?;
         native::check_push(request)?;
-        self.server.claim(&request.session_id, &request.client_id)?;
+        let isolate = self.server.isolate();
+        self.server.claim_via(isolate, &request.session_id, &request.client_id)?;
         let asked = std::cell::RefCell::new(None);
         let fired_before = self.server.db.fired().len();
         let server = &self.server;
@@ -356,12 +402,20 @@ impl World {
                 });
             }
         }
+        if result.is_err() && self.server.dies(isolate) {
+            return Err(ApiError::upstream("the isolate died"));
+        }
         let pushed = result?;
         for answer in &pushed.response.results {
             self.said
                 .entry((request.client_id.clone(), answer.id.clone()))
                 .or_default()
                 .push(answer.outcome.clone());
+        }
+        if self.server.dies(isolate) {
+            // Committed; the answer and the pokes after it are lost.
+            self.counts.bump("pushes committed by an isolate that died");
+            return Err(ApiError::upstream("the isolate died"));
         }
         if !pushed.topics.is_empty() {
             self.counts.bump("pokes fanned out");
@@ -381,16 +435,29 @@ impl World {
         Ok(pushed.response)
     }
 
-    /// A QuerySubscription's fan-out: every session watching `topic` decides.
+    /// A QuerySubscription's fan-out: every session watching `topic` decides, and
+    /// answers how many sockets it has (the current session of an open browser has
+    /// one; an old session none).
     fn poke_topic(&mut self, topic: &str, cursor: u64, changes: Vec<Change>, since: Option<u64>) {
         let sessions: Vec<String> =
-            self.server.watchers.get(topic).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+            self.server.watchers.get(topic).map(|w| w.sessions().cloned().collect()).unwrap_or_default();
+        let unreachable = std::mem::take(&mut self.server.sessions_unreachable);
         let now = self.now;
+        let mut answers = Vec::new();
         for session in sessions {
+            if unreachable {
+                answers.push((session, SocketAnswer::Unreachable));
+                continue;
+            }
+            let sockets = usize::from(self.clients.iter().any(|c| c.driver.session_id() == session));
+            answers.push((session.clone(), SocketAnswer::Sockets(sockets)));
             let Some(state) = self.server.sessions.get_mut(&session) else { continue };
             if let OnPoke::Send(out) = state.poke(topic, cursor, changes.clone(), since, now) {
                 self.send_poke(&session, out.cursor, out.changes, out.topic, out.since);
             }
+        }
+        if let Some(watchers) = self.server.watchers.get_mut(topic) {
+            watchers.after_poke(&answers);
         }
     }
 
@@ -429,12 +496,9 @@ impl World {
         });
     }
 
-    fn serve_pull(
-        &mut self,
-        user: &'static str,
-        key: &str,
-        request: &PullRequest,
-    ) -> Result<PullResponse, ApiError> {
+    fn serve_pull(&mut self, user: &'static str, key: &str, body: &[u8]) -> Result<PullResponse, ApiError> {
+        // The worker's own parsing (and its body bound).
+        let request: &PullRequest = &sync_server::parse_json(body)?;
         native::check_client(Some(key), &request.client_id, &request.session_id)?;
         let mut authorized = Vec::new();
         for subscription in &request.subscriptions {
@@ -442,9 +506,20 @@ impl World {
             self.server.authorize_query(user, &query)?;
             authorized.push((query.topic, subscription.cursor));
         }
-        self.server.claim(&request.session_id, &request.client_id)?;
         let plan = PullPlan::new(request.cursor, authorized);
-        let (page, _) = block_on(native::pull_page(&self.server.model, &self.server.db, &plan))?;
+        // As the worker does: watch before the read unless this isolate's memo knows
+        // the session watches every topic already; acknowledge after answering.
+        let topics: Vec<String> = plan.topics().iter().map(ToString::to_string).collect();
+        let isolate = self.server.isolate();
+        let (session, client) = (&request.session_id, &request.client_id);
+        let watch = self.server.isolates[isolate].pull_watch(session, client, &topics, request.cursor);
+        if let Some(acknowledge) = watch.call_before {
+            self.server.claim(session, client)?;
+            self.watch(session, &topics, acknowledge);
+            self.server.isolates[isolate].remember_watch(session, client, &topics);
+        }
+        let (page, head) = block_on(native::pull_page(&self.server.model, &self.server.db, &plan))?;
+        self.server.isolates[isolate].saw_head(head);
         let page = page?;
         // Every row a pull hands out is the record as it stands when the pull is
         // served, and on a board this user may read then.
@@ -468,14 +543,22 @@ impl World {
                 });
             }
         }
-        let topics: Vec<String> = plan.topics().iter().map(ToString::to_string).collect();
-        self.watch(&request.session_id, &topics, Some(page.cursor.0));
+        if self.server.dies(isolate) {
+            return Err(ApiError::upstream("the isolate died"));
+        }
+        self.watch(&request.session_id, &watch.refresh, Some(page.cursor.0));
         Ok(PullResponse { changes: page.changes, cursor: page.cursor, has_more: page.has_more })
     }
 
     // ------------------------------------------------------------ the browsers
 
     /// Carries a request to the server and its answer back, as `fate` has it.
+    /// Serves a request; a request whose isolate died gets no answer.
+    fn answer(&mut self, serve: &mut impl FnMut(&mut Self) -> Message, lost: &Message) -> Message {
+        let answer = serve(self);
+        if std::mem::take(&mut self.server.died) { lost.clone() } else { answer }
+    }
+
     fn route(
         &mut self,
         index: usize,
@@ -491,13 +574,14 @@ impl World {
             Fate::AnswerLost => {
                 self.counts.bump("answers lost");
                 serve(self);
+                self.server.died = false;
                 vec![lost]
             }
             Fate::Duplicated => {
                 self.counts.bump("requests duplicated");
-                vec![serve(self), serve(self)]
+                vec![Self::answer(self, &mut serve, &lost), Self::answer(self, &mut serve, &lost)]
             }
-            Fate::Delivered => vec![serve(self)],
+            Fate::Delivered => vec![Self::answer(self, &mut serve, &lost)],
         };
         self.clients[index].inbox.extend(arrivals);
     }
@@ -507,6 +591,11 @@ static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0)
 
 fn unique() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A request as the network carries it.
+fn body(request: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(request).unwrap_or_default()
 }
 
 fn lost() -> Failure {
@@ -522,10 +611,10 @@ impl World {
         let Some(request) = client.driver.push_request(&client.store).map_err(store_failed)? else {
             return Ok(());
         };
-        let (user, key) = (client.user, client.key.clone());
+        let (user, key, sent) = (client.user, client.key.clone(), body(&request));
         self.counts.bump("pushes");
         self.route(index, fate, Message::Pushed(Err(lost())), |world| {
-            Message::Pushed(world.serve_push(user, &key, &request).map_err(as_failure))
+            Message::Pushed(world.serve_push(user, &key, &sent).map_err(as_failure))
         });
         self.reported_violation(index)
     }
@@ -539,11 +628,11 @@ impl World {
             name: query.name.clone(),
             args: query.args.clone(),
         };
-        let (user, key) = (client.user, client.key.clone());
+        let (user, key, sent) = (client.user, client.key.clone(), body(&request));
         self.counts.bump("queries");
         let lost_message = Message::Snapshot(query.clone(), Err(lost()));
         self.route(index, fate, lost_message, |world| {
-            Message::Snapshot(query.clone(), world.serve_query(user, &key, &request).map_err(as_failure))
+            Message::Snapshot(query.clone(), world.serve_query(user, &key, &sent).map_err(as_failure))
         });
         Ok(())
     }
@@ -556,11 +645,11 @@ impl World {
         let Some(request) = client.driver.pull_request(&client.store).map_err(store_failed)? else {
             return Ok(());
         };
-        let (user, key) = (client.user, client.key.clone());
+        let (user, key, sent) = (client.user, client.key.clone(), body(&request));
         self.counts.bump("pulls");
         let lost_message = Message::Pulled(request.clone(), Err(lost()));
         self.route(index, fate, lost_message, |world| {
-            Message::Pulled(request.clone(), world.serve_pull(user, &key, &request).map_err(as_failure))
+            Message::Pulled(request.clone(), world.serve_pull(user, &key, &sent).map_err(as_failure))
         });
         self.reported_violation(index)
     }
@@ -843,7 +932,7 @@ impl World {
                     session_id: my_session,
                     mutations: Vec::new(),
                 };
-                match self.serve_push("mallory", &key, &request) {
+                match self.serve_push("mallory", &key, &body(&request)) {
                     Err(error) if error.code() == "client_key_mismatch" => {}
                     other => violated!("pushing as client {victim} without its key: {:?}", other.map(|_| ())),
                 }
@@ -861,7 +950,7 @@ impl World {
                     cursor: Cursor::START,
                     subscriptions: Vec::new(),
                 };
-                match self.serve_pull("mallory", &key, &request) {
+                match self.serve_pull("mallory", &key, &body(&request)) {
                     Err(error) if error.code() == "session_mismatch" => {}
                     other => violated!("listening on client {victim}'s session: {:?}", other.map(|_| ())),
                 }
@@ -879,7 +968,7 @@ impl World {
                     mutations: theirs.iter().map(|pending| pending.to_push()).collect(),
                 };
                 // Judged as the attacker's own writes; the victim's answers stay theirs.
-                let _ = self.serve_push("mallory", &key, &request);
+                let _ = self.serve_push("mallory", &key, &body(&request));
                 self.reported_violation(me)?;
             }
             Attack::ReadRefused { board } => {
@@ -899,7 +988,7 @@ impl World {
                     name: query.name.clone(),
                     args: query.args.clone(),
                 };
-                if let Ok(answer) = self.serve_query("mallory", &key, &request) {
+                if let Ok(answer) = self.serve_query("mallory", &key, &body(&request)) {
                     violated!("mallory read {} ({} rows)", BOARDS[board], answer.rows.len());
                 }
                 let subscription = Subscription { name: query.name, args: query.args, cursor: None };
@@ -910,7 +999,7 @@ impl World {
                     cursor: Cursor::START,
                     subscriptions: vec![subscription],
                 };
-                if let Ok(page) = self.serve_pull("mallory", &key, &request) {
+                if let Ok(page) = self.serve_pull("mallory", &key, &body(&request)) {
                     violated!("mallory pulled {} ({} changes)", BOARDS[board], page.changes.len());
                 }
             }
@@ -929,8 +1018,32 @@ impl World {
                     cursor: Cursor(head.0 + 5),
                     subscriptions: vec![Subscription { name: query.name, args: query.args, cursor: None }],
                 };
-                if self.serve_pull("mallory", &key, &request).is_ok() {
+                if self.serve_pull("mallory", &key, &body(&request)).is_ok() {
                     violated!("a pull from beyond the head {} was answered", head.0);
+                }
+            }
+            Attack::Oversized => {
+                self.counts.bump("attacks: oversized push");
+                // One card whose text alone passes the connector's body bound.
+                let id = self.new_id(sync::ids::OUTBOX);
+                let request = PushRequest {
+                    protocol_version: sync::PROTOCOL_VERSION,
+                    client_id: my_id,
+                    session_id: my_session,
+                    mutations: vec![sync::protocol::push::PushMutation {
+                        id,
+                        name: "addCard".into(),
+                        args: json!({ "boardId": "b3", "author": "mallory", "body": "x".repeat(sync_server::MAX_BODY_BYTES) }),
+                        record_id: "card_0".into(),
+                    }],
+                };
+                let head = self.server.reference.head();
+                match self.serve_push("mallory", &key, &body(&request)) {
+                    Err(error) if error.code() == "payload_too_large" => {}
+                    other => violated!("a push over the body bound: {:?}", other.map(|_| ())),
+                }
+                if self.server.reference.head() != head {
+                    violated!("an oversized push moved the log");
                 }
             }
         }
@@ -940,6 +1053,8 @@ impl World {
     /// Carries out one step, then checks every invariant.
     pub fn step(&mut self, step: &Step) -> Result<(), Violation> {
         self.now += 10;
+        // Requests served outside the network (the attacker's) leave no death behind.
+        self.server.died = false;
         match step {
             Step::Write { client, kind, record, board, to, body } => {
                 self.write(*client, *kind, *record, *board, *to, body)
@@ -975,6 +1090,8 @@ impl World {
                     Fault::LostAnswer => "faults: upstream answer lost after commit",
                     Fault::CallbackDown => "faults: callback down",
                     Fault::CallbackNeedsAuth => "faults: callback 401",
+                    Fault::IsolateRestart => "faults: isolate restart",
+                    Fault::SessionsUnreachable => "faults: session objects unreachable",
                 });
                 match fault {
                     Fault::TransientWrite => self.server.db.plan(
@@ -988,6 +1105,8 @@ impl World {
                     Fault::LostAnswer => self.server.db.plan(Call::Write, native::Fault::LostAnswer),
                     Fault::CallbackDown => self.server.callback = CallbackMode::Down,
                     Fault::CallbackNeedsAuth => self.server.callback = CallbackMode::NeedsAuth,
+                    Fault::IsolateRestart => self.server.restart_next = true,
+                    Fault::SessionsUnreachable => self.server.sessions_unreachable = true,
                 }
             }
             Step::CallbackBack => self.sign_in_again(),
@@ -1020,6 +1139,34 @@ impl World {
                 violated!("client {index}'s cursor went back from {} to {}", client.cursor.0, cursor.0);
             }
             client.cursor = cursor;
+        }
+        // A browser with a socket keeps receiving pokes for every topic its session
+        // watches: its QuerySubscriptions never forget it (only sessions without a
+        // socket are forgotten, however their calls fail).
+        for (index, client) in self.clients.iter().enumerate() {
+            let session = client.driver.session_id();
+            let Some(state) = self.server.sessions.get(session) else { continue };
+            for topic in &state.topics {
+                if !self.server.watchers.get(topic).is_some_and(|watchers| watchers.contains(session)) {
+                    violated!(
+                        "client {index}'s session watches {topic}, but {topic}'s subscription forgot it"
+                    );
+                }
+            }
+        }
+        // An isolate's memo only vouches for a session's owner.
+        for (isolate, memo) in self.server.isolates.iter().enumerate() {
+            for (session, state) in &self.server.sessions {
+                for client in &self.clients {
+                    let id = client.store.client_id();
+                    if memo.is_claimed(session, id) && state.owner.as_deref() != Some(id) {
+                        violated!(
+                            "isolate {isolate} remembers {id} as the owner of {session}, not {:?}",
+                            state.owner
+                        );
+                    }
+                }
+            }
         }
         // The upstream tables and log are the reference's.
         let upstream_rows = self.upstream_cards()?;

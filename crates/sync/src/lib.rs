@@ -18,6 +18,10 @@
 //!   connector alike);
 //! - [`session`]: a client session's decisions (owner, topics, authorization window,
 //!   what a poke sends);
+//! - [`memo`]: what a worker isolate remembers between requests (object calls it
+//!   may skip), bounded by bytes;
+//! - [`watchers`]: a topic's watching sessions and the change watcher's listeners
+//!   (who is forgotten, when to scan);
 //! - [`server`]: the reference upstream semantics (apply, idempotency, change log);
 //! - [`client`]: the client-side state rules (confirmed rows + pending outbox);
 //! - [`protocol`]: wire types, one module per message;
@@ -31,6 +35,7 @@ pub mod client;
 pub mod cursors;
 pub mod fanout;
 pub mod ids;
+pub mod memo;
 pub mod migrations;
 pub mod model;
 pub mod operation;
@@ -44,6 +49,7 @@ pub mod session;
 pub mod sql;
 pub mod typed;
 pub mod view;
+pub mod watchers;
 
 pub use changes::{Change, ChangeKind, Cursor, Topic};
 pub use model::{

@@ -1,6 +1,5 @@
 //! `POST /sync/pull`: changes since a cursor for the caller's subscriptions.
 
-use std::cell::Cell;
 use std::sync::Arc;
 
 use axum::Json;
@@ -21,12 +20,6 @@ use crate::upstream::{Database, RawRow, Upstream, head_statement, integer, topic
 
 /// The largest cursor a pull may name (2^53 - 1).
 pub const MAX_CURSOR: u64 = (1 << 53) - 1;
-
-thread_local! {
-    /// The highest log head this isolate has read: the log only grows, so a cursor at
-    /// or below it is one the log has reached.
-    static KNOWN_HEAD: Cell<u64> = const { Cell::new(0) };
-}
 
 /// Most subscriptions one pull may name.
 const MAX_SUBSCRIPTIONS: usize = 50;
@@ -71,21 +64,15 @@ pub async fn pull(
         authorized.push((validated.topic, subscription.cursor));
     }
     let plan = PullPlan::new(request.cursor, authorized);
-    // Watch before reading, so no change after the read goes unpoked. A cursor this
-    // isolate has seen the log reach is remembered at once (pokes at or below it are
-    // skipped); any other only once the read shows the log reached it.
-    let vouched = request.cursor.0 <= KNOWN_HEAD.with(Cell::get);
+    // Watch before reading, so no change after the read goes unpoked (the isolate's
+    // memo may skip the call, `sync::memo`).
     let watched: Vec<String> = plan.topics().iter().map(Topic::to_string).collect();
-    let ack_now = vouched.then_some(request.cursor.0);
-    // Already watching (confirmed before in this isolate): no object call on the way;
-    // the call after answering refreshes the topics' authorization instead.
-    let called =
-        durable::watch_before_read(&env, &request.session_id, &request.client_id, watched.clone(), ack_now)
+    let refresh =
+        durable::watch_before_read(&env, &request.session_id, &request.client_id, watched, request.cursor)
             .await?;
-    let refresh = if called { Vec::new() } else { watched };
     let db = Upstream::open(&engine, &env).await?;
     let (page, head) = read_page(engine.model(), &db, &plan).await?;
-    KNOWN_HEAD.with(|known| known.set(known.get().max(head.0)));
+    durable::with_memo(|memo| memo.saw_head(head));
     let page = page?;
     // The client holds everything through `cursor` once it reads this answer: pokes
     // at or below it are skipped, and pokes held back while it pulled go out now.

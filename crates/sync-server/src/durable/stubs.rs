@@ -61,19 +61,20 @@ async fn session_call(env: &Env, path: &str, claim: &Claim) -> Result<(), Sessio
 }
 
 thread_local! {
-    /// (session, client) pairs a ClientSession confirmed in this isolate. A session
-    /// belongs to its first client for good, so a confirmation never goes stale.
-    static CLAIMED: std::cell::RefCell<std::collections::HashSet<(String, String)>> =
-        std::cell::RefCell::new(std::collections::HashSet::new());
+    /// What this isolate's objects confirmed (`sync::memo`): saves object calls only.
+    static MEMO: std::cell::RefCell<sync::memo::IsolateMemo> =
+        std::cell::RefCell::new(sync::memo::IsolateMemo::new());
 }
 
-/// Entries each memo keeps per isolate before it starts again.
-const MEMO_LIMIT: usize = 10_000;
+/// Reads or updates this isolate's memo.
+pub fn with_memo<T>(f: impl FnOnce(&mut sync::memo::IsolateMemo) -> T) -> T {
+    MEMO.with(|memo| f(&mut memo.borrow_mut()))
+}
 
 /// Binds (or checks) the session's client. Once a session object has confirmed the
 /// pair, this isolate answers from memory: a push costs no object call.
 pub async fn claim(env: &Env, session_id: &str, client_id: &str) -> Result<(), SessionError> {
-    if CLAIMED.with(|claimed| claimed.borrow().contains(&(session_id.to_string(), client_id.to_string()))) {
+    if with_memo(|memo| memo.is_claimed(session_id, client_id)) {
         return Ok(());
     }
     let claim = Claim {
@@ -83,29 +84,8 @@ pub async fn claim(env: &Env, session_id: &str, client_id: &str) -> Result<(), S
         cursor: None,
     };
     session_call(env, "/claim", &claim).await?;
-    remember_claim(session_id, client_id);
+    with_memo(|memo| memo.remember_claim(session_id, client_id));
     Ok(())
-}
-
-/// Notes that the session's object confirmed `client_id` as its owner.
-fn remember_claim(session_id: &str, client_id: &str) {
-    remember(&CLAIMED, [(session_id.to_string(), client_id.to_string())]);
-}
-
-/// Adds what an object confirmed to one of this isolate's memos, starting the memo
-/// again when it would pass [`MEMO_LIMIT`] (bounds memory; forgetting only costs a call).
-fn remember<K: std::hash::Hash + Eq + 'static>(
-    memo: &'static std::thread::LocalKey<std::cell::RefCell<std::collections::HashSet<K>>>,
-    confirmed: impl IntoIterator<Item = K>,
-) {
-    let confirmed: Vec<K> = confirmed.into_iter().collect();
-    memo.with(|memo| {
-        let mut memo = memo.borrow_mut();
-        if memo.len() + confirmed.len() > MEMO_LIMIT {
-            memo.clear();
-        }
-        memo.extend(confirmed);
-    });
 }
 
 /// Checks the session's client, makes it watch `topics`, and records the cursor the
@@ -135,44 +115,41 @@ pub async fn tell_watcher(env: &Env, path: &str, session_id: &str) {
     }
 }
 
-thread_local! {
-    /// (session, client, topic) triples whose watch a ClientSession confirmed in this
-    /// isolate. A session never forgets a topic (a QuerySubscription that dropped a
-    /// socketless session gets it back when a socket connects), so they stay true.
-    static WATCHING: std::cell::RefCell<std::collections::HashSet<(String, String, String)>> =
-        std::cell::RefCell::new(std::collections::HashSet::new());
-}
-
-/// [`subscribe`] before a read, skipped when this isolate saw the session confirm
-/// every one of `topics` for this client already (then nothing would change, and the
-/// pull saves an object call on its way). Returns whether it called the session.
+/// A pull's session call before its read, as this isolate's memo decides
+/// (`sync::memo::IsolateMemo::pull_watch`). Returns the topics whose authorization
+/// the call after answering must refresh.
 pub async fn watch_before_read(
     env: &Env,
     session_id: &str,
     client_id: &str,
     topics: Vec<String>,
-    cursor: Option<u64>,
-) -> Result<bool, SessionError> {
-    // The session's owner first: only a pair its object confirmed may skip the call
-    // (a pull naming no topic is answered from the pair alone).
-    let claimed = CLAIMED.with(|claimed| claimed.borrow().contains(&(session_id.into(), client_id.into())));
-    let known = claimed
-        && WATCHING.with(|watching| {
-            let watching = watching.borrow();
-            topics
-                .iter()
-                .all(|topic| watching.contains(&(session_id.into(), client_id.into(), topic.clone())))
-        });
-    if known {
-        return Ok(false);
+    cursor: sync::changes::Cursor,
+) -> Result<Vec<String>, SessionError> {
+    let watch = with_memo(|memo| memo.pull_watch(session_id, client_id, &topics, cursor));
+    if let Some(acknowledge) = watch.call_before {
+        subscribe(env, session_id, client_id, topics.clone(), acknowledge).await?;
+        with_memo(|memo| memo.remember_watch(session_id, client_id, &topics));
     }
-    subscribe(env, session_id, client_id, topics.clone(), cursor).await?;
-    remember_claim(session_id, client_id);
-    remember(
-        &WATCHING,
-        topics.into_iter().map(|topic| (session_id.to_string(), client_id.to_string(), topic)),
-    );
-    Ok(true)
+    Ok(watch.refresh)
+}
+
+/// Asks a session object (`/poke` or `/sockets`) how many sockets it has; a failed
+/// call or an answer that is not one is [`SocketAnswer::Unreachable`].
+pub async fn ask_session(
+    env: &Env,
+    session_id: &str,
+    path: &str,
+    body: &impl Serialize,
+) -> sync::watchers::SocketAnswer {
+    use sync::watchers::SocketAnswer;
+    let Ok(stub) = session_stub(env, session_id) else { return SocketAnswer::Unreachable };
+    match post_json(&stub, path, body).await {
+        Ok(mut response) if response.status_code() == 200 => response
+            .json::<super::calls::Delivered>()
+            .await
+            .map_or(SocketAnswer::Unreachable, |delivered| SocketAnswer::Sockets(delivered.sockets)),
+        _ => SocketAnswer::Unreachable,
+    }
 }
 
 /// Hands a WebSocket upgrade to the session's object.

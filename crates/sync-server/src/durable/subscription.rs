@@ -1,10 +1,14 @@
-//! One object per topic: the sessions watching it.
+//! One object per topic: the sessions watching it. A shell over
+//! `sync::watchers::TopicWatchers`: it loads the watchers, pokes each session, and
+//! deletes those the type forgets (only sessions that said they have no socket).
 
 use futures_util::future::join_all;
 use worker::{DurableObject, Env, Request, Response, Result, SqlStorage, State, durable_object};
 
-use super::calls::{Delivered, Poke, Watch};
-use super::stubs::{post_json, session_stub};
+use sync::watchers::{SocketAnswer, TopicWatchers};
+
+use super::calls::{Poke, Watch};
+use super::stubs::ask_session;
 use super::{error_response, json_response};
 
 #[durable_object]
@@ -40,21 +44,18 @@ impl DurableObject for QuerySubscription {
                 let Ok(poke) = req.json::<Poke>().await else {
                     return error_response(400, "malformed_json", "expected a poke");
                 };
-                let watchers = self.watchers()?;
-                let pokes = watchers.iter().map(|session_id| self.poke_session(session_id, &poke));
-                let results = join_all(pokes).await;
-                let mut poked = 0;
-                for (session_id, sockets) in watchers.iter().zip(results) {
-                    if sockets == 0 {
-                        // No socket to tell: forget it until a socket connects again.
-                        self.sql.exec(
-                            "DELETE FROM watchers WHERE session_id = ?",
-                            vec![session_id.clone().into()],
-                        )?;
-                    } else {
-                        poked += 1;
-                    }
+                let mut watchers = TopicWatchers::new(self.watchers()?);
+                let sessions: Vec<String> = watchers.sessions().cloned().collect();
+                let answers =
+                    join_all(sessions.iter().map(|session_id| self.poke_session(session_id, &poke))).await;
+                let answers: Vec<(String, SocketAnswer)> = sessions.into_iter().zip(answers).collect();
+                for session_id in watchers.after_poke(&answers) {
+                    self.sql.exec("DELETE FROM watchers WHERE session_id = ?", vec![session_id.into()])?;
                 }
+                let poked = answers
+                    .iter()
+                    .filter(|(_, answer)| matches!(answer, SocketAnswer::Sockets(n) if *n > 0))
+                    .count();
                 json_response(200, &serde_json::json!({ "poked": poked }))
             }
             _ => error_response(404, "not_found", "no such subscription endpoint"),
@@ -72,12 +73,8 @@ impl QuerySubscription {
         Ok(rows.into_iter().map(|row| row.session_id).collect())
     }
 
-    /// Sockets the session delivered to (0 if it has none or cannot be reached).
-    async fn poke_session(&self, session_id: &str, poke: &Poke) -> usize {
-        let Ok(stub) = session_stub(&self.env, session_id) else { return 0 };
-        match post_json(&stub, "/poke", poke).await {
-            Ok(mut response) => response.json::<Delivered>().await.map(|d| d.sockets).unwrap_or(0),
-            Err(_) => 0,
-        }
+    /// The sockets the session delivered to, or that it could not be asked.
+    async fn poke_session(&self, session_id: &str, poke: &Poke) -> SocketAnswer {
+        ask_session(&self.env, session_id, "/poke", poke).await
     }
 }

@@ -5,21 +5,21 @@
 //! every `SYNC_CAPTURE_POLL_MS` (default 1000) reads the change log after its mark
 //! for changes with no mutation behind them (`sync::capture::unannounced_changes`),
 //! pokes their topics' QuerySubscriptions, and moves the mark
-//! (`sync::capture::announce`). Every 30 s it asks each session whether it still has
-//! a socket and forgets those that do not; with none left the alarm stops, so an
-//! upstream nobody watches costs nothing.
+//! (`sync::capture::announce`). A shell over `sync::watchers::ChangeWatch`, which
+//! decides when to ask the sessions whether they still have a socket, whom to forget
+//! (only those that said none), and when to stop: an upstream nobody watches costs
+//! nothing.
 
 use sync::changes::{Cursor, Topic};
+use sync::watchers::{ChangeWatch, OnAlarm, SocketAnswer};
 use worker::{DurableObject, Env, Request, Response, Result, SqlStorage, State, durable_object};
 
-use super::calls::{Delivered, Watch};
-use super::stubs::{post_json, session_stub};
+use super::calls::Watch;
+use super::stubs::ask_session;
 use super::{error_response, json_response};
 use crate::upstream::{Database, Upstream, head_of, head_statement, integer, topics_of};
 
 const DEFAULT_POLL_MS: i64 = 1_000;
-/// How often registered sessions are asked whether they still have a socket.
-const LIVENESS_MS: i64 = 30_000;
 /// Unannounced changes read per scan (the rest waits for the next).
 const SCAN_LIMIT: u32 = 500;
 
@@ -47,33 +47,29 @@ impl DurableObject for ChangeWatcher {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let Ok(watch) = req.json::<Watch>().await else {
+        let Ok(watch_request) = req.json::<Watch>().await else {
             return error_response(400, "malformed_json", "expected a session id");
         };
         match req.path().as_str() {
             "/listen" => {
-                self.sql.exec(
-                    "INSERT OR IGNORE INTO listeners (session_id) VALUES (?)",
-                    vec![watch.session_id.into()],
-                )?;
-                // The mark starts at the head now, before the client's socket is
-                // answered: its pull after connecting covers every earlier write, the
-                // scans every later one.
-                let (mark, checked_ms) = self.scan_state()?;
-                if mark.is_none() {
+                let mut watch = self.load()?;
+                if watch.listen(&watch_request.session_id) {
                     match self.scan(None).await {
-                        Ok(head) => self.save_scan(Some(head), checked_ms)?,
+                        Ok(head) => watch.mark = Some(head),
                         Err(error) => worker::console_error!("change watcher: {error}"),
                     }
                 }
+                self.save(&watch)?;
                 if self.state.storage().get_alarm().await?.is_none() {
                     self.state.storage().set_alarm(self.poll_ms()).await?;
                 }
-                json_response(200, &serde_json::json!({ "listeners": self.listeners()?.len() }))
+                json_response(200, &serde_json::json!({ "listeners": watch.listeners.len() }))
             }
             "/quiet" => {
-                self.sql.exec("DELETE FROM listeners WHERE session_id = ?", vec![watch.session_id.into()])?;
-                json_response(200, &serde_json::json!({ "listeners": self.listeners()?.len() }))
+                let mut watch = self.load()?;
+                watch.quiet(&watch_request.session_id);
+                self.save(&watch)?;
+                json_response(200, &serde_json::json!({ "listeners": watch.listeners.len() }))
             }
             _ => error_response(404, "not_found", "no such watcher endpoint"),
         }
@@ -81,23 +77,27 @@ impl DurableObject for ChangeWatcher {
 
     async fn alarm(&self) -> Result<Response> {
         let now = worker::Date::now().as_millis() as i64;
-        let (mark, mut checked_ms) = self.scan_state()?;
-        if now - checked_ms >= LIVENESS_MS {
-            self.forget_silent_listeners().await?;
-            checked_ms = now;
-            self.save_scan(mark, checked_ms)?;
+        let mut watch = self.load()?;
+        let mut next = watch.on_alarm(now);
+        if next == OnAlarm::AskLiveness {
+            let sessions: Vec<String> = watch.listeners.iter().cloned().collect();
+            let empty = serde_json::json!({});
+            let asks =
+                sessions.iter().map(|session_id| ask_session(&self.env, session_id, "/sockets", &empty));
+            let answers: Vec<(String, SocketAnswer)> =
+                sessions.iter().cloned().zip(futures_util::future::join_all(asks).await).collect();
+            next = watch.after_liveness(&answers, now);
         }
-        if self.listeners()?.is_empty() {
-            // Nobody listens: stop, and start from the head when someone does again
-            // (a client that connects pulls everything it missed anyway).
-            self.sql.exec("DELETE FROM scan", None)?;
-            return Response::ok("");
+        if next == OnAlarm::Scan {
+            match self.scan(watch.mark).await {
+                Ok(mark) => watch.mark = Some(mark),
+                Err(error) => worker::console_error!("change watcher: {error}"),
+            }
         }
-        match self.scan(mark).await {
-            Ok(next) => self.save_scan(Some(next), checked_ms)?,
-            Err(error) => worker::console_error!("change watcher: {error}"),
+        self.save(&watch)?;
+        if next == OnAlarm::Scan {
+            self.state.storage().set_alarm(self.poll_ms()).await?;
         }
-        self.state.storage().set_alarm(self.poll_ms()).await?;
         Response::ok("")
     }
 }
@@ -110,55 +110,46 @@ impl ChangeWatcher {
             .unwrap_or(DEFAULT_POLL_MS)
     }
 
-    fn listeners(&self) -> Result<Vec<String>> {
+    /// The watcher's state from its storage.
+    fn load(&self) -> Result<ChangeWatch> {
         #[derive(serde::Deserialize)]
-        struct Row {
+        struct Listener {
             session_id: String,
         }
-        let rows: Vec<Row> = self.sql.exec("SELECT session_id FROM listeners", None)?.to_array()?;
-        Ok(rows.into_iter().map(|row| row.session_id).collect())
-    }
-
-    fn scan_state(&self) -> Result<(Option<Cursor>, i64)> {
         #[derive(serde::Deserialize)]
-        struct Row {
+        struct Scan {
             mark: Option<i64>,
             checked_ms: i64,
         }
-        let rows: Vec<Row> =
+        let listeners: Vec<Listener> = self.sql.exec("SELECT session_id FROM listeners", None)?.to_array()?;
+        let scan: Vec<Scan> =
             self.sql.exec("SELECT mark, checked_ms FROM scan WHERE id = 1", None)?.to_array()?;
-        Ok(rows.first().map_or((None, 0), |row| {
+        let (mark, checked_ms) = scan.first().map_or((None, 0), |row| {
             (row.mark.map(|mark| Cursor(u64::try_from(mark).unwrap_or(0))), row.checked_ms)
-        }))
+        });
+        Ok(ChangeWatch {
+            listeners: listeners.into_iter().map(|row| row.session_id).collect(),
+            mark,
+            checked_ms,
+        })
     }
 
-    fn save_scan(&self, mark: Option<Cursor>, checked_ms: i64) -> Result<()> {
-        let mark = mark.map(|mark| i64::try_from(mark.0).unwrap_or(i64::MAX));
+    /// Writes the watcher's state back (a handful of rows: the listeners are few).
+    fn save(&self, watch: &ChangeWatch) -> Result<()> {
+        let stored = self.load()?;
+        for gone in stored.listeners.difference(&watch.listeners) {
+            self.sql.exec("DELETE FROM listeners WHERE session_id = ?", vec![gone.clone().into()])?;
+        }
+        for new in watch.listeners.difference(&stored.listeners) {
+            self.sql
+                .exec("INSERT OR IGNORE INTO listeners (session_id) VALUES (?)", vec![new.clone().into()])?;
+        }
+        let mark = watch.mark.map(|mark| i64::try_from(mark.0).unwrap_or(i64::MAX));
         self.sql.exec(
             "INSERT INTO scan (id, mark, checked_ms) VALUES (1, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET mark = excluded.mark, checked_ms = excluded.checked_ms",
-            vec![mark.into(), checked_ms.into()],
+            vec![mark.into(), watch.checked_ms.into()],
         )?;
-        Ok(())
-    }
-
-    /// Asks every listener whether it still has a socket; forgets those that do not.
-    async fn forget_silent_listeners(&self) -> Result<()> {
-        let listeners = self.listeners()?;
-        let asks = listeners.iter().map(|session_id| async move {
-            let Ok(stub) = session_stub(&self.env, session_id) else { return 0 };
-            match post_json(&stub, "/sockets", &serde_json::json!({})).await {
-                Ok(mut response) => response.json::<Delivered>().await.map(|d| d.sockets).unwrap_or(0),
-                Err(_) => 0,
-            }
-        });
-        let sockets = futures_util::future::join_all(asks).await;
-        for (session_id, count) in listeners.iter().zip(sockets) {
-            if count == 0 {
-                self.sql
-                    .exec("DELETE FROM listeners WHERE session_id = ?", vec![session_id.clone().into()])?;
-            }
-        }
         Ok(())
     }
 

@@ -9,6 +9,8 @@
 //!   local store on OPFS, the outbox push, pulls on pokes, one WebSocket, and the
 //!   leader election between tabs. An app's worker entry is a few lines.
 //! - [`bridge`]: what the page and the worker say to each other.
+//! - [`tabs`]: one tab's part in sharing the database between tabs (leader or
+//!   follower, what is forwarded and sent again on a hand-over), plain code.
 //! - `offline` (feature `hydrate`): the Service Worker that lets pages load offline.
 //! - `guest` (feature `hydrate`): guest sign-in against `sync_server::guest`, for
 //!   demos and templates.
@@ -18,6 +20,7 @@
 
 pub mod bridge;
 pub mod metrics;
+pub mod tabs;
 
 #[cfg(all(feature = "hydrate", target_family = "wasm", target_os = "unknown"))]
 pub mod guest;

@@ -21,11 +21,12 @@
 //! mutation carries ids chosen by the page, which the store recognises.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use crate::AppName;
 use crate::bridge::{FromWorker, Reply, Request, Status, Storage, TabMessage, ToWorker};
+use crate::tabs::{TabAction, Tabs};
 use futures_util::StreamExt;
 use gloo_net::http::Request as Http;
 use gloo_net::websocket::Message;
@@ -93,15 +94,10 @@ struct Runtime {
     model: SyncModel,
     /// Scopes the OPFS directory, the Web Lock and the BroadcastChannel.
     app: AppName,
-    /// This worker's name among the tabs.
-    tab: String,
     channel: Option<BroadcastChannel>,
-    leader: Cell<bool>,
-    /// The page's requests sent to the leader and not answered yet, by request id.
-    forwarded: RefCell<BTreeMap<u32, Request>>,
-    /// The page's token, kept even while following: needed if this tab takes over.
-    page_token: RefCell<Option<String>>,
-    announced_follower: Cell<bool>,
+    /// This tab's part among the tabs (leader or follower, forwarded requests, the
+    /// page's token): plain code in `crate::tabs`; this worker carries it out.
+    tabs: RefCell<Tabs>,
     store: RefCell<Option<LocalStore>>,
     /// The client's secret key: proves its client id on every request.
     client_key: RefCell<String>,
@@ -206,12 +202,8 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
     let runtime = Rc::new(Runtime {
         model,
         app,
-        tab: crate::new_id("tab"),
         channel,
-        leader: Cell::new(false),
-        forwarded: RefCell::new(BTreeMap::new()),
-        page_token: RefCell::new(None),
-        announced_follower: Cell::new(false),
+        tabs: RefCell::new(Tabs::new(crate::new_id("tab"))),
         store: RefCell::new(None),
         client_key: RefCell::new(String::new()),
         storage: Cell::new(Storage::Memory),
@@ -285,23 +277,42 @@ fn request_leadership(runtime: &Rc<Runtime>) -> bool {
 /// This tab now holds the lock: open the database, tell the others, and serve what
 /// this page asked while it followed.
 async fn become_leader(runtime: Rc<Runtime>) {
-    runtime.leader.set(true);
-    post(&FromWorker::Role { leader: true });
+    let role = runtime.tabs.borrow_mut().become_leader();
+    carry_out(&runtime, vec![role]);
     if let Err(error) = open_store(&runtime).await {
         leptos::logging::error!("local database: {error}");
     }
-    runtime.broadcast(&TabMessage::Leader { tab: runtime.tab.clone() });
-    let token = runtime.page_token.borrow().clone();
+    let token = runtime.tabs.borrow().page_token().map(str::to_string);
+    let announced = runtime.tabs.borrow_mut().announce();
+    // Told before serving: followers re-send what they wait for to this tab.
+    let (tell, serve): (Vec<TabAction>, Vec<TabAction>) =
+        announced.into_iter().partition(|action| matches!(action, TabAction::Broadcast(_)));
+    carry_out(&runtime, tell);
     if let Some(token) = token {
         *runtime.token.borrow_mut() = token;
         start_sync(&runtime);
     }
-    let waiting = std::mem::take(&mut *runtime.forwarded.borrow_mut());
-    for (id, request) in waiting {
-        serve_page(&runtime, id, request);
-    }
+    carry_out(&runtime, serve);
     // Every page re-runs its queries against this store (and so re-subscribes here).
     runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None });
+}
+
+/// Does what the tabs' rules (`crate::tabs`) said.
+fn carry_out(runtime: &Rc<Runtime>, actions: Vec<TabAction>) {
+    for action in actions {
+        match action {
+            TabAction::Serve { id, request, for_tab: None } => serve_page(runtime, id, request),
+            TabAction::Serve { id, request, for_tab: Some(tab) } => {
+                let runtime = runtime.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let result = handle(&runtime, request).await;
+                    runtime.broadcast(&TabMessage::Reply { tab, id, result });
+                });
+            }
+            TabAction::Broadcast(message) => runtime.broadcast(&message),
+            TabAction::Post(message) => post(&message),
+        }
+    }
 }
 
 /// Opens OPFS, retrying briefly: a previous leader's file handles may still be
@@ -361,19 +372,8 @@ fn new_client_key() -> String {
 }
 
 fn on_page_request(runtime: &Rc<Runtime>, message: ToWorker) {
-    if let Request::Start { token } = &message.request {
-        *runtime.page_token.borrow_mut() = Some(token.clone());
-    }
-    if runtime.leader.get() {
-        serve_page(runtime, message.id, message.request);
-    } else {
-        runtime.forwarded.borrow_mut().insert(message.id, message.request.clone());
-        runtime.broadcast(&TabMessage::Request {
-            tab: runtime.tab.clone(),
-            id: message.id,
-            request: message.request,
-        });
-    }
+    let actions = runtime.tabs.borrow_mut().from_page(message.id, message.request);
+    carry_out(runtime, actions);
 }
 
 /// Handles this page's request `id` here (the leader's own page) and replies to it.
@@ -386,34 +386,8 @@ fn serve_page(runtime: &Rc<Runtime>, id: u32, request: Request) {
 }
 
 fn on_tab_message(runtime: &Rc<Runtime>, message: TabMessage) {
-    let leader = runtime.leader.get();
-    match message {
-        TabMessage::Request { tab, id, request } if leader => {
-            let runtime = runtime.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                let result = handle(&runtime, request).await;
-                runtime.broadcast(&TabMessage::Reply { tab, id, result });
-            });
-        }
-        TabMessage::Reply { tab, id, result }
-            if !leader && tab == runtime.tab && runtime.forwarded.borrow_mut().remove(&id).is_some() =>
-        {
-            if !runtime.announced_follower.replace(true) {
-                post(&FromWorker::Role { leader: false });
-            }
-            post(&FromWorker::Reply { id, result });
-        }
-        TabMessage::Event { event } if !leader => post(&event),
-        TabMessage::Leader { tab } if !leader && tab != runtime.tab => {
-            let waiting: Vec<(u32, Request)> =
-                runtime.forwarded.borrow().iter().map(|(id, r)| (*id, r.clone())).collect();
-            for (id, request) in waiting {
-                runtime.broadcast(&TabMessage::Request { tab: runtime.tab.clone(), id, request });
-            }
-            post(&FromWorker::Changed { collections: Vec::new(), records: None });
-        }
-        _ => {}
-    }
+    let actions = runtime.tabs.borrow_mut().from_tab(message);
+    carry_out(runtime, actions);
 }
 
 async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String> {

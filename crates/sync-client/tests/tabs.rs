@@ -5,7 +5,6 @@
 //! that every write a page was told about is in the store exactly once.
 
 #[path = "../../sync/tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -80,13 +79,13 @@ impl Browser {
                     self.tabs.get_mut(&index).expect("live").work.push_back((id, request, for_tab));
                 }
                 TabAction::Broadcast(message) => self.channel.push_back((index, message)),
-                TabAction::Post(FromWorker::Reply { id, result }) => self.to_page(index, id, result),
+                TabAction::Post(FromWorker::Reply { id, result }) => self.reply_to_page(index, id, result),
                 TabAction::Post(_) => {}
             }
         }
     }
 
-    fn to_page(&mut self, index: usize, id: u32, result: Result<Reply, String>) {
+    fn reply_to_page(&mut self, index: usize, id: u32, result: Result<Reply, String>) {
         let tab = self.tabs.get_mut(&index).expect("live");
         *tab.replies.entry(id).or_default() += 1;
         if let Ok(Reply::Mutated { mutation_id, .. }) = result {
@@ -134,7 +133,7 @@ impl Browser {
             Err(error) => Err(error.to_string()),
         };
         match for_tab {
-            None => self.to_page(leader, id, result),
+            None => self.reply_to_page(leader, id, result),
             Some(tab) => self.channel.push_back((leader, TabMessage::Reply { tab, id, result })),
         }
     }

@@ -26,6 +26,11 @@ pub fn model() -> sync::SyncModel {
     common::model()
 }
 
+/// The model the app deploys next (cards gain `priority`, `moveCard` is gone).
+pub fn upgraded_model() -> sync::SyncModel {
+    common::upgraded_model()
+}
+
 /// How a run failed: after which step (`None`: at rest), and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failed {

@@ -127,6 +127,9 @@ pub enum Step {
     },
     /// The change log is compacted through its head.
     Compact,
+    /// The app deploys its next model (`upgraded_model`): the upstream is migrated at
+    /// once; each browser runs the old one until it is reopened (once per run).
+    Upgrade,
     Fault(Fault),
     CallbackBack,
     /// Time passes.
@@ -188,6 +191,7 @@ fn step(rng: &mut Rng) -> Step {
             delete: rng.chance(30),
             body: body(rng),
         },
+        81 if rng.chance(25) => Step::Upgrade,
         81 => Step::Compact,
         82..=86 => Step::Fault(match rng.below(7) {
             0 => Fault::TransientWrite,

@@ -114,6 +114,10 @@ const ISOLATES: usize = 2;
 pub struct World {
     /// Every answer the server gave, per (client, mutation id).
     said: BTreeMap<(String, String), Vec<MutationOutcome>>,
+    /// Queued writes a browser's store refused when it opened on the next model.
+    refused_by_upgrade: BTreeSet<(String, String)>,
+    /// The app deployed its next model.
+    upgraded: bool,
     /// Rows sent by poke outside the revocation window (found while serving).
     late_rows: Vec<String>,
     seed: u64,
@@ -261,6 +265,8 @@ impl World {
         };
         let mut world = Self {
             said: BTreeMap::new(),
+            refused_by_upgrade: BTreeSet::new(),
+            upgraded: false,
             late_rows: Vec::new(),
             seed,
             now: 1_700_000_000_000,
@@ -526,7 +532,7 @@ impl World {
         for change in &page.changes {
             let Some(row) = &change.row else { continue };
             let current = self.server.reference.record(&change.collection, &change.record_id);
-            if current != Some(row) {
+            if current.map(solid) != Some(solid(row)) {
                 return Err(ApiError::Upstream {
                     reason: format!(
                         "VIOLATION: a pull handed out {}@{} = {row:?}, superseded by {current:?}",
@@ -690,7 +696,7 @@ impl World {
                             .server
                             .reference
                             .stored_outcome(self.clients[index].store.client_id(), &result.id);
-                        if kept != Some(&result.outcome) {
+                        if !kept.is_some_and(|kept| same_answer(&result.outcome, kept)) {
                             violated!(
                                 "client {index} was told {:?} for {}, the server keeps {kept:?}",
                                 result.outcome,
@@ -833,7 +839,12 @@ impl World {
         // Opened before the old one closes: the shared in-memory database lives on.
         let conn = open_connection(&client.db_uri);
         let key = client.key.clone();
-        let (store, _) = LocalStore::open_keyed(conn, crate::model(), || key).map_err(store_failed)?;
+        // A reload runs the app's deployed bundle, with its model.
+        let (mut store, _) =
+            LocalStore::open_keyed(conn, self.server.model.clone(), || key).map_err(store_failed)?;
+        for (id, _) in store.take_upgrade_rejections() {
+            self.refused_by_upgrade.insert((store.client_id().to_string(), id));
+        }
         client.store = store;
         client.driver = SyncDriver::new(session);
         client.inbox.clear();
@@ -899,6 +910,33 @@ impl World {
                 self.poke_topic(&topic, seq.0, Vec::new(), None);
             }
         }
+        Ok(())
+    }
+
+    /// The app deploys its next model: the upstream is migrated (the migration the
+    /// engine generates), the server runs the new model at once.
+    fn upgrade(&mut self) -> Result<(), Violation> {
+        if std::mem::replace(&mut self.upgraded, true) {
+            return Ok(());
+        }
+        self.counts.bump("model upgrades");
+        let next = crate::upgraded_model();
+        let before = sync::migrations::plan(None, &self.server.model)
+            .ok()
+            .flatten()
+            .map(|migration| migration.snapshot);
+        let migration = sync::migrations::plan(before.as_ref(), &next)
+            .map_err(|e| Violation(format!("the upgrade's migration: {e}")))?
+            .ok_or_else(|| Violation("the upgrade needs no migration".into()))?;
+        self.server
+            .db
+            .inner
+            .migrate(&migration.sqlite)
+            .map_err(|e| Violation(format!("migrating the upstream: {e}")))?;
+        block_on(native::check_schema(&self.server.db.inner, &next))
+            .map_err(|e| Violation(format!("the migrated upstream does not match the model: {e}")))?;
+        self.server.model = next.clone();
+        self.server.reference.upgrade(next);
         Ok(())
     }
 
@@ -1109,6 +1147,7 @@ impl World {
                     Fault::SessionsUnreachable => self.server.sessions_unreachable = true,
                 }
             }
+            Step::Upgrade => self.upgrade()?,
             Step::CallbackBack => self.sign_in_again(),
             Step::Tick { ms } => self.now += ms,
             Step::Attack(attack) => self.attack(*attack)?,
@@ -1169,8 +1208,9 @@ impl World {
             }
         }
         // The upstream tables and log are the reference's.
-        let upstream_rows = self.upstream_cards()?;
-        let mut reference_rows = self.server.reference.rows("cards");
+        let upstream_rows: Vec<sync::Row> = self.upstream_cards()?.iter().map(solid).collect();
+        let mut reference_rows: Vec<sync::Row> =
+            self.server.reference.rows("cards").iter().map(solid).collect();
         reference_rows.sort_by_key(|row| row["id"].to_string());
         if upstream_rows != reference_rows {
             violated!("upstream cards {upstream_rows:?} != reference {reference_rows:?}");
@@ -1185,14 +1225,16 @@ impl World {
                 (
                     c.seq.0,
                     c.record_id.clone(),
-                    c.row.clone(),
+                    c.row.as_ref().map(solid),
                     c.topics.iter().map(ToString::to_string).collect(),
                 )
             })
             .collect();
         if log
             .iter()
-            .map(|(seq, record, row, topics, _)| (*seq, record.clone(), row.clone(), topics.clone()))
+            .map(|(seq, record, row, topics, _)| {
+                (*seq, record.clone(), row.as_ref().map(solid), topics.clone())
+            })
             .collect::<Vec<_>>()
             != expected
         {
@@ -1309,12 +1351,12 @@ impl World {
             }
             for id in &client.made {
                 // A write leaves the outbox only with an answer the server gave.
+                let key = (client.store.client_id().to_string(), id.clone());
                 if let Some(MutationState::Resolved { outcome, .. }) =
                     client.store.mutation_state(id).map_err(store_failed)?
-                    && !self
-                        .said
-                        .get(&(client.store.client_id().to_string(), id.clone()))
-                        .is_some_and(|answers| answers.contains(&outcome))
+                    && !self.said.get(&key).is_some_and(|answers| answers.contains(&outcome))
+                    && !(self.refused_by_upgrade.contains(&key)
+                        && matches!(outcome, MutationOutcome::Rejected { .. }))
                 {
                     violated!("client {index} resolved {id} as {outcome:?}, which the server never answered");
                 }
@@ -1324,7 +1366,7 @@ impl World {
                         ..
                     }) => {
                         let kept = self.server.reference.stored_outcome(client.store.client_id(), id);
-                        if kept != Some(&outcome) {
+                        if !kept.is_some_and(|kept| same_answer(&outcome, kept)) {
                             violated!("client {index}'s confirmed {id} is {kept:?} on the server");
                         }
                     }
@@ -1350,14 +1392,26 @@ impl World {
                     .model
                     .validate_query("boardCards", &json!({ "boardId": BOARDS[board] }))
                     .map_err(|e| Violation(e.to_string()))?;
-                let mut local = client.store.query(&query.select).map_err(store_failed)?;
+                let mut local: Vec<sync::Row> =
+                    client.store.query(&query.select).map_err(store_failed)?.iter().map(solid).collect();
                 local.sort_by_key(|row| row["id"].to_string());
+                // As this browser's model sees them (one not reopened since an
+                // upgrade knows fewer columns).
+                let columns: BTreeSet<String> = client
+                    .store
+                    .model()
+                    .collection("cards")
+                    .map(|cards| cards.columns.iter().map(|column| column.name.clone()).collect())
+                    .unwrap_or_default();
                 let mut expected: Vec<sync::Row> = self
                     .server
                     .reference
                     .rows("cards")
                     .into_iter()
                     .filter(|row| query.select.matches(row))
+                    .map(|row| {
+                        solid(&row).into_iter().filter(|(column, _)| columns.contains(column)).collect()
+                    })
                     .collect();
                 expected.sort_by_key(|row| row["id"].to_string());
                 if local != expected {
@@ -1371,6 +1425,29 @@ impl World {
         }
         Ok(())
     }
+}
+
+/// Whether `told` is the answer the server keeps (`kept`): the same, or the same
+/// confirmed image given again after a migration added columns (with their values).
+fn same_answer(told: &MutationOutcome, kept: &MutationOutcome) -> bool {
+    match (told, kept) {
+        (
+            MutationOutcome::Confirmed { row: Some(told_row), seq: told_seq },
+            MutationOutcome::Confirmed { row: Some(kept_row), seq: kept_seq },
+        ) => {
+            told_seq == kept_seq && kept_row.iter().all(|(column, value)| told_row.get(column) == Some(value))
+        }
+        _ => told == kept,
+    }
+}
+
+/// A row without its null cells: a column a row lacks reads as null (an upgrade adds
+/// columns without rewriting the rows or their logged images).
+fn solid(row: &sync::Row) -> sync::Row {
+    row.iter()
+        .filter(|(_, value)| !value.is_null())
+        .map(|(column, value)| (column.clone(), value.clone()))
+        .collect()
 }
 
 fn store_failed(error: sync_store::StoreError) -> Violation {

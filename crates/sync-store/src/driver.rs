@@ -101,7 +101,8 @@ pub enum Snapshot {
     Installed(BTreeSet<Touched>),
     /// Older than what the store pulled through: fetch the query again.
     Stale,
-    /// The query is no longer subscribed: dropped.
+    /// Not installed: the query is no longer subscribed, or a newer snapshot of it is
+    /// installed already (answers can arrive out of order). Dropped.
     NotWanted,
 }
 
@@ -214,6 +215,11 @@ impl SyncDriver {
     ) -> Result<Snapshot, StoreError> {
         let topic = query.topic.to_string();
         if !self.subscriptions.contains_key(&topic) {
+            return Ok(Snapshot::NotWanted);
+        }
+        // An older answer overtaken by a newer one: installing it would bring back what
+        // the newer one no longer had.
+        if self.synced.contains(&topic) && self.cursors.get(&topic, Cursor::START) > cursor {
             return Ok(Snapshot::NotWanted);
         }
         // The store's cursor may start at the snapshot's only when no other query is

@@ -167,3 +167,19 @@ fn a_record_absent_from_one_snapshot_still_lands_from_another_query() {
     assert_eq!(ids(&store, &b2), vec!["card_2"]);
     assert!(ids(&store, &b3).is_empty());
 }
+
+/// Seed 3429: b3's snapshot at 1 moves the store's cursor; b2 is opened (answer A,
+/// at 1, with card_2), then fetched again after a refused pull (answer B, at 2: card_2
+/// moved away). B arrives first. A, arriving late, must not bring card_2 back.
+#[test]
+fn an_older_snapshot_arriving_after_a_newer_one_is_dropped() {
+    let mut store = store();
+    let mut driver = SyncDriver::new("session_a");
+    let (b2, b3) = (board("b2"), board("b3"));
+    assert!(driver.subscribe(&b3) && driver.subscribe(&b2));
+    assert!(matches!(driver.on_snapshot(&mut store, &b3, &[], Cursor(1)), Ok(Snapshot::Installed(_))));
+    assert!(matches!(driver.on_snapshot(&mut store, &b2, &[], Cursor(2)), Ok(Snapshot::Installed(_))));
+    let late = [card("card_2", "b2", "secret")];
+    assert!(matches!(driver.on_snapshot(&mut store, &b2, &late, Cursor(1)), Ok(Snapshot::NotWanted)));
+    assert!(ids(&store, &b2).is_empty(), "the moved card stays gone");
+}

@@ -95,6 +95,29 @@ fn create_index(collection: &str, columns: &[String]) -> String {
 }
 
 /// The value existing rows get in a column added later (every column is NOT NULL).
+/// What an existing row holds in a column a migration adds: [`default_value`] as a
+/// value (the reference model and the images logged before the column existed).
+pub fn added_column_value(column_type: ColumnType) -> serde_json::Value {
+    match column_type {
+        ColumnType::Text => serde_json::Value::from(""),
+        ColumnType::Integer => serde_json::Value::from(0),
+        ColumnType::Real => serde_json::Value::from(0.0),
+        ColumnType::Boolean => serde_json::Value::from(false),
+        ColumnType::Json => serde_json::Value::Null,
+    }
+}
+
+/// Gives an image logged before a migration added columns those columns' added
+/// values: the record holds them now (unless a later change says otherwise, and then
+/// this image is not handed out).
+pub fn complete_image(collection: &Collection, row: &mut crate::schema::Row) {
+    for column in &collection.columns {
+        if !row.contains_key(&column.name) {
+            row.insert(column.name.clone(), added_column_value(column.column_type));
+        }
+    }
+}
+
 fn default_value(dialect: Dialect, column_type: ColumnType) -> &'static str {
     match (dialect, column_type) {
         (_, ColumnType::Text) => "''",

@@ -152,11 +152,15 @@ impl PullPlan {
     /// (it left the caller's view).
     pub fn as_seen(&self, model: &SyncModel, deliverable: Deliverable) -> Change {
         let Deliverable { mut change, outdated } = deliverable;
-        if let Some(row) = &change.row {
+        if let Some(row) = &mut change.row {
             let now_on = model.topics_for_row(&change.collection, row);
             if outdated || !now_on.iter().any(|topic| self.since.contains_key(topic)) {
                 change.row = None;
                 change.kind = ChangeKind::Delete;
+            } else if let Some(collection) = model.collection(&change.collection) {
+                // Logged before a migration added columns: the record holds their
+                // added values now.
+                crate::migrations::complete_image(collection, row);
             }
         }
         change

@@ -205,7 +205,7 @@ impl PushPlan {
             .then(|| MutationCallbackRequest::new(&self.client_id, session_id, operations))
     }
 
-    /// Decides every mutation: answered from `stored`, rejected, or planned against
+    /// Decides every mutation: answered from `stored` (see [`answered_now`]), rejected, or planned against
     /// `images` (the current image of each of [`Self::records`]; absent = no such
     /// record). `answer` is the app's answer to [`Self::callback_request`] (`None`
     /// when nothing was asked).
@@ -227,7 +227,7 @@ impl PushPlan {
         for candidate in &self.candidates {
             let id = &candidate.mutation.id;
             if let Some(outcome) = stored.get(id) {
-                decisions.answered.insert(id.clone(), outcome.clone());
+                decisions.answered.insert(id.clone(), answered_now(model, &candidate.mutation.name, outcome));
                 continue;
             }
             let reject = |reason: String, stored: bool| Rejection {
@@ -291,6 +291,19 @@ pub fn answers(
                 .map(|outcome| MutationResult { id: mutation.id.clone(), outcome: outcome.clone() })
         })
         .collect()
+}
+
+/// A stored answer as it is given again now: it stands whatever the model has
+/// become since (the write was applied), and a confirmed image stored before a
+/// migration added columns carries their added values (as the record does).
+pub fn answered_now(model: &SyncModel, mutator: &str, outcome: &MutationOutcome) -> MutationOutcome {
+    let mut outcome = outcome.clone();
+    if let MutationOutcome::Confirmed { row: Some(image), .. } = &mut outcome
+        && let Some(collection) = model.mutator_def(mutator).and_then(|def| model.collection(&def.collection))
+    {
+        crate::migrations::complete_image(collection, image);
+    }
+    outcome
 }
 
 #[cfg(test)]

@@ -47,6 +47,19 @@ impl ServerState {
         }
     }
 
+    /// The app deployed a new model whose migration only added what the old one lacked
+    /// (new collections, new columns): existing rows get each new column's value as
+    /// the generated migration gives it (`migrations::added_column_value`), and later
+    /// writes follow the new model. The logged images stay as they were captured.
+    pub fn upgrade(&mut self, model: SyncModel) {
+        for ((collection, _), row) in &mut self.rows {
+            if let Some(collection) = model.collection(collection) {
+                crate::migrations::complete_image(collection, row);
+            }
+        }
+        self.model = model;
+    }
+
     /// The latest sequence number handed out (compaction may have removed its change).
     pub fn head(&self) -> Cursor {
         self.log.last().map_or(Cursor::START, |change| change.seq).max(self.compacted_through)

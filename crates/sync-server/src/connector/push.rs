@@ -233,12 +233,14 @@ async fn prior_state<D: Database>(
 }
 
 /// Reads a stored outcome; the row comes back in storage form and is decoded with
-/// the mutator's collection.
+/// the mutator's collection (kept as stored if a model upgrade removed the mutator:
+/// the answer stands all the same).
 fn decode_outcome(model: &SyncModel, row: &RawRow, mutator: &str) -> Option<MutationOutcome> {
     let text = row.get("outcome_json")?.as_str()?;
     let mut outcome: MutationOutcome = serde_json::from_str(text).ok()?;
-    if let MutationOutcome::Confirmed { row: Some(image), .. } = &mut outcome {
-        let collection = model.mutator_def(mutator).and_then(|m| model.collection(&m.collection))?;
+    if let MutationOutcome::Confirmed { row: Some(image), .. } = &mut outcome
+        && let Some(collection) = model.mutator_def(mutator).and_then(|m| model.collection(&m.collection))
+    {
         *image = sql::decode_row(collection, std::mem::take(image));
     }
     Some(outcome)
@@ -252,7 +254,11 @@ async fn stored_outcome<D: Database>(
     mutator: &str,
 ) -> Result<Option<MutationOutcome>, ApiError> {
     let rows = db.rows(&sql::find_mutation(db.dialect(), client, mutation)).await?;
-    Ok(rows.first().and_then(|row| decode_outcome(model, row, mutator)))
+    // Given again as `sync::push` gives a stored answer.
+    Ok(rows
+        .first()
+        .and_then(|row| decode_outcome(model, row, mutator))
+        .map(|outcome| sync::push::answered_now(model, mutator, &outcome)))
 }
 
 async fn record_rejection<D: Database>(

@@ -69,6 +69,15 @@ impl Sqlite {
         Self::open(Connection::open_in_memory().map_err(ApiError::sqlite_failure)?, model)
     }
 
+    /// Runs a migration (a script of statements). Statements prepared before it are
+    /// forgotten: a cached `SELECT *` would keep the old column list.
+    pub fn migrate(&self, script: &str) -> Result<(), ApiError> {
+        let conn = self.conn.borrow();
+        conn.execute_batch(script).map_err(ApiError::sqlite_failure)?;
+        conn.flush_prepared_statement_cache();
+        Ok(())
+    }
+
     /// The connection, for writes made outside the connector (an admin's SQL).
     pub fn connection(&self) -> std::cell::RefMut<'_, Connection> {
         self.conn.borrow_mut()

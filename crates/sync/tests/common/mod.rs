@@ -68,8 +68,20 @@ pub fn model() -> SyncModel {
 
 /// The test model's builder, for tests that add queries of their own.
 pub fn builder() -> sync::SyncModelBuilder {
-    SyncModel::builder()
-        .collection(cards())
+    board_model(cards(), false)
+}
+
+/// The next version of [`model`], for the simulation's upgrade: cards gain a
+/// `priority` column (new cards get 0) and the `moveCard` mutator is gone.
+pub fn upgraded_model() -> SyncModel {
+    board_model(cards().column("priority", ColumnType::Integer), true)
+        .build()
+        .expect("upgraded model is valid")
+}
+
+fn board_model(cards: Collection, upgraded: bool) -> sync::SyncModelBuilder {
+    let builder = SyncModel::builder()
+        .collection(cards)
         .collection(notes())
         .query(
             SyncModel::query::<BoardArgs>("boardCards", "cards")
@@ -89,13 +101,14 @@ pub fn builder() -> sync::SyncModelBuilder {
                     author: args.author.trim().to_string(),
                     body: args.body.trim().to_string(),
                 })
-                .build(|args, ctx| {
-                    Insert::into("cards")
+                .build(move |args, ctx| {
+                    let insert = Insert::into("cards")
                         .value("board_id", args.board_id.clone())
                         .value("author", args.author.clone())
                         .value("body", args.body.clone())
                         .value("created_at", ctx.now_ms)
-                        .value("last_modified_by", ctx.client_id.clone())
+                        .value("last_modified_by", ctx.client_id.clone());
+                    if upgraded { insert.value("priority", 0) } else { insert }
                 }),
         )
         .mutator(SyncModel::update::<EditArgs>("editCard", "cards").require("boardId", "board_id").build(
@@ -114,21 +127,24 @@ pub fn builder() -> sync::SyncModelBuilder {
                     args.board_id.clone(),
                 )
             },
-        ))
-        .mutator(SyncModel::update::<MoveArgs>("moveCard", "cards").build(|args, ctx| {
-            Update::record("cards", ctx.record_id.clone()).set("board_id", args.to_board_id.clone()).guard(
-                "board_id",
-                Operator::Eq,
-                args.from_board_id.clone(),
-            )
-        }))
-        .mutator(SyncModel::insert::<NoteArgs>("addNote", "notes").build(|args, ctx| {
-            Insert::into("notes")
-                .value("id", ctx.record_id.clone())
-                .value("pinned", args.pinned)
-                .value("score", args.score)
-                .value("meta", args.meta.clone())
-        }))
+        ));
+    let builder =
+        if upgraded {
+            builder
+        } else {
+            builder.mutator(SyncModel::update::<MoveArgs>("moveCard", "cards").build(|args, ctx| {
+                Update::record("cards", ctx.record_id.clone())
+                    .set("board_id", args.to_board_id.clone())
+                    .guard("board_id", Operator::Eq, args.from_board_id.clone())
+            }))
+        };
+    builder.mutator(SyncModel::insert::<NoteArgs>("addNote", "notes").build(|args, ctx| {
+        Insert::into("notes")
+            .value("id", ctx.record_id.clone())
+            .value("pinned", args.pinned)
+            .value("score", args.score)
+            .value("meta", args.meta.clone())
+    }))
 }
 
 pub fn ctx(client: &str, record: &str, now_ms: i64) -> MutationContext {

@@ -397,6 +397,55 @@ macro_rules! on_every_upstream {
 
         #[test]
         $(#[$attr])*
+        fn an_apps_trigger_refusal_is_final_and_the_rest_is_planned_on_what_it_left() {
+            let db = upstream();
+            // The app's own rule in its database, which the model does not know.
+            match db.dialect() {
+                Dialect::Sqlite => exec(
+                    &db,
+                    "CREATE TRIGGER app_rule BEFORE INSERT ON cards WHEN NEW.body = 'spam' \
+                     BEGIN SELECT RAISE(ABORT, 'no spam here'); END",
+                ),
+                Dialect::Postgres => {
+                    exec(
+                        &db,
+                        "CREATE FUNCTION app_rule() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                         IF NEW.body = 'spam' THEN RAISE EXCEPTION 'no spam here'; END IF; RETURN NEW; END $$",
+                    );
+                    exec(&db, "CREATE TRIGGER app_rule BEFORE INSERT ON cards FOR EACH ROW EXECUTE FUNCTION app_rule()");
+                }
+            }
+            // The edit was planned on the card the refused insert would have made; the
+            // second add of card_a, refused in the plan for the same reason, is planned
+            // again on what is there (no card_a) and applies.
+            let pushed = push(
+                &db,
+                vec![
+                    add(1, "card_a", "b1", "spam"),
+                    edit(2, "card_a", "b1", "edited"),
+                    add(3, "card_a", "b1", "fine"),
+                    add(4, "card_b", "b1", "also fine"),
+                ],
+            )
+            .expect("a refusal is an answer, not a 503");
+            let answers = outcomes(&pushed);
+            // In the database's words (PostgreSQL adds its SQLSTATE).
+            assert!(
+                matches!(&answers[0], MutationOutcome::Rejected { reason } if reason.starts_with("the upstream refused the write: no spam here")),
+                "{:?}",
+                answers[0]
+            );
+            assert!(matches!(answers[1], MutationOutcome::Rejected { .. }), "{:?}", answers[1]);
+            assert!(matches!(&answers[2], MutationOutcome::Confirmed { row: Some(row), .. } if row["body"] == json!("fine")));
+            assert!(matches!(answers[3], MutationOutcome::Confirmed { .. }));
+            // Final: a retry gets the same answers, nothing applied twice.
+            let again = push(&db, vec![add(1, "card_a", "b1", "spam"), add(3, "card_a", "b1", "fine")]).expect("retry");
+            assert_eq!(outcomes(&again), vec![answers[0].clone(), answers[2].clone()]);
+            assert_eq!(count(&db, "cards"), 2);
+        }
+
+        #[test]
+        $(#[$attr])*
         fn a_write_the_database_refuses_is_final_and_rejects_only_itself() {
             let db = upstream();
             // Another writer inserts card_a between the push's read and its write: the insert

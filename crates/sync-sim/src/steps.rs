@@ -155,7 +155,8 @@ fn fate(rng: &mut Rng) -> Fate {
 }
 
 fn body(rng: &mut Rng) -> String {
-    let words = ["hi", "plans", "secret", "lunch?", "ok", "draft", "final"];
+    // "forbidden" is refused by the app's own rule in the upstream.
+    let words = ["hi", "plans", "secret", "lunch?", "ok", "draft", "final", "forbidden"];
     format!("{} {}", words[rng.index(words.len())], rng.below(1000))
 }
 

@@ -14,10 +14,10 @@ use sync::memo::IsolateMemo;
 use sync::model::{MutationContext, SyncModel, ValidatedQuery};
 use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
 use sync::protocol::pull::{PullRequest, PullResponse, Subscription};
-use sync::protocol::push::{MutationOutcome, PushRequest, PushResponse};
+use sync::protocol::push::{MutationOutcome, PushMutation, PushRequest, PushResponse};
 use sync::protocol::query::{QueryRequest, QueryResponse};
 use sync::pull::PullPlan;
-use sync::server::ServerState;
+use sync::server::{ServerState, UpstreamRule};
 use sync::session::{AUTHORIZATION_FRESH_MS, OnPoke, SessionState};
 use sync::sql::{self, Dialect, SqlParam, Statement};
 use sync::watchers::{SocketAnswer, TopicWatchers};
@@ -107,6 +107,15 @@ struct Server {
     /// The next fan-out reaches no session.
     sessions_unreachable: bool,
 }
+
+/// The app's own rule in its upstream, which the model does not know: no card may say
+/// "forbidden". Its refusals are permanent upstream failures of those writes.
+const APP_TRIGGERS: &str = "
+    CREATE TRIGGER app_no_forbidden_insert BEFORE INSERT ON cards WHEN NEW.body LIKE '%forbidden%'
+    BEGIN SELECT RAISE(ABORT, 'the app refuses forbidden cards'); END;
+    CREATE TRIGGER app_no_forbidden_update BEFORE UPDATE ON cards WHEN NEW.body LIKE '%forbidden%'
+    BEGIN SELECT RAISE(ABORT, 'the app refuses forbidden cards'); END;";
+const APP_REFUSAL: &str = "the app refuses forbidden cards";
 
 /// Isolates serving the simulated worker.
 const ISOLATES: usize = 2;
@@ -240,7 +249,7 @@ impl Server {
 impl World {
     pub fn new(seed: u64) -> Self {
         let model = crate::model();
-        let db = match Sqlite::in_memory(&model) {
+        let db = match Sqlite::in_memory(&model).and_then(|db| db.migrate(APP_TRIGGERS).map(|()| db)) {
             Ok(db) => Faulty::new(db),
             Err(error) => panic!("the simulation's upstream: {error}"),
         };
@@ -249,7 +258,13 @@ impl World {
             grants.insert((user, board));
         }
         let server = Server {
-            reference: ServerState::new(model.clone()),
+            reference: ServerState::new(model.clone()).with_upstream_rule(UpstreamRule(std::sync::Arc::new(
+                |collection, after| {
+                    let body =
+                        after.and_then(|row| row.get("body")).and_then(Value::as_str).unwrap_or_default();
+                    (collection == "cards" && body.contains("forbidden")).then(|| APP_REFUSAL.to_string())
+                },
+            ))),
             model,
             db,
             grants,
@@ -350,7 +365,6 @@ impl World {
         let isolate = self.server.isolate();
         self.server.claim_via(isolate, &request.session_id, &request.client_id)?;
         let asked = std::cell::RefCell::new(None);
-        let fired_before = self.server.db.fired().len();
         let server = &self.server;
         let result =
             block_on(native::push(
@@ -372,15 +386,34 @@ impl World {
                     }
                 },
             ));
-        let committed_anyway = self.server.db.fired()[fired_before..].contains(&native::Fault::LostAnswer);
-        if result.is_ok() || committed_anyway {
+        // What a failed push left stored (a commit whose answer was lost, or the writes
+        // its fallback made one by one before a transient failure) happened all the
+        // same: the reference carries out those writes, in order.
+        let mirrored: Vec<PushMutation> = if result.is_ok() {
+            request.mutations.clone()
+        } else {
+            let stored = self.upstream_answered(&request.client_id)?;
+            request
+                .mutations
+                .iter()
+                .filter(|m| {
+                    stored.contains(&m.id)
+                        && self.server.reference.stored_outcome(&request.client_id, &m.id).is_none()
+                })
+                .cloned()
+                .collect()
+        };
+        if !mirrored.is_empty() && result.is_err() {
+            self.counts.bump("failed pushes that stored answers");
+        }
+        if result.is_ok() || !mirrored.is_empty() {
             // The reference carries out the same push with the app's same answer.
             let answer = asked.into_inner();
             let mut reference_asked_alone = false;
             let expected = self.server.reference.push_batch(
                 &request.client_id,
                 &request.session_id,
-                &request.mutations,
+                &mirrored,
                 self.now,
                 |question| match &answer {
                     Some(answer) => answer.clone(),
@@ -885,8 +918,12 @@ impl World {
             },
         };
         let head_before = self.server.reference.head();
-        block_on(self.server.db.inner.write(&[statement]))
-            .map_err(|e| Violation(format!("direct write: {e}")))?;
+        match block_on(self.server.db.inner.write(&[statement])) {
+            Ok(_) => {}
+            // The app's own rule holds for its admins too.
+            Err(_) if body.contains("forbidden") && !delete => return Ok(()),
+            Err(error) => violated!("direct write: {error}"),
+        }
         let after =
             block_on(self.server.db.inner.rows(
                 &sql::select_by_id(Dialect::Sqlite, &cards, &id).map_err(|e| Violation(e.to_string()))?,
@@ -1248,6 +1285,16 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// The mutation ids of `client` the upstream holds an answer to.
+    fn upstream_answered(&self, client: &str) -> Result<BTreeSet<String>, ApiError> {
+        let statement = Statement {
+            sql: "SELECT mutation_id FROM sync_mutations WHERE client_id = ?1".into(),
+            params: vec![SqlParam::Text(client.into())],
+        };
+        let rows = block_on(self.server.db.inner.rows(&statement))?;
+        Ok(rows.iter().filter_map(|row| row.get("mutation_id")?.as_str().map(str::to_string)).collect())
     }
 
     fn upstream_cards(&self) -> Result<Vec<sync::Row>, Violation> {

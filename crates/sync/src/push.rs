@@ -95,31 +95,41 @@ pub enum WriteFailure {
 }
 
 /// Reads an SQLite (D1, rusqlite) error message: a violated constraint is the write's
-/// own fault; anything else (a lost connection, "overloaded", a busy or locked
+/// own fault, named by its text or by the result code D1 appends (`...: SQLITE_CONSTRAINT
+/// (extended: SQLITE_CONSTRAINT_TRIGGER)` for an app's trigger that raises, whatever
+/// its message says), as is a value the column cannot hold (`SQLITE_MISMATCH`,
+/// `SQLITE_TOOBIG`); anything else (a lost connection, "overloaded", a busy or locked
 /// database, a reset isolate) is transient.
 pub fn classify_sqlite_failure(message: &str) -> WriteFailure {
     let lower = message.to_ascii_lowercase();
-    if lower.contains("constraint failed") || lower.contains("datatype mismatch") {
+    let refusal =
+        ["constraint failed", "datatype mismatch", "sqlite_constraint", "sqlite_mismatch", "sqlite_toobig"];
+    if refusal.iter().any(|text| lower.contains(text)) {
         WriteFailure::Refused(message.to_string())
     } else {
         WriteFailure::Transient(message.to_string())
     }
 }
 
-/// Reads a PostgreSQL SQLSTATE: class 23 (integrity constraint violation) and class
-/// 22 (data exception: a value the column refuses) are the write's own fault; anything
-/// else (connection, lock timeouts, serialization failures, shutdowns) is transient.
+/// Reads a PostgreSQL SQLSTATE: class 23 (integrity constraint violation), class 22
+/// (data exception: a value the column refuses) and P0001 (an app's trigger raised
+/// an exception) are the write's own fault; anything else (connection, lock timeouts,
+/// serialization failures, shutdowns) is transient.
 pub fn classify_postgres_failure(sqlstate: Option<&str>, message: &str) -> WriteFailure {
     match sqlstate {
-        Some(code) if code.starts_with("23") || code.starts_with("22") => {
+        Some(code) if code.starts_with("23") || code.starts_with("22") || code == "P0001" => {
             WriteFailure::Refused(message.to_string())
         }
         _ => WriteFailure::Transient(message.to_string()),
     }
 }
 
-/// The reason a write the database refused is answered with.
+/// The reason a write the database refused is answered with: the database's own
+/// words (an app's trigger message reaches its user as written), without D1's prefix
+/// and result code.
 pub fn refused_reason(message: &str) -> String {
+    let message = message.strip_prefix("D1_ERROR: ").unwrap_or(message);
+    let message = message.find(": SQLITE_").map_or(message, |at| &message[..at]);
     format!("the upstream refused the write: {message}")
 }
 
@@ -311,11 +321,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refusal_is_answered_in_the_databases_words() {
+        assert_eq!(
+            refused_reason(
+                "D1_ERROR: the app refuses bad cards: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_TRIGGER)"
+            ),
+            "the upstream refused the write: the app refuses bad cards"
+        );
+        assert_eq!(refused_reason("duplicate key"), "the upstream refused the write: duplicate key");
+    }
+
+    #[test]
     fn sqlite_constraints_are_refusals_and_everything_else_is_transient() {
         let refused = [
             "D1_ERROR: UNIQUE constraint failed: cards.id: SQLITE_CONSTRAINT",
             "NOT NULL constraint failed: cards.body",
             "CHECK constraint failed: body",
+            // An app's trigger that raises, as D1 reports it: only the code says so.
+            "D1_ERROR: the app refuses bad cards: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_TRIGGER)",
+            "D1_ERROR: string or blob too big: SQLITE_TOOBIG",
         ];
         for message in refused {
             assert!(matches!(classify_sqlite_failure(message), WriteFailure::Refused(_)), "{message}");
@@ -337,6 +361,7 @@ mod tests {
     fn postgres_integrity_and_data_errors_are_refusals() {
         assert!(matches!(classify_postgres_failure(Some("23505"), "dup"), WriteFailure::Refused(_)));
         assert!(matches!(classify_postgres_failure(Some("22001"), "too long"), WriteFailure::Refused(_)));
+        assert!(matches!(classify_postgres_failure(Some("P0001"), "no spam"), WriteFailure::Refused(_)));
         for code in [Some("40001"), Some("55P03"), Some("57014"), Some("08006"), None] {
             assert!(matches!(classify_postgres_failure(code, "x"), WriteFailure::Transient(_)), "{code:?}");
         }

@@ -26,9 +26,25 @@ pub enum Verdict {
     Deny(String),
 }
 
+/// The upstream's own refusals, which the model does not know (an app's CHECK or
+/// trigger): given a write's collection and the record after it, the database's
+/// message if it refuses.
+#[derive(Clone)]
+pub struct UpstreamRule(pub std::sync::Arc<RefusesWrite>);
+
+/// `(collection, the record after the write) -> the database's message if it refuses`.
+pub type RefusesWrite = dyn Fn(&str, Option<&Row>) -> Option<String> + Send + Sync;
+
+impl std::fmt::Debug for UpstreamRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamRule")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerState {
     model: SyncModel,
+    upstream_rule: Option<UpstreamRule>,
     rows: BTreeMap<(String, String), Row>,
     log: Vec<Change>,
     outcomes: BTreeMap<IdempotencyKey, MutationOutcome>,
@@ -40,11 +56,18 @@ impl ServerState {
     pub fn new(model: SyncModel) -> Self {
         Self {
             model,
+            upstream_rule: None,
             rows: BTreeMap::new(),
             log: Vec::new(),
             outcomes: BTreeMap::new(),
             compacted_through: Cursor::START,
         }
+    }
+
+    /// An upstream that refuses some writes itself (see [`UpstreamRule`]).
+    pub fn with_upstream_rule(mut self, rule: UpstreamRule) -> Self {
+        self.upstream_rule = Some(rule);
+        self
     }
 
     /// The app deployed a new model whose migration only added what the old one lacked
@@ -120,25 +143,48 @@ impl ServerState {
                 self.outcomes.get(&key).map(|outcome| (id.to_string(), outcome.clone()))
             })
             .collect();
-        let images = plan.records().into_iter().map(|key| {
-            let image = self.rows.get(&key).cloned();
-            (key, image)
-        });
         let answer = plan.callback_request(session_id, &stored).map(|request| ask(&request));
-        let decisions = plan.decide(&self.model, &stored, images.collect(), answer.as_ref());
-        let mut outcomes = decisions.answered;
-        for write in decisions.writes {
-            let seq = self.log_write(
-                &write.collection,
-                &write.record_id,
-                write.after.clone(),
-                client_id,
-                &write.mutation_id,
-            );
-            let outcome = MutationOutcome::Confirmed { row: write.after, seq };
-            self.store_outcome(client_id, &write.mutation_id, &outcome);
-            outcomes.insert(write.mutation_id, outcome);
-        }
+        let mut stored = stored;
+        let mut outcomes = BTreeMap::new();
+        // Writes go in order; one the upstream refuses is answered for good, and the
+        // rest are planned again on what it left (the app's answer stands).
+        let decisions = 'planning: loop {
+            let images = plan.records().into_iter().map(|key| {
+                let image = self.rows.get(&key).cloned();
+                (key, image)
+            });
+            let decisions = plan.decide(&self.model, &stored, images.collect(), answer.as_ref());
+            for write in &decisions.writes {
+                let refusal = self
+                    .upstream_rule
+                    .as_ref()
+                    .and_then(|rule| (rule.0)(&write.collection, write.after.as_ref()));
+                let outcome = match refusal {
+                    Some(message) => {
+                        MutationOutcome::Rejected { reason: crate::push::refused_reason(&message) }
+                    }
+                    None => {
+                        let seq = self.log_write(
+                            &write.collection,
+                            &write.record_id,
+                            write.after.clone(),
+                            client_id,
+                            &write.mutation_id,
+                        );
+                        MutationOutcome::Confirmed { row: write.after.clone(), seq }
+                    }
+                };
+                self.store_outcome(client_id, &write.mutation_id, &outcome);
+                stored.insert(write.mutation_id.clone(), outcome.clone());
+                let refused = matches!(outcome, MutationOutcome::Rejected { .. });
+                outcomes.insert(write.mutation_id.clone(), outcome);
+                if refused {
+                    continue 'planning;
+                }
+            }
+            break decisions;
+        };
+        outcomes.extend(decisions.answered);
         for rejection in decisions.rejections {
             let outcome = MutationOutcome::Rejected { reason: rejection.reason };
             if rejection.stored {

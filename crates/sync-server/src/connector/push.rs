@@ -108,45 +108,62 @@ pub async fn run<D: Database>(
     // answered from them, nobody asked again) and the current image of every record a
     // valid mutation would write (read before the callback: the write's guards and its
     // outcome statement are what decide, this only plans).
-    let (stored, images) = prior_state(model, db, &plan).await?;
+    let (mut stored, mut images) = prior_state(model, db, &plan).await?;
     let answer = match plan.callback_request(&request.session_id, &stored) {
         Some(question) => Some(ask(question).await?),
         None => None,
     };
-    let decisions = plan.decide(model, &stored, images, answer.as_ref());
-    let mut outcomes = decisions.answered;
-
-    // Every allowed write in one upstream transaction, each with its change-log row
-    // and outcome, and the stored rejections with them: a push's answers land together
-    // or not at all. If the transaction is refused (a racing retry, a conflicting
-    // write), one transaction per write so a refusal rejects only its own write. A
-    // transient failure decides nothing: 503, nothing stored.
-    let stored_rejections: Vec<&Rejection> =
-        decisions.rejections.iter().filter(|rejection| rejection.stored).collect();
-    let applied = apply_all(model, db, client, &decisions.writes, &stored_rejections, now).await?;
+    let mut outcomes = BTreeMap::new();
     let mut committed = Vec::new();
     let mut touched = BTreeSet::new();
-    for (write, Applied { outcome, topics }) in decisions.writes.iter().zip(applied.writes) {
-        if let MutationOutcome::Confirmed { row, seq } = &outcome {
-            touched.extend(topics.iter().map(ToString::to_string));
-            committed.push(Change {
-                seq: *seq,
-                collection: write.collection.clone(),
-                record_id: write.record_id.clone(),
-                kind: if row.is_some() { ChangeKind::Upsert } else { ChangeKind::Delete },
-                row: row.clone(),
-                topics,
-                client_id: client.to_string(),
-                mutation_id: write.mutation_id.clone(),
-            });
+    let mut first_round = true;
+    let mut rounds_left = request.mutations.len();
+    let head_after = loop {
+        let decisions = plan.decide(model, &stored, images, answer.as_ref());
+        // Every allowed write in one upstream transaction, each with its change-log
+        // row and outcome, and the stored rejections with them: a push's answers land
+        // together or not at all. If the transaction is refused (a racing retry, a
+        // conflicting write, an app's constraint), one transaction per write until one
+        // is refused: the writes after it were planned on what it would have left, so
+        // they are planned again on what is there (`sync::push`: the app's answer
+        // stands, nobody is asked twice). A transient failure decides nothing: 503.
+        let stored_rejections: Vec<&Rejection> =
+            decisions.rejections.iter().filter(|rejection| rejection.stored).collect();
+        let applied = apply_all(model, db, client, &decisions.writes, &stored_rejections, now).await?;
+        for (write, Applied { outcome, topics }) in decisions.writes.iter().zip(applied.writes) {
+            if let MutationOutcome::Confirmed { row, seq } = &outcome {
+                touched.extend(topics.iter().map(ToString::to_string));
+                committed.push(Change {
+                    seq: *seq,
+                    collection: write.collection.clone(),
+                    record_id: write.record_id.clone(),
+                    kind: if row.is_some() { ChangeKind::Upsert } else { ChangeKind::Delete },
+                    row: row.clone(),
+                    topics,
+                    client_id: client.to_string(),
+                    mutation_id: write.mutation_id.clone(),
+                });
+            }
+            outcomes.insert(write.mutation_id.clone(), outcome);
         }
-        outcomes.insert(write.mutation_id.clone(), outcome);
-    }
-    outcomes.extend(applied.rejections);
-    for rejection in decisions.rejections.into_iter().filter(|rejection| !rejection.stored) {
-        outcomes.insert(rejection.mutation_id, MutationOutcome::Rejected { reason: rejection.reason });
-    }
-    let head_after = applied.head;
+        if applied.interrupted {
+            // Each round answers at least the refused write for good (stored), so
+            // there are at most as many rounds as writes.
+            rounds_left = rounds_left.checked_sub(1).ok_or_else(|| {
+                ApiError::upstream("a refused write's answer was not stored; the push stops")
+            })?;
+            // What this push stored so far is read back with the images it left.
+            (stored, images) = prior_state(model, db, &plan).await?;
+            first_round = false;
+            continue;
+        }
+        outcomes.extend(decisions.answered);
+        outcomes.extend(applied.rejections);
+        for rejection in decisions.rejections.into_iter().filter(|rejection| !rejection.stored) {
+            outcomes.insert(rejection.mutation_id, MutationOutcome::Rejected { reason: rejection.reason });
+        }
+        break if first_round { applied.head } else { None };
+    };
 
     let cursor = match head_after {
         Some(head) => head,
@@ -334,6 +351,9 @@ struct AppliedAll {
     /// The log head after the one transaction (read inside it); `None` after the
     /// fallback.
     head: Option<Cursor>,
+    /// The fallback stopped after a write that was refused (the last of `writes`):
+    /// the rest must be planned again, and the rejections were not stored yet.
+    interrupted: bool,
 }
 
 /// Applies the writes and stores the rejections in one transaction, or one by one if
@@ -350,7 +370,7 @@ async fn apply_all<D: Database>(
     now: i64,
 ) -> Result<AppliedAll, ApiError> {
     if writes.is_empty() && rejections.is_empty() {
-        return Ok(AppliedAll { writes: Vec::new(), rejections: Vec::new(), head: None });
+        return Ok(AppliedAll { writes: Vec::new(), rejections: Vec::new(), head: None, interrupted: false });
     }
     let planned: Vec<Vec<Statement>> = writes
         .iter()
@@ -377,21 +397,31 @@ async fn apply_all<D: Database>(
                 outcomes.push(answer);
             }
             let head = results.next().map(|rows| head_of(&rows));
-            return Ok(AppliedAll { writes: outcomes, rejections: refused, head });
+            return Ok(AppliedAll { writes: outcomes, rejections: refused, head, interrupted: false });
         }
         Err(error) if error.is_transient() => return Err(error),
         Err(_) => {}
     }
     let mut outcomes = Vec::new();
     for (write, statements) in writes.iter().zip(&planned) {
-        outcomes.push(apply_one(model, db, client, write, statements, now).await?);
+        let applied = apply_one(model, db, client, write, statements, now).await?;
+        let refused = matches!(applied.outcome, MutationOutcome::Rejected { .. });
+        outcomes.push(applied);
+        if refused {
+            return Ok(AppliedAll {
+                writes: outcomes,
+                rejections: Vec::new(),
+                head: None,
+                interrupted: true,
+            });
+        }
     }
     let mut answers = Vec::new();
     for Rejection { mutation_id, mutator, reason, .. } in rejections.iter().copied() {
         let outcome = record_rejection(model, db, client, mutation_id, mutator, reason, now).await?;
         answers.push((mutation_id.clone(), outcome));
     }
-    Ok(AppliedAll { writes: outcomes, rejections: answers, head: None })
+    Ok(AppliedAll { writes: outcomes, rejections: answers, head: None, interrupted: false })
 }
 
 /// One write in its own transaction (the fallback path).
@@ -416,7 +446,11 @@ async fn apply_one<D: Database>(
             let outcome = match stored_outcome(model, db, client, &write.mutation_id, &write.mutator).await? {
                 Some(existing) => existing,
                 None => {
-                    let reason = sync::push::refused_reason(&error.to_string());
+                    let message = match &error {
+                        ApiError::UpstreamRefused { reason } => reason.clone(),
+                        other => other.to_string(),
+                    };
+                    let reason = sync::push::refused_reason(&message);
                     record_rejection(model, db, client, &write.mutation_id, &write.mutator, &reason, now)
                         .await?
                 }

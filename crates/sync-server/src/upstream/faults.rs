@@ -51,7 +51,8 @@ impl<D: Database> Faulty<D> {
         self.planned.borrow().len()
     }
 
-    /// The faults met so far, oldest first.
+    /// The faults that took effect so far, oldest first (a [`Fault::LostAnswer`] only
+    /// when the work it met committed: then the answer, not the work, was lost).
     pub fn fired(&self) -> Vec<Fault> {
         self.fired.borrow().clone()
     }
@@ -60,7 +61,9 @@ impl<D: Database> Faulty<D> {
         let mut planned = self.planned.borrow_mut();
         let index = planned.iter().position(|(waits_for, _)| *waits_for == call)?;
         let (_, fault) = planned.remove(index)?;
-        self.fired.borrow_mut().push(fault.clone());
+        if fault != Fault::LostAnswer {
+            self.fired.borrow_mut().push(fault.clone());
+        }
         Some(fault)
     }
 
@@ -74,6 +77,7 @@ impl<D: Database> Faulty<D> {
             Some(Fault::Transient(reason)) => Err(ApiError::sqlite_failure(reason)),
             Some(Fault::LostAnswer) => {
                 work().await?;
+                self.fired.borrow_mut().push(Fault::LostAnswer);
                 Err(ApiError::sqlite_failure("D1_ERROR: Network connection lost."))
             }
             Some(Fault::RaceWith(statements)) => {

@@ -31,6 +31,27 @@ fn bind(params: &[SqlParam]) -> Vec<SqlValue> {
         .collect()
 }
 
+/// An error as D1 words it: the message, then the result code (`...: SQLITE_CONSTRAINT`),
+/// which is what tells an app's raising trigger from a lost connection.
+fn as_d1(error: rusqlite::Error) -> ApiError {
+    use rusqlite::ErrorCode;
+    let text = match &error {
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            let code = match failure.code {
+                ErrorCode::ConstraintViolation => "SQLITE_CONSTRAINT",
+                ErrorCode::TypeMismatch => "SQLITE_MISMATCH",
+                ErrorCode::TooBig => "SQLITE_TOOBIG",
+                ErrorCode::DatabaseBusy => "SQLITE_BUSY",
+                ErrorCode::DatabaseLocked => "SQLITE_LOCKED",
+                _ => "SQLITE_ERROR",
+            };
+            format!("{}: {code}", message.clone().unwrap_or_else(|| failure.to_string()))
+        }
+        other => other.to_string(),
+    };
+    ApiError::sqlite_failure(text)
+}
+
 /// Rows in storage form, as D1 hands them over.
 fn run(conn: &Connection, statement: &Statement) -> Result<Vec<RawRow>, rusqlite::Error> {
     let mut prepared = conn.prepare_cached(&statement.sql)?;
@@ -60,20 +81,20 @@ impl Sqlite {
         let migration = sync::migrations::plan(None, model)
             .map_err(ApiError::upstream)?
             .ok_or_else(|| ApiError::upstream("the model has no collections"))?;
-        conn.execute_batch(&migration.sqlite).map_err(ApiError::sqlite_failure)?;
+        conn.execute_batch(&migration.sqlite).map_err(as_d1)?;
         Ok(Self { conn: RefCell::new(conn) })
     }
 
     /// A fresh in-memory database for `model`.
     pub fn in_memory(model: &sync::SyncModel) -> Result<Self, ApiError> {
-        Self::open(Connection::open_in_memory().map_err(ApiError::sqlite_failure)?, model)
+        Self::open(Connection::open_in_memory().map_err(as_d1)?, model)
     }
 
     /// Runs a migration (a script of statements). Statements prepared before it are
     /// forgotten: a cached `SELECT *` would keep the old column list.
     pub fn migrate(&self, script: &str) -> Result<(), ApiError> {
         let conn = self.conn.borrow();
-        conn.execute_batch(script).map_err(ApiError::sqlite_failure)?;
+        conn.execute_batch(script).map_err(as_d1)?;
         conn.flush_prepared_statement_cache();
         Ok(())
     }
@@ -85,12 +106,12 @@ impl Sqlite {
 
     fn transaction(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
         let mut conn = self.conn.borrow_mut();
-        let tx = conn.transaction().map_err(ApiError::sqlite_failure)?;
+        let tx = conn.transaction().map_err(as_d1)?;
         let mut results = Vec::with_capacity(statements.len());
         for statement in statements {
-            results.push(run(&tx, statement).map_err(ApiError::sqlite_failure)?);
+            results.push(run(&tx, statement).map_err(as_d1)?);
         }
-        tx.commit().map_err(ApiError::sqlite_failure)?;
+        tx.commit().map_err(as_d1)?;
         Ok(results)
     }
 }
@@ -101,7 +122,7 @@ impl Database for Sqlite {
     }
 
     async fn rows(&self, statement: &Statement) -> Result<Vec<RawRow>, ApiError> {
-        run(&self.conn.borrow(), statement).map_err(ApiError::sqlite_failure)
+        run(&self.conn.borrow(), statement).map_err(as_d1)
     }
 
     async fn read(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {

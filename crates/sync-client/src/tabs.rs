@@ -1,5 +1,5 @@
 //! One tab's part in sharing the database between tabs, without I/O: what to do with
-//! the page's requests and the other tabs' messages, and what to do on taking over as
+//! the page's requests and what the other tabs say, and what to do on taking over as
 //! the leader. The worker runtime carries the answers out (Web Lock, BroadcastChannel,
 //! the store); the native tests drive the same type with tabs that die.
 //!

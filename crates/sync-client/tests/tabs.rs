@@ -1,6 +1,6 @@
 //! Tabs that come and go, natively: several tabs share one store through the real
 //! hand-over rules (`sync_client::tabs::Tabs`), the leader dies at random moments
-//! (with requests half served, replies unsent and messages in flight), and each run
+//! (with requests half served, replies unsent and traffic in flight), and each run
 //! checks that every page that stays open gets exactly one answer to every request and
 //! that every write a page was told about is in the store exactly once.
 
@@ -39,7 +39,7 @@ struct Browser {
     tabs: BTreeMap<usize, Tab>,
     /// In order of joining: who gets the lock next.
     line: VecDeque<usize>,
-    /// Messages on the channel: (sender, message), delivered in order to the others.
+    /// Traffic on the channel: (sender, what it says), delivered in order to the others.
     channel: VecDeque<(usize, TabMessage)>,
     store: LocalStore,
     next_tab: usize,
@@ -148,7 +148,7 @@ impl Browser {
         }
     }
 
-    /// The leader's tab closes: its work and the messages it had not sent yet go
+    /// The leader's tab closes: its work and what it had not sent yet go
     /// with it; the next tab in line gets the lock.
     fn leader_dies(&mut self) {
         let Some(leader) = self.line.pop_front() else { return };

@@ -57,7 +57,7 @@ impl IsolateMemo {
     pub fn remember_claim(&mut self, session: &str, client: &str) {
         let key = (session.to_string(), client.to_string());
         if !self.claimed.contains(&key) {
-            self.make_room(session.len() + client.len());
+            self.reserve(session.len() + client.len());
             self.claimed.insert(key);
         }
     }
@@ -68,7 +68,7 @@ impl IsolateMemo {
         for topic in topics {
             let key = (session.to_string(), client.to_string(), topic.clone());
             if !self.watching.contains(&key) {
-                self.make_room(session.len() + client.len() + topic.len());
+                self.reserve(session.len() + client.len() + topic.len());
                 self.watching.insert(key);
             }
         }
@@ -103,7 +103,7 @@ impl IsolateMemo {
         self.bytes
     }
 
-    fn make_room(&mut self, ids: usize) {
+    fn reserve(&mut self, ids: usize) {
         let cost = ids + ENTRY_OVERHEAD;
         if self.bytes + cost > MEMO_BYTES {
             // Forgetting only costs object calls; the known head stays true.

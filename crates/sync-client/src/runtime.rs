@@ -283,16 +283,14 @@ async fn become_leader(runtime: Rc<Runtime>) {
         leptos::logging::error!("local database: {error}");
     }
     let token = runtime.tabs.borrow().page_token().map(str::to_string);
-    let announced = runtime.tabs.borrow_mut().announce();
-    // Told before serving: followers re-send what they wait for to this tab.
-    let (tell, serve): (Vec<TabAction>, Vec<TabAction>) =
-        announced.into_iter().partition(|action| matches!(action, TabAction::Broadcast(_)));
-    carry_out(&runtime, tell);
     if let Some(token) = token {
         *runtime.token.borrow_mut() = token;
         start_sync(&runtime);
     }
-    carry_out(&runtime, serve);
+    // Tell the other tabs (they send again what they wait for), then serve what this
+    // page asked while it followed.
+    let announced = runtime.tabs.borrow_mut().announce();
+    carry_out(&runtime, announced);
     // Every page re-runs its queries against this store (and so re-subscribes here).
     runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None });
 }

@@ -347,12 +347,16 @@ mod tests {
     }
 
     fn model(extra_column: bool) -> SyncModel {
+        model_with(extra_column.then_some(("done", ColumnType::Boolean)))
+    }
+
+    fn model_with(extra: Option<(&str, ColumnType)>) -> SyncModel {
         let mut items = Collection::new("items", "id")
             .column("id", ColumnType::Text)
             .column("list_id", ColumnType::Text)
             .column("title", ColumnType::Text);
-        if extra_column {
-            items = items.column("done", ColumnType::Boolean);
+        if let Some((name, column_type)) = extra {
+            items = items.column(name, column_type);
         }
         SyncModel::builder()
             .collection(items)
@@ -396,6 +400,39 @@ mod tests {
         assert!(second.postgres.contains(r#"ADD COLUMN "done" BOOLEAN NOT NULL DEFAULT FALSE"#));
         let back = plan(Some(&second.snapshot), &model(false));
         assert!(matches!(back, Err(MigrationError::Unsupported(ref what)) if what.contains("items.done")));
+    }
+
+    /// `added_column_value` (what the reference and old images use) is what the
+    /// generated `ADD COLUMN ... DEFAULT` gives an existing row, for every type.
+    #[test]
+    fn an_added_columns_value_is_what_the_migration_gives_existing_rows() {
+        use rusqlite::types::ValueRef;
+        let first = plan(None, &model(false)).expect("plans").expect("a migration");
+        for column_type in
+            [ColumnType::Text, ColumnType::Integer, ColumnType::Real, ColumnType::Boolean, ColumnType::Json]
+        {
+            let next = model_with(Some(("extra", column_type)));
+            let second = plan(Some(&first.snapshot), &next).expect("plans").expect("a migration");
+            let db = rusqlite::Connection::open_in_memory().expect("db");
+            db.execute_batch(&first.sqlite).expect("0001 runs");
+            db.execute("INSERT INTO items (id, list_id, title) VALUES ('a', 'l', 't')", []).expect("insert");
+            db.execute_batch(&second.sqlite).expect("0002 runs");
+            let stored = db
+                .query_row("SELECT extra FROM items WHERE id = 'a'", [], |row| {
+                    Ok(match row.get_ref(0)? {
+                        ValueRef::Null | ValueRef::Blob(_) => serde_json::Value::Null,
+                        ValueRef::Integer(value) => serde_json::Value::from(value),
+                        ValueRef::Real(value) => serde_json::Value::from(value),
+                        ValueRef::Text(text) => {
+                            serde_json::Value::from(String::from_utf8_lossy(text).into_owned())
+                        }
+                    })
+                })
+                .expect("row");
+            let items = next.collection("items").expect("items");
+            let decoded = crate::sql::decode_row(items, [("extra".to_string(), stored)]);
+            assert_eq!(decoded["extra"], added_column_value(column_type), "{column_type:?}");
+        }
     }
 
     #[test]

@@ -215,9 +215,9 @@ impl PushPlan {
             .then(|| MutationCallbackRequest::new(&self.client_id, session_id, operations))
     }
 
-    /// Decides every mutation: answered from `stored` (see [`answered_now`]), rejected, or planned against
-    /// `images` (the current image of each of [`Self::records`]; absent = no such
-    /// record). `answer` is the app's answer to [`Self::callback_request`] (`None`
+    /// Decides every mutation: answered from `stored` (see [`answered_now`]), rejected,
+    /// or planned against `images` (the current image of each of [`Self::records`];
+    /// absent = no such record). `answer` is the app's answer to [`Self::callback_request`] (`None`
     /// when nothing was asked).
     pub fn decide(
         &self,

@@ -135,7 +135,7 @@ impl ServerState {
         ask: impl FnOnce(&MutationCallbackRequest) -> MutationCallbackResponse,
     ) -> Vec<MutationResult> {
         let plan = PushPlan::new(&self.model, client_id, mutations, now_ms);
-        let stored: BTreeMap<String, MutationOutcome> = plan
+        let mut stored: BTreeMap<String, MutationOutcome> = plan
             .mutation_ids()
             .into_iter()
             .filter_map(|(id, _)| {
@@ -144,7 +144,6 @@ impl ServerState {
             })
             .collect();
         let answer = plan.callback_request(session_id, &stored).map(|request| ask(&request));
-        let mut stored = stored;
         let mut outcomes = BTreeMap::new();
         // Writes go in order; one the upstream refuses is answered for good, and the
         // rest are planned again on what it left (the app's answer stands).

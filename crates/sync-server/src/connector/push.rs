@@ -116,8 +116,8 @@ pub async fn run<D: Database>(
     let mut outcomes = BTreeMap::new();
     let mut committed = Vec::new();
     let mut touched = BTreeSet::new();
-    let mut first_round = true;
-    let mut rounds_left = request.mutations.len();
+    // Rounds that stopped at a refused write (each answers it for good, stored).
+    let mut refused_rounds = 0;
     let head_after = loop {
         let decisions = plan.decide(model, &stored, images, answer.as_ref());
         // Every allowed write in one upstream transaction, each with its change-log
@@ -147,14 +147,14 @@ pub async fn run<D: Database>(
             outcomes.insert(write.mutation_id.clone(), outcome);
         }
         if applied.interrupted {
-            // Each round answers at least the refused write for good (stored), so
-            // there are at most as many rounds as writes.
-            rounds_left = rounds_left.checked_sub(1).ok_or_else(|| {
-                ApiError::upstream("a refused write's answer was not stored; the push stops")
-            })?;
+            // At most one such round per write: the refused one is stored, so it is
+            // answered from there next time.
+            refused_rounds += 1;
+            if refused_rounds > request.mutations.len() {
+                return Err(ApiError::upstream("a refused write's answer was not stored; the push stops"));
+            }
             // What this push stored so far is read back with the images it left.
             (stored, images) = prior_state(model, db, &plan).await?;
-            first_round = false;
             continue;
         }
         outcomes.extend(decisions.answered);
@@ -162,7 +162,8 @@ pub async fn run<D: Database>(
         for rejection in decisions.rejections.into_iter().filter(|rejection| !rejection.stored) {
             outcomes.insert(rejection.mutation_id, MutationOutcome::Rejected { reason: rejection.reason });
         }
-        break if first_round { applied.head } else { None };
+        // The head read inside the one transaction, if it was one.
+        break if refused_rounds == 0 { applied.head } else { None };
     };
 
     let cursor = match head_after {

@@ -52,23 +52,25 @@ impl DurableObject for ChangeWatcher {
         };
         match req.path().as_str() {
             "/listen" => {
-                let mut watch = self.load()?;
+                let stored = self.load()?;
+                let mut watch = stored.clone();
                 if watch.listen(&watch_request.session_id) {
                     match self.scan(None).await {
                         Ok(head) => watch.mark = Some(head),
                         Err(error) => worker::console_error!("change watcher: {error}"),
                     }
                 }
-                self.save(&watch)?;
+                self.save(&stored, &watch)?;
                 if self.state.storage().get_alarm().await?.is_none() {
                     self.state.storage().set_alarm(self.poll_ms()).await?;
                 }
                 json_response(200, &serde_json::json!({ "listeners": watch.listeners.len() }))
             }
             "/quiet" => {
-                let mut watch = self.load()?;
+                let stored = self.load()?;
+                let mut watch = stored.clone();
                 watch.quiet(&watch_request.session_id);
-                self.save(&watch)?;
+                self.save(&stored, &watch)?;
                 json_response(200, &serde_json::json!({ "listeners": watch.listeners.len() }))
             }
             _ => error_response(404, "not_found", "no such watcher endpoint"),
@@ -77,7 +79,8 @@ impl DurableObject for ChangeWatcher {
 
     async fn alarm(&self) -> Result<Response> {
         let now = worker::Date::now().as_millis() as i64;
-        let mut watch = self.load()?;
+        let stored = self.load()?;
+        let mut watch = stored.clone();
         let mut next = watch.on_alarm(now);
         if next == OnAlarm::AskLiveness {
             let sessions: Vec<String> = watch.listeners.iter().cloned().collect();
@@ -94,7 +97,7 @@ impl DurableObject for ChangeWatcher {
                 Err(error) => worker::console_error!("change watcher: {error}"),
             }
         }
-        self.save(&watch)?;
+        self.save(&stored, &watch)?;
         if next == OnAlarm::Scan {
             self.state.storage().set_alarm(self.poll_ms()).await?;
         }
@@ -134,9 +137,8 @@ impl ChangeWatcher {
         })
     }
 
-    /// Writes the watcher's state back (a handful of rows: the listeners are few).
-    fn save(&self, watch: &ChangeWatch) -> Result<()> {
-        let stored = self.load()?;
+    /// Writes back what changed from `stored` (as [`Self::load`] read it) to `watch`.
+    fn save(&self, stored: &ChangeWatch, watch: &ChangeWatch) -> Result<()> {
         for gone in stored.listeners.difference(&watch.listeners) {
             self.sql.exec("DELETE FROM listeners WHERE session_id = ?", vec![gone.clone().into()])?;
         }

@@ -189,7 +189,7 @@ test('a long room lays out its newest 500 messages, counts them all, and shows e
   const writer = client(app.url, await guestToken(app.url, 'Loader'));
   for (let batch = 0; batch < 6; batch += 1) {
     const mutations = Array.from({ length: 100 }, (_, i) => ({
-      id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Loader', body: `line ${batch * 100 + i}` }, record_id: newId('message'),
+      id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: writer.subject, authorName: 'Loader', body: `line ${batch * 100 + i}` }, record_id: newId('message'),
     }));
     assert.equal((await writer.push(mutations)).status, 200);
   }
@@ -215,13 +215,35 @@ test('the author edits and deletes her own message; the other browser follows, a
   const room = newId('room').slice(-8);
   const a = await openRoom(alice, room);
   const b = await openRoom(bob, room);
+  // Bob goes by Alice's very name: names are labels, the buttons follow the subject.
+  const aliceName = await a.page.getByTestId('name-input').inputValue();
+  await b.page.getByTestId('name-input').fill(aliceName);
+  await b.page.getByTestId('name-input').dispatchEvent('change');
+  await send(b.page, 'same name, other person');
+  await confirmed(b.page, 'same name, other person');
   await send(a.page, 'first draft');
   await confirmed(a.page, 'first draft');
   await b.page.getByTestId('message').filter({ hasText: 'first draft' }).waitFor({ timeout: 10_000 });
-  // Only the author is offered edit and delete.
+  await a.page.getByTestId('message').filter({ hasText: 'same name, other person' }).waitFor({ timeout: 10_000 });
+  // Only the author is offered edit and delete: one message each.
   assert.equal(await a.page.getByTestId('message-edit').count(), 1);
-  assert.equal(await b.page.getByTestId('message-edit').count(), 0);
-  assert.equal(await b.page.getByTestId('message-delete').count(), 0);
+  assert.equal(await b.page.getByTestId('message-edit').count(), 1);
+  assert.equal(await b.page.getByTestId('message-delete').count(), 1);
+  const line = (page, text) => page.getByTestId('message').filter({ hasText: text });
+  assert.equal(await line(b.page, 'first draft').getByTestId('message-edit').count(), 0);
+  assert.equal(await line(a.page, 'same name, other person').getByTestId('message-edit').count(), 0);
+  // Both show the same name; the tags after it tell them apart.
+  const author = async (text) => [
+    await line(a.page, text).getByTestId('message-author').textContent(),
+    await line(a.page, text).getByTestId('message-author-tag').textContent(),
+  ];
+  const [mine, theirs] = [await author('first draft'), await author('same name, other person')];
+  assert.equal(mine[0], aliceName);
+  assert.equal(theirs[0], aliceName);
+  assert.match(mine[1], /^#[0-9A-Z]{4}$/);
+  assert.notEqual(mine[1], theirs[1]);
+  await b.page.getByTestId('message-delete').click();
+  await a.page.getByTestId('message').filter({ hasText: 'same name, other person' }).waitFor({ state: 'detached', timeout: 10_000 });
 
   await a.page.getByTestId('message-edit').click();
   await a.page.getByTestId('message-edit-input').fill('final text');

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { startApp, TEST_VARS } from './support/app.mjs';
 import { startCallbackServer } from './support/callback-server.mjs';
-import { client, guestToken, newId } from './support/sync.mjs';
+import { client, guestToken, newId, subjectOf } from './support/sync.mjs';
 
 /** POSTs `count` chunks of `size` bytes with no content-length. */
 async function chunkedPost(url, count, size) {
@@ -34,7 +34,7 @@ describe('with the chat app callbacks (default)', () => {
 
   test('guest tokens are issued for valid names only', async () => {
     for (const name of ['', ' ', 'x'.repeat(41)]) {
-      const response = await fetch(`${app.url}/api/auth/guest`, { method: 'POST', body: JSON.stringify({ name }) });
+      const response = await fetch(`${app.url}/api/auth/guest`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
       assert.equal(response.status, 400);
       assert.equal((await response.json()).error, 'invalid_name');
     }
@@ -90,7 +90,7 @@ describe('with the chat app callbacks (default)', () => {
     // 30 messages in the other room, before the reader joins it.
     const writer = client(app.url, ada);
     const mutations = Array.from({ length: 30 }, (_, i) => ({
-      id: newId('outbox'), name: 'sendMessage', args: { roomId: late, authorName: 'Ada', body: `early ${i}` }, record_id: newId('message'),
+      id: newId('outbox'), name: 'sendMessage', args: { roomId: late, authorId: writer.subject, authorName: 'Ada', body: `early ${i}` }, record_id: newId('message'),
     }));
     assert.equal((await writer.push(mutations)).status, 200);
     const snapshot = await reader.query('roomMessages', { roomId: late });
@@ -138,7 +138,7 @@ describe('with the chat app callbacks (default)', () => {
     const room = newId('room');
     const a = client(app.url, ada);
     const mutations = ['one', 'two', 'three'].map((body) => ({
-      id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body }, record_id: newId('messages'),
+      id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: a.subject, authorName: 'Ada', body }, record_id: newId('messages'),
     }));
     const [first, second] = await Promise.all([a.push(mutations), a.push(mutations)]);
     assert.equal(first.status, 200, first.text);
@@ -157,16 +157,16 @@ describe('with the chat app callbacks (default)', () => {
     const room = newId('room');
     const a = client(app.url, ada);
     const record = newId('messages');
-    const send = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: 'draft' }, record_id: record };
-    const edit = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, authorName: 'Ada', body: 'final' }, record_id: record };
+    const send = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: a.subject, authorName: 'Ada', body: 'draft' }, record_id: record };
+    const edit = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, authorId: a.subject, body: 'final' }, record_id: record };
     const pushed = await a.push([send, edit]);
     assert.equal(pushed.status, 200, pushed.text);
     assert.deepEqual(pushed.json.results.map((r) => r.status), ['confirmed', 'confirmed']);
     assert.equal(pushed.json.results[1].row.body, 'final');
     assert.ok(pushed.json.results[1].seq > pushed.json.results[0].seq);
     // An edit of a record that does not exist is rejected, and the rest still applies.
-    const ghost = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, authorName: 'Ada', body: 'boo' }, record_id: newId('messages') };
-    const remove = { id: newId('outbox'), name: 'deleteMessage', args: { roomId: room, authorName: 'Ada' }, record_id: record };
+    const ghost = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, authorId: a.subject, body: 'boo' }, record_id: newId('messages') };
+    const remove = { id: newId('outbox'), name: 'deleteMessage', args: { roomId: room, authorId: a.subject }, record_id: record };
     const second = await a.push([ghost, remove]);
     assert.deepEqual(second.json.results.map((r) => r.status), ['rejected', 'confirmed']);
     const read = await a.query('roomMessages', { roomId: room });
@@ -176,10 +176,10 @@ describe('with the chat app callbacks (default)', () => {
   test('the app callback rejects per operation; rejected writes never reach the upstream', async () => {
     const room = newId('room');
     const a = client(app.url, ada);
-    const good = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: 'fine' }, record_id: newId('messages') };
-    const empty = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: '   ' }, record_id: newId('messages') };
-    const long = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: 'x'.repeat(2001) }, record_id: newId('messages') };
-    const impostor = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Bob', body: 'hi' }, record_id: newId('messages') };
+    const good = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: a.subject, authorName: 'Ada', body: 'fine' }, record_id: newId('messages') };
+    const empty = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: a.subject, authorName: 'Ada', body: '   ' }, record_id: newId('messages') };
+    const long = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: a.subject, authorName: 'Ada', body: 'x'.repeat(2001) }, record_id: newId('messages') };
+    const impostor = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: client(app.url, bob).subject, authorName: 'Bob', body: 'hi' }, record_id: newId('messages') };
     const pushed = await a.push([good, empty, long, impostor]);
     assert.equal(pushed.status, 200, pushed.text);
     const [r1, r2, r3, r4] = pushed.json.results;
@@ -187,7 +187,7 @@ describe('with the chat app callbacks (default)', () => {
     assert.equal(r2.status, 'rejected');
     assert.match(r2.reason, /empty/);
     assert.match(r3.reason, /at most 2000/);
-    assert.match(r4.reason, /cannot post as "Bob"/);
+    assert.match(r4.reason, /only post as yourself/);
     const read = await a.query('roomMessages', { roomId: room });
     assert.deepEqual(read.json.rows.map((row) => row.id), [good.record_id]);
   });
@@ -199,8 +199,9 @@ describe('with the chat app callbacks (default)', () => {
     assert.equal(read.status, 401);
     assert.equal(read.json.error, 'needs_auth');
     assert.match(read.json.reason, /sign in/);
-    const { mutation, response } = anonymous.send(room, 'Ada', 'hi');
-    const pushed = await response;
+    // Written while Ada's sign-in had lapsed: the browser still knows her subject.
+    const mutation = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: subjectOf(ada), authorName: 'Ada', body: 'hi' }, record_id: newId('messages') };
+    const pushed = await anonymous.push([mutation]);
     assert.equal(pushed.status, 401, pushed.text);
     assert.equal(pushed.json.error, 'needs_auth');
     const forged = client(app.url, `${ada.slice(0, -2)}xx`);
@@ -307,7 +308,7 @@ describe('with a separate callback server', () => {
       client_id: a.client_id,
       operation_kind: 'mutation',
       operations: [{
-        args: { authorName: 'Ada', body: 'hi', roomId: room },
+        args: { authorId: a.subject, authorName: 'Ada', body: 'hi', roomId: room },
         collection: 'messages',
         id: mutation.id,
         mutation_kind: 'insert',
@@ -321,7 +322,7 @@ describe('with a separate callback server', () => {
   test('allow one, reject one, and reject the batch', async () => {
     const a = client(app.url, token);
     const room = newId('room');
-    const m = (body) => ({ id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body }, record_id: newId('messages') });
+    const m = (body) => ({ id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: a.subject, authorName: 'Ada', body }, record_id: newId('messages') });
     const [yes, no] = [m('yes'), m('no')];
     callbacks.answer(() => ({ json: { operations: [{ allow: true, id: yes.id }, { allow: false, id: no.id, reason: 'not today' }] } }));
     const mixed = await a.push([yes, no]);

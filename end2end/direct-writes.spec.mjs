@@ -127,7 +127,7 @@ test('rows inserted, updated and deleted with plain SQL show up in two watching 
   const connectorLoop = (async () => {
     for (let i = 0; writing; i += 1) {
       const body = `via connector ${i}`;
-      const mutation = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Carol', body }, record_id: newId('messages') };
+      const mutation = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: writer.subject, authorName: 'Carol', body }, record_id: newId('messages') };
       const pushed = await pushUntilAnswered(writer, [mutation]);
       assert.equal(pushed.status, 200, pushed.text);
       assert.equal(pushed.json.results[0].status, 'confirmed', pushed.text);
@@ -178,7 +178,7 @@ test('a mixed run of 200 direct and 200 connector writes: the rows and the chang
       const chunk = Array.from({ length: 20 }, (_, i) => ({
         id: newId('outbox'),
         name: 'sendMessage',
-        args: { roomId: room, authorName: 'Dan', body: `connector ${batch * 20 + i}` },
+        args: { roomId: room, authorId: writer.subject, authorName: 'Dan', body: `connector ${batch * 20 + i}` },
         record_id: newId('messages'),
       }));
       mutations.push(...chunk);

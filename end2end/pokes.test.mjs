@@ -232,7 +232,7 @@ test('a poke whose changes do not follow what the client holds makes it pull, an
     stands = poke1.cursor;
     // One push too big to ride in a poke (over 64 KB): announced without its changes.
     const big = Array.from({ length: 40 }, (_, i) => ({
-      id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: `${i} ${'b'.repeat(1990)}` }, record_id: newId('message'),
+      id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: writer.subject, authorName: 'Ada', body: `${i} ${'b'.repeat(1990)}` }, record_id: newId('message'),
     }));
     const pushed = await writer.push(big);
     assert.equal(pushed.status, 200);

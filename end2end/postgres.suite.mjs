@@ -99,7 +99,7 @@ test('concurrent writers while a reader pulls: the reader misses no change, and 
   for (let round = 0; round < 5; round += 1) {
     for (const [index, writer] of writers.entries()) {
       const mutations = [0, 1, 2].map((n) => ({
-        id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: names[index], body: `r${round} n${n}` }, record_id: newId('messages'),
+        id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: writer.subject, authorName: names[index], body: `r${round} n${n}` }, record_id: newId('messages'),
       }));
       pushes.push(writer.push(mutations));
     }
@@ -164,8 +164,8 @@ test('a write that finds its record changed at the last moment is rejected whole
     CREATE TRIGGER e2e_vanish BEFORE UPDATE ON messages FOR EACH ROW
       WHEN (NEW.body = 'vanish') EXECUTE FUNCTION e2e_vanish();`);
   try {
-    const edit = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, authorName: 'Ada', body: 'vanish' }, record_id: sent.record_id };
-    const later = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, authorName: 'Ada', body: 'edited' }, record_id: sent.record_id };
+    const edit = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, authorId: a.subject, body: 'vanish' }, record_id: sent.record_id };
+    const later = { id: newId('outbox'), name: 'editMessage', args: { roomId: room, authorId: a.subject, body: 'edited' }, record_id: sent.record_id };
     const pushed = await a.push([edit, later]);
     assert.equal(pushed.status, 200, pushed.text);
     const [first, second] = pushed.json.results;

@@ -4,9 +4,10 @@
 // PostgreSQL.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApp } from './support/app.mjs';
+import { createHmac } from 'node:crypto';
+import { startApp, TEST_VARS } from './support/app.mjs';
 import { startCallbackServer } from './support/callback-server.mjs';
-import { client, guestToken, newId, pokeSocket, CLIENT_KEY_HEADER } from './support/sync.mjs';
+import { claimsOf, client, guestToken, newId, pokeSocket, subjectOf, CLIENT_KEY_HEADER } from './support/sync.mjs';
 
 let app;
 let ada;
@@ -29,28 +30,138 @@ async function sendAsAda(room, body) {
   return { a, mutation, result: pushed.json.results[0] };
 }
 
-test('only the author edits or deletes a message, whatever name the attacker claims', async () => {
+test('only the author edits or deletes a message, whatever name the attacker signs in with', async () => {
   const room = newId('room');
   const { a, mutation } = await sendAsAda(room, 'mine');
-  const e = client(app.url, eve);
-  const write = (name, args) => ({ id: newId('outbox'), name, args: { roomId: room, ...args }, record_id: mutation.record_id });
-  const attempts = [
-    write('editMessage', { authorName: 'Eve', body: 'defaced' }), // her own name: the row is not hers
-    write('editMessage', { authorName: 'Ada', body: 'defaced' }), // Ada's name: not who she is
-    write('deleteMessage', { authorName: 'Eve' }),
-    write('deleteMessage', { authorName: 'Ada' }),
-  ];
-  const pushed = await e.push(attempts);
-  assert.equal(pushed.status, 200, pushed.text);
-  assert.deepEqual(pushed.json.results.map((r) => r.status), ['rejected', 'rejected', 'rejected', 'rejected'], pushed.text);
+  // Eve, and Eve signed in under Ada's very name: a name is a label, not who she is.
+  const eveAsAda = await guestToken(app.url, 'Ada');
+  assert.notEqual(subjectOf(eveAsAda), a.subject, 'a second sign-in as "Ada" is another subject');
+  for (const token of [eve, eveAsAda]) {
+    const e = client(app.url, token);
+    const write = (name, args) => ({ id: newId('outbox'), name, args: { roomId: room, ...args }, record_id: mutation.record_id });
+    const attempts = [
+      write('editMessage', { authorId: e.subject, body: 'defaced' }), // her own subject: the row is not hers
+      write('editMessage', { authorId: a.subject, body: 'defaced' }), // Ada's subject: not who she is
+      write('deleteMessage', { authorId: e.subject }),
+      write('deleteMessage', { authorId: a.subject }),
+      // A new message that claims to be Ada's.
+      { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: a.subject, authorName: 'Ada', body: 'forged' }, record_id: newId('messages') },
+    ];
+    const pushed = await e.push(attempts);
+    assert.equal(pushed.status, 200, pushed.text);
+    assert.deepEqual(pushed.json.results.map((r) => r.status), Array(5).fill('rejected'), pushed.text);
+  }
   const rows = (await a.query('roomMessages', { roomId: room })).json.rows;
-  assert.deepEqual(rows.map((row) => [row.author_name, row.body]), [['Ada', 'mine']]);
+  assert.deepEqual(rows.map((row) => [row.author_id, row.author_name, row.body]), [[a.subject, 'Ada', 'mine']]);
 
-  // The author herself may.
-  const own = await a.push([write('editMessage', { authorName: 'Ada', body: 'edited' })]);
+  // The author herself may, under any display name she goes by now.
+  const renamed = client(app.url, await guestToken(app.url, 'Ada Lovelace', ada), a.client_key);
+  assert.equal(renamed.subject, a.subject, 'a rename keeps the subject');
+  const write = (name, args) => ({ id: newId('outbox'), name, args: { roomId: room, authorId: a.subject, ...args }, record_id: mutation.record_id });
+  const own = await renamed.push([write('editMessage', { body: 'edited' })]);
   assert.equal(own.json.results[0].status, 'confirmed', own.text);
-  const removed = await a.push([write('deleteMessage', { authorName: 'Ada' })]);
+  const removed = await renamed.push([write('deleteMessage', {})]);
   assert.equal(removed.json.results[0].status, 'confirmed', removed.text);
+});
+
+/** A token signed with the test secret: what a second app sharing the secret would make. */
+function forgedToken(claims, secret = TEST_VARS.AUTH_SECRET) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const input = `${encode({ alg: 'HS256', typ: 'JWT' })}.${encode(claims)}`;
+  return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+}
+
+test("sign-in makes the subject: renewals keep it, nobody picks it, another app's tokens are refused", async () => {
+  const first = claimsOf(ada);
+  assert.match(first.sub, /^user_[0-9A-HJKMNP-TV-Z]{26}$/);
+  assert.equal(first.name, 'Ada');
+  assert.equal(first.aud, 'chat');
+  // A renewal with the previous token keeps the subject; without it, a new one.
+  assert.equal(subjectOf(await guestToken(app.url, 'Ada', ada)), first.sub);
+  assert.notEqual(subjectOf(await guestToken(app.url, 'Ada')), first.sub);
+  // A subject cannot be asked for: unknown fields are refused, a forged previous
+  // token is ignored.
+  const asking = await fetch(`${app.url}/api/auth/guest`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Eve', sub: first.sub }),
+  });
+  assert.equal(asking.status, 400, await asking.text());
+  const now = Math.floor(Date.now() / 1000);
+  const forged = forgedToken({ ...first, name: 'Eve' }, 'not-the-secret-but-32-bytes-long!!');
+  assert.notEqual(subjectOf(await guestToken(app.url, 'Eve', forged)), first.sub);
+
+  // A token another app made with the same secret (aud "todo") is not a sign-in here.
+  const foreign = forgedToken({ sub: first.sub, name: 'Ada', aud: 'todo', iat: now, exp: now + 600 });
+  const room = newId('room');
+  const read = await client(app.url, foreign).query('roomMessages', { roomId: room });
+  assert.equal(read.status, 401, read.text);
+  assert.equal(read.json.error, 'needs_auth');
+  assert.match(read.json.reason, /another app/);
+  assert.notEqual(subjectOf(await guestToken(app.url, 'Ada', foreign)), first.sub, 'nor renewed into one');
+  // The same claims for this app, signed with the secret, are (the control).
+  const own = forgedToken({ sub: first.sub, name: 'Ada', aud: 'chat', iat: now, exp: now + 600 });
+  assert.equal((await client(app.url, own).query('roomMessages', { roomId: room })).status, 200);
+});
+
+test('sign-in takes JSON from this origin only, and its cookie is Secure and HttpOnly', async () => {
+  const post = (headers, body = JSON.stringify({ name: 'Ada' })) => fetch(`${app.url}/api/auth/guest`, { method: 'POST', headers, body });
+  // What a cross-site form can send: a text/plain or form body.
+  for (const type of [undefined, 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+    const response = await post(type ? { 'content-type': type } : {});
+    assert.equal(response.status, 415, `${type}: ${response.status}`);
+    assert.equal((await response.json()).error, 'unsupported_media_type');
+    assert.equal(response.headers.get('set-cookie'), null);
+  }
+  // Another site's page.
+  const crossSite = await post({ 'content-type': 'application/json', origin: 'https://evil.example' });
+  assert.equal(crossSite.status, 403);
+  assert.equal((await crossSite.json()).error, 'cross_origin');
+  assert.equal(crossSite.headers.get('set-cookie'), null);
+  // This site's own page.
+  const sameSite = await post({ 'content-type': 'application/json; charset=utf-8', origin: app.url });
+  assert.equal(sameSite.status, 200, await sameSite.text());
+  const cookie = sameSite.headers.get('set-cookie');
+  for (const attribute of ['HttpOnly', 'Secure', 'SameSite=Lax', 'Path=/']) assert.ok(cookie.includes(attribute), cookie);
+});
+
+test('messages written before subjects existed stay readable and nobody edits them', async () => {
+  const room = newId('room');
+  const legacy = newId('messages');
+  // A row as the first schema wrote it: no author_id column in the INSERT.
+  await app.sql(
+    `INSERT INTO messages (id, room_id, author_name, body, created_at, last_modified_by) ` +
+      `VALUES ('${legacy}', '${room}', 'Ada', 'from before', 1, 'client_01HYS7J9GZ8P6VA3K3Z4X5M2K1')`,
+  );
+  const a = client(app.url, ada);
+  const rows = (await a.query('roomMessages', { roomId: room })).json.rows;
+  assert.deepEqual(rows.map((row) => [row.author_id, row.author_name, row.body]), [['', 'Ada', 'from before']]);
+  const tries = [
+    { id: newId('outbox'), name: 'editMessage', args: { roomId: room, authorId: '', body: 'mine now' }, record_id: legacy },
+    { id: newId('outbox'), name: 'editMessage', args: { roomId: room, authorId: a.subject, body: 'mine now' }, record_id: legacy },
+    { id: newId('outbox'), name: 'deleteMessage', args: { roomId: room, authorId: a.subject }, record_id: legacy },
+  ];
+  const pushed = await a.push(tries);
+  assert.deepEqual(pushed.json.results.map((r) => r.status), ['rejected', 'rejected', 'rejected'], pushed.text);
+  assert.equal((await a.query('roomMessages', { roomId: room })).json.rows[0].body, 'from before');
+});
+
+test('a worker whose AUTH_SECRET is shorter than 32 bytes signs nobody in', async () => {
+  const weak = await startApp({ vars: { AUTH_SECRET: 'short-secret' } });
+  try {
+    const response = await fetch(`${weak.url}/api/auth/guest`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Ada' }),
+    });
+    assert.equal(response.status, 503);
+    const body = await response.json();
+    assert.equal(body.error, 'not_configured');
+    assert.match(body.reason, /AUTH_SECRET must hold at least 32 bytes/);
+    // Nor accepts a token signed with it.
+    const now = Math.floor(Date.now() / 1000);
+    const token = forgedToken({ sub: 'user_01HYS7J9GZ8P6VA3K3Z4X5M2K1', name: 'Ada', aud: 'chat', iat: now, exp: now + 600 }, 'short-secret');
+    const read = await client(weak.url, token).query('roomMessages', { roomId: newId('room') });
+    assert.equal(read.status, 503, read.text);
+  } finally {
+    await weak.stop();
+  }
 });
 
 test("a client id is the key holder's: nobody else pulls, pushes, replays or listens as it", async () => {
@@ -111,7 +222,7 @@ test('a caller without a sign-in leaves nothing upstream, and may be accepted la
   const room = newId('room');
   const anonymous = client(app.url, null);
   const junk = Array.from({ length: 100 }, (_, i) => ({
-    id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorName: 'Ada', body: `junk ${i}` }, record_id: newId('messages'),
+    id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: subjectOf(ada), authorName: 'Ada', body: `junk ${i}` }, record_id: newId('messages'),
   }));
   const invalid = Array.from({ length: 20 }, () => ({ id: newId('outbox'), name: 'dropTables', args: {}, record_id: newId('messages') }));
   const before = await count('SELECT count(*) FROM sync_mutations');

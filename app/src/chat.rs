@@ -22,6 +22,8 @@ struct Refusal {
 struct Line {
     id: String,
     author: String,
+    /// The author's subject ('' on messages older than subjects).
+    author_id: String,
     body: String,
     pending: bool,
 }
@@ -34,10 +36,19 @@ fn lines(rows: &[Message], pending: &[String]) -> Vec<Line> {
         .map(|message| Line {
             id: message.id.clone(),
             author: message.author_name.clone(),
+            author_id: message.author_id.clone(),
             body: message.body.clone(),
             pending: pending.contains(&message.id),
         })
         .collect()
+}
+
+/// A short tag of a subject, shown after the author's name: two people may share a
+/// name, not a subject.
+fn author_tag(author_id: &str) -> String {
+    let ulid = author_id.rsplit('_').next().unwrap_or_default();
+    let tail: String = ulid.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    if tail.is_empty() { String::new() } else { format!("#{tail}") }
 }
 
 /// Room names are what a URL segment can hold without escaping.
@@ -59,6 +70,8 @@ pub fn ChatPage() -> impl IntoView {
     // `false` while the HTML is only server-rendered; flips once hydration has run.
     let (interactive, set_interactive) = signal(false);
     let (name, set_name) = signal(String::new());
+    // Who this browser is (its sign-in's subject); provided by the browser glue.
+    let me = use_context::<crate::Me>().unwrap_or_else(|| crate::Me(RwSignal::new(None)));
     // Set once this page can be reloaded with no network.
     let (offline_ready, set_offline_ready) = signal(false);
     Effect::new(move |_| {
@@ -66,6 +79,9 @@ pub fn ChatPage() -> impl IntoView {
         #[cfg(feature = "hydrate")]
         {
             set_name.set(crate::browser::display_name());
+            if me.0.get_untracked().is_none() {
+                me.0.set(crate::browser::cached_subject());
+            }
             leptos::task::spawn_local(async move {
                 match sync_client::offline::enable("/sw.js", &crate::APP_NAME).await {
                     Ok(()) => set_offline_ready.set(true),
@@ -104,8 +120,13 @@ pub fn ChatPage() -> impl IntoView {
         if body.trim().is_empty() {
             return;
         }
+        let Some(author_id) = me.0.get_untracked() else {
+            let reason = "not signed in yet: wait until the page has signed you in".to_string();
+            set_refusals.update(|list| list.push(Refusal { body, reason }));
+            return;
+        };
         set_draft.set(String::new());
-        let args = SendMessageArgs { room_id: room(), author_name: name.get_untracked(), body: body.clone() };
+        let args = SendMessageArgs { room_id: room(), author_id, author_name: name.get_untracked(), body: body.clone() };
         let send_message = send_message.clone();
         leptos::task::spawn_local(async move {
             let sent = send_message.insert_and_wait(args).await;
@@ -121,7 +142,7 @@ pub fn ChatPage() -> impl IntoView {
     let sign_in_again = Callback::new(move |()| {
         #[cfg(feature = "hydrate")]
         if let Some(client) = renewing_client.clone() {
-            crate::browser::sign_in(client, name.get_untracked());
+            crate::browser::sign_in(client, me, name.get_untracked());
         }
     });
 
@@ -184,7 +205,7 @@ pub fn ChatPage() -> impl IntoView {
                                 {
                                     crate::browser::remember_name(&value);
                                     if let Some(client) = sync_client.clone() {
-                                        crate::browser::sign_in(client, value.clone());
+                                        crate::browser::sign_in(client, me, value.clone());
                                     }
                                 }
                                 set_name.set(value);
@@ -283,7 +304,9 @@ pub fn ChatPage() -> impl IntoView {
                             <ol class="messages" data-testid="message-list" aria-live="polite">
                                 <For each=shown key=|line| (line.id.clone(), line.body.clone(), line.pending) let:line>
                                     {
-                                        let own = line.author == name.get_untracked();
+                                        let author_id = line.author_id.clone();
+                                        let own = move || !author_id.is_empty() && me.0.get().as_deref() == Some(author_id.as_str());
+                                        let tag = author_tag(&line.author_id);
                                         let id = line.id.clone();
                                         let is_editing = {
                                             let id = id.clone();
@@ -295,7 +318,8 @@ pub fn ChatPage() -> impl IntoView {
                                         let save = move |ev: leptos::ev::Event| {
                                             let text = event_target_value(&ev);
                                             set_editing.set(None);
-                                            let args = EditMessageArgs { room_id: room(), author_name: name.get_untracked(), body: text.clone() };
+                                            let Some(author_id) = me.0.get_untracked() else { return };
+                                            let args = EditMessageArgs { room_id: room(), author_id, body: text.clone() };
                                             let (edit, id) = (edit_message.clone(), edit_id.clone());
                                             leptos::task::spawn_local(async move {
                                                 if let Some(reason) = edit.update_and_wait(id, args).await.refusal() {
@@ -305,7 +329,8 @@ pub fn ChatPage() -> impl IntoView {
                                             });
                                         };
                                         let remove = move |_| {
-                                            let args = DeleteMessageArgs { room_id: room(), author_name: name.get_untracked() };
+                                            let Some(author_id) = me.0.get_untracked() else { return };
+                                            let args = DeleteMessageArgs { room_id: room(), author_id };
                                             let (delete, id) = (delete_message.clone(), delete_id.clone());
                                             leptos::task::spawn_local(async move {
                                                 if let Some(reason) = delete.delete_and_wait(id, args).await.refusal() {
@@ -322,6 +347,7 @@ pub fn ChatPage() -> impl IntoView {
                                                 data-status=if line.pending { "pending" } else { "confirmed" }
                                             >
                                                 <span class="message__author" data-testid="message-author">{line.author}</span>
+                                                <span class="message__tag" data-testid="message-author-tag" title="who wrote it: names may repeat, this does not">{tag}</span>
                                                 {move || if is_editing() {
                                                     view! {
                                                         <input class="message__edit" data-testid="message-edit-input"
@@ -332,10 +358,13 @@ pub fn ChatPage() -> impl IntoView {
                                                 }}
                                                 <span class="message__state">{if line.pending { "sending" } else { "sent" }}</span>
                                                 <span class="message__actions">
-                                                    {own.then(|| view! {
-                                                        <button class="link" data-testid="message-edit"
-                                                            on:click=move |_| set_editing.set(Some(id.clone()))>"Edit"</button>
-                                                        <button class="link" data-testid="message-delete" on:click=remove.clone()>"Delete"</button>
+                                                    {move || own().then(|| {
+                                                        let (id, remove) = (id.clone(), remove.clone());
+                                                        view! {
+                                                            <button class="link" data-testid="message-edit"
+                                                                on:click=move |_| set_editing.set(Some(id.clone()))>"Edit"</button>
+                                                            <button class="link" data-testid="message-delete" on:click=remove>"Delete"</button>
+                                                        }
                                                     })}
                                                 </span>
                                             </li>
@@ -388,5 +417,11 @@ mod tests {
         assert_eq!(clean_room("team-chat_2"), Some("team-chat_2".into()));
         assert_eq!(clean_room("/?# "), None);
         assert_eq!(clean_room(&"x".repeat(100)).map(|r| r.len()), Some(64));
+    }
+
+    #[test]
+    fn author_tags_are_the_subjects_last_characters() {
+        assert_eq!(author_tag("user_01HYS7J9GZ8P6VA3K3Z4X5M2K1"), "#M2K1");
+        assert_eq!(author_tag(""), "");
     }
 }

@@ -21,6 +21,12 @@ use leptos_router::{
 /// offline cache) so other apps on the same origin keep theirs apart.
 pub const APP_NAME: sync_client::AppName = sync_client::AppName("chat");
 
+/// This browser's subject (the identity of its sign-in), once known: it marks the
+/// messages this user may edit and signs the ones they send. `None` while server
+/// rendering and until hydration has run (the first paint matches the server's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Me(pub RwSignal<Option<String>>);
+
 /// Name of the browser bundle: `pkg/{CLIENT_BUNDLE}.js` and `pkg/{CLIENT_BUNDLE}_bg.wasm`.
 /// The build (`xtask build`) and the server's `LeptosOptions` both read it from here.
 pub const CLIENT_BUNDLE: &str = "frontend";
@@ -87,13 +93,23 @@ pub(crate) mod browser {
         }
     }
 
-    /// Signs the sync worker in as `name` (again, after a rename).
-    pub fn sign_in(client: sync_client::SyncClient, name: String) {
-        sync_client::guest::sign_in(client, crate::APP_NAME, name);
+    /// Signs the sync worker in as `name` (again, after a rename), keeping the
+    /// subject; `me` learns it.
+    pub fn sign_in(client: sync_client::SyncClient, me: crate::Me, name: String) {
+        sync_client::guest::sign_in_then(client, crate::APP_NAME, name, move |identity| {
+            me.0.set(Some(identity.subject));
+        });
+    }
+
+    /// The subject of the cached sign-in, if any.
+    pub fn cached_subject() -> Option<String> {
+        sync_client::guest::identity(crate::APP_NAME).map(|identity| identity.subject)
     }
 
     /// Spawns the SQLite worker and signs in as the stored display name.
     pub fn provide_sync_client() {
+        let me = crate::Me(RwSignal::new(None));
+        provide_context(me);
         let client = match sync_client::SyncClient::spawn("/pkg/db-worker.js", crate::model::chat_model()) {
             Ok(client) => client,
             Err(error) => {
@@ -102,6 +118,6 @@ pub(crate) mod browser {
             }
         };
         provide_context(client.clone());
-        sign_in(client, display_name());
+        sign_in(client, me, display_name());
     }
 }

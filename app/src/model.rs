@@ -19,6 +19,10 @@ pub const DELETE_MESSAGE: Mutator<DeleteMessageArgs, Deletes> = Mutator::delete(
 pub struct Message {
     pub id: String,
     pub room_id: String,
+    /// Who wrote it: the subject of their sign-in (empty on messages written before
+    /// subjects existed: nobody may edit those).
+    pub author_id: String,
+    /// The name they went by: a label, not an identity.
     pub author_name: String,
     pub body: String,
     pub created_at: i64,
@@ -39,27 +43,29 @@ pub struct RoomArgs {
 #[serde(rename_all = "camelCase")]
 pub struct SendMessageArgs {
     pub room_id: String,
+    /// The sender's subject: the callback accepts only the caller's own.
+    pub author_id: String,
     pub author_name: String,
     pub body: String,
 }
 
-/// Edits name their author: the write only applies to a message of that author
-/// (a required value, guarded in the UPDATE), and the callback only lets users
-/// name themselves, so only the author edits.
+/// Edits name their author's subject: the write only applies to a message of that
+/// author (a required value, guarded in the UPDATE), and the callback only lets
+/// users name themselves, so only the author edits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EditMessageArgs {
     pub room_id: String,
-    pub author_name: String,
+    pub author_id: String,
     pub body: String,
 }
 
-/// Deletes name their author, like edits: only the author deletes.
+/// Deletes name their author's subject, like edits: only the author deletes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteMessageArgs {
     pub room_id: String,
-    pub author_name: String,
+    pub author_id: String,
 }
 
 fn trimmed(text: String) -> String {
@@ -79,6 +85,8 @@ pub fn chat_model() -> SyncModel {
                 .column("body", ColumnType::Text)
                 .column("created_at", ColumnType::Integer)
                 .column("last_modified_by", ColumnType::Text)
+                // Added after the first release: older rows hold '' (nobody's).
+                .column("author_id", ColumnType::Text)
                 // roomMessages: WHERE room_id = ? ORDER BY created_at, id.
                 .index(&["room_id", "created_at", "id"]),
         )
@@ -102,6 +110,7 @@ pub fn chat_model() -> SyncModel {
                 .require("roomId", "room_id")
                 .normalize(|args| SendMessageArgs {
                     room_id: trimmed(args.room_id),
+                    author_id: trimmed(args.author_id),
                     author_name: trimmed(args.author_name),
                     body: trimmed(args.body),
                 })
@@ -109,6 +118,7 @@ pub fn chat_model() -> SyncModel {
                     Insert::into(MESSAGES)
                         .value("id", ctx.record_id.clone())
                         .value("room_id", args.room_id.clone())
+                        .value("author_id", args.author_id.clone())
                         .value("author_name", args.author_name.clone())
                         .value("body", args.body.clone())
                         .value("created_at", ctx.now_ms)
@@ -119,10 +129,10 @@ pub fn chat_model() -> SyncModel {
             EDIT_MESSAGE
                 .define()
                 .require("roomId", "room_id")
-                .require("authorName", "author_name")
+                .require("authorId", "author_id")
                 .normalize(|args| EditMessageArgs {
                     room_id: trimmed(args.room_id),
-                    author_name: trimmed(args.author_name),
+                    author_id: trimmed(args.author_id),
                     body: trimmed(args.body),
                 })
                 .build(|args, ctx| {
@@ -130,22 +140,22 @@ pub fn chat_model() -> SyncModel {
                         .set("body", args.body.clone())
                         .set("last_modified_by", ctx.client_id.clone())
                         .guard("room_id", Operator::Eq, args.room_id.clone())
-                        .guard("author_name", Operator::Eq, args.author_name.clone())
+                        .guard("author_id", Operator::Eq, args.author_id.clone())
                 }),
         )
         .mutator(
             DELETE_MESSAGE
                 .define()
                 .require("roomId", "room_id")
-                .require("authorName", "author_name")
+                .require("authorId", "author_id")
                 .normalize(|args| DeleteMessageArgs {
                     room_id: trimmed(args.room_id),
-                    author_name: trimmed(args.author_name),
+                    author_id: trimmed(args.author_id),
                 })
                 .build(|args, ctx| {
                     Delete::record(MESSAGES, ctx.record_id.clone())
                         .guard("room_id", Operator::Eq, args.room_id.clone())
-                        .guard("author_name", Operator::Eq, args.author_name.clone())
+                        .guard("author_id", Operator::Eq, args.author_id.clone())
                 }),
         )
         .build();
@@ -187,13 +197,14 @@ mod tests {
         let write = model
             .validate_mutation(
                 SEND_MESSAGE.name(),
-                &json!({"roomId": "94462", "authorName": " Ada ", "body": " hello "}),
+                &json!({"roomId": "94462", "authorId": "user_1", "authorName": " Ada ", "body": " hello "}),
                 &ctx(),
             )
             .expect("valid write");
         let sync::Operation::Insert(insert) = write.operation else { panic!("an insert") };
         assert_eq!(insert.values["body"], json!("hello"));
         assert_eq!(insert.values["author_name"], json!("Ada"));
+        assert_eq!(insert.values["author_id"], json!("user_1"));
         assert_eq!(insert.values["id"], json!(ctx().record_id));
         assert_eq!(insert.values["last_modified_by"], json!(ctx().client_id));
         assert_eq!(insert.values["created_at"], json!(ctx().now_ms));
@@ -203,8 +214,8 @@ mod tests {
     fn edit_and_delete_are_guarded_by_room_and_author() {
         let model = chat_model();
         for (name, args) in [
-            (EDIT_MESSAGE.name(), json!({"roomId": "a", "authorName": "Ada", "body": "x"})),
-            (DELETE_MESSAGE.name(), json!({"roomId": "a", "authorName": "Ada"})),
+            (EDIT_MESSAGE.name(), json!({"roomId": "a", "authorId": "user_1", "body": "x"})),
+            (DELETE_MESSAGE.name(), json!({"roomId": "a", "authorId": "user_1"})),
         ] {
             let write = model.validate_mutation(name, &args, &ctx()).expect("valid write");
             let guards = match write.operation {
@@ -213,7 +224,7 @@ mod tests {
                 sync::Operation::Insert(_) => panic!("not an insert"),
             };
             let columns: Vec<&str> = guards.iter().map(|guard| guard.column.as_str()).collect();
-            assert_eq!(columns, ["room_id", "author_name"]);
+            assert_eq!(columns, ["room_id", "author_id"]);
         }
     }
 }

@@ -282,8 +282,8 @@ async function fanOut(url, receivers) {
   };
 }
 
-function mutation(roomId, body) {
-  return { id: newId('outbox'), name: 'sendMessage', args: { roomId, authorName: 'Loader', body }, record_id: newId('message') };
+function mutation(c, roomId, body) {
+  return { id: newId('outbox'), name: 'sendMessage', args: { roomId, authorId: c.subject, authorName: 'Loader', body }, record_id: newId('message') };
 }
 
 /** 5xx answers retried (as the browser's outbox does); counted in the report. */
@@ -302,7 +302,7 @@ async function pushWithRetry(c, mutations) {
 
 async function pushBatches(c, room, batches, label) {
   for (let b = 0; b < batches; b += 1) {
-    const mutations = Array.from({ length: BATCH }, (_, i) => mutation(room, `${label} ${b * BATCH + i}`));
+    const mutations = Array.from({ length: BATCH }, (_, i) => mutation(c, room, `${label} ${b * BATCH + i}`));
     const answer = await pushWithRetry(c, mutations);
     if (answer.status !== 200) throw new Error(`push: ${answer.status} ${answer.text}`);
     const rejected = answer.json.results.filter((r) => r.status !== 'confirmed');

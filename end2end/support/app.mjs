@@ -149,7 +149,7 @@ async function waitForHealth(url, child, logs, timeoutMs) {
 /** Secrets every test instance runs with (wrangler `--var`), unless overridden. */
 export const TEST_VARS = {
   SYNC_ENGINE_SECRET: 'test-engine-secret',
-  AUTH_SECRET: 'test-auth-secret',
+  AUTH_SECRET: 'test-auth-secret-of-32-bytes-or-more',
 };
 
 /**

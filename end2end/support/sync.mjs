@@ -33,15 +33,24 @@ export const CLIENT_KEY_HEADER = 'x-sync-client-key';
 
 export const PROTOCOL_VERSION = 1;
 
-export async function guestToken(url, name) {
+/** A guest token for `name`: a new subject, or `previous`'s when given (a renewal). */
+export async function guestToken(url, name, previous) {
   const response = await fetch(`${url}/api/auth/guest`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...(previous ? { authorization: `Bearer ${previous}` } : {}) },
     body: JSON.stringify({ name }),
   });
   if (!response.ok) throw new Error(`guest token: ${response.status} ${await response.text()}`);
   return (await response.json()).token;
 }
+
+/** The claims of a JWT (not verified: the test's own tokens). */
+export function claimsOf(token) {
+  return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8'));
+}
+
+/** The subject a guest token names: the identity the chat's rules compare. */
+export const subjectOf = (token) => claimsOf(token).sub;
 
 /** A client identity with helpers for query / push / pull. */
 export function client(url, token, clientKey = newClientKey()) {
@@ -69,12 +78,14 @@ export function client(url, token, clientKey = newClientKey()) {
   return {
     ...ids,
     client_key: clientKey,
+    subject: token ? subjectOf(token) : undefined,
     call,
     query: (name, args) => call('query', { name, args }),
     push: (mutations) => call('push', { mutations }),
     pull: (cursor, subscriptions) => call('pull', { cursor, subscriptions }),
     send: (roomId, authorName, body) => {
-      const mutation = { id: newId('outbox'), name: 'sendMessage', args: { roomId, authorName, body }, record_id: newId('messages') };
+      const args = { roomId, authorId: token ? subjectOf(token) : '', authorName, body };
+      const mutation = { id: newId('outbox'), name: 'sendMessage', args, record_id: newId('messages') };
       return { mutation, response: call('push', { mutations: [mutation] }) };
     },
   };

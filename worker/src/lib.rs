@@ -22,6 +22,7 @@ pub use sync_server::{ChangeWatcher, ClientSession, QuerySubscription};
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../migrations/postgres/0001_init.sql")),
     ("0002_change_capture", include_str!("../../migrations/postgres/0002_change_capture.sql")),
+    ("0003_model", include_str!("../../migrations/postgres/0003_model.sql")),
 ];
 
 /// The sync engine for the chat's model: its callbacks over HTTP when
@@ -65,7 +66,7 @@ pub fn router() -> Router {
         .route("/", get(pages::home))
         .route("/room/{room}", get(pages::room))
         .route("/api/health", engine().health())
-        .merge(sync_server::guest::routes())
+        .merge(chat_callbacks::GUEST.routes())
         .merge(chat_callbacks::router())
         .merge(engine().routes())
         .nest("/api", Router::new().fallback(sync_server::api_not_found))

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// 426: a WebSocket endpoint was called without an upgrade.
     #[error("{reason}")]
     UpgradeRequired { reason: String },
+    /// 415: the body is not the media type the endpoint reads.
+    #[error("{reason}")]
+    UnsupportedMediaType { reason: String },
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// 429: the client sent more requests than the rate limit allows; retry after
@@ -119,6 +122,9 @@ impl ApiError {
             ApiError::ResyncRequired { .. } => (StatusCode::GONE, sync::protocol::error::RESYNC_REQUIRED),
             ApiError::UpgradeRequired { .. } => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::CallbackUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "callback_unavailable"),
             ApiError::NotConfigured { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),

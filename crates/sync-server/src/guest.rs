@@ -1,7 +1,9 @@
 //! Guest sign-in for demos and templates: signed guest tokens (HS256 JWTs) for a
-//! display name, `POST /api/auth/guest`, and the check an app's callbacks make. The
-//! connector itself never reads tokens; it forwards `authorization` to the callbacks.
-//! A real app brings its own sign-in; its callbacks verify its own tokens.
+//! server-made subject (the identity) with a display name (a label), for one app
+//! (`aud`); `POST /api/auth/guest`, and the check an app's callbacks make
+//! ([`GuestAuth`]). The connector itself never reads tokens; it forwards
+//! `authorization` to the callbacks. A real app brings its own sign-in; its callbacks
+//! verify its own tokens.
 
 use axum::Json;
 use axum::extract::Extension;
@@ -19,11 +21,16 @@ use crate::error::ApiError;
 
 /// The setting holding the key that signs guest tokens.
 pub const AUTH_SECRET: &str = "AUTH_SECRET";
+/// The shortest [`AUTH_SECRET`] accepted: HS256 wants a key as long as its hash.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Guest tokens last a week, unless the setting [`TOKEN_LIFETIME_SETTING`] says
 /// otherwise (seconds; tests use a few).
 const TOKEN_LIFETIME_S: u64 = 7 * 24 * 3600;
 pub const TOKEN_LIFETIME_SETTING: &str = "AUTH_TOKEN_LIFETIME_S";
+/// How long after it expired a token may still be traded for a new one of the same
+/// subject (a browser that was closed for a while keeps who it is).
+pub const RENEWAL_GRACE_S: u64 = 30 * 24 * 3600;
 
 fn token_lifetime_s(env: &Env) -> u64 {
     config::setting(env, TOKEN_LIFETIME_SETTING)
@@ -32,11 +39,20 @@ fn token_lifetime_s(env: &Env) -> u64 {
         .unwrap_or(TOKEN_LIFETIME_S)
 }
 pub const MAX_NAME_CHARS: usize = 40;
+/// Prefix of the subjects guest sign-in makes.
+pub const SUBJECT_PREFIX: &str = "user";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
-    /// The display name.
+    /// The subject: made by the server at the first sign-in (128 random bits), kept
+    /// across renewals and renames. The identity an app compares.
     pub sub: String,
+    /// The display name: a label the user picks, not an identity (two users may
+    /// share one).
+    pub name: String,
+    /// The app the token was made for: a token of another app is refused, even when
+    /// both share a secret.
+    pub aud: String,
     pub iat: u64,
     pub exp: u64,
 }
@@ -47,6 +63,8 @@ pub enum TokenError {
     Malformed,
     #[error("the token's signature does not match")]
     BadSignature,
+    #[error("the token was made for another app")]
+    WrongAudience,
     #[error("the token has expired")]
     Expired,
 }
@@ -66,7 +84,8 @@ pub fn sign(secret: &str, claims: &Claims) -> String {
     format!("{signing_input}.{signature}")
 }
 
-pub fn verify(secret: &str, token: &str, now_s: u64) -> Result<Claims, TokenError> {
+/// The claims of a token this secret signed for `audience`, expired or not.
+fn signed_claims(secret: &str, audience: &str, token: &str) -> Result<Claims, TokenError> {
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -82,14 +101,51 @@ pub fn verify(secret: &str, token: &str, now_s: u64) -> Result<Claims, TokenErro
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or(TokenError::Malformed)?;
+    if claims.aud != audience {
+        return Err(TokenError::WrongAudience);
+    }
+    Ok(claims)
+}
+
+/// The claims of a valid token: signed with `secret`, for `audience`, not expired.
+pub fn verify(secret: &str, audience: &str, token: &str, now_s: u64) -> Result<Claims, TokenError> {
+    let claims = signed_claims(secret, audience, token)?;
     if claims.exp <= now_s {
         return Err(TokenError::Expired);
     }
     Ok(claims)
 }
 
+/// The subject a renewal keeps: that of a token signed for `audience` that expired
+/// less than [`RENEWAL_GRACE_S`] ago (or not at all).
+pub fn renewable_subject(secret: &str, audience: &str, token: &str, now_s: u64) -> Option<String> {
+    signed_claims(secret, audience, token)
+        .ok()
+        .filter(|claims| claims.exp.saturating_add(RENEWAL_GRACE_S) > now_s)
+        .map(|claims| claims.sub)
+}
+
+/// A fresh subject: `user_` and 128 random bits as a ULID.
+pub fn new_subject(random: u128) -> String {
+    format!("{SUBJECT_PREFIX}_{}", ulid::Ulid::from(random))
+}
+
 pub fn now_s() -> u64 {
     worker::Date::now().as_millis() / 1000
+}
+
+/// [`AUTH_SECRET`], refused when missing or shorter than [`MIN_SECRET_BYTES`].
+pub fn auth_secret(env: &Env) -> Result<String, ApiError> {
+    let secret = config::required(env, AUTH_SECRET)?;
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(ApiError::NotConfigured {
+            reason: format!(
+                "the worker setting {AUTH_SECRET} must hold at least {MIN_SECRET_BYTES} bytes (it has {}): `openssl rand -hex 32`",
+                secret.len()
+            ),
+        });
+    }
+    Ok(secret)
 }
 
 #[derive(Deserialize)]
@@ -98,11 +154,22 @@ struct GuestRequest {
     name: String,
 }
 
+/// The answer to a guest sign-in.
 #[derive(Serialize)]
 pub struct GuestToken {
     token: String,
+    subject: String,
     name: String,
     expires_at: u64,
+}
+
+/// Who a valid guest token says the caller is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guest {
+    /// The server-made identity: compare this, never the name.
+    pub subject: String,
+    /// The display name the user chose.
+    pub name: String,
 }
 
 /// Cookie holding the guest token, so the server can render a page with the user's
@@ -121,8 +188,6 @@ pub fn token_from_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(|(_, token)| token.to_string())
 }
 
-/// `POST /api/auth/guest {"name": "Ada"}` -> a signed token for that display name (in
-/// the body, and as an HttpOnly cookie for server rendering).
 /// Characters a name must not hold: controls, and the invisible ones that make two
 /// names look alike or turn text around (zero-width, direction overrides and
 /// isolates, word joiners, the BOM, soft hyphen, the Hangul and braille fillers).
@@ -141,40 +206,112 @@ pub fn is_valid_name(name: &str) -> bool {
     (1..=MAX_NAME_CHARS).contains(&chars) && !name.chars().any(is_hidden)
 }
 
-/// `POST /api/auth/guest`, for an app's router.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
-    axum::Router::new().route("/api/auth/guest", axum::routing::post(guest))
+/// Guest sign-in for one app: the audience its tokens name. An app makes one
+/// (`GuestAuth::new("notes")`), mounts [`GuestAuth::routes`] and checks callers with
+/// [`GuestAuth::signed_in`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestAuth {
+    audience: &'static str,
 }
 
-/// The display name in a bearer guest token, or why there is none (a sentence for the
-/// user). `Err(ApiError)`: the setting [`AUTH_SECRET`] is missing.
-pub fn user(env: &Env, bearer_token: Option<&str>) -> Result<Result<String, String>, ApiError> {
-    let secret = config::required(env, AUTH_SECRET)?;
-    Ok(match bearer_token {
-        None => Err("sign in first: no bearer token".to_string()),
-        Some(token) => verify(&secret, token, now_s())
-            .map(|claims| claims.sub)
-            .map_err(|error| format!("sign in again: {error}")),
-    })
+impl GuestAuth {
+    pub const fn new(audience: &'static str) -> Self {
+        Self { audience }
+    }
+
+    pub fn audience(&self) -> &'static str {
+        self.audience
+    }
+
+    /// `POST /api/auth/guest {"name": "Ada"}` (a JSON body, from this origin) -> a
+    /// signed token for a server-made subject with that display name, in the body and
+    /// as an HttpOnly cookie for server rendering. Sent with a previous token of this
+    /// app (`authorization: Bearer`, expired less than [`RENEWAL_GRACE_S`] ago), it
+    /// keeps that token's subject: a renewal or a rename, not a new user.
+    pub fn routes<S: Clone + Send + Sync + 'static>(self) -> axum::Router<S> {
+        axum::Router::new().route(
+            "/api/auth/guest",
+            axum::routing::post(move |Extension(env): Extension<Env>, raw: axum::extract::Request| {
+                guest(self, env, raw)
+            }),
+        )
+    }
+
+    /// Who a bearer guest token says the caller is, or why it says nothing (a
+    /// sentence for the user). `Err(ApiError)`: [`AUTH_SECRET`] is missing or short.
+    pub fn identify(&self, env: &Env, bearer_token: Option<&str>) -> Result<Result<Guest, String>, ApiError> {
+        let secret = auth_secret(env)?;
+        Ok(match bearer_token {
+            None => Err("sign in first: no bearer token".to_string()),
+            Some(token) => verify(&secret, self.audience, token, now_s())
+                .map(|claims| Guest { subject: claims.sub, name: claims.name })
+                .map_err(|error| format!("sign in again: {error}")),
+        })
+    }
+
+    /// Who the caller is, for an app's callbacks. A missing, forged, foreign or
+    /// expired token is [`CallbackError::NeedsAuth`] (the client renews its sign-in
+    /// and sends the same writes again); a missing or short [`AUTH_SECRET`] is
+    /// [`CallbackError::Unavailable`].
+    pub fn signed_in(&self, caller: &Caller) -> Result<Guest, CallbackError> {
+        match self.identify(&caller.env, caller.bearer_token()) {
+            Ok(Ok(guest)) => Ok(guest),
+            Ok(Err(reason)) => Err(CallbackError::NeedsAuth(reason)),
+            Err(error) => Err(CallbackError::Unavailable(error.to_string())),
+        }
+    }
 }
 
-/// The display name in the caller's guest token, for an app's callbacks. A missing,
-/// forged or expired token is [`CallbackError::NeedsAuth`] (the client renews its
-/// sign-in and sends the same writes again); a missing [`AUTH_SECRET`] is
-/// [`CallbackError::Unavailable`].
-pub fn signed_in(caller: &Caller) -> Result<String, CallbackError> {
-    match user(&caller.env, caller.bearer_token()) {
-        Ok(Ok(name)) => Ok(name),
-        Ok(Err(reason)) => Err(CallbackError::NeedsAuth(reason)),
-        Err(error) => Err(CallbackError::Unavailable(error.to_string())),
+/// A request that sets a cookie must come from this origin: a page elsewhere cannot
+/// sign a visitor in (a form can only send `text/plain` or form bodies, and a
+/// browser's `fetch` names its origin).
+fn check_same_origin_json(request: &axum::extract::Request) -> Result<(), ApiError> {
+    let headers = request.headers();
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType {
+            reason: "a sign-in is a JSON body: send `content-type: application/json`".to_string(),
+        });
+    }
+    let Some(origin) = headers.get(axum::http::header::ORIGIN) else { return Ok(()) };
+    let host = request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str().to_string())
+        .or_else(|| headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+    let origin_host = origin.to_str().ok().and_then(|origin| origin.split_once("://")).map(|(_, host)| host);
+    match (origin_host, host) {
+        (Some(origin_host), Some(host)) if origin_host.eq_ignore_ascii_case(&host) => Ok(()),
+        _ => Err(ApiError::Forbidden {
+            code: "cross_origin",
+            reason: "a sign-in is only accepted from this site's own pages".to_string(),
+        }),
     }
 }
 
 async fn guest(
-    Extension(env): Extension<Env>,
+    auth: GuestAuth,
+    env: Env,
     raw: axum::extract::Request,
-) -> Result<impl axum::response::IntoResponse, ApiError> {
-    let request: GuestRequest = parse_json(&read_body(raw).await?)?;
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let allowed = check_same_origin_json(&raw);
+    let previous = raw
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let secure = raw.uri().scheme_str() != Some("http") || is_loopback(raw.uri().host());
+    // The body is read to its end before any answer (one left unread takes the
+    // isolate down with the next request).
+    let body = read_body(raw).await?;
+    allowed?;
+    let request: GuestRequest = parse_json(&body)?;
     let name = request.name.trim().to_string();
     if !is_valid_name(&name) {
         return Err(ApiError::bad_request(
@@ -184,13 +321,34 @@ async fn guest(
             ),
         ));
     }
-    let secret = config::required(&env, AUTH_SECRET)?;
+    let secret = auth_secret(&env)?;
     let iat = now_s();
+    let subject = match previous.and_then(|token| renewable_subject(&secret, auth.audience, &token, iat)) {
+        Some(subject) => subject,
+        None => {
+            let mut random = [0u8; 16];
+            getrandom::fill(&mut random)
+                .map_err(|error| ApiError::upstream(format!("no randomness: {error}")))?;
+            new_subject(u128::from_be_bytes(random))
+        }
+    };
     let lifetime_s = token_lifetime_s(&env);
-    let claims = Claims { sub: name.clone(), iat, exp: iat + lifetime_s };
+    let claims =
+        Claims { sub: subject.clone(), name: name.clone(), aud: auth.audience.to_string(), iat, exp: iat + lifetime_s };
     let token = sign(&secret, &claims);
-    let cookie = format!("{SIGN_IN_COOKIE}={token}; Path=/; Max-Age={lifetime_s}; HttpOnly; SameSite=Lax");
-    Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(GuestToken { token, name, expires_at: claims.exp })))
+    // `Secure` everywhere but plain-HTTP hosts other than this machine (browsers keep
+    // Secure cookies of http://localhost and 127.0.0.1).
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!("{SIGN_IN_COOKIE}={token}; Path=/; Max-Age={lifetime_s}; HttpOnly; SameSite=Lax{secure}");
+    Ok((
+        [(axum::http::header::SET_COOKIE, cookie)],
+        Json(GuestToken { token, subject, name, expires_at: claims.exp }),
+    )
+        .into_response())
+}
+
+fn is_loopback(host: Option<&str>) -> bool {
+    matches!(host, Some("localhost" | "127.0.0.1" | "[::1]" | "::1"))
 }
 
 #[cfg(test)]
@@ -210,12 +368,25 @@ mod tests {
     }
 
     #[test]
-    fn tokens_verify_and_expire() {
-        let claims = Claims { sub: "Ada".into(), iat: 10, exp: 20 };
+    fn tokens_verify_expire_and_name_their_app() {
+        let claims =
+            Claims { sub: new_subject(7), name: "Ada".into(), aud: "notes".into(), iat: 10, exp: 20 };
         let token = sign("secret", &claims);
-        assert_eq!(verify("secret", &token, 15), Ok(claims));
-        assert_eq!(verify("other", &token, 15), Err(TokenError::BadSignature));
-        assert_eq!(verify("secret", &token, 20), Err(TokenError::Expired));
-        assert_eq!(verify("secret", "not.a", 15), Err(TokenError::Malformed));
+        assert_eq!(verify("secret", "notes", &token, 15), Ok(claims.clone()));
+        assert_eq!(verify("other", "notes", &token, 15), Err(TokenError::BadSignature));
+        assert_eq!(verify("secret", "board", &token, 15), Err(TokenError::WrongAudience));
+        assert_eq!(verify("secret", "notes", &token, 20), Err(TokenError::Expired));
+        assert_eq!(verify("secret", "notes", "not.a", 15), Err(TokenError::Malformed));
+        // A renewal keeps the subject for a while after expiry, for this app only.
+        assert_eq!(renewable_subject("secret", "notes", &token, 20 + RENEWAL_GRACE_S - 1), Some(claims.sub));
+        assert_eq!(renewable_subject("secret", "notes", &token, 20 + RENEWAL_GRACE_S), None);
+        assert_eq!(renewable_subject("secret", "board", &token, 15), None);
+        assert_eq!(renewable_subject("other", "notes", &token, 15), None);
+    }
+
+    #[test]
+    fn subjects_are_random_ulids() {
+        assert_eq!(new_subject(0).len(), "user_".len() + 26);
+        assert_ne!(new_subject(1), new_subject(2));
     }
 }

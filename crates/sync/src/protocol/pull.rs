@@ -35,4 +35,19 @@ pub struct PullResponse {
     pub changes: Vec<Change>,
     pub cursor: Cursor,
     pub has_more: bool,
+    /// Subscriptions the app's query callback refused: nothing of theirs is in this
+    /// answer, and the session stopped watching them (no pokes for them either). The
+    /// others are served as usual.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedSubscription>,
+}
+
+/// A subscription the app refused, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusedSubscription {
+    pub name: String,
+    /// The args as the model normalized them.
+    pub args: Value,
+    pub topic: String,
+    pub reason: String,
 }

@@ -9,7 +9,7 @@ mod page;
 use wasm_bindgen::prelude::wasm_bindgen;
 
 /// Scopes this app's browser storage apart from other apps on the same origin.
-pub const APP_NAME: sync_client::AppName = sync_client::AppName("todo");
+pub const APP_NAME: sync_client::AppName = sync_client::AppName(todo_model::APP_NAME);
 
 /// Starts the UI: spawns the sync worker, signs in, mounts the page.
 #[cfg(feature = "page")]

@@ -11,6 +11,8 @@ use sync::{
     SyncModel, Update, Updates,
 };
 
+/// The app's name: scopes its browser storage and names its sign-in tokens (`aud`).
+pub const APP_NAME: &str = "todo";
 pub const TODOS: &str = "todos";
 
 /// A list's items, oldest first.

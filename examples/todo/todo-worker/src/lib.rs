@@ -22,6 +22,9 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("0002_change_capture", include_str!("../../migrations/postgres/0002_change_capture.sql")),
 ];
 
+/// The todo app's guest sign-in: its tokens name this app (`aud`).
+const GUEST: guest::GuestAuth = guest::GuestAuth::new(todo_model::APP_NAME);
+
 /// The todo rules: any signed-in user may read and edit a list they have the link
 /// to, unless the list is locked; titles have 1 to 200 characters.
 struct TodoRules;
@@ -33,7 +36,7 @@ impl Callbacks for TodoRules {
         request: &'a QueryCallbackRequest,
     ) -> CallbackFuture<'a, Decision> {
         Box::pin(async move {
-            guest::signed_in(caller)?;
+            GUEST.signed_in(caller)?;
             Ok(if request.operation_name != LIST_TODOS.name() {
                 Decision::deny(format!("{} is not a todo query", request.operation_name))
             } else if let Err(reason) = todo_model::judge_read(&request.args) {
@@ -50,7 +53,7 @@ impl Callbacks for TodoRules {
         request: &'a MutationCallbackRequest,
     ) -> CallbackFuture<'a, MutationCallbackResponse> {
         Box::pin(async move {
-            guest::signed_in(caller)?;
+            GUEST.signed_in(caller)?;
             Ok(MutationCallbackResponse::per_operation(&request.operations, |operation| {
                 todo_model::judge_write(&operation.operation_name, &operation.args)
             }))
@@ -108,7 +111,7 @@ pub fn router() -> Router {
         .route("/", get(home))
         .route("/list/{list}", get(list_page))
         .route("/api/health", engine().health())
-        .merge(guest::routes())
+        .merge(GUEST.routes())
         .merge(engine().routes())
         .nest("/api", Router::new().fallback(sync_server::api_not_found))
         .fallback(not_found)

@@ -316,3 +316,73 @@ test('server-rendered reads reach the query callback as distinct clients', async
     await callbacks.close();
   }
 });
+
+test("a refused query or pull stops that topic's pokes at once; the pull serves the rest", async () => {
+  const callbacks = await startCallbackServer();
+  // The app's rule, changed by the test: rooms the reader may no longer read.
+  const closed = new Set();
+  callbacks.answer((kind, body, headers) => {
+    const subject = headers.authorization ? subjectOf(headers.authorization.slice('Bearer '.length)) : null;
+    const room = body?.args?.roomId;
+    return closed.has(`${subject} ${room}`)
+      ? { json: { allow: false, reason: `room ${room} is closed to you` } }
+      : { json: { allow: true } };
+  });
+  const other = await startApp({ vars: { SYNC_QUERY_CALLBACK_URL: `${callbacks.url}/query` } });
+  try {
+    const [readerToken, writerToken] = [await guestToken(other.url, 'Reader'), await guestToken(other.url, 'Writer')];
+    const reader = client(other.url, readerToken);
+    const writer = client(other.url, writerToken);
+    const [roomA, roomB] = [newId('room'), newId('room')];
+    const sent = async (room, body) => {
+      const pushed = await writer.send(room, 'Writer', body).response;
+      assert.equal(pushed.json.results[0].status, 'confirmed', pushed.text);
+      return pushed.json.results[0].seq;
+    };
+    for (const room of [roomA, roomB]) assert.equal((await reader.query('roomMessages', { roomId: room })).status, 200);
+    const socket = await pokeSocket(other.url, reader);
+    try {
+      const first = await sent(roomA, 'before');
+      const poke = await socket.next();
+      assert.deepEqual([poke.cursor, (poke.changes ?? []).map((c) => c.row.body)], [first, ['before']]);
+
+      // The app closes room A to the reader; the reader's next pull names both rooms.
+      closed.add(`${reader.subject} ${roomA}`);
+      const pulled = await reader.pull(first, [roomMessages(roomA), roomMessages(roomB)]);
+      assert.equal(pulled.status, 200, pulled.text);
+      assert.deepEqual(pulled.json.refused.map((r) => [r.name, r.args, r.reason]), [
+        ['roomMessages', { roomId: roomA }, `room ${roomA} is closed to you`],
+      ]);
+      // Room A's writes reach the reader no more: no rows, not even a cursor.
+      for (let i = 0; i < 3; i += 1) await sent(roomA, `secret ${i}`);
+      await assert.rejects(socket.next(1_000), /no poke/, 'no poke for a refused topic');
+      // Room B goes on as before.
+      const inB = await sent(roomB, 'still open');
+      const pokeB = await socket.next();
+      assert.equal(pokeB.cursor, inB);
+      assert.deepEqual((pokeB.changes ?? []).map((c) => c.row.body), ['still open']);
+      assert.ok(!JSON.stringify(socket.all).includes('secret'), JSON.stringify(socket.all));
+      const later = await reader.pull(pulled.json.cursor, [roomMessages(roomB)]);
+      assert.deepEqual(later.json.changes.map((c) => c.row.body), ['still open']);
+
+      // A refused query unwatches too: the reader had room A again through a new "yes"
+      // for a moment, then asks once more and is told no.
+      closed.delete(`${reader.subject} ${roomA}`);
+      assert.equal((await reader.query('roomMessages', { roomId: roomA })).status, 200);
+      const reopened = await sent(roomA, 'open again');
+      const pokeA = await socket.next();
+      assert.deepEqual([pokeA.cursor, (pokeA.changes ?? []).map((c) => c.row.body)], [reopened, ['open again']]);
+      closed.add(`${reader.subject} ${roomA}`);
+      const denied = await reader.query('roomMessages', { roomId: roomA });
+      assert.equal(denied.status, 403, denied.text);
+      assert.equal(denied.json.error, 'query_denied');
+      await sent(roomA, 'secret again');
+      await assert.rejects(socket.next(1_000), /no poke/, 'no poke after a refused query');
+    } finally {
+      socket.close();
+    }
+  } finally {
+    await other.stop();
+    await callbacks.close();
+  }
+});

@@ -126,7 +126,12 @@ pub fn ChatPage() -> impl IntoView {
             return;
         };
         set_draft.set(String::new());
-        let args = SendMessageArgs { room_id: room(), author_id, author_name: name.get_untracked(), body: body.clone() };
+        let args = SendMessageArgs {
+            room_id: room(),
+            author_id,
+            author_name: name.get_untracked(),
+            body: body.clone(),
+        };
         let send_message = send_message.clone();
         leptos::task::spawn_local(async move {
             let sent = send_message.insert_and_wait(args).await;

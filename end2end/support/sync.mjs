@@ -99,8 +99,10 @@ export async function pokeSocket(url, { client_id, session_id, client_key }) {
   const socket = new WebSocket(`${url.replace('http', 'ws')}/sync/socket?client_id=${client_id}&session_id=${session_id}&client_key=${client_key}`);
   const queue = [];
   const waiters = [];
+  const all = [];
   socket.addEventListener('message', (event) => {
     const message = JSON.parse(event.data);
+    all.push(message);
     const waiter = waiters.shift();
     if (waiter) waiter(message);
     else queue.push(message);
@@ -112,11 +114,18 @@ export async function pokeSocket(url, { client_id, session_id, client_key }) {
   return {
     socket,
     received: queue,
+    /** Every message the socket received, in order. */
+    all,
     next(timeoutMs = 5_000) {
       if (queue.length) return Promise.resolve(queue.shift());
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no poke within ${timeoutMs} ms`)), timeoutMs);
-        waiters.push((message) => { clearTimeout(timer); resolve(message); });
+        const waiter = (message) => { clearTimeout(timer); resolve(message); };
+        // A waiter that timed out leaves the line: the next message is the next call's.
+        const timer = setTimeout(() => {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          reject(new Error(`no poke within ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiters.push(waiter);
       });
     },
     close() { socket.close(); },

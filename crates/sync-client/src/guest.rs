@@ -98,7 +98,12 @@ pub fn sign_in(client: SyncClient, app: AppName, name: String) {
 
 /// [`sign_in`], telling `on_identity` who the browser is signed in as (at once from
 /// the cache when it can, and after every renewal).
-pub fn sign_in_then(client: SyncClient, app: AppName, name: String, on_identity: impl Fn(Identity) + 'static) {
+pub fn sign_in_then(
+    client: SyncClient,
+    app: AppName,
+    name: String,
+    on_identity: impl Fn(Identity) + 'static,
+) {
     let on_identity = std::rc::Rc::new(on_identity);
     let renew_name = name.clone();
     let on_renewed = on_identity.clone();

@@ -729,6 +729,18 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                 if let Ok((touched, _)) = &applied {
                     report(runtime, touched);
                 }
+                // The app refused some of them: their queries show why (the driver
+                // left them out of pulls); the others sync on.
+                let refused: Vec<String> = page
+                    .refused
+                    .iter()
+                    .filter_map(|refusal| runtime.model.validate_query(&refusal.name, &refusal.args).ok())
+                    .map(|query| query.select.collection)
+                    .collect();
+                if let Some(first) = page.refused.first() {
+                    *runtime.last_error.borrow_mut() = Some(first.reason.clone());
+                    runtime.emit(FromWorker::Changed { collections: refused, records: None });
+                }
                 attempt = 0;
                 if !page.has_more {
                     return;
@@ -750,9 +762,9 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                 attempt += 1;
             }
             Err(Failure::Fatal(reason)) => {
-                // Refused whole (a query the app no longer allows): each query is
-                // fetched on its own, which finds the refused ones and leaves them out
-                // of pulls; the others sync on (`SyncDriver::recheck`).
+                // Refused whole (a server that does not answer per subscription):
+                // each query is fetched on its own, which finds the refused ones and
+                // leaves them out of pulls; the others sync on (`SyncDriver::recheck`).
                 *runtime.last_error.borrow_mut() = Some(reason);
                 let queries = runtime.driver.borrow_mut().recheck();
                 refetch(runtime, queries);

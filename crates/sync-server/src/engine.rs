@@ -91,18 +91,32 @@ impl Engine {
         name: &str,
         args: &serde_json::Value,
     ) -> Result<ValidatedQuery, ApiError> {
+        match self.judge_query(env, authorization, client_id, session_id, name, args).await? {
+            QueryVerdict::Allowed(query) => Ok(query),
+            QueryVerdict::Refused { reason, .. } => Err(query_denied(reason)),
+        }
+    }
+
+    /// Checks a named read against the model and asks the app's query callback: its
+    /// answer, yes or no. `Err`: the read is malformed, or the app gave no answer.
+    pub async fn judge_query(
+        &self,
+        env: &Env,
+        authorization: Option<&str>,
+        client_id: &str,
+        session_id: &str,
+        name: &str,
+        args: &serde_json::Value,
+    ) -> Result<QueryVerdict, ApiError> {
         let query = self.model().validate_query(name, args)?;
         let ask = QueryCallbackRequest::new(client_id, session_id, &query.name, query.args.clone());
         let decision = self.ask_query(env, authorization, &ask).await?;
         if decision.allow {
-            Ok(query)
+            Ok(QueryVerdict::Allowed(query))
         } else {
-            Err(ApiError::Forbidden {
-                code: "query_denied",
-                reason: decision
-                    .reason
-                    .unwrap_or_else(|| format!("{} denied by the query callback", query.name)),
-            })
+            let reason =
+                decision.reason.unwrap_or_else(|| format!("{} denied by the query callback", query.name));
+            Ok(QueryVerdict::Refused { query, reason })
         }
     }
 
@@ -151,6 +165,17 @@ impl Engine {
             .await
             .map_err(|error| callback_failed("mutation", error))
     }
+}
+
+/// The app's answer to a named read.
+pub enum QueryVerdict {
+    Allowed(ValidatedQuery),
+    Refused { query: ValidatedQuery, reason: String },
+}
+
+/// 403 `query_denied` with the app's reason.
+pub fn query_denied(reason: String) -> ApiError {
+    ApiError::Forbidden { code: "query_denied", reason }
 }
 
 /// A fresh client id (proven by a key nobody keeps) and session id.

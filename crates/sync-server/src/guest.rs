@@ -278,11 +278,10 @@ fn check_same_origin_json(request: &axum::extract::Request) -> Result<(), ApiErr
         });
     }
     let Some(origin) = headers.get(axum::http::header::ORIGIN) else { return Ok(()) };
-    let host = request
-        .uri()
-        .authority()
-        .map(|authority| authority.as_str().to_string())
-        .or_else(|| headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+    let host =
+        request.uri().authority().map(|authority| authority.as_str().to_string()).or_else(|| {
+            headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string)
+        });
     let origin_host = origin.to_str().ok().and_then(|origin| origin.split_once("://")).map(|(_, host)| host);
     match (origin_host, host) {
         (Some(origin_host), Some(host)) if origin_host.eq_ignore_ascii_case(&host) => Ok(()),
@@ -333,13 +332,19 @@ async fn guest(
         }
     };
     let lifetime_s = token_lifetime_s(&env);
-    let claims =
-        Claims { sub: subject.clone(), name: name.clone(), aud: auth.audience.to_string(), iat, exp: iat + lifetime_s };
+    let claims = Claims {
+        sub: subject.clone(),
+        name: name.clone(),
+        aud: auth.audience.to_string(),
+        iat,
+        exp: iat + lifetime_s,
+    };
     let token = sign(&secret, &claims);
     // `Secure` everywhere but plain-HTTP hosts other than this machine (browsers keep
     // Secure cookies of http://localhost and 127.0.0.1).
     let secure = if secure { "; Secure" } else { "" };
-    let cookie = format!("{SIGN_IN_COOKIE}={token}; Path=/; Max-Age={lifetime_s}; HttpOnly; SameSite=Lax{secure}");
+    let cookie =
+        format!("{SIGN_IN_COOKIE}={token}; Path=/; Max-Age={lifetime_s}; HttpOnly; SameSite=Lax{secure}");
     Ok((
         [(axum::http::header::SET_COOKIE, cookie)],
         Json(GuestToken { token, subject, name, expires_at: claims.exp }),

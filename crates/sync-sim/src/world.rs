@@ -13,7 +13,7 @@ use sync::changes::{Change, Cursor};
 use sync::memo::IsolateMemo;
 use sync::model::{MutationContext, SyncModel, ValidatedQuery};
 use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
-use sync::protocol::pull::{PullRequest, PullResponse, Subscription};
+use sync::protocol::pull::{PullRequest, PullResponse, RefusedSubscription, Subscription};
 use sync::protocol::push::{MutationOutcome, PushMutation, PushRequest, PushResponse};
 use sync::protocol::query::{QueryRequest, QueryResponse};
 use sync::pull::PullPlan;
@@ -129,6 +129,8 @@ pub struct World {
     upgraded: bool,
     /// Rows sent by poke outside the revocation window (found while serving).
     late_rows: Vec<String>,
+    /// (session, topic) the app refused and has not allowed again since.
+    refused_topics: BTreeSet<(String, String)>,
     seed: u64,
     now: i64,
     ids: u64,
@@ -176,8 +178,13 @@ impl Server {
         self.grants.iter().any(|(u, b)| *u == user && *b == board)
     }
 
-    /// The app's query rule: a user reads the boards granted to them.
-    fn authorize_query(&self, user: &'static str, query: &ValidatedQuery) -> Result<(), ApiError> {
+    /// The app's query rule: a user reads the boards granted to them. `Ok(Err(reason))`:
+    /// the app's "no"; `Err`: no answer (down, or the sign-in lapsed).
+    fn judge_query(
+        &self,
+        user: &'static str,
+        query: &ValidatedQuery,
+    ) -> Result<Result<(), String>, ApiError> {
         match self.callback {
             CallbackMode::Down => {
                 return Err(native::callback_failed("query", CallbackError::Unavailable("down".into())));
@@ -188,13 +195,10 @@ impl Server {
             CallbackMode::Up => {}
         }
         let board = query.args.get("boardId").and_then(Value::as_str).and_then(board_index);
-        match board {
+        Ok(match board {
             Some(board) if self.allowed(user, board) => Ok(()),
-            _ => Err(ApiError::Forbidden {
-                code: "query_denied",
-                reason: format!("{user} may not read this board"),
-            }),
-        }
+            _ => Err(format!("{user} may not read this board")),
+        })
     }
 
     /// The app's write rule: a user writes on the boards granted to them (a move, on both).
@@ -283,6 +287,7 @@ impl World {
             refused_by_upgrade: BTreeSet::new(),
             upgraded: false,
             late_rows: Vec::new(),
+            refused_topics: BTreeSet::new(),
             seed,
             now: 1_700_000_000_000,
             ids: 0,
@@ -332,8 +337,13 @@ impl World {
         let request: &QueryRequest = &sync_server::parse_json(body)?;
         native::check_client(Some(key), &request.client_id, &request.session_id)?;
         let query = self.server.model.validate_query(&request.name, &request.args)?;
-        self.server.authorize_query(user, &query)?;
         let isolate = self.server.isolate();
+        if let Err(reason) = self.server.judge_query(user, &query)? {
+            // As the worker does: unwatched before the "no" is answered.
+            self.server.claim(&request.session_id, &request.client_id)?;
+            self.refuse(isolate, &request.session_id, &request.client_id, &[query.topic.to_string()]);
+            return Err(ApiError::Forbidden { code: "query_denied", reason });
+        }
         self.server.claim(&request.session_id, &request.client_id)?;
         self.watch(&request.session_id, &[query.topic.to_string()], None);
         let (rows, cursor) = block_on(native::query_rows(&self.server.model, &self.server.db, &query))?;
@@ -343,9 +353,21 @@ impl World {
         Ok(QueryResponse { rows, cursor, topic: query.topic })
     }
 
+    /// The app refused `topics` to the session: it stops watching them at once.
+    fn refuse(&mut self, isolate: usize, session: &str, client: &str, topics: &[String]) {
+        self.server.isolates[isolate].forget_watch(session, client, topics);
+        self.server.sessions.entry(session.to_string()).or_default().refuse(topics);
+        for topic in topics {
+            self.refused_topics.insert((session.to_string(), topic.clone()));
+        }
+    }
+
     /// The session watches `topics` (the app just allowed them); `acknowledged`: the
     /// client holds everything through it.
     fn watch(&mut self, session: &str, topics: &[String], acknowledged: Option<u64>) {
+        for topic in topics {
+            self.refused_topics.remove(&(session.to_string(), topic.clone()));
+        }
         let now = self.now;
         let state = self.server.sessions.entry(session.to_string()).or_default();
         let subscribed = state.subscribe(topics, acknowledged, now);
@@ -488,12 +510,25 @@ impl World {
                 answers.push((session, SocketAnswer::Unreachable));
                 continue;
             }
-            let sockets = usize::from(self.clients.iter().any(|c| c.driver.session_id() == session));
-            answers.push((session.clone(), SocketAnswer::Sockets(sockets)));
-            let Some(state) = self.server.sessions.get_mut(&session) else { continue };
-            if let OnPoke::Send(out) = state.poke(topic, cursor, changes.clone(), since, now) {
-                self.send_poke(&session, out.cursor, out.changes, out.topic, out.since);
+            let mut sockets = usize::from(self.clients.iter().any(|c| c.driver.session_id() == session));
+            if let Some(state) = self.server.sessions.get_mut(&session) {
+                match state.poke(topic, cursor, changes.clone(), since, now) {
+                    OnPoke::Send(out) => {
+                        // After the app's explicit "no" to a topic, no poke for it at
+                        // all (rows or a bare cursor) until it says yes again.
+                        if self.refused_topics.contains(&(session.clone(), topic.to_string())) {
+                            self.late_rows.push(format!(
+                                "session {session} was poked for {topic} after the app refused it"
+                            ));
+                        }
+                        self.send_poke(&session, out.cursor, out.changes, out.topic, out.since);
+                    }
+                    // As the object answers: not watched, so forget me.
+                    OnPoke::Unwatched => sockets = 0,
+                    OnPoke::Skip | OnPoke::Hold { .. } => {}
+                }
             }
+            answers.push((session.clone(), SocketAnswer::Sockets(sockets)));
         }
         if let Some(watchers) = self.server.watchers.get_mut(topic) {
             watchers.after_poke(&answers);
@@ -539,17 +574,32 @@ impl World {
         // The worker's own parsing (and its body bound).
         let request: &PullRequest = &sync_server::parse_json(body)?;
         native::check_client(Some(key), &request.client_id, &request.session_id)?;
+        let isolate = self.server.isolate();
         let mut authorized = Vec::new();
+        let mut refused = Vec::new();
         for subscription in &request.subscriptions {
             let query = self.server.model.validate_query(&subscription.name, &subscription.args)?;
-            self.server.authorize_query(user, &query)?;
-            authorized.push((query.topic, subscription.cursor));
+            match self.server.judge_query(user, &query)? {
+                Ok(()) => authorized.push((query.topic, subscription.cursor)),
+                Err(reason) => refused.push(RefusedSubscription {
+                    name: query.name,
+                    args: query.args,
+                    topic: query.topic.to_string(),
+                    reason,
+                }),
+            }
+        }
+        if !refused.is_empty() {
+            // As the worker does: unwatched before the "no" is answered.
+            self.server.claim(&request.session_id, &request.client_id)?;
+            let topics: Vec<String> = refused.iter().map(|refusal| refusal.topic.clone()).collect();
+            self.refuse(isolate, &request.session_id, &request.client_id, &topics);
+            self.counts.bump("pulls with a refused subscription");
         }
         let plan = PullPlan::new(request.cursor, authorized);
         // As the worker does: watch before the read unless this isolate's memo knows
         // the session watches every topic already; acknowledge after answering.
         let topics: Vec<String> = plan.topics().iter().map(ToString::to_string).collect();
-        let isolate = self.server.isolate();
         let (session, client) = (&request.session_id, &request.client_id);
         let watch = self.server.isolates[isolate].pull_watch(session, client, &topics, request.cursor);
         if let Some(acknowledge) = watch.call_before {
@@ -586,7 +636,7 @@ impl World {
             return Err(ApiError::upstream("the isolate died"));
         }
         self.watch(&request.session_id, &watch.refresh, Some(page.cursor.0));
-        Ok(PullResponse { changes: page.changes, cursor: page.cursor, has_more: page.has_more })
+        Ok(PullResponse { changes: page.changes, cursor: page.cursor, has_more: page.has_more, refused })
     }
 
     // ------------------------------------------------------------ the browsers
@@ -1074,8 +1124,17 @@ impl World {
                     cursor: Cursor::START,
                     subscriptions: vec![subscription],
                 };
-                if let Ok(page) = self.serve_pull("mallory", &key, &body(&request)) {
-                    violated!("mallory pulled {} ({} changes)", BOARDS[board], page.changes.len());
+                // A pull answers per subscription: this one is named refused, with
+                // nothing of its board.
+                if let Ok(page) = self.serve_pull("mallory", &key, &body(&request))
+                    && (!page.changes.is_empty() || page.refused.len() != 1)
+                {
+                    violated!(
+                        "mallory pulled {} ({} changes, {} refused)",
+                        BOARDS[board],
+                        page.changes.len(),
+                        page.refused.len()
+                    );
                 }
             }
             Attack::FutureCursor => {

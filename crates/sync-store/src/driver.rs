@@ -14,9 +14,10 @@
 //! - a poke's changes are installed at once; when they follow what the client holds
 //!   on their topic they are all it lacks there, else (a gap, no rows, or a reconnect)
 //!   it pulls;
-//! - a refused query is left out of pulls (its reason is kept to show) until the user
-//!   signs in anew; a pull refused whole makes every query be fetched again on its
-//!   own, which finds the refused ones;
+//! - a refused query (its query refused, or named refused in a pull's answer) is
+//!   left out of pulls (its reason is kept to show) until the user signs in anew; the
+//!   others sync on; a pull refused whole (a server before per-subscription answers)
+//!   makes every query be fetched again on its own, which finds the refused ones;
 //! - `resync_required` forgets the cursor and the snapshots (never the outbox) and
 //!   fetches every query again.
 
@@ -268,6 +269,12 @@ impl SyncDriver {
         request: &PullRequest,
         page: &PullResponse,
     ) -> Result<(BTreeSet<Touched>, bool), StoreError> {
+        // The app's "no" to some of them: shown on those queries, left out of pulls.
+        for refusal in &page.refused {
+            if self.subscriptions.contains_key(&refusal.topic) {
+                self.refused(&refusal.topic, refusal.reason.clone());
+            }
+        }
         let touched = store.apply_pull(&page.changes, page.cursor)?;
         let pulled: Vec<String> = self
             .subscriptions

@@ -75,9 +75,42 @@ fn a_second_snapshot_does_not_move_the_cursor_past_the_first_querys_changes() {
         changes: vec![change(1, "card_x", Some(card("card_x", "b1", "hi")))],
         cursor: Cursor(1),
         has_more: false,
+        refused: Vec::new(),
     };
     driver.on_pulled(&mut store, &request, &page).expect("pull");
     assert_eq!(ids(&store, &b1), vec!["card_x"]);
+}
+
+/// The app refuses one of two queries in a pull: that one shows the reason and leaves
+/// pulls; the other syncs on.
+#[test]
+fn a_subscription_refused_in_a_pull_leaves_pulls_and_the_others_sync_on() {
+    let mut store = store();
+    let mut driver = SyncDriver::new("session_a");
+    let (b1, b3) = (board("b1"), board("b3"));
+    driver.subscribe(&b1);
+    driver.subscribe(&b3);
+    driver.on_snapshot(&mut store, &b1, &[], Cursor(0)).expect("snapshot");
+    driver.on_snapshot(&mut store, &b3, &[], Cursor(0)).expect("snapshot");
+    let request = driver.pull_request(&store).expect("store").expect("a pull");
+    let page = PullResponse {
+        changes: vec![change(1, "card_x", Some(card("card_x", "b1", "hi")))],
+        cursor: Cursor(1),
+        has_more: false,
+        refused: vec![sync::protocol::pull::RefusedSubscription {
+            name: b3.name.clone(),
+            args: b3.args.clone(),
+            topic: b3.topic.to_string(),
+            reason: "not yours".into(),
+        }],
+    };
+    driver.on_pulled(&mut store, &request, &page).expect("pull");
+    assert_eq!(ids(&store, &b1), vec!["card_x"]);
+    assert_eq!(driver.denied(b3.topic.as_str()), Some("not yours"));
+    assert_eq!(driver.denied(b1.topic.as_str()), None);
+    let next = driver.pull_request(&store).expect("store").expect("a pull");
+    let names: Vec<&serde_json::Value> = next.subscriptions.iter().map(|s| &s.args).collect();
+    assert_eq!(names, vec![&b1.args], "only b1 is pulled");
 }
 
 /// Seed 850: a snapshot older than what the store pulled through is fetched again,

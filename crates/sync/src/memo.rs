@@ -74,6 +74,13 @@ impl IsolateMemo {
         }
     }
 
+    /// The app refused `topics` to the session: its object no longer watches them.
+    pub fn forget_watch(&mut self, session: &str, client: &str, topics: &[String]) {
+        for topic in topics {
+            self.watching.remove(&(session.to_string(), client.to_string(), topic.clone()));
+        }
+    }
+
     /// The log reached `head` (a read saw it).
     pub fn saw_head(&mut self, head: Cursor) {
         self.known_head = self.known_head.max(head.0);

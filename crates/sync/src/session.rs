@@ -8,6 +8,9 @@
 //! - a poke carries a topic's rows only while the app's query callback allowed that
 //!   topic to this session within [`AUTHORIZATION_FRESH_MS`] (every query and pull
 //!   asks again); otherwise it carries no rows and the client pulls, which asks;
+//! - a topic the app refused to this session (a query or a pull it said no to) is
+//!   unwatched at once: no poke for it at all, and its topic object forgets the
+//!   session at its next poke; a later "yes" watches it again;
 //! - when to poke at all is the [`PokeGate`]'s decision.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +58,9 @@ pub enum OnPoke {
     Hold {
         set_alarm: bool,
     },
+    /// The session does not watch this topic (never did, or the app refused it): no
+    /// poke; the topic object should forget the session.
+    Unwatched,
 }
 
 /// What a subscription (a query or a pull) changed.
@@ -93,6 +99,19 @@ impl SessionState {
         Subscribed { added, release }
     }
 
+    /// The app just refused `topics` to this session: they are unwatched at once.
+    /// Returns those that were watched.
+    pub fn refuse(&mut self, topics: &[String]) -> Vec<String> {
+        let mut removed = Vec::new();
+        for topic in topics {
+            self.authorized_at.remove(topic);
+            if self.topics.remove(topic) {
+                removed.push(topic.clone());
+            }
+        }
+        removed
+    }
+
     /// Whether the app allowed `topic` recently enough for pokes to carry its rows.
     pub fn recently_authorized(&self, topic: &str, now_ms: i64) -> bool {
         self.authorized_at.get(topic).is_some_and(|at| now_ms - at <= AUTHORIZATION_FRESH_MS)
@@ -108,6 +127,9 @@ impl SessionState {
         since: Option<u64>,
         now_ms: i64,
     ) -> OnPoke {
+        if !self.topics.contains(topic) {
+            return OnPoke::Unwatched;
+        }
         // Rows ride along only while the app's last "yes" for this topic is recent;
         // otherwise the client pulls, which asks again.
         let changes =
@@ -179,11 +201,24 @@ mod tests {
             late.changes.is_empty() && late.since.is_none(),
             "past the window: no rows, the client pulls"
         );
-        // A topic never allowed carries nothing either.
+        // A topic never watched is not poked at all.
         session.gate = PokeGate::default();
-        let OnPoke::Send(other) = session.poke("u", 3, vec![change(3)], Some(2), 1_000) else {
-            panic!("sent")
-        };
-        assert!(other.changes.is_empty());
+        assert_eq!(session.poke("u", 3, vec![change(3)], Some(2), 1_000), OnPoke::Unwatched);
+    }
+
+    #[test]
+    fn a_refused_topic_is_unwatched_at_once_until_allowed_again() {
+        let mut session = SessionState::default();
+        session.subscribe(&["t".into(), "u".into()], None, 1_000);
+        assert_eq!(session.refuse(&["t".into(), "never".into()]), vec!["t".to_string()]);
+        // Within the window of the last "yes", still nothing: the "no" came after it.
+        assert_eq!(session.poke("t", 1, vec![change(1)], Some(0), 1_001), OnPoke::Unwatched);
+        assert!(!session.recently_authorized("t", 1_001));
+        // The other topic is untouched.
+        assert!(matches!(session.poke("u", 2, vec![change(2)], Some(1), 1_001), OnPoke::Send(_)));
+        // A new "yes" watches it again (its topic object must learn of the session).
+        let again = session.subscribe(&["t".into()], None, 2_000);
+        assert_eq!(again.added, vec!["t".to_string()]);
+        assert!(matches!(session.poke("t", 3, vec![change(3)], Some(2), 2_001), OnPoke::Send(_)));
     }
 }

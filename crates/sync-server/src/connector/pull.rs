@@ -7,14 +7,14 @@ use axum::extract::Extension;
 use axum::http::HeaderMap;
 use sync::SyncModel;
 use sync::changes::{Change, ChangeKind, Cursor, Topic};
-use sync::protocol::pull::{PullRequest, PullResponse};
+use sync::protocol::pull::{PullRequest, PullResponse, RefusedSubscription};
 use sync::pull::{Deliverable, Page, PullPlan, PullRefusal};
 use sync::sql::{self, Statement};
 use worker::{Context, Env};
 
 use super::{PULL_PAGE, admit, authorization, parse_json, read_body};
 use crate::durable;
-use crate::engine::Engine;
+use crate::engine::{Engine, QueryVerdict};
 use crate::error::ApiError;
 use crate::upstream::{Database, RawRow, Upstream, head_statement, integer, topics_of};
 
@@ -45,14 +45,16 @@ pub async fn pull(
             format!("a pull names at most {MAX_SUBSCRIPTIONS} subscriptions"),
         ));
     }
-    // Every subscribed read is checked and authorized like the read itself.
+    // Every subscribed read is checked and authorized like the read itself; the
+    // app's "no" to one is answered for that one, the others are served.
     let mut authorized = Vec::new();
+    let mut refused = Vec::new();
     for subscription in &request.subscriptions {
         if subscription.cursor.is_some_and(|cursor| cursor.0 > MAX_CURSOR) {
             return Err(ApiError::bad_request("invalid_cursor", format!("a cursor is at most {MAX_CURSOR}")));
         }
-        let validated = engine
-            .authorized_query(
+        let verdict = engine
+            .judge_query(
                 &env,
                 authorization(&headers),
                 &request.client_id,
@@ -61,7 +63,20 @@ pub async fn pull(
                 &subscription.args,
             )
             .await?;
-        authorized.push((validated.topic, subscription.cursor));
+        match verdict {
+            QueryVerdict::Allowed(validated) => authorized.push((validated.topic, subscription.cursor)),
+            QueryVerdict::Refused { query, reason } => refused.push(RefusedSubscription {
+                name: query.name,
+                args: query.args,
+                topic: query.topic.to_string(),
+                reason,
+            }),
+        }
+    }
+    if !refused.is_empty() {
+        // Unwatched before the "no" is answered: no poke for them after this.
+        let topics = refused.iter().map(|refusal| refusal.topic.clone()).collect();
+        durable::refuse(&env, &request.session_id, &request.client_id, topics).await?;
     }
     let plan = PullPlan::new(request.cursor, authorized);
     // Watch before reading, so no change after the read goes unpoked (the isolate's
@@ -84,7 +99,7 @@ pub async fn pull(
             worker::console_error!("acknowledging cursor {acknowledged}: {error}");
         }
     });
-    Ok(Json(PullResponse { changes: page.changes, cursor: page.cursor, has_more: page.has_more }))
+    Ok(Json(PullResponse { changes: page.changes, cursor: page.cursor, has_more: page.has_more, refused }))
 }
 
 /// Reads one page of `plan` from any upstream: the head, the compaction mark and the

@@ -10,7 +10,7 @@ use worker::Env;
 
 use super::{admit, authorization, parse_json, read_body};
 use crate::durable;
-use crate::engine::Engine;
+use crate::engine::{Engine, QueryVerdict, query_denied};
 use crate::error::ApiError;
 use crate::upstream::{Database, Upstream, head_of, head_statement};
 
@@ -23,8 +23,8 @@ pub async fn query(
 ) -> Result<Json<QueryResponse>, ApiError> {
     let request: QueryRequest = parse_json(&read_body(raw).await?)?;
     admit(&env, &headers, request.protocol_version, &request.client_id, &request.session_id).await?;
-    let validated = engine
-        .authorized_query(
+    let verdict = engine
+        .judge_query(
             &env,
             authorization(&headers),
             &request.client_id,
@@ -33,6 +33,15 @@ pub async fn query(
             &request.args,
         )
         .await?;
+    let validated = match verdict {
+        QueryVerdict::Allowed(validated) => validated,
+        QueryVerdict::Refused { query, reason } => {
+            // Unwatched before the "no" is answered: no poke for it after this.
+            durable::refuse(&env, &request.session_id, &request.client_id, vec![query.topic.to_string()])
+                .await?;
+            return Err(query_denied(reason));
+        }
+    };
     // Subscribe before reading, so no change between the read and the subscription
     // goes unpoked. (This also checks the session belongs to this client.)
     let watched = vec![validated.topic.to_string()];

@@ -12,6 +12,9 @@ pub struct Claim {
     /// The cursor the client has acknowledged (it holds every change up to it).
     #[serde(default)]
     pub cursor: Option<u64>,
+    /// Topics the app just refused to this session: unwatched at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 /// `POST /watch` and `POST /unwatch` on a QuerySubscription.

@@ -63,6 +63,7 @@ impl DurableObject for ClientSession {
                     );
                 }
                 let subscribed = session.subscribe(&claim.topics, claim.cursor, now_ms());
+                session.refuse(&claim.refused);
                 self.save(&claim.session_id, &before, &session)?;
                 if let Some(release) = subscribed.release {
                     self.send_poke(release)?;
@@ -89,6 +90,8 @@ impl DurableObject for ClientSession {
                         }
                         self.state.get_websockets().len()
                     }
+                    // Not watched (refused, or never): the topic object forgets us.
+                    OnPoke::Unwatched => 0,
                 };
                 Response::from_json(&Delivered { sockets })
             }
@@ -153,17 +156,27 @@ impl ClientSession {
         })
     }
 
-    /// The part of the state a poke for `topic` reads (one row each).
+    /// The part of the state a poke for `topic` reads: whether the topic is watched,
+    /// its authorization, the gate.
     fn load_for_poke(&self, topic: &str) -> Result<SessionState> {
         #[derive(serde::Deserialize)]
-        struct Auth {
-            at_ms: i64,
+        struct Watched {
+            at_ms: Option<i64>,
         }
-        let auth: Vec<Auth> =
-            self.sql.exec("SELECT at_ms FROM topic_auth WHERE topic = ?", vec![topic.into()])?.to_array()?;
+        let watched: Vec<Watched> = self
+            .sql
+            .exec(
+                "SELECT a.at_ms AS at_ms FROM topics t LEFT JOIN topic_auth a ON a.topic = t.topic \
+                 WHERE t.topic = ?",
+                vec![topic.into()],
+            )?
+            .to_array()?;
         let mut session = SessionState { gate: self.gate()?, ..SessionState::default() };
-        if let Some(row) = auth.first() {
-            session.authorized_at.insert(topic.to_string(), row.at_ms);
+        if let Some(row) = watched.first() {
+            session.topics.insert(topic.to_string());
+            if let Some(at_ms) = row.at_ms {
+                session.authorized_at.insert(topic.to_string(), at_ms);
+            }
         }
         Ok(session)
     }
@@ -180,6 +193,12 @@ impl ClientSession {
         }
         for topic in after.topics.difference(&before.topics) {
             self.sql.exec("INSERT OR IGNORE INTO topics (topic) VALUES (?)", vec![topic.clone().into()])?;
+        }
+        for topic in before.topics.difference(&after.topics) {
+            self.sql.exec("DELETE FROM topics WHERE topic = ?", vec![topic.clone().into()])?;
+        }
+        for topic in before.authorized_at.keys().filter(|topic| !after.authorized_at.contains_key(*topic)) {
+            self.sql.exec("DELETE FROM topic_auth WHERE topic = ?", vec![topic.clone().into()])?;
         }
         for (topic, at_ms) in &after.authorized_at {
             if before.authorized_at.get(topic) != Some(at_ms) {

@@ -82,6 +82,7 @@ pub async fn claim(env: &Env, session_id: &str, client_id: &str) -> Result<(), S
         client_id: client_id.into(),
         topics: Vec::new(),
         cursor: None,
+        refused: Vec::new(),
     };
     session_call(env, "/claim", &claim).await?;
     with_memo(|memo| memo.remember_claim(session_id, client_id));
@@ -97,7 +98,32 @@ pub async fn subscribe(
     topics: Vec<String>,
     cursor: Option<u64>,
 ) -> Result<(), SessionError> {
-    let claim = Claim { session_id: session_id.into(), client_id: client_id.into(), topics, cursor };
+    let claim = Claim {
+        session_id: session_id.into(),
+        client_id: client_id.into(),
+        topics,
+        cursor,
+        refused: Vec::new(),
+    };
+    session_call(env, "/subscribe", &claim).await
+}
+
+/// The app refused `topics` to this session: it stops watching them before the
+/// refusal is answered (no poke for them after it). Also checks the session's client.
+pub async fn refuse(
+    env: &Env,
+    session_id: &str,
+    client_id: &str,
+    refused: Vec<String>,
+) -> Result<(), SessionError> {
+    with_memo(|memo| memo.forget_watch(session_id, client_id, &refused));
+    let claim = Claim {
+        session_id: session_id.into(),
+        client_id: client_id.into(),
+        topics: Vec::new(),
+        cursor: None,
+        refused,
+    };
     session_call(env, "/subscribe", &claim).await
 }
 

@@ -386,3 +386,44 @@ test("a refused query or pull stops that topic's pokes at once; the pull serves 
     await callbacks.close();
   }
 });
+
+test('a pull hands out each record as it stands at the head: no page ends between a message and its delete or edit', async () => {
+  const [quiet, busy] = [newId('room'), newId('room')];
+  const a = client(app.url, ada);
+  const message = (room, body, record = newId('messages')) => ({
+    id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: a.subject, authorName: 'Ada', body }, record_id: record,
+  });
+  const [secretMessage, typoMessage] = [message(quiet, 'my password is hunter2'), message(quiet, 'typo here')];
+  const first = await a.push([secretMessage, typoMessage]);
+  const start = first.json.results[0].seq - 1;
+  const [secretRecord, typoRecord] = [secretMessage.record_id, typoMessage.record_id];
+  // A busy room: more changes than one pull page, after the secret and before its
+  // removal, so an old cursor's first page would end between the two.
+  for (let batch = 0; batch < 6; batch += 1) {
+    const pushed = await a.push(Array.from({ length: 100 }, (_, i) => message(busy, `noise ${batch * 100 + i}`)));
+    assert.equal(pushed.status, 200, pushed.text);
+  }
+  const write = (name, args, record) => ({ id: newId('outbox'), name, args: { roomId: quiet, authorId: a.subject, ...args }, record_id: record });
+  const fixed = await a.push([write('deleteMessage', {}, secretRecord), write('editMessage', { body: 'fixed text' }, typoRecord)]);
+  assert.deepEqual(fixed.json.results.map((r) => r.status), ['confirmed', 'confirmed'], fixed.text);
+
+  // Eve (who may read both rooms) pulls from the old cursor, page by page.
+  const e = client(app.url, eve);
+  let cursor = start;
+  const received = [];
+  for (let pages = 0; pages < 10; pages += 1) {
+    const page = await e.pull(cursor, [roomMessages(busy), roomMessages(quiet)]);
+    assert.equal(page.status, 200, page.text);
+    received.push(...page.json.changes);
+    cursor = page.json.cursor;
+    if (!page.json.has_more) break;
+  }
+  const text = JSON.stringify(received);
+  assert.ok(!text.includes('hunter2'), 'the deleted text was handed out');
+  assert.ok(!text.includes('typo here'), 'the replaced text was handed out');
+  const final = received.filter((c) => c.record_id === typoRecord).at(-1);
+  assert.equal(final.row.body, 'fixed text');
+  const gone = received.filter((c) => c.record_id === secretRecord).at(-1);
+  assert.ok(!gone?.row, 'the deleted record comes as a delete, or not at all');
+  assert.equal(received.filter((c) => c.row?.body?.startsWith('noise')).length, 600);
+});

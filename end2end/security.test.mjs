@@ -427,3 +427,32 @@ test('a pull hands out each record as it stands at the head: no page ends betwee
   assert.ok(!gone?.row, 'the deleted record comes as a delete, or not at all');
   assert.equal(received.filter((c) => c.row?.body?.startsWith('noise')).length, 600);
 });
+
+test("a record moved to another room reaches the old room's readers as a delete, never its new text", async () => {
+  const [from, to] = [newId('room'), newId('room')];
+  const { result, mutation } = await sendAsAda(from, 'about to move');
+  const e = client(app.url, eve);
+  const before = await e.query('roomMessages', { roomId: from });
+  assert.deepEqual(before.json.rows.map((r) => r.body), ['about to move']);
+  const socket = await pokeSocket(app.url, e);
+  try {
+    // Moved by a direct write (no shipped mutator moves a message): the capture
+    // triggers log it under both rooms.
+    await app.sql(`UPDATE messages SET room_id = '${to}', body = 'moved: the new text' WHERE id = '${mutation.record_id}'`);
+    const poke = await socket.next(10_000);
+    assert.ok(poke.cursor > result.seq, JSON.stringify(poke));
+    for (const change of poke.changes ?? []) {
+      assert.equal(change.row ?? null, null, `a poke to the old room carried ${JSON.stringify(change)}`);
+    }
+    const pulled = await e.pull(before.json.cursor, [roomMessages(from)]);
+    assert.equal(pulled.status, 200, pulled.text);
+    const moved = pulled.json.changes.filter((c) => c.record_id === mutation.record_id);
+    assert.deepEqual(moved.map((c) => [c.kind, c.row ?? null]), [['delete', null]], pulled.text);
+    assert.ok(!pulled.text.includes('the new text'));
+    // The new room's readers get the record as it is now.
+    const there = await client(app.url, ada).pull(before.json.cursor, [roomMessages(to)]);
+    assert.deepEqual(there.json.changes.map((c) => c.row?.body), ['moved: the new text']);
+  } finally {
+    socket.close();
+  }
+});

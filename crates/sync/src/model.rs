@@ -144,6 +144,10 @@ pub enum ModelError {
         "`{operation}` requires `{column} =` on a {column_type} column: equality-required predicates route changes by value and must be on text, integer or boolean columns"
     )]
     UnroutableColumn { operation: String, column: String, column_type: &'static str },
+    #[error(
+        "`{operation}` requires `{column} {operator}`: only equality predicates route changes to a query's topic, so pulls and pokes could not keep to it; require `=`, or filter on the page"
+    )]
+    UnroutedPredicate { operation: String, column: String, operator: &'static str },
 }
 
 /// Why a named read or write was refused before reaching the app's callback.
@@ -179,6 +183,10 @@ pub enum ValidationError {
     RecordIdMismatch { operation: String, expected: String, actual: String },
     #[error("`{operation}`: the primary key `{column}` cannot be updated")]
     PrimaryKeyUpdate { operation: String, column: String },
+    #[error(
+        "`{operation}`: the query filters on `{column}`, which no required equality predicate binds: pulls and pokes deliver a topic's changes whole, so the filter would not hold for them; make it a required predicate, or filter on the page"
+    )]
+    UnroutedFilter { operation: String, column: String },
 }
 
 impl ValidationError {
@@ -200,6 +208,7 @@ impl ValidationError {
             | ValidationError::MissingColumn { .. }
             | ValidationError::RecordIdMismatch { .. }
             | ValidationError::PrimaryKeyUpdate { .. } => "invalid_operation",
+            ValidationError::UnroutedFilter { .. } => "unrouted_filter",
         }
     }
 }
@@ -512,6 +521,13 @@ impl SyncModelBuilder {
             known_column(&query.name, &query.root_collection, &root.primary_key)?;
             for predicate in &query.required_predicates {
                 known_column(&query.name, &query.root_collection, &predicate.column)?;
+                if predicate.operator != Operator::Eq {
+                    return Err(ModelError::UnroutedPredicate {
+                        operation: query.name.clone(),
+                        column: predicate.column.clone(),
+                        operator: predicate.operator.sql(),
+                    });
+                }
                 // A topic holds the value as JSON, printed alike by the engine and by
                 // the database's capture triggers only for these types (`1.0` vs `1`,
                 // JSON key order): see crate::capture.
@@ -680,6 +696,20 @@ impl SyncModel {
         let collection = self.expect_collection(name, &query.root_collection, &select.collection)?;
         for filter in &select.filters {
             check_cell(name, collection, &filter.column, &filter.value)?;
+            // Pulls and pokes deliver a topic's changes whole: a filter is only sound
+            // when the topic itself pins it (a required equality on its value).
+            let routed = filter.operator == Operator::Eq
+                && query.required_predicates.iter().any(|predicate| {
+                    predicate.column == filter.column
+                        && predicate.operator == Operator::Eq
+                        && args.get(&predicate.arg) == Some(&filter.value)
+                });
+            if !routed {
+                return Err(ValidationError::UnroutedFilter {
+                    operation: name.into(),
+                    column: filter.column.clone(),
+                });
+            }
         }
         for (column, _) in &select.order_by {
             check_column(name, collection, column)?;

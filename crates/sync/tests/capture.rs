@@ -499,17 +499,60 @@ fn equality_required_predicates_on_real_or_json_columns_are_refused() {
         }
         other => panic!("expected UnroutableColumn, got {other:?}"),
     }
-    // Other operators on a real column are fine: they pin no topic value.
+}
+
+/// Only equality predicates route changes to a topic: a required `>` would hold for
+/// the query's snapshot but not for its pulls and pokes, so the model is refused.
+#[test]
+fn required_predicates_other_than_equality_are_refused() {
     #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
     struct MinArgs {
         min: f64,
     }
-    let allowed = common::builder()
+    let refused = common::builder()
         .query(
             SyncModel::query::<MinArgs>("aboveScore", "notes")
                 .require("min", "score", Operator::Gt)
                 .build(|args| Select::from("notes").filter("score", Operator::Gt, args.min)),
         )
         .build();
-    assert!(allowed.is_ok(), "{:?}", allowed.err());
+    match refused {
+        Err(sync::model::ModelError::UnroutedPredicate { operation, column, operator }) => {
+            assert_eq!((operation.as_str(), column.as_str(), operator), ("aboveScore", "score", ">"));
+        }
+        other => panic!("expected UnroutedPredicate, got {other:?}"),
+    }
+}
+
+/// A filter no required equality binds (here `pinned`, beyond the routed
+/// `board_id`) would not hold for pulls and pokes: the read is refused, never run.
+#[test]
+fn filters_beyond_the_routed_predicates_are_refused() {
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Args {
+        board_id: String,
+    }
+    let model = common::builder()
+        .query(
+            SyncModel::query::<Args>("boardPinned", "cards")
+                .require("boardId", "board_id", Operator::Eq)
+                .build(|args| {
+                    Select::from("cards").filter("board_id", Operator::Eq, args.board_id.clone()).filter(
+                        "body",
+                        Operator::Ne,
+                        "",
+                    )
+                }),
+        )
+        .build()
+        .expect("the model builds: its filters show only when run");
+    let refused = model.validate_query("boardPinned", &serde_json::json!({"boardId": "b1"}));
+    match refused {
+        Err(error @ sync::model::ValidationError::UnroutedFilter { .. }) => {
+            assert_eq!(error.code(), "unrouted_filter");
+            assert!(error.to_string().contains("`body`"), "{error}");
+        }
+        other => panic!("expected UnroutedFilter, got {other:?}"),
+    }
 }

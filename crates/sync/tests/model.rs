@@ -143,12 +143,15 @@ fn rogue_model() -> SyncModel {
 fn operations_that_leave_their_contract_are_refused() {
     let m = rogue_model();
     let board = json!({"boardId": "r1"});
-    for name in ["forgetsPredicate", "widensPredicate"] {
-        assert!(
-            matches!(m.validate_query(name, &board), Err(ValidationError::RequiredPredicateMissing { ref column, .. }) if column == "board_id"),
-            "{name}"
-        );
-    }
+    assert!(matches!(
+        m.validate_query("forgetsPredicate", &board),
+        Err(ValidationError::RequiredPredicateMissing { ref column, .. }) if column == "board_id"
+    ));
+    // `board_id >= ?` is a filter no topic pins: refused before it could widen a read.
+    assert!(matches!(
+        m.validate_query("widensPredicate", &board),
+        Err(ValidationError::UnroutedFilter { ref column, .. }) if column == "board_id"
+    ));
     assert!(matches!(
         m.validate_query("readsElsewhere", &board),
         Err(ValidationError::WrongCollection { expected, actual, .. }) if expected == "cards" && actual == "secrets"

@@ -23,10 +23,13 @@ after(async () => {
 async function openRoom(browser, room) {
   const page = await browser.context.newPage();
   const errors = watchErrors(page);
+  // The poke sockets the page's SQLite worker opens.
+  const sockets = [];
+  page.on('websocket', (socket) => sockets.push(socket.url()));
   await page.goto(`${app.url}/room/${room}`);
   await page.getByTestId('app-status').filter({ hasText: 'interactive' }).waitFor();
   await page.getByTestId('sync-status').filter({ hasText: 'online' }).waitFor({ timeout: 15_000 });
-  return { page, errors };
+  return { page, errors, sockets };
 }
 
 async function send(page, text) {
@@ -54,6 +57,12 @@ test('two browsers in one room: A sends, B sees it without a reload, and the met
   assert.equal(await theirs.getAttribute('data-status'), 'confirmed');
   assert.equal(await theirs.getByTestId('message-author').textContent(), await a.page.getByTestId('name-input').inputValue());
   assert.deepEqual(await bodies(b.page), ['hello bob']);
+  // The socket that brought it opened with a one-time ticket: no key in its URL.
+  assert.ok(b.sockets.length >= 1, 'the worker opened a poke socket');
+  for (const url of b.sockets) {
+    assert.deepEqual([...new URL(url).searchParams.keys()], ['ticket'], url);
+    assert.match(new URL(url).searchParams.get('ticket'), /^session_[0-9A-Z]{26}\.[0-9a-f]{32}$/);
+  }
   // The write path was timed: one local write, one upstream write, one state update.
   for (const id of ['local-state-update', 'local-db-write', 'upstream-db-write']) {
     assert.equal(await a.page.getByTestId(`metric-${id}-n`).textContent(), '1', id);

@@ -20,7 +20,7 @@ after(async () => app?.stop());
 const roomMessages = (roomId) => ({ name: 'roomMessages', args: { roomId } });
 
 async function write(a, room, name, args, recordId) {
-  const mutation = { id: newId('outbox'), name, args: { roomId: room, authorId: a.subject, authorName: 'Ada', ...args }, record_id: recordId ?? newId('messages') };
+  const mutation = { id: newId('outbox'), name, args: { roomId: room, authorId: a.subject, ...(name === 'sendMessage' ? { authorName: 'Ada' } : {}), ...args }, record_id: recordId ?? newId('messages') };
   const pushed = await a.push([mutation]);
   assert.equal(pushed.json?.results?.[0]?.status, 'confirmed', pushed.text);
   return mutation.record_id;

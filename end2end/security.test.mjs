@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { startApp, TEST_VARS } from './support/app.mjs';
 import { startCallbackServer } from './support/callback-server.mjs';
-import { claimsOf, client, guestToken, newId, pokeSocket, subjectOf, CLIENT_KEY_HEADER } from './support/sync.mjs';
+import { claimsOf, client, guestToken, newId, openSocket, pokeSocket, socketTicket, subjectOf, CLIENT_KEY_HEADER } from './support/sync.mjs';
 
 let app;
 let ada;
@@ -188,12 +188,50 @@ test("a client id is the key holder's: nobody else pulls, pushes, replays or lis
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...asAda, mutations: [mutation] }),
     });
     assert.equal(bare.status, 401);
-    await assert.rejects(pokeSocket(app.url, { ...asAda, client_key: key ?? '' }), 'the socket refuses a wrong key');
+    await assert.rejects(pokeSocket(app.url, { ...asAda, client_key: key ?? '', token: eve }), 'the socket refuses a wrong key');
   }
   // Ada, with her key, still may.
   assert.equal((await a.pull(0, [roomMessages(room)])).status, 200);
   const socket = await pokeSocket(app.url, a);
   socket.close();
+});
+
+test('the client key never travels in a URL: a socket opens once per ticket, for its own client and user', async () => {
+  const room = newId('room');
+  const a = client(app.url, ada);
+  assert.equal((await a.query('roomMessages', { roomId: room })).status, 200);
+  const granted = await socketTicket(app.url, a);
+  assert.equal(granted.status, 200, granted.text);
+  const { ticket } = granted.json;
+  assert.ok(ticket.startsWith(`${a.session_id}.`), ticket);
+  assert.ok(!ticket.includes(a.client_key), 'the ticket does not hold the key');
+  const socket = await openSocket(app.url, ticket);
+  try {
+    // Spent: the same URL (say, from an access log) opens nothing.
+    await assert.rejects(openSocket(app.url, ticket), 'a ticket opens one socket');
+    // Nor does a made-up one, or the old URL with the key in it.
+    await assert.rejects(openSocket(app.url, `${a.session_id}.${'0'.repeat(32)}`));
+    const old = `${app.url.replace('http', 'ws')}/sync/socket?client_id=${a.client_id}&session_id=${a.session_id}&client_key=${a.client_key}`;
+    await assert.rejects(new Promise((resolve, reject) => {
+      const ws = new WebSocket(old);
+      ws.addEventListener('open', () => { ws.close(); resolve(); });
+      ws.addEventListener('error', () => reject(new Error('refused')));
+    }));
+    // A ticket needs a sign-in, and the session's own user: Eve holding Ada's key
+    // (stolen) and signed in as herself gets none for Ada's session.
+    const anonymous = await socketTicket(app.url, { ...a, token: undefined });
+    assert.equal(anonymous.status, 401, anonymous.text);
+    assert.equal(anonymous.json.error, 'needs_auth');
+    const stolen = await socketTicket(app.url, { ...a, token: eve });
+    assert.equal(stolen.status, 403, stolen.text);
+    assert.equal(stolen.json.error, 'session_mismatch');
+    // The socket Ada opened works.
+    const { result } = await sendAsAda(room, 'for the socket');
+    const poke = await socket.next();
+    assert.equal(poke.cursor, result.seq);
+  } finally {
+    socket.close();
+  }
 });
 
 test('a cursor beyond the head is refused and does not silence the session', async () => {
@@ -455,4 +493,18 @@ test("a record moved to another room reaches the old room's readers as a delete,
   } finally {
     socket.close();
   }
+});
+
+test('a replayed mutation is answered from its stored answer without the stored text', async () => {
+  const room = newId('room');
+  const { a, mutation } = await sendAsAda(room, 'soon deleted');
+  const remove = { id: newId('outbox'), name: 'deleteMessage', args: { roomId: room, authorId: a.subject }, record_id: mutation.record_id };
+  assert.equal((await a.push([remove])).json.results[0].status, 'confirmed');
+  // The send again (its answer lost, say): applied once, told so, and no text comes back.
+  const replay = await a.push([mutation]);
+  assert.equal(replay.status, 200, replay.text);
+  assert.equal(replay.json.results[0].status, 'confirmed');
+  assert.ok(!replay.json.results[0].row, replay.text);
+  assert.ok(!replay.text.includes('soon deleted'), replay.text);
+  assert.deepEqual((await a.query('roomMessages', { roomId: room })).json.rows, []);
 });

@@ -9,7 +9,7 @@ import { mkdir, writeFile, stat, readFile, readdir } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { startApp, launchBrowser, ROOT, UPSTREAM } from '../support/app.mjs';
-import { client, guestToken, newId } from '../support/sync.mjs';
+import { client, guestToken, newId, socketTicket } from '../support/sync.mjs';
 
 const OUT = join(ROOT, 'target', 'bench');
 const SENDS = Number(process.env.BENCH_SENDS ?? 500);
@@ -209,7 +209,9 @@ async function nodeReceiver(url, room, index, seen) {
       if (!page.json.has_more) return;
     }
   };
-  const socket = new WebSocket(`${url.replace('http', 'ws')}/sync/socket?client_id=${c.client_id}&session_id=${c.session_id}&client_key=${c.client_key}`);
+  const granted = await socketTicket(url, c);
+  if (granted.status !== 200) throw new Error(`socket ticket: ${granted.status} ${granted.text}`);
+  const socket = new WebSocket(`${url.replace('http', 'ws')}/sync/socket?ticket=${encodeURIComponent(granted.json.ticket)}`);
   await new Promise((resolve, reject) => {
     socket.addEventListener('open', resolve, { once: true });
     socket.addEventListener('error', () => reject(new Error('socket failed')), { once: true });

@@ -78,6 +78,7 @@ export function client(url, token, clientKey = newClientKey()) {
   return {
     ...ids,
     client_key: clientKey,
+    token,
     subject: token ? subjectOf(token) : undefined,
     call,
     query: (name, args) => call('query', { name, args }),
@@ -91,12 +92,43 @@ export function client(url, token, clientKey = newClientKey()) {
   };
 }
 
+/** An answer as a replay gives it: the same, without the first answer's image. */
+export const withoutImage = (results) => results.map((result) => (result.status === 'confirmed' ? { ...result, row: null } : result));
+
+/** Asks for a one-time socket ticket, as the browser does (key and sign-in in headers). */
+export async function socketTicket(url, { client_id, session_id, client_key, token }) {
+  const response = await fetch(`${url}/sync/ticket`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      [CLIENT_KEY_HEADER]: client_key ?? '',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    body: JSON.stringify({ protocol_version: PROTOCOL_VERSION, client_id, session_id }),
+  });
+  const text = await response.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, json, text };
+}
+
 /**
- * Opens the session's poke socket. `next()` resolves with the next poke, or rejects
- * after `timeoutMs`.
+ * Opens the session's poke socket with a fresh ticket. `next()` resolves with the
+ * next poke, or rejects after `timeoutMs`.
  */
-export async function pokeSocket(url, { client_id, session_id, client_key }) {
-  const socket = new WebSocket(`${url.replace('http', 'ws')}/sync/socket?client_id=${client_id}&session_id=${session_id}&client_key=${client_key}`);
+export async function pokeSocket(url, identity) {
+  const granted = await socketTicket(url, identity);
+  if (granted.status !== 200) throw new Error(`socket ticket: ${granted.status} ${granted.text}`);
+  return openSocket(url, granted.json.ticket);
+}
+
+/** Opens the poke socket with `ticket` (see {@link pokeSocket}). */
+export async function openSocket(url, ticket) {
+  const socket = new WebSocket(`${url.replace('http', 'ws')}/sync/socket?ticket=${encodeURIComponent(ticket)}`);
   const queue = [];
   const waiters = [];
   const all = [];

@@ -54,6 +54,11 @@ impl Callbacks for ChatRules {
             Ok(decide_mutation(&user, request))
         })
     }
+
+    /// Sessions and their sockets belong to the guest's subject.
+    fn subject<'a>(&'a self, caller: &'a Caller) -> CallbackFuture<'a, Option<String>> {
+        Box::pin(async move { Ok(Some(GUEST.signed_in(caller)?.subject)) })
+    }
 }
 
 fn decide_query(request: &QueryCallbackRequest) -> Decision {

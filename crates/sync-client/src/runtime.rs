@@ -830,14 +830,33 @@ async fn keep_socket(runtime: Rc<Runtime>) {
     let mut attempt = 0;
     loop {
         let Ok(client_id) = runtime.client_id() else { return };
-        let url = format!(
-            "{}/sync/socket?client_id={client_id}&session_id={}&{}={}",
-            runtime.origin.replacen("http", "ws", 1),
-            runtime.session_id,
-            sync::protocol::CLIENT_KEY_PARAM,
-            runtime.client_key.borrow(),
-        );
-        if let Ok(mut socket) = WebSocket::open(&url) {
+        // A one-time ticket, asked for with the key and the sign-in in headers: the
+        // key never goes into a URL.
+        let request = sync::protocol::ticket::TicketRequest {
+            protocol_version: sync::protocol::PROTOCOL_VERSION,
+            client_id,
+            session_id: runtime.session_id.clone(),
+        };
+        let ticket =
+            match runtime.post_json::<sync::protocol::ticket::TicketResponse>("/sync/ticket", &request).await
+            {
+                Ok(granted) => Some(granted.ticket),
+                Err(Failure::NeedsAuth(_)) => {
+                    runtime.needs_auth.set(true);
+                    runtime.post_status();
+                    wait_for_sign_in(&runtime).await;
+                    continue;
+                }
+                Err(_) => None,
+            };
+        let url = ticket.map(|ticket| {
+            format!(
+                "{}/sync/socket?{}={ticket}",
+                runtime.origin.replacen("http", "ws", 1),
+                sync::protocol::ticket::TICKET_PARAM,
+            )
+        });
+        if let Some(Ok(mut socket)) = url.map(|url| WebSocket::open(&url)) {
             // Connected (or connecting): catch up on what happened while away.
             spawn_pull(&runtime);
             spawn_push(&runtime);

@@ -87,6 +87,16 @@ pub trait Callbacks: Send + Sync + 'static {
         caller: &'a Caller,
         request: &'a MutationCallbackRequest,
     ) -> CallbackFuture<'a, MutationCallbackResponse>;
+
+    /// Who the caller is: the subject of their sign-in (an id nobody can claim by
+    /// typing a name), when the app names its users. The engine binds each session,
+    /// and so its poke socket, to its first user: another user cannot listen on it.
+    /// `Ok(None)` (the default): the app does not say, and a session is bound to its
+    /// client key only. A missing or expired sign-in is [`CallbackError::NeedsAuth`].
+    fn subject<'a>(&'a self, caller: &'a Caller) -> CallbackFuture<'a, Option<String>> {
+        let _ = caller;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// The callbacks over HTTP, at the URLs of the settings [`config::QUERY_CALLBACK_URL`]
@@ -145,6 +155,11 @@ impl<L: Callbacks> Callbacks for HttpOr<L> {
         } else {
             self.0.mutation(caller, request)
         }
+    }
+
+    /// Always the app's own code: the seed's HTTP contract has no such call.
+    fn subject<'a>(&'a self, caller: &'a Caller) -> CallbackFuture<'a, Option<String>> {
+        self.0.subject(caller)
     }
 }
 

@@ -58,7 +58,7 @@ impl Engine {
         &self.postgres_migrations
     }
 
-    /// The connector's routes: `POST /sync/query|push|pull`, `GET /sync/socket`,
+    /// The connector's routes: `POST /sync/query|push|pull|ticket`, `GET /sync/socket`,
     /// `GET /sync/health`, and a JSON 404 for any other `/sync/*` path. Merge them
     /// into the app's router and serve it with [`crate::serve`].
     pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
@@ -66,6 +66,7 @@ impl Engine {
             .route("/sync/query", post(connector::query::query))
             .route("/sync/push", post(connector::push::push))
             .route("/sync/pull", post(connector::pull::pull))
+            .route("/sync/ticket", post(connector::socket::ticket))
             .route("/sync/socket", get(connector::socket::socket))
             .route("/sync/health", get(crate::health::health))
             .layer(Extension(self.clone()))
@@ -151,6 +152,20 @@ impl Engine {
         with_timeout(&config, self.callbacks.query(&caller, request))
             .await
             .map_err(|error| callback_failed("query", error))
+    }
+
+    /// Who the caller is, as the app says ([`Callbacks::subject`]); `None` when the
+    /// app names no users.
+    pub(crate) async fn subject(
+        &self,
+        env: &Env,
+        authorization: Option<&str>,
+    ) -> Result<Option<String>, ApiError> {
+        let config = Config::from_env(env)?;
+        let caller = caller(env, &config, authorization);
+        with_timeout(&config, self.callbacks.subject(&caller))
+            .await
+            .map_err(|error| callback_failed("subject", error))
     }
 
     pub(crate) async fn ask_mutation(

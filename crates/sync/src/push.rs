@@ -237,7 +237,7 @@ impl PushPlan {
         for candidate in &self.candidates {
             let id = &candidate.mutation.id;
             if let Some(outcome) = stored.get(id) {
-                decisions.answered.insert(id.clone(), answered_now(model, &candidate.mutation.name, outcome));
+                decisions.answered.insert(id.clone(), answered_now(outcome));
                 continue;
             }
             let reject = |reason: String, stored: bool| Rejection {
@@ -303,17 +303,17 @@ pub fn answers(
         .collect()
 }
 
-/// A stored answer as it is given again now: it stands whatever the model has
-/// become since (the write was applied), and a confirmed image stored before a
-/// migration added columns carries their added values (as the record does).
-pub fn answered_now(model: &SyncModel, mutator: &str, outcome: &MutationOutcome) -> MutationOutcome {
-    let mut outcome = outcome.clone();
-    if let MutationOutcome::Confirmed { row: Some(image), .. } = &mut outcome
-        && let Some(collection) = model.mutator_def(mutator).and_then(|def| model.collection(&def.collection))
-    {
-        crate::migrations::complete_image(collection, image);
+/// A stored answer as it is given again now (a retry, or a duplicate of a push in
+/// flight): it stands whatever the model has become since (the write was applied),
+/// but without its image. The first answer carried it; a replay may come long after
+/// that text was replaced or deleted, or from a caller that may no longer read it.
+/// The client's pull, under the read rule, brings what stands (at one sequence number
+/// an image beats none, so nothing is lost).
+pub fn answered_now(outcome: &MutationOutcome) -> MutationOutcome {
+    match outcome {
+        MutationOutcome::Confirmed { seq, .. } => MutationOutcome::Confirmed { row: None, seq: *seq },
+        rejected @ MutationOutcome::Rejected { .. } => rejected.clone(),
     }
-    outcome
 }
 
 #[cfg(test)]

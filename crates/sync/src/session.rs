@@ -4,7 +4,8 @@
 //! what the methods answer; the simulation drives the same type.
 //!
 //! Rules:
-//! - a session belongs to the first client that used it; any other is refused;
+//! - a session belongs to the first client that used it, and to the first user (the
+//!   app's subject) that opened its socket; any other is refused;
 //! - a poke carries a topic's rows only while the app's query callback allowed that
 //!   topic to this session within [`AUTHORIZATION_FRESH_MS`] (every query and pull
 //!   asks again); otherwise it carries no rows and the client pulls, which asks;
@@ -27,6 +28,8 @@ pub const AUTHORIZATION_FRESH_MS: i64 = 30_000;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionState {
     pub owner: Option<String>,
+    /// The user (the app's subject) the session belongs to, when the app names users.
+    pub user: Option<String>,
     pub topics: BTreeSet<String>,
     /// When the app's query callback last allowed each topic to this session.
     pub authorized_at: BTreeMap<String, i64>,
@@ -80,6 +83,20 @@ impl SessionState {
             Some(owner) => Err(owner.clone()),
             None => {
                 self.owner = Some(client.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Binds the session to the app's user `subject` on first use (`None`: the app
+    /// names no users). `Err(user)`: another user's session.
+    pub fn claim_user(&mut self, subject: Option<&str>) -> Result<(), String> {
+        match (&self.user, subject) {
+            (_, None) => Ok(()),
+            (Some(user), Some(subject)) if user != subject => Err(user.clone()),
+            (Some(_), Some(_)) => Ok(()),
+            (None, Some(subject)) => {
+                self.user = Some(subject.to_string());
                 Ok(())
             }
         }
@@ -171,6 +188,15 @@ mod tests {
             client_id: String::new(),
             mutation_id: String::new(),
         }
+    }
+
+    #[test]
+    fn a_session_is_its_first_users() {
+        let mut session = SessionState::default();
+        assert_eq!(session.claim_user(None), Ok(()));
+        assert_eq!(session.claim_user(Some("user_a")), Ok(()));
+        assert_eq!(session.claim_user(Some("user_a")), Ok(()));
+        assert_eq!(session.claim_user(Some("user_b")), Err("user_a".into()));
     }
 
     #[test]

@@ -276,7 +276,7 @@ async fn stored_outcome<D: Database>(
     Ok(rows
         .first()
         .and_then(|row| decode_outcome(model, row, mutator))
-        .map(|outcome| sync::push::answered_now(model, mutator, &outcome)))
+        .map(|outcome| sync::push::answered_now(&outcome)))
 }
 
 async fn record_rejection<D: Database>(

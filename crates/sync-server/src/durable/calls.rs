@@ -17,6 +17,16 @@ pub struct Claim {
     pub refused: Vec<String>,
 }
 
+/// `POST /ticket` on a ClientSession: a socket ticket for its client and user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TicketGrant {
+    pub session_id: String,
+    pub client_id: String,
+    /// The app's subject for the caller; `None` when the app names no users.
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
 /// `POST /watch` and `POST /unwatch` on a QuerySubscription.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Watch {

@@ -19,7 +19,9 @@ mod subscription;
 mod watcher;
 
 pub use session::ClientSession;
-pub use stubs::{claim, open_socket, poke_topics, refuse, subscribe, watch_before_read, with_memo};
+pub use stubs::{
+    claim, grant_ticket, open_socket, poke_topics, refuse, subscribe, watch_before_read, with_memo,
+};
 pub use subscription::QuerySubscription;
 pub use watcher::ChangeWatcher;
 

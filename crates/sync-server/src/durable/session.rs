@@ -10,7 +10,7 @@ use worker::{
     WebSocketPair, durable_object,
 };
 
-use super::calls::{Claim, Delivered, Poke, Watch};
+use super::calls::{Claim, Delivered, Poke, TicketGrant, Watch};
 use super::stubs::{post_json, subscription_stub, tell_watcher};
 use super::{error_response, json_response};
 
@@ -30,6 +30,10 @@ impl DurableObject for ClientSession {
         let sql = state.storage().sql();
         for statement in [
             "CREATE TABLE IF NOT EXISTS owner (session_id TEXT NOT NULL, client_id TEXT NOT NULL)",
+            // The app's subject of the user the session belongs to (apps that name users).
+            "CREATE TABLE IF NOT EXISTS owner_user (id INTEGER PRIMARY KEY CHECK (id = 1), subject TEXT NOT NULL)",
+            // Unspent socket tickets (`sync::protocol::ticket`).
+            "CREATE TABLE IF NOT EXISTS tickets (secret TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY)",
             // When the app's query callback last allowed each topic to this client.
             "CREATE TABLE IF NOT EXISTS topic_auth (topic TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
@@ -95,6 +99,12 @@ impl DurableObject for ClientSession {
                 };
                 Response::from_json(&Delivered { sockets })
             }
+            "/ticket" => {
+                let Ok(grant) = req.json::<TicketGrant>().await else {
+                    return error_response(400, "malformed_json", "expected a ticket grant");
+                };
+                self.ticket(&grant)
+            }
             // The change watcher asks whether anyone still listens here.
             "/sockets" => Response::from_json(&Delivered { sockets: self.state.get_websockets().len() }),
             _ => error_response(404, "not_found", "no such session endpoint"),
@@ -146,10 +156,17 @@ impl ClientSession {
             topic: String,
             at_ms: i64,
         }
+        #[derive(serde::Deserialize)]
+        struct User {
+            subject: String,
+        }
         let owners: Vec<Owner> = self.sql.exec("SELECT client_id FROM owner LIMIT 1", None)?.to_array()?;
+        let users: Vec<User> =
+            self.sql.exec("SELECT subject FROM owner_user WHERE id = 1", None)?.to_array()?;
         let auth: Vec<Auth> = self.sql.exec("SELECT topic, at_ms FROM topic_auth", None)?.to_array()?;
         Ok(SessionState {
             owner: owners.into_iter().next().map(|owner| owner.client_id),
+            user: users.into_iter().next().map(|user| user.subject),
             topics: self.topics()?.into_iter().collect(),
             authorized_at: auth.into_iter().map(|row| (row.topic, row.at_ms)).collect(),
             gate: self.gate()?,
@@ -189,6 +206,14 @@ impl ClientSession {
             self.sql.exec(
                 "INSERT INTO owner (session_id, client_id) VALUES (?, ?)",
                 vec![session_id.into(), client_id.clone().into()],
+            )?;
+        }
+        if before.user.is_none()
+            && let Some(subject) = &after.user
+        {
+            self.sql.exec(
+                "INSERT OR IGNORE INTO owner_user (id, subject) VALUES (1, ?)",
+                vec![subject.clone().into()],
             )?;
         }
         for topic in after.topics.difference(&before.topics) {
@@ -287,25 +312,74 @@ impl ClientSession {
         }
     }
 
-    /// Accepts the client's WebSocket (hibernation API) and re-watches every topic:
-    /// a topic drops a session that had no socket when it was poked.
-    async fn socket(&self, req: &Request) -> Result<Response> {
-        let url = req.url()?;
-        let param =
-            |name: &str| url.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned());
-        let (Some(session_id), Some(client_id)) = (param("session_id"), param("client_id")) else {
-            return error_response(400, "invalid_id", "session_id and client_id are required");
-        };
+    /// A one-time socket ticket for the session's own client and user.
+    fn ticket(&self, grant: &TicketGrant) -> Result<Response> {
+        use sync::protocol::ticket::{MAX_OPEN_TICKETS, TICKET_TTL_MS, TicketResponse};
         let before = self.load()?;
         let mut session = before.clone();
-        if let Err(owner) = session.claim(&client_id) {
+        if let Err(owner) = session.claim(&grant.client_id) {
             return error_response(
                 403,
                 "session_mismatch",
-                &format!("session belongs to another client than {owner}"),
+                &format!("session {} belongs to another client than {owner}", grant.session_id),
             );
         }
-        self.save(&session_id, &before, &session)?;
+        if session.claim_user(grant.subject.as_deref()).is_err() {
+            return error_response(
+                403,
+                "session_mismatch",
+                &format!("session {} belongs to another user", grant.session_id),
+            );
+        }
+        self.save(&grant.session_id, &before, &session)?;
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random).map_err(|error| worker::Error::RustError(error.to_string()))?;
+        let secret: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
+        let now = now_ms();
+        self.sql.exec("DELETE FROM tickets WHERE expires_at < ?", vec![now.into()])?;
+        self.sql.exec(
+            "INSERT INTO tickets (secret, expires_at) VALUES (?, ?)",
+            vec![secret.clone().into(), (now + TICKET_TTL_MS).into()],
+        )?;
+        // A bounded number outstanding: asking for more drops the oldest.
+        let kept = i64::try_from(MAX_OPEN_TICKETS).unwrap_or(8);
+        self.sql.exec(
+            "DELETE FROM tickets WHERE secret NOT IN \
+             (SELECT secret FROM tickets ORDER BY expires_at DESC LIMIT ?)",
+            vec![kept.into()],
+        )?;
+        Response::from_json(&TicketResponse {
+            ticket: format!("{}.{secret}", grant.session_id),
+            expires_in_ms: TICKET_TTL_MS,
+        })
+    }
+
+    /// Spends a ticket: `true` when it was unspent and in time.
+    fn spend_ticket(&self, secret: &str) -> Result<bool> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            expires_at: i64,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec("SELECT expires_at FROM tickets WHERE secret = ?", vec![secret.into()])?
+            .to_array()?;
+        self.sql.exec("DELETE FROM tickets WHERE secret = ?", vec![secret.into()])?;
+        Ok(rows.first().is_some_and(|row| row.expires_at >= now_ms()))
+    }
+
+    /// Accepts the client's WebSocket (hibernation API) for an unspent ticket, and
+    /// re-watches every topic: a topic drops a session that had no socket when it was
+    /// poked.
+    async fn socket(&self, req: &Request) -> Result<Response> {
+        let url = req.url()?;
+        let secret = url.query_pairs().find(|(key, _)| key == "ticket").map(|(_, value)| value.into_owned());
+        if !secret.is_some_and(|secret| self.spend_ticket(&secret).unwrap_or(false)) {
+            return error_response(401, "unauthorized", "the ticket is unknown, used or expired");
+        }
+        let Some(session_id) = self.session_id()? else {
+            return error_response(401, "unauthorized", "the session has no owner");
+        };
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
         let topics = self.topics()?;

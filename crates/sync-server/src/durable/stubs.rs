@@ -71,6 +71,31 @@ pub fn with_memo<T>(f: impl FnOnce(&mut sync::memo::IsolateMemo) -> T) -> T {
     MEMO.with(|memo| f(&mut memo.borrow_mut()))
 }
 
+/// A one-time ticket for the session's socket, granted by its object to its client
+/// (and user, when the app names one).
+pub async fn grant_ticket(
+    env: &Env,
+    session_id: &str,
+    client_id: &str,
+    subject: Option<String>,
+) -> Result<sync::protocol::ticket::TicketResponse, SessionError> {
+    let failed = |error: worker::Error| SessionError::Failed(error.to_string());
+    let grant =
+        super::calls::TicketGrant { session_id: session_id.into(), client_id: client_id.into(), subject };
+    let stub = session_stub(env, session_id).map_err(failed)?;
+    let mut response = post_json(&stub, "/ticket", &grant).await.map_err(failed)?;
+    match response.status_code() {
+        200 => response.json().await.map_err(failed),
+        403 => {
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let reason =
+                body.get("reason").and_then(|r| r.as_str()).unwrap_or("session belongs to another client");
+            Err(SessionError::Mismatch(reason.to_string()))
+        }
+        status => Err(SessionError::Failed(format!("HTTP {status}"))),
+    }
+}
+
 /// Binds (or checks) the session's client. Once a session object has confirmed the
 /// pair, this isolate answers from memory: a push costs no object call.
 pub async fn claim(env: &Env, session_id: &str, client_id: &str) -> Result<(), SessionError> {

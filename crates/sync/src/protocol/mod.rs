@@ -2,7 +2,7 @@
 //!
 //! - connector -> app callbacks (the seed's contract, field for field):
 //!   [`query_callback`], [`mutation_callback`];
-//! - client -> connector: [`query`], [`push`], [`pull`];
+//! - client -> connector: [`query`], [`push`], [`pull`], [`ticket`] (opens the socket);
 //! - connector -> client over the session WebSocket: [`poke`];
 //! - any error answer: [`error`].
 
@@ -13,6 +13,7 @@ pub mod pull;
 pub mod push;
 pub mod query;
 pub mod query_callback;
+pub mod ticket;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,11 +24,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Header carrying the secret shared between the connector and the app's callbacks.
 pub const SECRET_HEADER: &str = "x-sync-engine-secret";
 
-/// The client's secret key, on every query, push and pull: it proves the request's
-/// `client_id` (`ids::client_id_for_key`). The poke socket takes it as the URL
-/// parameter [`CLIENT_KEY_PARAM`] (browsers cannot set headers on a WebSocket).
+/// The client's secret key, on every query, push, pull and ticket request: it proves
+/// the request's `client_id` (`ids::client_id_for_key`). It never appears in a URL:
+/// the poke socket opens with a one-time [`ticket`].
 pub const CLIENT_KEY_HEADER: &str = "x-sync-client-key";
-pub const CLIENT_KEY_PARAM: &str = "client_key";
 /// Content type of every JSON body the engine sends.
 pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
 

@@ -59,6 +59,11 @@ impl Callbacks for TodoRules {
             }))
         })
     }
+
+    /// Sessions and their sockets belong to the guest's subject.
+    fn subject<'a>(&'a self, caller: &'a Caller) -> CallbackFuture<'a, Option<String>> {
+        Box::pin(async move { Ok(Some(GUEST.signed_in(caller)?.subject)) })
+    }
 }
 
 fn engine() -> &'static Engine {

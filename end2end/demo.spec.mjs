@@ -25,19 +25,26 @@ async function ready(page) {
   await page.getByTestId('sync-status').filter({ hasText: 'online' }).waitFor({ timeout: 15_000 });
 }
 
-test('"/" opens a fresh random room, and the room form switches rooms', async () => {
+test('"/" opens a fresh private room nobody can guess, and the room form switches rooms', async () => {
   const first = await fetch(`${app.url}/`, { redirect: 'manual' });
   const second = await fetch(`${app.url}/`, { redirect: 'manual' });
+  const locations = [];
   for (const response of [first, second]) {
     assert.equal(response.status, 307);
-    assert.match(response.headers.get('location'), /^\/room\/\d{5}$/);
+    // 128 random bits: 26 lowercase Crockford base32 characters.
+    assert.match(response.headers.get('location'), /^\/room\/[0-9a-hjkmnp-tv-z]{26}\?new$/);
+    locations.push(response.headers.get('location'));
   }
+  assert.notEqual(locations[0], locations[1]);
 
   const page = await browser.context.newPage();
   const errors = watchErrors(page);
   await page.goto(`${app.url}/`);
-  assert.match(new URL(page.url()).pathname, /^\/room\/\d{5}$/);
+  assert.match(new URL(page.url()).pathname, /^\/room\/[0-9a-hjkmnp-tv-z]{26}$/);
   await ready(page);
+  // The page made it private to this browser's user: the invite link shows.
+  await page.getByTestId('invite-link').waitFor({ timeout: 15_000 });
+  await page.waitForFunction(() => !location.search.includes('new'));
   const room = newId('room').slice(-6).toLowerCase();
   await page.getByTestId('room-input').fill(` ${room}/?`);
   await page.getByTestId('room-join').click();

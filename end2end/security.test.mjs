@@ -4,7 +4,7 @@
 // PostgreSQL.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { startApp, TEST_VARS } from './support/app.mjs';
 import { startCallbackServer } from './support/callback-server.mjs';
 import { claimsOf, client, guestToken, newId, openSocket, pokeSocket, socketTicket, subjectOf, CLIENT_KEY_HEADER } from './support/sync.mjs';
@@ -507,4 +507,47 @@ test('a replayed mutation is answered from its stored answer without the stored 
   assert.ok(!replay.json.results[0].row, replay.text);
   assert.ok(!replay.text.includes('soon deleted'), replay.text);
   assert.deepEqual((await a.query('roomMessages', { roomId: room })).json.rows, []);
+});
+
+test('a private room: only its creator and those who joined with its invite read, pull or write', async () => {
+  const a = client(app.url, ada);
+  const e = client(app.url, eve);
+  const alphabet = '0123456789abcdefghjkmnpqrstvwxyz';
+  const freshRoom = () => Array.from(randomBytes(26), (byte) => alphabet[byte % 32]).join('');
+  const room = freshRoom();
+  const code = randomBytes(16).toString('hex');
+  const op = (c, name, args, record_id = newId('messages')) => ({ id: newId('outbox'), name, args, record_id });
+  const created = await a.push([
+    op(a, 'createRoom', { roomId: room, creatorId: a.subject, inviteCode: code }, room),
+    op(a, 'sendMessage', { roomId: room, authorId: a.subject, authorName: 'Ada', body: 'private words' }),
+  ]);
+  assert.deepEqual(created.json.results.map((r) => r.status), ['confirmed', 'confirmed'], created.text);
+
+  // Eve, with the room's id: no read, no pull, no write, no listening.
+  const read = await e.query('roomMessages', { roomId: room });
+  assert.equal(read.status, 403, read.text);
+  assert.match(read.json.reason, /is private/);
+  assert.equal((await e.query('room', { roomId: room })).status, 403, 'nor the invite code');
+  const pulled = await e.pull(0, [roomMessages(room)]);
+  assert.equal(pulled.json.refused.length, 1, pulled.text);
+  assert.ok(!pulled.text.includes('private words'));
+  const attempts = await e.push([
+    op(e, 'sendMessage', { roomId: room, authorId: e.subject, authorName: 'Eve', body: 'hi' }),
+    op(e, 'joinRoom', { roomId: room, userId: e.subject, inviteCode: 'wrong'.repeat(4) }, `${room}:${e.subject}`),
+    op(e, 'joinRoom', { roomId: room, userId: a.subject, inviteCode: code }, `${room}:${a.subject}`),
+    op(e, 'joinRoom', { roomId: room, userId: e.subject, inviteCode: code }, newId('member')),
+    op(e, 'createRoom', { roomId: room, creatorId: e.subject, inviteCode: code }, room),
+    op(e, 'createRoom', { roomId: 'lobby', creatorId: e.subject, inviteCode: code }, 'lobby'),
+  ]);
+  assert.deepEqual(attempts.json.results.map((r) => r.status), Array(6).fill('rejected'), attempts.text);
+  assert.equal(await count(`SELECT count(*) FROM room_members WHERE room_id = '${room}'`), 0);
+
+  // With the invite she joins, then reads and writes like Ada.
+  const joined = await e.push([op(e, 'joinRoom', { roomId: room, userId: e.subject, inviteCode: code }, `${room}:${e.subject}`)]);
+  assert.equal(joined.json.results[0].status, 'confirmed', joined.text);
+  const now = await e.query('roomMessages', { roomId: room });
+  assert.deepEqual(now.json.rows.map((r) => r.body), ['private words']);
+  assert.equal((await e.query('room', { roomId: room })).json.rows[0].invite_code, code);
+  const sent = await e.push([op(e, 'sendMessage', { roomId: room, authorId: e.subject, authorName: 'Eve', body: 'in at last' })]);
+  assert.equal(sent.json.results[0].status, 'confirmed', sent.text);
 });

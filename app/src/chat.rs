@@ -2,7 +2,7 @@
 
 use crate::model::{self, DeleteMessageArgs, EditMessageArgs, Message, RoomArgs, SendMessageArgs};
 use leptos::prelude::*;
-use leptos_router::hooks::{use_navigate, use_params_map};
+use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 
 /// A room's messages read upstream while rendering on the server (`None`: not read,
@@ -66,6 +66,11 @@ fn clean_room(input: &str) -> Option<String> {
 pub fn ChatPage() -> impl IntoView {
     let params = use_params_map();
     let room = move || params.read().get("room").unwrap_or_else(|| "lobby".to_string());
+    // `?new`: this browser just made this room (from `/`), and makes it private to
+    // its user; `?invite=CODE`: join the private room with its invite.
+    let query_params = use_query_map();
+    let creating = query_params.read_untracked().get("new").is_some();
+    let invite = query_params.read_untracked().get("invite");
 
     // `false` while the HTML is only server-rendered; flips once hydration has run.
     let (interactive, set_interactive) = signal(false);
@@ -103,6 +108,15 @@ pub fn ChatPage() -> impl IntoView {
     let send_message = sync_client::use_mutator(&model::SEND_MESSAGE);
     let edit_message = sync_client::use_mutator(&model::EDIT_MESSAGE);
     let delete_message = sync_client::use_mutator(&model::DELETE_MESSAGE);
+    let create_room = sync_client::use_mutator(&model::CREATE_ROOM);
+    let join_room = sync_client::use_mutator(&model::JOIN_ROOM);
+    // A private room's row: only its members read it (the invite code is in it).
+    let room_row = sync_client::use_query(&model::ROOM, move || RoomArgs { room_id: room() });
+    let invite_link = move || {
+        room_row.with(|answer| {
+            answer.rows.first().map(|row| format!("/room/{}?invite={}", row.id, row.invite_code))
+        })
+    };
     // The message being edited in place, if any.
     let (editing, set_editing) = signal(None::<String>);
     // Only the newest messages are in the page (a room of 10 000 would take seconds
@@ -141,6 +155,64 @@ pub fn ChatPage() -> impl IntoView {
             }
         });
     };
+
+    // Make the room private, or join it, once this browser knows who it is.
+    let (membership_done, set_membership_done) = signal(!(creating || invite.is_some()));
+    #[cfg(feature = "hydrate")]
+    {
+        let (create_room, join_room, joining_client) =
+            (create_room.clone(), join_room.clone(), sync_client.clone());
+        Effect::new(move |_| {
+            let Some(subject) = me.0.get() else { return };
+            if membership_done.get_untracked() {
+                return;
+            }
+            set_membership_done.set(true);
+            let room_id = room();
+            let (create_room, join_room, client) =
+                (create_room.clone(), join_room.clone(), joining_client.clone());
+            let invite = invite.clone();
+            leptos::task::spawn_local(async move {
+                let result = if let Some(invite_code) = invite {
+                    let args = model::JoinRoomArgs {
+                        room_id: room_id.clone(),
+                        user_id: subject.clone(),
+                        invite_code,
+                    };
+                    Some(join_room.insert_with_id_and_wait(model::member_id(&room_id, &subject), args).await)
+                } else if model::is_private_room_id(&room_id) {
+                    let invite_code = format!("{}{}", sync_client::new_id("i"), sync_client::new_id("i"))
+                        .replace("i_", "")
+                        .to_ascii_lowercase();
+                    let args =
+                        model::CreateRoomArgs { room_id: room_id.clone(), creator_id: subject, invite_code };
+                    Some(create_room.insert_with_id_and_wait(room_id.clone(), args).await)
+                } else {
+                    None
+                };
+                if let Some(result) = result {
+                    if let Some(reason) = result.refusal() {
+                        let reason = reason.to_string();
+                        set_refusals
+                            .update(|list| list.push(Refusal { body: "(joining the room)".into(), reason }));
+                    } else if let Some(client) = client {
+                        // Now a member: what was refused may be allowed.
+                        let _ = client.ask_again().await;
+                    }
+                }
+                // The link's one-time part is done: a reload does not repeat it.
+                if let Some(history) = web_sys::window().and_then(|window| window.history().ok()) {
+                    let _ = history.replace_state_with_url(
+                        &wasm_bindgen::JsValue::NULL,
+                        "",
+                        Some(&format!("/room/{room_id}")),
+                    );
+                }
+            });
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (membership_done, set_membership_done, &create_room, &join_room, &invite);
 
     #[cfg(feature = "hydrate")]
     let renewing_client = sync_client.clone();
@@ -256,6 +328,12 @@ pub fn ChatPage() -> impl IntoView {
                         {move || if interactive.get() { "interactive" } else { "server-rendered" }}
                     </li>
                 </ul>
+                {move || invite_link().map(|link| view! {
+                    <p class="invite" data-testid="invite">
+                        "Private room: only people you invite can read it. Invite link: "
+                        <input class="invite__link" data-testid="invite-link" readonly prop:value=link aria-label="Invite link"/>
+                    </p>
+                })}
                 <Show when=move || status.get().status.is_some_and(|s| s.needs_auth)>
                     <div class="notice" role="alert" data-testid="needs-auth">
                         <p>"Your sign-in has expired. Your messages are kept here and go out once you sign in again."</p>

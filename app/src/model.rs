@@ -8,11 +8,88 @@ use sync::{
 };
 
 pub const MESSAGES: &str = "messages";
+/// Private rooms: one row each (open rooms have none).
+pub const ROOMS: &str = "private_rooms";
+/// Who joined a private room with its invite.
+pub const MEMBERS: &str = "room_members";
 /// A room's messages, oldest first.
 pub const ROOM_MESSAGES: Query<RoomArgs, Message> = Query::new("roomMessages", MESSAGES);
 pub const SEND_MESSAGE: Mutator<SendMessageArgs, Inserts> = Mutator::insert("sendMessage", MESSAGES);
 pub const EDIT_MESSAGE: Mutator<EditMessageArgs, Updates> = Mutator::update("editMessage", MESSAGES);
 pub const DELETE_MESSAGE: Mutator<DeleteMessageArgs, Deletes> = Mutator::delete("deleteMessage", MESSAGES);
+/// A private room's row (its creator and invite code), for its members.
+pub const ROOM: Query<RoomArgs, Room> = Query::new("room", ROOMS);
+/// One user's membership of one room.
+pub const MEMBERSHIP: Query<MembershipArgs, Member> = Query::new("membership", MEMBERS);
+/// Makes a fresh room private to its creator (the record id is the room id).
+pub const CREATE_ROOM: Mutator<CreateRoomArgs, Inserts> = Mutator::insert("createRoom", ROOMS);
+/// Joins a private room with its invite code (the record id is [`member_id`]).
+pub const JOIN_ROOM: Mutator<JoinRoomArgs, Inserts> = Mutator::insert("joinRoom", MEMBERS);
+
+/// How many characters a private room's id has: 128 random bits in lowercase
+/// Crockford base32 (see [`is_private_room_id`]).
+pub const PRIVATE_ROOM_ID_CHARS: usize = 26;
+
+/// Whether `room` has the shape of a private room's id: 26 lowercase Crockford
+/// base32 characters, as `/` makes them from 128 random bits. Only such a room can be
+/// made private; any other name (typed in the room box) is an open room.
+pub fn is_private_room_id(room: &str) -> bool {
+    room.len() == PRIVATE_ROOM_ID_CHARS
+        && room.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'h' | b'j' | b'k' | b'm' | b'n' | b'p'..=b't' | b'v'..=b'z'))
+}
+
+/// A private room id from 128 random bits.
+pub fn private_room_id(random: u128) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    (0..PRIVATE_ROOM_ID_CHARS).rev().map(|i| ALPHABET[((random >> (i * 5)) & 31) as usize] as char).collect()
+}
+
+/// The record id of `user`'s membership of `room`: one per pair.
+pub fn member_id(room: &str, user: &str) -> String {
+    format!("{room}:{user}")
+}
+
+/// A row of `rooms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Room {
+    pub id: String,
+    pub creator_id: String,
+    /// Whoever holds it may join: the invite link carries it.
+    pub invite_code: String,
+    pub created_at: i64,
+}
+
+/// A row of `members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: String,
+    pub room_id: String,
+    pub user_id: String,
+    pub joined_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MembershipArgs {
+    pub room_id: String,
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateRoomArgs {
+    pub room_id: String,
+    pub creator_id: String,
+    pub invite_code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinRoomArgs {
+    pub room_id: String,
+    pub user_id: String,
+    pub invite_code: String,
+}
 
 /// A row of `messages`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +167,58 @@ pub fn chat_model() -> SyncModel {
                 // roomMessages: WHERE room_id = ? ORDER BY created_at, id.
                 .index(&["room_id", "created_at", "id"]),
         )
+        .collection(
+            Collection::new(ROOMS, "id")
+                .column("id", ColumnType::Text)
+                .column("creator_id", ColumnType::Text)
+                .column("invite_code", ColumnType::Text)
+                .column("created_at", ColumnType::Integer),
+        )
+        .collection(
+            Collection::new(MEMBERS, "id")
+                .column("id", ColumnType::Text)
+                .column("room_id", ColumnType::Text)
+                .column("user_id", ColumnType::Text)
+                .column("joined_at", ColumnType::Integer)
+                .index(&["room_id", "user_id"]),
+        )
+        .query(
+            ROOM.define()
+                .require("roomId", "id", Operator::Eq)
+                .normalize(|args| RoomArgs { room_id: trimmed(args.room_id) })
+                .build(|args| Select::from(ROOMS).filter("id", Operator::Eq, args.room_id.clone())),
+        )
+        .query(
+            MEMBERSHIP
+                .define()
+                .require("roomId", "room_id", Operator::Eq)
+                .require("userId", "user_id", Operator::Eq)
+                .build(|args| {
+                    Select::from(MEMBERS).filter("room_id", Operator::Eq, args.room_id.clone()).filter(
+                        "user_id",
+                        Operator::Eq,
+                        args.user_id.clone(),
+                    )
+                }),
+        )
+        .mutator(CREATE_ROOM.define().require("roomId", "id").require("creatorId", "creator_id").build(
+            |args, ctx| {
+                Insert::into(ROOMS)
+                    .value("id", ctx.record_id.clone())
+                    .value("creator_id", args.creator_id.clone())
+                    .value("invite_code", args.invite_code.clone())
+                    .value("created_at", ctx.now_ms)
+            },
+        ))
+        .mutator(JOIN_ROOM.define().require("roomId", "room_id").require("userId", "user_id").build(
+            |args, ctx| {
+                Insert::into(MEMBERS)
+                    .value("id", ctx.record_id.clone())
+                    .value("room_id", args.room_id.clone())
+                    .value("user_id", args.user_id.clone())
+                    .value("joined_at", ctx.now_ms)
+            },
+        ))
         .query(
             ROOM_MESSAGES
                 .define()
@@ -208,6 +337,17 @@ mod tests {
         assert_eq!(insert.values["id"], json!(ctx().record_id));
         assert_eq!(insert.values["last_modified_by"], json!(ctx().client_id));
         assert_eq!(insert.values["created_at"], json!(ctx().now_ms));
+    }
+
+    #[test]
+    fn private_room_ids_are_128_random_bits_in_26_characters() {
+        let id = private_room_id(u128::MAX - 12345);
+        assert!(is_private_room_id(&id), "{id}");
+        assert_ne!(private_room_id(1), private_room_id(2));
+        assert!(is_private_room_id(&private_room_id(0)));
+        for open in ["lobby", "94462", "room_01HYS7J9GZ8P6VA3K3Z4X5M2K1", &"A".repeat(26), &"u".repeat(26)] {
+            assert!(!is_private_room_id(open), "{open}");
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!
 //! Rules: the end user must present a valid guest token of the chat (without one, the
 //! answer is "needs auth": the browser renews its sign-in and sends the same writes
-//! again); reads of `roomMessages` are open to signed-in users; a message has
+//! again); an open room (any typed name) is open to signed-in users, a private room
+//! (made from a fresh 128-bit id by its creator) to its creator and those who
+//! joined with its invite code, for reads and writes alike; a message has
 //! 1..=2000 characters, is sent under the token's own subject and shows a valid
 //! display name; edits and deletes name the token's own subject too, and the model
 //! guards them on the message's `author_id`, so only the author edits or deletes.
@@ -16,15 +18,24 @@ use axum::extract::Extension;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
+use std::collections::BTreeMap;
 use subtle::ConstantTimeEq;
-use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
+
+use sync::protocol::mutation_callback::{
+    MutationCallbackOperation as MutationOperation, MutationCallbackRequest, MutationCallbackResponse,
+};
 use sync::protocol::query_callback::QueryCallbackRequest;
 use sync::protocol::{Decision, SECRET_HEADER};
 use sync_server::guest::{Guest, GuestAuth, is_valid_name};
-use sync_server::{ApiError, CallbackFuture, Callbacks, Caller, config, parse_json, read_body};
+use sync_server::{
+    ApiError, CallbackError, CallbackFuture, Callbacks, Caller, config, parse_json, read_body,
+};
 use worker::Env;
 
-use app::model::{DELETE_MESSAGE, EDIT_MESSAGE, MAX_BODY_CHARS, ROOM_MESSAGES, SEND_MESSAGE};
+use app::model::{
+    CREATE_ROOM, DELETE_MESSAGE, EDIT_MESSAGE, JOIN_ROOM, MAX_BODY_CHARS, MEMBERSHIP, MembershipArgs, ROOM,
+    ROOM_MESSAGES, Room, RoomArgs, SEND_MESSAGE, is_private_room_id, member_id,
+};
 
 /// The chat's guest sign-in: its tokens name the chat (`aud`).
 pub const GUEST: GuestAuth = GuestAuth::new(app::APP_NAME.0);
@@ -39,8 +50,8 @@ impl Callbacks for ChatRules {
         request: &'a QueryCallbackRequest,
     ) -> CallbackFuture<'a, Decision> {
         Box::pin(async move {
-            GUEST.signed_in(caller)?;
-            Ok(decide_query(request))
+            let user = GUEST.signed_in(caller)?;
+            decide_query(&caller.env, &user, request).await
         })
     }
 
@@ -51,7 +62,7 @@ impl Callbacks for ChatRules {
     ) -> CallbackFuture<'a, MutationCallbackResponse> {
         Box::pin(async move {
             let user = GUEST.signed_in(caller)?;
-            Ok(decide_mutation(&user, request))
+            decide_mutation(&caller.env, &user, request).await
         })
     }
 
@@ -61,24 +72,105 @@ impl Callbacks for ChatRules {
     }
 }
 
-fn decide_query(request: &QueryCallbackRequest) -> Decision {
-    if request.operation_name == ROOM_MESSAGES.name() {
-        Decision::allow()
+fn text<'a>(args: &'a serde_json::Value, key: &str) -> &'a str {
+    args.get(key).and_then(|value| value.as_str()).unwrap_or_default()
+}
+
+/// The server's own reads for the rules; a failed read decides nothing (retried).
+async fn trusted<A: serde::Serialize, R: serde::de::DeserializeOwned>(
+    env: &Env,
+    query: &sync::typed::Query<A, R>,
+    args: &A,
+) -> Result<Vec<R>, CallbackError> {
+    crate::engine()
+        .read_trusted(env, query, args)
+        .await
+        .map_err(|error| CallbackError::Unavailable(format!("reading {}: {error}", query.name())))
+}
+
+/// A private room's row, if `room` is one.
+async fn private_room(env: &Env, room: &str) -> Result<Option<Room>, CallbackError> {
+    if !is_private_room_id(room) {
+        return Ok(None);
+    }
+    let rows = trusted(env, &ROOM, &RoomArgs { room_id: room.to_string() }).await?;
+    Ok(rows.into_iter().next())
+}
+
+/// The membership rule: anyone signed in enters an open room (any name but a
+/// private room's id, or such an id nobody has made private yet: nothing is in
+/// it); a private room only its creator and those who joined with its invite.
+async fn may_enter(env: &Env, user: &Guest, room: &str) -> Result<Result<(), String>, CallbackError> {
+    let Some(private) = private_room(env, room).await? else { return Ok(Ok(())) };
+    if private.creator_id == user.subject {
+        return Ok(Ok(()));
+    }
+    let membership = MembershipArgs { room_id: room.to_string(), user_id: user.subject.clone() };
+    if trusted(env, &MEMBERSHIP, &membership).await?.is_empty() {
+        Ok(Err(format!("room {room} is private: ask a member for its invite link")))
     } else {
-        Decision::deny("query operation is not allowlisted")
+        Ok(Ok(()))
     }
 }
 
-fn decide_mutation(user: &Guest, request: &MutationCallbackRequest) -> MutationCallbackResponse {
-    MutationCallbackResponse::per_operation(&request.operations, |operation| {
-        judge(user, &operation.operation_name, &operation.args)
+async fn decide_query(
+    env: &Env,
+    user: &Guest,
+    request: &QueryCallbackRequest,
+) -> Result<Decision, CallbackError> {
+    let args = &request.args;
+    let name = request.operation_name.as_str();
+    let verdict = if name == ROOM_MESSAGES.name() || name == ROOM.name() {
+        may_enter(env, user, text(args, "roomId")).await?
+    } else if name == MEMBERSHIP.name() {
+        if text(args, "userId") == user.subject {
+            Ok(())
+        } else {
+            Err("only your own memberships".to_string())
+        }
+    } else {
+        Err("query operation is not allowlisted".to_string())
+    };
+    Ok(match verdict {
+        Ok(()) => Decision::allow(),
+        Err(reason) => Decision::deny(reason),
     })
 }
 
-fn judge(user: &Guest, operation: &str, args: &serde_json::Value) -> Result<(), String> {
-    let text = |key: &str| args.get(key).and_then(|value| value.as_str()).unwrap_or_default();
+async fn decide_mutation(
+    env: &Env,
+    user: &Guest,
+    request: &MutationCallbackRequest,
+) -> Result<MutationCallbackResponse, CallbackError> {
+    // What the rules need to know of each room the batch names, read once.
+    let mut rooms: BTreeMap<String, RoomFacts> = BTreeMap::new();
+    for operation in &request.operations {
+        let room = text(&operation.args, "roomId").to_string();
+        if rooms.contains_key(&room) {
+            continue;
+        }
+        let facts =
+            RoomFacts { enter: may_enter(env, user, &room).await?, private: private_room(env, &room).await? };
+        rooms.insert(room, facts);
+    }
+    Ok(MutationCallbackResponse::per_operation(&request.operations, |operation| {
+        let facts = rooms.get(text(&operation.args, "roomId"));
+        judge(user, operation, facts)
+    }))
+}
+
+/// What the rules know of a room a write names.
+struct RoomFacts {
+    enter: Result<(), String>,
+    private: Option<Room>,
+}
+
+fn judge(user: &Guest, operation: &MutationOperation, facts: Option<&RoomFacts>) -> Result<(), String> {
+    let args = &operation.args;
+    let name = operation.operation_name.as_str();
+    let Some(facts) = facts else { return Err("the write names no room".into()) };
     let check_body = || {
-        let chars = text("body").chars().count();
+        let chars = text(args, "body").chars().count();
         if chars == 0 {
             Err("a message cannot be empty".to_string())
         } else if chars > MAX_BODY_CHARS {
@@ -87,17 +179,47 @@ fn judge(user: &Guest, operation: &str, args: &serde_json::Value) -> Result<(), 
             Ok(())
         }
     };
-    if operation == SEND_MESSAGE.name() {
+    if name == SEND_MESSAGE.name() {
         check_body()?;
-        if !is_valid_name(text("authorName")) {
+        if !is_valid_name(text(args, "authorName")) {
             return Err("a message shows its author's display name: 1 to 40 visible characters".to_string());
         }
-        own_subject_only(user, text("authorId"), "post")
-    } else if operation == EDIT_MESSAGE.name() {
+        own_subject_only(user, text(args, "authorId"), "post")?;
+        facts.enter.clone()
+    } else if name == EDIT_MESSAGE.name() {
         check_body()?;
-        own_subject_only(user, text("authorId"), "edit")
-    } else if operation == DELETE_MESSAGE.name() {
-        own_subject_only(user, text("authorId"), "delete")
+        own_subject_only(user, text(args, "authorId"), "edit")?;
+        facts.enter.clone()
+    } else if name == DELETE_MESSAGE.name() {
+        own_subject_only(user, text(args, "authorId"), "delete")?;
+        facts.enter.clone()
+    } else if name == CREATE_ROOM.name() {
+        own_subject_only(user, text(args, "creatorId"), "create a room")?;
+        let room = text(args, "roomId");
+        if !is_private_room_id(room) {
+            return Err("only a fresh room (the New room link) can be made private".into());
+        }
+        if facts.private.is_some() {
+            return Err(format!("room {room} is private already"));
+        }
+        let code = text(args, "inviteCode");
+        if !(16..=128).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err("an invite code has 16 to 128 letters and digits".into());
+        }
+        Ok(())
+    } else if name == JOIN_ROOM.name() {
+        own_subject_only(user, text(args, "userId"), "join")?;
+        let room = text(args, "roomId");
+        if operation.record_id != member_id(room, &user.subject) {
+            return Err("a membership's record id is the room and the user".into());
+        }
+        match &facts.private {
+            None => Err(format!("room {room} is open: there is nothing to join")),
+            Some(private) if private.invite_code != text(args, "inviteCode") => {
+                Err("this invite is not valid for this room".into())
+            }
+            Some(_) => Ok(()),
+        }
     } else {
         Err("mutation operation is not allowlisted".into())
     }
@@ -139,17 +261,27 @@ fn http_caller(env: &Env, headers: &HeaderMap) -> Result<Guest, ApiError> {
     GUEST.identify(env, token)?.map_err(|reason| ApiError::NeedsAuth { reason })
 }
 
+/// A rule that could not be decided (its read failed): 503, retried.
+fn unavailable(error: CallbackError) -> ApiError {
+    match error {
+        CallbackError::NeedsAuth(reason) => ApiError::NeedsAuth { reason },
+        CallbackError::Unavailable(reason) => ApiError::CallbackUnavailable { reason },
+    }
+}
+
+#[worker::send]
 async fn query(
     Extension(env): Extension<Env>,
     headers: HeaderMap,
     raw: axum::extract::Request,
 ) -> Result<Json<Decision>, ApiError> {
     let body = read_body(raw).await?;
-    http_caller(&env, &headers)?;
+    let user = http_caller(&env, &headers)?;
     let request: QueryCallbackRequest = parse_json(&body)?;
-    Ok(Json(decide_query(&request)))
+    decide_query(&env, &user, &request).await.map(Json).map_err(unavailable)
 }
 
+#[worker::send]
 async fn mutation(
     Extension(env): Extension<Env>,
     headers: HeaderMap,
@@ -158,5 +290,5 @@ async fn mutation(
     let body = read_body(raw).await?;
     let user = http_caller(&env, &headers)?;
     let request: MutationCallbackRequest = parse_json(&body)?;
-    Ok(Json(decide_mutation(&user, &request)))
+    decide_mutation(&env, &user, &request).await.map(Json).map_err(unavailable)
 }

@@ -23,6 +23,7 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../migrations/postgres/0001_init.sql")),
     ("0002_change_capture", include_str!("../../migrations/postgres/0002_change_capture.sql")),
     ("0003_model", include_str!("../../migrations/postgres/0003_model.sql")),
+    ("0004_model", include_str!("../../migrations/postgres/0004_model.sql")),
 ];
 
 /// The sync engine for the chat's model: its callbacks over HTTP when

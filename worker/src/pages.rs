@@ -1,4 +1,4 @@
-//! The HTML pages. `/` sends a visitor to a fresh random room; `/room/{room}` renders
+//! The HTML pages. `/` sends a visitor to a fresh private room; `/room/{room}` renders
 //! that room, with its current messages when the visitor's sign-in cookie lets them
 //! read it (the same named query and callback as the sync connector), so the first
 //! paint has content before the local store takes over.
@@ -12,9 +12,15 @@ use worker::Env;
 use app::model::{Message, ROOM_MESSAGES, RoomArgs};
 use sync_server::ApiError;
 
-pub async fn home() -> Redirect {
-    let room = getrandom03::u32().map_or(10_000, |n| 10_000 + n % 90_000);
-    Redirect::temporary(&format!("/room/{room}"))
+/// A fresh private room: 128 random bits nobody can guess or count, made private to
+/// the visitor by the page (`?new`).
+pub async fn home() -> Result<Redirect, ApiError> {
+    let (high, low) = (getrandom03::u64(), getrandom03::u64());
+    let (Ok(high), Ok(low)) = (high, low) else {
+        return Err(ApiError::upstream("no randomness for a room id"));
+    };
+    let room = app::model::private_room_id((u128::from(high) << 64) | u128::from(low));
+    Ok(Redirect::temporary(&format!("/room/{room}?new")))
 }
 
 #[worker::send]

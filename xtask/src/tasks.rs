@@ -745,6 +745,7 @@ const POSTGRES_SPECS: &[&str] = &[
     "end2end/sign-in.spec.mjs",
     "end2end/direct-writes.spec.mjs",
     "end2end/revocation.spec.mjs",
+    "end2end/private-rooms.spec.mjs",
 ];
 
 /// rustfmt and clippy (warnings are errors) for every crate on the target it is

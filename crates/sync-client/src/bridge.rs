@@ -36,6 +36,9 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         now_ms: Option<i64>,
     },
+    /// The app may now allow what it refused (say, the user just joined a room):
+    /// refused queries are asked again.
+    AskAgain,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +109,8 @@ pub enum Reply {
         record_id: String,
         local_write_ms: f64,
     },
+    /// Refused queries will be asked again.
+    Asking,
 }
 
 /// Where the local database lives.

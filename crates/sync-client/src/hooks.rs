@@ -297,6 +297,13 @@ impl<A: Serialize + 'static> MutatorHandle<A, Inserts> {
     pub async fn insert_and_wait(&self, args: A) -> MutationResult {
         self.run(new_record_id(self.mutator.collection()), args).await
     }
+
+    /// Inserts the record `record_id` (an id that means something: one membership
+    /// per room and user, a room named by its URL) and waits until the server
+    /// settled it. A second insert of the same id is refused by the database.
+    pub async fn insert_with_id_and_wait(&self, record_id: impl Into<String>, args: A) -> MutationResult {
+        self.run(record_id.into(), args).await
+    }
 }
 
 impl<A: Serialize + 'static> MutatorHandle<A, Updates> {

@@ -194,6 +194,12 @@ impl SyncClient {
         }
     }
 
+    /// Asks the server again for the queries it refused: call it when the app may
+    /// now allow them (the user joined a room, was granted a list).
+    pub async fn ask_again(&self) -> Result<(), String> {
+        self.request(Request::AskAgain).await.map(|_| ())
+    }
+
     /// Sends a request and waits for its reply.
     pub async fn request(&self, request: Request) -> Result<Reply, String> {
         let receiver = {

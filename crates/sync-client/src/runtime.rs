@@ -417,6 +417,14 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
             wait_until_open(runtime).await?;
             mutate(runtime, name, args, mutation_id, record_id, at)
         }
+        Request::AskAgain => {
+            if runtime.driver.borrow().has_refusals() {
+                runtime.driver.borrow_mut().signed_in();
+                // Every view reads its query again, and a refused one is fetched anew.
+                runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None });
+            }
+            Ok(Reply::Asking)
+        }
     }
 }
 

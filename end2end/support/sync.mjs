@@ -52,6 +52,18 @@ export function claimsOf(token) {
 /** The subject a guest token names: the identity the chat's rules compare. */
 export const subjectOf = (token) => claimsOf(token).sub;
 
+/** A response's status, text and JSON (when it is JSON). */
+async function answerOf(response) {
+  const text = await response.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, json, text, headers: response.headers };
+}
+
 /** A client identity with helpers for query / push / pull. */
 export function client(url, token, clientKey = newClientKey()) {
   const ids = { client_id: clientIdForKey(clientKey), session_id: newId('session') };
@@ -66,14 +78,7 @@ export function client(url, token, clientKey = newClientKey()) {
       },
       body: typeof body === 'string' ? body : JSON.stringify({ protocol_version: PROTOCOL_VERSION, ...ids, ...body }),
     });
-    const text = await response.text();
-    let json;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    return { status: response.status, json, text, headers: response.headers };
+    return answerOf(response);
   };
   return {
     ...ids,
@@ -106,14 +111,7 @@ export async function socketTicket(url, { client_id, session_id, client_key, tok
     },
     body: JSON.stringify({ protocol_version: PROTOCOL_VERSION, client_id, session_id }),
   });
-  const text = await response.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, json, text };
+  return answerOf(response);
 }
 
 /**

@@ -44,12 +44,19 @@ impl From<SessionError> for ApiError {
     }
 }
 
-async fn session_call(env: &Env, path: &str, claim: &Claim) -> Result<(), SessionError> {
+/// POSTs to a session's object: its 200 answer, or why not (403: another client's
+/// or user's session).
+async fn session_request(
+    env: &Env,
+    session_id: &str,
+    path: &str,
+    body: &impl Serialize,
+) -> Result<Response, SessionError> {
     let failed = |error: worker::Error| SessionError::Failed(error.to_string());
-    let stub = session_stub(env, &claim.session_id).map_err(failed)?;
-    let mut response = post_json(&stub, path, claim).await.map_err(failed)?;
+    let stub = session_stub(env, session_id).map_err(failed)?;
+    let mut response = post_json(&stub, path, body).await.map_err(failed)?;
     match response.status_code() {
-        200 => Ok(()),
+        200 => Ok(response),
         403 => {
             let body: serde_json::Value = response.json().await.unwrap_or_default();
             let reason =
@@ -58,6 +65,10 @@ async fn session_call(env: &Env, path: &str, claim: &Claim) -> Result<(), Sessio
         }
         status => Err(SessionError::Failed(format!("HTTP {status}"))),
     }
+}
+
+async fn session_call(env: &Env, path: &str, claim: &Claim) -> Result<(), SessionError> {
+    session_request(env, &claim.session_id, path, claim).await.map(|_| ())
 }
 
 thread_local! {
@@ -79,21 +90,10 @@ pub async fn grant_ticket(
     client_id: &str,
     subject: Option<String>,
 ) -> Result<sync::protocol::ticket::TicketResponse, SessionError> {
-    let failed = |error: worker::Error| SessionError::Failed(error.to_string());
     let grant =
         super::calls::TicketGrant { session_id: session_id.into(), client_id: client_id.into(), subject };
-    let stub = session_stub(env, session_id).map_err(failed)?;
-    let mut response = post_json(&stub, "/ticket", &grant).await.map_err(failed)?;
-    match response.status_code() {
-        200 => response.json().await.map_err(failed),
-        403 => {
-            let body: serde_json::Value = response.json().await.unwrap_or_default();
-            let reason =
-                body.get("reason").and_then(|r| r.as_str()).unwrap_or("session belongs to another client");
-            Err(SessionError::Mismatch(reason.to_string()))
-        }
-        status => Err(SessionError::Failed(format!("HTTP {status}"))),
-    }
+    let mut response = session_request(env, session_id, "/ticket", &grant).await?;
+    response.json().await.map_err(|error| SessionError::Failed(error.to_string()))
 }
 
 /// Binds (or checks) the session's client. Once a session object has confirmed the

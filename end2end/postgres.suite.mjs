@@ -27,13 +27,16 @@ test('the worker says it runs on PostgreSQL and migrated the database itself', a
   const read = await client(app.url, ada).query('roomMessages', { roomId: newId('room') });
   assert.equal(read.status, 200, read.text);
   // The engine's own tables, then the app's migrations (generated from its model).
-  assert.deepEqual(await app.sql('SELECT version FROM sync_schema_migrations ORDER BY version'), [['0001_init'], ['0002_change_capture'], ['sync_engine_0002']]);
+  assert.deepEqual(
+    await app.sql('SELECT version FROM sync_schema_migrations ORDER BY version'),
+    [['0001_init'], ['0002_change_capture'], ['0003_model'], ['0004_model'], ['sync_engine_0002']],
+  );
   const indexes = await app.sql("SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname NOT LIKE '%_pkey' ORDER BY indexname");
-  assert.deepEqual(indexes.map(([name]) => name), ['messages_by_room_id_created_at_id', 'sync_changes_record', 'sync_changes_topics']);
+  assert.deepEqual(indexes.map(([name]) => name), ['messages_by_room_id_created_at_id', 'room_members_by_room_id_user_id', 'sync_changes_record', 'sync_changes_topics']);
   const tables = await app.sql(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
   );
-  assert.deepEqual(tables.map(([name]) => name), ['messages', 'sync_changes', 'sync_compaction', 'sync_mutations', 'sync_schema_migrations']);
+  assert.deepEqual(tables.map(([name]) => name), ['messages', 'private_rooms', 'room_members', 'sync_changes', 'sync_compaction', 'sync_mutations', 'sync_schema_migrations']);
 });
 
 test('an accepted write is in PostgreSQL: the row, its change-log entry and its outcome, once', async () => {
@@ -62,8 +65,10 @@ test('an accepted write is in PostgreSQL: the row, its change-log entry and its 
 test('a refused write leaves PostgreSQL untouched but for its recorded answer', async () => {
   const room = newId('room');
   const a = client(app.url, ada);
-  // The chat's mutation callback refuses posting under someone else's name.
-  const { response } = a.send(room, 'Bob', 'not really Bob');
+  // The chat's mutation callback refuses posting as another user (Bob's subject).
+  const bob = client(app.url, await guestToken(app.url, 'Bob'));
+  const forged = { id: newId('outbox'), name: 'sendMessage', args: { roomId: room, authorId: bob.subject, authorName: 'Bob', body: 'not really Bob' }, record_id: newId('messages') };
+  const response = a.push([forged]);
   const [result] = (await response).json.results;
   assert.equal(result.status, 'rejected', JSON.stringify(result));
   assert.deepEqual(await app.sql(`SELECT count(*) FROM messages WHERE room_id = '${room}'`), [['0']]);

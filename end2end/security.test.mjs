@@ -551,3 +551,33 @@ test('a private room: only its creator and those who joined with its invite read
   const sent = await e.push([op(e, 'sendMessage', { roomId: room, authorId: e.subject, authorName: 'Eve', body: 'in at last' })]);
   assert.equal(sent.json.results[0].status, 'confirmed', sent.text);
 });
+
+test("a write's answer carries the record only to a writer the app lets read it", async () => {
+  const callbacks = await startCallbackServer();
+  // Reads: Bob may not read the suggestion box; writes go by the chat's own rules.
+  callbacks.answer((kind, body, headers) => {
+    const token = headers.authorization?.slice('Bearer '.length);
+    return token && claimsOf(token).name === 'Bob'
+      ? { json: { allow: false, reason: 'suggestions are read by the staff' } }
+      : { json: { allow: true } };
+  });
+  const other = await startApp({ vars: { SYNC_QUERY_CALLBACK_URL: `${callbacks.url}/query` } });
+  try {
+    const room = newId('room');
+    const bob = client(other.url, await guestToken(other.url, 'Bob'));
+    const staff = client(other.url, await guestToken(other.url, 'Staff'));
+    const pushed = await bob.send(room, 'Bob', 'a secret suggestion').response;
+    const [answer] = pushed.json.results;
+    assert.equal(answer.status, 'confirmed', pushed.text);
+    assert.ok(answer.seq > 0);
+    assert.equal(answer.row, null, 'no image for a writer who may not read it');
+    assert.equal((await bob.query('roomMessages', { roomId: room })).status, 403);
+    // A reader sees it; so does a writer who may read (the control).
+    assert.deepEqual((await staff.query('roomMessages', { roomId: room })).json.rows.map((r) => r.body), ['a secret suggestion']);
+    const own = await staff.send(room, 'Staff', 'noted').response;
+    assert.equal(own.json.results[0].row.body, 'noted');
+  } finally {
+    await other.stop();
+    await callbacks.close();
+  }
+});

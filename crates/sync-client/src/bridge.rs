@@ -36,7 +36,7 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         now_ms: Option<i64>,
     },
-    /// The app may now allow what it refused (say, the user just joined a room):
+    /// The app may now allow what it refused (say, the user just joined a group):
     /// refused queries are asked again.
     AskAgain,
 }

@@ -298,8 +298,8 @@ impl<A: Serialize + 'static> MutatorHandle<A, Inserts> {
         self.run(new_record_id(self.mutator.collection()), args).await
     }
 
-    /// Inserts the record `record_id` (an id that means something: one membership
-    /// per room and user, a room named by its URL) and waits until the server
+    /// Inserts the record `record_id` (an id that means something: one record per
+    /// group and user, a group named by its URL) and waits until the server
     /// settled it. A second insert of the same id is refused by the database.
     pub async fn insert_with_id_and_wait(&self, record_id: impl Into<String>, args: A) -> MutationResult {
         self.run(record_id.into(), args).await

@@ -195,7 +195,7 @@ impl SyncClient {
     }
 
     /// Asks the server again for the queries it refused: call it when the app may
-    /// now allow them (the user joined a room, was granted a list).
+    /// now allow them (the user just joined a group, was granted a list).
     pub async fn ask_again(&self) -> Result<(), String> {
         self.request(Request::AskAgain).await.map(|_| ())
     }

@@ -9,12 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures_executor::block_on;
 use serde_json::{Value, json};
-use sync::changes::{Change, Cursor};
+use sync::changes::{Change, Cursor, Topic};
 use sync::memo::IsolateMemo;
 use sync::model::{MutationContext, SyncModel, ValidatedQuery};
 use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
 use sync::protocol::pull::{PullRequest, PullResponse, RefusedSubscription, Subscription};
-use sync::protocol::push::{MutationOutcome, PushMutation, PushRequest, PushResponse};
+use sync::protocol::push::{MutationOutcome, MutationResult, PushMutation, PushRequest, PushResponse};
 use sync::protocol::query::{QueryRequest, QueryResponse};
 use sync::pull::PullPlan;
 use sync::server::{ServerState, UpstreamRule};
@@ -353,6 +353,27 @@ impl World {
         Ok(QueryResponse { rows, cursor, topic: query.topic })
     }
 
+    /// `sync::push::withhold_unreadable`, asking the app's query rule about each topic
+    /// (no answer counts as no).
+    fn withhold_unreadable(
+        &self,
+        user: &'static str,
+        mutations: &[PushMutation],
+        results: &mut [MutationResult],
+    ) {
+        let model = &self.server.model;
+        let readable: Vec<Topic> = sync::push::topics_of_answers(model, mutations, results)
+            .into_iter()
+            .filter(|topic| {
+                topic
+                    .query_and_args()
+                    .and_then(|(name, args)| model.validate_query(name, &args).ok())
+                    .is_some_and(|query| matches!(self.server.judge_query(user, &query), Ok(Ok(()))))
+            })
+            .collect();
+        sync::push::withhold_unreadable(model, mutations, results, &readable);
+    }
+
     /// The app refused `topics` to the session: it stops watching them at once.
     fn refuse(&mut self, isolate: usize, session: &str, client: &str, topics: &[String]) {
         self.server.isolates[isolate].forget_watch(session, client, topics);
@@ -408,6 +429,12 @@ impl World {
                     }
                 },
             ));
+        // As the worker does: a confirmed image goes back only to a writer the app lets
+        // read it.
+        let mut result = result;
+        if let Ok(pushed) = &mut result {
+            self.withhold_unreadable(user, &request.mutations, &mut pushed.response.results);
+        }
         // What a failed push left stored (a commit whose answer was lost, or the writes
         // its fallback made one by one before a transient failure) happened all the
         // same: the reference carries out those writes, in order.
@@ -432,7 +459,7 @@ impl World {
             // The reference carries out the same push with the app's same answer.
             let answer = asked.into_inner();
             let mut reference_asked_alone = false;
-            let expected = self.server.reference.push_batch(
+            let mut expected = self.server.reference.push_batch(
                 &request.client_id,
                 &request.session_id,
                 &mirrored,
@@ -452,6 +479,7 @@ impl World {
                     reason: "VIOLATION: the reference asked the app where the connector did not".into(),
                 });
             }
+            self.withhold_unreadable(user, &mirrored, &mut expected);
             if let Ok(pushed) = &result
                 && pushed.response.results != expected
             {

@@ -44,6 +44,14 @@ impl Topic {
         &self.0
     }
 
+    /// The query and its bound args a topic names (`boardCards{"boardId":"b1"}` ->
+    /// `("boardCards", {"boardId":"b1"})`). `None`: not a topic this engine made.
+    pub fn query_and_args(&self) -> Option<(&str, Value)> {
+        let open = self.0.find('{')?;
+        let args: Value = serde_json::from_str(&self.0[open..]).ok()?;
+        args.is_object().then(|| (&self.0[..open], args))
+    }
+
     /// Wraps a topic string read back from storage or the wire.
     pub fn from_raw(raw: impl Into<String>) -> Topic {
         Topic(raw.into())

@@ -22,6 +22,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::changes::Topic;
+
 use crate::model::{MutationContext, SyncModel, ValidatedMutation};
 use crate::operation::Operation;
 use crate::protocol::mutation_callback::{
@@ -301,6 +303,58 @@ pub fn answers(
                 .map(|outcome| MutationResult { id: mutation.id.clone(), outcome: outcome.clone() })
         })
         .collect()
+}
+
+/// The topics a push's confirmed images are on now: the app is asked, as for a
+/// read, whether the writer may read each (see [`withhold_unreadable`]).
+pub fn topics_of_answers(
+    model: &SyncModel,
+    mutations: &[PushMutation],
+    results: &[MutationResult],
+) -> Vec<Topic> {
+    let mut topics = std::collections::BTreeSet::new();
+    for (collection, row) in confirmed_images(model, mutations, results) {
+        topics.extend(model.topics_for_row(collection, row));
+    }
+    topics.into_iter().collect()
+}
+
+/// A write's answer carries the record's image back to its writer only when the app
+/// lets the writer read one of the topics the record is on (`readable`): a writer
+/// allowed to write but not to read learns it was confirmed, at its sequence
+/// number, and nothing of the record (its pull, under the read rule, brings what it
+/// may see).
+pub fn withhold_unreadable(
+    model: &SyncModel,
+    mutations: &[PushMutation],
+    results: &mut [MutationResult],
+    readable: &[Topic],
+) {
+    let collections: BTreeMap<&str, &str> = mutations
+        .iter()
+        .filter_map(|m| Some((m.id.as_str(), model.mutator_def(&m.name)?.collection.as_str())))
+        .collect();
+    for result in results.iter_mut() {
+        let Some(collection) = collections.get(result.id.as_str()) else { continue };
+        if let MutationOutcome::Confirmed { row: row @ Some(_), .. } = &mut result.outcome {
+            let on = row.as_ref().map(|image| model.topics_for_row(collection, image)).unwrap_or_default();
+            if !on.iter().any(|topic| readable.contains(topic)) {
+                *row = None;
+            }
+        }
+    }
+}
+
+fn confirmed_images<'a>(
+    model: &'a SyncModel,
+    mutations: &'a [PushMutation],
+    results: &'a [MutationResult],
+) -> impl Iterator<Item = (&'a str, &'a Row)> {
+    results.iter().filter_map(move |result| {
+        let MutationOutcome::Confirmed { row: Some(row), .. } = &result.outcome else { return None };
+        let mutation = mutations.iter().find(|m| m.id == result.id)?;
+        Some((model.mutator_def(&mutation.name)?.collection.as_str(), row))
+    })
 }
 
 /// A stored answer as it is given again now (a retry, or a duplicate of a push in

@@ -74,3 +74,29 @@ fn a_stored_answer_stands_after_the_upgrade_removed_its_mutator() {
         MutationOutcome::Rejected { .. }
     ));
 }
+
+/// A write's answer carries the image only to a writer who may read one of the
+/// record's topics; otherwise confirmed, at its sequence number, with no image.
+#[test]
+fn an_answer_carries_the_image_only_to_a_writer_who_may_read_it() {
+    let model = common::model();
+    let mut server = ServerState::new(model.clone());
+    let mutations = vec![add("outbox_1", "card_1")];
+    let results = server.push_batch("client_a", "session_a", &mutations, 10, |question| {
+        sync::protocol::mutation_callback::MutationCallbackResponse::per_operation(
+            &question.operations,
+            |_| Ok(()),
+        )
+    });
+    let topics = sync::push::topics_of_answers(&model, &mutations, &results);
+    let b1 = model.validate_query("boardCards", &json!({ "boardId": "b1" })).expect("q").topic;
+    assert_eq!(topics, vec![b1.clone()]);
+    assert_eq!(b1.query_and_args(), Some(("boardCards", json!({ "boardId": "b1" }))));
+
+    let mut readable = results.clone();
+    sync::push::withhold_unreadable(&model, &mutations, &mut readable, std::slice::from_ref(&b1));
+    assert_eq!(readable, results, "a reader of b1 gets the image");
+    let mut unreadable = results.clone();
+    sync::push::withhold_unreadable(&model, &mutations, &mut unreadable, &[]);
+    assert_eq!(unreadable[0].outcome, MutationOutcome::Confirmed { row: None, seq: Cursor(1) });
+}

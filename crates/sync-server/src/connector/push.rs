@@ -16,7 +16,7 @@ use worker::{Context, Env};
 
 use super::{MAX_PUSH_MUTATIONS, admit, authorization, now_ms, parse_json, read_body};
 use crate::durable;
-use crate::engine::Engine;
+use crate::engine::{Engine, QueryVerdict};
 use crate::error::ApiError;
 use crate::upstream::{Database, RawRow, Upstream, head_of, head_statement, topics_of};
 
@@ -36,7 +36,8 @@ pub async fn push(
     let ask = async |question: MutationCallbackRequest| {
         engine.ask_mutation(&env, authorization(&headers), &question).await
     };
-    let pushed = run(engine.model(), &db, &request, now_ms(), ask).await?;
+    let mut pushed = run(engine.model(), &db, &request, now_ms(), ask).await?;
+    withhold_unreadable_images(&engine, &env, &headers, &request, &mut pushed.response.results).await;
     if !pushed.topics.is_empty() {
         // Pokes go out after the answer: the writer does not wait for the fan-out.
         let Pushed { committed, topics, one_transaction, response } = pushed;
@@ -57,6 +58,31 @@ pub async fn push(
         return Ok(Json(response));
     }
     Ok(Json(pushed.response))
+}
+
+/// A confirmed image goes back only to a writer the app lets read it
+/// (`sync::push::withhold_unreadable`): the app's query callback is asked about each
+/// topic the images are on, as for a read; no answer counts as no (the image is left
+/// out, never anything else: the write stands and the writer's pull follows).
+async fn withhold_unreadable_images(
+    engine: &Engine,
+    env: &Env,
+    headers: &HeaderMap,
+    request: &PushRequest,
+    results: &mut [sync::protocol::push::MutationResult],
+) {
+    let topics = sync::push::topics_of_answers(engine.model(), &request.mutations, results);
+    let mut readable = Vec::new();
+    for topic in topics {
+        let Some((name, args)) = topic.query_and_args() else { continue };
+        let verdict = engine
+            .judge_query(env, authorization(headers), &request.client_id, &request.session_id, name, &args)
+            .await;
+        if let Ok(QueryVerdict::Allowed(_)) = verdict {
+            readable.push(topic);
+        }
+    }
+    sync::push::withhold_unreadable(engine.model(), &request.mutations, results, &readable);
 }
 
 /// The request's own limits: how many mutations, well-formed ids.

@@ -90,6 +90,23 @@ test('the server renders a room with its messages for a signed-in visitor, and h
   await page.getByTestId('message-body').filter({ hasText: 'rendered on the server' }).waitFor();
   await ready(page);
   assert.deepEqual(await page.getByTestId('message-body').allTextContents(), ['rendered on the server']);
+  // The offline copy of the page is the one rendered for nobody: the Service Worker's
+  // cache holds no user's messages (nothing of them outlives a sign-out).
+  await page.getByTestId('offline-ready').and(page.locator('[data-ready="true"]')).waitFor({ timeout: 15_000 });
+  await page.reload();
+  await ready(page);
+  const kept = await page.evaluate(async () => {
+    const texts = [];
+    for (const name of await caches.keys()) {
+      const cache = await caches.open(name);
+      for (const request of await cache.keys()) {
+        if (new URL(request.url).pathname.startsWith('/room/')) texts.push(await (await cache.match(request)).text());
+      }
+    }
+    return texts;
+  });
+  assert.ok(kept.length >= 1, 'the page is kept for offline loads');
+  for (const html of kept) assert.doesNotMatch(html, /rendered on the server/);
   assert.deepEqual(errors, []);
   await page.close();
 });

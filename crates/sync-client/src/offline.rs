@@ -1,6 +1,7 @@
 //! Offline page loads: registers the app's Service Worker (network first, falling
-//! back to a cache) and puts the current page into that cache, so a reload with no
-//! network still opens it. The data itself lives in the local SQLite store.
+//! back to a cache) and puts the current page into that cache, as the server renders
+//! it for nobody (no cookie), so a reload with no network still opens it and no
+//! user's data is ever in the cache. The data itself lives in the local SQLite store.
 //!
 //! The Service Worker script is the app's (it lists the app's own assets); it is
 //! registered as `{script}?cache={name}` and must keep its copies in the cache of
@@ -26,6 +27,10 @@ pub async fn enable(script_url: &str, app: &crate::AppName) -> Result<(), String
     let cache: web_sys::Cache =
         JsFuture::from(caches.open(&cache_name)).await.map_err(js_error)?.unchecked_into();
     let here = window.location().href().map_err(js_error)?;
-    JsFuture::from(cache.add_with_str(&here)).await.map_err(js_error)?;
+    // As rendered for nobody (no cookie): a user's data never sits in the cache.
+    let init = web_sys::RequestInit::new();
+    init.set_credentials(web_sys::RequestCredentials::Omit);
+    let request = web_sys::Request::new_with_str_and_init(&here, &init).map_err(js_error)?;
+    JsFuture::from(cache.add_with_request(&request)).await.map_err(js_error)?;
     Ok(())
 }

@@ -97,20 +97,31 @@ async fn private_room(env: &Env, room: &str) -> Result<Option<Room>, CallbackErr
     Ok(rows.into_iter().next())
 }
 
+/// What the rules need to know of a room, read once per request.
+struct RoomFacts {
+    /// The membership rule's verdict for the caller.
+    enter: Result<(), String>,
+    /// The room's row, if it is private.
+    private: Option<Room>,
+}
+
 /// The membership rule: anyone signed in enters an open room (any name but a
 /// private room's id, or such an id nobody has made private yet: nothing is in
 /// it); a private room only its creator and those who joined with its invite.
-async fn may_enter(env: &Env, user: &Guest, room: &str) -> Result<Result<(), String>, CallbackError> {
-    let Some(private) = private_room(env, room).await? else { return Ok(Ok(())) };
-    if private.creator_id == user.subject {
-        return Ok(Ok(()));
-    }
-    let membership = MembershipArgs { room_id: room.to_string(), user_id: user.subject.clone() };
-    if trusted(env, &MEMBERSHIP, &membership).await?.is_empty() {
-        Ok(Err(format!("room {room} is private: ask a member for its invite link")))
+async fn room_facts(env: &Env, user: &Guest, room: &str) -> Result<RoomFacts, CallbackError> {
+    let Some(private) = private_room(env, room).await? else {
+        return Ok(RoomFacts { enter: Ok(()), private: None });
+    };
+    let member = private.creator_id == user.subject || {
+        let membership = MembershipArgs { room_id: room.to_string(), user_id: user.subject.clone() };
+        !trusted(env, &MEMBERSHIP, &membership).await?.is_empty()
+    };
+    let enter = if member {
+        Ok(())
     } else {
-        Ok(Ok(()))
-    }
+        Err(format!("room {room} is private: ask a member for its invite link"))
+    };
+    Ok(RoomFacts { enter, private: Some(private) })
 }
 
 async fn decide_query(
@@ -121,7 +132,7 @@ async fn decide_query(
     let args = &request.args;
     let name = request.operation_name.as_str();
     let verdict = if name == ROOM_MESSAGES.name() || name == ROOM.name() {
-        may_enter(env, user, text(args, "roomId")).await?
+        room_facts(env, user, text(args, "roomId")).await?.enter
     } else if name == MEMBERSHIP.name() {
         if text(args, "userId") == user.subject {
             Ok(())
@@ -149,20 +160,13 @@ async fn decide_mutation(
         if rooms.contains_key(&room) {
             continue;
         }
-        let facts =
-            RoomFacts { enter: may_enter(env, user, &room).await?, private: private_room(env, &room).await? };
+        let facts = room_facts(env, user, &room).await?;
         rooms.insert(room, facts);
     }
     Ok(MutationCallbackResponse::per_operation(&request.operations, |operation| {
         let facts = rooms.get(text(&operation.args, "roomId"));
         judge(user, operation, facts)
     }))
-}
-
-/// What the rules know of a room a write names.
-struct RoomFacts {
-    enter: Result<(), String>,
-    private: Option<Room>,
 }
 
 fn judge(user: &Guest, operation: &MutationOperation, facts: Option<&RoomFacts>) -> Result<(), String> {

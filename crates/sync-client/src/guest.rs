@@ -27,6 +27,18 @@ pub struct Identity {
     pub name: String,
 }
 
+impl Token {
+    fn identity(&self) -> Identity {
+        Identity { subject: self.subject.clone(), name: self.name.clone() }
+    }
+
+    /// The bearer token and who it says the browser is.
+    fn into_parts(self) -> (String, Identity) {
+        let identity = self.identity();
+        (self.token, identity)
+    }
+}
+
 fn storage() -> Option<web_sys::Storage> {
     web_sys::window().and_then(|window| window.local_storage().ok().flatten())
 }
@@ -38,7 +50,7 @@ fn cached(app: AppName) -> Option<Token> {
 
 /// The identity of the cached token, if any (fresh or not).
 pub fn identity(app: AppName) -> Option<Identity> {
-    cached(app).map(|token| Identity { subject: token.subject, name: token.name })
+    cached(app).map(|token| token.identity())
 }
 
 async fn fetch_token(name: &str, previous: Option<&str>) -> Result<Token, String> {
@@ -66,7 +78,7 @@ pub async fn renew(app: AppName, name: &str) -> Result<(String, Identity), Strin
     if let (Some(storage), Ok(text)) = (storage(), serde_json::to_string(&fresh)) {
         let _ = storage.set_item(&app.token_key(), &text);
     }
-    Ok((fresh.token, Identity { subject: fresh.subject, name: fresh.name }))
+    Ok(fresh.into_parts())
 }
 
 /// A token for `name`: the cached one while it is fresh and for that name, else a
@@ -78,13 +90,11 @@ pub async fn token_for(app: AppName, name: &str) -> Result<(String, Identity), S
         && cached.name == name
         && cached.expires_at > now_s + RENEW_BEFORE_S
     {
-        return Ok((cached.token, Identity { subject: cached.subject, name: cached.name }));
+        return Ok(cached.into_parts());
     }
     match renew(app, name).await {
         Ok(signed_in) => Ok(signed_in),
-        Err(error) => cached(app)
-            .map(|cached| (cached.token, Identity { subject: cached.subject, name: cached.name }))
-            .ok_or(error),
+        Err(error) => cached(app).map(Token::into_parts).ok_or(error),
     }
 }
 

@@ -130,31 +130,37 @@ impl Engine {
         query: &Query<A, R>,
         args: &A,
     ) -> Result<Vec<R>, ApiError> {
-        let args = serde_json::to_value(args)
-            .map_err(|error| ApiError::bad_request("invalid_args", error.to_string()))?;
+        let args = typed_args(args)?;
         // Each server-side read is its own client and session to the callbacks, so an
         // app can tell them apart (and from browsers: nobody holds their keys).
         let (client_id, session_id) = server_read_ids()?;
         let validated =
             self.authorized_query(env, authorization, &client_id, &session_id, query.name(), &args).await?;
-        let (rows, _) = connector::query::read(self, env, &validated).await?;
-        query.decode_rows(rows).map_err(ApiError::upstream)
+        self.read_rows(env, query, &validated).await
     }
 
     /// A named read the server makes for itself, e.g. an app's callback looking up
     /// the data its rules need: checked against the model, but not put to the query
-    /// callback (it is the callback's own read). Never hand its rows to a user without your own
-    /// check.
+    /// callback (it is the callback's own read). Never hand its rows to a user
+    /// without your own check.
     pub async fn read_trusted<A: Serialize, R: DeserializeOwned>(
         &self,
         env: &Env,
         query: &Query<A, R>,
         args: &A,
     ) -> Result<Vec<R>, ApiError> {
-        let args = serde_json::to_value(args)
-            .map_err(|error| ApiError::bad_request("invalid_args", error.to_string()))?;
-        let validated = self.model().validate_query(query.name(), &args)?;
-        let (rows, _) = connector::query::read(self, env, &validated).await?;
+        let validated = self.model().validate_query(query.name(), &typed_args(args)?)?;
+        self.read_rows(env, query, &validated).await
+    }
+
+    /// Runs a validated read upstream; its rows as `R`.
+    async fn read_rows<A, R: DeserializeOwned>(
+        &self,
+        env: &Env,
+        query: &Query<A, R>,
+        validated: &ValidatedQuery,
+    ) -> Result<Vec<R>, ApiError> {
+        let (rows, _) = connector::query::read(self, env, validated).await?;
         query.decode_rows(rows).map_err(ApiError::upstream)
     }
 
@@ -197,6 +203,11 @@ impl Engine {
             .await
             .map_err(|error| callback_failed("mutation", error))
     }
+}
+
+/// A typed read's args as the model takes them.
+fn typed_args<A: Serialize>(args: &A) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(args).map_err(|error| ApiError::bad_request("invalid_args", error.to_string()))
 }
 
 /// The app's answer to a named read.

@@ -23,7 +23,6 @@
 use std::collections::BTreeMap;
 
 use crate::changes::Topic;
-
 use crate::model::{MutationContext, SyncModel, ValidatedMutation};
 use crate::operation::Operation;
 use crate::protocol::mutation_callback::{
@@ -312,9 +311,14 @@ pub fn topics_of_answers(
     mutations: &[PushMutation],
     results: &[MutationResult],
 ) -> Vec<Topic> {
+    let collections = collections_of(model, mutations);
     let mut topics = std::collections::BTreeSet::new();
-    for (collection, row) in confirmed_images(model, mutations, results) {
-        topics.extend(model.topics_for_row(collection, row));
+    for result in results {
+        if let (MutationOutcome::Confirmed { row: Some(image), .. }, Some(collection)) =
+            (&result.outcome, collections.get(result.id.as_str()))
+        {
+            topics.extend(model.topics_for_row(collection, image));
+        }
     }
     topics.into_iter().collect()
 }
@@ -330,31 +334,24 @@ pub fn withhold_unreadable(
     results: &mut [MutationResult],
     readable: &[Topic],
 ) {
-    let collections: BTreeMap<&str, &str> = mutations
-        .iter()
-        .filter_map(|m| Some((m.id.as_str(), model.mutator_def(&m.name)?.collection.as_str())))
-        .collect();
+    let collections = collections_of(model, mutations);
     for result in results.iter_mut() {
         let Some(collection) = collections.get(result.id.as_str()) else { continue };
-        if let MutationOutcome::Confirmed { row: row @ Some(_), .. } = &mut result.outcome {
-            let on = row.as_ref().map(|image| model.topics_for_row(collection, image)).unwrap_or_default();
-            if !on.iter().any(|topic| readable.contains(topic)) {
-                *row = None;
-            }
+        if let MutationOutcome::Confirmed { row, .. } = &mut result.outcome
+            && let Some(image) = row
+            && !model.topics_for_row(collection, image).iter().any(|topic| readable.contains(topic))
+        {
+            *row = None;
         }
     }
 }
 
-fn confirmed_images<'a>(
-    model: &'a SyncModel,
-    mutations: &'a [PushMutation],
-    results: &'a [MutationResult],
-) -> impl Iterator<Item = (&'a str, &'a Row)> {
-    results.iter().filter_map(move |result| {
-        let MutationOutcome::Confirmed { row: Some(row), .. } = &result.outcome else { return None };
-        let mutation = mutations.iter().find(|m| m.id == result.id)?;
-        Some((model.mutator_def(&mutation.name)?.collection.as_str(), row))
-    })
+/// The collection each mutation of a push writes, by mutation id.
+fn collections_of<'a>(model: &'a SyncModel, mutations: &'a [PushMutation]) -> BTreeMap<&'a str, &'a str> {
+    mutations
+        .iter()
+        .filter_map(|m| Some((m.id.as_str(), model.mutator_def(&m.name)?.collection.as_str())))
+        .collect()
 }
 
 /// A stored answer as it is given again now (a retry, or a duplicate of a push in

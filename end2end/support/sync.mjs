@@ -130,6 +130,9 @@ export async function openSocket(url, ticket) {
   const queue = [];
   const waiters = [];
   const all = [];
+  const closed = new Promise((resolve) => {
+    socket.addEventListener('close', (event) => resolve({ code: event.code, reason: event.reason }), { once: true });
+  });
   socket.addEventListener('message', (event) => {
     const message = JSON.parse(event.data);
     all.push(message);
@@ -146,6 +149,8 @@ export async function openSocket(url, ticket) {
     received: queue,
     /** Every message the socket received, in order. */
     all,
+    /** Resolves with the close code and reason once the socket closes. */
+    closed,
     next(timeoutMs = 5_000) {
       if (queue.length) return Promise.resolve(queue.shift());
       return new Promise((resolve, reject) => {

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Some("dev") => tasks::dev(&args[1..]),
         Some("test") => tasks::test(&args[1..]),
         Some("bench") => tasks::bench(&args[1..]),
+        Some("soak") => tasks::soak(&args[1..]),
         Some("sim") => tasks::sim(&args[1..]),
         Some("help") | Some("--help") | None => {
             println!("{}", USAGE);
@@ -60,4 +61,8 @@ const USAGE: &str = "usage: cargo xtask <task>
                      the deterministic simulation of the whole sync loop: N seeds from F (default
                      100 from 0), or replay seed S; K steps per run (default 300)
   bench [--postgres] setup + build + the benchmark: prints a table, writes target/bench/report.{json,png};
-                     with --postgres, on a throwaway local PostgreSQL cluster instead of D1";
+                     with --postgres, on a throwaway local PostgreSQL cluster instead of D1
+  soak [--minutes N] [--postgres]
+                     setup + build + 200 clients for N minutes (default 10), 20 of them hostile:
+                     fails unless every honest write is confirmed once, every honest client
+                     converges and gets no 5xx; prints the worker's memory every minute";

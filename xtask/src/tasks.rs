@@ -674,6 +674,37 @@ fn write_dev_vars_once(dir: &Path) -> Result {
     fs::write(&path, text).map_err(|error| format!("writing .dev.vars: {error}"))
 }
 
+/// The soak run (`end2end/soak/soak.mjs`): honest and hostile clients against one
+/// worker for `--minutes N`; it checks what must hold under abuse and exits non-zero
+/// when anything did not.
+pub fn soak(args: &[String]) -> Result {
+    let usage = || "usage: cargo xtask soak [--minutes N] [--postgres]".to_string();
+    let mut minutes = 10u32;
+    let mut on_postgres = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--postgres" => on_postgres = true,
+            "--minutes" => {
+                minutes =
+                    rest.next().and_then(|value| value.parse().ok()).filter(|m| *m > 0).ok_or_else(usage)?;
+            }
+            _ => return Err(usage()),
+        }
+    }
+    setup()?;
+    build()?;
+    let mut command = Command::new("node");
+    command.args(["--experimental-websocket", "end2end/soak/soak.mjs"]).current_dir(root());
+    command.env("SOAK_MINUTES", minutes.to_string());
+    wrangler_env(&mut command);
+    let cluster = if on_postgres { Some(crate::postgres::Cluster::start()?) } else { None };
+    if let Some(cluster) = &cluster {
+        command.env("SYNC_E2E_POSTGRES_URL", &cluster.url);
+    }
+    run(&mut command)
+}
+
 // ---------------------------------------------------------------- test
 
 /// The benchmark (`end2end/bench/bench.mjs`): starts the app itself, drives Chromium
@@ -734,6 +765,7 @@ const POSTGRES_NODE: &[&str] = &[
     "end2end/connector.test.mjs",
     "end2end/pokes.test.mjs",
     "end2end/security.test.mjs",
+    "end2end/abuse.test.mjs",
     "end2end/schema.test.mjs",
     "end2end/postgres.suite.mjs",
 ];

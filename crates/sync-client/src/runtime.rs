@@ -472,6 +472,19 @@ fn query(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, Stri
     Ok(Reply::Rows { rows, pending, synced, error })
 }
 
+/// A query's whole answer, page after page: every page's rows, at the first page's
+/// cursor (a pull from it hands out whatever changed while the later pages were read).
+async fn fetch_all_pages(runtime: &Rc<Runtime>, request: &QueryRequest) -> Result<QueryResponse, Failure> {
+    let mut answer = runtime.post_json::<QueryResponse>("/sync/query", request).await?;
+    while let Some(after) = answer.more.take() {
+        let next = QueryRequest { after: Some(after), ..request.clone() };
+        let mut page = runtime.post_json::<QueryResponse>("/sync/query", &next).await?;
+        answer.rows.append(&mut page.rows);
+        answer.more = page.more;
+    }
+    Ok(answer)
+}
+
 /// First sight of a query: read it from the server, install it, then pull.
 async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::ValidatedQuery) {
     /// A snapshot older than the store's cursor is fetched again (the head only
@@ -484,15 +497,16 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
         session_id: runtime.session_id.clone(),
         name: validated.name.clone(),
         args: validated.args.clone(),
+        after: None,
     };
-    let mut answer = runtime.post_json::<QueryResponse>("/sync/query", &request).await;
+    let mut answer = fetch_all_pages(runtime, &request).await;
     for _ in 1..STALE_TRIES {
         let Ok(snapshot) = &answer else { break };
         let held = runtime.with_store(|store| store.cursor().map_err(|e| e.to_string())).unwrap_or_default();
         if snapshot.cursor >= held {
             break;
         }
-        answer = runtime.post_json::<QueryResponse>("/sync/query", &request).await;
+        answer = fetch_all_pages(runtime, &request).await;
     }
     match answer {
         Ok(answer) => {

@@ -56,3 +56,13 @@ impl Config {
         })
     }
 }
+
+/// Whether `headers` carry the engine secret (`x-sync-engine-secret`), compared in
+/// constant time: the caller is the operator or the app's own server.
+pub fn presents_engine_secret(env: &Env, headers: &axum::http::HeaderMap) -> bool {
+    use subtle::ConstantTimeEq as _;
+    let Some(expected) = setting(env, ENGINE_SECRET) else { return false };
+    let presented =
+        headers.get(sync::protocol::SECRET_HEADER).map(|value| value.as_bytes()).unwrap_or_default();
+    !expected.is_empty() && bool::from(presented.ct_eq(expected.as_bytes()))
+}

@@ -19,6 +19,7 @@ use crate::callbacks::{CallbackError, Callbacks, Caller};
 use crate::config::Config;
 use crate::connector;
 use crate::error::ApiError;
+use crate::upstream::Upstream;
 
 /// The engine as an app's worker holds it: its sync model, its callbacks, and the
 /// PostgreSQL migrations of its tables. Cheap to clone.
@@ -130,13 +131,23 @@ impl Engine {
         query: &Query<A, R>,
         args: &A,
     ) -> Result<Vec<R>, ApiError> {
-        let args = typed_args(args)?;
-        // Each server-side read is its own client and session to the callbacks, so an
-        // app can tell them apart (and from browsers: nobody holds their keys).
-        let (client_id, session_id) = server_read_ids()?;
-        let validated =
-            self.authorized_query(env, authorization, &client_id, &session_id, query.name(), &args).await?;
+        let validated = self.server_read(env, authorization, query, args).await?;
         self.read_rows(env, query, &validated).await
+    }
+
+    /// A server-side read checked against the model and put to the query callback.
+    /// Each is its own client and session to the callbacks, so an app can tell them
+    /// apart (and from browsers: nobody holds their keys).
+    async fn server_read<A: Serialize, R>(
+        &self,
+        env: &Env,
+        authorization: Option<&str>,
+        query: &Query<A, R>,
+        args: &A,
+    ) -> Result<ValidatedQuery, ApiError> {
+        let args = typed_args(args)?;
+        let (client_id, session_id) = server_read_ids()?;
+        self.authorized_query(env, authorization, &client_id, &session_id, query.name(), &args).await
     }
 
     /// A named read the server makes for itself, e.g. an app's callback looking up
@@ -153,15 +164,35 @@ impl Engine {
         self.read_rows(env, query, &validated).await
     }
 
-    /// Runs a validated read upstream; its rows as `R`.
+    /// The last `rows` rows of a typed named read in its order (say, the newest
+    /// posts of a board, to render a page), under the same model check and query
+    /// callback as [`Self::read_query`].
+    pub async fn read_query_last<A: Serialize, R: DeserializeOwned>(
+        &self,
+        env: &Env,
+        authorization: Option<&str>,
+        query: &Query<A, R>,
+        args: &A,
+        rows: u32,
+    ) -> Result<Vec<R>, ApiError> {
+        let validated = self.server_read(env, authorization, query, args).await?;
+        let db = Upstream::open(self, env).await?;
+        let (rows, _) = connector::query::read_last(self.model(), &db, &validated, rows).await?;
+        query.decode_rows(rows).map_err(ApiError::upstream)
+    }
+
+    /// Runs a validated read upstream: its first page (at most as many rows as the
+    /// connector answers at once), as `R`.
     async fn read_rows<A, R: DeserializeOwned>(
         &self,
         env: &Env,
         query: &Query<A, R>,
         validated: &ValidatedQuery,
     ) -> Result<Vec<R>, ApiError> {
-        let (rows, _) = connector::query::read(self, env, validated).await?;
-        query.decode_rows(rows).map_err(ApiError::upstream)
+        let db = Upstream::open(self, env).await?;
+        let rows = connector::query::page_rows(self.model(), validated);
+        let page = connector::query::read_page(self.model(), &db, validated, None, rows).await?;
+        query.decode_rows(page.rows).map_err(ApiError::upstream)
     }
 
     pub(crate) async fn ask_query(

@@ -102,6 +102,30 @@ impl ApiError {
         )
     }
 
+    /// The reason a client is told. What the database or the app's callback said
+    /// (constraint names, callback URLs, connection details) stays in the log: the
+    /// client gets a sentence that says whose failure it was and what to do.
+    pub fn public_reason(&self) -> String {
+        let public = match self {
+            ApiError::Upstream { .. } => {
+                "the upstream database gave an answer the connector cannot read".into()
+            }
+            ApiError::UpstreamRefused { .. } => "the upstream database refused the statement".into(),
+            ApiError::UpstreamUnavailable { .. } => {
+                "the upstream database is unavailable; retry shortly".into()
+            }
+            // What kind of failure it was is the client's to know ("it answered HTTP
+            // 500"); the details after it, in parentheses, are not.
+            ApiError::CallbackUnavailable { reason } => {
+                let category = reason.split(" (").next().unwrap_or_default();
+                format!("{category}; retry shortly")
+            }
+            _ => return self.to_string(),
+        };
+        crate::log::error(&format!("{}: {self}", self.code()));
+        public
+    }
+
     /// The HTTP status it is answered with.
     pub fn status(&self) -> u16 {
         self.status_and_code().0.as_u16()
@@ -146,17 +170,10 @@ impl From<ValidationError> for ApiError {
 /// Seconds a client waits before retrying after a callback or the upstream failed.
 const CALLBACK_RETRY_AFTER_S: u32 = 2;
 
-/// Reasons are sentences, not echoes: input quoted in them is cut to this length.
-const MAX_REASON_CHARS: usize = 400;
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let mut reason = self.to_string();
-        if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
-            reason.truncate(cut);
-            reason.push('…');
-        }
+        let reason = sync::protocol::error::bounded_reason(self.public_reason());
         let body = ErrorBody { error: code.to_string(), reason };
         let mut response = (status, Json(body)).into_response();
         let retry_after_s = match self {

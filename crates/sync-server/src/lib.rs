@@ -41,6 +41,7 @@ mod engine;
 mod error;
 pub mod guest;
 mod health;
+mod log;
 mod upstream;
 
 use std::sync::Arc;
@@ -63,7 +64,9 @@ pub mod native {
     pub use crate::connector::check_client;
     pub use crate::connector::pull::{decode_change, read_page as pull_page};
     pub use crate::connector::push::{Pushed, check_request as check_push, predecessors, run as push};
-    pub use crate::connector::query::read_rows as query_rows;
+    pub use crate::connector::query::{
+        AnswerPage, page_rows, read_last as query_last, read_page as query_page,
+    };
     pub use crate::connector::{MAX_PUSH_MUTATIONS, PULL_PAGE};
     pub use crate::engine::callback_failed;
     pub use crate::upstream::{Call, Database, Fault, Faulty, Postgres, RawRow, Sqlite, check_schema};
@@ -87,6 +90,9 @@ pub async fn serve(
         Ok(bytes) => axum::body::Body::from(bytes),
         Err(error) => return Ok(axum::response::IntoResponse::into_response(error)),
     };
+    if let Err(error) = connector::limit_address(&env, &parts.headers).await {
+        return Ok(axum::response::IntoResponse::into_response(error));
+    }
     let mut router = router
         .method_not_allowed_fallback(error::method_not_allowed)
         // Handlers read bodies with `read_body` (bounded, always drained).

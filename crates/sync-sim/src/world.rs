@@ -117,6 +117,10 @@ const APP_TRIGGERS: &str = "
     BEGIN SELECT RAISE(ABORT, 'the app refuses forbidden cards'); END;";
 const APP_REFUSAL: &str = "the app refuses forbidden cards";
 
+/// Rows per page of a query's answer in the simulation (small, so that answers span
+/// pages).
+const SIM_PAGE_ROWS: u32 = 3;
+
 /// Isolates serving the simulated worker.
 const ISOLATES: usize = 2;
 
@@ -346,11 +350,31 @@ impl World {
         }
         self.server.claim(&request.session_id, &request.client_id)?;
         self.watch(&request.session_id, &[query.topic.to_string()], None);
-        let (rows, cursor) = block_on(native::query_rows(&self.server.model, &self.server.db, &query))?;
+        // Pages of a few rows (the worker's are thousands), followed to the end as the
+        // browser follows them: every page's rows, the first page's cursor.
+        let mut page = block_on(native::query_page(
+            &self.server.model,
+            &self.server.db,
+            &query,
+            request.after.as_ref(),
+            SIM_PAGE_ROWS,
+        ))?;
+        let cursor = page.cursor;
+        let mut rows = std::mem::take(&mut page.rows);
+        while let Some(after) = page.more.take() {
+            page = block_on(native::query_page(
+                &self.server.model,
+                &self.server.db,
+                &query,
+                Some(&after),
+                SIM_PAGE_ROWS,
+            ))?;
+            rows.append(&mut page.rows);
+        }
         if self.server.dies(isolate) {
             return Err(ApiError::upstream("the isolate died"));
         }
-        Ok(QueryResponse { rows, cursor, topic: query.topic })
+        Ok(QueryResponse { rows, cursor, topic: query.topic, more: None })
     }
 
     /// `sync::push::withhold_unreadable`, asking the app's query rule about each topic
@@ -392,8 +416,9 @@ impl World {
         let now = self.now;
         let state = self.server.sessions.entry(session.to_string()).or_default();
         let subscribed = state.subscribe(topics, acknowledged, now);
+        let user = state.user.clone();
         for topic in subscribed.added {
-            self.server.watchers.entry(topic).or_default().watch(session);
+            self.server.watchers.entry(topic).or_default().watch(session, user.as_deref(), now);
         }
         if let Some(release) = subscribed.release {
             self.send_poke(session, release.cursor, release.changes, release.topic, release.since);
@@ -744,6 +769,7 @@ impl World {
             session_id: client.driver.session_id().to_string(),
             name: query.name.clone(),
             args: query.args.clone(),
+            after: None,
         };
         let (user, key, sent) = (client.user, client.key.clone(), body(&request));
         self.counts.bump("queries");
@@ -1140,6 +1166,7 @@ impl World {
                     session_id: my_session.clone(),
                     name: query.name.clone(),
                     args: query.args.clone(),
+                    after: None,
                 };
                 if let Ok(answer) = self.serve_query("mallory", &key, &body(&request)) {
                     violated!("mallory read {} ({} rows)", BOARDS[board], answer.rows.len());
@@ -1315,6 +1342,19 @@ impl World {
                         "client {index}'s session watches {topic}, but {topic}'s subscription forgot it"
                     );
                 }
+            }
+        }
+        // Fan-out is bounded: per topic, a user's sessions and all sessions.
+        for (topic, watchers) in &self.server.watchers {
+            let users: BTreeSet<&String> =
+                self.server.sessions.values().filter_map(|state| state.user.as_ref()).collect();
+            for user in users {
+                if watchers.of_user(user) > sync::watchers::MAX_SESSIONS_PER_USER {
+                    violated!("{user} holds {} sessions on {topic}", watchers.of_user(user));
+                }
+            }
+            if watchers.len() > sync::watchers::MAX_WATCHERS {
+                violated!("{topic} has {} watchers", watchers.len());
             }
         }
         // An isolate's memo only vouches for a session's owner.

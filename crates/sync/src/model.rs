@@ -58,7 +58,14 @@ use serde::{Deserialize, Serialize};
 use crate::Value;
 use crate::changes::Topic;
 use crate::operation::{Filter, Operation, Operator, Select};
-use crate::schema::{Collection, ColumnType, Row, describe_value, is_valid_identifier};
+use crate::schema::{
+    Collection, ColumnType, ROUTED_VALUE_MAX_BYTES, Row, VALUE_MAX_BYTES, describe_value,
+    is_valid_identifier, value_bytes,
+};
+
+/// Bytes a query's normalized args may take as JSON: they name a topic, kept per
+/// watching session and in memos.
+pub const QUERY_ARGS_MAX_BYTES: usize = 1024;
 
 /// `arg` must be bound by a filter `column <operator> args[arg]` in every query built.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +139,10 @@ pub enum ModelError {
     DuplicateColumn { collection: String, column: String },
     #[error("collection `{collection}`: primary key `{column}` must be a declared text column")]
     BadPrimaryKey { collection: String, column: String },
+    #[error(
+        "`{0}` is not a valid query or mutator name (use [A-Za-z][A-Za-z0-9_]*, at most 63 characters): names are written into topics and the database's capture triggers"
+    )]
+    InvalidOperationName(String),
     #[error("`{0}` is declared twice (query and mutator names share one namespace)")]
     DuplicateOperation(String),
     #[error("`{operation}` names unknown collection `{collection}`")]
@@ -165,6 +176,12 @@ pub enum ValidationError {
     UnknownArg { operation: String, arg: String },
     #[error("`{operation}`: arg `{arg}` is ill-typed: {detail}")]
     IllTypedArg { operation: String, arg: String, detail: String },
+    #[error("`{operation}`: `{column}` holds {bytes} bytes, more than the {max} it may hold")]
+    ValueTooLarge { operation: String, column: String, bytes: usize, max: usize },
+    #[error(
+        "`{operation}`: its args take {bytes} bytes as JSON, more than the {max} a query's args may take"
+    )]
+    ArgsTooLarge { operation: String, bytes: usize, max: usize },
     #[error("`{operation}`: the operation reads/writes `{actual}`, but the model allows only `{expected}`")]
     WrongCollection { operation: String, expected: String, actual: String },
     #[error("`{operation}`: the operation is a {actual}, but the mutator is declared as {expected}")]
@@ -198,7 +215,9 @@ impl ValidationError {
             ValidationError::ArgsNotObject { .. }
             | ValidationError::MissingArg { .. }
             | ValidationError::UnknownArg { .. }
-            | ValidationError::IllTypedArg { .. } => "invalid_args",
+            | ValidationError::IllTypedArg { .. }
+            | ValidationError::ValueTooLarge { .. }
+            | ValidationError::ArgsTooLarge { .. } => "invalid_args",
             ValidationError::RequiredPredicateMissing { .. } => "required_predicate_missing",
             ValidationError::RequiredValueMissing { .. } => "required_value_missing",
             ValidationError::WrongCollection { .. }
@@ -484,6 +503,15 @@ impl SyncModelBuilder {
                     });
                 }
             }
+            for column in collection.max_bytes.keys() {
+                if !collection.has_column(column) {
+                    return Err(ModelError::UnknownColumn {
+                        operation: format!("max_bytes on {}", collection.name),
+                        collection: collection.name.clone(),
+                        column: column.clone(),
+                    });
+                }
+            }
             if collection.column_type(&collection.primary_key) != Some(ColumnType::Text) {
                 return Err(ModelError::BadPrimaryKey {
                     collection: collection.name.clone(),
@@ -542,6 +570,7 @@ impl SyncModelBuilder {
                     });
                 }
             }
+            check_operation_name(&query.name)?;
             if !names.insert(query.name.clone()) {
                 return Err(ModelError::DuplicateOperation(query.name));
             }
@@ -559,13 +588,32 @@ impl SyncModelBuilder {
             for value in &mutator.required_values {
                 known_column(&mutator.name, &mutator.collection, &value.column)?;
             }
+            check_operation_name(&mutator.name)?;
             if !names.insert(mutator.name.clone()) {
                 return Err(ModelError::DuplicateOperation(mutator.name));
             }
             mutators.insert(mutator.name.clone(), mutator);
         }
-        Ok(SyncModel { inner: Arc::new(ModelInner { collections, queries, mutators }) })
+        let mut routed: BTreeMap<String, BTreeSet<String>> = collections
+            .values()
+            .map(|collection| (collection.name.clone(), BTreeSet::from([collection.primary_key.clone()])))
+            .collect();
+        for query in queries.values() {
+            let columns = routed.entry(query.root_collection.clone()).or_default();
+            columns.extend(query.required_predicates.iter().map(|predicate| predicate.column.clone()));
+        }
+        Ok(SyncModel { inner: Arc::new(ModelInner { collections, queries, mutators, routed }) })
     }
+}
+
+/// Query and mutator names: letters, digits and `_`, starting with a letter, like the
+/// collection names (camelCase allowed), so that they are safe inside SQL text.
+fn check_operation_name(name: &str) -> Result<(), ModelError> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid { Ok(()) } else { Err(ModelError::InvalidOperationName(name.into())) }
 }
 
 fn check_identifier(name: &str) -> Result<(), ModelError> {
@@ -576,6 +624,8 @@ struct ModelInner {
     collections: BTreeMap<String, Collection>,
     queries: BTreeMap<String, QueryDef>,
     mutators: BTreeMap<String, MutatorDef>,
+    /// Per collection, the columns whose values end up in topics.
+    routed: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The checked sync model. Cheap to clone; shared by everything that validates.
@@ -695,7 +745,7 @@ impl SyncModel {
         let (args, select) = (query.run)(args).map_err(|error| error.named(name))?;
         let collection = self.expect_collection(name, &query.root_collection, &select.collection)?;
         for filter in &select.filters {
-            check_cell(name, collection, &filter.column, &filter.value)?;
+            self.check_value(name, collection, &filter.column, &filter.value)?;
             // Pulls and pokes deliver a topic's changes whole: a filter is only sound
             // when the topic itself pins it (a required equality on its value).
             let routed = filter.operator == Operator::Eq
@@ -729,6 +779,15 @@ impl SyncModel {
                     operator: predicate.operator.sql(),
                 });
             }
+        }
+        // Each value was in bounds; the args as a whole must be too.
+        let args_bytes = value_bytes(&args);
+        if args_bytes > QUERY_ARGS_MAX_BYTES {
+            return Err(ValidationError::ArgsTooLarge {
+                operation: name.into(),
+                bytes: args_bytes,
+                max: QUERY_ARGS_MAX_BYTES,
+            });
         }
         let topic = Topic::for_query(query, &args);
         Ok(ValidatedQuery { name: name.into(), args, select, topic })
@@ -772,7 +831,7 @@ impl SyncModel {
                     return Err(mismatch(&key.to_string()));
                 }
                 for (column, value) in &insert.values {
-                    check_cell(name, collection, column, value)?;
+                    self.check_value(name, collection, column, value)?;
                 }
                 if let Some(column) = collection.columns.iter().find(|c| !insert.values.contains_key(&c.name))
                 {
@@ -798,9 +857,9 @@ impl SyncModel {
                             column: column.clone(),
                         });
                     }
-                    check_cell(name, collection, column, value)?;
+                    self.check_value(name, collection, column, value)?;
                 }
-                check_guards(name, collection, &update.guards)?;
+                self.check_guards(name, collection, &update.guards)?;
                 for value in &mutator.required_values {
                     let expected = required(value)?;
                     let guarded = has_eq_guard(&update.guards, &value.column, expected);
@@ -814,7 +873,7 @@ impl SyncModel {
                 if delete.record_id != ctx.record_id {
                     return Err(mismatch(&delete.record_id));
                 }
-                check_guards(name, collection, &delete.guards)?;
+                self.check_guards(name, collection, &delete.guards)?;
                 for value in &mutator.required_values {
                     if !has_eq_guard(&delete.guards, &value.column, required(value)?) {
                         return Err(required_value_missing(name, value));
@@ -839,6 +898,60 @@ impl SyncModel {
             .filter(|query| query.root_collection == collection)
             .filter_map(|query| Topic::for_row(query, row))
             .collect()
+    }
+
+    /// The most bytes a value of `collection.column` may hold: the collection's own
+    /// limit for it, else [`ROUTED_VALUE_MAX_BYTES`] for a record id or a column some
+    /// query requires by equality, else [`VALUE_MAX_BYTES`].
+    pub fn value_limit(&self, collection: &Collection, column: &str) -> usize {
+        if let Some(max) = collection.max_bytes.get(column) {
+            return *max;
+        }
+        let routed = self.inner.routed.get(&collection.name).is_some_and(|columns| columns.contains(column));
+        if routed { ROUTED_VALUE_MAX_BYTES } else { VALUE_MAX_BYTES }
+    }
+
+    /// Checks a value of `collection.column` as a read or write of `operation` would:
+    /// the column exists, its type accepts the value, and the value is within the
+    /// column's limit ([`Self::value_limit`]).
+    pub fn check_value(
+        &self,
+        operation: &str,
+        collection: &Collection,
+        column: &str,
+        value: &Value,
+    ) -> Result<(), ValidationError> {
+        let column_type = check_column(operation, collection, column)?;
+        if !column_type.accepts(value) {
+            return Err(ValidationError::ColumnType {
+                operation: operation.into(),
+                column: column.into(),
+                expected: column_type.name(),
+                actual: describe_value(value),
+            });
+        }
+        let max = self.value_limit(collection, column);
+        let bytes = value_bytes(value);
+        if bytes > max {
+            return Err(ValidationError::ValueTooLarge {
+                operation: operation.into(),
+                column: column.into(),
+                bytes,
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_guards(
+        &self,
+        operation: &str,
+        collection: &Collection,
+        guards: &[Filter],
+    ) -> Result<(), ValidationError> {
+        guards
+            .iter()
+            .try_for_each(|guard| self.check_value(operation, collection, &guard.column, &guard.value))
     }
 
     fn expect_collection(
@@ -887,27 +1000,4 @@ fn check_column(
         collection: collection.name.clone(),
         column: column.into(),
     })
-}
-
-fn check_cell(
-    operation: &str,
-    collection: &Collection,
-    column: &str,
-    value: &Value,
-) -> Result<(), ValidationError> {
-    let column_type = check_column(operation, collection, column)?;
-    if column_type.accepts(value) {
-        Ok(())
-    } else {
-        Err(ValidationError::ColumnType {
-            operation: operation.into(),
-            column: column.into(),
-            expected: column_type.name(),
-            actual: describe_value(value),
-        })
-    }
-}
-
-fn check_guards(operation: &str, collection: &Collection, guards: &[Filter]) -> Result<(), ValidationError> {
-    guards.iter().try_for_each(|guard| check_cell(operation, collection, &guard.column, &guard.value))
 }

@@ -125,13 +125,31 @@ pub fn classify_postgres_failure(sqlstate: Option<&str>, message: &str) -> Write
     }
 }
 
-/// The reason a write the database refused is answered with: the database's own
-/// words (an app's trigger message reaches its user as written), without D1's prefix
-/// and result code.
+/// The reason a write the database refused is answered with. An app's trigger that
+/// raised (SQLite's `SQLITE_CONSTRAINT_TRIGGER`, PostgreSQL's `P0001`) speaks to the
+/// user: its message is answered as written ([`app_refusal`]). Anything else the
+/// database said (constraint and table names) stays in the server's log: the user
+/// is told what happened, not the schema.
 pub fn refused_reason(message: &str) -> String {
     let message = message.strip_prefix("D1_ERROR: ").unwrap_or(message);
-    let message = message.find(": SQLITE_").map_or(message, |at| &message[..at]);
-    format!("the upstream refused the write: {message}")
+    if message.contains("SQLITE_CONSTRAINT_TRIGGER") {
+        let said = message.find(": SQLITE_").map_or(message, |at| &message[..at]);
+        return app_refusal(said);
+    }
+    if let Some(said) = message.strip_suffix(" (P0001)") {
+        return app_refusal(said);
+    }
+    REFUSED_BY_CONSTRAINT.to_string()
+}
+
+/// The answer to a write the database refused for one of its own rules (a unique
+/// key, a check, a reference, a type).
+pub const REFUSED_BY_CONSTRAINT: &str =
+    "the upstream refused the write: it breaks a rule of the table (a unique key, a check or a reference)";
+
+/// The answer to a write an app's trigger refused with `message`.
+pub fn app_refusal(message: &str) -> String {
+    crate::protocol::error::bounded_reason(format!("the upstream refused the write: {message}"))
 }
 
 impl PushPlan {
@@ -241,10 +259,12 @@ impl PushPlan {
                 decisions.answered.insert(id.clone(), answered_now(outcome));
                 continue;
             }
+            // Stored and answered: cut like every reason (a validation error may
+            // quote the request, an app's callback may say anything).
             let reject = |reason: String, stored: bool| Rejection {
                 mutation_id: id.clone(),
                 mutator: candidate.mutation.name.clone(),
-                reason,
+                reason: crate::protocol::error::bounded_reason(reason),
                 stored,
             };
             let validated = match (&candidate.validated, verdicts.get(id.as_str())) {
@@ -372,14 +392,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refusal_is_answered_in_the_databases_words() {
+    fn an_apps_trigger_speaks_to_the_user_the_schema_does_not() {
         assert_eq!(
             refused_reason(
                 "D1_ERROR: the app refuses bad cards: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_TRIGGER)"
             ),
             "the upstream refused the write: the app refuses bad cards"
         );
-        assert_eq!(refused_reason("duplicate key"), "the upstream refused the write: duplicate key");
+        assert_eq!(refused_reason("no spam here (P0001)"), "the upstream refused the write: no spam here");
+        for schema_words in [
+            "D1_ERROR: UNIQUE constraint failed: cards.id: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_PRIMARYKEY)",
+            "duplicate key value violates unique constraint \"cards_pkey\" (23505)",
+            "new row for relation \"cards\" violates check constraint \"body_len\" (23514)",
+        ] {
+            assert_eq!(refused_reason(schema_words), REFUSED_BY_CONSTRAINT);
+        }
+        let long = "x".repeat(10_000);
+        assert!(refused_reason(&format!("{long} (P0001)")).chars().count() <= 401);
     }
 
     #[test]

@@ -64,6 +64,26 @@ pub struct Column {
     pub column_type: ColumnType,
 }
 
+/// Bytes a value of a routed column (a record id, a column a query requires by
+/// equality: it becomes part of a topic, kept in memos and Durable Object keys) may
+/// hold, unless the collection says otherwise ([`Collection::max_bytes`]).
+pub const ROUTED_VALUE_MAX_BYTES: usize = 256;
+
+/// Bytes any other value may hold, unless the collection says otherwise.
+pub const VALUE_MAX_BYTES: usize = 64 * 1024;
+
+/// The size a value counts for against its column's limit: a text's UTF-8 bytes,
+/// a JSON value's compact text; numbers and booleans are small by construction.
+pub fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::String(text) => text.len(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::Array(_) | Value::Object(_) => {
+            serde_json::to_string(value).map_or(usize::MAX, |text| text.len())
+        }
+    }
+}
+
 /// A table that is synced. The primary key is a text column holding the record id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Collection {
@@ -74,11 +94,29 @@ pub struct Collection {
     /// query also gets one on its required predicates unless one of these covers it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<Vec<String>>,
+    /// Columns whose values may be larger (or must be smaller) than the default
+    /// limits ([`ROUTED_VALUE_MAX_BYTES`], [`VALUE_MAX_BYTES`]), in bytes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub max_bytes: BTreeMap<String, usize>,
 }
 
 impl Collection {
     pub fn new(name: impl Into<String>, primary_key: impl Into<String>) -> Self {
-        Self { name: name.into(), primary_key: primary_key.into(), columns: Vec::new(), indexes: Vec::new() }
+        Self {
+            name: name.into(),
+            primary_key: primary_key.into(),
+            columns: Vec::new(),
+            indexes: Vec::new(),
+            max_bytes: BTreeMap::new(),
+        }
+    }
+
+    /// Values of `column` may hold up to `bytes` (instead of 256 bytes for a routed
+    /// column, 64 KB for any other). A write or read beyond it is refused with
+    /// `invalid_args` before anything runs.
+    pub fn max_bytes(mut self, column: impl Into<String>, bytes: usize) -> Self {
+        self.max_bytes.insert(column.into(), bytes);
+        self
     }
 
     pub fn column(mut self, name: impl Into<String>, column_type: ColumnType) -> Self {

@@ -159,9 +159,7 @@ impl ServerState {
                     .as_ref()
                     .and_then(|rule| (rule.0)(&write.collection, write.after.as_ref()));
                 let outcome = match refusal {
-                    Some(message) => {
-                        MutationOutcome::Rejected { reason: crate::push::refused_reason(&message) }
-                    }
+                    Some(message) => MutationOutcome::Rejected { reason: crate::push::app_refusal(&message) },
                     None => {
                         let seq = self.log_write(
                             &write.collection,

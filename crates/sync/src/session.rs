@@ -12,6 +12,9 @@
 //! - a topic the app refused to this session (a query or a pull it said no to) is
 //!   unwatched at once: no poke for it at all, and its topic object forgets the
 //!   session at its next poke; a later "yes" watches it again;
+//! - a session watches at most [`MAX_TOPICS_PER_SESSION`] topics: beyond, the ones
+//!   the app allowed longest ago are unwatched (their topic objects forget the
+//!   session at their next poke; a live query's next pull watches it again);
 //! - when to poke at all is the [`PokeGate`]'s decision.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +27,9 @@ use crate::pokes::{PokeDecision, PokeGate};
 /// How long the app's "yes" to a topic lets pokes carry its rows. A user the app stops
 /// allowing gets rows by poke for at most this long (the documented revocation window).
 pub const AUTHORIZATION_FRESH_MS: i64 = 30_000;
+
+/// Most topics one session watches.
+pub const MAX_TOPICS_PER_SESSION: usize = 1_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionState {
@@ -113,6 +119,20 @@ impl SessionState {
             }
             self.authorized_at.insert(topic.clone(), now_ms);
         }
+        if self.topics.len() > MAX_TOPICS_PER_SESSION {
+            let mut by_age: Vec<(i64, String)> = self
+                .topics
+                .iter()
+                .map(|topic| (self.authorized_at.get(topic).copied().unwrap_or(i64::MIN), topic.clone()))
+                .collect();
+            by_age.sort();
+            let excess = self.topics.len() - MAX_TOPICS_PER_SESSION;
+            for (_, topic) in by_age.into_iter().take(excess) {
+                self.topics.remove(&topic);
+                self.authorized_at.remove(&topic);
+                added.retain(|added| *added != topic);
+            }
+        }
         Subscribed { added, release }
     }
 
@@ -188,6 +208,24 @@ mod tests {
             client_id: String::new(),
             mutation_id: String::new(),
         }
+    }
+
+    #[test]
+    fn a_session_watches_a_bounded_number_of_topics_the_oldest_allowed_go_first() {
+        let mut session = SessionState::default();
+        let topics: Vec<String> = (0..MAX_TOPICS_PER_SESSION).map(|i| format!("t{i:04}")).collect();
+        for (i, topic) in topics.iter().enumerate() {
+            session.subscribe(std::slice::from_ref(topic), None, i as i64);
+        }
+        // t0000 was allowed again lately: t0001 is the oldest.
+        session.subscribe(&["t0000".to_string()], None, 5_000);
+        let subscribed = session.subscribe(&["new".to_string()], None, 6_000);
+        assert_eq!(subscribed.added, vec!["new".to_string()]);
+        assert_eq!(session.topics.len(), MAX_TOPICS_PER_SESSION);
+        assert!(session.topics.contains("t0000") && !session.topics.contains("t0001"));
+        assert!(!session.authorized_at.contains_key("t0001"));
+        // Unwatched: its next poke says so (the topic object forgets the session).
+        assert_eq!(session.poke("t0001", 1, Vec::new(), None, 6_001), OnPoke::Unwatched);
     }
 
     #[test]

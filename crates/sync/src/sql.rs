@@ -42,6 +42,8 @@ pub enum SqlError {
     UnknownColumn { collection: String, column: String },
     #[error("column `{column}` cannot hold {detail}")]
     BadValue { column: String, detail: String },
+    #[error("a continuation names the query's {0} order values (its order columns, then the primary key)")]
+    Continuation(usize),
 }
 
 /// Accumulates SQL text and parameters with the dialect's placeholders.
@@ -201,21 +203,76 @@ pub fn create_table(dialect: Dialect, collection: &Collection) -> String {
 /// The select a named query built. Ties are broken by primary key, so every
 /// database returns the same order.
 pub fn select(dialect: Dialect, collection: &Collection, select: &Select) -> Result<Statement, SqlError> {
+    select_page(dialect, collection, select, &Page { after: None, rows: select.limit, from_end: false })
+}
+
+/// Which part of a query's result a [`select_page`] reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Page<'a> {
+    /// Only rows after this one in the query's order: its values of
+    /// [`order_columns`], in that order (a keyset, so rows written meanwhile never
+    /// shift a page).
+    pub after: Option<&'a [Value]>,
+    /// At most this many rows.
+    pub rows: Option<u32>,
+    /// The last rows of the order instead of the first (answered in reverse order).
+    pub from_end: bool,
+}
+
+/// The columns a query's result is ordered by: its own, then the primary key.
+pub fn order_columns(collection: &Collection, select: &Select) -> Vec<(String, Order)> {
+    let mut orders = select.order_by.clone();
+    orders.push((collection.primary_key.clone(), Order::Asc));
+    orders
+}
+
+/// One page of the select a named query built (see [`Page`]).
+pub fn select_page(
+    dialect: Dialect,
+    collection: &Collection,
+    select: &Select,
+    page: &Page<'_>,
+) -> Result<Statement, SqlError> {
+    let orders = order_columns(collection, select);
     let mut w = Writer::new(dialect, collection);
     w.push("SELECT ");
     w.column_list();
     w.push(" FROM ");
     w.ident(&collection.name);
     w.filters(&select.filters, true)?;
-    w.push(" ORDER BY ");
-    let mut orders: Vec<String> = Vec::new();
-    for (column, order) in &select.order_by {
-        w.column_type(column)?;
-        orders.push(format!("{} {}", quote(column), if *order == Order::Asc { "ASC" } else { "DESC" }));
+    if let Some(after) = page.after {
+        if after.len() != orders.len() {
+            return Err(SqlError::Continuation(orders.len()));
+        }
+        // (c1 > v1) OR (c1 = v1 AND c2 > v2) OR ...; `<` where the order descends.
+        w.push(if select.filters.is_empty() { " WHERE (" } else { " AND (" });
+        for (i, (column, order)) in orders.iter().enumerate() {
+            if i > 0 {
+                w.push(" OR ");
+            }
+            w.push("(");
+            for (equal, value) in orders[..i].iter().zip(after) {
+                w.ident(&equal.0);
+                w.push(" = ");
+                w.bind(&equal.0, value)?;
+                w.push(" AND ");
+            }
+            w.ident(column);
+            w.push(if *order == Order::Asc { " > " } else { " < " });
+            w.bind(column, &after[i])?;
+            w.push(")");
+        }
+        w.push(")");
     }
-    orders.push(format!("{} ASC", quote(&collection.primary_key)));
-    w.push(&orders.join(", "));
-    if let Some(limit) = select.limit {
+    w.push(" ORDER BY ");
+    let mut sql_orders: Vec<String> = Vec::new();
+    for (column, order) in &orders {
+        w.column_type(column)?;
+        let ascending = (*order == Order::Asc) != page.from_end;
+        sql_orders.push(format!("{} {}", quote(column), if ascending { "ASC" } else { "DESC" }));
+    }
+    w.push(&sql_orders.join(", "));
+    if let Some(limit) = page.rows {
         // A u32 rendered as digits: no way to carry SQL.
         w.push(&format!(" LIMIT {limit}"));
     }
@@ -461,6 +518,10 @@ pub fn pull_changes(dialect: Dialect, since: Cursor, topics: &[Topic], limit: u3
 /// image (`crate::pull::PullPlan::deliverable`, the same rules in memory).
 pub fn pull_changes_since(dialect: Dialect, groups: &[(Cursor, Vec<Topic>)], limit: u32) -> Statement {
     let columns = "seq, collection, record_id, kind, row_json, topics_json, client_id, mutation_id";
+    // Cursors are written as integer literals (they are numbers, never text), so a
+    // pull binds only its topics: 50 subscriptions at 50 cursors stay within D1's
+    // [`MAX_BOUND_PARAMS`].
+    let literal = |cursor: Cursor| i64::try_from(cursor.0).unwrap_or(i64::MAX).to_string();
     let mut params = Vec::new();
     let mut next = 1;
     let mut bind = |param: SqlParam, params: &mut Vec<SqlParam>| {
@@ -469,16 +530,14 @@ pub fn pull_changes_since(dialect: Dialect, groups: &[(Cursor, Vec<Topic>)], lim
         next += 1;
         placeholder
     };
-    let lowest = groups.iter().map(|(since, _)| *since).min().unwrap_or(Cursor::START);
-    let lowest = bind(SqlParam::Integer(i64::try_from(lowest.0).unwrap_or(i64::MAX)), &mut params);
-    // Each group once, as (cursor placeholder, topic placeholders); used for the
-    // change and for its later changes alike (a placeholder may be used twice).
+    let lowest = literal(groups.iter().map(|(since, _)| *since).min().unwrap_or(Cursor::START));
+    // Each group once, as (cursor literal, topic placeholders); used for the change
+    // and for its later changes alike (a placeholder may be used twice).
     let mut bound = Vec::new();
     for (since, topics) in groups.iter().filter(|(_, topics)| !topics.is_empty()) {
-        let since = bind(SqlParam::Integer(i64::try_from(since.0).unwrap_or(i64::MAX)), &mut params);
         let list: Vec<String> =
             topics.iter().map(|topic| bind(SqlParam::Text(topic.as_str().into()), &mut params)).collect();
-        bound.push((since, list.join(", ")));
+        bound.push((literal(*since), list.join(", ")));
     }
     let matches = |table: &str| -> String {
         let alternatives: Vec<String> = bound
@@ -525,6 +584,10 @@ pub fn pull_changes_since(dialect: Dialect, groups: &[(Cursor, Vec<Topic>)], lim
     }
 }
 
+/// The most parameters one statement binds (D1's limit; SQLite's and PostgreSQL's
+/// are far higher). Statements built here stay within it.
+pub const MAX_BOUND_PARAMS: usize = 100;
+
 /// How far back [`topic_predecessors`] looks for a topic's previous change.
 pub const PREDECESSOR_WINDOW: u64 = 10_000;
 
@@ -532,34 +595,42 @@ pub const PREDECESSOR_WINDOW: u64 = 10_000;
 /// `prev` is NULL when there is none), looking back at most [`PREDECESSOR_WINDOW`]
 /// sequence numbers, newest first and stopping at the first match (an active topic's
 /// previous change is close); plus one row with the empty topic giving the
-/// compaction mark. See `sync::cursors::poke_since`.
-pub fn topic_predecessors(dialect: Dialect, topics: &[Topic], first: Cursor) -> Statement {
+/// compaction mark (the last statement). Read them in one batch. See
+/// `sync::cursors::poke_since`.
+pub fn topic_predecessors(dialect: Dialect, topics: &[Topic], first: Cursor) -> Vec<Statement> {
     let first_seq = i64::try_from(first.0).unwrap_or(i64::MAX);
-    let mut params = vec![
-        SqlParam::Integer(first_seq),
-        SqlParam::Integer(first_seq.saturating_sub(i64::try_from(PREDECESSOR_WINDOW).unwrap_or(0))),
-    ];
-    let p = placeholders(dialect, topics.len() + 2, 1);
-    let (before, after) = (&p[0], &p[1]);
-    let mut parts = Vec::new();
-    for (topic, placeholder) in topics.iter().zip(&p[2..]) {
-        params.push(SqlParam::Text(topic.as_str().into()));
-        let on_topic = match dialect {
-            Dialect::Sqlite => {
-                format!(
-                    "EXISTS (SELECT 1 FROM json_each(c.topics_json) WHERE json_each.value = {placeholder})"
-                )
+    let (before, after) = (
+        first_seq.to_string(),
+        first_seq.saturating_sub(i64::try_from(PREDECESSOR_WINDOW).unwrap_or(0)).to_string(),
+    );
+    let cast = if dialect == Dialect::Postgres { "::text" } else { "" };
+    // One statement per [`MAX_BOUND_PARAMS`] topics (a push may touch hundreds).
+    let mut statements: Vec<Statement> = topics
+        .chunks(MAX_BOUND_PARAMS)
+        .map(|chunk| {
+            let mut params = Vec::new();
+            let mut parts = Vec::new();
+            for (topic, placeholder) in chunk.iter().zip(placeholders(dialect, chunk.len(), 1)) {
+                params.push(SqlParam::Text(topic.as_str().into()));
+                let on_topic = match dialect {
+                    Dialect::Sqlite => format!(
+                        "EXISTS (SELECT 1 FROM json_each(c.topics_json) WHERE json_each.value = {placeholder})"
+                    ),
+                    Dialect::Postgres => format!("c.topics_json ? {placeholder}"),
+                };
+                parts.push(format!(
+                    "SELECT {placeholder}{cast} AS topic, (SELECT c.seq FROM sync_changes c \
+                     WHERE c.seq < {before} AND c.seq > {after} AND {on_topic} ORDER BY c.seq DESC LIMIT 1) AS prev"
+                ));
             }
-            Dialect::Postgres => format!("c.topics_json ? {placeholder}"),
-        };
-        let cast = if dialect == Dialect::Postgres { "::text" } else { "" };
-        parts.push(format!(
-            "SELECT {placeholder}{cast} AS topic, (SELECT c.seq FROM sync_changes c \
-             WHERE c.seq < {before} AND c.seq > {after} AND {on_topic} ORDER BY c.seq DESC LIMIT 1) AS prev"
-        ));
-    }
-    parts.push("SELECT '' AS topic, COALESCE(MAX(through), 0) AS prev FROM sync_compaction".to_string());
-    Statement { sql: parts.join(" UNION ALL "), params }
+            Statement { sql: parts.join(" UNION ALL "), params }
+        })
+        .collect();
+    statements.push(Statement {
+        sql: "SELECT '' AS topic, COALESCE(MAX(through), 0) AS prev FROM sync_compaction".into(),
+        params: Vec::new(),
+    });
+    statements
 }
 
 /// The log head: the latest sequence number handed out, 0 when none. Compaction may

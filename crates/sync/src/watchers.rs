@@ -8,11 +8,16 @@
 //!   that failed (an overloaded object, a network error) proves nothing, and dropping
 //!   an honest watcher would silently stop its live updates (a session that is
 //!   forgotten watches again when a socket connects);
+//! - a topic's watchers are bounded: at most [`MAX_SESSIONS_PER_USER`] sessions of one
+//!   user (the app's subject; a newer one replaces that user's oldest: client keys
+//!   are free, so a user with many of them cannot make each write to a topic cost
+//!   more Durable Object calls), and [`MAX_WATCHERS`] in all (beyond: refused with a
+//!   reason, the session's client still pulls);
 //! - the change watcher asks its listeners whether they still have a socket every
 //!   [`LIVENESS_MS`], scans only while one listens, and starts from the head again
 //!   after nobody did (a client that connects pulls what it missed).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::changes::Cursor;
 
@@ -37,28 +42,114 @@ pub fn silent<'a>(answers: impl IntoIterator<Item = (&'a String, SocketAnswer)>)
         .collect()
 }
 
+/// Most sessions of one user that watch one topic (tabs and devices: each leader tab
+/// holds one session).
+pub const MAX_SESSIONS_PER_USER: usize = 16;
+
+/// Most sessions that watch one topic: a write to it costs one Durable Object call
+/// per watcher.
+pub const MAX_WATCHERS: usize = 10_000;
+
+/// A watching session: its user, when known (the app's subject, learnt when its
+/// socket opened), and when it (last) started watching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watcher {
+    pub user: Option<String>,
+    pub since_ms: i64,
+}
+
+/// What a watch request does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watched {
+    /// Watching (again); `replaced`: the same user's oldest session, forgotten to
+    /// keep within the bound.
+    Yes { replaced: Option<String> },
+    /// The topic has [`MAX_WATCHERS`] watchers: not watched.
+    Full,
+}
+
+/// Decides a watch by `session` of `user` on a topic whose watchers are `total`, of
+/// which `of_user` (session, since) are the user's, and `known` whether the session
+/// already watches.
+pub fn decide_watch(
+    session: &str,
+    user: Option<&str>,
+    known: bool,
+    of_user: &[(String, i64)],
+    total: usize,
+) -> Watched {
+    if !known && total >= MAX_WATCHERS {
+        return Watched::Full;
+    }
+    let replaced = user.and_then(|_| {
+        let others: Vec<&(String, i64)> = of_user.iter().filter(|(other, _)| other != session).collect();
+        (others.len() >= MAX_SESSIONS_PER_USER)
+            .then(|| {
+                others
+                    .iter()
+                    .min_by_key(|(other, since)| (*since, other.clone()))
+                    .map(|(other, _)| other.clone())
+            })
+            .flatten()
+    });
+    Watched::Yes { replaced }
+}
+
 /// One topic's watching sessions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicWatchers {
-    sessions: BTreeSet<String>,
+    sessions: BTreeMap<String, Watcher>,
 }
 
 impl TopicWatchers {
-    pub fn new(sessions: impl IntoIterator<Item = String>) -> Self {
+    pub fn new(sessions: impl IntoIterator<Item = (String, Watcher)>) -> Self {
         Self { sessions: sessions.into_iter().collect() }
     }
 
-    /// Adds a session; whether it was new.
-    pub fn watch(&mut self, session: &str) -> bool {
-        self.sessions.insert(session.to_string())
+    /// `session` (of `user`, when known) watches from `now_ms`, as [`decide_watch`]
+    /// decides.
+    pub fn watch(&mut self, session: &str, user: Option<&str>, now_ms: i64) -> Watched {
+        let of_user: Vec<(String, i64)> = match user {
+            Some(user) => self
+                .sessions
+                .iter()
+                .filter(|(_, watcher)| watcher.user.as_deref() == Some(user))
+                .map(|(session, watcher)| (session.clone(), watcher.since_ms))
+                .collect(),
+            None => Vec::new(),
+        };
+        let known = self.sessions.contains_key(session);
+        let watched = decide_watch(session, user, known, &of_user, self.sessions.len());
+        if let Watched::Yes { replaced } = &watched {
+            if let Some(replaced) = replaced {
+                self.sessions.remove(replaced);
+            }
+            let user =
+                user.map(str::to_string).or_else(|| self.sessions.get(session).and_then(|w| w.user.clone()));
+            self.sessions.insert(session.to_string(), Watcher { user, since_ms: now_ms });
+        }
+        watched
     }
 
     pub fn sessions(&self) -> impl Iterator<Item = &String> {
-        self.sessions.iter()
+        self.sessions.keys()
     }
 
     pub fn contains(&self, session: &str) -> bool {
-        self.sessions.contains(session)
+        self.sessions.contains_key(session)
+    }
+
+    /// The sessions of `user` that watch.
+    pub fn of_user(&self, user: &str) -> usize {
+        self.sessions.values().filter(|watcher| watcher.user.as_deref() == Some(user)).count()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
     }
 
     /// After a poke went to every session: forgets those with no socket left.
@@ -136,7 +227,9 @@ mod tests {
 
     #[test]
     fn a_poke_forgets_only_sessions_that_said_they_have_no_socket() {
-        let mut watchers = TopicWatchers::new(["a".to_string(), "b".to_string(), "c".to_string()]);
+        let watcher = Watcher { user: None, since_ms: 0 };
+        let mut watchers =
+            TopicWatchers::new(["a", "b", "c"].map(|session| (session.to_string(), watcher.clone())));
         let gone = watchers.after_poke(&[
             ("a".into(), SocketAnswer::Sockets(2)),
             ("b".into(), SocketAnswer::Sockets(0)),
@@ -144,8 +237,40 @@ mod tests {
         ]);
         assert_eq!(gone, vec!["b".to_string()]);
         assert!(watchers.contains("a") && watchers.contains("c") && !watchers.contains("b"));
-        assert!(watchers.watch("b"), "a socket connects again: watched again");
-        assert!(!watchers.watch("b"));
+        assert_eq!(watchers.watch("b", None, 1), Watched::Yes { replaced: None }, "a socket connects again");
+        assert!(watchers.contains("b"));
+    }
+
+    #[test]
+    fn one_user_holds_a_bounded_number_of_watchers_and_the_topic_a_bounded_total() {
+        let mut watchers = TopicWatchers::default();
+        for i in 0..MAX_SESSIONS_PER_USER {
+            assert_eq!(
+                watchers.watch(&format!("eve{i:02}"), Some("eve"), i as i64),
+                Watched::Yes { replaced: None }
+            );
+        }
+        // The 17th of Eve's keys replaces her oldest session; nobody else's.
+        watchers.watch("ada", Some("ada"), 0);
+        assert_eq!(
+            watchers.watch("eve99", Some("eve"), 100),
+            Watched::Yes { replaced: Some("eve00".into()) }
+        );
+        assert_eq!(watchers.of_user("eve"), MAX_SESSIONS_PER_USER);
+        assert!(watchers.contains("ada") && !watchers.contains("eve00"));
+        // A session watching again refreshes itself, replacing nobody.
+        assert_eq!(watchers.watch("eve01", Some("eve"), 101), Watched::Yes { replaced: None });
+        // A session whose user became known (its socket opened) counts for that user.
+        watchers.watch("anon", None, 102);
+        assert_eq!(watchers.watch("anon", Some("eve"), 103), Watched::Yes { replaced: Some("eve02".into()) });
+        assert_eq!(watchers.of_user("eve"), MAX_SESSIONS_PER_USER);
+        // The total is bounded: a full topic refuses newcomers, keeps its watchers.
+        let mut full = TopicWatchers::new(
+            (0..MAX_WATCHERS).map(|i| (format!("s{i}"), Watcher { user: None, since_ms: 0 })),
+        );
+        assert_eq!(full.watch("late", Some("bob"), 1), Watched::Full);
+        assert_eq!(full.watch("s5", None, 1), Watched::Yes { replaced: None });
+        assert_eq!(full.len(), MAX_WATCHERS);
     }
 
     #[test]

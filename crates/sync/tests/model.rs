@@ -317,3 +317,122 @@ fn inconsistent_models_do_not_build() {
         Some(ModelError::DuplicateOperation(_))
     ));
 }
+
+#[test]
+fn values_are_bounded_routed_ones_tightest() {
+    let m = model();
+    // A routed value (board_id becomes part of a topic): 256 bytes at most.
+    let long_board = "b".repeat(sync::schema::ROUTED_VALUE_MAX_BYTES + 1);
+    let refused = m.validate_query("boardCards", &json!({ "boardId": long_board })).unwrap_err();
+    assert!(
+        matches!(&refused, ValidationError::ValueTooLarge { column, bytes: 257, max: 256, .. } if column == "board_id"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.code(), "invalid_args");
+    let edge = "b".repeat(sync::schema::ROUTED_VALUE_MAX_BYTES);
+    assert!(m.validate_query("boardCards", &json!({ "boardId": edge })).is_ok());
+    // Bytes, not characters: 86 three-byte characters are 258 bytes.
+    let wide = "€".repeat(86);
+    assert!(matches!(
+        m.validate_query("boardCards", &json!({ "boardId": wide })),
+        Err(ValidationError::ValueTooLarge { bytes: 258, .. })
+    ));
+    // The same routed column in a write.
+    let refused = send(json!({"boardId": "b".repeat(300), "author": "ada", "body": "hi"})).unwrap_err();
+    assert!(matches!(refused, ValidationError::ValueTooLarge { ref column, .. } if column == "board_id"));
+    // Any other value: 64 KB.
+    let body = "x".repeat(sync::schema::VALUE_MAX_BYTES);
+    assert!(send(json!({"boardId": "b1", "author": "ada", "body": body})).is_ok());
+    let body = "x".repeat(sync::schema::VALUE_MAX_BYTES + 1);
+    let refused = send(json!({"boardId": "b1", "author": "ada", "body": body})).unwrap_err();
+    assert!(
+        matches!(refused, ValidationError::ValueTooLarge { ref column, max: 65536, .. } if column == "body")
+    );
+    assert_eq!(refused.code(), "invalid_args");
+    // The message says which column, and is short whatever the input.
+    assert!(refused.to_string().len() < 200, "{refused}");
+    assert!(refused.to_string().contains("body"));
+}
+
+#[test]
+fn a_collection_sets_its_own_limits() {
+    let sized = |cards: Collection| {
+        SyncModel::builder()
+            .collection(cards)
+            .mutator(SyncModel::insert::<SendArgs>("addCard", "cards").require("boardId", "board_id").build(
+                |args, ctx| {
+                    Insert::into("cards")
+                        .value("board_id", args.board_id.clone())
+                        .value("author", args.author.clone())
+                        .value("body", args.body.clone())
+                        .value("created_at", ctx.now_ms)
+                        .value("last_modified_by", ctx.client_id.clone())
+                },
+            ))
+            .build()
+    };
+    let m = sized(common::cards().max_bytes("body", 1 << 20).max_bytes("author", 8)).expect("valid");
+    let ok = json!({"boardId": "b1", "author": "ada", "body": "x".repeat(100_000)});
+    assert!(m.validate_mutation("addCard", &ok, &ctx(CLIENT, RECORD, 7)).is_ok());
+    let long_author = json!({"boardId": "b1", "author": "adalovelace", "body": "x"});
+    assert!(matches!(
+        m.validate_mutation("addCard", &long_author, &ctx(CLIENT, RECORD, 7)),
+        Err(ValidationError::ValueTooLarge { max: 8, .. })
+    ));
+    assert!(matches!(
+        sized(common::cards().max_bytes("password", 10)),
+        Err(ModelError::UnknownColumn { column, .. }) if column == "password"
+    ));
+}
+
+#[test]
+fn query_args_are_bounded_as_a_whole() {
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct SearchArgs {
+        board_id: String,
+        search: String,
+    }
+    let m = SyncModel::builder()
+        .collection(common::cards())
+        .query(
+            SyncModel::query::<SearchArgs>("search", "cards")
+                .require("boardId", "board_id", Operator::Eq)
+                .build(|args| Select::from("cards").filter("board_id", Operator::Eq, args.board_id.clone())),
+        )
+        .build()
+        .expect("valid");
+    assert!(m.validate_query("search", &json!({"boardId": "b", "search": "x".repeat(900)})).is_ok());
+    assert!(matches!(
+        m.validate_query("search", &json!({"boardId": "b", "search": "x".repeat(1100)})),
+        Err(ValidationError::ArgsTooLarge { max: 1024, .. })
+    ));
+}
+
+#[test]
+fn query_and_mutator_names_are_plain_words() {
+    for name in ["board$sync$; DROP TABLE cards; --", "", "9lives", "has space", "quote'd", &"q".repeat(64)] {
+        let built = SyncModel::builder()
+            .collection(common::cards())
+            .query(
+                SyncModel::query::<BoardArgs>(name, "cards")
+                    .require("boardId", "board_id", Operator::Eq)
+                    .build(|args| {
+                        Select::from("cards").filter("board_id", Operator::Eq, args.board_id.clone())
+                    }),
+            )
+            .build();
+        assert!(
+            matches!(built, Err(ModelError::InvalidOperationName(ref n)) if n == name),
+            "{name}: {built:?}"
+        );
+    }
+    let built = SyncModel::builder()
+        .collection(common::cards())
+        .mutator(
+            SyncModel::delete::<BoardArgs>("drop$sync$", "cards")
+                .build(|_, ctx| sync::Delete::record("cards", ctx.record_id.clone())),
+        )
+        .build();
+    assert!(matches!(built, Err(ModelError::InvalidOperationName(_))), "{built:?}");
+}

@@ -251,13 +251,12 @@ fn each_topic_is_pulled_from_its_own_cursor_and_pokes_find_where_a_topic_stands(
 
     // The newest change on each topic before 5, and the compaction mark.
     let predecessors = |first: u64| -> Vec<(String, Option<i64>)> {
-        let mut rows: Vec<(String, Option<i64>)> = query_raw(
-            &db,
-            &sql::topic_predecessors(Dialect::Sqlite, &[r1.clone(), r2.clone(), r3.clone()], Cursor(first)),
-        )
-        .into_iter()
-        .map(|row| (row[0].1.as_str().expect("topic").to_string(), row[1].1.as_i64()))
-        .collect();
+        let mut rows: Vec<(String, Option<i64>)> =
+            sql::topic_predecessors(Dialect::Sqlite, &[r1.clone(), r2.clone(), r3.clone()], Cursor(first))
+                .iter()
+                .flat_map(|statement| query_raw(&db, statement))
+                .map(|row| (row[0].1.as_str().expect("topic").to_string(), row[1].1.as_i64()))
+                .collect();
         rows.sort();
         rows
     };
@@ -324,7 +323,7 @@ fn postgres_statements_use_numbered_placeholders_and_casts() {
     let pull =
         sql::pull_changes(Dialect::Postgres, Cursor(3), &[Topic::from_raw("a"), Topic::from_raw("b")], 10);
     assert!(
-        pull.sql.contains("seq > $1") && pull.sql.contains("seq > $2") && pull.sql.contains("ARRAY[$3, $4]"),
+        pull.sql.contains("c.seq > 3 AND") && pull.sql.contains("ARRAY[$1, $2]") && pull.params.len() == 2,
         "{}",
         pull.sql
     );
@@ -617,4 +616,27 @@ proptest! {
             .collect();
         prop_assert_eq!(sql_seqs, reference);
     }
+}
+
+#[test]
+fn statements_bind_no_more_than_d1_allows() {
+    use sync::sql::MAX_BOUND_PARAMS;
+    // A pull of 50 subscriptions, each at its own cursor.
+    let groups: Vec<(Cursor, Vec<Topic>)> =
+        (0..50u64).map(|i| (Cursor(i * 7), vec![Topic::from_raw(format!("q{{\"k\":\"{i}\"}}"))])).collect();
+    let pull = sql::pull_changes_since(Dialect::Sqlite, &groups, 501);
+    assert_eq!(pull.params.len(), 50);
+    // A push that touched 250 topics asks for their predecessors in chunks.
+    let topics: Vec<Topic> = (0..250).map(|i| Topic::from_raw(format!("q{{\"k\":\"{i}\"}}"))).collect();
+    let statements = sql::topic_predecessors(Dialect::Sqlite, &topics, Cursor(9));
+    assert_eq!(statements.len(), 4, "three chunks and the compaction mark");
+    assert!(statements.iter().all(|statement| statement.params.len() <= MAX_BOUND_PARAMS));
+    let db = Connection::open_in_memory().expect("db");
+    for statement in sync::sql::engine_schema(Dialect::Sqlite) {
+        db.execute_batch(statement).expect("schema");
+    }
+    let rows: usize = statements.iter().map(|statement| query_raw(&db, statement).len()).sum();
+    assert_eq!(rows, 251);
+    // Both run (an empty log: no changes, every predecessor NULL).
+    assert!(query_raw(&db, &pull).is_empty());
 }

@@ -94,32 +94,60 @@ pub fn check_client(client_key: Option<&str>, client_id: &str, session_id: &str)
     Ok(())
 }
 
-/// The optional rate-limit binding (wrangler `[[ratelimits]]`), applied per client.
+/// The optional rate-limit binding (wrangler `[[ratelimits]]`) that counts each
+/// connector request per client id and again per signed-in subject: a user's many
+/// client keys share the user's limit.
 pub const RATE_LIMITER_BINDING: &str = "SYNC_RATE_LIMITER";
+/// The optional rate-limit binding that counts every request to the worker (pages,
+/// sign-in, health, the connector) per client address (`cf-connecting-ip`, set by
+/// Cloudflare): a client id or an account costs nothing, an address does.
+pub const ADDRESS_RATE_LIMITER_BINDING: &str = "SYNC_RATE_LIMITER_ADDRESS";
 /// Seconds a limited client is told to wait (the binding's shortest period).
 const RETRY_AFTER_S: u32 = 10;
 
-/// Counts one request of `client_id` against the rate limit, when the app's worker
-/// binds one ([`RATE_LIMITER_BINDING`]); over the limit is a 429 with `Retry-After`.
-pub async fn rate_limit(env: &worker::Env, client_id: &str) -> Result<(), ApiError> {
-    let Ok(limiter) = env.rate_limiter(RATE_LIMITER_BINDING) else { return Ok(()) };
-    match limiter.limit(client_id.to_string()).await {
+/// Counts one request under `key` against the limit of `binding`, when the app's
+/// worker binds one; over the limit is a 429 with `Retry-After`, saying `whose`
+/// limit it was.
+pub async fn rate_limit(env: &worker::Env, binding: &str, key: String, whose: &str) -> Result<(), ApiError> {
+    let Ok(limiter) = env.rate_limiter(binding) else { return Ok(()) };
+    match limiter.limit(key).await {
         Ok(outcome) if !outcome.success => Err(ApiError::TooManyRequests {
-            reason: format!("too many requests from this client; retry in {RETRY_AFTER_S} s"),
+            reason: format!("too many requests from {whose}; retry in {RETRY_AFTER_S} s"),
             retry_after_s: RETRY_AFTER_S,
         }),
         Ok(_) => Ok(()),
         // A limiter that fails does not stop the app.
         Err(error) => {
-            worker::console_error!("rate limiter: {error}");
+            crate::log::error(&format!("rate limiter: {error}"));
             Ok(())
         }
     }
 }
 
+/// The client's address as Cloudflare saw it, if the request came through it.
+pub fn client_address(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("cf-connecting-ip")
+        .and_then(|value| value.to_str().ok())
+        .filter(|address| !address.is_empty())
+}
+
+/// Counts a request against its address's limit ([`ADDRESS_RATE_LIMITER_BINDING`]).
+pub async fn limit_address(env: &worker::Env, headers: &HeaderMap) -> Result<(), ApiError> {
+    match client_address(headers) {
+        Some(address) => {
+            rate_limit(env, ADDRESS_RATE_LIMITER_BINDING, format!("address:{address}"), "this address").await
+        }
+        None => Ok(()),
+    }
+}
+
 /// What every connector request passes first: the protocol version, the ids and the
-/// client key that proves them, and the client's rate limit.
+/// client key that proves them, and the rate limits of its client and of its user
+/// (when the app names users and the sign-in is valid; one that is not is the
+/// app's callbacks' to answer).
 pub async fn admit(
+    engine: &crate::engine::Engine,
     env: &worker::Env,
     headers: &HeaderMap,
     protocol_version: u32,
@@ -128,7 +156,29 @@ pub async fn admit(
 ) -> Result<(), ApiError> {
     check_protocol(protocol_version)?;
     check_client(client_key(headers), client_id, session_id)?;
-    rate_limit(env, client_id).await
+    rate_limit(env, RATE_LIMITER_BINDING, format!("client:{client_id}"), "this client").await?;
+    if let Some(authorization) = authorization(headers)
+        && let Ok(Some(subject)) = engine.subject(env, Some(authorization)).await
+    {
+        rate_limit(env, RATE_LIMITER_BINDING, format!("user:{subject}"), "this user").await?;
+    }
+    Ok(())
+}
+
+/// An empty push or pull asks the app nothing, so nothing proves its caller: it
+/// needs a sign-in the app recognizes ([`crate::engine::Engine::subject`]), else it
+/// is a 401 that leaves nothing behind (no session object, no log head revealed).
+pub async fn require_sign_in(
+    engine: &crate::engine::Engine,
+    env: &worker::Env,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Some(authorization) = authorization(headers) else {
+        return Err(ApiError::NeedsAuth {
+            reason: "sign in first: a request that names nothing needs a sign-in".into(),
+        });
+    };
+    engine.subject(env, Some(authorization)).await.map(|_| ())
 }
 
 /// The client key header, if present and not empty.

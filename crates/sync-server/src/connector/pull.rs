@@ -12,7 +12,7 @@ use sync::pull::{Deliverable, Page, PullPlan, PullRefusal};
 use sync::sql::{self, Statement};
 use worker::{Context, Env};
 
-use super::{PULL_PAGE, admit, authorization, parse_json, read_body};
+use super::{PULL_PAGE, admit, authorization, parse_json, read_body, require_sign_in};
 use crate::durable;
 use crate::engine::{Engine, QueryVerdict};
 use crate::error::ApiError;
@@ -33,7 +33,7 @@ pub async fn pull(
     raw: axum::extract::Request,
 ) -> Result<Json<PullResponse>, ApiError> {
     let request: PullRequest = parse_json(&read_body(raw).await?)?;
-    admit(&env, &headers, request.protocol_version, &request.client_id, &request.session_id).await?;
+    admit(&engine, &env, &headers, request.protocol_version, &request.client_id, &request.session_id).await?;
     // Cursors are change-log sequence numbers: the databases count them exactly up to
     // 2^53 - 1 (D1 through JavaScript numbers).
     if request.cursor.0 > MAX_CURSOR {
@@ -44,6 +44,9 @@ pub async fn pull(
             "too_many_subscriptions",
             format!("a pull names at most {MAX_SUBSCRIPTIONS} subscriptions"),
         ));
+    }
+    if request.subscriptions.is_empty() {
+        require_sign_in(&engine, &env, &headers).await?;
     }
     // Every subscribed read is checked and authorized like the read itself; the
     // app's "no" to one is answered for that one, the others are served.

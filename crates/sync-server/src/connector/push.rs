@@ -14,7 +14,7 @@ use sync::push::{PlannedWrite, PushPlan, RecordKey, Rejection};
 use sync::sql::{self, Dialect, Statement};
 use worker::{Context, Env};
 
-use super::{MAX_PUSH_MUTATIONS, admit, authorization, now_ms, parse_json, read_body};
+use super::{MAX_PUSH_MUTATIONS, admit, authorization, now_ms, parse_json, read_body, require_sign_in};
 use crate::durable;
 use crate::engine::{Engine, QueryVerdict};
 use crate::error::ApiError;
@@ -29,8 +29,11 @@ pub async fn push(
     raw: axum::extract::Request,
 ) -> Result<Json<PushResponse>, ApiError> {
     let request: PushRequest = parse_json(&read_body(raw).await?)?;
-    admit(&env, &headers, request.protocol_version, &request.client_id, &request.session_id).await?;
+    admit(&engine, &env, &headers, request.protocol_version, &request.client_id, &request.session_id).await?;
     check_request(&request)?;
+    if request.mutations.is_empty() {
+        require_sign_in(&engine, &env, &headers).await?;
+    }
     let db = Upstream::open(&engine, &env).await?;
     durable::claim(&env, &request.session_id, &request.client_id).await?;
     let ask = async |question: MutationCallbackRequest| {
@@ -214,10 +217,10 @@ pub async fn predecessors<D: Database>(
     first: Cursor,
 ) -> Result<BTreeMap<String, u64>, ApiError> {
     let wanted: Vec<Topic> = topics.iter().map(|topic| Topic::from_raw(topic.clone())).collect();
-    let rows = db.rows(&sql::topic_predecessors(db.dialect(), &wanted, first)).await?;
+    let results = db.read(&sql::topic_predecessors(db.dialect(), &wanted, first)).await?;
     let mut found = BTreeMap::new();
     let mut compacted = Cursor::START;
-    for row in &rows {
+    for row in results.iter().flatten() {
         let topic = row.get("topic").and_then(|value| value.as_str()).unwrap_or_default();
         let prev = crate::upstream::integer(row, "prev").and_then(|value| u64::try_from(value).ok());
         match (topic, prev) {
@@ -477,6 +480,7 @@ async fn apply_one<D: Database>(
                         ApiError::UpstreamRefused { reason } => reason.clone(),
                         other => other.to_string(),
                     };
+                    crate::log::error(&format!("write {} refused upstream: {message}", write.mutation_id));
                     let reason = sync::push::refused_reason(&message);
                     record_rejection(model, db, client, &write.mutation_id, &write.mutator, &reason, now)
                         .await?

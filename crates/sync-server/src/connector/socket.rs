@@ -26,7 +26,7 @@ pub async fn ticket(
     raw: axum::extract::Request,
 ) -> Result<Json<TicketResponse>, ApiError> {
     let request: TicketRequest = parse_json(&read_body(raw).await?)?;
-    admit(&env, &headers, request.protocol_version, &request.client_id, &request.session_id).await?;
+    admit(&engine, &env, &headers, request.protocol_version, &request.client_id, &request.session_id).await?;
     // Who is asking, when the app says: a missing or expired sign-in is a 401.
     let subject = engine.subject(&env, authorization(&headers)).await?;
     let granted = durable::grant_ticket(&env, &request.session_id, &request.client_id, subject).await?;

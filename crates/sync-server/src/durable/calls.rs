@@ -32,6 +32,9 @@ pub struct TicketGrant {
 pub struct Watch {
     pub topic: String,
     pub session_id: String,
+    /// The session's user (the app's subject), once its socket told it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// `POST /poke` on a QuerySubscription (with `topic`) or a ClientSession.

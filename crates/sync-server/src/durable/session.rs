@@ -14,6 +14,9 @@ use super::calls::{Claim, Delivered, Poke, TicketGrant, Watch};
 use super::stubs::{post_json, subscription_stub, tell_watcher};
 use super::{error_response, json_response};
 
+/// Most sockets one session holds open (one leader tab holds one; reconnects overlap).
+const MAX_SOCKETS_PER_SESSION: usize = 4;
+
 fn now_ms() -> i64 {
     worker::Date::now().as_millis() as i64
 }
@@ -72,7 +75,7 @@ impl DurableObject for ClientSession {
                 if let Some(release) = subscribed.release {
                     self.send_poke(release)?;
                 }
-                self.watch_all(&claim.session_id, &subscribed.added).await;
+                self.watch_all(&claim.session_id, session.user.clone(), &subscribed.added).await;
                 json_response(200, &serde_json::json!({ "topics": session.topics.len() }))
             }
             "/poke" => {
@@ -299,17 +302,27 @@ impl ClientSession {
         Ok(rows.into_iter().map(|row| row.topic).collect())
     }
 
-    async fn watch_all(&self, session_id: &str, topics: &[String]) {
-        for topic in topics {
-            let watch = Watch { topic: topic.clone(), session_id: session_id.into() };
-            let result = match subscription_stub(&self.env, topic) {
-                Ok(stub) => post_json(&stub, "/watch", &watch).await.map(|_| ()),
-                Err(error) => Err(error),
-            };
-            if let Err(error) = result {
-                worker::console_error!("watch {topic}: {error}");
+    /// Tells each topic's object that this session (of `user`) watches it. A topic
+    /// that refuses more watchers (`too_many_watchers`) leaves this client to its
+    /// pulls for that topic; logged.
+    async fn watch_all(&self, session_id: &str, user: Option<String>, topics: &[String]) {
+        let watches = topics.iter().map(|topic| {
+            let watch = Watch { topic: topic.clone(), session_id: session_id.into(), user: user.clone() };
+            async move {
+                let result = match subscription_stub(&self.env, topic) {
+                    Ok(stub) => {
+                        post_json(&stub, "/watch", &watch).await.map(|response| response.status_code())
+                    }
+                    Err(error) => Err(error),
+                };
+                match result {
+                    Ok(200) => {}
+                    Ok(status) => worker::console_error!("watch {topic}: HTTP {status}"),
+                    Err(error) => worker::console_error!("watch {topic}: {error}"),
+                }
             }
-        }
+        });
+        futures_util::future::join_all(watches).await;
     }
 
     /// A one-time socket ticket for the session's own client and user.
@@ -381,9 +394,25 @@ impl ClientSession {
             return error_response(401, "unauthorized", "the session has no owner");
         };
         let pair = WebSocketPair::new()?;
-        self.state.accept_web_socket(&pair.server);
+        // A bounded number per session: the new one stays, the oldest beyond the
+        // bound are closed (a reconnecting client is never locked out by its own
+        // dead sockets).
+        // Each socket is tagged with when it opened (zero-padded: tags sort by age).
+        let mut open: Vec<(String, WebSocket)> = self
+            .state
+            .get_websockets()
+            .into_iter()
+            .map(|socket| (self.state.get_tags(&socket).into_iter().next().unwrap_or_default(), socket))
+            .collect();
+        open.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, oldest) in open.iter().take((open.len() + 1).saturating_sub(MAX_SOCKETS_PER_SESSION)) {
+            oldest.close(Some(4008), Some("too many sockets for this session: the newest stays")).ok();
+        }
+        let opened = format!("{:016}", now_ms());
+        self.state.accept_websocket_with_tags(&pair.server, &[opened.as_str()]);
         let topics = self.topics()?;
-        self.watch_all(&session_id, &topics).await;
+        let user = self.load()?.user;
+        self.watch_all(&session_id, user, &topics).await;
         tell_watcher(&self.env, "/listen", &session_id).await;
         Response::from_websocket(pair.client)
     }

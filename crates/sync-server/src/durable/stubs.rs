@@ -156,7 +156,7 @@ pub async fn refuse(
 /// (`/quiet`). Logged, never raised: without a watcher binding (an app that has not
 /// added it) only writes made outside the connector go unannounced.
 pub async fn tell_watcher(env: &Env, path: &str, session_id: &str) {
-    let watch = super::calls::Watch { topic: String::new(), session_id: session_id.into() };
+    let watch = super::calls::Watch { topic: String::new(), session_id: session_id.into(), user: None };
     let result = match env.durable_object(WATCHER).and_then(|ns| ns.id_from_name("change-log")?.get_stub()) {
         Ok(stub) => post_json(&stub, path, &watch).await.map(|_| ()),
         Err(error) => Err(error),

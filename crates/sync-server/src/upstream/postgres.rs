@@ -13,7 +13,7 @@ use std::cell::Cell;
 use serde_json::Value;
 use sync::sql::{Dialect, POSTGRES_CHANGE_LOG_LOCK, SqlParam, Statement};
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Row};
+use tokio_postgres::{Client, Row, SimpleQueryMessage};
 use worker::postgres_tls::PassthroughTls;
 use worker::{Env, SecureTransport, Socket};
 
@@ -180,7 +180,11 @@ impl Postgres {
         if statements.len() >= PIPELINE_FROM {
             return self.pipelined_transaction(begin, statements).await;
         }
-        self.client.batch_execute(begin).await.map_err(|error| upstream(&error))?;
+        if let Err(error) = self.client.batch_execute(begin).await {
+            // A BEGIN that got through leaves a failed transaction behind it.
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(upstream(&error));
+        }
         let mut results = Vec::with_capacity(statements.len());
         for statement in statements {
             match self.run(statement).await {
@@ -191,8 +195,50 @@ impl Postgres {
                 }
             }
         }
-        self.client.batch_execute("COMMIT").await.map_err(|error| upstream(&error))?;
+        if let Err(error) = self.client.batch_execute("COMMIT").await {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(upstream(&error));
+        }
         Ok(results)
+    }
+
+    /// A write transaction in one round trip: BEGIN, its timeouts, the change-log lock,
+    /// the statements (parameters written as literals, [`inline`]) and COMMIT, sent as
+    /// one simple query. The lock is held for the database's own work only, never
+    /// across a round trip; a failure rolls back (one more round trip, failures only).
+    async fn write_in_one_trip(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
+        let mut text = write_prelude();
+        for statement in statements {
+            text.push_str(";\n");
+            text.push_str(&inline(statement)?);
+        }
+        text.push_str(";\nCOMMIT");
+        let answers = match self.client.simple_query(&text).await {
+            Ok(answers) => answers,
+            Err(error) => {
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                return Err(upstream(&error));
+            }
+        };
+        let mut results: Vec<Vec<RawRow>> = Vec::new();
+        let mut current: Vec<RawRow> = Vec::new();
+        for answer in answers {
+            match answer {
+                SimpleQueryMessage::Row(row) => current.push(simple_row(&row)),
+                SimpleQueryMessage::CommandComplete(_) => results.push(std::mem::take(&mut current)),
+                _ => {}
+            }
+        }
+        // One result per statement: the prelude's first, COMMIT's last.
+        let expected = WRITE_PRELUDE_STATEMENTS + statements.len() + 1;
+        if results.len() != expected {
+            return Err(ApiError::upstream(format!(
+                "a write answered {} results, not {expected}",
+                results.len()
+            )));
+        }
+        results.truncate(expected - 1);
+        Ok(results.split_off(WRITE_PRELUDE_STATEMENTS))
     }
 
     /// BEGIN, the statements and COMMIT sent at once, answered in order. A failed
@@ -223,6 +269,87 @@ impl Postgres {
         committed.map_err(|error| upstream(&error))?;
         Ok(results)
     }
+}
+
+/// What every write transaction starts with: its timeouts (a write that waits on the
+/// lock or the database longer fails as transient, and is retried by its client),
+/// and the change-log lock writers take first (see
+/// `sync::sql::postgres_apply_mutation`). Parameters are inlined as literals under
+/// `standard_conforming_strings` (a quote doubled is the only escape).
+fn write_prelude() -> String {
+    format!(
+        "BEGIN; SET LOCAL standard_conforming_strings = on; SET LOCAL lock_timeout = '5s'; \
+         SET LOCAL statement_timeout = '15s'; SET LOCAL idle_in_transaction_session_timeout = '15s'; \
+         SELECT pg_advisory_xact_lock({POSTGRES_CHANGE_LOG_LOCK})"
+    )
+}
+/// The statements of [`write_prelude`].
+const WRITE_PRELUDE_STATEMENTS: usize = 6;
+
+/// `statement` with each `$n` replaced by its parameter as an SQL literal. Only
+/// the statement's template is scanned (the engine writes no `$` inside quotes);
+/// values are never scanned again.
+fn inline(statement: &Statement) -> Result<String, ApiError> {
+    let template = statement.sql.as_bytes();
+    let mut out = String::with_capacity(statement.sql.len() + 64);
+    let mut index = 0;
+    let mut copied = 0;
+    while index < template.len() {
+        if template[index] == b'$' && template.get(index + 1).is_some_and(u8::is_ascii_digit) {
+            let digits_end = (index + 1..template.len())
+                .find(|&at| !template[at].is_ascii_digit())
+                .unwrap_or(template.len());
+            let number: usize = statement.sql[index + 1..digits_end]
+                .parse()
+                .map_err(|_| ApiError::upstream("a placeholder out of range"))?;
+            let param = number
+                .checked_sub(1)
+                .and_then(|at| statement.params.get(at))
+                .ok_or_else(|| ApiError::upstream(format!("no parameter ${number}")))?;
+            out.push_str(&statement.sql[copied..index]);
+            out.push_str(&literal(param)?);
+            index = digits_end;
+            copied = digits_end;
+        } else {
+            index += 1;
+        }
+    }
+    out.push_str(&statement.sql[copied..]);
+    Ok(out)
+}
+
+/// A parameter as an SQL literal of the type [`typed`] binds it as.
+fn literal(param: &SqlParam) -> Result<String, ApiError> {
+    Ok(match param {
+        SqlParam::Null => "NULL::text".into(),
+        SqlParam::Integer(value) => format!("({value})::int8"),
+        SqlParam::Real(value) => format!("'{value}'::float8"),
+        SqlParam::Boolean(value) => value.to_string(),
+        SqlParam::Text(value) => {
+            if value.contains('\0') {
+                return Err(ApiError::UpstreamRefused { reason: "text holds a NUL character".into() });
+            }
+            format!("'{}'::text", value.replace('\'', "''"))
+        }
+    })
+}
+
+/// A row of a simple query (every cell text): an integer as a number, the rest as
+/// text.
+fn simple_row(row: &tokio_postgres::SimpleQueryRow) -> RawRow {
+    row.columns()
+        .iter()
+        .enumerate()
+        .map(|(index, column)| {
+            let value = match row.get(index) {
+                None => Value::Null,
+                Some(text) => {
+                    text.parse::<i64>().map_or_else(|_| Value::String(text.to_string()), Value::from)
+                }
+            };
+            (column.name().to_string(), value)
+        })
+        .collect()
 }
 
 /// From this many statements on, a transaction or a group of reads is sent at once
@@ -303,12 +430,47 @@ impl Database for Postgres {
         }
     }
 
+    /// Answers cells as [`write_in_one_trip`](Postgres::write_in_one_trip) reads them:
+    /// an integer as a number, anything else as text (JSON as its text, as D1 does).
     async fn write(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
         if statements.is_empty() {
             return Ok(Vec::new());
         }
-        // Writers take the change-log lock first (see sync::sql::postgres_apply_mutation).
-        let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({POSTGRES_CHANGE_LOG_LOCK})");
-        self.transaction(&begin, statements).await
+        self.write_in_one_trip(statements).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_become_literals_that_cannot_break_out() {
+        let statement = Statement {
+            sql: "INSERT INTO t (a, b, c, d, e, f, g, h, i, j, k) VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11)".into(),
+            params: vec![
+                SqlParam::Text("it's $2 -- '; DROP TABLE t; --".into()),
+                SqlParam::Text(r#"{"a":"b'c"}"#.into()),
+                SqlParam::Integer(-5),
+                SqlParam::Real(0.1),
+                SqlParam::Boolean(true),
+                SqlParam::Null,
+                SqlParam::Text(r"back\slash".into()),
+                SqlParam::Integer(i64::MAX),
+                SqlParam::Text(String::new()),
+                SqlParam::Integer(10),
+                SqlParam::Integer(11),
+            ],
+        };
+        assert_eq!(
+            inline(&statement).expect("inlines"),
+            "INSERT INTO t (a, b, c, d, e, f, g, h, i, j, k) VALUES ('it''s $2 -- ''; DROP TABLE t; --'::text, \
+             '{\"a\":\"b''c\"}'::text::jsonb, (-5)::int8, '0.1'::float8, true, NULL::text, 'back\\slash'::text, \
+             (9223372036854775807)::int8, ''::text, (10)::int8, (11)::int8)"
+        );
+        let missing = Statement { sql: "SELECT $2".into(), params: vec![SqlParam::Null] };
+        assert!(inline(&missing).is_err());
+        let nul = Statement { sql: "SELECT $1".into(), params: vec![SqlParam::Text("a\0b".into())] };
+        assert!(inline(&nul).is_err());
     }
 }

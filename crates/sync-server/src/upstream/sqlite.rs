@@ -45,7 +45,13 @@ fn as_d1(error: rusqlite::Error) -> ApiError {
                 ErrorCode::DatabaseLocked => "SQLITE_LOCKED",
                 _ => "SQLITE_ERROR",
             };
-            format!("{}: {code}", message.clone().unwrap_or_else(|| failure.to_string()))
+            // As D1 says it: an app's trigger that raised is told apart by the extended code.
+            let extended = if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_TRIGGER {
+                " (extended: SQLITE_CONSTRAINT_TRIGGER)"
+            } else {
+                ""
+            };
+            format!("{}: {code}{extended}", message.clone().unwrap_or_else(|| failure.to_string()))
         }
         other => other.to_string(),
     };

@@ -18,3 +18,16 @@ pub const NEEDS_AUTH: &str = "needs_auth";
 /// `error` of a 410 pull answer: the cursor is older than the compacted change log
 /// reaches. The client fetches its queries' snapshots again (keeping its outbox).
 pub const RESYNC_REQUIRED: &str = "resync_required";
+
+/// Reasons are sentences, not echoes: what they quote of a request is cut so that a
+/// reason (answered, or stored with a rejection) never exceeds this many characters.
+pub const MAX_REASON_CHARS: usize = 400;
+
+/// `reason` cut to [`MAX_REASON_CHARS`] characters (an ellipsis marks the cut).
+pub fn bounded_reason(mut reason: String) -> String {
+    if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    reason
+}

@@ -15,6 +15,19 @@ pub struct QueryRequest {
     pub session_id: String,
     pub name: String,
     pub args: Value,
+    /// The next page of an answer: [`QueryResponse::more`] of the previous one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<QueryPage>,
+}
+
+/// Where the next page of a query's answer starts: the last row's values of the
+/// query's order columns then its primary key (`sync::sql::order_columns`), and how
+/// many rows were answered before (a query with a `LIMIT` stops there).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryPage {
+    pub after: Vec<Value>,
+    pub served: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,4 +38,9 @@ pub struct QueryResponse {
     pub cursor: Cursor,
     /// The topic the session is now subscribed to.
     pub topic: Topic,
+    /// More rows follow: ask again with this as [`QueryRequest::after`]. Every page
+    /// is exact at its own cursor; the first page's cursor covers them all (a pull
+    /// from it hands out every change after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<QueryPage>,
 }

@@ -63,14 +63,20 @@ test('a stored rejection does not echo its input: reasons are cut', async () => 
 test('a pull of 50 subscriptions, each at its own cursor, is served', async () => {
   const a = client(app.url, ada);
   const rooms = Array.from({ length: 50 }, () => newId('room'));
-  const { response } = a.send(rooms[0], 'Ada', 'first');
-  const pushed = await response;
-  const head = pushed.json.results[0].seq;
-  const subscriptions = rooms.map((roomId, i) => ({ ...roomMessages(roomId), cursor: Math.max(0, head - i) }));
+  // 50 writes first, so that 50 distinct cursors exist (a chain of one condition per
+  // cursor once went past D1's expression depth of 100).
+  const mutations = rooms.map((roomId) => ({ id: newId('outbox'), name: 'sendMessage', args: { roomId, authorId: a.subject, authorName: 'Ada', body: 'first' }, record_id: newId('messages') }));
+  const pushed = await a.push(mutations);
+  const head = pushed.json.results.at(-1).seq;
+  const subscriptions = rooms.map((roomId, i) => ({ ...roomMessages(roomId), cursor: head - 50 + i }));
+  assert.equal(new Set(subscriptions.map((s) => s.cursor)).size, 50);
   const pulled = await a.pull(0, subscriptions);
   assert.equal(pulled.status, 200, pulled.text.slice(0, 300));
   assert.equal((pulled.json.refused ?? []).length, 0);
   assert.ok(pulled.json.cursor >= head);
+  // Each room's write is handed out to the subscription whose cursor is below it.
+  const pulledRooms = new Set(pulled.json.changes.map((change) => change.row?.room_id));
+  assert.deepEqual(rooms.filter((room) => pulledRooms.has(room)).length, 50);
 });
 
 test('an anonymous push or pull that names nothing is a 401 and learns nothing', async () => {
@@ -192,6 +198,24 @@ test('fresh client keys from one address are limited per address, on every route
   // Another address is not.
   const other = await fetch(`${app.url}/api/health`, { headers: { 'cf-connecting-ip': address() } });
   assert.equal(other.status, 200);
+});
+
+test("a user starts watching at most 300 queries a minute, whatever keys it uses", async () => {
+  const oscar = await guestToken(app.url, 'Oscar');
+  const statuses = [];
+  let limited = null;
+  for (let i = 0; i < 8 && !limited; i++) {
+    const o = client(app.url, oscar);
+    const subscriptions = Array.from({ length: 50 }, () => roomMessages(newId('room')));
+    const pulled = await o.call('pull', { cursor: 0, subscriptions }, { 'cf-connecting-ip': address() });
+    statuses.push(pulled.status);
+    if (pulled.status === 429) limited = pulled;
+  }
+  assert.deepEqual(statuses.slice(0, 6), [200, 200, 200, 200, 200, 200], 'the first 300 watches go through');
+  assert.ok(limited, `statuses ${statuses}`);
+  assert.match(limited.json.reason, /new queries/);
+  // Another user is not affected.
+  assert.equal((await client(app.url, ada).pull(0, [])).status, 200);
 });
 
 test("one user's fresh client keys share the user's limit", async () => {

@@ -190,8 +190,8 @@ test('a write that finds its record changed at the last moment is rejected whole
 // (A port nobody listens on is not tried: wrangler's local Hyperdrive proxy dies on
 // ECONNREFUSED, taking wrangler dev down; the deployed Hyperdrive answers an error.)
 for (const [what, brokenUrl, reason] of [
-  ['a wrong password', async () => { const url = new URL(app.databaseUrl); url.password = 'wrong'; return url.toString(); }, /password authentication failed/],
-  ['a server that does not speak PostgreSQL', notPostgres, /connecting to PostgreSQL/],
+  ['a wrong password', async () => { const url = new URL(app.databaseUrl); url.password = 'wrong'; return url.toString(); }, /password|authentication/],
+  ['a server that does not speak PostgreSQL', notPostgres, /connecting|PostgreSQL|127\.0\.0\.1/],
 ]) {
   test(`PostgreSQL behind ${what}: reads and writes answer 503 upstream_unavailable with a JSON reason and Retry-After, and the write is not lost`, async () => {
     const broken = await startApp({ postgresUrl: await brokenUrl() });
@@ -201,7 +201,9 @@ for (const [what, brokenUrl, reason] of [
       const read = await b.query('roomMessages', { roomId: newId('room') });
       assert.equal(read.status, 503, read.text);
       assert.equal(read.json.error, 'upstream_unavailable');
-      assert.match(read.json.reason, reason);
+      // Whose failure it is and what to do; what the database said stays in the log.
+      assert.match(read.json.reason, /upstream database is unavailable; retry/);
+      assert.doesNotMatch(read.json.reason, reason);
       const room = newId('room');
       const { mutation, response } = b.send(room, 'Ada', 'while broken');
       const pushed = await response;

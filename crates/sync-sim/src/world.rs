@@ -688,7 +688,9 @@ impl World {
         if self.server.dies(isolate) {
             return Err(ApiError::upstream("the isolate died"));
         }
-        self.watch(&request.session_id, &watch.refresh, Some(page.cursor.0));
+        if watch.call_after {
+            self.watch(&request.session_id, &watch.refresh, Some(page.cursor.0));
+        }
         Ok(PullResponse { changes: page.changes, cursor: page.cursor, has_more: page.has_more, refused })
     }
 

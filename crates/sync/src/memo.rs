@@ -41,6 +41,10 @@ pub struct PullWatch {
     /// Topics whose authorization the call after answering refreshes (those the
     /// skipped call would have refreshed).
     pub refresh: Vec<String>,
+    /// Call the session after answering (acknowledge the page's cursor, refresh).
+    /// A pull that names no topic calls no session object at all: it watches nothing,
+    /// and a caller with fresh keys must not make objects by the thousand.
+    pub call_after: bool,
 }
 
 impl IsolateMemo {
@@ -91,17 +95,31 @@ impl IsolateMemo {
         cursor.0 <= self.known_head
     }
 
+    /// How many of `topics` this isolate has not seen the session watch: each may
+    /// make a topic object, so each counts against the caller's watch limit.
+    pub fn unknown_watches(&self, session: &str, client: &str, topics: &[String]) -> usize {
+        topics
+            .iter()
+            .filter(|topic| {
+                !self.watching.contains(&(session.to_string(), client.to_string(), (*topic).clone()))
+            })
+            .count()
+    }
+
     /// What a pull of `topics` from `cursor` does with the session object.
     pub fn pull_watch(&self, session: &str, client: &str, topics: &[String], cursor: Cursor) -> PullWatch {
+        if topics.is_empty() {
+            return PullWatch { call_before: None, refresh: Vec::new(), call_after: false };
+        }
         let known = self.is_claimed(session, client)
             && topics.iter().all(|topic| {
                 self.watching.contains(&(session.to_string(), client.to_string(), topic.clone()))
             });
         if known {
-            PullWatch { call_before: None, refresh: topics.to_vec() }
+            PullWatch { call_before: None, refresh: topics.to_vec(), call_after: true }
         } else {
             let acknowledge = self.vouches_for(cursor).then_some(cursor.0);
-            PullWatch { call_before: Some(acknowledge), refresh: Vec::new() }
+            PullWatch { call_before: Some(acknowledge), refresh: Vec::new(), call_after: true }
         }
     }
 
@@ -134,7 +152,7 @@ mod tests {
     fn a_pull_calls_the_session_until_it_confirmed_the_pair_and_every_topic() {
         let mut memo = IsolateMemo::new();
         let watch = memo.pull_watch("s", "c", &topics(&["t1"]), Cursor(0));
-        assert_eq!(watch, PullWatch { call_before: Some(Some(0)), refresh: vec![] });
+        assert_eq!(watch, PullWatch { call_before: Some(Some(0)), refresh: vec![], call_after: true });
         memo.remember_watch("s", "c", &topics(&["t1"]));
         assert_eq!(memo.pull_watch("s", "c", &topics(&["t1"]), Cursor(0)).call_before, None);
         assert_eq!(memo.pull_watch("s", "c", &topics(&["t1"]), Cursor(0)).refresh, topics(&["t1"]));
@@ -147,11 +165,19 @@ mod tests {
     #[test]
     fn a_cursor_is_acknowledged_before_the_read_only_when_the_log_was_seen_there() {
         let mut memo = IsolateMemo::new();
-        assert_eq!(memo.pull_watch("s", "c", &[], Cursor(5)).call_before, Some(None));
+        let t1 = topics(&["t1"]);
+        assert_eq!(memo.pull_watch("s", "c", &t1, Cursor(5)).call_before, Some(None));
         memo.saw_head(Cursor(7));
         memo.saw_head(Cursor(3));
-        assert_eq!(memo.pull_watch("s", "c", &[], Cursor(5)).call_before, Some(Some(5)));
-        assert_eq!(memo.pull_watch("s", "c", &[], Cursor(8)).call_before, Some(None));
+        assert_eq!(memo.pull_watch("s", "c", &t1, Cursor(5)).call_before, Some(Some(5)));
+        assert_eq!(memo.pull_watch("s", "c", &t1, Cursor(8)).call_before, Some(None));
+    }
+
+    #[test]
+    fn a_pull_of_no_topic_calls_no_session_object() {
+        let memo = IsolateMemo::new();
+        let watch = memo.pull_watch("s", "c", &[], Cursor(5));
+        assert_eq!(watch, PullWatch { call_before: None, refresh: vec![], call_after: false });
     }
 
     #[test]

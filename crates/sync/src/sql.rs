@@ -539,20 +539,33 @@ pub fn pull_changes_since(dialect: Dialect, groups: &[(Cursor, Vec<Topic>)], lim
             topics.iter().map(|topic| bind(SqlParam::Text(topic.as_str().into()), &mut params)).collect();
         bound.push((literal(*since), list.join(", ")));
     }
+    // On SQLite, the (topic, cursor) pairs are a VALUES table joined to the change's
+    // topics: a chain of one OR per cursor would nest past SQLite's expression depth
+    // of 100 (D1's limit) at 50 cursors. PostgreSQL keeps its topics index (`?|`).
+    let pairs: Vec<String> = bound
+        .iter()
+        .flat_map(|(since, list)| {
+            list.split(", ").map(move |placeholder| format!("({placeholder}, {since})")).collect::<Vec<_>>()
+        })
+        .collect();
     let matches = |table: &str| -> String {
-        let alternatives: Vec<String> = bound
-            .iter()
-            .map(|(since, list)| {
-                let on_topics = match dialect {
-                    Dialect::Sqlite => format!(
-                        "EXISTS (SELECT 1 FROM json_each({table}.topics_json) WHERE json_each.value IN ({list}))"
-                    ),
-                    Dialect::Postgres => format!("{table}.topics_json ?| ARRAY[{list}]::text[]"),
-                };
-                format!("({table}.seq > {since} AND {on_topics})")
-            })
-            .collect();
-        if alternatives.is_empty() { "FALSE".to_string() } else { alternatives.join(" OR ") }
+        if bound.is_empty() {
+            return "FALSE".to_string();
+        }
+        match dialect {
+            Dialect::Sqlite => format!(
+                "EXISTS (SELECT 1 FROM json_each({table}.topics_json) AS t JOIN (VALUES {}) AS w \
+                 ON t.value = w.column1 WHERE {table}.seq > w.column2)",
+                pairs.join(", ")
+            ),
+            Dialect::Postgres => bound
+                .iter()
+                .map(|(since, list)| {
+                    format!("({table}.seq > {since} AND {table}.topics_json ?| ARRAY[{list}]::text[])")
+                })
+                .collect::<Vec<_>>()
+                .join(" OR "),
+        }
     };
     let (on_topics, later_on_topics) = (matches("c"), matches("later"));
     // A later change of the record on any of the pull's topics, whatever its cursor,

@@ -102,6 +102,10 @@ pub const RATE_LIMITER_BINDING: &str = "SYNC_RATE_LIMITER";
 /// sign-in, health, the connector) per client address (`cf-connecting-ip`, set by
 /// Cloudflare): a client id or an account costs nothing, an address does.
 pub const ADDRESS_RATE_LIMITER_BINDING: &str = "SYNC_RATE_LIMITER_ADDRESS";
+/// The optional rate-limit binding that counts the queries a user (or, for apps that
+/// name no users, a client) starts watching: each may make a topic object, so a caller
+/// cannot have thousands made a minute with pulls of fresh keys and topics.
+pub const WATCH_RATE_LIMITER_BINDING: &str = "SYNC_RATE_LIMITER_WATCH";
 /// Seconds a limited client is told to wait (the binding's shortest period).
 const RETRY_AFTER_S: u32 = 10;
 
@@ -153,16 +157,41 @@ pub async fn admit(
     protocol_version: u32,
     client_id: &str,
     session_id: &str,
-) -> Result<(), ApiError> {
+) -> Result<Admitted, ApiError> {
     check_protocol(protocol_version)?;
     check_client(client_key(headers), client_id, session_id)?;
     rate_limit(env, RATE_LIMITER_BINDING, format!("client:{client_id}"), "this client").await?;
+    let mut subject = None;
     if let Some(authorization) = authorization(headers)
-        && let Ok(Some(subject)) = engine.subject(env, Some(authorization)).await
+        && let Ok(Some(user)) = engine.subject(env, Some(authorization)).await
     {
-        rate_limit(env, RATE_LIMITER_BINDING, format!("user:{subject}"), "this user").await?;
+        rate_limit(env, RATE_LIMITER_BINDING, format!("user:{user}"), "this user").await?;
+        subject = Some(user);
     }
-    Ok(())
+    Ok(Admitted { client_id: client_id.to_string(), subject })
+}
+
+/// Who a request was admitted as.
+pub struct Admitted {
+    pub client_id: String,
+    /// The user, when the app names users and the sign-in is valid.
+    pub subject: Option<String>,
+}
+
+impl Admitted {
+    /// Counts `count` new watches (queries the session had not watched in this
+    /// isolate's memory) against the user's watch limit
+    /// ([`WATCH_RATE_LIMITER_BINDING`]; per client for apps that name no users).
+    pub async fn limit_new_watches(&self, env: &worker::Env, count: usize) -> Result<(), ApiError> {
+        let key = match &self.subject {
+            Some(user) => format!("user:{user}"),
+            None => format!("client:{}", self.client_id),
+        };
+        for _ in 0..count {
+            rate_limit(env, WATCH_RATE_LIMITER_BINDING, key.clone(), "this user's new queries").await?;
+        }
+        Ok(())
+    }
 }
 
 /// An empty push or pull asks the app nothing, so nothing proves its caller: it

@@ -33,7 +33,9 @@ pub async fn pull(
     raw: axum::extract::Request,
 ) -> Result<Json<PullResponse>, ApiError> {
     let request: PullRequest = parse_json(&read_body(raw).await?)?;
-    admit(&engine, &env, &headers, request.protocol_version, &request.client_id, &request.session_id).await?;
+    let admitted =
+        admit(&engine, &env, &headers, request.protocol_version, &request.client_id, &request.session_id)
+            .await?;
     // Cursors are change-log sequence numbers: the databases count them exactly up to
     // 2^53 - 1 (D1 through JavaScript numbers).
     if request.cursor.0 > MAX_CURSOR {
@@ -85,6 +87,9 @@ pub async fn pull(
     // Watch before reading, so no change after the read goes unpoked (the isolate's
     // memo may skip the call, `sync::memo`).
     let watched: Vec<String> = plan.topics().iter().map(Topic::to_string).collect();
+    let new_watches =
+        durable::with_memo(|memo| memo.unknown_watches(&request.session_id, &request.client_id, &watched));
+    admitted.limit_new_watches(&env, new_watches).await?;
     let refresh =
         durable::watch_before_read(&env, &request.session_id, &request.client_id, watched, request.cursor)
             .await?;
@@ -95,13 +100,16 @@ pub async fn pull(
     // The client holds everything through `cursor` once it reads this answer: pokes
     // at or below it are skipped, and pokes held back while it pulled go out now.
     // Recorded after answering; a poke meanwhile is merely redundant.
-    let (session, client, acknowledged) =
-        (request.session_id.clone(), request.client_id.clone(), page.cursor.0);
-    ctx.wait_until(async move {
-        if let Err(error) = durable::subscribe(&env, &session, &client, refresh, Some(acknowledged)).await {
-            worker::console_error!("acknowledging cursor {acknowledged}: {error}");
-        }
-    });
+    if let Some(refresh) = refresh {
+        let (session, client, acknowledged) =
+            (request.session_id.clone(), request.client_id.clone(), page.cursor.0);
+        ctx.wait_until(async move {
+            if let Err(error) = durable::subscribe(&env, &session, &client, refresh, Some(acknowledged)).await
+            {
+                worker::console_error!("acknowledging cursor {acknowledged}: {error}");
+            }
+        });
+    }
     Ok(Json(PullResponse { changes: page.changes, cursor: page.cursor, has_more: page.has_more, refused }))
 }
 

@@ -22,7 +22,9 @@ pub async fn query(
     raw: axum::extract::Request,
 ) -> Result<Json<QueryResponse>, ApiError> {
     let request: QueryRequest = parse_json(&read_body(raw).await?)?;
-    admit(&engine, &env, &headers, request.protocol_version, &request.client_id, &request.session_id).await?;
+    let admitted =
+        admit(&engine, &env, &headers, request.protocol_version, &request.client_id, &request.session_id)
+            .await?;
     let verdict = engine
         .judge_query(
             &env,
@@ -45,6 +47,9 @@ pub async fn query(
     // Subscribe before reading, so no change between the read and the subscription
     // goes unpoked. (This also checks the session belongs to this client.)
     let watched = vec![validated.topic.to_string()];
+    let new_watches =
+        durable::with_memo(|memo| memo.unknown_watches(&request.session_id, &request.client_id, &watched));
+    admitted.limit_new_watches(&env, new_watches).await?;
     durable::subscribe(&env, &request.session_id, &request.client_id, watched, None).await?;
     let db = Upstream::open(&engine, &env).await?;
     let rows = page_rows(engine.model(), &validated);

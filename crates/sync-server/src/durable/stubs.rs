@@ -168,20 +168,20 @@ pub async fn tell_watcher(env: &Env, path: &str, session_id: &str) {
 
 /// A pull's session call before its read, as this isolate's memo decides
 /// (`sync::memo::IsolateMemo::pull_watch`). Returns the topics whose authorization
-/// the call after answering must refresh.
+/// the call after answering must refresh, or `None` when no call follows.
 pub async fn watch_before_read(
     env: &Env,
     session_id: &str,
     client_id: &str,
     topics: Vec<String>,
     cursor: sync::changes::Cursor,
-) -> Result<Vec<String>, SessionError> {
+) -> Result<Option<Vec<String>>, SessionError> {
     let watch = with_memo(|memo| memo.pull_watch(session_id, client_id, &topics, cursor));
     if let Some(acknowledge) = watch.call_before {
         subscribe(env, session_id, client_id, topics.clone(), acknowledge).await?;
         with_memo(|memo| memo.remember_watch(session_id, client_id, &topics));
     }
-    Ok(watch.refresh)
+    Ok(watch.call_after.then_some(watch.refresh))
 }
 
 /// Asks a session object (`/poke` or `/sockets`) how many sockets it has; a failed

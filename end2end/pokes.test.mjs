@@ -60,7 +60,9 @@ test('a session is bound to its first client', async () => {
   const thief = client(app.url, token);
   const stolen = { ...thief, session_id: owner.session_id };
   const body = { protocol_version: 1, client_id: thief.client_id, session_id: owner.session_id };
-  for (const [path, extra] of [['query', { name: 'roomMessages', args: { roomId: 'r' } }], ['pull', { cursor: 0, subscriptions: [] }], ['push', { mutations: [] }]]) {
+  // (A pull that names no topic touches no session object, so it names none.)
+  const watching = [{ name: 'roomMessages', args: { roomId: 'r' } }];
+  for (const [path, extra] of [['query', { name: 'roomMessages', args: { roomId: 'r' } }], ['pull', { cursor: 0, subscriptions: watching }], ['push', { mutations: [] }]]) {
     const response = await thief.call(path, JSON.stringify({ ...body, ...extra }));
     assert.equal(response.status, 403, `${path}: ${response.text}`);
     assert.equal(response.json.error, 'session_mismatch');
@@ -91,7 +93,7 @@ test('sessions and subscriptions survive a restart', async () => {
   }
   // And the session still belongs to its client.
   const thief = client(app.url, token);
-  const response = await thief.call('pull', JSON.stringify({ protocol_version: 1, client_id: thief.client_id, session_id: watcher.session_id, cursor: 0, subscriptions: [] }));
+  const response = await thief.call('pull', JSON.stringify({ protocol_version: 1, client_id: thief.client_id, session_id: watcher.session_id, cursor: 0, subscriptions: [{ name: 'roomMessages', args: { roomId: room } }] }));
   assert.equal(response.status, 403);
 });
 

@@ -1124,15 +1124,22 @@ impl World {
                     return Ok(());
                 }
                 self.counts.bump("attacks: hijack a session");
+                // (A pull that names no topic touches no session: it names one.)
+                let watching = Subscription {
+                    name: "boardCards".into(),
+                    args: json!({ "boardId": BOARDS[0] }),
+                    cursor: None,
+                };
                 let request = PullRequest {
                     protocol_version: sync::PROTOCOL_VERSION,
                     client_id: my_id,
                     session_id: session,
                     cursor: Cursor::START,
-                    subscriptions: Vec::new(),
+                    subscriptions: vec![watching],
                 };
                 match self.serve_pull("mallory", &key, &body(&request)) {
-                    Err(error) if error.code() == "session_mismatch" => {}
+                    // Refused, or not served at all (the app's callback was down).
+                    Err(error) if error.code() == "session_mismatch" || error.is_transient() => {}
                     other => violated!("listening on client {victim}'s session: {:?}", other.map(|_| ())),
                 }
             }

@@ -410,9 +410,10 @@ impl ClientSession {
         }
         let opened = format!("{:016}", now_ms());
         self.state.accept_websocket_with_tags(&pair.server, &[opened.as_str()]);
-        let topics = self.topics()?;
-        let user = self.load()?.user;
-        self.watch_all(&session_id, user, &topics).await;
+        // One read of the state: its topics, and its user for the topics' bounds.
+        let state = self.load()?;
+        let topics: Vec<String> = state.topics.into_iter().collect();
+        self.watch_all(&session_id, state.user, &topics).await;
         tell_watcher(&self.env, "/listen", &session_id).await;
         Response::from_websocket(pair.client)
     }

@@ -218,6 +218,21 @@ test("a user starts watching at most 300 queries a minute, whatever keys it uses
   assert.equal((await client(app.url, ada).pull(0, [])).status, 200);
 });
 
+test("a query asked again by the same session is no new watch: a page that reopens a room is never limited", async () => {
+  const olga = await guestToken(app.url, 'Olga');
+  const o = client(app.url, olga);
+  const room = newId('room');
+  const statuses = [];
+  // More than the 300 new watches a minute, all of one topic (one session, one address).
+  for (let i = 0; i < 320; i += 20) {
+    const answers = await Promise.all(Array.from({ length: 20 }, () => o.call('query', { name: 'roomMessages', args: { roomId: room } }, { 'cf-connecting-ip': '10.77.0.1' })));
+    statuses.push(...answers.map((answer) => answer.status));
+  }
+  assert.deepEqual([...new Set(statuses)], [200], `statuses: ${statuses.filter((status) => status !== 200).join(', ')}`);
+  // Nor is her pull of that room.
+  assert.equal((await o.pull(0, [roomMessages(room)])).status, 200);
+});
+
 test("one user's fresh client keys share the user's limit", async () => {
   const mallory = await guestToken(app.url, 'Mallory');
   const { statuses, limited, ms } = await floodUntilLimited(() => {

@@ -47,8 +47,12 @@ fn free_port() -> Result<u16> {
         .map_err(|error| format!("finding a free port: {error}"))
 }
 
+/// Connections a test cluster takes: the tests and the bench stay well below.
+pub const TEST_CONNECTIONS: u32 = 200;
+
 impl Cluster {
-    pub fn start() -> Result<Self> {
+    /// A throwaway cluster that takes `max_connections` at once.
+    pub fn start(max_connections: u32) -> Result<Self> {
         let bin = server_bin()?;
         // initdb refuses to run as root: then the cluster belongs to Debian's `postgres` user.
         let as_postgres = cmd::output("id", &["-u"]).is_some_and(|uid| uid.trim() == "0");
@@ -71,7 +75,7 @@ impl Cluster {
             .arg("--encoding=UTF8"))?;
         let port = free_port()?;
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -c port={port} -k {} -c fsync=off -c max_connections=200",
+            "-c listen_addresses=127.0.0.1 -c port={port} -k {} -c fsync=off -c max_connections={max_connections}",
             cluster.data.display()
         );
         run(cluster

@@ -677,6 +677,9 @@ fn write_dev_vars_once(dir: &Path) -> Result {
 /// The soak run (`end2end/soak/soak.mjs`): honest and hostile clients against one
 /// worker for `--minutes N`; it checks what must hold under abuse and exits non-zero
 /// when anything did not.
+/// PostgreSQL connections for the soak's cluster (see [`soak`]).
+const SOAK_CONNECTIONS: u32 = 1000;
+
 pub fn soak(args: &[String]) -> Result {
     let usage = || "usage: cargo xtask soak [--minutes N] [--postgres]".to_string();
     let mut minutes = 10u32;
@@ -698,7 +701,12 @@ pub fn soak(args: &[String]) -> Result {
     command.args(["--experimental-websocket", "end2end/soak/soak.mjs"]).current_dir(root());
     command.env("SOAK_MINUTES", minutes.to_string());
     wrangler_env(&mut command);
-    let cluster = if on_postgres { Some(crate::postgres::Cluster::start()?) } else { None };
+    // Locally, wrangler's stand-in for Hyperdrive opens one PostgreSQL connection per
+    // request, where Hyperdrive pools them (transaction mode: a request waiting on a
+    // callback holds no origin connection). The soak's few hundred requests in flight
+    // (a push holds two: its own and its callback's read) get the slots Hyperdrive's
+    // pool would give them.
+    let cluster = if on_postgres { Some(crate::postgres::Cluster::start(SOAK_CONNECTIONS)?) } else { None };
     if let Some(cluster) = &cluster {
         command.env("SYNC_E2E_POSTGRES_URL", &cluster.url);
     }
@@ -722,7 +730,11 @@ pub fn bench(args: &[String]) -> Result {
     wrangler_env(&mut command);
     // With --postgres, the app keeps its data in a throwaway local cluster (the same
     // harness switch as the PostgreSQL test tier).
-    let cluster = if on_postgres { Some(crate::postgres::Cluster::start()?) } else { None };
+    let cluster = if on_postgres {
+        Some(crate::postgres::Cluster::start(crate::postgres::TEST_CONNECTIONS)?)
+    } else {
+        None
+    };
     if let Some(cluster) = &cluster {
         command.env("SYNC_E2E_POSTGRES_URL", &cluster.url);
     }
@@ -899,7 +911,7 @@ pub fn test(args: &[String]) -> Result {
             }
             "postgres" => {
                 build()?;
-                let started = crate::postgres::Cluster::start()?;
+                let started = crate::postgres::Cluster::start(crate::postgres::TEST_CONNECTIONS)?;
                 let mut specs: Vec<String> = POSTGRES_SPECS.iter().map(|file| file.to_string()).collect();
                 specs.extend(
                     end2end_files(".spec.mjs")?.into_iter().filter(|file| !file.starts_with("end2end/")),

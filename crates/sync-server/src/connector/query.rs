@@ -50,7 +50,9 @@ pub async fn query(
     let new_watches =
         durable::with_memo(|memo| memo.unknown_watches(&request.session_id, &request.client_id, &watched));
     admitted.limit_new_watches(&env, new_watches).await?;
-    durable::subscribe(&env, &request.session_id, &request.client_id, watched, None).await?;
+    durable::subscribe(&env, &request.session_id, &request.client_id, watched.clone(), None).await?;
+    // Asked again (a remount, a room opened twice), the same topic is no new watch.
+    durable::with_memo(|memo| memo.remember_watch(&request.session_id, &request.client_id, &watched));
     let db = Upstream::open(&engine, &env).await?;
     let rows = page_rows(engine.model(), &validated);
     let answer = read_page(engine.model(), &db, &validated, request.after.as_ref(), rows).await?;

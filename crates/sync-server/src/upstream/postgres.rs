@@ -38,6 +38,20 @@ thread_local! {
 
 pub struct Postgres {
     client: Client,
+    /// Ends the connection's task when this request is done with it (see [`Drop`]).
+    connection: Option<futures_util::future::AbortHandle>,
+}
+
+impl Drop for Postgres {
+    /// Left to itself, the connection's task would wait forever on a socket whose
+    /// request has ended (workerd resolves none of its promises any more), keeping its
+    /// buffers: about 18 KB of the isolate's memory per request, measured. Aborted, it
+    /// ends at its next poll; workerd closes the socket with the request.
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            connection.abort();
+        }
+    }
 }
 
 /// The database's own words for a failure (tokio-postgres' Display is only "db error"),
@@ -93,13 +107,14 @@ impl Postgres {
                 reason: format!("connecting to PostgreSQL: {}", describe(&error)),
             }
         })?;
-        // The connection task lives as long as the client; it ends when the client drops.
+        // The connection's task lives as long as the client (see `Drop`).
+        let (connection, abort) = futures_util::future::abortable(connection);
         worker::wasm_bindgen_futures::spawn_local(async move {
-            if let Err(error) = connection.await {
+            if let Ok(Err(error)) = connection.await {
                 worker::console_error!("PostgreSQL connection: {}", describe(&error));
             }
         });
-        Ok(Self { client })
+        Ok(Self { client, connection: Some(abort) })
     }
 
     /// Natively (tests, the simulation): a connection to `url` (no TLS) whose I/O runs
@@ -119,7 +134,7 @@ impl Postgres {
         runtime.spawn(async move {
             let _ = connection.await;
         });
-        let db = Self { client };
+        let db = Self { client, connection: None };
         let engine = sync::sql::engine_schema(Dialect::Postgres).join(";\n");
         let mut migrations = vec![(ENGINE_MIGRATION, engine.as_str())];
         migrations.extend(app_migrations.iter().copied());

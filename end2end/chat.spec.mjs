@@ -321,6 +321,8 @@ test('offline: sends queue, survive a reload, and go out in order once online', 
   await a.page.locator('[data-testid="offline-ready"][data-ready="true"]').waitFor({ timeout: 15_000 });
 
   await alice.context.setOffline(true);
+  // The network's loss shows at once, before any write fails.
+  await a.page.getByTestId('sync-status').filter({ hasText: 'offline, 0 pending' }).waitFor({ timeout: 5_000 });
   const texts = ['first offline', 'second offline', 'third offline'];
   for (const text of texts) await send(a.page, text);
   for (const text of texts) {

@@ -240,6 +240,10 @@ pub fn ChatPage() -> impl IntoView {
             None => ("connecting", "connecting".to_string()),
             Some(s) if s.needs_auth => ("needs_auth", format!("sign in again to sync, {} pending", s.outbox)),
             Some(s) if !s.online => ("offline", format!("offline, {} pending", s.outbox)),
+            Some(s) if s.server_not_ready.is_some() => (
+                "server_not_ready",
+                format!("server not ready, {} pending: {}", s.outbox, s.server_not_ready.unwrap_or_default()),
+            ),
             Some(s) if s.outbox > 0 => ("syncing", format!("syncing, {} pending", s.outbox)),
             Some(s) => ("online", format!("online, {} pending", s.outbox)),
         }

@@ -18,13 +18,10 @@ use sync_server::{Engine, HttpCallbacks};
 // wrangler config binds.
 pub use sync_server::{ChangeWatcher, ClientSession, QuerySubscription};
 
-/// The chat's PostgreSQL migrations (generated from the model; see app/tests).
-const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_init", include_str!("../../migrations/postgres/0001_init.sql")),
-    ("0002_change_capture", include_str!("../../migrations/postgres/0002_change_capture.sql")),
-    ("0003_model", include_str!("../../migrations/postgres/0003_model.sql")),
-    ("0004_model", include_str!("../../migrations/postgres/0004_model.sql")),
-];
+/// The app's PostgreSQL migrations: every file in `migrations/postgres`, in name
+/// order, as the build script lists them (generated from the model; see
+/// `cargo xtask migrations`).
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/postgres_migrations.rs"));
 
 /// The sync engine for the chat's model: its callbacks over HTTP when
 /// `SYNC_*_CALLBACK_URL` is set, the chat's own rules in process otherwise. Built

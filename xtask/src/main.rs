@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("setup") => tasks::setup(),
         Some("build") => tasks::build_task(&args[1..]),
-        Some("migrations") => tasks::migrations(),
+        Some("migrations") => tasks::migrations(&args[1..]),
         Some("new-app") => tasks::new_app(&args[1..]),
         Some("dev") => tasks::dev(&args[1..]),
         Some("test") => tasks::test(&args[1..]),
@@ -51,7 +51,10 @@ const USAGE: &str = "usage: cargo xtask <task>
   setup              install apt packages, the wasm target, pinned CLIs (.tools/) and npm packages
   build [--app NAME]
                      build an app's browser bundle (target/site, target/todo-site) and its worker
-  migrations         write the next D1 + PostgreSQL migration of every app whose sync model changed
+  migrations [--reset --app NAME]
+                     write the next D1 + PostgreSQL migration of every app whose sync model changed;
+                     with --reset, an app not deployed yet starts again from its model (one 0001)
+                     and its local state is cleared
   new-app NAME       a new app at examples/NAME, copied from the todo example, in the workspace
   dev [--app NAME] [--port N] [--postgres URL]
                      setup + build + local D1 migrations + wrangler dev on 127.0.0.1 (default 8787);

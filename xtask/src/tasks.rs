@@ -215,6 +215,8 @@ struct WebApp {
     style: Option<PathBuf>,
     /// The worker crate's folder (worker-build runs there).
     worker: PathBuf,
+    /// The worker crate's package name (read from its Cargo.toml).
+    worker_package: String,
     /// The folder holding the app's wrangler.toml.
     config_dir: PathBuf,
     /// The app's end-to-end tests (`*.spec.mjs` browser suites, `*.test.mjs` node suites).
@@ -238,6 +240,7 @@ fn web_apps() -> Result<Vec<WebApp>> {
         public: root.join("frontend").join("public"),
         style: Some(root.join("style")),
         worker: root.join("worker"),
+        worker_package: package_name(&root.join("worker"))?,
         config_dir: root.clone(),
         end2end: root.join("end2end"),
         model_package: "app".into(),
@@ -248,6 +251,7 @@ fn web_apps() -> Result<Vec<WebApp>> {
     examples.sort();
     for dir in examples.into_iter().filter(|dir| dir.join("wrangler.toml").is_file()) {
         let Some(name) = dir.file_name().and_then(|name| name.to_str()).map(str::to_string) else { continue };
+        let worker = dir.join(format!("{name}-worker"));
         apps.push(WebApp {
             frontend: format!("{name}-frontend"),
             bundle: name.clone(),
@@ -255,7 +259,8 @@ fn web_apps() -> Result<Vec<WebApp>> {
             js: dir.join("js"),
             public: dir.join("public"),
             style: None,
-            worker: dir.join(format!("{name}-worker")),
+            worker_package: package_name(&worker)?,
+            worker,
             end2end: dir.join("end2end"),
             model_package: format!("{name}-model"),
             config_dir: dir,
@@ -263,6 +268,31 @@ fn web_apps() -> Result<Vec<WebApp>> {
         });
     }
     Ok(apps)
+}
+
+/// The `name` of the `[package]` in `dir/Cargo.toml`.
+fn package_name(dir: &Path) -> Result<String> {
+    let manifest = dir.join("Cargo.toml");
+    let text =
+        fs::read_to_string(&manifest).map_err(|error| format!("reading {}: {error}", manifest.display()))?;
+    let mut in_package = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if let Some(value) =
+            line.strip_prefix("name").map(str::trim_start).and_then(|rest| rest.strip_prefix('='))
+            && in_package
+        {
+            return Ok(value.trim().trim_matches('"').to_string());
+        }
+    }
+    Err(format!("{}: no [package] name", manifest.display()))
+}
+
+/// The crates that build for wasm32 only (each app's bundle and worker): the host's
+/// builds and lints leave them out.
+fn wasm_only_packages() -> Result<Vec<String>> {
+    Ok(web_apps()?.into_iter().flat_map(|app| [app.frontend, app.worker_package]).collect())
 }
 
 fn web_app(name: &str) -> Result<WebApp> {
@@ -471,10 +501,47 @@ fn app_constant(name: &str) -> Result<String> {
 
 /// `cargo xtask migrations`: writes the next upstream migration of every app whose
 /// sync model changed (the apps' migrations tests, in write mode).
-pub fn migrations() -> Result {
+/// `cargo xtask migrations --reset --app NAME`: for an app not deployed yet, its
+/// migrations start again from its model (one `0001_init`), and its local state
+/// (`.wrangler/state`: the local D1 that recorded the old ones) is cleared.
+pub fn migrations(args: &[String]) -> Result {
+    let apps = match args {
+        [] => web_apps()?,
+        [reset, flag, name] if reset == "--reset" && flag == "--app" => {
+            let app = web_app(name)?;
+            let dir = app.config_dir.join("migrations");
+            for sub in ["d1", "postgres"] {
+                let folder = dir.join(sub);
+                let files = fs::read_dir(&folder).into_iter().flatten().filter_map(|entry| entry.ok());
+                for file in files
+                    .map(|entry| entry.path())
+                    .filter(|path| path.extension().is_some_and(|e| e == "sql"))
+                {
+                    fs::remove_file(&file)
+                        .map_err(|error| format!("removing {}: {error}", file.display()))?;
+                }
+            }
+            let snapshot = dir.join("schema.json");
+            if snapshot.exists() {
+                fs::remove_file(&snapshot)
+                    .map_err(|error| format!("removing {}: {error}", snapshot.display()))?;
+            }
+            let state = app.config_dir.join(".wrangler").join("state");
+            if state.exists() {
+                fs::remove_dir_all(&state)
+                    .map_err(|error| format!("removing {}: {error}", state.display()))?;
+            }
+            eprintln!(
+                "{name}: migrations start again from the model, local state cleared \
+                 (a database that applied the old ones needs them: never reset a deployed app)"
+            );
+            vec![app]
+        }
+        _ => return Err("usage: cargo xtask migrations [--reset --app NAME]".into()),
+    };
     let mut command = Command::new("cargo");
     command.arg("test");
-    for app in web_apps()? {
+    for app in apps {
         command.args(["--package", &app.model_package]);
     }
     run(command.args(["--test", "migrations"]).env("SYNC_WRITE_MIGRATIONS", "1").current_dir(root()))
@@ -518,7 +585,12 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
 // ---------------------------------------------------------------- dev
 
 pub fn dev(args: &[String]) -> Result {
-    let usage = || "usage: cargo xtask dev [--watch] [--app chat|todo] [--port N] [--postgres postgres://user:password@host:port/db]";
+    let apps = web_apps()?.into_iter().map(|app| app.name).collect::<Vec<_>>().join("|");
+    let usage = || {
+        format!(
+            "usage: cargo xtask dev [--watch] [--app {apps}] [--port N] [--postgres postgres://user:password@host:port/db]"
+        )
+    };
     let mut port = DEFAULT_DEV_PORT.to_string();
     let mut postgres = None;
     let mut app_name = "chat".to_string();
@@ -533,7 +605,7 @@ pub fn dev(args: &[String]) -> Result {
             ("--port", Some(value)) => port = value.clone(),
             ("--postgres", Some(value)) => postgres = Some(value.clone()),
             ("--app", Some(value)) => app_name = value.clone(),
-            _ => return Err(usage().into()),
+            _ => return Err(usage()),
         }
     }
     let app = web_app(&app_name)?;
@@ -767,9 +839,6 @@ pub fn sim(args: &[String]) -> Result {
     }
 }
 
-/// cdylib crates that only build for wasm32 (the browser bundles and the workers).
-const WASM_ONLY_PACKAGES: &[&str] = &["frontend", "sync-worker", "todo-frontend", "todo-worker"];
-
 /// The chat's node:test files the PostgreSQL tier runs again with PostgreSQL
 /// upstream, plus the one only it runs (its name matches none of node's test
 /// patterns: `*.test.mjs`, `*-test.mjs`, `*_test.mjs`, `test-*.mjs`).
@@ -800,30 +869,42 @@ fn lint() -> Result {
     let clippy = |args: &[&str]| -> Result {
         run(Command::new("cargo").arg("clippy").args(args).args(["--", "-D", "warnings"]).current_dir(&root))
     };
-    let mut native = vec!["--workspace", "--all-targets"];
-    for wasm_only in WASM_ONLY_PACKAGES {
-        native.extend(["--exclude", wasm_only]);
+    let apps = web_apps()?;
+    let mut native: Vec<String> = vec!["--workspace".into(), "--all-targets".into()];
+    for wasm_only in wasm_only_packages()? {
+        native.extend(["--exclude".into(), wasm_only]);
     }
-    clippy(&native)?;
+    clippy(&native.iter().map(String::as_str).collect::<Vec<_>>())?;
     // The browser side (bundles and the engine's worker runtime, with its wasm tests).
-    clippy(&[
-        "--package",
-        "frontend",
-        "--package",
-        "todo-frontend",
+    let mut pages: Vec<&str> = Vec::new();
+    for app in &apps {
+        pages.extend(["--package", &app.frontend]);
+    }
+    let features = std::iter::once("sync-client/worker".to_string())
+        .chain(apps.iter().map(|app| format!("{}/db-worker", app.frontend)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut browser = pages.clone();
+    browser.extend([
         "--package",
         "sync-client",
         "--features",
-        "sync-client/worker,frontend/db-worker,todo-frontend/db-worker",
+        &features,
         "--target",
         WASM_TARGET,
         "--all-targets",
-    ])?;
+    ]);
+    clippy(&browser)?;
     // Each bundle as it is built: the pages without the worker runtime.
-    clippy(&["--package", "frontend", "--package", "todo-frontend", "--target", WASM_TARGET])?;
-    // Each worker on its own: one build would unify the chat app's `ssr` and `hydrate`.
-    clippy(&["--package", "sync-worker", "--target", WASM_TARGET])?;
-    clippy(&["--package", "todo-worker", "--package", "sync-server", "--target", WASM_TARGET])
+    let mut bundles = pages;
+    bundles.extend(["--target", WASM_TARGET]);
+    clippy(&bundles)?;
+    // Each worker on its own: one build would unify an app crate's `ssr` and `hydrate`
+    // features (the chat's) with another's.
+    for app in &apps {
+        clippy(&["--package", &app.worker_package, "--target", WASM_TARGET])?;
+    }
+    clippy(&["--package", "sync-server", "--target", WASM_TARGET])
 }
 
 /// `npx playwright test` on browser suites (playwright.config.mjs: one worker, HTML
@@ -872,8 +953,8 @@ pub fn test(args: &[String]) -> Result {
             "native" => {
                 let mut command = Command::new("cargo");
                 command.args(["test", "--workspace"]);
-                for wasm_only in WASM_ONLY_PACKAGES {
-                    command.args(["--exclude", wasm_only]);
+                for wasm_only in wasm_only_packages()? {
+                    command.args(["--exclude", &wasm_only]);
                 }
                 vec![command]
             }
@@ -996,6 +1077,13 @@ pub fn new_app(args: &[String]) -> Result {
     }
     fs::write(&manifest, text.replacen(anchor, &members, 1))
         .map_err(|error| format!("writing Cargo.toml: {error}"))?;
+    // Renamed `use` lines sort differently: the scaffold starts fmt-clean whatever its name.
+    let mut fmt = Command::new("cargo");
+    fmt.arg("fmt");
+    for suffix in ["model", "frontend", "worker"] {
+        fmt.args(["--package", &format!("{name}-{suffix}")]);
+    }
+    run(fmt.current_dir(&root))?;
     eprintln!(
         "new app at examples/{name}: `cargo xtask dev --app {name}` serves it; edit {name}-model/src/lib.rs \
          (model, rules), {name}-frontend/src/page.rs (pages), then `cargo xtask migrations`"

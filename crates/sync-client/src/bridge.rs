@@ -39,6 +39,9 @@ pub enum Request {
     /// The app may now allow what it refused (say, the user just joined a group):
     /// refused queries are asked again.
     AskAgain,
+    /// The page's browser went offline or came back (its `online`/`offline` events,
+    /// which a worker does not always get, and an open socket does not notice).
+    Network { online: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +114,8 @@ pub enum Reply {
     },
     /// Refused queries will be asked again.
     Asking,
+    /// The network's state is noted.
+    Noted,
 }
 
 /// Where the local database lives.
@@ -133,6 +138,10 @@ pub struct Status {
     /// The server wants a new sign-in: pushes and pulls wait for a new token.
     #[serde(default)]
     pub needs_auth: bool,
+    /// The server answers that it is not set up (503 `schema_mismatch` or
+    /// `not_configured`): why. Requests keep being retried; show this, not "online".
+    #[serde(default)]
+    pub server_not_ready: Option<String>,
 }
 
 #[cfg(test)]
@@ -175,6 +184,7 @@ mod tests {
                 cursor: 9,
                 last_error: None,
                 needs_auth: true,
+                server_not_ready: Some("table notes lacks column(s) text".into()),
             }),
             FromWorker::Role { leader: false },
         ];

@@ -156,7 +156,7 @@ impl SyncClient {
                 _on_message: on_message,
             }
         });
-        Ok(Self {
+        let client = Self {
             inner: SendWrapper::new(inner),
             changes,
             status,
@@ -167,7 +167,28 @@ impl SyncClient {
             leader,
             metrics,
             update_started,
-        })
+        };
+        client.follow_network();
+        Ok(client)
+    }
+
+    /// Tells the worker when the browser goes offline or comes back: the status says
+    /// offline at once (an open socket may not notice for a long time), and waiting
+    /// retries go as soon as the network is back.
+    fn follow_network(&self) {
+        let Some(window) = web_sys::window() else { return };
+        for (event, online) in [("online", true), ("offline", false)] {
+            let client = self.clone();
+            let on_event = Closure::<dyn FnMut()>::new(move || {
+                let client = client.clone();
+                leptos::task::spawn_local(async move {
+                    let _ = client.request(Request::Network { online }).await;
+                });
+            });
+            let _ = window.add_event_listener_with_callback(event, on_event.as_ref().unchecked_ref());
+            // Lives as long as the page, like the client.
+            on_event.forget();
+        }
     }
 
     /// How to renew the user's sign-in when the server asks for it (see

@@ -120,6 +120,9 @@ struct Runtime {
     /// Bumped on the browser's `online` event: waiting retries go at once.
     wake: Cell<u32>,
     last_error: RefCell<Option<String>>,
+    /// The server's last answer said it is not set up (a migration not applied, a
+    /// setting missing): why. Cleared by the next answer that is not that.
+    server_not_ready: RefCell<Option<String>>,
 }
 
 impl Runtime {
@@ -154,7 +157,16 @@ impl Runtime {
             cursor,
             last_error: self.last_error.borrow().clone(),
             needs_auth: self.needs_auth.get(),
+            server_not_ready: self.server_not_ready.borrow().clone(),
         }));
+    }
+
+    /// The browser (or the socket) lost the network: the page says offline at once,
+    /// not only once a write fails.
+    fn went_offline(&self) {
+        if self.online.replace(false) {
+            self.post_status();
+        }
     }
 
     fn client_id(&self) -> Result<String, String> {
@@ -178,6 +190,11 @@ impl Runtime {
             .map_err(|e| Failure::Network(e.to_string()))?;
         let status = response.status();
         let text = response.text().await.map_err(|e| Failure::Network(e.to_string()))?;
+        let not_ready = Failure::server_not_ready(status, &text);
+        if *self.server_not_ready.borrow() != not_ready {
+            *self.server_not_ready.borrow_mut() = not_ready;
+            self.post_status();
+        }
         if (200..300).contains(&status) {
             return serde_json::from_str(&text)
                 .map_err(|e| Failure::Fatal(format!("unreadable answer: {e}")));
@@ -220,6 +237,7 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
         needs_auth: Cell::new(false),
         wake: Cell::new(0),
         last_error: RefCell::new(None),
+        server_not_ready: RefCell::new(None),
     });
 
     let from_page = runtime.clone();
@@ -247,6 +265,10 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
     let on_online = Closure::<dyn FnMut()>::new(move || waker.wake.set(waker.wake.get().wrapping_add(1)));
     scope().set_ononline(Some(on_online.as_ref().unchecked_ref()));
     on_online.forget();
+    let offline = runtime.clone();
+    let on_offline = Closure::<dyn FnMut()>::new(move || offline.went_offline());
+    scope().set_onoffline(Some(on_offline.as_ref().unchecked_ref()));
+    on_offline.forget();
 
     if !request_leadership(&runtime) {
         // No Web Locks here: act alone (a second tab then falls back to memory).
@@ -425,6 +447,20 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
             }
             Ok(Reply::Asking)
         }
+        Request::Network { online: false } => {
+            runtime.went_offline();
+            Ok(Reply::Noted)
+        }
+        Request::Network { online: true } => {
+            // Back: waiting retries go at once, and a pull catches up on what the
+            // socket may have missed. A request that then fails says offline again.
+            runtime.online.set(true);
+            runtime.wake.set(runtime.wake.get().wrapping_add(1));
+            spawn_pull(runtime);
+            spawn_push(runtime);
+            runtime.post_status();
+            Ok(Reply::Noted)
+        }
     }
 }
 
@@ -550,6 +586,9 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
             if matches!(failure, Failure::NeedsAuth(_)) {
                 runtime.needs_auth.set(true);
                 runtime.post_status();
+            }
+            if matches!(failure, Failure::Network(_)) {
+                runtime.went_offline();
             }
             let reason = failure.reason().to_string();
             // Not an answer: fetch it again later. Forgetting the subscription makes
@@ -862,7 +901,16 @@ async fn keep_socket(runtime: Rc<Runtime>) {
         let ticket =
             match runtime.post_json::<sync::protocol::ticket::TicketResponse>("/sync/ticket", &request).await
             {
-                Ok(granted) => Some(granted.ticket),
+                Ok(granted) => {
+                    if !runtime.online.replace(true) {
+                        runtime.post_status();
+                    }
+                    Some(granted.ticket)
+                }
+                Err(Failure::Network(_)) => {
+                    runtime.went_offline();
+                    None
+                }
                 Err(Failure::NeedsAuth(_)) => {
                     runtime.needs_auth.set(true);
                     runtime.post_status();

@@ -151,8 +151,12 @@ impl ApiError {
             }
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::CallbackUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "callback_unavailable"),
-            ApiError::NotConfigured { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
-            ApiError::SchemaMismatch { .. } => (StatusCode::SERVICE_UNAVAILABLE, "schema_mismatch"),
+            ApiError::NotConfigured { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, sync::protocol::error::NOT_CONFIGURED)
+            }
+            ApiError::SchemaMismatch { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, sync::protocol::error::SCHEMA_MISMATCH)
+            }
             ApiError::Upstream { .. } | ApiError::UpstreamRefused { .. } => {
                 (StatusCode::BAD_GATEWAY, "upstream_error")
             }

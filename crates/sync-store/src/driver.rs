@@ -27,7 +27,7 @@ use sync::changes::{Change, Cursor};
 use sync::cursors::TopicCursors;
 use sync::model::ValidatedQuery;
 use sync::protocol::PROTOCOL_VERSION;
-use sync::protocol::error::{ErrorBody, NEEDS_AUTH, RESYNC_REQUIRED};
+use sync::protocol::error::{ErrorBody, NEEDS_AUTH, NOT_CONFIGURED, RESYNC_REQUIRED, SCHEMA_MISMATCH};
 use sync::protocol::pull::{PullRequest, PullResponse, Subscription};
 use sync::protocol::push::{PushRequest, PushResponse};
 
@@ -64,6 +64,15 @@ impl Failure {
             (status, _) if status >= 500 || status == 429 => Failure::Unavailable(reason),
             _ => Failure::Fatal(reason),
         }
+    }
+
+    /// Why the server is not ready to serve at all, if a non-2xx answer says so: a
+    /// deployment that lacks a migration or a setting. Still retried like any 503;
+    /// the page shows it instead of "online".
+    pub fn server_not_ready(status: u16, body: &str) -> Option<String> {
+        let parsed = serde_json::from_str::<ErrorBody>(body).ok()?;
+        (status == 503 && [SCHEMA_MISMATCH, NOT_CONFIGURED].contains(&parsed.error.as_str()))
+            .then_some(parsed.reason)
     }
 
     pub fn reason(&self) -> &str {
@@ -363,6 +372,12 @@ mod tests {
         assert_eq!(Failure::from_status(401, &body(NEEDS_AUTH)), Failure::NeedsAuth("r".into()));
         assert_eq!(Failure::from_status(410, &body(RESYNC_REQUIRED)), Failure::Resync("r".into()));
         assert_eq!(Failure::from_status(403, &body("query_denied")), Failure::Fatal("r".into()));
+        // A server that is not set up is retried like any 503, and says so.
+        assert_eq!(Failure::from_status(503, &body(SCHEMA_MISMATCH)), Failure::Unavailable("r".into()));
+        assert_eq!(Failure::server_not_ready(503, &body(SCHEMA_MISMATCH)), Some("r".into()));
+        assert_eq!(Failure::server_not_ready(503, &body(NOT_CONFIGURED)), Some("r".into()));
+        assert_eq!(Failure::server_not_ready(503, &body("upstream_unavailable")), None);
+        assert_eq!(Failure::server_not_ready(503, "maintenance"), None);
         assert_eq!(
             SyncDriver::after_failure(&Failure::Unavailable("x".into()), 3),
             AfterFailure::Retry { attempt: 3 }

@@ -246,35 +246,34 @@ pub fn plan(previous: Option<&Snapshot>, model: &SyncModel) -> Result<Option<Mig
     }))
 }
 
-/// Checks that an app's worker source (`worker_source`, its lib.rs text) hands every
-/// PostgreSQL migration in `dir/postgres` to the engine as `("NNNN_name",
-/// include_str!(".../NNNN_name.sql"))`: the engine applies only what it is given, so a
-/// file missing from that list would never run. For the apps' migrations tests.
+/// The PostgreSQL migrations in `dir` (`NNNN_name.sql`, in name order) as a Rust
+/// expression of type `&[(&str, &str)]`: `("NNNN_name", include_str!("<file>"))` each,
+/// for the engine's `postgres_migrations`. An app's worker writes it from
+/// its build script and `include!`s it, so every file in the folder is applied and
+/// nothing else is: no list to keep in step by hand. A name that is not
+/// `NNNN_name.sql` is an error, so a stray file cannot slip in unordered.
 #[cfg(feature = "migration-files")]
-pub fn check_postgres_migrations_listed(dir: &std::path::Path, worker_source: &str) -> Result<(), String> {
-    let folder = dir.join("postgres");
-    let mut files: Vec<String> = std::fs::read_dir(&folder)
-        .map_err(|error| format!("{}: {error}", folder.display()))?
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| name.ends_with(".sql"))
+pub fn postgres_migrations_source(dir: &std::path::Path) -> Result<String, String> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|error| format!("{}: {error}", dir.display()))?
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| path.extension().is_some_and(|extension| extension == "sql"))
         .collect();
     files.sort();
-    let missing: Vec<String> = files
-        .into_iter()
-        .filter(|file| {
-            let stem = file.trim_end_matches(".sql");
-            !(worker_source.contains(&format!("(\"{stem}\", include_str!("))
-                && worker_source.contains(&format!("/{file}\")")))
-        })
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "the worker does not list the PostgreSQL migration(s) {} in its migrations",
-            missing.join(", ")
-        ))
+    let mut source = String::from("&[\n");
+    for file in &files {
+        let stem = file.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default();
+        let numbered = stem.len() > 5
+            && stem.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+            && stem.as_bytes()[4] == b'_';
+        if !numbered {
+            return Err(format!("{}: a migration is named NNNN_name.sql", file.display()));
+        }
+        let path = file.to_str().ok_or_else(|| format!("{}: not UTF-8", file.display()))?;
+        source.push_str(&format!("    ({stem:?}, include_str!({path:?})),\n"));
     }
+    source.push(']');
+    Ok(source)
 }
 
 /// Checks an app's `migrations/` folder against its model, or (with `write`) adds the

@@ -19,6 +19,14 @@ pub const NEEDS_AUTH: &str = "needs_auth";
 /// reaches. The client fetches its queries' snapshots again (keeping its outbox).
 pub const RESYNC_REQUIRED: &str = "resync_required";
 
+/// `error` of a 503: the upstream tables lack what the model names (a migration not
+/// applied). Retried like any 503; the page says the server is not ready.
+pub const SCHEMA_MISMATCH: &str = "schema_mismatch";
+
+/// `error` of a 503: the deployment lacks a setting or binding it needs. Retried like
+/// any 503; the page says the server is not ready.
+pub const NOT_CONFIGURED: &str = "not_configured";
+
 /// Reasons are sentences, not echoes: what they quote of a request is cut so that a
 /// reason (answered, or stored with a rejection) never exceeds this many characters.
 pub const MAX_REASON_CHARS: usize = 400;

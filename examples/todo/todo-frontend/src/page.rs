@@ -96,6 +96,10 @@ fn TodoList(list_id: String) -> impl IntoView {
     let connection = move || match status.get().status {
         None => ("connecting", "connecting".to_string()),
         Some(s) if !s.online => ("offline", format!("offline, {} to send", s.outbox)),
+        Some(s) if s.server_not_ready.is_some() => (
+            "server_not_ready",
+            format!("server not ready, {} to send: {}", s.outbox, s.server_not_ready.unwrap_or_default()),
+        ),
         Some(s) if s.outbox > 0 => ("syncing", format!("syncing, {} to send", s.outbox)),
         Some(_) => ("online", "online, all saved".to_string()),
     };

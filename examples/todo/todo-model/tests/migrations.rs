@@ -9,17 +9,3 @@ fn committed_migrations_match_the_model() {
         panic!("{problem}");
     }
 }
-
-/// The worker hands every PostgreSQL migration to the engine (which applies them on
-/// first connection): a file missing from its list would never run.
-#[test]
-fn the_worker_applies_every_postgres_migration() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let worker =
-        std::fs::read_to_string(root.join("../todo-worker/src/lib.rs")).expect("the worker's lib.rs");
-    if let Err(problem) =
-        sync::migrations::check_postgres_migrations_listed(&root.join("../migrations"), &worker)
-    {
-        panic!("../todo-worker/src/lib.rs: {problem}");
-    }
-}

@@ -16,11 +16,10 @@ use todo_model::LIST_TODOS;
 // The engine's Durable Objects, exported under the class names wrangler.toml binds.
 pub use sync_server::{ChangeWatcher, ClientSession, QuerySubscription};
 
-/// The todo model's PostgreSQL migrations, generated from the model.
-const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_init", include_str!("../../migrations/postgres/0001_init.sql")),
-    ("0002_change_capture", include_str!("../../migrations/postgres/0002_change_capture.sql")),
-];
+/// The app's PostgreSQL migrations: every file in `migrations/postgres`, in name
+/// order, as the build script lists them (generated from the model; see
+/// `cargo xtask migrations`).
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/postgres_migrations.rs"));
 
 /// The todo app's guest sign-in: its tokens name this app (`aud`).
 const GUEST: guest::GuestAuth = guest::GuestAuth::new(todo_model::APP_NAME);

@@ -276,6 +276,22 @@ pub fn postgres_migrations_source(dir: &std::path::Path) -> Result<String, Strin
     Ok(source)
 }
 
+/// A worker's whole build script: lists the PostgreSQL migrations in `folder`
+/// (relative to the crate) as [`postgres_migrations_source`] into
+/// `$OUT_DIR/postgres_migrations.rs`, and reruns when the folder changes. The worker
+/// then holds `include!(concat!(env!("OUT_DIR"), "/postgres_migrations.rs"))`.
+/// Panics with the reason (a build script's way to fail the build).
+#[cfg(feature = "migration-files")]
+pub fn build_postgres_migrations(folder: &str) {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = std::path::Path::new(&manifest).join(folder);
+    println!("cargo::rerun-if-changed={}", dir.display());
+    let source = postgres_migrations_source(&dir).unwrap_or_else(|problem| panic!("{problem}"));
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    let file = std::path::Path::new(&out).join("postgres_migrations.rs");
+    std::fs::write(&file, source).unwrap_or_else(|error| panic!("writing {}: {error}", file.display()));
+}
+
 /// Checks an app's `migrations/` folder against its model, or (with `write`) adds the
 /// next migration and snapshot to it. Used by each app's migrations test and by
 /// `cargo xtask migrations`; reads and writes files, so it is not built unless the

@@ -48,7 +48,8 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: cargo xtask <task>
-  setup              install apt packages, the wasm target, pinned CLIs (.tools/) and npm packages
+  setup              install apt packages, the wasm target, pinned CLIs (built once per machine in
+                     ~/.cache/sync-engine/tools, linked from .tools/bin) and npm packages
   build [--app NAME]
                      build an app's browser bundle (target/site, target/todo-site) and its worker
   migrations [--reset --app NAME]
@@ -56,8 +57,9 @@ const USAGE: &str = "usage: cargo xtask <task>
                      with --reset, an app not deployed yet starts again from its model (one 0001)
                      and its local state is cleared
   new-app NAME       a new app at examples/NAME, copied from the todo example, in the workspace
-  dev [--app NAME] [--port N] [--postgres URL]
-                     setup + build + local D1 migrations + wrangler dev on 127.0.0.1 (default 8787);
+  dev [--app NAME] [--port N] [--postgres URL] [--release] [--watch]
+                     setup + build (dev-wasm profile unless --release) + local D1 migrations +
+                     wrangler dev on 127.0.0.1 (default 8787); --watch rebuilds on every save;
                      with --postgres, the data lives in that PostgreSQL database instead (Hyperdrive)
   test [TIER...]     setup + every tier (lint, native, sim, wasm, e2e, postgres); or just the tiers named
   sim [--seeds N | --seed S] [--from F] [--steps K]

@@ -161,6 +161,10 @@ fn install_rust_components() -> Result {
     run(Command::new("rustup").args(["component", "add"]).args(missing))
 }
 
+/// A pinned CLI, built once per machine: `cargo install` into a per-user cache keyed by
+/// crate and version ([`tools_cache`]), shared by every checkout and every app; each
+/// checkout's `.tools/bin` links to it. A second checkout (or a generated app) on this
+/// machine builds nothing.
 fn install_cargo_tool(krate: &str, version: &str, locked: bool) -> Result {
     let binary = if krate == "wasm-bindgen-cli" { "wasm-bindgen" } else { krate };
     let present =
@@ -168,16 +172,44 @@ fn install_cargo_tool(krate: &str, version: &str, locked: bool) -> Result {
     if present {
         return Ok(());
     }
-    let mut command = Command::new("cargo");
-    command.args(["install", "--force", "--root"]).arg(root().join(".tools")).args([
-        krate,
-        "--version",
-        version,
-    ]);
-    if locked {
-        command.arg("--locked");
+    let cached = tools_cache().join(format!("{krate}-{version}"));
+    let cached_bin = cached.join("bin");
+    let built =
+        cmd::output(cached_bin.join(binary), &["--version"]).is_some_and(|text| text.contains(version));
+    if !built {
+        let mut command = Command::new("cargo");
+        command.args(["install", "--force", "--root"]).arg(&cached).args([krate, "--version", version]);
+        if locked {
+            command.arg("--locked");
+        }
+        run(&mut command)?;
+    } else {
+        eprintln!("setup: {krate} {version} from {}", cached.display());
     }
-    run(&mut command)
+    let bin = tools_bin();
+    fs::create_dir_all(&bin).map_err(|error| format!("creating {}: {error}", bin.display()))?;
+    let entries =
+        fs::read_dir(&cached_bin).map_err(|error| format!("reading {}: {error}", cached_bin.display()))?;
+    for entry in entries.filter_map(|entry| entry.ok()) {
+        let link = bin.join(entry.file_name());
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(entry.path(), &link)
+            .map_err(|error| format!("linking {}: {error}", link.display()))?;
+    }
+    Ok(())
+}
+
+/// Where pinned CLIs are built, once per machine and user: `$SYNC_TOOLS_CACHE`, else
+/// `$XDG_CACHE_HOME/sync-engine/tools`, else `~/.cache/sync-engine/tools`.
+fn tools_cache() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SYNC_TOOLS_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(|| root().join(".tools").join("cache"));
+    cache.join("sync-engine").join("tools")
 }
 
 fn install_npm_packages() -> Result {
@@ -231,20 +263,25 @@ struct WebApp {
 /// `migrations/`, `end2end/`.
 fn web_apps() -> Result<Vec<WebApp>> {
     let root = root();
-    let mut apps = vec![WebApp {
-        name: "chat".into(),
-        frontend: "frontend".into(),
-        bundle: app_constant("CLIENT_BUNDLE")?,
-        site: root.join("target").join("site"),
-        js: root.join("frontend").join("js"),
-        public: root.join("frontend").join("public"),
-        style: Some(root.join("style")),
-        worker: root.join("worker"),
-        worker_package: package_name(&root.join("worker"))?,
-        config_dir: root.clone(),
-        end2end: root.join("end2end"),
-        model_package: "app".into(),
-    }];
+    let mut apps = Vec::new();
+    // The chat, unless a fork removed it (its crates and wrangler.toml at the root).
+    let chat = root.join("app").join("src").join("lib.rs").is_file() && root.join("wrangler.toml").is_file();
+    if chat {
+        apps.push(WebApp {
+            name: "chat".into(),
+            frontend: "frontend".into(),
+            bundle: app_constant("CLIENT_BUNDLE")?,
+            site: root.join("target").join("site"),
+            js: root.join("frontend").join("js"),
+            public: root.join("frontend").join("public"),
+            style: Some(root.join("style")),
+            worker: root.join("worker"),
+            worker_package: package_name(&root.join("worker"))?,
+            config_dir: root.clone(),
+            end2end: root.join("end2end"),
+            model_package: "app".into(),
+        });
+    }
     let mut examples: Vec<PathBuf> = fs::read_dir(root.join("examples"))
         .map(|entries| entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
         .unwrap_or_default();
@@ -361,7 +398,8 @@ fn build_app_with(app: &WebApp, profile: Profile) -> Result {
 /// features, the SQLite Web Worker's with `db-worker`), each cargo -> wasm-bindgen
 /// (ES module) -> wasm-opt; plus static files.
 fn build_client(app: &WebApp, profile: Profile) -> Result {
-    let pkg = app.site.join(app_constant("CLIENT_PKG_DIR")?);
+    // The chat's server rendering names the folder in app/src/lib.rs; other apps use `pkg`.
+    let pkg = app.site.join(if app.name == "chat" { app_constant("CLIENT_PKG_DIR")? } else { "pkg".into() });
     build_bundle(app, &pkg, &[], &app.bundle, profile)?;
     build_bundle(
         app,
@@ -593,12 +631,18 @@ pub fn dev(args: &[String]) -> Result {
     };
     let mut port = DEFAULT_DEV_PORT.to_string();
     let mut postgres = None;
-    let mut app_name = "chat".to_string();
+    // The chat by default, else the first app there is.
+    let mut app_name = web_apps()?.first().map_or_else(|| "chat".to_string(), |app| app.name.clone());
     let mut watch = false;
+    let mut release = false;
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
         if flag == "--watch" {
             watch = true;
+            continue;
+        }
+        if flag == "--release" {
+            release = true;
             continue;
         }
         match (flag.as_str(), rest.next()) {
@@ -611,10 +655,13 @@ pub fn dev(args: &[String]) -> Result {
     let app = web_app(&app_name)?;
     // Serving needs no browser and no PostgreSQL: those come with `test`.
     setup_serving()?;
-    if watch {
-        build_app_with(&app, Profile::Dev)?;
-    } else {
+    // The dev-wasm profile (no LTO, incremental) unless asked for the release build:
+    // a first run compiles in a fraction of the time; tests, bench and deploy build
+    // release.
+    if release {
         build_app(&app)?;
+    } else {
+        build_app_with(&app, Profile::Dev)?;
     }
     let root = app.config_dir.clone();
     write_dev_vars_once(&root)?;
@@ -993,13 +1040,23 @@ pub fn test(args: &[String]) -> Result {
             "postgres" => {
                 build()?;
                 let started = crate::postgres::Cluster::start(crate::postgres::TEST_CONNECTIONS)?;
-                let mut specs: Vec<String> = POSTGRES_SPECS.iter().map(|file| file.to_string()).collect();
+                // The chat's suites (if this checkout still has the chat), then every
+                // example's browser suites.
+                let present = |file: &&&str| root.join(file).is_file();
+                let mut specs: Vec<String> =
+                    POSTGRES_SPECS.iter().filter(present).map(|file| file.to_string()).collect();
                 specs.extend(
                     end2end_files(".spec.mjs")?.into_iter().filter(|file| !file.starts_with("end2end/")),
                 );
-                let mut node = node_tests(POSTGRES_NODE);
-                let mut browsers = playwright_tests(&specs.iter().map(String::as_str).collect::<Vec<_>>());
-                for command in [&mut node, &mut browsers] {
+                let node_files: Vec<&str> = POSTGRES_NODE.iter().filter(present).copied().collect();
+                let mut suites = Vec::new();
+                if !node_files.is_empty() {
+                    suites.push(node_tests(&node_files));
+                }
+                if !specs.is_empty() {
+                    suites.push(playwright_tests(&specs.iter().map(String::as_str).collect::<Vec<_>>()));
+                }
+                for command in &mut suites {
                     command.env("SYNC_E2E_POSTGRES_URL", &started.url);
                 }
                 // The connector's native tests, on this server (ignored without one).
@@ -1008,7 +1065,7 @@ pub fn test(args: &[String]) -> Result {
                     .args(["test", "--package", "sync-server", "--test", "connector", "--", "--ignored"])
                     .env("SYNC_TEST_POSTGRES_URL", &started.url);
                 cluster = Some(started);
-                vec![native, node, browsers]
+                std::iter::once(native).chain(suites).collect()
             }
             _ => unreachable!("tiers are checked above"),
         };

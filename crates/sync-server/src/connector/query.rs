@@ -51,7 +51,7 @@ pub async fn query(
         durable::with_memo(|memo| memo.unknown_watches(&request.session_id, &request.client_id, &watched));
     admitted.limit_new_watches(&env, new_watches).await?;
     durable::subscribe(&env, &request.session_id, &request.client_id, watched.clone(), None).await?;
-    // Asked again (a remount, a room opened twice), the same topic is no new watch.
+    // Asked again (a remount, a view opened twice), the same topic is no new watch.
     durable::with_memo(|memo| memo.remember_watch(&request.session_id, &request.client_id, &watched));
     let db = Upstream::open(&engine, &env).await?;
     let rows = page_rows(engine.model(), &validated);

@@ -146,7 +146,6 @@ pub fn ChatPage() -> impl IntoView {
             author_name: name.get_untracked(),
             body: body.clone(),
         };
-        let send_message = send_message.clone();
         leptos::task::spawn_local(async move {
             let sent = send_message.insert_and_wait(args).await;
             if let Some(reason) = sent.refusal() {
@@ -160,8 +159,7 @@ pub fn ChatPage() -> impl IntoView {
     let (membership_done, set_membership_done) = signal(!(creating || invite.is_some()));
     #[cfg(feature = "hydrate")]
     {
-        let (create_room, join_room, joining_client) =
-            (create_room.clone(), join_room.clone(), sync_client.clone());
+        let joining_client = sync_client.clone();
         Effect::new(move |_| {
             let Some(subject) = me.0.get() else { return };
             if membership_done.get_untracked() {
@@ -169,8 +167,7 @@ pub fn ChatPage() -> impl IntoView {
             }
             set_membership_done.set(true);
             let room_id = room();
-            let (create_room, join_room, client) =
-                (create_room.clone(), join_room.clone(), joining_client.clone());
+            let client = joining_client.clone();
             let invite = invite.clone();
             leptos::task::spawn_local(async move {
                 let result = if let Some(invite_code) = invite {
@@ -352,7 +349,6 @@ pub fn ChatPage() -> impl IntoView {
                 </Show>
                 <Suspense fallback=|| view! { <ol class="messages" data-testid="message-list"></ol> }>
                     {move || {
-                        let (edit_message, delete_message) = (edit_message.clone(), delete_message.clone());
                         Suspend::new(async move {
                         let from_server = initial.await;
                         let from_server = StoredValue::new(from_server);
@@ -401,13 +397,12 @@ pub fn ChatPage() -> impl IntoView {
                                         };
                                         let body = line.body.clone();
                                         let (edit_id, delete_id) = (id.clone(), id.clone());
-                                        let (edit_message, delete_message) = (edit_message.clone(), delete_message.clone());
                                         let save = move |ev: leptos::ev::Event| {
                                             let text = event_target_value(&ev);
                                             set_editing.set(None);
                                             let Some(author_id) = me.0.get_untracked() else { return };
                                             let args = EditMessageArgs { room_id: room(), author_id, body: text.clone() };
-                                            let (edit, id) = (edit_message.clone(), edit_id.clone());
+                                            let (edit, id) = (edit_message, edit_id.clone());
                                             leptos::task::spawn_local(async move {
                                                 if let Some(reason) = edit.update_and_wait(id, args).await.refusal() {
                                                     let reason = reason.to_string();
@@ -418,7 +413,7 @@ pub fn ChatPage() -> impl IntoView {
                                         let remove = move |_| {
                                             let Some(author_id) = me.0.get_untracked() else { return };
                                             let args = DeleteMessageArgs { room_id: room(), author_id };
-                                            let (delete, id) = (delete_message.clone(), delete_id.clone());
+                                            let (delete, id) = (delete_message, delete_id.clone());
                                             leptos::task::spawn_local(async move {
                                                 if let Some(reason) = delete.delete_and_wait(id, args).await.refusal() {
                                                     let reason = reason.to_string();

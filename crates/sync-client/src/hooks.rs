@@ -210,28 +210,25 @@ impl MutationResult {
 
 /// A typed write handle, like a Leptos `Action`: calls apply locally at once and
 /// settle when the server answers. `pending()` counts calls not settled yet;
-/// `last()` is the latest settled call.
+/// `last()` is the latest settled call. `Copy`, like a signal: move it into as many
+/// closures and rows as the page has, no clones (it lives as long as the reactive
+/// owner that made it).
 pub struct MutatorHandle<A, K> {
     mutator: Mutator<A, K>,
     pending: RwSignal<usize>,
     last: RwSignal<Option<MutationResult>>,
     #[cfg(feature = "hydrate")]
-    client: Option<crate::SyncClient>,
+    client: StoredValue<Option<crate::SyncClient>>,
     types: PhantomData<fn(A)>,
 }
 
 impl<A, K> Clone for MutatorHandle<A, K> {
     fn clone(&self) -> Self {
-        Self {
-            mutator: self.mutator,
-            pending: self.pending,
-            last: self.last,
-            #[cfg(feature = "hydrate")]
-            client: self.client.clone(),
-            types: PhantomData,
-        }
+        *self
     }
 }
+
+impl<A, K> Copy for MutatorHandle<A, K> {}
 
 impl<A: Serialize + 'static, K: Kind> MutatorHandle<A, K> {
     /// Calls not settled yet.
@@ -256,7 +253,7 @@ impl<A: Serialize + 'static, K: Kind> MutatorHandle<A, K> {
 
     #[cfg(feature = "hydrate")]
     async fn settle(&self, record_id: &str, args: A) -> Result<MutationOutcome, String> {
-        let client = self.client.clone().ok_or("no sync client in context")?;
+        let client = self.client.get_value().ok_or("no sync client in context")?;
         let args = serde_json::to_value(args).map_err(|e| format!("args do not serialize: {e}"))?;
         client.update_started.set(Some(crate::page::now_ms()));
         let (mutation_id, local_write_ms) = match client.mutate(self.mutator.name(), args, record_id).await {
@@ -277,7 +274,7 @@ impl<A: Serialize + 'static, K: Kind> MutatorHandle<A, K> {
     }
 
     fn spawn(&self, record_id: String, args: A) {
-        let handle = self.clone();
+        let handle = *self;
         leptos::task::spawn_local(async move {
             handle.run(record_id, args).await;
         });
@@ -347,7 +344,7 @@ pub fn use_mutator<A: Serialize + 'static, K: Kind>(mutator: &Mutator<A, K>) -> 
         pending: RwSignal::new(0),
         last: RwSignal::new(None),
         #[cfg(feature = "hydrate")]
-        client: use_context::<crate::SyncClient>(),
+        client: StoredValue::new(use_context::<crate::SyncClient>()),
         types: PhantomData,
     }
 }

@@ -72,7 +72,6 @@ fn TodoList(list_id: String) -> impl IntoView {
 
     let (draft, set_draft) = signal(String::new());
     let on_add = {
-        let add = add.clone();
         let list_id = list_id.clone();
         move |event: leptos::ev::SubmitEvent| {
             event.prevent_default();
@@ -81,17 +80,13 @@ fn TodoList(list_id: String) -> impl IntoView {
                 return;
             }
             set_draft.set(String::new());
-            let add = add.clone();
             let args = AddTodo { list_id: list_id.clone(), title };
             leptos::task::spawn_local(async move { report(add.insert_and_wait(args).await) });
         }
     };
 
-    let saving = {
-        let (add, set_done, rename, remove) = (add.clone(), set_done.clone(), rename.clone(), remove.clone());
-        move || {
-            add.pending().get() + set_done.pending().get() + rename.pending().get() + remove.pending().get()
-        }
+    let saving = move || {
+        add.pending().get() + set_done.pending().get() + rename.pending().get() + remove.pending().get()
     };
     let connection = move || match status.get().status {
         None => ("connecting", "connecting".to_string()),
@@ -115,7 +110,6 @@ fn TodoList(list_id: String) -> impl IntoView {
     let item = {
         let list_id = list_id.clone();
         move |(todo, pending): (Todo, bool)| {
-            let (set_done, rename, remove) = (set_done.clone(), rename.clone(), remove.clone());
             let (list_a, list_b, list_c) = (list_id.clone(), list_id.clone(), list_id.clone());
             let (id_a, id_b, id_c) = (todo.id.clone(), todo.id.clone(), todo.id.clone());
             let title_before = todo.title.clone();
@@ -127,14 +121,14 @@ fn TodoList(list_id: String) -> impl IntoView {
                         aria-label="Done"
                         on:change=move |ev| {
                             let args = SetDone { list_id: list_a.clone(), done: event_target_checked(&ev) };
-                            let (set_done, id) = (set_done.clone(), id_a.clone());
+                            let id = id_a.clone();
                             leptos::task::spawn_local(async move { report(set_done.update_and_wait(id, args).await) });
                         }/>
                     <input class="todo__title" data-testid="todo-title" prop:value=todo.title.clone()
                         aria-label="Title"
                         on:change=move |ev| {
                             let args = RenameTodo { list_id: list_b.clone(), title: event_target_value(&ev) };
-                            let (rename, id) = (rename.clone(), id_b.clone());
+                            let id = id_b.clone();
                             let input = event_target::<web_sys::HtmlInputElement>(&ev);
                             let before = title_before.clone();
                             leptos::task::spawn_local(async move {
@@ -151,7 +145,7 @@ fn TodoList(list_id: String) -> impl IntoView {
                     <button data-testid="todo-delete" aria-label="Delete"
                         on:click=move |_| {
                             let args = ListArgs { list_id: list_c.clone() };
-                            let (remove, id) = (remove.clone(), id_c.clone());
+                            let id = id_c.clone();
                             leptos::task::spawn_local(async move { report(remove.delete_and_wait(id, args).await) });
                         }>"Delete"</button>
                 </li>

@@ -129,16 +129,16 @@ async fn decide_query(
     user: &Guest,
     request: &QueryCallbackRequest,
 ) -> Result<Decision, CallbackError> {
-    let args = &request.args;
-    let name = request.operation_name.as_str();
-    let verdict = if name == ROOM_MESSAGES.name() || name == ROOM.name() {
-        room_facts(env, user, text(args, "roomId")).await?.enter
-    } else if name == MEMBERSHIP.name() {
-        if text(args, "userId") == user.subject {
-            Ok(())
-        } else {
-            Err("only your own memberships".to_string())
+    let room = request.args_as(&ROOM_MESSAGES).or_else(|| request.args_as(&ROOM));
+    let verdict = if let Some(args) = room {
+        match args {
+            Ok(args) => room_facts(env, user, &args.room_id).await?.enter,
+            Err(unfit) => Err(unfit),
         }
+    } else if let Some(args) = request.args_as(&MEMBERSHIP) {
+        args.and_then(|args| {
+            if args.user_id == user.subject { Ok(()) } else { Err("only your own memberships".to_string()) }
+        })
     } else {
         Err("query operation is not allowlisted".to_string())
     };
@@ -169,57 +169,61 @@ async fn decide_mutation(
     }))
 }
 
+fn check_body(body: &str) -> Result<(), String> {
+    let chars = body.chars().count();
+    if chars == 0 {
+        Err("a message cannot be empty".to_string())
+    } else if chars > MAX_BODY_CHARS {
+        Err(format!("a message has at most {MAX_BODY_CHARS} characters (this one has {chars})"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Each mutator's rule, on its args as the app's own struct.
 fn judge(user: &Guest, operation: &MutationOperation, facts: Option<&RoomFacts>) -> Result<(), String> {
-    let args = &operation.args;
-    let name = operation.operation_name.as_str();
     let Some(facts) = facts else { return Err("the write names no room".into()) };
-    let check_body = || {
-        let chars = text(args, "body").chars().count();
-        if chars == 0 {
-            Err("a message cannot be empty".to_string())
-        } else if chars > MAX_BODY_CHARS {
-            Err(format!("a message has at most {MAX_BODY_CHARS} characters (this one has {chars})"))
-        } else {
-            Ok(())
-        }
-    };
-    if name == SEND_MESSAGE.name() {
-        check_body()?;
-        if !is_valid_name(text(args, "authorName")) {
+    if let Some(args) = operation.args_as(&SEND_MESSAGE) {
+        let args = args?;
+        check_body(&args.body)?;
+        if !is_valid_name(&args.author_name) {
             return Err("a message shows its author's display name: 1 to 40 visible characters".to_string());
         }
-        own_subject_only(user, text(args, "authorId"), "post")?;
+        own_subject_only(user, &args.author_id, "post")?;
         facts.enter.clone()
-    } else if name == EDIT_MESSAGE.name() {
-        check_body()?;
-        own_subject_only(user, text(args, "authorId"), "edit")?;
+    } else if let Some(args) = operation.args_as(&EDIT_MESSAGE) {
+        let args = args?;
+        check_body(&args.body)?;
+        own_subject_only(user, &args.author_id, "edit")?;
         facts.enter.clone()
-    } else if name == DELETE_MESSAGE.name() {
-        own_subject_only(user, text(args, "authorId"), "delete")?;
+    } else if let Some(args) = operation.args_as(&DELETE_MESSAGE) {
+        own_subject_only(user, &args?.author_id, "delete")?;
         facts.enter.clone()
-    } else if name == CREATE_ROOM.name() {
-        own_subject_only(user, text(args, "creatorId"), "create a room")?;
-        let room = text(args, "roomId");
+    } else if let Some(args) = operation.args_as(&CREATE_ROOM) {
+        let args = args?;
+        own_subject_only(user, &args.creator_id, "create a room")?;
+        let room = &args.room_id;
         if !is_private_room_id(room) {
             return Err("only a fresh room (the New room link) can be made private".into());
         }
         if facts.private.is_some() {
             return Err(format!("room {room} is private already"));
         }
-        let code = text(args, "inviteCode");
+        let code = &args.invite_code;
         if !(16..=128).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err("an invite code has 16 to 128 letters and digits".into());
         }
         Ok(())
-    } else if name == JOIN_ROOM.name() {
-        own_subject_only(user, text(args, "userId"), "join")?;
-        let room = text(args, "roomId");
+    } else if let Some(args) = operation.args_as(&JOIN_ROOM) {
+        let args = args?;
+        own_subject_only(user, &args.user_id, "join")?;
+        let room = &args.room_id;
         if operation.record_id != member_id(room, &user.subject) {
             return Err("a membership's record id is the room and the user".into());
         }
         match &facts.private {
             None => Err(format!("room {room} is open: there is nothing to join")),
-            Some(private) if private.invite_code != text(args, "inviteCode") => {
+            Some(private) if private.invite_code != args.invite_code => {
                 Err("this invite is not valid for this room".into())
             }
             Some(_) => Ok(()),

@@ -176,6 +176,30 @@ impl<A, K: Kind> fmt::Debug for Mutator<A, K> {
     }
 }
 
+/// The app's callbacks read a request's args as the typed struct of the query or
+/// mutator it names: `Some` when it names that one (`None`: another), then the args
+/// or why they do not fit `A` (they were checked against the model already, so only a
+/// struct that disagrees with the model fails).
+impl crate::protocol::query_callback::QueryCallbackRequest {
+    pub fn args_as<A: DeserializeOwned, R>(&self, query: &Query<A, R>) -> Option<Result<A, String>> {
+        (self.operation_name == query.name()).then(|| typed_args(query.name(), &self.args))
+    }
+}
+
+impl crate::protocol::mutation_callback::MutationCallbackOperation {
+    /// See [`QueryCallbackRequest::args_as`](crate::protocol::query_callback::QueryCallbackRequest::args_as).
+    pub fn args_as<A: DeserializeOwned, K: Kind>(
+        &self,
+        mutator: &Mutator<A, K>,
+    ) -> Option<Result<A, String>> {
+        (self.operation_name == mutator.name()).then(|| typed_args(mutator.name(), &self.args))
+    }
+}
+
+fn typed_args<A: DeserializeOwned>(name: &str, args: &crate::Value) -> Result<A, String> {
+    A::deserialize(args).map_err(|error| format!("{name}: its args do not fit the app's type: {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +257,33 @@ mod tests {
         assert_eq!(model.mutator_def(ADD.name()).map(|m| m.kind), Some(MutationKind::Insert));
         assert_eq!(model.mutator_def(RENAME.name()).map(|m| m.kind), Some(RENAME.kind()));
         assert_eq!(RENAME.collection(), "items");
+    }
+
+    #[test]
+    fn callbacks_read_args_as_the_struct_of_the_operation_they_name() {
+        use crate::protocol::mutation_callback::MutationCallbackOperation;
+        use crate::protocol::query_callback::QueryCallbackRequest;
+        let request = QueryCallbackRequest::new(
+            "client_1",
+            "session_1",
+            "listItems",
+            serde_json::json!({"listId": "l1"}),
+        );
+        let args = request.args_as(&ITEMS).expect("names listItems").expect("fits ListArgs");
+        assert_eq!(args.list_id, "l1");
+        let operation = MutationCallbackOperation {
+            args: serde_json::json!({"listId": "l1", "title": "milk"}),
+            collection: "items".into(),
+            id: "outbox_1".into(),
+            mutation_kind: MutationKind::Update,
+            operation_name: "renameItem".into(),
+            record_id: "items_1".into(),
+        };
+        assert!(operation.args_as(&ADD).is_none(), "another mutator's args are not read");
+        let renamed = operation.args_as(&RENAME).expect("names renameItem").expect("fits Rename");
+        assert_eq!((renamed.list_id.as_str(), renamed.title.as_str()), ("l1", "milk"));
+        let wrong = MutationCallbackOperation { args: serde_json::json!({"listId": 5}), ..operation };
+        let error = wrong.args_as(&RENAME).expect("names renameItem").err().expect("does not fit");
+        assert!(error.starts_with("renameItem: its args do not fit"), "{error}");
     }
 }

@@ -6,6 +6,8 @@
 //! once, typed) and the rules the worker's callbacks apply.
 
 use serde::{Deserialize, Serialize};
+use sync::protocol::mutation_callback::MutationCallbackOperation;
+use sync::protocol::query_callback::QueryCallbackRequest;
 use sync::{
     Collection, ColumnType, Delete, Deletes, Insert, Inserts, Mutator, Operator, Order, Query, Select,
     SyncModel, Update, Updates,
@@ -132,29 +134,33 @@ pub fn todo_model() -> SyncModel {
 
 /// The rules for one write, as the worker's mutation callback applies them: a title
 /// has 1 to [`MAX_TITLE_CHARS`] characters. `Err` is the reason shown to the user.
-pub fn judge_write(operation: &str, args: &serde_json::Value) -> Result<(), String> {
-    let title = || args.get("title").and_then(|value| value.as_str()).unwrap_or_default().chars().count();
-    let check_title = || match title() {
+pub fn judge_write(operation: &MutationCallbackOperation) -> Result<(), String> {
+    let check_title = |title: &str| match title.chars().count() {
         0 => Err("a todo needs a title".to_string()),
         n if n > MAX_TITLE_CHARS => {
             Err(format!("a title has at most {MAX_TITLE_CHARS} characters (this one has {n})"))
         }
         _ => Ok(()),
     };
-    if operation == ADD_TODO.name() || operation == RENAME_TODO.name() {
-        check_title()
-    } else if operation == SET_DONE.name() || operation == DELETE_TODO.name() {
+    if let Some(args) = operation.args_as(&ADD_TODO) {
+        check_title(&args?.title)
+    } else if let Some(args) = operation.args_as(&RENAME_TODO) {
+        check_title(&args?.title)
+    } else if operation.args_as(&SET_DONE).is_some() || operation.args_as(&DELETE_TODO).is_some() {
         Ok(())
     } else {
-        Err(format!("{operation} is not a todo operation"))
+        Err(format!("{} is not a todo operation", operation.operation_name))
     }
 }
 
 /// The rule for reads, as the worker's query callback applies it: a list whose id
 /// starts with `locked-` has been locked by the app and cannot be read. `Err` is the
 /// reason shown on the list.
-pub fn judge_read(args: &serde_json::Value) -> Result<(), String> {
-    let list = args.get("listId").and_then(|value| value.as_str()).unwrap_or_default();
+pub fn judge_read(request: &QueryCallbackRequest) -> Result<(), String> {
+    let Some(args) = request.args_as(&LIST_TODOS) else {
+        return Err(format!("{} is not a todo query", request.operation_name));
+    };
+    let list = args?.list_id;
     if list.starts_with("locked-") { Err(format!("the list {list} is locked")) } else { Ok(()) }
 }
 
@@ -198,12 +204,38 @@ mod tests {
         assert!(update.guards.iter().any(|guard| guard.column == "list_id" && guard.value == json!("a")));
     }
 
+    fn operation(name: &str, args: serde_json::Value) -> MutationCallbackOperation {
+        MutationCallbackOperation {
+            args,
+            collection: TODOS.into(),
+            id: "outbox_1".into(),
+            mutation_kind: sync::model::MutationKind::Insert,
+            operation_name: name.into(),
+            record_id: "todos_1".into(),
+        }
+    }
+
     #[test]
     fn rules_refuse_empty_and_long_titles() {
-        assert!(judge_write("addTodo", &json!({"title": "milk"})).is_ok());
-        assert!(judge_write("addTodo", &json!({"title": ""})).is_err());
+        assert!(judge_write(&operation("addTodo", json!({"listId": "a", "title": "milk"}))).is_ok());
+        assert!(judge_write(&operation("addTodo", json!({"listId": "a", "title": ""}))).is_err());
         let long = "x".repeat(MAX_TITLE_CHARS + 1);
-        assert!(judge_write("renameTodo", &json!({"title": long})).unwrap_err().contains("at most"));
-        assert!(judge_write("dropTable", &json!({})).is_err());
+        let renamed = judge_write(&operation("renameTodo", json!({"listId": "a", "title": long})));
+        assert!(renamed.unwrap_err().contains("at most"));
+        assert!(judge_write(&operation("dropTable", json!({}))).is_err());
+    }
+
+    #[test]
+    fn a_locked_list_is_not_read() {
+        let read = |list: &str| {
+            judge_read(&QueryCallbackRequest::new(
+                "client_a",
+                "session_a",
+                "listTodos",
+                json!({"listId": list}),
+            ))
+        };
+        assert!(read("groceries").is_ok());
+        assert!(read("locked-groceries").unwrap_err().contains("locked"));
     }
 }

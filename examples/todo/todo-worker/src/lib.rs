@@ -11,7 +11,6 @@ use sync::protocol::Decision;
 use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
 use sync::protocol::query_callback::QueryCallbackRequest;
 use sync_server::{CallbackFuture, Callbacks, Caller, Engine, HttpCallbacks, guest};
-use todo_model::LIST_TODOS;
 
 // The engine's Durable Objects, exported under the class names wrangler.toml binds.
 pub use sync_server::{ChangeWatcher, ClientSession, QuerySubscription};
@@ -36,12 +35,9 @@ impl Callbacks for TodoRules {
     ) -> CallbackFuture<'a, Decision> {
         Box::pin(async move {
             GUEST.signed_in(caller)?;
-            Ok(if request.operation_name != LIST_TODOS.name() {
-                Decision::deny(format!("{} is not a todo query", request.operation_name))
-            } else if let Err(reason) = todo_model::judge_read(&request.args) {
-                Decision::deny(reason)
-            } else {
-                Decision::allow()
+            Ok(match todo_model::judge_read(request) {
+                Ok(()) => Decision::allow(),
+                Err(reason) => Decision::deny(reason),
             })
         })
     }
@@ -54,7 +50,7 @@ impl Callbacks for TodoRules {
         Box::pin(async move {
             GUEST.signed_in(caller)?;
             Ok(MutationCallbackResponse::per_operation(&request.operations, |operation| {
-                todo_model::judge_write(&operation.operation_name, &operation.args)
+                todo_model::judge_write(operation)
             }))
         })
     }

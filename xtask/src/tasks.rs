@@ -1169,6 +1169,7 @@ fn new_app_renames(name: &str, snake: &str) -> Vec<(String, String)> {
         ("'todo:name'".into(), format!("'{name}:name'")),
         ("--app todo".into(), format!("--app {name}")),
         ("app: 'todo'".into(), format!("app: '{name}'")),
+        ("appName: 'todo'".into(), format!("appName: '{name}'")),
         ("todo.spec.mjs".into(), format!("{name}.spec.mjs")),
     ]
 }

@@ -187,6 +187,75 @@ where
     state
 }
 
+/// [`use_query`] as a resource, for `<Suspense>` and `<Transition>`: pending until the
+/// query has something true to show, then its live state, which follows every change
+/// as [`use_query`]'s does. See [`ready_resource`] for when it resolves.
+///
+/// ```ignore
+/// let notes = use_query_resource(&BOARD_NOTES, move || BoardArgs { board_id: board() });
+/// view! { <Transition fallback=|| "loading"> {move || notes.get().map(|q| q.rows.len())} </Transition> }
+/// ```
+pub fn use_query_resource<A, R>(
+    query: &Query<A, R>,
+    args: impl Fn() -> A + Send + Sync + 'static,
+) -> LocalResource<LiveQuery<R>>
+where
+    A: Serialize + 'static,
+    R: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    ready_resource(use_query(query, args))
+}
+
+/// A live query's state as a resource (to share one [`use_query`] between a plain
+/// view and a `<Suspense>`): pending until the server's rows for the query reached
+/// the local store, or the store already holds rows for it, or the query was refused
+/// (its `error`); resolved, it follows every change. Offline with nothing stored, it
+/// stays pending until the rows arrive. During server rendering it stays pending
+/// (the fallback renders).
+pub fn ready_resource<R>(live: ReadSignal<LiveQuery<R>>) -> LocalResource<LiveQuery<R>>
+where
+    R: Clone + Send + Sync + 'static,
+{
+    LocalResource::new(move || {
+        let state = live.get();
+        async move {
+            if is_ready(&state) {
+                return state;
+            }
+            // The resource starts no new run before this one answers: wait here for
+            // the state that is ready, and answer that.
+            until_ready(live).await;
+            live.get_untracked()
+        }
+    })
+}
+
+fn is_ready<R>(state: &LiveQuery<R>) -> bool {
+    state.synced || state.error.is_some() || (!state.loading && !state.rows.is_empty())
+}
+
+/// Resolves once `live` is [`is_ready`] (an effect watches it; it ends with the
+/// resource's run, whose owner it belongs to).
+#[cfg(feature = "hydrate")]
+async fn until_ready<R: Send + Sync + 'static>(live: ReadSignal<LiveQuery<R>>) {
+    let (ready, is_now) = futures_channel::oneshot::channel::<()>();
+    let ready = std::cell::Cell::new(Some(ready));
+    Effect::new(move |_| {
+        if live.with(is_ready)
+            && let Some(ready) = ready.take()
+        {
+            let _ = ready.send(());
+        }
+    });
+    let _ = is_now.await;
+}
+
+/// During server rendering nothing is ready (the fallback renders).
+#[cfg(not(feature = "hydrate"))]
+async fn until_ready<R>(_live: ReadSignal<LiveQuery<R>>) {
+    std::future::pending::<()>().await;
+}
+
 /// One mutator call, once it is settled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MutationResult {

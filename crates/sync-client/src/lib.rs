@@ -37,8 +37,8 @@ mod page;
 mod runtime;
 
 pub use hooks::{
-    LiveQuery, MutationResult, MutatorHandle, SyncStatusView, use_metrics, use_mutator, use_query,
-    use_sync_status,
+    LiveQuery, MutationResult, MutatorHandle, SyncStatusView, ready_resource, use_metrics, use_mutator,
+    use_query, use_query_resource, use_sync_status,
 };
 pub use metrics::{Metrics, Stat};
 #[cfg(feature = "hydrate")]

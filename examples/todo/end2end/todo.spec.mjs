@@ -38,14 +38,19 @@ test('two browsers share a list: add, tick, rename and delete show up on the oth
   const list = newId('list').slice(-8);
   const a = await openList(app, alice, list);
   const b = await openList(app, bob, list);
+  // The count waits (a Transition over the query as a resource) until the list is known.
+  const count = (page) => page.getByTestId('todo-count');
+  await expect(count(a.page)).toHaveText('0 open of 0');
 
   await add(a.page, 'milk');
   await settled(a.page, 'milk');
   await settled(b.page, 'milk');
+  await expect(count(b.page)).toHaveText('1 open of 1');
 
   // B ticks it: A sees it done.
   await item(b.page, 'milk').getByTestId('todo-done').check();
   await expect(item(a.page, 'milk').getByTestId('todo-done')).toBeChecked();
+  await expect(count(a.page)).toHaveText('0 open of 1');
 
   // A renames it: B sees the new title, once.
   await item(a.page, 'milk').getByTestId('todo-title').fill('oat milk');
@@ -110,7 +115,10 @@ test('a server whose tables lag the model says so on the page, not "online", and
     await page.goto(`${lagging.url}/list/${newId('list').slice(-8)}`);
     await expect(status(page)).toHaveAttribute('data-state', 'server_not_ready', { timeout: 20_000 });
     await expect(status(page)).toHaveText(/server not ready.*todos lacks column\(s\) title/);
+    // Nothing known of the list yet: the count shows its fallback.
+    await expect(page.getByTestId('todo-count')).toHaveAttribute('data-known', 'false');
     await add(page, 'while broken');
+    await expect(page.getByTestId('todo-count')).toHaveText('1 open of 1');
     await expect(item(page, 'while broken')).toHaveAttribute('data-status', 'pending');
 
     await lagging.sql('ALTER TABLE todos RENAME COLUMN name TO title');

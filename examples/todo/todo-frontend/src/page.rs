@@ -3,7 +3,7 @@
 //! listed with the reason.
 
 use leptos::prelude::*;
-use sync_client::{MutationResult, SyncClient, use_mutator, use_query, use_sync_status};
+use sync_client::{MutationResult, SyncClient, ready_resource, use_mutator, use_query, use_sync_status};
 use todo_model::{
     ADD_TODO, AddTodo, DELETE_TODO, LIST_TODOS, ListArgs, RENAME_TODO, RenameTodo, SET_DONE, SetDone, Todo,
 };
@@ -57,6 +57,8 @@ pub fn App() -> impl IntoView {
 fn TodoList(list_id: String) -> impl IntoView {
     let list = list_id.clone();
     let todos = use_query(&LIST_TODOS, move || ListArgs { list_id: list.clone() });
+    // The same query as a resource: the count waits (Transition) until the list is known.
+    let known = ready_resource(todos);
     let add = use_mutator(&ADD_TODO);
     let set_done = use_mutator(&SET_DONE);
     let rename = use_mutator(&RENAME_TODO);
@@ -157,6 +159,16 @@ fn TodoList(list_id: String) -> impl IntoView {
         <main class="todo-page">
             <header>
                 <h1>"Shared list " <span data-testid="list-id">{list_id.clone()}</span></h1>
+                <Transition fallback=|| view! { <p class="count" data-testid="todo-count" data-known="false">"counting…"</p> }>
+                    {move || known.get().map(|state| {
+                        let (open, total) = (state.rows.iter().filter(|todo| !todo.done).count(), state.rows.len());
+                        view! {
+                            <p class="count" data-testid="todo-count" data-known="true">
+                                {format!("{open} open of {total}")}
+                            </p>
+                        }
+                    })}
+                </Transition>
                 <p class="hint">"Share this page's address: everyone with it edits the same list, live, even offline."</p>
                 <p class="status" data-testid="sync-status" data-state=move || connection().0>
                     {move || connection().1}

@@ -27,9 +27,7 @@ use sync::protocol::mutation_callback::{
 use sync::protocol::query_callback::QueryCallbackRequest;
 use sync::protocol::{Decision, SECRET_HEADER};
 use sync_server::guest::{Guest, GuestAuth, is_valid_name};
-use sync_server::{
-    ApiError, CallbackError, CallbackFuture, Callbacks, Caller, config, parse_json, read_body,
-};
+use sync_server::{ApiError, CallbackError, Caller, Rules, config, parse_json, read_body};
 use worker::Env;
 
 use app::model::{
@@ -43,32 +41,28 @@ pub const GUEST: GuestAuth = GuestAuth::new(app::APP_NAME.0);
 /// The chat's rules, called by the engine in process.
 pub struct ChatRules;
 
-impl Callbacks for ChatRules {
-    fn query<'a>(
-        &'a self,
-        caller: &'a Caller,
-        request: &'a QueryCallbackRequest,
-    ) -> CallbackFuture<'a, Decision> {
-        Box::pin(async move {
-            let user = GUEST.signed_in(caller)?;
-            decide_query(&caller.env, &user, request).await
-        })
+impl Rules for ChatRules {
+    async fn query(
+        &self,
+        caller: &Caller,
+        request: &QueryCallbackRequest,
+    ) -> Result<Decision, CallbackError> {
+        let user = GUEST.signed_in(caller)?;
+        decide_query(&caller.env, &user, request).await
     }
 
-    fn mutation<'a>(
-        &'a self,
-        caller: &'a Caller,
-        request: &'a MutationCallbackRequest,
-    ) -> CallbackFuture<'a, MutationCallbackResponse> {
-        Box::pin(async move {
-            let user = GUEST.signed_in(caller)?;
-            decide_mutation(&caller.env, &user, request).await
-        })
+    async fn mutation(
+        &self,
+        caller: &Caller,
+        request: &MutationCallbackRequest,
+    ) -> Result<MutationCallbackResponse, CallbackError> {
+        let user = GUEST.signed_in(caller)?;
+        decide_mutation(&caller.env, &user, request).await
     }
 
     /// Sessions and their sockets belong to the guest's subject.
-    fn subject<'a>(&'a self, caller: &'a Caller) -> CallbackFuture<'a, Option<String>> {
-        Box::pin(async move { Ok(Some(GUEST.signed_in(caller)?.subject)) })
+    async fn subject(&self, caller: &Caller) -> Result<Option<String>, CallbackError> {
+        Ok(Some(GUEST.signed_in(caller)?.subject))
     }
 }
 

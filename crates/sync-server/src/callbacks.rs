@@ -99,6 +99,67 @@ pub trait Callbacks: Send + Sync + 'static {
     }
 }
 
+/// The app's rules as plain `async fn`s: implement this and pass it where a
+/// [`Callbacks`] goes (every `Rules` is one), e.g. `HttpCallbacks::or(MyRules)`.
+///
+/// ```ignore
+/// impl Rules for NotesRules {
+///     async fn query(&self, caller: &Caller, request: &QueryCallbackRequest) -> Result<Decision, CallbackError> {
+///         GUEST.signed_in(caller)?;
+///         Ok(match request.args_as(&BOARD_NOTES) {
+///             Some(Ok(_)) => Decision::allow(),
+///             Some(Err(unfit)) => Decision::deny(unfit),
+///             None => Decision::deny("not a notes query"),
+///         })
+///     }
+///     async fn mutation(&self, caller: &Caller, request: &MutationCallbackRequest)
+///         -> Result<MutationCallbackResponse, CallbackError> { .. }
+/// }
+/// ```
+// A worker runs on one thread: its futures need no `Send` bound, so the lint's
+// concern (callers cannot require one) does not apply.
+#[allow(async_fn_in_trait)]
+pub trait Rules: Send + Sync + 'static {
+    /// May this caller run this named read?
+    async fn query(&self, caller: &Caller, request: &QueryCallbackRequest)
+    -> Result<Decision, CallbackError>;
+
+    /// May this caller apply these writes? One answer for the batch or one per write.
+    async fn mutation(
+        &self,
+        caller: &Caller,
+        request: &MutationCallbackRequest,
+    ) -> Result<MutationCallbackResponse, CallbackError>;
+
+    /// Who the caller is (see [`Callbacks::subject`]). `Ok(None)` by default.
+    async fn subject(&self, caller: &Caller) -> Result<Option<String>, CallbackError> {
+        let _ = caller;
+        Ok(None)
+    }
+}
+
+impl<R: Rules> Callbacks for R {
+    fn query<'a>(
+        &'a self,
+        caller: &'a Caller,
+        request: &'a QueryCallbackRequest,
+    ) -> CallbackFuture<'a, Decision> {
+        Box::pin(Rules::query(self, caller, request))
+    }
+
+    fn mutation<'a>(
+        &'a self,
+        caller: &'a Caller,
+        request: &'a MutationCallbackRequest,
+    ) -> CallbackFuture<'a, MutationCallbackResponse> {
+        Box::pin(Rules::mutation(self, caller, request))
+    }
+
+    fn subject<'a>(&'a self, caller: &'a Caller) -> CallbackFuture<'a, Option<String>> {
+        Box::pin(Rules::subject(self, caller))
+    }
+}
+
 /// The callbacks over HTTP, at the URLs of the settings [`config::QUERY_CALLBACK_URL`]
 /// and [`config::MUTATION_CALLBACK_URL`].
 #[derive(Debug, Clone, Copy, Default)]

@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 use tower_service::Service;
 
-pub use callbacks::{CallbackError, CallbackFuture, Callbacks, Caller, HttpCallbacks};
+pub use callbacks::{CallbackError, CallbackFuture, Callbacks, Caller, HttpCallbacks, Rules};
 pub use compaction::Compaction;
 pub use connector::{MAX_BODY_BYTES, parse_json, read_body};
 pub use durable::{ChangeWatcher, ClientSession, QuerySubscription};

@@ -10,7 +10,7 @@ use axum::routing::get;
 use sync::protocol::Decision;
 use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
 use sync::protocol::query_callback::QueryCallbackRequest;
-use sync_server::{CallbackFuture, Callbacks, Caller, Engine, HttpCallbacks, guest};
+use sync_server::{CallbackError, Caller, Engine, HttpCallbacks, Rules, guest};
 
 // The engine's Durable Objects, exported under the class names wrangler.toml binds.
 pub use sync_server::{ChangeWatcher, ClientSession, QuerySubscription};
@@ -27,37 +27,31 @@ const GUEST: guest::GuestAuth = guest::GuestAuth::new(todo_model::APP_NAME);
 /// to, unless the list is locked; titles have 1 to 200 characters.
 struct TodoRules;
 
-impl Callbacks for TodoRules {
-    fn query<'a>(
-        &'a self,
-        caller: &'a Caller,
-        request: &'a QueryCallbackRequest,
-    ) -> CallbackFuture<'a, Decision> {
-        Box::pin(async move {
-            GUEST.signed_in(caller)?;
-            Ok(match todo_model::judge_read(request) {
-                Ok(()) => Decision::allow(),
-                Err(reason) => Decision::deny(reason),
-            })
+impl Rules for TodoRules {
+    async fn query(
+        &self,
+        caller: &Caller,
+        request: &QueryCallbackRequest,
+    ) -> Result<Decision, CallbackError> {
+        GUEST.signed_in(caller)?;
+        Ok(match todo_model::judge_read(request) {
+            Ok(()) => Decision::allow(),
+            Err(reason) => Decision::deny(reason),
         })
     }
 
-    fn mutation<'a>(
-        &'a self,
-        caller: &'a Caller,
-        request: &'a MutationCallbackRequest,
-    ) -> CallbackFuture<'a, MutationCallbackResponse> {
-        Box::pin(async move {
-            GUEST.signed_in(caller)?;
-            Ok(MutationCallbackResponse::per_operation(&request.operations, |operation| {
-                todo_model::judge_write(operation)
-            }))
-        })
+    async fn mutation(
+        &self,
+        caller: &Caller,
+        request: &MutationCallbackRequest,
+    ) -> Result<MutationCallbackResponse, CallbackError> {
+        GUEST.signed_in(caller)?;
+        Ok(MutationCallbackResponse::per_operation(&request.operations, todo_model::judge_write))
     }
 
     /// Sessions and their sockets belong to the guest's subject.
-    fn subject<'a>(&'a self, caller: &'a Caller) -> CallbackFuture<'a, Option<String>> {
-        Box::pin(async move { Ok(Some(GUEST.signed_in(caller)?.subject)) })
+    async fn subject(&self, caller: &Caller) -> Result<Option<String>, CallbackError> {
+        Ok(Some(GUEST.signed_in(caller)?.subject))
     }
 }
 

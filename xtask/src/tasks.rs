@@ -167,16 +167,14 @@ fn install_rust_components() -> Result {
 /// machine builds nothing.
 fn install_cargo_tool(krate: &str, version: &str, locked: bool) -> Result {
     let binary = if krate == "wasm-bindgen-cli" { "wasm-bindgen" } else { krate };
-    let present =
-        cmd::output(tools_bin().join(binary), &["--version"]).is_some_and(|text| text.contains(version));
-    if present {
+    let pinned_in =
+        |bin: &Path| cmd::output(bin.join(binary), &["--version"]).is_some_and(|text| text.contains(version));
+    if pinned_in(&tools_bin()) {
         return Ok(());
     }
     let cached = tools_cache().join(format!("{krate}-{version}"));
     let cached_bin = cached.join("bin");
-    let built =
-        cmd::output(cached_bin.join(binary), &["--version"]).is_some_and(|text| text.contains(version));
-    if !built {
+    if !pinned_in(&cached_bin) {
         let mut command = Command::new("cargo");
         command.args(["install", "--force", "--root"]).arg(&cached).args([krate, "--version", version]);
         if locked {
@@ -328,8 +326,8 @@ fn package_name(dir: &Path) -> Result<String> {
 
 /// The crates that build for wasm32 only (each app's bundle and worker): the host's
 /// builds and lints leave them out.
-fn wasm_only_packages() -> Result<Vec<String>> {
-    Ok(web_apps()?.into_iter().flat_map(|app| [app.frontend, app.worker_package]).collect())
+fn wasm_only_packages(apps: &[WebApp]) -> impl Iterator<Item = &str> {
+    apps.iter().flat_map(|app| [app.frontend.as_str(), app.worker_package.as_str()])
 }
 
 fn web_app(name: &str) -> Result<WebApp> {
@@ -623,7 +621,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
 // ---------------------------------------------------------------- dev
 
 pub fn dev(args: &[String]) -> Result {
-    let apps = web_apps()?.into_iter().map(|app| app.name).collect::<Vec<_>>().join("|");
+    let names: Vec<String> = web_apps()?.into_iter().map(|app| app.name).collect();
+    let apps = names.join("|");
     let usage = || {
         format!(
             "usage: cargo xtask dev [--watch] [--app {apps}] [--port N] [--postgres postgres://user:password@host:port/db]"
@@ -632,7 +631,7 @@ pub fn dev(args: &[String]) -> Result {
     let mut port = DEFAULT_DEV_PORT.to_string();
     let mut postgres = None;
     // The chat by default, else the first app there is.
-    let mut app_name = web_apps()?.first().map_or_else(|| "chat".to_string(), |app| app.name.clone());
+    let mut app_name = names.first().cloned().unwrap_or_else(|| "chat".to_string());
     let mut watch = false;
     let mut release = false;
     let mut rest = args.iter();
@@ -793,12 +792,12 @@ fn write_dev_vars_once(dir: &Path) -> Result {
     fs::write(&path, text).map_err(|error| format!("writing .dev.vars: {error}"))
 }
 
-/// The soak run (`end2end/soak/soak.mjs`): honest and hostile clients against one
-/// worker for `--minutes N`; it checks what must hold under abuse and exits non-zero
-/// when anything did not.
 /// PostgreSQL connections for the soak's cluster (see [`soak`]).
 const SOAK_CONNECTIONS: u32 = 1000;
 
+/// The soak run (`end2end/soak/soak.mjs`): honest and hostile clients against one
+/// worker for `--minutes N`; it checks what must hold under abuse and exits non-zero
+/// when anything did not.
 pub fn soak(args: &[String]) -> Result {
     let usage = || "usage: cargo xtask soak [--minutes N] [--postgres]".to_string();
     let mut minutes = 10u32;
@@ -917,11 +916,11 @@ fn lint() -> Result {
         run(Command::new("cargo").arg("clippy").args(args).args(["--", "-D", "warnings"]).current_dir(&root))
     };
     let apps = web_apps()?;
-    let mut native: Vec<String> = vec!["--workspace".into(), "--all-targets".into()];
-    for wasm_only in wasm_only_packages()? {
-        native.extend(["--exclude".into(), wasm_only]);
+    let mut native = vec!["--workspace", "--all-targets"];
+    for wasm_only in wasm_only_packages(&apps) {
+        native.extend(["--exclude", wasm_only]);
     }
-    clippy(&native.iter().map(String::as_str).collect::<Vec<_>>())?;
+    clippy(&native)?;
     // The browser side (bundles and the engine's worker runtime, with its wasm tests).
     let mut pages: Vec<&str> = Vec::new();
     for app in &apps {
@@ -1000,8 +999,8 @@ pub fn test(args: &[String]) -> Result {
             "native" => {
                 let mut command = Command::new("cargo");
                 command.args(["test", "--workspace"]);
-                for wasm_only in wasm_only_packages()? {
-                    command.args(["--exclude", &wasm_only]);
+                for wasm_only in wasm_only_packages(&web_apps()?) {
+                    command.args(["--exclude", wasm_only]);
                 }
                 vec![command]
             }

@@ -169,6 +169,14 @@ impl Runtime {
         }
     }
 
+    /// The network answered again: the page says online (a request that then fails
+    /// says offline again).
+    fn went_online(&self) {
+        if !self.online.replace(true) {
+            self.post_status();
+        }
+    }
+
     fn client_id(&self) -> Result<String, String> {
         self.with_store(|store| Ok(store.client_id().to_string()))
     }
@@ -265,10 +273,6 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
     let on_online = Closure::<dyn FnMut()>::new(move || waker.wake.set(waker.wake.get().wrapping_add(1)));
     scope().set_ononline(Some(on_online.as_ref().unchecked_ref()));
     on_online.forget();
-    let offline = runtime.clone();
-    let on_offline = Closure::<dyn FnMut()>::new(move || offline.went_offline());
-    scope().set_onoffline(Some(on_offline.as_ref().unchecked_ref()));
-    on_offline.forget();
 
     if !request_leadership(&runtime) {
         // No Web Locks here: act alone (a second tab then falls back to memory).
@@ -453,12 +457,11 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
         }
         Request::Network { online: true } => {
             // Back: waiting retries go at once, and a pull catches up on what the
-            // socket may have missed. A request that then fails says offline again.
-            runtime.online.set(true);
+            // socket may have missed.
             runtime.wake.set(runtime.wake.get().wrapping_add(1));
             spawn_pull(runtime);
             spawn_push(runtime);
-            runtime.post_status();
+            runtime.went_online();
             Ok(Reply::Noted)
         }
     }
@@ -902,9 +905,7 @@ async fn keep_socket(runtime: Rc<Runtime>) {
             match runtime.post_json::<sync::protocol::ticket::TicketResponse>("/sync/ticket", &request).await
             {
                 Ok(granted) => {
-                    if !runtime.online.replace(true) {
-                        runtime.post_status();
-                    }
+                    runtime.went_online();
                     Some(granted.ticket)
                 }
                 Err(Failure::Network(_)) => {

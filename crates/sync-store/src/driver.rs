@@ -70,9 +70,12 @@ impl Failure {
     /// deployment that lacks a migration or a setting. Still retried like any 503;
     /// the page shows it instead of "online".
     pub fn server_not_ready(status: u16, body: &str) -> Option<String> {
+        // Only a 503 is parsed: every answer passes here, and a 2xx may be a large page.
+        if status != 503 {
+            return None;
+        }
         let parsed = serde_json::from_str::<ErrorBody>(body).ok()?;
-        (status == 503 && [SCHEMA_MISMATCH, NOT_CONFIGURED].contains(&parsed.error.as_str()))
-            .then_some(parsed.reason)
+        [SCHEMA_MISMATCH, NOT_CONFIGURED].contains(&parsed.error.as_str()).then_some(parsed.reason)
     }
 
     pub fn reason(&self) -> &str {

@@ -1,73 +1,124 @@
-//! The project's one automation entry point. README, CI (`.ci/run`) and wrangler's
-//! `[build]` all call it:
-//!
-//! - `cargo xtask setup`  install every tool the build and tests need (idempotent)
-//! - `cargo xtask build`  client bundle + worker bundle (`--app todo`: the example's)
-//! - `cargo xtask migrations`  write the next upstream migration of a changed model
-//! - `cargo xtask new-app NAME`  scaffold `examples/NAME` from the todo example
-//! - `cargo xtask dev`    setup, build, migrate local D1, serve on http://127.0.0.1:8787
-//!   (`--postgres URL`: keep the data in that PostgreSQL database instead)
-//! - `cargo xtask test`   setup, then every test tier; prints one closing summary line
-//! - `cargo xtask bench`  setup, build, then the benchmark (not part of `test`)
-//! - `cargo xtask sim`    the deterministic simulation (`--seeds N`, `--seed S` to replay)
-//!
-//! Only `std`: this crate compiles in a couple of seconds on a fresh machine.
+//! This repository's automation entry point (README, CI's `.ci/run` and wrangler's
+//! `[build]` call it): the engine's tasks (`sync_xtask`) on this workspace, with the
+//! chat (laid out at the root, not by the examples' convention), the engine's own
+//! browser tests and lints, and the deterministic simulation as a tier and a task.
 
-mod cmd;
-mod postgres;
-mod summary;
-mod tasks;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, ExitCode};
 
-use std::process::ExitCode;
+use sync_xtask::{Project, Task, Tier, WebApp};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("setup") => tasks::setup(),
-        Some("build") => tasks::build_task(&args[1..]),
-        Some("migrations") => tasks::migrations(&args[1..]),
-        Some("new-app") => tasks::new_app(&args[1..]),
-        Some("dev") => tasks::dev(&args[1..]),
-        Some("test") => tasks::test(&args[1..]),
-        Some("bench") => tasks::bench(&args[1..]),
-        Some("soak") => tasks::soak(&args[1..]),
-        Some("sim") => tasks::sim(&args[1..]),
-        Some("help") | Some("--help") | None => {
-            println!("{}", USAGE);
-            Ok(())
-        }
-        Some(other) => Err(format!("unknown task `{other}`\n\n{USAGE}")),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("xtask: {message}");
-            ExitCode::FAILURE
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut project = Project::new(manifest.parent().unwrap_or(manifest));
+    match chat(&project.root) {
+        Ok(Some(chat)) => project.apps.push(chat),
+        Ok(None) => {}
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            return ExitCode::FAILURE;
         }
     }
+    project
+        .tiers
+        .push(Tier { name: "sim", command: || sim_command(&["--seeds", SIM_SEEDS_IN_CI, "--steps", "300"]) });
+    project.tasks.push(Task {
+        name: "sim",
+        usage: "sim [--seeds N | --seed S] [--from F] [--steps K]
+                     the deterministic simulation of the whole sync loop: N seeds from F (default
+                     100 from 0), or replay seed S; K steps per run (default 300)",
+        run: sim,
+    });
+    let args = |list: &[&str]| list.iter().map(|arg| arg.to_string()).collect::<Vec<_>>();
+    project.wasm_tests.push(args(&["--package", "sync-client", "--features", "worker"]));
+    project.wasm_lints.push(args(&["--package", "sync-client", "--features", "worker", "--all-targets"]));
+    project.wasm_lints.push(args(&["--package", "sync-server"]));
+    project.postgres_native.push(args(&[
+        "--package",
+        "sync-server",
+        "--test",
+        "connector",
+        "--",
+        "--ignored",
+    ]));
+    sync_xtask::main(project)
 }
 
-const USAGE: &str = "usage: cargo xtask <task>
-  setup              install apt packages, the wasm target, pinned CLIs (built once per machine in
-                     ~/.cache/sync-engine/tools, linked from .tools/bin) and npm packages
-  build [--app NAME]
-                     build an app's browser bundle (target/site, target/todo-site) and its worker
-  migrations [--reset --app NAME]
-                     write the next D1 + PostgreSQL migration of every app whose sync model changed;
-                     with --reset, an app not deployed yet starts again from its model (one 0001)
-                     and its local state is cleared
-  new-app NAME       a new app at examples/NAME, copied from the todo example, in the workspace
-  dev [--app NAME] [--port N] [--postgres URL] [--release] [--watch]
-                     setup + build (dev-wasm profile unless --release) + local D1 migrations +
-                     wrangler dev on 127.0.0.1 (default 8787); --watch rebuilds on every save;
-                     with --postgres, the data lives in that PostgreSQL database instead (Hyperdrive)
-  test [TIER...]     setup + every tier (lint, native, sim, wasm, e2e, postgres); or just the tiers named
-  sim [--seeds N | --seed S] [--from F] [--steps K]
-                     the deterministic simulation of the whole sync loop: N seeds from F (default
-                     100 from 0), or replay seed S; K steps per run (default 300)
-  bench [--postgres] setup + build + the benchmark: prints a table, writes target/bench/report.{json,png};
-                     with --postgres, on a throwaway local PostgreSQL cluster instead of D1
-  soak [--minutes N] [--postgres]
-                     setup + build + 200 clients for N minutes (default 10), 20 of them hostile:
-                     fails unless every honest write is confirmed once, every honest client
-                     converges and gets no 5xx; prints the worker's memory every minute";
+/// The chat, unless a fork removed it: its crates (`app`, `frontend`, `worker`) and
+/// wrangler.toml at the root; its bundle's name and folder are constants of
+/// app/src/lib.rs (the server's LeptosOptions reads the same ones).
+fn chat(root: &Path) -> Result<Option<WebApp>, String> {
+    let lib = root.join("app").join("src").join("lib.rs");
+    if !lib.is_file() || !root.join("wrangler.toml").is_file() {
+        return Ok(None);
+    }
+    let source = fs::read_to_string(&lib).map_err(|error| format!("reading {}: {error}", lib.display()))?;
+    let constant = |name: &str| -> Result<String, String> {
+        let prefix = format!("pub const {name}: &str = \"");
+        source
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(&prefix)?.strip_suffix("\";").map(str::to_string))
+            .ok_or_else(|| format!("app/src/lib.rs has no `{prefix}...\";`"))
+    };
+    let path = |parts: &[&str]| parts.iter().fold(root.to_path_buf(), |path, part| path.join(part));
+    Ok(Some(WebApp {
+        name: "chat".into(),
+        frontend: "frontend".into(),
+        bundle: constant("CLIENT_BUNDLE")?,
+        pkg: constant("CLIENT_PKG_DIR")?,
+        site: path(&["target", "site"]),
+        js: path(&["frontend", "js"]),
+        public: path(&["frontend", "public"]),
+        style: Some(path(&["style"])),
+        worker: path(&["worker"]),
+        worker_package: sync_xtask::package_name(&root.join("worker"))?,
+        config_dir: root.to_path_buf(),
+        end2end: path(&["end2end"]),
+        model_package: "app".into(),
+        // What the PostgreSQL tier runs again: the node suites (the last only it
+        // runs: its name matches none of node's test patterns) and browser suites.
+        postgres_suites: Some(
+            [
+                "end2end/connector.test.mjs",
+                "end2end/pokes.test.mjs",
+                "end2end/security.test.mjs",
+                "end2end/abuse.test.mjs",
+                "end2end/schema.test.mjs",
+                "end2end/postgres.suite.mjs",
+                "end2end/chat.spec.mjs",
+                "end2end/compaction.spec.mjs",
+                "end2end/sign-in.spec.mjs",
+                "end2end/direct-writes.spec.mjs",
+                "end2end/revocation.spec.mjs",
+                "end2end/private-rooms.spec.mjs",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+    }))
+}
+
+/// Seeds the `sim` tier runs (about a minute on 2 cores, build included).
+const SIM_SEEDS_IN_CI: &str = "500";
+
+/// The deterministic simulation (`crates/sync-sim`), optimised: it runs thousands of
+/// worlds.
+fn sim_command(args: &[&str]) -> Command {
+    let mut command = Command::new("cargo");
+    command.args(["run", "--quiet", "--release", "--package", "sync-sim", "--"]).args(args);
+    command
+}
+
+/// `cargo xtask sim [--seeds N | --seed S] [--from F] [--steps K]`: runs the
+/// simulation; a failure prints its seed and the shortest failing steps.
+fn sim(args: &[String]) -> sync_xtask::Result {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut command = sim_command(&args);
+    command.current_dir(sync_xtask::root());
+    if command.status().map_err(|error| format!("running the simulation: {error}"))?.success() {
+        Ok(())
+    } else {
+        Err("the simulation found a broken invariant (see above)".into())
+    }
+}

@@ -228,68 +228,81 @@ fn install_npm_packages() -> Result {
 
 // ---------------------------------------------------------------- build
 
-/// One web app of this repository: the chat (the template) or an example beside it.
-struct WebApp {
-    name: String,
+/// One web app: a wrangler.toml, a browser bundle, a worker, a model.
+#[derive(Debug, Clone)]
+pub struct WebApp {
+    pub name: String,
     /// The browser bundle's crate (cdylib).
-    frontend: String,
-    /// `pkg/{bundle}.js` + `pkg/{bundle}_bg.wasm`.
-    bundle: String,
+    pub frontend: String,
+    /// `{pkg}/{bundle}.js` + `{pkg}/{bundle}_bg.wasm`.
+    pub bundle: String,
+    /// The bundle's folder in the site (`pkg` by convention).
+    pub pkg: String,
     /// Static assets root (wrangler `[assets]`).
-    site: PathBuf,
+    pub site: PathBuf,
     /// Module scripts copied next to the bundle (the SQLite Web Worker's entry).
-    js: PathBuf,
+    pub js: PathBuf,
     /// Files copied to the site root.
-    public: PathBuf,
+    pub public: PathBuf,
     /// Stylesheets copied to `site/style`, if the app has such a folder.
-    style: Option<PathBuf>,
+    pub style: Option<PathBuf>,
     /// The worker crate's folder (worker-build runs there).
-    worker: PathBuf,
+    pub worker: PathBuf,
     /// The worker crate's package name (read from its Cargo.toml).
-    worker_package: String,
+    pub worker_package: String,
     /// The folder holding the app's wrangler.toml.
-    config_dir: PathBuf,
+    pub config_dir: PathBuf,
     /// The app's end-to-end tests (`*.spec.mjs` browser suites, `*.test.mjs` node suites).
-    end2end: PathBuf,
+    pub end2end: PathBuf,
     /// The crate whose `migrations` test checks (and writes) the app's migrations.
-    model_package: String,
+    pub model_package: String,
+    /// What the PostgreSQL tier runs again for this app (paths from the root: node
+    /// suites and browser specs); `None`: every browser spec of the app.
+    pub postgres_suites: Option<Vec<String>>,
 }
 
-/// Every app: the chat, then each `examples/<name>/` holding a wrangler.toml, by the
-/// examples' convention: crates `<name>-model` (with a `migrations` test),
-/// `<name>-frontend` (bundle `<name>`), `<name>-worker`; folders `js/`, `public/`,
-/// `migrations/`, `end2end/`.
-fn web_apps() -> Result<Vec<WebApp>> {
+/// Every app: the project's own ([`crate::Project::apps`]) first, then each folder (the
+/// root, then each `examples/<name>/`) laid out by convention: a wrangler.toml beside
+/// crates `<name>-model` (with a `migrations` test), `<name>-frontend` (bundle
+/// `<name>`), `<name>-worker`; folders `js/`, `public/`, `migrations/`, `end2end/`.
+pub(crate) fn web_apps() -> Result<Vec<WebApp>> {
     let root = root();
-    let mut apps = Vec::new();
-    // The chat, unless a fork removed it (its crates and wrangler.toml at the root).
-    let chat = root.join("app").join("src").join("lib.rs").is_file() && root.join("wrangler.toml").is_file();
-    if chat {
-        apps.push(WebApp {
-            name: "chat".into(),
-            frontend: "frontend".into(),
-            bundle: app_constant("CLIENT_BUNDLE")?,
-            site: root.join("target").join("site"),
-            js: root.join("frontend").join("js"),
-            public: root.join("frontend").join("public"),
-            style: Some(root.join("style")),
-            worker: root.join("worker"),
-            worker_package: package_name(&root.join("worker"))?,
-            config_dir: root.clone(),
-            end2end: root.join("end2end"),
-            model_package: "app".into(),
-        });
-    }
+    let mut apps: Vec<WebApp> = crate::project().apps.clone();
     let mut examples: Vec<PathBuf> = fs::read_dir(root.join("examples"))
         .map(|entries| entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
         .unwrap_or_default();
     examples.sort();
-    for dir in examples.into_iter().filter(|dir| dir.join("wrangler.toml").is_file()) {
-        let Some(name) = dir.file_name().and_then(|name| name.to_str()).map(str::to_string) else { continue };
+    for dir in std::iter::once(root.clone()).chain(examples) {
+        if apps.iter().any(|app| app.config_dir == dir) {
+            continue;
+        }
+        if let Some(app) = WebApp::conventional(&root, &dir)? {
+            apps.push(app);
+        }
+    }
+    Ok(apps)
+}
+
+impl WebApp {
+    /// The app in `dir` if it is laid out by convention (see [`web_apps`]): its name is
+    /// that of its `<name>-worker` folder.
+    pub fn conventional(root: &Path, dir: &Path) -> Result<Option<WebApp>> {
+        if !dir.join("wrangler.toml").is_file() {
+            return Ok(None);
+        }
+        let mut workers: Vec<String> = fs::read_dir(dir)
+            .map_err(|error| format!("reading {}: {error}", dir.display()))?
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().join("Cargo.toml").is_file())
+            .filter_map(|entry| entry.file_name().to_str()?.strip_suffix("-worker").map(str::to_string))
+            .collect();
+        workers.sort();
+        let Some(name) = workers.into_iter().next() else { return Ok(None) };
         let worker = dir.join(format!("{name}-worker"));
-        apps.push(WebApp {
+        Ok(Some(WebApp {
             frontend: format!("{name}-frontend"),
             bundle: name.clone(),
+            pkg: "pkg".into(),
             site: root.join("target").join(format!("{name}-site")),
             js: dir.join("js"),
             public: dir.join("public"),
@@ -298,15 +311,15 @@ fn web_apps() -> Result<Vec<WebApp>> {
             worker,
             end2end: dir.join("end2end"),
             model_package: format!("{name}-model"),
-            config_dir: dir,
+            config_dir: dir.to_path_buf(),
+            postgres_suites: None,
             name,
-        });
+        }))
     }
-    Ok(apps)
 }
 
 /// The `name` of the `[package]` in `dir/Cargo.toml`.
-fn package_name(dir: &Path) -> Result<String> {
+pub fn package_name(dir: &Path) -> Result<String> {
     let manifest = dir.join("Cargo.toml");
     let text =
         fs::read_to_string(&manifest).map_err(|error| format!("reading {}: {error}", manifest.display()))?;
@@ -338,10 +351,12 @@ fn web_app(name: &str) -> Result<WebApp> {
         .ok_or_else(|| format!("unknown app `{name}` (known: {})", names.join(", ")))
 }
 
-/// `cargo xtask build [--app NAME]`: the chat unless another app is named.
+/// `cargo xtask build [--app NAME]`: the first app unless another is named. Installs
+/// what building needs first (so wrangler's `[build]` works on a fresh machine).
 pub fn build_task(args: &[String]) -> Result {
+    setup_serving()?;
     match args {
-        [] => build_app(&web_app("chat")?),
+        [] => build_app(web_apps()?.first().ok_or("this workspace has no app")?),
         [flag, name] if flag == "--app" => build_app(&web_app(name)?),
         _ => Err("usage: cargo xtask build [--app NAME]".into()),
     }
@@ -396,8 +411,7 @@ fn build_app_with(app: &WebApp, profile: Profile) -> Result {
 /// features, the SQLite Web Worker's with `db-worker`), each cargo -> wasm-bindgen
 /// (ES module) -> wasm-opt; plus static files.
 fn build_client(app: &WebApp, profile: Profile) -> Result {
-    // The chat's server rendering names the folder in app/src/lib.rs; other apps use `pkg`.
-    let pkg = app.site.join(if app.name == "chat" { app_constant("CLIENT_PKG_DIR")? } else { "pkg".into() });
+    let pkg = app.site.join(&app.pkg);
     build_bundle(app, &pkg, &[], &app.bundle, profile)?;
     build_bundle(
         app,
@@ -428,8 +442,7 @@ fn build_bundle(app: &WebApp, pkg: &Path, features: &[&str], name: &str, profile
         ])
         .args(features)
         .current_dir(&root))?;
-    let raw = root
-        .join("target")
+    let raw = cmd::cargo_target_dir()
         .join(WASM_TARGET)
         .join(profile.cargo_name())
         .join(format!("{}.wasm", app.frontend.replace('-', "_")));
@@ -523,18 +536,6 @@ binding = \"HYPERDRIVE\"
 id = \"00000000000000000000000000000000\"
 ";
 
-/// Reads a `pub const NAME: &str = "...";` from app/src/lib.rs, so the bundle name
-/// lives in one place (the server's LeptosOptions reads the same constant).
-fn app_constant(name: &str) -> Result<String> {
-    let source = fs::read_to_string(root().join("app").join("src").join("lib.rs"))
-        .map_err(|error| format!("reading app/src/lib.rs: {error}"))?;
-    let prefix = format!("pub const {name}: &str = \"");
-    source
-        .lines()
-        .find_map(|line| line.trim().strip_prefix(&prefix)?.strip_suffix("\";").map(str::to_string))
-        .ok_or_else(|| format!("app/src/lib.rs has no `{prefix}...\";`"))
-}
-
 /// `cargo xtask migrations`: writes the next upstream migration of every app whose
 /// sync model changed (the apps' migrations tests, in write mode).
 /// `cargo xtask migrations --reset --app NAME`: for an app not deployed yet, its
@@ -585,21 +586,20 @@ pub fn migrations(args: &[String]) -> Result {
 
 /// Every app's end-to-end files ending in `suffix` (`.test.mjs`: node:test suites of
 /// HTTP and socket clients; `.spec.mjs`: the browser suites, on @playwright/test),
-/// the chat first.
+/// the first app first.
 fn end2end_files(suffix: &str) -> Result<Vec<String>> {
+    Ok(web_apps()?.iter().flat_map(|app| app_end2end_files(app, suffix)).collect())
+}
+
+/// One app's end-to-end files ending in `suffix`, as paths from the root.
+fn app_end2end_files(app: &WebApp, suffix: &str) -> Vec<String> {
     let root = root();
-    let mut suites = Vec::new();
-    for app in web_apps()? {
-        let mut files: Vec<PathBuf> = fs::read_dir(&app.end2end)
-            .map(|entries| entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
-            .unwrap_or_default();
-        files.retain(|file| file.to_string_lossy().ends_with(suffix));
-        files.sort();
-        suites.extend(
-            files.iter().map(|file| file.strip_prefix(&root).unwrap_or(file).to_string_lossy().into_owned()),
-        );
-    }
-    Ok(suites)
+    let mut files: Vec<PathBuf> = fs::read_dir(&app.end2end)
+        .map(|entries| entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
+        .unwrap_or_default();
+    files.retain(|file| file.to_string_lossy().ends_with(suffix));
+    files.sort();
+    files.iter().map(|file| file.strip_prefix(&root).unwrap_or(file).to_string_lossy().into_owned()).collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result {
@@ -630,8 +630,8 @@ pub fn dev(args: &[String]) -> Result {
     };
     let mut port = DEFAULT_DEV_PORT.to_string();
     let mut postgres = None;
-    // The chat by default, else the first app there is.
-    let mut app_name = names.first().cloned().unwrap_or_else(|| "chat".to_string());
+    // The first app by default.
+    let mut app_name = names.first().cloned().ok_or("this workspace has no app")?;
     let mut watch = false;
     let mut release = false;
     let mut rest = args.iter();
@@ -703,14 +703,13 @@ pub fn dev(args: &[String]) -> Result {
     result
 }
 
-/// Folders whose files make up an app's bundles: the engine, the chat's crates, and
-/// the app's own folder (an example's).
+/// Folders whose files make up an app's bundles: the app's own folder (the whole
+/// workspace for an app at its root) and the engine's crates when they are in it.
 fn watched_folders(app: &WebApp) -> Vec<PathBuf> {
-    let root = root();
-    let mut folders: Vec<PathBuf> =
-        ["crates", "app", "frontend", "worker", "style"].iter().map(|dir| root.join(dir)).collect();
-    if app.config_dir != root {
-        folders.push(app.config_dir.clone());
+    let engine = root().join("crates");
+    let mut folders = vec![app.config_dir.clone()];
+    if app.config_dir != root() && engine.is_dir() {
+        folders.push(engine);
     }
     folders
 }
@@ -792,6 +791,15 @@ fn write_dev_vars_once(dir: &Path) -> Result {
     fs::write(&path, text).map_err(|error| format!("writing .dev.vars: {error}"))
 }
 
+/// The project's own script at `path` (from the root), or an error that says so.
+fn script_present(path: &str) -> Result {
+    if root().join(path).is_file() {
+        Ok(())
+    } else {
+        Err(format!("this project has no {path} (the engine's repository has one to start from)"))
+    }
+}
+
 /// PostgreSQL connections for the soak's cluster (see [`soak`]).
 const SOAK_CONNECTIONS: u32 = 1000;
 
@@ -813,6 +821,7 @@ pub fn soak(args: &[String]) -> Result {
             _ => return Err(usage()),
         }
     }
+    script_present("end2end/soak/soak.mjs")?;
     setup()?;
     build()?;
     let mut command = Command::new("node");
@@ -841,6 +850,7 @@ pub fn bench(args: &[String]) -> Result {
         [flag] if flag == "--postgres" => true,
         _ => return Err("usage: cargo xtask bench [--postgres]".into()),
     };
+    script_present("end2end/bench/bench.mjs")?;
     setup()?;
     build()?;
     let mut command = Command::new("node");
@@ -859,53 +869,16 @@ pub fn bench(args: &[String]) -> Result {
     run(&mut command)
 }
 
-const TIERS: &[&str] = &["lint", "native", "sim", "wasm", "e2e", "postgres"];
+/// The tiers every project has; a project's own ([`crate::Project::tiers`]) come after
+/// `native`.
+const TIERS: &[&str] = &["lint", "native", "wasm", "e2e", "postgres"];
 
-/// Seeds the `sim` tier runs (about a minute on 2 cores, build included).
-const SIM_SEEDS_IN_CI: &str = "500";
-
-/// The deterministic simulation (`crates/sync-sim`), optimised: it runs thousands of
-/// worlds.
-fn sim_command(args: &[&str]) -> Command {
-    let mut command = Command::new("cargo");
-    command.args(["run", "--quiet", "--release", "--package", "sync-sim", "--"]).args(args);
-    command
+fn tier_names() -> Vec<&'static str> {
+    let mut names = vec![TIERS[0], TIERS[1]];
+    names.extend(crate::project().tiers.iter().map(|tier| tier.name));
+    names.extend(&TIERS[2..]);
+    names
 }
-
-/// `cargo xtask sim [--seeds N | --seed S] [--from F] [--steps K]`: runs the
-/// simulation; a failure prints its seed and the shortest failing steps.
-pub fn sim(args: &[String]) -> Result {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut command = sim_command(&args);
-    command.current_dir(root());
-    if command.status().map_err(|error| format!("running the simulation: {error}"))?.success() {
-        Ok(())
-    } else {
-        Err("the simulation found a broken invariant (see above)".into())
-    }
-}
-
-/// The chat's node:test files the PostgreSQL tier runs again with PostgreSQL
-/// upstream, plus the one only it runs (its name matches none of node's test
-/// patterns: `*.test.mjs`, `*-test.mjs`, `*_test.mjs`, `test-*.mjs`).
-const POSTGRES_NODE: &[&str] = &[
-    "end2end/connector.test.mjs",
-    "end2end/pokes.test.mjs",
-    "end2end/security.test.mjs",
-    "end2end/abuse.test.mjs",
-    "end2end/schema.test.mjs",
-    "end2end/postgres.suite.mjs",
-];
-
-/// The chat's browser suites the PostgreSQL tier runs again (every example's run too).
-const POSTGRES_SPECS: &[&str] = &[
-    "end2end/chat.spec.mjs",
-    "end2end/compaction.spec.mjs",
-    "end2end/sign-in.spec.mjs",
-    "end2end/direct-writes.spec.mjs",
-    "end2end/revocation.spec.mjs",
-    "end2end/private-rooms.spec.mjs",
-];
 
 /// rustfmt and clippy (warnings are errors) for every crate on the target it is
 /// built for. Gates the run; counts no tests.
@@ -926,31 +899,25 @@ fn lint() -> Result {
     for app in &apps {
         pages.extend(["--package", &app.frontend]);
     }
-    let features = std::iter::once("sync-client/worker".to_string())
-        .chain(apps.iter().map(|app| format!("{}/db-worker", app.frontend)))
-        .collect::<Vec<_>>()
-        .join(",");
+    let features = apps.iter().map(|app| format!("{}/db-worker", app.frontend)).collect::<Vec<_>>().join(",");
     let mut browser = pages.clone();
-    browser.extend([
-        "--package",
-        "sync-client",
-        "--features",
-        &features,
-        "--target",
-        WASM_TARGET,
-        "--all-targets",
-    ]);
+    browser.extend(["--features", &features, "--target", WASM_TARGET, "--all-targets"]);
     clippy(&browser)?;
     // Each bundle as it is built: the pages without the worker runtime.
     let mut bundles = pages;
     bundles.extend(["--target", WASM_TARGET]);
     clippy(&bundles)?;
     // Each worker on its own: one build would unify an app crate's `ssr` and `hydrate`
-    // features (the chat's) with another's.
+    // features with another app's.
     for app in &apps {
         clippy(&["--package", &app.worker_package, "--target", WASM_TARGET])?;
     }
-    clippy(&["--package", "sync-server", "--target", WASM_TARGET])
+    for args in &crate::project().wasm_lints {
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend(["--target", WASM_TARGET]);
+        clippy(&args)?;
+    }
+    Ok(())
 }
 
 /// `npx playwright test` on browser suites (playwright.config.mjs: one worker, HTML
@@ -975,10 +942,11 @@ fn node_tests(files: &[&str]) -> Command {
 }
 
 pub fn test(args: &[String]) -> Result {
+    let known = tier_names();
     let tiers: Vec<&str> =
-        if args.is_empty() { TIERS.to_vec() } else { args.iter().map(String::as_str).collect() };
-    if let Some(unknown) = tiers.iter().find(|tier| !TIERS.contains(tier)) {
-        return Err(format!("unknown test tier `{unknown}` (known: {})", TIERS.join(", ")));
+        if args.is_empty() { known.clone() } else { args.iter().map(String::as_str).collect() };
+    if let Some(unknown) = tiers.iter().find(|tier| !known.contains(tier)) {
+        return Err(format!("unknown test tier `{unknown}` (known: {})", known.join(", ")));
     }
     setup()?;
     let root = root();
@@ -1004,53 +972,78 @@ pub fn test(args: &[String]) -> Result {
                 }
                 vec![command]
             }
-            "sim" => vec![sim_command(&["--seeds", SIM_SEEDS_IN_CI, "--steps", "300"])],
             "wasm" => {
-                let mut command = Command::new("cargo");
-                command
-                    .args([
-                        "test",
-                        "--package",
-                        "sync-client",
-                        "--features",
-                        "worker",
-                        "--target",
-                        WASM_TARGET,
-                    ])
-                    .env(
-                        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-                        tools_bin().join("wasm-bindgen-test-runner"),
-                    )
-                    .env(
-                        "CHROMEDRIVER",
-                        std::env::var("SYNC_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()),
-                    );
-                vec![command]
+                // The project's own browser tests, then each app's (its frontend's
+                // `tests/`, in a Web Worker with the SQLite runtime).
+                let mut runs: Vec<Vec<String>> = crate::project().wasm_tests.clone();
+                for app in web_apps()? {
+                    let crate_dir = app.config_dir.join(&app.frontend);
+                    if crate_dir.join("tests").is_dir() {
+                        runs.push(
+                            ["--package", &app.frontend, "--features", "db-worker", "--tests"]
+                                .map(String::from)
+                                .to_vec(),
+                        );
+                    }
+                }
+                runs.into_iter()
+                    .map(|args| {
+                        let mut command = Command::new("cargo");
+                        command
+                            .arg("test")
+                            .args(args)
+                            .args(["--target", WASM_TARGET])
+                            .env(
+                                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                                tools_bin().join("wasm-bindgen-test-runner"),
+                            )
+                            .env(
+                                "CHROMEDRIVER",
+                                std::env::var("SYNC_CHROMEDRIVER")
+                                    .unwrap_or_else(|_| "/usr/bin/chromedriver".into()),
+                            );
+                        command
+                    })
+                    .collect()
             }
             "e2e" => {
                 build()?;
                 let suites = end2end_files(".test.mjs")?;
                 let specs = end2end_files(".spec.mjs")?;
-                vec![
-                    node_tests(&suites.iter().map(String::as_str).collect::<Vec<_>>()),
-                    playwright_tests(&specs.iter().map(String::as_str).collect::<Vec<_>>()),
-                ]
+                // `node --test` without files would look for tests everywhere.
+                let mut commands = Vec::new();
+                if !suites.is_empty() {
+                    commands.push(node_tests(&suites.iter().map(String::as_str).collect::<Vec<_>>()));
+                }
+                if !specs.is_empty() {
+                    commands.push(playwright_tests(&specs.iter().map(String::as_str).collect::<Vec<_>>()));
+                }
+                commands
             }
             "postgres" => {
                 build()?;
                 let started = crate::postgres::Cluster::start(crate::postgres::TEST_CONNECTIONS)?;
-                // The chat's suites (if this checkout still has the chat), then every
-                // example's browser suites.
-                let present = |file: &&&str| root.join(file).is_file();
-                let mut specs: Vec<String> =
-                    POSTGRES_SPECS.iter().filter(present).map(|file| file.to_string()).collect();
-                specs.extend(
-                    end2end_files(".spec.mjs")?.into_iter().filter(|file| !file.starts_with("end2end/")),
-                );
-                let node_files: Vec<&str> = POSTGRES_NODE.iter().filter(present).copied().collect();
+                // Each app's suites: those it names, else every browser spec it has.
+                let present = |file: &String| root.join(file).is_file();
+                let mut specs: Vec<String> = Vec::new();
+                let mut node_files: Vec<String> = Vec::new();
+                for app in web_apps()? {
+                    match &app.postgres_suites {
+                        Some(files) => {
+                            for file in files.iter().filter(|file| present(file)) {
+                                if file.ends_with(".spec.mjs") {
+                                    specs.push(file.clone());
+                                } else {
+                                    node_files.push(file.clone());
+                                }
+                            }
+                        }
+                        None => specs.extend(app_end2end_files(&app, ".spec.mjs")),
+                    }
+                }
                 let mut suites = Vec::new();
                 if !node_files.is_empty() {
-                    suites.push(node_tests(&node_files));
+                    suites.push(node_tests(&node_files.iter().map(String::as_str).collect::<Vec<_>>()));
                 }
                 if !specs.is_empty() {
                     suites.push(playwright_tests(&specs.iter().map(String::as_str).collect::<Vec<_>>()));
@@ -1058,15 +1051,23 @@ pub fn test(args: &[String]) -> Result {
                 for command in &mut suites {
                     command.env("SYNC_E2E_POSTGRES_URL", &started.url);
                 }
-                // The connector's native tests, on this server (ignored without one).
-                let mut native = Command::new("cargo");
-                native
-                    .args(["test", "--package", "sync-server", "--test", "connector", "--", "--ignored"])
-                    .env("SYNC_TEST_POSTGRES_URL", &started.url);
+                // The project's native tests that need a server (ignored without one).
+                let natives: Vec<Command> = crate::project()
+                    .postgres_native
+                    .iter()
+                    .map(|args| {
+                        let mut native = Command::new("cargo");
+                        native.arg("test").args(args).env("SYNC_TEST_POSTGRES_URL", &started.url);
+                        native
+                    })
+                    .collect();
                 cluster = Some(started);
-                std::iter::once(native).chain(suites).collect()
+                natives.into_iter().chain(suites).collect()
             }
-            _ => unreachable!("tiers are checked above"),
+            other => match crate::project().tiers.iter().find(|tier| tier.name == other) {
+                Some(tier) => vec![(tier.command)()],
+                None => unreachable!("tiers are checked above"),
+            },
         };
         let mut ok = true;
         for mut command in commands {
@@ -1089,114 +1090,4 @@ pub fn test(args: &[String]) -> Result {
     } else {
         Err(format!("failing test tiers: {}", failed_tiers.join(", ")))
     }
-}
-
-// ---------------------------------------------------------------- new-app
-
-/// `cargo xtask new-app NAME`: a new app at `examples/NAME`, copied from the todo
-/// example with its identity renamed (crates `NAME-model` / `-frontend` / `-worker`,
-/// bundle, app name, wrangler names, tests), and added to the workspace. Its model,
-/// rules and pages are the todo list's until you change them; its copied tests pass
-/// as they are, so the start is green.
-pub fn new_app(args: &[String]) -> Result {
-    let [name] = args else {
-        return Err("usage: cargo xtask new-app NAME (lowercase letters, digits, -)".into());
-    };
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && name.len() <= 32;
-    if !valid || name == "chat" || name == "todo" {
-        return Err(format!(
-            "`{name}`: an app name has lowercase letters, digits and `-`, starts with a letter, and is not chat or todo"
-        ));
-    }
-    let root = root();
-    let from = root.join("examples").join("todo");
-    let to = root.join("examples").join(name);
-    if to.exists() {
-        return Err(format!("{} exists already", to.display()));
-    }
-    let snake = name.replace('-', "_");
-    let renames = new_app_renames(name, &snake);
-    copy_renamed(&from, &to, &renames)?;
-    // The workspace lists every crate.
-    let manifest = root.join("Cargo.toml");
-    let text = fs::read_to_string(&manifest).map_err(|error| format!("reading Cargo.toml: {error}"))?;
-    let anchor = "  \"xtask\",\n]";
-    let members = format!(
-        "  \"examples/{name}/{name}-model\",\n  \"examples/{name}/{name}-frontend\",\n  \"examples/{name}/{name}-worker\",\n{anchor}"
-    );
-    if !text.contains(anchor) {
-        return Err(
-            "Cargo.toml: the members list does not end with \"xtask\"; add the three crates by hand".into()
-        );
-    }
-    fs::write(&manifest, text.replacen(anchor, &members, 1))
-        .map_err(|error| format!("writing Cargo.toml: {error}"))?;
-    // Renamed `use` lines sort differently: the scaffold starts fmt-clean whatever its name.
-    let mut fmt = Command::new("cargo");
-    fmt.arg("fmt");
-    for suffix in ["model", "frontend", "worker"] {
-        fmt.args(["--package", &format!("{name}-{suffix}")]);
-    }
-    run(fmt.current_dir(&root))?;
-    eprintln!(
-        "new app at examples/{name}: `cargo xtask dev --app {name}` serves it; edit {name}-model/src/lib.rs \
-         (model, rules), {name}-frontend/src/page.rs (pages), then `cargo xtask migrations`"
-    );
-    Ok(())
-}
-
-/// What changes between the todo example and an app called `name` (longest first).
-fn new_app_renames(name: &str, snake: &str) -> Vec<(String, String)> {
-    vec![
-        ("todo-model".into(), format!("{name}-model")),
-        ("todo_model".into(), format!("{snake}_model")),
-        ("todo-frontend".into(), format!("{name}-frontend")),
-        ("todo_frontend".into(), format!("{snake}_frontend")),
-        ("todo-worker".into(), format!("{name}-worker")),
-        ("todo_worker".into(), format!("{snake}_worker")),
-        ("todo-site".into(), format!("{name}-site")),
-        ("sync-todo".into(), format!("sync-{name}")),
-        ("/pkg/todo.js".into(), format!("/pkg/{name}.js")),
-        ("./todo.js".into(), format!("./{name}.js")),
-        ("todo_bg.wasm".into(), format!("{name}_bg.wasm")),
-        ("./todo-db.js".into(), format!("./{name}-db.js")),
-        ("./todo-db_bg.wasm".into(), format!("./{name}-db_bg.wasm")),
-        ("AppName(\"todo\")".into(), format!("AppName(\"{name}\")")),
-        ("\"todo:name\"".into(), format!("\"{name}:name\"")),
-        ("'todo:name'".into(), format!("'{name}:name'")),
-        ("--app todo".into(), format!("--app {name}")),
-        ("app: 'todo'".into(), format!("app: '{name}'")),
-        ("appName: 'todo'".into(), format!("appName: '{name}'")),
-        ("todo.spec.mjs".into(), format!("{name}.spec.mjs")),
-    ]
-}
-
-/// Copies `from` to `to`, renaming paths and file contents; skips build outputs.
-fn copy_renamed(from: &Path, to: &Path, renames: &[(String, String)]) -> Result {
-    let rename =
-        |text: &str| renames.iter().fold(text.to_string(), |text, (old, new)| text.replace(old, new));
-    fs::create_dir_all(to).map_err(|error| format!("creating {}: {error}", to.display()))?;
-    let entries = fs::read_dir(from).map_err(|error| format!("reading {}: {error}", from.display()))?;
-    for entry in entries {
-        let entry = entry.map_err(|error| format!("reading {}: {error}", from.display()))?;
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        if ["build", ".wrangler", ".dev.vars"].contains(&file_name.as_str())
-            || file_name.starts_with("wrangler.") && file_name != "wrangler.toml"
-        {
-            continue;
-        }
-        let target = to.join(rename(&file_name));
-        if entry.path().is_dir() {
-            copy_renamed(&entry.path(), &target, renames)?;
-        } else {
-            match fs::read_to_string(entry.path()) {
-                Ok(text) => fs::write(&target, rename(&text)),
-                Err(_) => fs::copy(entry.path(), &target).map(|_| ()),
-            }
-            .map_err(|error| format!("writing {}: {error}", target.display()))?;
-        }
-    }
-    Ok(())
 }

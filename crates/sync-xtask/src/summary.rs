@@ -93,7 +93,7 @@ mod tests {
             // Playwright's closing lines (list reporter).
             "  5 passed (9.9s)",
             "  1 failed",
-            "    end2end/chat.spec.mjs:43:1 › two browsers in one room",
+            "    end2end/board.spec.mjs:43:1 › two browsers on one board",
             "  2 skipped",
             "Running 8 tests using 1 worker",
         ] {

@@ -2,15 +2,23 @@
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 pub type Result<T = ()> = std::result::Result<T, String>;
 
-/// The workspace root (the parent of this crate's folder).
+/// The project's workspace root (set by [`crate::main`]).
 pub fn root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
+    crate::project().root.clone()
+}
+
+/// Where cargo puts what it builds: `$CARGO_TARGET_DIR` (relative to the root), else
+/// the root's `target/`.
+pub fn cargo_target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
 }
 
 /// Repo-local folder for installed CLIs (`.tools/bin`).

@@ -696,3 +696,60 @@ mod tests {
         assert!(git.contains("sync = { git = \"https://e\", rev = \"abc\" }"));
     }
 }
+
+/// The guide's Rust snippets are excerpts of real code: of the app the generator
+/// writes (which CI builds and tests) or of this repository.
+#[cfg(test)]
+mod guide {
+    use super::*;
+
+    /// Text without any whitespace: rustfmt may wrap a line differently than the guide.
+    fn squeezed(text: &str) -> String {
+        text.chars().filter(|c| !c.is_whitespace()).collect()
+    }
+
+    #[test]
+    fn guide_snippets_are_real_code() {
+        let engine = engine_root();
+        let guide = read(&engine.join("docs").join("build-your-own-app.md")).expect("the guide");
+        let request = parse(&["notes".to_string(), "--out".into(), "x".into()]).expect("the guide's app");
+        let tokens = tokens(&request.names, &request.fields, "the engine");
+        let lines: Vec<&str> = guide.lines().collect();
+        let mut checked = 0;
+        for (at, line) in lines.iter().enumerate() {
+            if line.trim() != "```rust" {
+                continue;
+            }
+            let marker = at.checked_sub(1).map(|before| lines[before]).unwrap_or_default();
+            let source = marker
+                .strip_prefix("<!-- snippet: ")
+                .and_then(|rest| rest.strip_suffix(" -->"))
+                .unwrap_or_else(|| {
+                    panic!("guide line {}: a Rust snippet without `<!-- snippet: ... -->`", at + 1)
+                });
+            let text = if let Some(path) = source.strip_prefix("app:") {
+                let template = engine
+                    .join("crates")
+                    .join("sync-xtask")
+                    .join("template")
+                    .join(path.replacen("notes", "APP", 1));
+                render(&read(&template).expect("template file"), &tokens).expect("renders")
+            } else if let Some(path) = source.strip_prefix("repo:") {
+                read(&engine.join(path)).expect("repository file")
+            } else {
+                panic!("guide line {at}: a snippet is from app: or repo:");
+            };
+            let end = lines[at + 1..].iter().position(|line| line.trim() == "```").expect("the snippet ends")
+                + at
+                + 1;
+            let snippet = lines[at + 1..end].join("\n");
+            assert!(
+                squeezed(&text).contains(&squeezed(&snippet)),
+                "guide line {}: this snippet is not in {source}:\n{snippet}",
+                at + 1
+            );
+            checked += 1;
+        }
+        assert!(checked >= 10, "the guide's snippets ({checked})");
+    }
+}

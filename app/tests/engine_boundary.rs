@@ -87,7 +87,13 @@ fn crate_names(tree: &str) -> Vec<String> {
 
 #[test]
 fn engine_crates_depend_on_no_app() {
-    for engine in ["sync", "sync-store", "sync-client", "sync-server", "sync-xtask"] {
+    for engine in [
+        "serverless-sync",
+        "serverless-sync-store",
+        "serverless-sync-client",
+        "serverless-sync-server",
+        "serverless-sync-xtask",
+    ] {
         let names = crate_names(&dependencies(engine));
         for app in ["app", "frontend", "sync-worker", "todo-model", "todo-frontend", "todo-worker"] {
             assert!(!names.iter().any(|name| name == app), "{engine} depends on the app crate {app}");
@@ -97,7 +103,7 @@ fn engine_crates_depend_on_no_app() {
 
 #[test]
 fn the_core_does_no_io() {
-    let names = crate_names(&dependencies("sync"));
+    let names = crate_names(&dependencies("serverless-sync"));
     for forbidden in
         ["web-sys", "worker", "leptos", "gloo-net", "reqwest", "hyper", "tokio-postgres", "rusqlite", "axum"]
     {

@@ -1,2 +1,2 @@
-// The engine's test harness (crates/sync-xtask/harness/app.mjs), as every app gets it.
-export * from '../../crates/sync-xtask/harness/app.mjs';
+// The engine's test harness (crates/serverless-sync-xtask/harness/app.mjs), as every app gets it.
+export * from '../../crates/serverless-sync-xtask/harness/app.mjs';

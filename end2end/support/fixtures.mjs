@@ -1,2 +1,2 @@
-// The engine's Playwright fixtures (crates/sync-xtask/harness/fixtures.mjs).
-export * from '../../crates/sync-xtask/harness/fixtures.mjs';
+// The engine's Playwright fixtures (crates/serverless-sync-xtask/harness/fixtures.mjs).
+export * from '../../crates/serverless-sync-xtask/harness/fixtures.mjs';

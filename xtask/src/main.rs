@@ -31,12 +31,18 @@ fn main() -> ExitCode {
         run: sim,
     });
     let args = |list: &[&str]| list.iter().map(|arg| arg.to_string()).collect::<Vec<_>>();
-    project.wasm_tests.push(args(&["--package", "sync-client", "--features", "worker"]));
-    project.wasm_lints.push(args(&["--package", "sync-client", "--features", "worker", "--all-targets"]));
-    project.wasm_lints.push(args(&["--package", "sync-server"]));
+    project.wasm_tests.push(args(&["--package", "serverless-sync-client", "--features", "worker"]));
+    project.wasm_lints.push(args(&[
+        "--package",
+        "serverless-sync-client",
+        "--features",
+        "worker",
+        "--all-targets",
+    ]));
+    project.wasm_lints.push(args(&["--package", "serverless-sync-server"]));
     project.postgres_native.push(args(&[
         "--package",
-        "sync-server",
+        "serverless-sync-server",
         "--test",
         "connector",
         "--",
@@ -102,11 +108,11 @@ fn chat(root: &Path) -> Result<Option<WebApp>, String> {
 /// Seeds the `sim` tier runs (about a minute on 2 cores, build included).
 const SIM_SEEDS_IN_CI: &str = "500";
 
-/// The deterministic simulation (`crates/sync-sim`), optimised: it runs thousands of
+/// The deterministic simulation (`crates/serverless-sync-sim`), optimised: it runs thousands of
 /// worlds.
 fn sim_command(args: &[&str]) -> Command {
     let mut command = Command::new("cargo");
-    command.args(["run", "--quiet", "--release", "--package", "sync-sim", "--"]).args(args);
+    command.args(["run", "--quiet", "--release", "--package", "serverless-sync-sim", "--"]).args(args);
     command
 }
 

@@ -9,13 +9,12 @@ use serde::{Deserialize, Serialize};
 use sync::protocol::mutation_callback::MutationCallbackOperation;
 use sync::protocol::query_callback::QueryCallbackRequest;
 use sync::{
-    Collection, ColumnType, Delete, Deletes, Insert, Inserts, Mutator, Operator, Order, Query, Select,
-    SyncModel, Update, Updates,
+    Delete, Deletes, Insert, Inserts, Mutator, Operator, Order, Query, Select, SyncModel, Update, Updates,
 };
 
 /// The app's name: scopes its browser storage and names its sign-in tokens (`aud`).
 pub const APP_NAME: &str = "todo";
-pub const TODOS: &str = "todos";
+pub const TODOS: &str = Todo::COLLECTION;
 
 /// A list's items, oldest first.
 pub const LIST_TODOS: Query<ListArgs, Todo> = Query::new("listTodos", TODOS);
@@ -27,8 +26,10 @@ pub const DELETE_TODO: Mutator<ListArgs, Deletes> = Mutator::delete("deleteTodo"
 /// Longest title the rules accept.
 pub const MAX_TITLE_CHARS: usize = 200;
 
-/// A row of `todos`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A row of `todos`: the collection is declared here, once (its columns are these
+/// fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sync::Collection)]
+#[collection(name = "todos", index = "list_id, created_at, id")]
 pub struct Todo {
     pub id: String,
     pub list_id: String,
@@ -72,16 +73,7 @@ fn trimmed(text: &str) -> String {
 /// The todo list's sync model.
 pub fn todo_model() -> SyncModel {
     let model = SyncModel::builder()
-        .collection(
-            Collection::new(TODOS, "id")
-                .column("id", ColumnType::Text)
-                .column("list_id", ColumnType::Text)
-                .column("title", ColumnType::Text)
-                .column("done", ColumnType::Boolean)
-                .column("created_at", ColumnType::Integer)
-                .column("updated_by", ColumnType::Text)
-                .index(&["list_id", "created_at", "id"]),
-        )
+        .collection(Todo::collection())
         .query(LIST_TODOS.define().require("listId", "list_id", Operator::Eq).build(|args| {
             Select::from(TODOS)
                 .filter("list_id", Operator::Eq, args.list_id.clone())

@@ -1,0 +1,79 @@
+//! The engine's browser side.
+//!
+//! - Hooks for Leptos components: [`use_query`] (a live, typed query),
+//!   [`use_mutator`] (a typed write handle with pending / last-outcome signals),
+//!   [`use_sync_status`], [`use_metrics`]. During server rendering they are inert.
+//! - `SyncClient` (feature `hydrate`): the page's handle to the SQLite Web Worker;
+//!   `SyncClient::spawn` it once and `provide_context` it.
+//! - `start_db_worker` (feature `worker`, wasm32): the worker runtime itself: the
+//!   local store on OPFS, the outbox push, pulls on pokes, one WebSocket, and the
+//!   leader election between tabs. An app's worker entry is a few lines.
+//! - [`bridge`]: what the page and the worker say to each other.
+//! - [`tabs`]: one tab's part in sharing the database between tabs (leader or
+//!   follower, what is forwarded and sent again on a hand-over), plain code.
+//! - `offline` (feature `hydrate`): the Service Worker that lets pages load offline.
+//! - `guest` (feature `hydrate`): guest sign-in against `sync_server::guest`, for
+//!   demos and templates.
+//!
+//! Every browser-side name (OPFS directory, Web Lock, BroadcastChannel, cache) is
+//! scoped by the app's name, so two apps on one origin do not collide.
+
+pub mod bridge;
+pub mod metrics;
+pub mod tabs;
+
+#[cfg(all(feature = "hydrate", target_family = "wasm", target_os = "unknown"))]
+pub mod guest;
+mod hooks;
+#[cfg(feature = "hydrate")]
+mod live;
+#[cfg(feature = "hydrate")]
+pub mod offline;
+#[cfg(all(feature = "worker", target_family = "wasm", target_os = "unknown"))]
+pub mod opfs;
+#[cfg(feature = "hydrate")]
+mod page;
+#[cfg(all(feature = "worker", target_family = "wasm", target_os = "unknown"))]
+mod runtime;
+
+pub use hooks::{
+    LiveQuery, MutationResult, MutatorHandle, SyncStatusView, ready_resource, use_metrics, use_mutator,
+    use_query, use_query_resource, use_sync_status,
+};
+pub use metrics::{Metrics, Stat};
+#[cfg(feature = "hydrate")]
+pub use page::{SyncClient, new_id};
+#[cfg(all(feature = "worker", target_family = "wasm", target_os = "unknown"))]
+pub use runtime::start_db_worker;
+pub use sync::typed::{Deletes, Inserts, Mutator, Query, Updates};
+
+/// Names an app's browser-side resources. Page and worker must agree on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppName(pub &'static str);
+
+impl AppName {
+    /// OPFS directory holding the local database.
+    pub fn opfs_directory(&self) -> String {
+        format!("sync-{}", self.0)
+    }
+
+    /// Web Lock held by the tab whose worker owns the database.
+    pub fn leader_lock(&self) -> String {
+        format!("sync-{}:leader", self.0)
+    }
+
+    /// BroadcastChannel the tabs' workers talk on.
+    pub fn tabs_channel(&self) -> String {
+        format!("sync-{}:tabs", self.0)
+    }
+
+    /// `localStorage` key of the cached guest token.
+    pub fn token_key(&self) -> String {
+        format!("sync-{}:token", self.0)
+    }
+
+    /// Cache the Service Worker keeps pages and assets in (`sw.js?cache=...`).
+    pub fn cache_name(&self) -> String {
+        format!("sync-{}-v1", self.0)
+    }
+}

@@ -1,4 +1,38 @@
-//! The engine's browser side.
+//! The engine's browser side. Package `serverless-sync-client`, imported as
+//! `sync_client`. A page reads through live queries and writes through typed handles:
+//!
+//! ```no_run
+//! use leptos::prelude::*;
+//! use sync_client::{use_mutator, use_query};
+//! # use serde::{Deserialize, Serialize};
+//! # use sync::{Inserts, Mutator, Query};
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! # struct Note { id: String, board_id: String, text: String }
+//! # #[derive(Debug, Clone, Serialize, Deserialize)]
+//! # #[serde(rename_all = "camelCase")]
+//! # struct BoardArgs { board_id: String }
+//! # #[derive(Debug, Clone, Serialize, Deserialize)]
+//! # #[serde(rename_all = "camelCase")]
+//! # struct AddNote { board_id: String, text: String }
+//! # const LIST_NOTES: Query<BoardArgs, Note> = Query::new("listNotes", "notes");
+//! # const ADD_NOTE: Mutator<AddNote, Inserts> = Mutator::insert("addNote", "notes");
+//! // LIST_NOTES and ADD_NOTE: the app's typed query and mutator (see the `sync` crate).
+//! #[component]
+//! fn Board(board_id: String) -> impl IntoView {
+//!     let board = board_id.clone();
+//!     // Rows from the browser's own SQLite at once, kept up to date as pokes arrive.
+//!     let notes = use_query(&LIST_NOTES, move || BoardArgs { board_id: board.clone() });
+//!     // A write shows at once (local SQLite + outbox), then syncs; a handle is Copy.
+//!     let add = use_mutator(&ADD_NOTE);
+//!     let on_add = move |_| {
+//!         add.insert(AddNote { board_id: board_id.clone(), text: "hello".into() });
+//!     };
+//!     view! {
+//!         <button on:click=on_add>"Add"</button>
+//!         <ul>{move || notes.get().rows.into_iter().map(|note| view! { <li>{note.text}</li> }).collect_view()}</ul>
+//!     }
+//! }
+//! ```
 //!
 //! - Hooks for Leptos components: [`use_query`] (a live, typed query),
 //!   [`use_mutator`] (a typed write handle with pending / last-outcome signals),

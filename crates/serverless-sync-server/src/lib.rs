@@ -1,17 +1,43 @@
-//! The engine's server side, as a library an app's Cloudflare Worker mounts.
+//! The engine's server side, as a library an app's Cloudflare Worker mounts. Package
+//! `serverless-sync-server`, imported as `sync_server`.
 //!
-//! ```ignore
-//! use sync_server::{Engine, HttpCallbacks};
+//! ```no_run
+//! use std::sync::OnceLock;
 //!
-//! fn router() -> axum::Router {
-//!     let engine = Engine::new(my_model(), HttpCallbacks::or(MyRules));
-//!     axum::Router::new().merge(engine.routes()).route("/", get(home))
+//! use sync::protocol::Decision;
+//! use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
+//! use sync::protocol::query_callback::QueryCallbackRequest;
+//! use sync_server::{CallbackError, Caller, Engine, HttpCallbacks, Rules};
+//! # fn my_model() -> sync::SyncModel { sync::SyncModel::builder().build().expect("a model") }
+//!
+//! /// Who may read and write what: plain async fns.
+//! struct MyRules;
+//!
+//! impl Rules for MyRules {
+//!     async fn query(&self, _caller: &Caller, _request: &QueryCallbackRequest) -> Result<Decision, CallbackError> {
+//!         Ok(Decision::allow())
+//!     }
+//!
+//!     async fn mutation(
+//!         &self,
+//!         _caller: &Caller,
+//!         request: &MutationCallbackRequest,
+//!     ) -> Result<MutationCallbackResponse, CallbackError> {
+//!         // One verdict per write: Ok, or Err(the reason the user sees).
+//!         Ok(MutationCallbackResponse::per_operation(&request.operations, |_operation| Ok(())))
+//!     }
 //! }
 //!
-//! #[worker::event(fetch)]
-//! async fn fetch(req: worker::HttpRequest, env: worker::Env, ctx: worker::Context)
-//!     -> worker::Result<axum::http::Response<axum::body::Body>> {
-//!     sync_server::serve(router(), req, env, ctx).await
+//! fn engine() -> &'static Engine {
+//!     static ENGINE: OnceLock<Engine> = OnceLock::new();
+//!     // The rules run in process unless SYNC_*_CALLBACK_URL points at a backend.
+//!     ENGINE.get_or_init(|| Engine::new(my_model(), HttpCallbacks::or(MyRules)))
+//! }
+//!
+//! /// The app's routes beside the engine's (`/sync/*`); the worker's fetch handler is
+//! /// `sync_server::serve(router(), req, env, ctx).await`.
+//! pub fn router() -> axum::Router {
+//!     axum::Router::new().route("/api/health", engine().health()).merge(engine().routes())
 //! }
 //! ```
 //!

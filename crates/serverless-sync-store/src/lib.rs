@@ -19,7 +19,37 @@
 //! answered as rejected with the reason ([`LocalStore::take_upgrade_rejections`]).
 //!
 //! Every public write runs in one transaction and returns the records it touched, so
-//! the caller knows which live queries to refresh.
+//! the caller knows which live queries to refresh. Package `serverless-sync-store`,
+//! imported as `sync_store`; the browser's Web Worker runs it on OPFS
+//! (`sync_client::opfs`), tests on any SQLite:
+//!
+//! ```
+//! use sync::model::MutationContext;
+//! use sync::{Collection, ColumnType, Insert, Mutator, SyncModel};
+//! # #[derive(serde::Serialize, serde::Deserialize)]
+//! # #[serde(rename_all = "camelCase")]
+//! # struct AddNote { board_id: String, text: String }
+//! # const ADD_NOTE: Mutator<AddNote, sync::Inserts> = Mutator::insert("addNote", "notes");
+//! # let model = SyncModel::builder()
+//! #     .collection(Collection::new("notes", "id").column("id", ColumnType::Text)
+//! #         .column("board_id", ColumnType::Text).column("text", ColumnType::Text))
+//! #     .mutator(ADD_NOTE.define().require("boardId", "board_id").build(|args, ctx| {
+//! #         Insert::into("notes").value("id", ctx.record_id.clone())
+//! #             .value("board_id", args.board_id.clone()).value("text", args.text.clone())
+//! #     }))
+//! #     .build()?;
+//! // `model`: the app's sync model, with a `notes` collection and an `addNote` mutator.
+//! let db = rusqlite::Connection::open_in_memory()?;
+//! let mut store = sync_store::LocalStore::open(db, model, || "client_a".into())?;
+//!
+//! // A write is visible at once and waits in the outbox, in one transaction.
+//! let ctx = MutationContext { client_id: "client_a".into(), record_id: "notes_1".into(), now_ms: 1 };
+//! let args = serde_json::json!({"boardId": "b1", "text": "offline"});
+//! store.mutate("outbox_1", "addNote", &args, &ctx)?;
+//! assert_eq!(store.rows("notes")?.len(), 1);
+//! assert_eq!(store.outbox_len()?, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod driver;
 

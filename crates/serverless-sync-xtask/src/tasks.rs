@@ -880,7 +880,7 @@ fn tier_names() -> Vec<&'static str> {
     names
 }
 
-/// rustfmt and clippy (warnings are errors) for every crate on the target it is
+/// rustfmt, clippy and rustdoc (warnings are errors) for every crate on the target it is
 /// built for. Gates the run; counts no tests.
 fn lint() -> Result {
     let root = root();
@@ -894,6 +894,13 @@ fn lint() -> Result {
         native.extend(["--exclude", wasm_only]);
     }
     clippy(&native)?;
+    // The crates' documentation builds without a warning (broken or private links).
+    let mut doc = Command::new("cargo");
+    doc.args(["doc", "--no-deps", "--workspace"]).env("RUSTDOCFLAGS", "-D warnings").current_dir(&root);
+    for wasm_only in wasm_only_packages(&apps) {
+        doc.args(["--exclude", wasm_only]);
+    }
+    run(&mut doc)?;
     // The browser side (bundles and the engine's worker runtime, with its wasm tests).
     let mut pages: Vec<&str> = Vec::new();
     for app in &apps {

@@ -1,6 +1,61 @@
 //! The sync engine core, shared by the browser store, the connector worker and the
 //! Durable Objects. It does no I/O: every function here is a pure transformation, so
-//! all of it is tested natively.
+//! all of it is tested natively. Package `serverless-sync`, imported as `sync`.
+//!
+//! An app declares its sync model here once, typed, and shares it between its page
+//! and its worker:
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use sync::model::MutationContext;
+//! use sync::{Insert, Inserts, Mutator, Operator, Query, Select, SyncModel};
+//!
+//! /// A row of `notes`: the collection's columns are these fields.
+//! #[derive(Debug, Clone, Serialize, Deserialize, sync::Collection)]
+//! #[collection(name = "notes", index = "board_id, id")]
+//! pub struct Note {
+//!     pub id: String,
+//!     pub board_id: String,
+//!     pub text: String,
+//! }
+//!
+//! #[derive(Debug, Clone, Serialize, Deserialize)]
+//! #[serde(rename_all = "camelCase")]
+//! pub struct BoardArgs {
+//!     pub board_id: String,
+//! }
+//!
+//! #[derive(Debug, Clone, Serialize, Deserialize)]
+//! #[serde(rename_all = "camelCase")]
+//! pub struct AddNote {
+//!     pub board_id: String,
+//!     pub text: String,
+//! }
+//!
+//! pub const LIST_NOTES: Query<BoardArgs, Note> = Query::new("listNotes", Note::COLLECTION);
+//! pub const ADD_NOTE: Mutator<AddNote, Inserts> = Mutator::insert("addNote", Note::COLLECTION);
+//!
+//! let model = SyncModel::builder()
+//!     .collection(Note::collection())
+//!     // A read names its board: the server can check it, and poke it.
+//!     .query(LIST_NOTES.define().require("boardId", "board_id", Operator::Eq).build(|args| {
+//!         Select::from(Note::COLLECTION).filter("board_id", Operator::Eq, args.board_id.clone())
+//!     }))
+//!     .mutator(ADD_NOTE.define().require("boardId", "board_id").build(|args, ctx| {
+//!         Insert::into(Note::COLLECTION)
+//!             .value("id", ctx.record_id.clone())
+//!             .value("board_id", args.board_id.clone())
+//!             .value("text", args.text.clone())
+//!     }))
+//!     .build()?;
+//!
+//! // Both sides check every read and write against it.
+//! let ctx = MutationContext { client_id: "client_a".into(), record_id: "notes_1".into(), now_ms: 0 };
+//! let add = serde_json::json!({"boardId": "b1", "text": "hello"});
+//! assert!(matches!(model.validate_mutation("addNote", &add, &ctx)?.operation, sync::Operation::Insert(_)));
+//! assert!(model.validate_query("listNotes", &serde_json::json!({})).is_err(), "a read names its board");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! - [`schema`]: collections, their columns and column types;
 //! - [`operation`]: the reads and writes a named query or mutator builds;

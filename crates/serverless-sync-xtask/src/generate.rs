@@ -14,7 +14,9 @@ use std::process::Command;
 use crate::cmd::{self, Result, run};
 
 const USAGE: &str = "usage: cargo xtask new-app NAME --out DIR [--engine PATH|GIT-URL] [--collection NAME] \
-                     [--field NAME:TYPE]... (TYPE: text, integer, real, bool; default: --field text:text --field done:bool)";
+                     [--field NAME:TYPE]... [--ssr] [--offline] (TYPE: text, integer, real, bool; default: --field text:text \
+                     --field done:bool; --ssr: the worker renders the page with its rows, the browser hydrates; \
+                     --offline: a Service Worker, the page opens with no network once visited)";
 
 /// The engine's repository (this crate is `crates/serverless-sync-xtask` in it).
 fn engine_root() -> PathBuf {
@@ -151,6 +153,10 @@ struct Request {
     fields: Vec<Field>,
     out: PathBuf,
     engine: Option<String>,
+    /// A Service Worker: the page opens with no network once visited.
+    offline: bool,
+    /// Server rendering: the worker renders the page with its rows; the browser hydrates.
+    ssr: bool,
 }
 
 fn parse(args: &[String]) -> Result<Request> {
@@ -159,6 +165,8 @@ fn parse(args: &[String]) -> Result<Request> {
     let mut engine = None;
     let mut collection = None;
     let mut fields = Vec::new();
+    let mut offline = false;
+    let mut ssr = false;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         let mut value = || rest.next().cloned().ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
@@ -166,6 +174,8 @@ fn parse(args: &[String]) -> Result<Request> {
             "--out" => out = Some(PathBuf::from(value()?)),
             "--engine" => engine = Some(value()?),
             "--collection" => collection = Some(value()?),
+            "--offline" => offline = true,
+            "--ssr" => ssr = true,
             "--field" => {
                 let spec = value()?;
                 let (field, kind) = spec.split_once(':').unwrap_or((spec.as_str(), "text"));
@@ -224,11 +234,12 @@ fn parse(args: &[String]) -> Result<Request> {
     if names.row == "board" {
         return Err("--collection boards: the app has boards already; name the rows otherwise".into());
     }
-    Ok(Request { names, fields, out, engine })
+    Ok(Request { names, fields, out, engine, offline, ssr })
 }
 
 /// Every `{{token}}` of the template and its text.
-fn tokens(names: &Names, fields: &[Field], engine_what: &str) -> BTreeMap<&'static str, String> {
+fn tokens(request: &Request, engine_what: &str) -> BTreeMap<&'static str, String> {
+    let (names, fields) = (&request.names, &request.fields);
     let row_camel = upper_camel(&names.row);
     let label = |field: &Field| field.name.replace('_', " ");
     let first_text = fields.iter().find(|field| field.kind == FieldKind::Text);
@@ -355,6 +366,8 @@ fn tokens(names: &Names, fields: &[Field], engine_what: &str) -> BTreeMap<&'stat
         ("key_expr", key),
         ("fields_json", format!("[{fields_json}]")),
         ("engine_what", engine_what.to_string()),
+        ("#offline", request.offline.to_string()),
+        ("#ssr", request.ssr.to_string()),
         ("check_tests", String::new()),
         ("checks", String::new()),
     ]);
@@ -362,19 +375,41 @@ fn tokens(names: &Names, fields: &[Field], engine_what: &str) -> BTreeMap<&'stat
     all
 }
 
+/// The template's text with every `{{token}}` replaced, and each section
+/// `{{#flag}}...{{/flag}}` kept only when `flag` is on (`{{^flag}}...{{/flag}}`: only
+/// when it is off). Flags are the tokens `#flag` whose value is `true`. A tag alone on
+/// its line takes the line with it.
 fn render(text: &str, tokens: &BTreeMap<&'static str, String>) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(start) = rest.find("{{") {
+    while let Some(mut start) = rest.find("{{") {
+        // `{{{token}}`: a literal brace, then the token.
+        while rest[start + 2..].starts_with('{') {
+            start += 1;
+        }
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let end = after.find("}}").ok_or("the template has an unclosed {{")?;
         let token = &after[..end];
+        rest = &after[end + 2..];
+        if let Some(flag) = token.strip_prefix('#').or_else(|| token.strip_prefix('^')) {
+            let close = format!("{{{{/{flag}}}}}");
+            let inner_end =
+                rest.find(&close).ok_or_else(|| format!("the section {{{{{token}}}}} is not closed"))?;
+            let on = tokens.get(format!("#{flag}").as_str()).is_some_and(|value| value == "true");
+            let wanted = if token.starts_with('#') { on } else { !on };
+            let inner = rest[..inner_end].strip_prefix('\n').unwrap_or(&rest[..inner_end]);
+            if wanted {
+                out.push_str(&render(inner, tokens)?);
+            }
+            rest = &rest[inner_end + close.len()..];
+            rest = rest.strip_prefix('\n').unwrap_or(rest);
+            continue;
+        }
         let value = tokens
             .get(token)
             .ok_or_else(|| format!("the template names an unknown token {{{{{token}}}}}"))?;
         out.push_str(value);
-        rest = &after[end + 2..];
     }
     out.push_str(rest);
     Ok(out)
@@ -433,6 +468,8 @@ const APP_DEPENDENCIES: &[&str] = &[
     "serde",
     "serde_json",
     "leptos",
+    "leptos_axum",
+    "any_spawner",
     "axum",
     "worker",
     "wasm-bindgen",
@@ -457,7 +494,7 @@ fn workspace_manifest(engine_manifest: &str, names: &Names, source: &str) -> Res
     };
     let app = &names.app;
     let mut out = format!(
-        "[workspace]\nresolver = \"3\"\nmembers = [\"{app}-model\", \"{app}-frontend\", \"{app}-worker\", \"xtask\"]\n\n"
+        "[workspace]\nresolver = \"3\"\nmembers = [\"{app}-model\", \"{app}-frontend\", \"{app}-worker\", \"{app}-xtask\"]\n\n"
     );
     out.push_str("[workspace.package]\n");
     for line in section("workspace.package")? {
@@ -531,6 +568,12 @@ fn copy_template(from: &Path, to: &Path, app: &str, tokens: &BTreeMap<&'static s
     for entry in entries {
         let entry = entry.map_err(|error| format!("reading {}: {error}", from.display()))?;
         let name = entry.file_name().to_string_lossy().replace("APP", app);
+        // `NAME.offline`: a file of the `--offline` option only.
+        let name = match name.strip_suffix(".offline") {
+            Some(name) if tokens.get("#offline").is_some_and(|on| on == "true") => name.to_string(),
+            Some(_) => continue,
+            None => name,
+        };
         // Dot files are kept without their dot in the engine (no stray .gitignore there).
         let name = if name == "gitignore" { ".gitignore".to_string() } else { name };
         let target = to.join(&name);
@@ -557,7 +600,7 @@ pub fn new_app(args: &[String]) -> Result {
     }
     let engine = engine_root();
     let (source, engine_what) = engine_source(request.engine.as_deref(), &engine)?;
-    let tokens = tokens(&request.names, &request.fields, &engine_what);
+    let tokens = tokens(&request, &engine_what);
     let app = &request.names.app;
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     copy_template(&here.join("template"), out, app, &tokens)?;
@@ -567,9 +610,17 @@ pub fn new_app(args: &[String]) -> Result {
         &out.join("Cargo.toml"),
         &workspace_manifest(&read(&engine.join("Cargo.toml"))?, &request.names, &source)?,
     )?;
-    for file in [".cargo/config.toml", "rustfmt.toml", "clippy.toml", "Cargo.lock"] {
+    for file in ["rustfmt.toml", "clippy.toml", "Cargo.lock"] {
         write(&out.join(file), &read(&engine.join(file))?)?;
     }
+    // Cargo's settings for wasm32, and `cargo xtask` running the app's own.
+    let config = read(&engine.join(".cargo").join("config.toml"))?;
+    let alias = "xtask = \"run --quiet --package xtask --\"";
+    if !config.contains(alias) {
+        return Err(format!("the engine's .cargo/config.toml has no `{alias}`"));
+    }
+    let config = config.replace(alias, &format!("xtask = \"run --quiet --package {app}-xtask --\""));
+    write(&out.join(".cargo").join("config.toml"), &config)?;
     // npm pins (wrangler, Playwright, wasm-opt): the engine's, under the app's name.
     let rename_package =
         |text: String| text.replacen("\"name\": \"serverless-sync\"", &format!("\"name\": \"{app}\""), 2);
@@ -652,7 +703,6 @@ mod tests {
             "my-board --out d --field title --field count:integer --field weight:real --field done:bool",
         ))
         .expect("valid");
-        let tokens = tokens(&request.names, &request.fields, "the engine");
         let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("template");
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             for entry in fs::read_dir(dir).expect("template").flatten() {
@@ -662,6 +712,27 @@ mod tests {
         let mut files = Vec::new();
         walk(&template, &mut files);
         assert!(files.len() > 15, "the template's files");
+        for (offline, ssr) in [(false, false), (true, false), (false, true), (true, true)] {
+            let request = Request { offline, ssr, ..parse(&args("my-board --out d")).expect("valid") };
+            let tokens = tokens(&request, "the engine");
+            let page = render(&read(&template.join("APP-frontend/src/page.rs")).expect("read"), &tokens)
+                .expect("renders");
+            assert_eq!(
+                page.contains("sync_client::offline::enable"),
+                offline,
+                "--offline: the Service Worker"
+            );
+            assert_eq!(page.contains("pub struct ServerPage"), ssr, "--ssr: what the worker read");
+            let worker = render(&read(&template.join("APP-worker/src/lib.rs")).expect("read"), &tokens)
+                .expect("renders");
+            assert_eq!(
+                worker.contains("render_app_to_stream_with_context"),
+                ssr,
+                "--ssr: the worker renders"
+            );
+            assert_eq!(worker.contains("const SHELL"), !ssr, "without --ssr: a static shell");
+        }
+        let tokens = tokens(&request, "the engine");
         for file in files {
             let text = render(&read(&file).expect("read"), &tokens)
                 .unwrap_or_else(|error| panic!("{}: {error}", file.display()));
@@ -693,7 +764,9 @@ mod tests {
             )
         );
         assert!(
-            manifest.contains("members = [\"notes-model\", \"notes-frontend\", \"notes-worker\", \"xtask\"]")
+            manifest.contains(
+                "members = [\"notes-model\", \"notes-frontend\", \"notes-worker\", \"notes-xtask\"]"
+            )
         );
         assert!(manifest.contains("[profile.release]") && manifest.contains("[workspace.lints.clippy]"));
         let wasm_bindgen = engine.lines().find(|line| line.starts_with("wasm-bindgen =")).expect("pinned");
@@ -721,7 +794,7 @@ mod guide {
         let engine = engine_root();
         let guide = read(&engine.join("docs").join("build-your-own-app.md")).expect("the guide");
         let request = parse(&["notes".to_string(), "--out".into(), "x".into()]).expect("the guide's app");
-        let tokens = tokens(&request.names, &request.fields, "the engine");
+        let tokens = tokens(&request, "the engine");
         let lines: Vec<&str> = guide.lines().collect();
         let mut checked = 0;
         for (at, line) in lines.iter().enumerate() {

@@ -123,3 +123,48 @@ test('a write the rules refuse is rolled back with its reason, and never reaches
   await expect(b.page.getByTestId('refusal')).toHaveCount(0);
   for (const page of [a.page, b.page]) await page.close();
 });
+{{#offline}}
+
+test('once opened, the page opens again with no network, with what the store holds', async ({ app, alice, bob }) => {
+  const id = board();
+  const a = await open(app, alice, id);
+  await expect(a.page.getByTestId('offline-ready')).toHaveAttribute('data-ready', 'true', { timeout: 15_000 });
+  await add(a.page, 6);
+  await expectRow(a.page, 6);
+
+  await alice.context.setOffline(true);
+  await a.page.reload();
+  await expect(status(a.page)).toHaveAttribute('data-state', 'offline', { timeout: 15_000 });
+  await expect(row(a.page, valueOf(KEY, 6)), 'the store kept the row').toBeVisible();
+  await add(a.page, 7);
+  await expect(row(a.page, valueOf(KEY, 7)), 'queued while offline').toHaveAttribute('data-status', 'pending');
+
+  await alice.context.setOffline(false);
+  await expectRow(a.page, 7);
+  const b = await open(app, bob, id);
+  await expectRow(b.page, 7);
+  for (const page of [a.page, b.page]) await page.close();
+});
+{{/offline}}
+{{#ssr}}
+
+test('the worker renders a board with the rows its visitor may read, and the page hydrates', async ({ app, alice }) => {
+  const id = board();
+  const a = await open(app, alice, id);
+  await add(a.page, 8);
+  await expectRow(a.page, 8);
+  // The HTML as the worker sends it, before any script runs: with Alice's sign-in
+  // cookie, her board's rows.
+  const html = await (await a.page.request.get(`${app.url}/board/${id}`)).text();
+  expect(html).toContain(`data-key="${valueOf(KEY, 8)}"`);
+  // Nobody signed in: the same page without rows (the browser's store fills them in).
+  const anonymous = await (await fetch(`${app.url}/board/${id}`)).text();
+  expect(anonymous).toContain('data-testid="{{row_testid}}-list"');
+  expect(anonymous).not.toContain(`data-key="${valueOf(KEY, 8)}"`);
+  // A reload shows the rows at once and hydrates without an error.
+  await a.page.reload();
+  await expectRow(a.page, 8);
+  expect(a.errors).toEqual([]);
+  await a.page.close();
+});
+{{/ssr}}

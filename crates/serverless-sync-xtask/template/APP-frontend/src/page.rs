@@ -1,30 +1,89 @@
 //! The board page: add, edit and delete {{collection}}; each write shows at once and
 //! says "saving" until the server confirms it; a refused write is rolled back and
 //! listed with the reason.
-
+{{#ssr}}//!
+//! Rendered twice: by the worker (feature `ssr`: the HTML, with the rows the server
+//! read for the visitor) and in the browser (feature `page`: hydration, then the
+//! local store takes over). Browser-only code is `#[cfg(feature = "page")]`.
+{{/ssr}}
 use leptos::prelude::*;
-use sync_client::{MutationResult, SyncClient, use_mutator, use_query, use_sync_status};
+use sync_client::{MutationResult, use_mutator, use_query, use_sync_status};
 use {{app_snake}}_model::{ADD_{{ROW}}, BoardArgs, DELETE_{{ROW}}, EDIT_{{ROW}}, LIST_{{ROWS}}, {{Row}}, {{Row}}Fields};
 
-use crate::APP_NAME;
+{{#ssr}}
+/// What the worker read for the page it renders: the board and, for a visitor whose
+/// sign-in cookie the rules let read it, its rows.
+#[derive(Debug, Clone, Default)]
+pub struct ServerPage {
+    pub board_id: String,
+    pub rows: Option<Vec<{{Row}}>>,
+}
 
+/// The board the page shows: the URL's (`/board/{id}`) in the browser, the one the
+/// worker renders on the server.
+fn current_board() -> String {
+    #[cfg(feature = "page")]
+    let board = web_sys::window()
+        .and_then(|window| window.location().pathname().ok())
+        .and_then(|path| path.strip_prefix("/board/").and_then({{app_snake}}_model::clean_board_id));
+    #[cfg(not(feature = "page"))]
+    let board = use_context::<ServerPage>().map(|page| page.board_id);
+    board.unwrap_or_else(|| "home".into())
+}
+{{/ssr}}
+{{^ssr}}
 /// The board named by the URL (`/board/{id}`); `home` elsewhere.
 fn current_board() -> String {
     let path = web_sys::window().and_then(|window| window.location().pathname().ok()).unwrap_or_default();
     path.strip_prefix("/board/").and_then({{app_snake}}_model::clean_board_id).unwrap_or_else(|| "home".into())
 }
+{{/ssr}}
 
-#[component]
-pub fn App() -> impl IntoView {
-    match SyncClient::spawn("/pkg/db-worker.js", {{app_snake}}_model::{{app_snake}}_model()) {
+/// In the browser: the SQLite Web Worker, and a guest sign-in.
+{{#ssr}}
+#[cfg(feature = "page")]
+{{/ssr}}
+fn start_sync() {
+    match sync_client::SyncClient::spawn("/pkg/db-worker.js", {{app_snake}}_model::{{app_snake}}_model()) {
         Ok(client) => {
             provide_context(client.clone());
             let guest = format!("Guest-{:04}", (js_sys::Math::random() * 10_000.0) as u32);
-            sync_client::guest::sign_in(client, APP_NAME, guest);
+            sync_client::guest::sign_in(client, crate::APP_NAME, guest);
         }
         Err(error) => leptos::logging::error!("cannot start the sync worker: {error}"),
     }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+{{#ssr}}
+    #[cfg(feature = "page")]
+{{/ssr}}
+    start_sync();
+{{#offline}}
+    // Once the Service Worker (public/sw.js) is active, this page opens with no network.
+    let (offline_ready, set_offline_ready) = signal(false);
+{{#ssr}}
+    #[cfg(not(feature = "page"))]
+    let _ = set_offline_ready;
+    #[cfg(feature = "page")]
+{{/ssr}}
+    leptos::task::spawn_local(async move {
+        match sync_client::offline::enable("/sw.js", &crate::APP_NAME).await {
+            Ok(()) => set_offline_ready.set(true),
+            Err(error) => leptos::logging::warn!("offline page loads unavailable: {error}"),
+        }
+    });
+    view! {
+        <Board board_id=current_board()/>
+        <p class="hint page" data-testid="offline-ready" data-ready=move || offline_ready.get().to_string()>
+            {move || if offline_ready.get() { "This page opens offline too." } else { "" }}
+        </p>
+    }
+{{/offline}}
+{{^offline}}
     view! { <Board board_id=current_board()/> }
+{{/offline}}
 }
 
 #[component]
@@ -62,11 +121,23 @@ fn Board(board_id: String) -> impl IntoView {
         Some(_) => ("online", "online, all saved".to_string()),
     };
 
+{{#ssr}}
+    // What the server rendered with: hydration reads the same (the resource travels
+    // in the page), until the store has the board.
+    let server_rows = use_context::<ServerPage>().and_then(|page| page.rows);
+    let initial = Resource::new(|| (), move |_| {
+        let rows = server_rows.clone();
+        async move { rows.unwrap_or_default() }
+    });
+    let from_store = move || rows.with(|local| !(local.loading || (local.rows.is_empty() && !local.synced)));
+{{/ssr}}
+{{^ssr}}
     let shown = move || {
         let state = rows.get();
         let round = refused.get();
         state.rows.iter().map(|row| (row.clone(), state.is_pending(&row.id), round)).collect::<Vec<_>>()
     };
+{{/ssr}}
     let item = move |(row, pending, _): ({{Row}}, bool, u32)| {
         let fields = {{Row}}Fields::of(&row);
         let save = {
@@ -103,9 +174,32 @@ fn Board(board_id: String) -> impl IntoView {
 {{draft_inputs}}                <button type="submit" data-testid="add-{{row_testid}}">"Add"</button>
             </form>
             {move || rows.get().error.map(|error| view! { <p class="error" role="alert" data-testid="query-error">{error}</p> })}
+{{#ssr}}
+            <Suspense fallback=|| view! { <ul class="rows" data-testid="{{row_testid}}-list"></ul> }>
+                {move || Suspend::new(async move {
+                    let from_server = StoredValue::new(initial.await);
+                    let shown = move || {
+                        let round = refused.get();
+                        if from_store() {
+                            let state = rows.get();
+                            state.rows.iter().map(|row| (row.clone(), state.is_pending(&row.id), round)).collect()
+                        } else {
+                            from_server.get_value().into_iter().map(|row| (row, false, round)).collect::<Vec<_>>()
+                        }
+                    };
+                    view! {
+                        <ul class="rows" data-testid="{{row_testid}}-list" data-loaded=move || from_store().to_string()>
+                            <For each=shown key=|(row, pending, round)| (format!("{row:?}"), *pending, *round) children=item/>
+                        </ul>
+                    }
+                })}
+            </Suspense>
+{{/ssr}}
+{{^ssr}}
             <ul class="rows" data-testid="{{row_testid}}-list" data-loaded=move || (!rows.get().loading).to_string()>
                 <For each=shown key=|(row, pending, round)| (format!("{row:?}"), *pending, *round) children=item/>
             </ul>
+{{/ssr}}
             <ul class="refusals" data-testid="refusals">
                 <For each=move || refusals.get().into_iter().enumerate() key=|(i, _)| *i let:refusal>
                     <li data-testid="refusal">{refusal.1}</li>

@@ -1,15 +1,33 @@
+{{#ssr}}
+//! {{Title}}'s Cloudflare Worker: the page (rendered here, with the rows the visitor
+//! may read, then hydrated in the browser), guest sign-in, the app's rules, and the
+//! engine's `/sync/*` routes.
+{{/ssr}}
+{{^ssr}}
 //! {{Title}}'s Cloudflare Worker: the page (a static shell; the UI renders in the
 //! browser), guest sign-in, the app's rules, and the engine's `/sync/*` routes.
+{{/ssr}}
 
 use std::sync::OnceLock;
 
 use axum::Router;
+{{#ssr}}
+use axum::extract::{Extension, Path, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+{{/ssr}}
+{{^ssr}}
 use axum::response::{Html, Redirect};
+{{/ssr}}
 use axum::routing::get;
+{{#ssr}}
+use leptos::prelude::*;
+use {{app_snake}}_frontend::page::{App, ServerPage};
+use {{app_snake}}_model::{BoardArgs, LIST_{{ROWS}}, {{Row}}};
+{{/ssr}}
 use sync::protocol::Decision;
 use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbackResponse};
 use sync::protocol::query_callback::QueryCallbackRequest;
-use sync_server::{CallbackError, Caller, Engine, HttpCallbacks, Rules, guest};
+use sync_server::{{{#ssr}}ApiError, {{/ssr}}CallbackError, Caller, Engine, HttpCallbacks, Rules, guest};
 
 // The engine's Durable Objects, exported under the class names wrangler.toml binds.
 pub use sync_server::{ChangeWatcher, ClientSession, QuerySubscription};
@@ -53,6 +71,78 @@ fn engine() -> &'static Engine {
     })
 }
 
+{{#ssr}}
+/// Leptos settings, built in code (in wasm, leptos_axum cannot read Cargo.toml): the
+/// bundle is `/pkg/{{app}}.js` + `/pkg/{{app}}_bg.wasm`.
+fn leptos_options() -> LeptosOptions {
+    LeptosOptions::builder().output_name("{{app}}").site_pkg_dir("pkg").site_root("site").build()
+}
+
+/// The whole HTML document, rendered here; the bundle hydrates `<App/>`.
+fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <title>"{{Title}}"</title>
+                <link rel="stylesheet" href="/style.css"/>
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
+                <HydrationScripts options/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// `/` opens a new board.
+async fn home() -> Redirect {
+    let board = getrandom03::u32().map_or(10_000, |n| 10_000 + n % 90_000);
+    Redirect::temporary(&format!("/board/{board}"))
+}
+
+/// A board's page, with its rows when the visitor's sign-in cookie lets them read it
+/// (the same named query and rules as the sync routes).
+#[worker::send]
+async fn board_page(
+    Extension(env): Extension<worker::Env>,
+    State(options): State<LeptosOptions>,
+    Path(board): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    let board_id = {{app_snake}}_model::clean_board_id(&board).unwrap_or_else(|| "home".into());
+    let rows = match board_rows(&env, request.headers(), &board_id).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            // The page still renders; the browser's local store fills it in.
+            worker::console_log!("board {board_id} rendered without rows: {error}");
+            None
+        }
+    };
+    let page = ServerPage { board_id, rows };
+    let render = leptos_axum::render_app_to_stream_with_context(
+        move || provide_context(page.clone()),
+        move || shell(options.clone()),
+    );
+    render(request).await.into_response()
+}
+
+/// The board's rows as `list{{Rows}}` reads them, if the cookie holds a token the
+/// rules accept; `None` for a visitor not signed in.
+async fn board_rows(
+    env: &worker::Env,
+    headers: &axum::http::HeaderMap,
+    board_id: &str,
+) -> Result<Option<Vec<{{Row}}>>, ApiError> {
+    let Some(token) = guest::token_from_cookie(headers) else { return Ok(None) };
+    let args = BoardArgs { board_id: board_id.to_string() };
+    engine().read_query(env, Some(&format!("Bearer {token}")), &LIST_{{ROWS}}, &args).await.map(Some)
+}
+{{/ssr}}
+{{^ssr}}
 /// The page: loads the bundle, which renders the board and starts the sync worker.
 const SHELL: &str = r#"<!DOCTYPE html>
 <html lang="en">
@@ -82,6 +172,7 @@ async fn home() -> Redirect {
 async fn board_page() -> Html<&'static str> {
     Html(SHELL)
 }
+{{/ssr}}
 
 async fn not_found() -> (axum::http::StatusCode, Html<&'static str>) {
     (axum::http::StatusCode::NOT_FOUND, Html("<!DOCTYPE html><title>Not found</title><p><a href=\"/\">A new board</a>"))
@@ -89,6 +180,11 @@ async fn not_found() -> (axum::http::StatusCode, Html<&'static str>) {
 
 /// Every route the worker answers.
 pub fn router() -> Router {
+{{#ssr}}
+    // Server rendering awaits its resources on this isolate's executor (leptos_axum
+    // sets it up only when it lists routes itself).
+    let _ = any_spawner::Executor::init_wasm_bindgen();
+{{/ssr}}
     Router::new()
         .route("/", get(home))
         .route("/board/{board}", get(board_page))
@@ -97,6 +193,9 @@ pub fn router() -> Router {
         .merge(engine().routes())
         .nest("/api", Router::new().fallback(sync_server::api_not_found))
         .fallback(not_found)
+{{#ssr}}
+        .with_state(leptos_options())
+{{/ssr}}
 }
 
 #[worker::event(fetch)]

@@ -98,6 +98,7 @@ pub fn main(configured: Project) -> ExitCode {
         Some("migrations") => tasks::migrations(&args[1..]),
         Some("new-app") => generate::new_app(&args[1..]),
         Some("dev") => tasks::dev(&args[1..]),
+        Some("deploy") => tasks::deploy(&args[1..]),
         Some("test") => tasks::test(&args[1..]),
         Some("bench") => tasks::bench(&args[1..]),
         Some("soak") => tasks::soak(&args[1..]),
@@ -144,6 +145,9 @@ const USAGE: &str = "usage: cargo xtask <task>
                      setup + build (dev-wasm profile unless --release) + local D1 migrations +
                      wrangler dev on 127.0.0.1 (default 8787); --watch rebuilds on every save;
                      with --postgres, the data lives in that PostgreSQL database instead (Hyperdrive)
+  deploy [--app NAME] [--dry-run]
+                     release build, D1 migrations on the account's database, `wrangler deploy`
+                     (signed in with `npx wrangler login`); --dry-run bundles into target/deploy/ only
   test [TIER...]     setup + every tier (lint, native, wasm, e2e, postgres, and the project's own);
                      or just the tiers named
   bench [--postgres] setup + build + end2end/bench/bench.mjs (prints a table, writes target/bench/);

@@ -618,6 +618,44 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
     Ok(())
 }
 
+// ---------------------------------------------------------------- deploy
+
+/// `cargo xtask deploy [--app NAME] [--dry-run]`: the release build, the D1
+/// migrations on the account's database, then `wrangler deploy` (it runs
+/// wrangler.toml's `[build]`, which is this build again, at once). Wrangler runs with
+/// the user's own settings (its sign-in from `npx wrangler login`). `--dry-run`:
+/// builds and bundles into `target/deploy/`, and nothing leaves this machine.
+pub fn deploy(args: &[String]) -> Result {
+    let usage = || "usage: cargo xtask deploy [--app NAME] [--dry-run]".to_string();
+    let mut app_name = None;
+    let mut dry_run = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--dry-run" => dry_run = true,
+            "--app" => app_name = Some(rest.next().ok_or_else(usage)?.clone()),
+            _ => return Err(usage()),
+        }
+    }
+    let app = match app_name {
+        Some(name) => web_app(&name)?,
+        None => web_apps()?.into_iter().next().ok_or("this workspace has no app")?,
+    };
+    setup_serving()?;
+    build_app(&app)?;
+    let wrangler = || {
+        let mut command = Command::new(node_bin("wrangler"));
+        command.current_dir(&app.config_dir).env("WRANGLER_SEND_METRICS", "false");
+        command
+    };
+    if dry_run {
+        let out = root().join("target").join("deploy").join(&app.name);
+        return run(wrangler().args(["deploy", "--config", "wrangler.toml", "--dry-run", "--outdir"]).arg(&out));
+    }
+    run(wrangler().args(["d1", "migrations", "apply", "DB", "--remote", "--config", "wrangler.toml"]))?;
+    run(wrangler().args(["deploy", "--config", "wrangler.toml"]))
+}
+
 // ---------------------------------------------------------------- dev
 
 pub fn dev(args: &[String]) -> Result {

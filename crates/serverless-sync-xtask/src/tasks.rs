@@ -650,7 +650,9 @@ pub fn deploy(args: &[String]) -> Result {
     };
     if dry_run {
         let out = root().join("target").join("deploy").join(&app.name);
-        return run(wrangler().args(["deploy", "--config", "wrangler.toml", "--dry-run", "--outdir"]).arg(&out));
+        return run(wrangler()
+            .args(["deploy", "--config", "wrangler.toml", "--dry-run", "--outdir"])
+            .arg(&out));
     }
     run(wrangler().args(["d1", "migrations", "apply", "DB", "--remote", "--config", "wrangler.toml"]))?;
     run(wrangler().args(["deploy", "--config", "wrangler.toml"]))

@@ -66,6 +66,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/room/:room") view=chat::ChatPage/>
             </Routes>
         </Router>
+        // Alt+Shift+D or ?devtools: the engine's panel (nothing when the feature is off).
+        <sync_client::SyncDevtools/>
     }
 }
 

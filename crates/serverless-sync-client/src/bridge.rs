@@ -42,6 +42,12 @@ pub enum Request {
     /// The page's browser went offline or came back (its `online`/`offline` events,
     /// which a worker does not always get, and an open socket does not notice).
     Network { online: bool },
+    /// The devtools ask for everything they show ([`crate::inspect::Inspection`]).
+    #[cfg(any(feature = "devtools", feature = "worker", test))]
+    Inspect,
+    /// The devtools' console: one read-only SELECT on the local database.
+    #[cfg(any(feature = "devtools", feature = "worker", test))]
+    Sql { sql: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +67,10 @@ pub enum FromWorker {
         collections: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         records: Option<Vec<RecordView>>,
+        /// When another client made the newest write among them (ms since the epoch,
+        /// from its mutation id): the page times send -> render with it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_at: Option<f64>,
     },
     /// The server answered a mutation.
     Resolved {
@@ -116,6 +126,10 @@ pub enum Reply {
     Asking,
     /// The network's state is noted.
     Noted,
+    #[cfg(any(feature = "devtools", feature = "worker", test))]
+    Inspected(Box<crate::inspect::Inspection>),
+    #[cfg(any(feature = "devtools", feature = "worker", test))]
+    SqlRows(crate::inspect::SqlAnswer),
 }
 
 /// Where the local database lives.
@@ -162,7 +176,7 @@ mod tests {
                 }),
             },
             FromWorker::Reply { id: 4, result: Err("nope".into()) },
-            FromWorker::Changed { collections: vec!["items".into()], records: None },
+            FromWorker::Changed { collections: vec!["items".into()], records: None, sent_at: Some(1.5) },
             FromWorker::Changed {
                 collections: vec!["items".into()],
                 records: Some(vec![RecordView {
@@ -171,6 +185,7 @@ mod tests {
                     row: Some(Row::from_iter([("id".to_string(), serde_json::json!("items_1"))])),
                     pending: true,
                 }]),
+                sent_at: None,
             },
             FromWorker::Resolved {
                 mutation_id: "outbox_1".into(),
@@ -187,6 +202,14 @@ mod tests {
                 server_not_ready: Some("table notes lacks column(s) text".into()),
             }),
             FromWorker::Role { leader: false },
+            FromWorker::Reply {
+                id: 5,
+                result: Ok(Reply::SqlRows(crate::inspect::SqlAnswer {
+                    columns: vec!["n".into()],
+                    rows: vec![vec![serde_json::json!(3)]],
+                    truncated: false,
+                })),
+            },
         ];
         for event in events {
             let text = serde_json::to_string(&event).expect("serializes");
@@ -209,7 +232,9 @@ mod tests {
                 },
             },
             TabMessage::Reply { tab: "t1".into(), id: 7, result: Err("refused".into()) },
-            TabMessage::Event { event: FromWorker::Changed { collections: vec![], records: None } },
+            TabMessage::Event {
+                event: FromWorker::Changed { collections: vec![], records: None, sent_at: None },
+            },
             TabMessage::Leader { tab: "t2".into() },
         ];
         for message in tabs {

@@ -439,3 +439,23 @@ pub fn use_metrics() -> Signal<crate::Metrics> {
     }
     Signal::derive(crate::Metrics::default)
 }
+
+/// The sync devtools (feature `devtools`): put `<SyncDevtools/>` once anywhere under
+/// the component that provides the [`crate::SyncClient`]. It renders nothing in
+/// place: in the browser it mounts the panel in a root of its own (so server
+/// rendering and hydration see the same page), opened with Alt+Shift+D or
+/// `?devtools` in the address. Without the feature, and on the server, it does
+/// nothing and adds nothing to the bundle.
+#[component]
+pub fn SyncDevtools() -> impl IntoView {
+    #[cfg(all(feature = "devtools", target_family = "wasm", target_os = "unknown"))]
+    if let Some(client) = use_context::<crate::SyncClient>() {
+        let mounted = StoredValue::new(false);
+        Effect::new(move |_| {
+            if !mounted.get_value() {
+                mounted.set_value(true);
+                crate::devtools::mount(client.clone());
+            }
+        });
+    }
+}

@@ -42,6 +42,10 @@
 //! - `start_db_worker` (feature `worker`, wasm32): the worker runtime itself: the
 //!   local store on OPFS, the outbox push, pulls on pokes, one WebSocket, and the
 //!   leader election between tabs. An app's worker entry is a few lines.
+//! - [`SyncDevtools`] (feature `devtools`): an in-page panel (status, outbox,
+//!   queries, timeline, local data with a read-only SQL console, timings), opened
+//!   with Alt+Shift+D or `?devtools`; [`inspect`] is what it shows, as the worker
+//!   keeps it.
 //! - [`bridge`]: what the page and the worker say to each other.
 //! - [`tabs`]: one tab's part in sharing the database between tabs (leader or
 //!   follower, what is forwarded and sent again on a hand-over), plain code.
@@ -53,9 +57,12 @@
 //! scoped by the app's name, so two apps on one origin do not collide.
 
 pub mod bridge;
+pub mod inspect;
 pub mod metrics;
 pub mod tabs;
 
+#[cfg(all(feature = "devtools", target_family = "wasm", target_os = "unknown"))]
+mod devtools;
 #[cfg(all(feature = "hydrate", target_family = "wasm", target_os = "unknown"))]
 pub mod guest;
 mod hooks;
@@ -71,8 +78,8 @@ mod page;
 mod runtime;
 
 pub use hooks::{
-    LiveQuery, MutationResult, MutatorHandle, SyncStatusView, ready_resource, use_metrics, use_mutator,
-    use_query, use_query_resource, use_sync_status,
+    LiveQuery, MutationResult, MutatorHandle, SyncDevtools, SyncStatusView, ready_resource, use_metrics,
+    use_mutator, use_query, use_query_resource, use_sync_status,
 };
 pub use metrics::{Metrics, Stat};
 #[cfg(feature = "hydrate")]

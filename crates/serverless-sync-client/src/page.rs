@@ -104,9 +104,15 @@ impl SyncClient {
                             let _ = sender.send(result);
                         }
                     }
-                    FromWorker::Changed { collections, records } => {
+                    FromWorker::Changed { collections, records, sent_at } => {
                         inner.views.changed(&collections, records.as_deref());
                         changes.update(|n| *n += 1);
+                        if let Some(sent_at) = sent_at {
+                            // Timed once the views' effects (queued above) have run.
+                            leptos::task::spawn_local(async move {
+                                metrics.update(|m| m.send_to_render.record(js_sys::Date::now() - sent_at));
+                            });
+                        }
                     }
                     FromWorker::Resolved { mutation_id, outcome, upstream_ms: ms } => {
                         if !inner.issued.borrow_mut().remove(&mutation_id) {

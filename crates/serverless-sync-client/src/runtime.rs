@@ -21,11 +21,12 @@
 //! mutation carries ids chosen by the page, which the store recognises.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use crate::AppName;
 use crate::bridge::{FromWorker, Reply, Request, Status, Storage, TabMessage, ToWorker};
+use crate::inspect::{EventKind, Inspection, Inspector, Queued, RefreshKind, SqlAnswer, TableCount};
 use crate::tabs::{TabAction, Tabs};
 use futures_util::StreamExt;
 use gloo_net::http::Request as Http;
@@ -56,6 +57,11 @@ fn scope() -> DedicatedWorkerGlobalScope {
 
 fn now_ms() -> f64 {
     scope().performance().map_or_else(js_sys::Date::now, |performance| performance.now())
+}
+
+/// Wall-clock time (ms since the epoch), for the devtools' timeline.
+fn epoch_ms() -> f64 {
+    js_sys::Date::now()
 }
 
 /// To this tab's page only.
@@ -123,6 +129,11 @@ struct Runtime {
     /// The server's last answer said it is not set up (a migration not applied, a
     /// setting missing): why. Cleared by the next answer that is not that.
     server_not_ready: RefCell<Option<String>>,
+    /// What the devtools show besides the store (`crate::inspect`): bounded.
+    inspector: RefCell<Inspector>,
+    /// The collection each subscribed query reads, by topic: which queries a change
+    /// refreshed.
+    collections: RefCell<BTreeMap<String, String>>,
 }
 
 impl Runtime {
@@ -175,6 +186,11 @@ impl Runtime {
         if !self.online.replace(true) {
             self.post_status();
         }
+    }
+
+    /// Notes an event on the devtools' timeline.
+    fn event(&self, kind: EventKind, ms: Option<f64>, detail: impl Into<String>) {
+        self.inspector.borrow_mut().record(epoch_ms(), kind, ms, detail);
     }
 
     fn client_id(&self) -> Result<String, String> {
@@ -246,6 +262,8 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
         wake: Cell::new(0),
         last_error: RefCell::new(None),
         server_not_ready: RefCell::new(None),
+        inspector: RefCell::new(Inspector::default()),
+        collections: RefCell::new(BTreeMap::new()),
     });
 
     let from_page = runtime.clone();
@@ -318,7 +336,7 @@ async fn become_leader(runtime: Rc<Runtime>) {
     let announced = runtime.tabs.borrow_mut().announce();
     carry_out(&runtime, announced);
     // Every page re-runs its queries against this store (and so re-subscribes here).
-    runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None });
+    runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None, sent_at: None });
 }
 
 /// Does what the tabs' rules (`crate::tabs`) said.
@@ -421,6 +439,7 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
             let renewed = *runtime.token.borrow() != token;
             *runtime.token.borrow_mut() = token;
             if renewed && runtime.needs_auth.replace(false) {
+                runtime.event(EventKind::SignIn, None, "signed in again: waiting requests go");
                 // Signed in again: what waited for it goes now.
                 *runtime.last_error.borrow_mut() = None;
                 runtime.wake.set(runtime.wake.get().wrapping_add(1));
@@ -430,7 +449,7 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
             let had_refusals = runtime.driver.borrow().has_refusals();
             runtime.driver.borrow_mut().signed_in();
             if had_refusals {
-                runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None });
+                runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None, sent_at: None });
             }
             start_sync(runtime);
             Ok(Reply::Started { client_id: runtime.client_id()?, storage: runtime.storage.get() })
@@ -447,13 +466,32 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
             if runtime.driver.borrow().has_refusals() {
                 runtime.driver.borrow_mut().signed_in();
                 // Every view reads its query again, and a refused one is fetched anew.
-                runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None });
+                runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None, sent_at: None });
             }
             Ok(Reply::Asking)
         }
         Request::Network { online: false } => {
             runtime.went_offline();
             Ok(Reply::Noted)
+        }
+        Request::Inspect => {
+            wait_until_open(runtime).await?;
+            inspect(runtime).map(|inspection| Reply::Inspected(Box::new(inspection)))
+        }
+        Request::Sql { sql } => {
+            wait_until_open(runtime).await?;
+            runtime.with_store(|store| {
+                store
+                    .console(&sql)
+                    .map(|answer| {
+                        Reply::SqlRows(SqlAnswer {
+                            columns: answer.columns,
+                            rows: answer.rows,
+                            truncated: answer.truncated,
+                        })
+                    })
+                    .map_err(|error| error.to_string())
+            })
         }
         Request::Network { online: true } => {
             // Back: waiting retries go at once, and a pull catches up on what the
@@ -505,6 +543,7 @@ fn query(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, Stri
     let error = runtime.driver.borrow().denied(&topic).map(str::to_string);
     let is_new = runtime.driver.borrow_mut().subscribe(&validated);
     if is_new {
+        runtime.collections.borrow_mut().insert(topic.clone(), validated.select.collection.clone());
         let runtime = runtime.clone();
         wasm_bindgen_futures::spawn_local(async move { fetch_snapshot(&runtime, validated).await });
     }
@@ -538,6 +577,7 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
         args: validated.args.clone(),
         after: None,
     };
+    let started = now_ms();
     let mut answer = fetch_all_pages(runtime, &request).await;
     for _ in 1..STALE_TRIES {
         let Ok(snapshot) = &answer else { break };
@@ -560,9 +600,25 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
             });
             match installed {
                 Ok(Snapshot::Installed(_)) => {
+                    runtime.event(
+                        EventKind::Snapshot,
+                        Some(now_ms() - started),
+                        format!(
+                            "{}: {} rows at cursor {}",
+                            validated.topic,
+                            answer.rows.len(),
+                            answer.cursor.0
+                        ),
+                    );
+                    {
+                        let mut inspector = runtime.inspector.borrow_mut();
+                        inspector.saw_head(answer.cursor.0);
+                        inspector.refreshed([validated.topic.as_str()], RefreshKind::Snapshot, epoch_ms());
+                    }
                     runtime.emit(FromWorker::Changed {
                         collections: vec![validated.select.collection.clone()],
                         records: None,
+                        sent_at: None,
                     });
                 }
                 Ok(Snapshot::NotWanted) => {}
@@ -594,6 +650,11 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
                 runtime.went_offline();
             }
             let reason = failure.reason().to_string();
+            runtime.event(
+                EventKind::Snapshot,
+                Some(now_ms() - started),
+                format!("{}: not fetched ({reason}); tried again", validated.topic),
+            );
             // Not an answer: fetch it again later. Forgetting the subscription makes
             // the query's next run (the Changed below, after a pause) fetch it anew.
             *runtime.last_error.borrow_mut() = Some(reason);
@@ -606,16 +667,26 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
                     backoff_sleep(&runtime, SNAPSHOT_RETRY_MS).await;
                 }
                 runtime.driver.borrow_mut().forget(&topic);
-                runtime.emit(FromWorker::Changed { collections: vec![collection], records: None });
+                runtime.emit(FromWorker::Changed {
+                    collections: vec![collection],
+                    records: None,
+                    sent_at: None,
+                });
             });
         }
         Err(Failure::Fatal(reason)) => {
             // The server refused this query (e.g. its callback said no): show it on
             // this query, and leave it out of pulls, which would fail whole.
+            runtime.event(
+                EventKind::Snapshot,
+                Some(now_ms() - started),
+                format!("{}: refused: {reason}", validated.topic),
+            );
             runtime.driver.borrow_mut().refused(validated.topic.as_str(), reason);
             runtime.emit(FromWorker::Changed {
                 collections: vec![validated.select.collection.clone()],
                 records: None,
+                sent_at: None,
             });
         }
     }
@@ -659,7 +730,7 @@ fn mutate(
         }
     };
     let local_write_ms = now_ms() - started;
-    report(runtime, &BTreeSet::from([touched]));
+    report(runtime, &BTreeSet::from([touched]), RefreshKind::LocalWrite, None);
     spawn_push(runtime);
     Ok(Reply::Mutated { mutation_id, record_id, local_write_ms })
 }
@@ -694,9 +765,11 @@ async fn push_loop(runtime: &Rc<Runtime>) {
             return;
         };
         let sent = now_ms();
+        runtime.inspector.borrow_mut().sending(request.mutations.iter().map(|mutation| mutation.id.clone()));
         match runtime.post_json::<PushResponse>("/sync/push", &request).await {
             Ok(answer) => {
                 let upstream_ms = now_ms() - sent;
+                note_pushed(runtime, &request, &answer, upstream_ms);
                 attempt = 0;
                 runtime.online.set(true);
                 *runtime.last_error.borrow_mut() = None;
@@ -704,7 +777,7 @@ async fn push_loop(runtime: &Rc<Runtime>) {
                     runtime.driver.borrow_mut().on_pushed(store, &answer).map_err(|e| e.to_string())
                 });
                 if let Ok(touched) = resolved {
-                    report(runtime, &touched);
+                    report(runtime, &touched, RefreshKind::PushAnswer, None);
                 }
                 for sync::protocol::push::MutationResult { id: mutation_id, outcome } in answer.results {
                     runtime.emit(FromWorker::Resolved {
@@ -727,18 +800,48 @@ async fn push_loop(runtime: &Rc<Runtime>) {
                     runtime.online.set(false);
                 }
                 *runtime.last_error.borrow_mut() = Some(failure.reason().to_string());
+                let failed_ms = now_ms() - sent;
                 match next {
                     AfterFailure::Retry { attempt: tried } => {
+                        let pause = backoff_ms(tried);
+                        runtime.event(
+                            EventKind::Push,
+                            Some(failed_ms),
+                            format!(
+                                "{} writes not sent ({}); try {} in {:.1} s",
+                                request.mutations.len(),
+                                failure.reason(),
+                                tried + 2,
+                                f64::from(pause) / 1000.0
+                            ),
+                        );
+                        runtime.inspector.borrow_mut().retrying(
+                            tried + 1,
+                            epoch_ms() + f64::from(pause),
+                            failure.reason(),
+                        );
                         runtime.post_status();
-                        backoff_sleep(runtime, backoff_ms(tried)).await;
+                        backoff_sleep(runtime, pause).await;
                         attempt = tried + 1;
                     }
                     AfterFailure::WaitForSignIn => {
+                        runtime.event(
+                            EventKind::SignIn,
+                            Some(failed_ms),
+                            format!("push paused: {}", failure.reason()),
+                        );
+                        runtime.inspector.borrow_mut().sent();
                         runtime.needs_auth.set(true);
                         runtime.post_status();
                         wait_for_sign_in(runtime).await;
                     }
                     AfterFailure::Resync | AfterFailure::Stop => {
+                        runtime.event(
+                            EventKind::Push,
+                            Some(failed_ms),
+                            format!("push stopped: {}", failure.reason()),
+                        );
+                        runtime.inspector.borrow_mut().sent();
                         runtime.post_status();
                         return;
                     }
@@ -784,14 +887,32 @@ async fn pull_all(runtime: &Rc<Runtime>) {
         else {
             return;
         };
+        let sent = now_ms();
         match runtime.post_json::<PullResponse>("/sync/pull", &request).await {
             Ok(page) => {
                 runtime.online.set(true);
+                runtime.event(
+                    EventKind::Pull,
+                    Some(now_ms() - sent),
+                    format!(
+                        "{} changes, {} queries, cursor {} -> {}{}",
+                        page.changes.len(),
+                        request.subscriptions.len(),
+                        request.cursor.0,
+                        page.cursor.0,
+                        if page.has_more { ", more" } else { "" }
+                    ),
+                );
+                {
+                    let mut inspector = runtime.inspector.borrow_mut();
+                    inspector.pulled(epoch_ms());
+                    inspector.saw_head(page.cursor.0);
+                }
                 let applied = runtime.with_store(|store| {
                     runtime.driver.borrow_mut().on_pulled(store, &request, &page).map_err(|e| e.to_string())
                 });
                 if let Ok((touched, _)) = &applied {
-                    report(runtime, touched);
+                    report(runtime, touched, RefreshKind::Pull, None);
                 }
                 // The app refused some of them: their queries show why (the driver
                 // left them out of pulls); the others sync on.
@@ -803,7 +924,7 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                     .collect();
                 if let Some(first) = page.refused.first() {
                     *runtime.last_error.borrow_mut() = Some(first.reason.clone());
-                    runtime.emit(FromWorker::Changed { collections: refused, records: None });
+                    runtime.emit(FromWorker::Changed { collections: refused, records: None, sent_at: None });
                 }
                 attempt = 0;
                 if !page.has_more {
@@ -812,6 +933,7 @@ async fn pull_all(runtime: &Rc<Runtime>) {
             }
             Err(Failure::Resync(reason)) => {
                 leptos::logging::warn!("resync: {reason}");
+                runtime.event(EventKind::Resync, Some(now_ms() - sent), reason.clone());
                 resync(runtime);
                 return;
             }
@@ -821,6 +943,11 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                 if matches!(failure, Failure::Network(_)) {
                     runtime.online.set(false);
                 }
+                runtime.event(
+                    EventKind::Pull,
+                    Some(now_ms() - sent),
+                    format!("failed: {}; tried again", failure.reason()),
+                );
                 *runtime.last_error.borrow_mut() = Some(failure.reason().to_string());
                 backoff_sleep(runtime, backoff_ms(attempt)).await;
                 attempt += 1;
@@ -829,6 +956,7 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                 // Refused whole (a server that does not answer per subscription):
                 // each query is fetched on its own, which finds the refused ones and
                 // leaves them out of pulls; the others sync on (`SyncDriver::recheck`).
+                runtime.event(EventKind::Pull, Some(now_ms() - sent), format!("refused: {reason}"));
                 *runtime.last_error.borrow_mut() = Some(reason);
                 let queries = runtime.driver.borrow_mut().recheck();
                 refetch(runtime, queries);
@@ -837,6 +965,11 @@ async fn pull_all(runtime: &Rc<Runtime>) {
             Err(failure) => {
                 if matches!(failure, Failure::NeedsAuth(_)) {
                     runtime.needs_auth.set(true);
+                    runtime.event(
+                        EventKind::SignIn,
+                        Some(now_ms() - sent),
+                        format!("pull paused: {}", failure.reason()),
+                    );
                 }
                 *runtime.last_error.borrow_mut() = Some(failure.reason().to_string());
                 return;
@@ -878,15 +1011,20 @@ const REPORTED_RECORDS: usize = 500;
 
 /// Tells every page which records changed and how they look now, so their live
 /// views follow without reading their queries again.
-fn report(runtime: &Runtime, touched: &BTreeSet<Touched>) {
+fn report(runtime: &Runtime, touched: &BTreeSet<Touched>, by: RefreshKind, sent_at: Option<f64>) {
     if touched.is_empty() {
         return;
     }
     let collections: BTreeSet<String> = touched.iter().map(|t| t.collection.clone()).collect();
+    {
+        let by_topic = runtime.collections.borrow();
+        let topics = by_topic.iter().filter(|(_, collection)| collections.contains(*collection));
+        runtime.inspector.borrow_mut().refreshed(topics.map(|(topic, _)| topic.as_str()), by, epoch_ms());
+    }
     let records = (touched.len() <= REPORTED_RECORDS)
         .then(|| runtime.with_store(|store| store.record_views(touched).map_err(|e| e.to_string())).ok())
         .flatten();
-    runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect(), records });
+    runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect(), records, sent_at });
 }
 
 /// Keeps one WebSocket to the session open; pulls on every poke and on reconnect.
@@ -928,6 +1066,7 @@ async fn keep_socket(runtime: Rc<Runtime>) {
             )
         });
         if let Some(Ok(mut socket)) = url.map(|url| WebSocket::open(&url)) {
+            runtime.event(EventKind::Socket, None, "socket opened: pull to catch up");
             // Connected (or connecting): catch up on what happened while away.
             spawn_pull(&runtime);
             spawn_push(&runtime);
@@ -939,6 +1078,8 @@ async fn keep_socket(runtime: Rc<Runtime>) {
                 {
                     // Changes that follow what this client holds on their topic are all
                     // it lacks there: applied, and no pull (`SyncDriver::on_poke`).
+                    let own = runtime.client_id().unwrap_or_default();
+                    let sent_at = sent_by_others(&changes, &own);
                     let handled = runtime.with_store(|store| {
                         runtime
                             .driver
@@ -948,17 +1089,156 @@ async fn keep_socket(runtime: Rc<Runtime>) {
                     });
                     match handled {
                         Ok((touched, pull)) => {
-                            report(&runtime, &touched);
+                            note_poke(&runtime, cursor.0, changes.len(), topic.as_deref(), pull);
+                            report(&runtime, &touched, RefreshKind::Poke, sent_at);
                             if pull {
                                 spawn_pull(&runtime);
                             }
                         }
-                        Err(_) => spawn_pull(&runtime),
+                        Err(error) => {
+                            runtime.event(EventKind::Poke, None, format!("not applied ({error}): pull"));
+                            spawn_pull(&runtime);
+                        }
                     }
                 }
             }
         }
+        runtime.event(EventKind::Socket, None, format!("socket closed; reconnect try {}", attempt + 1));
         backoff_sleep(&runtime, backoff_ms(attempt)).await;
         attempt += 1;
     }
+}
+
+/// When the newest write among `changes` made by another client was made (ms since
+/// the epoch, from its mutation id, a ULID of the writer's clock).
+fn sent_by_others(changes: &[sync::Change], own_client: &str) -> Option<f64> {
+    changes
+        .iter()
+        .filter(|change| change.client_id != own_client)
+        .filter_map(|change| sync::ids::parse_id(sync::ids::OUTBOX, &change.mutation_id).ok())
+        .map(|ulid| ulid.timestamp_ms() as f64)
+        .reduce(f64::max)
+}
+
+fn note_poke(runtime: &Runtime, cursor: u64, changes: usize, topic: Option<&str>, pull: bool) {
+    {
+        let mut inspector = runtime.inspector.borrow_mut();
+        inspector.poked(epoch_ms());
+        inspector.saw_head(cursor);
+    }
+    let what = match (changes, pull) {
+        (0, _) => "no rows: pull".to_string(),
+        (n, false) => format!("{n} changes carried, followed"),
+        (n, true) => format!("{n} changes carried, gap: pull"),
+    };
+    runtime.event(EventKind::Poke, None, format!("{} at {cursor}: {what}", topic.unwrap_or("(all)")));
+}
+
+/// A push came back: the timeline says what became of it; rejected writes stay in
+/// the devtools' outbox view with their reason.
+fn note_pushed(
+    runtime: &Runtime,
+    request: &sync::protocol::push::PushRequest,
+    answer: &PushResponse,
+    ms: f64,
+) {
+    use sync::protocol::push::MutationOutcome;
+    let mut inspector = runtime.inspector.borrow_mut();
+    inspector.sent();
+    inspector.saw_head(answer.cursor.0);
+    let mut rejected = 0;
+    for result in &answer.results {
+        if let MutationOutcome::Rejected { reason } = &result.outcome {
+            rejected += 1;
+            if let Some(mutation) = request.mutations.iter().find(|mutation| mutation.id == result.id) {
+                let write = Queued {
+                    mutation_id: mutation.id.clone(),
+                    name: mutation.name.clone(),
+                    args: mutation.args.clone(),
+                    record_id: mutation.record_id.clone(),
+                };
+                inspector.rejected(write, reason.clone());
+            }
+        }
+    }
+    inspector.record(
+        epoch_ms(),
+        EventKind::Push,
+        Some(ms),
+        format!(
+            "{} writes: {} confirmed, {rejected} rejected, cursor {}",
+            request.mutations.len(),
+            answer.results.len() - rejected,
+            answer.cursor.0
+        ),
+    );
+}
+
+/// Everything the devtools show, read now.
+fn inspect(runtime: &Runtime) -> Result<Inspection, String> {
+    let subscribed: BTreeSet<String> = runtime.collections.borrow().keys().cloned().collect();
+    runtime.inspector.borrow_mut().keep_topics(&subscribed);
+    runtime.with_store(|store| {
+        let cursor = store.cursor().map_err(|e| e.to_string())?;
+        let inspector = runtime.inspector.borrow();
+        let queued = store
+            .outbox(crate::inspect::REJECTIONS_KEPT * 4)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|pending| Queued {
+                mutation_id: pending.id,
+                name: pending.name,
+                args: pending.args,
+                record_id: pending.record_id,
+            })
+            .collect();
+        let queries = runtime
+            .driver
+            .borrow()
+            .queries(cursor)
+            .into_iter()
+            .map(|query| {
+                let rows = store
+                    .model()
+                    .validate_query(&query.name, &query.args)
+                    .ok()
+                    .and_then(|validated| store.query(&validated.select).ok())
+                    .map_or(0, |rows| rows.len() as u64);
+                crate::inspect::QueryItem {
+                    last_refresh: inspector.last_refresh(&query.topic),
+                    topic: query.topic,
+                    name: query.name,
+                    args: query.args,
+                    rows,
+                    cursor: query.cursor.0,
+                    synced: query.synced,
+                    error: query.refused,
+                }
+            })
+            .collect();
+        let tables = store
+            .table_counts()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(name, rows)| TableCount { name, rows })
+            .collect();
+        Ok(Inspection {
+            at: epoch_ms(),
+            client_id: store.client_id().to_string(),
+            online: runtime.online.get(),
+            needs_auth: runtime.needs_auth.get(),
+            storage: runtime.storage.get(),
+            schema_version: store.model().schema_version(),
+            cursor: cursor.0,
+            server_head: inspector.server_head().max(cursor.0),
+            last_poke_at: inspector.last_poke_at(),
+            last_pull_at: inspector.last_pull_at(),
+            last_error: runtime.last_error.borrow().clone(),
+            server_not_ready: runtime.server_not_ready.borrow().clone(),
+            outbox: inspector.outbox(queued),
+            queries,
+            timeline: inspector.timeline(),
+            tables,
+        })
+    })
 }

@@ -113,7 +113,11 @@ impl Tabs {
                     })
                     .collect();
                 // The page's views read again from the new leader's store.
-                actions.push(TabAction::Post(FromWorker::Changed { collections: Vec::new(), records: None }));
+                actions.push(TabAction::Post(FromWorker::Changed {
+                    collections: Vec::new(),
+                    records: None,
+                    sent_at: None,
+                }));
                 actions
             }
             _ => Vec::new(),

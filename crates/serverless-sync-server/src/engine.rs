@@ -19,7 +19,26 @@ use crate::callbacks::{CallbackError, Callbacks, Caller};
 use crate::config::Config;
 use crate::connector;
 use crate::error::ApiError;
+use crate::observe::Trace;
 use crate::upstream::Upstream;
+
+/// The engine for the request at hand, timing into its [`Trace`]: what the
+/// connector's handlers take instead of `Extension<Engine>`.
+pub struct TracedEngine(pub Engine);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TracedEngine {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        let engine = parts.extensions.get::<Engine>().ok_or_else(|| ApiError::NotConfigured {
+            reason: "the engine's routes are not mounted".into(),
+        })?;
+        Ok(TracedEngine(engine.traced(parts.extensions.get::<Trace>().cloned())))
+    }
+}
 
 /// The engine as an app's worker holds it: its sync model, its callbacks, and the
 /// PostgreSQL migrations of its tables. Cheap to clone.
@@ -34,11 +53,14 @@ pub struct Engine {
     model: SyncModel,
     callbacks: Arc<dyn Callbacks>,
     postgres_migrations: Arc<[(&'static str, &'static str)]>,
+    /// The request this engine serves, when it is one's (see [`crate::observe`]):
+    /// upstream calls and callbacks add their time to it.
+    trace: Option<Trace>,
 }
 
 impl Engine {
     pub fn new(model: SyncModel, callbacks: impl Callbacks) -> Self {
-        Self { model, callbacks: Arc::new(callbacks), postgres_migrations: Arc::new([]) }
+        Self { model, callbacks: Arc::new(callbacks), postgres_migrations: Arc::new([]), trace: None }
     }
 
     /// The app's own PostgreSQL migrations `(version, sql)`, in order. The engine
@@ -55,12 +77,22 @@ impl Engine {
         &self.model
     }
 
+    /// This engine, timing its work into `trace`.
+    pub(crate) fn traced(&self, trace: Option<Trace>) -> Self {
+        Self { trace, ..self.clone() }
+    }
+
+    /// The request's trace, if this engine serves one.
+    pub(crate) fn trace(&self) -> Option<&Trace> {
+        self.trace.as_ref()
+    }
+
     pub(crate) fn app_postgres_migrations(&self) -> &[(&'static str, &'static str)] {
         &self.postgres_migrations
     }
 
     /// The connector's routes: `POST /sync/query|push|pull|ticket`, `GET /sync/socket`,
-    /// `GET /sync/health`, and a JSON 404 for any other `/sync/*` path. Merge them
+    /// `GET /sync/health`, `GET /sync/admin/stats` (engine secret only), and a JSON 404 for any other `/sync/*` path. Merge them
     /// into the app's router and serve it with [`crate::serve`].
     pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         Router::new()
@@ -70,6 +102,7 @@ impl Engine {
             .route("/sync/ticket", post(connector::socket::ticket))
             .route("/sync/socket", get(connector::socket::socket))
             .route("/sync/health", get(crate::health::health))
+            .route("/sync/admin/stats", get(crate::stats::stats))
             .layer(Extension(self.clone()))
             .nest("/sync", Router::new().fallback(crate::error::api_not_found))
     }
@@ -203,7 +236,7 @@ impl Engine {
     ) -> Result<Decision, ApiError> {
         let config = Config::from_env(env)?;
         let caller = caller(env, &config, authorization);
-        with_timeout(&config, self.callbacks.query(&caller, request))
+        self.timed(with_timeout(&config, self.callbacks.query(&caller, request)))
             .await
             .map_err(|error| callback_failed("query", error))
     }
@@ -217,7 +250,7 @@ impl Engine {
     ) -> Result<Option<String>, ApiError> {
         let config = Config::from_env(env)?;
         let caller = caller(env, &config, authorization);
-        with_timeout(&config, self.callbacks.subject(&caller))
+        self.timed(with_timeout(&config, self.callbacks.subject(&caller)))
             .await
             .map_err(|error| callback_failed("subject", error))
     }
@@ -230,9 +263,19 @@ impl Engine {
     ) -> Result<MutationCallbackResponse, ApiError> {
         let config = Config::from_env(env)?;
         let caller = caller(env, &config, authorization);
-        with_timeout(&config, self.callbacks.mutation(&caller, request))
+        self.timed(with_timeout(&config, self.callbacks.mutation(&caller, request)))
             .await
             .map_err(|error| callback_failed("mutation", error))
+    }
+
+    /// Runs a callback, adding its time to the request's trace.
+    async fn timed<T>(&self, answer: impl std::future::Future<Output = T>) -> T {
+        let started = crate::observe::clock_ms();
+        let answer = answer.await;
+        if let Some(trace) = &self.trace {
+            trace.callback(crate::observe::clock_ms() - started);
+        }
+        answer
     }
 }
 

@@ -180,6 +180,7 @@ impl IntoResponse for ApiError {
         let reason = sync::protocol::error::bounded_reason(self.public_reason());
         let body = ErrorBody { error: code.to_string(), reason };
         let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(crate::observe::ErrorCode(code));
         let retry_after_s = match self {
             ApiError::TooManyRequests { retry_after_s, .. } => Some(retry_after_s),
             ApiError::CallbackUnavailable { .. } | ApiError::UpstreamUnavailable { .. } => {

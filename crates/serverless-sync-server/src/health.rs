@@ -57,7 +57,7 @@ async fn check(engine: &Engine, env: &Env) -> Result<(), crate::ApiError> {
     crate::upstream::check_schema(&db, engine.model()).await
 }
 
-fn wasm_memory_bytes() -> usize {
+pub(crate) fn wasm_memory_bytes() -> usize {
     #[cfg(target_arch = "wasm32")]
     {
         core::arch::wasm32::memory_size(0) * 65_536

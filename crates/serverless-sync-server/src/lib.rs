@@ -68,6 +68,8 @@ mod error;
 pub mod guest;
 mod health;
 mod log;
+pub mod observe;
+mod stats;
 mod upstream;
 
 use std::sync::Arc;
@@ -100,7 +102,9 @@ pub mod native {
 
 /// Serves one request with `router`: buffers the body first (bounded; see
 /// [`MAX_BODY_BYTES`]), then routes it with the worker's `Env` and `Context` as axum
-/// extensions (`Extension<worker::Env>`, `Extension<Arc<worker::Context>>`).
+/// extensions (`Extension<worker::Env>`, `Extension<Arc<worker::Context>>`). Each
+/// request leaves one JSON log line ([`observe::RequestLine`]) and, when the app binds
+/// [`observe::METRICS_BINDING`], one Analytics Engine data point.
 ///
 /// Buffering matters: answering while the request body is still unread (a 404, a
 /// 413, a handler that ignores it) takes the isolate down with the next request.
@@ -111,21 +115,45 @@ pub async fn serve(
     ctx: worker::Context,
 ) -> worker::Result<axum::http::Response<axum::body::Body>> {
     log_panics_once();
-    let (parts, body) = req.into_parts();
-    let body = match connector::drain_body(axum::body::Body::new(body)).await {
-        Ok(bytes) => axum::body::Body::from(bytes),
-        Err(error) => return Ok(axum::response::IntoResponse::into_response(error)),
+    let started = observe::clock_ms();
+    let (mut parts, body) = req.into_parts();
+    let (method, path) = (parts.method.to_string(), parts.uri.path().to_string());
+    let trace = observe::Trace::default();
+    parts.extensions.insert(trace.clone());
+    let response = match route(router, parts, body, &env, ctx).await {
+        Ok(response) => response,
+        Err(error) => axum::response::IntoResponse::into_response(error),
     };
-    if let Err(error) = connector::limit_address(&env, &parts.headers).await {
-        return Ok(axum::response::IntoResponse::into_response(error));
-    }
+    let error = response.extensions().get::<observe::ErrorCode>().map(|code| code.0);
+    let line = observe::RequestLine::new(
+        &method,
+        &path,
+        response.status().as_u16(),
+        observe::clock_ms() - started,
+        trace.measures(),
+        error,
+    );
+    observe::log_line(&line);
+    observe::request_point(&env, &line);
+    Ok(response)
+}
+
+async fn route(
+    router: axum::Router,
+    parts: axum::http::request::Parts,
+    body: worker::Body,
+    env: &worker::Env,
+    ctx: worker::Context,
+) -> Result<axum::http::Response<axum::body::Body>, ApiError> {
+    let body = axum::body::Body::from(connector::drain_body(axum::body::Body::new(body)).await?);
+    connector::limit_address(env, &parts.headers).await?;
     let mut router = router
         .method_not_allowed_fallback(error::method_not_allowed)
         // Handlers read bodies with `read_body` (bounded, always drained).
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(axum::Extension(env))
+        .layer(axum::Extension(env.clone()))
         .layer(axum::Extension(Arc::new(ctx)));
-    Ok(router.call(axum::http::Request::from_parts(parts, body)).await?)
+    router.call(axum::http::Request::from_parts(parts, body)).await.map_err(|never| match never {})
 }
 
 /// A panic aborts the isolate; at least say where it happened.

@@ -119,6 +119,20 @@ pub enum Snapshot {
     NotWanted,
 }
 
+/// One query of this client, as [`SyncDriver::queries`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryState {
+    pub topic: String,
+    pub name: String,
+    pub args: serde_json::Value,
+    /// Its server snapshot is installed.
+    pub synced: bool,
+    /// Where it stands in the change log.
+    pub cursor: Cursor,
+    /// Why the server refused it, if it did.
+    pub refused: Option<String>,
+}
+
 /// The client's sync state besides the store: its queries and where each stands.
 #[derive(Debug, Clone, Default)]
 pub struct SyncDriver {
@@ -149,6 +163,35 @@ impl SyncDriver {
         let subscription = Subscription { name: query.name.clone(), args: query.args.clone(), cursor: None };
         self.subscriptions.insert(topic, subscription);
         true
+    }
+
+    /// Every query this client reads, as the devtools show it: subscribed ones with
+    /// whether their snapshot is installed and where their cursor stands (`pulled`:
+    /// the store's cursor), then the refused ones with the server's reason.
+    pub fn queries(&self, pulled: Cursor) -> Vec<QueryState> {
+        let subscribed = self.subscriptions.iter().map(|(topic, subscription)| QueryState {
+            topic: topic.clone(),
+            name: subscription.name.clone(),
+            args: subscription.args.clone(),
+            synced: self.synced.contains(topic),
+            cursor: self.cursors.get(topic, pulled),
+            refused: None,
+        });
+        let refused = self.denied.iter().map(|(topic, reason)| {
+            let (name, args) = sync::Topic::from_raw(topic.clone())
+                .query_and_args()
+                .map(|(name, args)| (name.to_string(), args))
+                .unwrap_or_default();
+            QueryState {
+                topic: topic.clone(),
+                name,
+                args,
+                synced: false,
+                cursor: Cursor::START,
+                refused: Some(reason.clone()),
+            }
+        });
+        subscribed.chain(refused).collect()
     }
 
     /// Forgets a query whose snapshot could not be fetched: its next read asks again.

@@ -52,6 +52,7 @@
 //! ```
 
 pub mod driver;
+pub mod inspect;
 
 use std::collections::BTreeSet;
 

@@ -48,6 +48,12 @@ pub struct PullWatch {
 }
 
 impl IsolateMemo {
+    /// What the memo holds, for the operator's stats: (claimed sessions, watched
+    /// (session, topic) pairs, bytes it counts, the head it saw).
+    pub fn sizes(&self) -> (usize, usize, usize, u64) {
+        (self.claimed.len(), self.watching.len(), self.bytes, self.known_head)
+    }
+
     pub fn new() -> Self {
         Self::default()
     }

@@ -648,6 +648,13 @@ pub fn topic_predecessors(dialect: Dialect, topics: &[Topic], first: Cursor) -> 
 
 /// The log head: the latest sequence number handed out, 0 when none. Compaction may
 /// have removed the change that had it, so the compaction mark counts too.
+/// The change log's size for the operator's stats (the same SQL on both dialects;
+/// it counts whole tables, so on D1 it reads as many rows as they hold).
+pub const LOG_STATS: &str = "SELECT (SELECT COUNT(*) FROM sync_changes) AS changes, \
+     (SELECT COUNT(*) FROM sync_mutations) AS mutations, \
+     COALESCE((SELECT MAX(seq) FROM sync_changes), 0) AS last_seq, \
+     COALESCE((SELECT MAX(through) FROM sync_compaction), 0) AS compacted_through";
+
 pub fn change_head(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => {

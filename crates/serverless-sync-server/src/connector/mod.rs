@@ -160,6 +160,9 @@ pub async fn admit(
 ) -> Result<Admitted, ApiError> {
     check_protocol(protocol_version)?;
     check_client(client_key(headers), client_id, session_id)?;
+    if let Some(trace) = engine.trace() {
+        trace.client(client_id);
+    }
     rate_limit(env, RATE_LIMITER_BINDING, format!("client:{client_id}"), "this client").await?;
     let mut subject = None;
     if let Some(authorization) = authorization(headers)

@@ -14,7 +14,7 @@ use worker::{Context, Env};
 
 use super::{PULL_PAGE, admit, authorization, parse_json, read_body, require_sign_in};
 use crate::durable;
-use crate::engine::{Engine, QueryVerdict};
+use crate::engine::{QueryVerdict, TracedEngine};
 use crate::error::ApiError;
 use crate::upstream::{Database, RawRow, Upstream, head_statement, integer, topics_of};
 
@@ -26,7 +26,7 @@ const MAX_SUBSCRIPTIONS: usize = 50;
 
 #[worker::send]
 pub async fn pull(
-    Extension(engine): Extension<Engine>,
+    TracedEngine(engine): TracedEngine,
     Extension(env): Extension<Env>,
     Extension(ctx): Extension<Arc<Context>>,
     headers: HeaderMap,
@@ -97,6 +97,9 @@ pub async fn pull(
     let (page, head) = read_page(engine.model(), &db, &plan).await?;
     durable::with_memo(|memo| memo.saw_head(head));
     let page = page?;
+    if let Some(trace) = engine.trace() {
+        trace.counts(0, page.changes.len(), 0);
+    }
     // The client holds everything through `cursor` once it reads this answer: pokes
     // at or below it are skipped, and pokes held back while it pulled go out now.
     // Recorded after answering; a poke meanwhile is merely redundant.

@@ -16,13 +16,13 @@ use worker::{Context, Env};
 
 use super::{MAX_PUSH_MUTATIONS, admit, authorization, now_ms, parse_json, read_body, require_sign_in};
 use crate::durable;
-use crate::engine::{Engine, QueryVerdict};
+use crate::engine::{Engine, QueryVerdict, TracedEngine};
 use crate::error::ApiError;
 use crate::upstream::{Database, RawRow, Upstream, head_of, head_statement, topics_of};
 
 #[worker::send]
 pub async fn push(
-    Extension(engine): Extension<Engine>,
+    TracedEngine(engine): TracedEngine,
     Extension(env): Extension<Env>,
     Extension(ctx): Extension<Arc<Context>>,
     headers: HeaderMap,
@@ -41,6 +41,17 @@ pub async fn push(
     };
     let mut pushed = run(engine.model(), &db, &request, now_ms(), ask).await?;
     withhold_unreadable_images(&engine, &env, &headers, &request, &mut pushed.response.results).await;
+    if let Some(trace) = engine.trace() {
+        trace.counts(request.mutations.len(), pushed.committed.len(), 0);
+        trace.rejected(
+            pushed
+                .response
+                .results
+                .iter()
+                .filter(|result| matches!(result.outcome, MutationOutcome::Rejected { .. }))
+                .count(),
+        );
+    }
     if !pushed.topics.is_empty() {
         // Pokes go out after the answer: the writer does not wait for the fan-out.
         let Pushed { committed, topics, one_transaction, response } = pushed;

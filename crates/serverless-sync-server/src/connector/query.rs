@@ -10,13 +10,13 @@ use worker::Env;
 
 use super::{admit, authorization, parse_json, read_body};
 use crate::durable;
-use crate::engine::{Engine, QueryVerdict, query_denied};
+use crate::engine::{QueryVerdict, TracedEngine, query_denied};
 use crate::error::ApiError;
 use crate::upstream::{Database, Upstream, head_of, head_statement};
 
 #[worker::send]
 pub async fn query(
-    Extension(engine): Extension<Engine>,
+    TracedEngine(engine): TracedEngine,
     Extension(env): Extension<Env>,
     headers: HeaderMap,
     raw: axum::extract::Request,
@@ -56,6 +56,9 @@ pub async fn query(
     let db = Upstream::open(&engine, &env).await?;
     let rows = page_rows(engine.model(), &validated);
     let answer = read_page(engine.model(), &db, &validated, request.after.as_ref(), rows).await?;
+    if let Some(trace) = engine.trace() {
+        trace.counts(0, 0, answer.rows.len());
+    }
     Ok(Json(QueryResponse {
         rows: answer.rows,
         cursor: answer.cursor,

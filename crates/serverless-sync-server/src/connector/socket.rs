@@ -13,14 +13,14 @@ use worker::Env;
 
 use super::{admit, authorization, parse_json, read_body};
 use crate::durable;
-use crate::engine::Engine;
+use crate::engine::TracedEngine;
 use crate::error::ApiError;
 
 /// `POST /sync/ticket`: a ticket that opens this session's socket once, soon. The
 /// session must be this client's, and this user's when the app names users.
 #[worker::send]
 pub async fn ticket(
-    Extension(engine): Extension<Engine>,
+    TracedEngine(engine): TracedEngine,
     Extension(env): Extension<Env>,
     headers: HeaderMap,
     raw: axum::extract::Request,

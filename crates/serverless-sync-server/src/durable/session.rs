@@ -86,6 +86,12 @@ impl DurableObject for ClientSession {
                 let mut session = self.load_for_poke(&poke.topic)?;
                 let decision = session.poke(&poke.topic, poke.cursor, poke.changes, poke.since, now_ms());
                 self.save_gate(&session.gate)?;
+                let decision_kind = match &decision {
+                    OnPoke::Send(_) => None,
+                    OnPoke::Skip => Some("poke_skipped"),
+                    OnPoke::Hold { .. } => Some("poke_held"),
+                    OnPoke::Unwatched => Some("poke_unwatched"),
+                };
                 let sockets = match decision {
                     OnPoke::Send(outgoing) => self.send_poke(outgoing)?,
                     // Skipped or held, the session is live while it has a socket.
@@ -100,6 +106,11 @@ impl DurableObject for ClientSession {
                     // Not watched (refused, or never): the topic object forgets us.
                     OnPoke::Unwatched => 0,
                 };
+                let action = match &decision_kind {
+                    Some(kind) => *kind,
+                    None => "poke",
+                };
+                crate::observe::object_event("session", action, None, &[("sockets", sockets as u64)]);
                 Response::from_json(&Delivered { sockets })
             }
             "/ticket" => {
@@ -108,6 +119,11 @@ impl DurableObject for ClientSession {
                 };
                 self.ticket(&grant)
             }
+            // The operator's stats: sockets and watched topics.
+            "/stats" => Response::from_json(&serde_json::json!({
+                "sockets": self.state.get_websockets().len(),
+                "topics": self.topics()?,
+            })),
             // The change watcher asks whether anyone still listens here.
             "/sockets" => Response::from_json(&Delivered { sockets: self.state.get_websockets().len() }),
             _ => error_response(404, "not_found", "no such session endpoint"),
@@ -120,7 +136,13 @@ impl DurableObject for ClientSession {
         let release = session.alarm();
         self.save_gate(&session.gate)?;
         if let Some(outgoing) = release {
-            self.send_poke(outgoing)?;
+            let sockets = self.send_poke(outgoing)?;
+            crate::observe::object_event(
+                "session",
+                "held_poke_released",
+                None,
+                &[("sockets", sockets as u64)],
+            );
         }
         Response::ok("")
     }
@@ -138,6 +160,8 @@ impl DurableObject for ClientSession {
     async fn websocket_close(&self, ws: WebSocket, code: usize, reason: String, _clean: bool) -> Result<()> {
         let code = u16::try_from(code).ok().filter(|c| (1000..5000).contains(c) && *c != 1005 && *c != 1006);
         ws.close(Some(code.unwrap_or(1000)), Some(reason)).ok();
+        let open = self.state.get_websockets().len();
+        crate::observe::object_event("session", "socket_closed", None, &[("open_sockets", open as u64)]);
         if self.state.get_websockets().is_empty()
             && let Some(session_id) = self.session_id()?
         {
@@ -415,6 +439,12 @@ impl ClientSession {
         let topics: Vec<String> = state.topics.into_iter().collect();
         self.watch_all(&session_id, state.user, &topics).await;
         tell_watcher(&self.env, "/listen", &session_id).await;
+        crate::observe::object_event(
+            "session",
+            "socket_opened",
+            None,
+            &[("open_sockets", self.state.get_websockets().len() as u64), ("topics", topics.len() as u64)],
+        );
         Response::from_websocket(pair.client)
     }
 }

@@ -244,3 +244,48 @@ pub async fn poke_topics(
     });
     futures_util::future::join_all(pokes).await;
 }
+
+/// The live sessions as the operator's stats show them: how many listen (have a
+/// socket), and, asking at most `limit` of them, their open sockets and the distinct
+/// topics they watch. Without a watcher binding, nulls.
+pub async fn live_sessions(env: &Env, limit: usize) -> serde_json::Value {
+    #[derive(serde::Deserialize)]
+    struct WatcherStats {
+        listening_sessions: usize,
+        scan_mark: Option<u64>,
+        #[serde(default)]
+        sample: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct SessionStats {
+        sockets: usize,
+        topics: Vec<String>,
+    }
+    let empty = serde_json::json!({});
+    let watcher = match env.durable_object(WATCHER).and_then(|ns| ns.id_from_name("change-log")?.get_stub()) {
+        Ok(stub) => match post_json(&stub, "/stats", &empty).await {
+            Ok(mut response) => response.json::<WatcherStats>().await.ok(),
+            Err(_) => None,
+        },
+        Err(_) => None,
+    };
+    let Some(watcher) = watcher else {
+        return serde_json::json!({ "listening": null, "asked": 0, "open_sockets": null, "watched_topics": null });
+    };
+    let asks = watcher.sample.iter().take(limit).map(|session_id| async move {
+        let stub = session_stub(env, session_id).ok()?;
+        let mut response = post_json(&stub, "/stats", &serde_json::json!({})).await.ok()?;
+        response.json::<SessionStats>().await.ok()
+    });
+    let answers: Vec<SessionStats> =
+        futures_util::future::join_all(asks).await.into_iter().flatten().collect();
+    let topics: std::collections::BTreeSet<&String> =
+        answers.iter().flat_map(|stats| &stats.topics).collect();
+    serde_json::json!({
+        "listening": watcher.listening_sessions,
+        "asked": answers.len(),
+        "open_sockets": answers.iter().map(|stats| stats.sockets).sum::<usize>(),
+        "watched_topics": topics.len(),
+        "change_watcher_mark": watcher.scan_mark,
+    })
+}

@@ -43,20 +43,24 @@ impl DurableObject for QuerySubscription {
                 };
                 match self.watch(&watch)? {
                     Watched::Yes { .. } => json_response(200, &serde_json::json!({ "watching": true })),
-                    Watched::Full => error_response(
-                        429,
-                        "too_many_watchers",
-                        &format!(
-                            "this query has {} live watchers, the most one query takes; its changes reach this client by pulls",
-                            sync::watchers::MAX_WATCHERS
-                        ),
-                    ),
+                    Watched::Full => {
+                        crate::observe::object_event("subscription", "watch_refused_full", None, &[]);
+                        error_response(
+                            429,
+                            "too_many_watchers",
+                            &format!(
+                                "this query has {} live watchers, the most one query takes; its changes reach this client by pulls",
+                                sync::watchers::MAX_WATCHERS
+                            ),
+                        )
+                    }
                 }
             }
             "/poke" => {
                 let Ok(poke) = req.json::<Poke>().await else {
                     return error_response(400, "malformed_json", "expected a poke");
                 };
+                let started = crate::observe::clock_ms();
                 let mut watchers = TopicWatchers::new(self.watchers()?);
                 let sessions: Vec<String> = watchers.sessions().cloned().collect();
                 let answers =
@@ -69,6 +73,23 @@ impl DurableObject for QuerySubscription {
                     .iter()
                     .filter(|(_, answer)| matches!(answer, SocketAnswer::Sockets(n) if *n > 0))
                     .count();
+                crate::observe::object_event(
+                    "subscription",
+                    "poke",
+                    Some(crate::observe::clock_ms() - started),
+                    &[
+                        ("sessions", answers.len() as u64),
+                        ("poked", poked as u64),
+                        ("changes", poke.changes.len() as u64),
+                    ],
+                );
+                crate::observe::object_point(
+                    &self.env,
+                    "subscription",
+                    "poke",
+                    crate::observe::clock_ms() - started,
+                    &[answers.len() as u64, poked as u64, poke.changes.len() as u64],
+                );
                 json_response(200, &serde_json::json!({ "poked": poked }))
             }
             _ => error_response(404, "not_found", "no such subscription endpoint"),

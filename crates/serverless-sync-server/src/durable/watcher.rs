@@ -20,6 +20,8 @@ use super::{error_response, json_response};
 use crate::upstream::{Database, Upstream, head_of, head_statement, integer, topics_of};
 
 const DEFAULT_POLL_MS: i64 = 1_000;
+/// Listening sessions named to the operator's stats endpoint, at most.
+const STATS_SAMPLE: usize = 100;
 /// Unannounced changes read per scan (the rest waits for the next).
 const SCAN_LIMIT: u32 = 500;
 
@@ -47,6 +49,19 @@ impl DurableObject for ChangeWatcher {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if req.path() == "/stats" {
+            // For the operator's stats endpoint: who listens, where the scan stands.
+            let watch = self.load()?;
+            return json_response(
+                200,
+                &serde_json::json!({
+                    "listening_sessions": watch.listeners.len(),
+                    "scan_mark": watch.mark.map(|mark| mark.0),
+                    // Some of them, for the stats to ask (never shown to anyone).
+                    "sample": watch.listeners.iter().take(STATS_SAMPLE).collect::<Vec<_>>(),
+                }),
+            );
+        }
         let Ok(watch_request) = req.json::<Watch>().await else {
             return error_response(400, "malformed_json", "expected a session id");
         };
@@ -175,6 +190,12 @@ impl ChangeWatcher {
             .collect();
         let announcement = sync::capture::announce(mark, &found, SCAN_LIMIT as usize, head);
         if !announcement.topics.is_empty() {
+            crate::observe::object_event(
+                "watcher",
+                "unannounced_changes",
+                None,
+                &[("changes", found.len() as u64), ("topics", announcement.topics.len() as u64)],
+            );
             // No rows ride along (this object does not know the app's model to decode
             // them): each watcher pulls, which also asks the app's query callback.
             super::stubs::poke_topics(

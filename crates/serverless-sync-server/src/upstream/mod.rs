@@ -80,8 +80,14 @@ impl Kind {
     }
 }
 
-/// The configured upstream, opened for one request.
-pub enum Upstream {
+/// The configured upstream, opened for one request; each call's time goes to the
+/// request's trace, if it has one.
+pub struct Upstream {
+    backend: Backend,
+    trace: Option<crate::observe::Trace>,
+}
+
+enum Backend {
     D1(D1),
     Postgres(Postgres),
 }
@@ -95,7 +101,8 @@ impl Upstream {
     /// each open checks them: a mismatch (a migration not applied) is a clear 503
     /// `schema_mismatch`, not a failure of every statement that touches the table.
     pub async fn open(engine: &Engine, env: &Env) -> Result<Self, ApiError> {
-        let db = Self::open_unchecked(engine, env).await?;
+        let mut db = Self::open_unchecked(engine, env).await?;
+        db.trace = engine.trace().cloned();
         if !SCHEMA_MATCHES.with(Cell::get) {
             check_schema(&db, engine.model()).await?;
             SCHEMA_MATCHES.with(|matches| matches.set(true));
@@ -106,21 +113,23 @@ impl Upstream {
     /// [`Self::open`] without the schema check (for the health probe, which always
     /// checks afresh).
     pub async fn open_unchecked(engine: &Engine, env: &Env) -> Result<Self, ApiError> {
-        Ok(match Kind::from_env(env)? {
-            Kind::D1 => Upstream::D1(D1::open(env).await?),
+        let backend = match Kind::from_env(env)? {
+            Kind::D1 => Backend::D1(D1::open(env).await?),
             Kind::Postgres => {
-                Upstream::Postgres(Postgres::connect(env, engine.app_postgres_migrations()).await?)
+                Backend::Postgres(Postgres::connect(env, engine.app_postgres_migrations()).await?)
             }
-        })
+        };
+        Ok(Upstream { backend, trace: None })
     }
 
     /// The configured database for reading the change log from a Durable Object that
     /// knows no app: no migrations, no schema check (a failure is tried again later).
     pub async fn open_bare(env: &Env) -> Result<Self, ApiError> {
-        Ok(match Kind::from_env(env)? {
-            Kind::D1 => Upstream::D1(D1::open(env).await?),
-            Kind::Postgres => Upstream::Postgres(Postgres::connect_bare(env).await?),
-        })
+        let backend = match Kind::from_env(env)? {
+            Kind::D1 => Backend::D1(D1::open(env).await?),
+            Kind::Postgres => Backend::Postgres(Postgres::connect_bare(env).await?),
+        };
+        Ok(Upstream { backend, trace: None })
     }
 }
 
@@ -157,39 +166,51 @@ pub async fn check_schema<D: Database>(db: &D, model: &sync::SyncModel) -> Resul
     }
 }
 
+impl Upstream {
+    /// Runs one call, adding its time to the trace.
+    async fn timed<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        let started = crate::observe::clock_ms();
+        let answer = call.await;
+        if let Some(trace) = &self.trace {
+            trace.upstream(crate::observe::clock_ms() - started);
+        }
+        answer
+    }
+}
+
 impl Database for Upstream {
     fn dialect(&self) -> Dialect {
-        match self {
-            Upstream::D1(db) => db.dialect(),
-            Upstream::Postgres(db) => db.dialect(),
+        match &self.backend {
+            Backend::D1(db) => db.dialect(),
+            Backend::Postgres(db) => db.dialect(),
         }
     }
 
     async fn rows(&self, statement: &Statement) -> Result<Vec<RawRow>, ApiError> {
-        match self {
-            Upstream::D1(db) => db.rows(statement).await,
-            Upstream::Postgres(db) => db.rows(statement).await,
+        match &self.backend {
+            Backend::D1(db) => self.timed(db.rows(statement)).await,
+            Backend::Postgres(db) => self.timed(db.rows(statement)).await,
         }
     }
 
     async fn read(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
-        match self {
-            Upstream::D1(db) => db.read(statements).await,
-            Upstream::Postgres(db) => db.read(statements).await,
+        match &self.backend {
+            Backend::D1(db) => self.timed(db.read(statements)).await,
+            Backend::Postgres(db) => self.timed(db.read(statements)).await,
         }
     }
 
     async fn read_each(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
-        match self {
-            Upstream::D1(db) => db.read_each(statements).await,
-            Upstream::Postgres(db) => db.read_each(statements).await,
+        match &self.backend {
+            Backend::D1(db) => self.timed(db.read_each(statements)).await,
+            Backend::Postgres(db) => self.timed(db.read_each(statements)).await,
         }
     }
 
     async fn write(&self, statements: &[Statement]) -> Result<Vec<Vec<RawRow>>, ApiError> {
-        match self {
-            Upstream::D1(db) => db.write(statements).await,
-            Upstream::Postgres(db) => db.write(statements).await,
+        match &self.backend {
+            Backend::D1(db) => self.timed(db.write(statements)).await,
+            Backend::Postgres(db) => self.timed(db.write(statements)).await,
         }
     }
 }

@@ -50,7 +50,11 @@ pub fn App() -> impl IntoView {
         }
         Err(error) => leptos::logging::error!("cannot start the sync worker: {error}"),
     }
-    view! { <TodoList list_id=current_list()/> }
+    view! {
+        <TodoList list_id=current_list()/>
+        // Alt+Shift+D or ?devtools: the engine's panel.
+        <sync_client::SyncDevtools/>
+    }
 }
 
 #[component]

@@ -164,17 +164,28 @@ fn Panel(client: SyncClient) -> impl IntoView {
                 <div class="sdt-body">
                     {move || failure.get().map(|error| view! { <p class="sdt-error" data-testid="devtools-failure">{error}</p> })}
                     {
+                        // Built again on a tab switch only: what is typed (the timeline's
+                        // filter, the console) keeps its focus while the data refreshes.
                         let client = status_client.clone();
+                        let loaded = Memo::new(move |_| inspection.with(Option::is_some));
                         move || {
                             let client = client.clone();
-                            match (tab.get(), inspection.get()) {
-                                (Tab::Timings, _) => view! { <Timings client=client/> }.into_any(),
-                                (_, None) => view! { <p class="sdt-muted">"reading the worker..."</p> }.into_any(),
-                                (Tab::Status, Some(now)) => status_view(&client, now).into_any(),
-                                (Tab::Outbox, Some(now)) => outbox_view(now).into_any(),
-                                (Tab::Queries, Some(now)) => queries_view(now).into_any(),
-                                (Tab::Timeline, Some(now)) => view! { <Timeline now=now/> }.into_any(),
-                                (Tab::Data, Some(now)) => view! { <Data client=client now=now console=console/> }.into_any(),
+                            let tab = tab.get();
+                            if !loaded.get() && tab != Tab::Timings {
+                                return view! { <p class="sdt-muted">"reading the worker..."</p> }.into_any();
+                            }
+                            match tab {
+                                Tab::Timings => view! { <Timings client=client/> }.into_any(),
+                                Tab::Status => {
+                                    let leader = client.leader;
+                                    (move || inspection.get().map(|now| status_view(leader.get(), now))).into_any()
+                                }
+                                Tab::Outbox => (move || inspection.get().map(outbox_view)).into_any(),
+                                Tab::Queries => (move || inspection.get().map(queries_view)).into_any(),
+                                Tab::Timeline => view! { <Timeline inspection=inspection/> }.into_any(),
+                                Tab::Data => {
+                                    view! { <Data client=client inspection=inspection console=console/> }.into_any()
+                                }
                             }
                         }
                     }
@@ -202,8 +213,7 @@ fn yes_no(value: bool) -> &'static str {
     if value { "yes" } else { "no" }
 }
 
-fn status_view(client: &SyncClient, now: Inspection) -> impl IntoView {
-    let leader = client.leader.get_untracked();
+fn status_view(leader: Option<bool>, now: Inspection) -> impl IntoView {
     let behind = now.server_head.saturating_sub(now.cursor);
     let rows: Vec<(&'static str, &'static str, String)> = vec![
         ("online", "Network", if now.online { "online".into() } else { "offline".into() }),
@@ -345,10 +355,8 @@ fn queries_view(now: Inspection) -> impl IntoView {
 }
 
 #[component]
-fn Timeline(now: Inspection) -> impl IntoView {
+fn Timeline(inspection: RwSignal<Option<Inspection>>) -> impl IntoView {
     let filter = RwSignal::new(String::new());
-    let events = now.timeline;
-    let at = now.at;
     view! {
         <div data-testid="devtools-timeline">
             <input
@@ -365,7 +373,9 @@ fn Timeline(now: Inspection) -> impl IntoView {
                 <tbody>
                     {move || {
                         let needle = filter.get().to_lowercase();
-                        events
+                        let Some(now) = inspection.get() else { return ().into_any() };
+                        let at = now.at;
+                        now.timeline
                             .iter()
                             .rev()
                             .filter(|event| {
@@ -385,6 +395,7 @@ fn Timeline(now: Inspection) -> impl IntoView {
                                 }
                             })
                             .collect_view()
+                            .into_any()
                     }}
                 </tbody>
             </table>
@@ -393,7 +404,11 @@ fn Timeline(now: Inspection) -> impl IntoView {
 }
 
 #[component]
-fn Data(client: SyncClient, now: Inspection, console: ConsoleState) -> impl IntoView {
+fn Data(
+    client: SyncClient,
+    inspection: RwSignal<Option<Inspection>>,
+    console: ConsoleState,
+) -> impl IntoView {
     let sql = console;
     let run = move |_| {
         let client = client.clone();
@@ -412,19 +427,23 @@ fn Data(client: SyncClient, now: Inspection, console: ConsoleState) -> impl Into
             <table class="sdt-table sdt-tables">
                 <thead><tr><th>"table"</th><th>"rows"</th></tr></thead>
                 <tbody>
-                    {now
-                        .tables
-                        .into_iter()
-                        .map(|table| {
-                            let name = table.name.clone();
-                            view! {
-                                <tr data-testid="devtools-table" data-name=name>
-                                    <td>{table.name}</td>
-                                    <td data-testid="devtools-table-rows">{table.rows}</td>
-                                </tr>
-                            }
-                        })
-                        .collect_view()}
+                    {move || {
+                        inspection
+                            .get()
+                            .map(|now| now.tables)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|table| {
+                                let name = table.name.clone();
+                                view! {
+                                    <tr data-testid="devtools-table" data-name=name>
+                                        <td>{table.name}</td>
+                                        <td data-testid="devtools-table-rows">{table.rows}</td>
+                                    </tr>
+                                }
+                            })
+                            .collect_view()
+                    }}
                 </tbody>
             </table>
             <div class="sdt-console">

@@ -79,10 +79,16 @@ pub fn App() -> impl IntoView {
         <p class="hint page" data-testid="offline-ready" data-ready=move || offline_ready.get().to_string()>
             {move || if offline_ready.get() { "This page opens offline too." } else { "" }}
         </p>
+        // The engine's devtools: Alt+Shift+D or ?devtools (feature `devtools`).
+        <sync_client::SyncDevtools/>
     }
 {{/offline}}
 {{^offline}}
-    view! { <Board board_id=current_board()/> }
+    view! {
+        <Board board_id=current_board()/>
+        // The engine's devtools: Alt+Shift+D or ?devtools (feature `devtools`).
+        <sync_client::SyncDevtools/>
+    }
 {{/offline}}
 }
 

@@ -334,10 +334,10 @@ fn queries_view(now: Inspection) -> impl IntoView {
                             .last_refresh
                             .map(|refresh| format!("{} ({})", refresh_text(refresh.by), ago(now.at, Some(refresh.at))))
                             .unwrap_or_else(|| "-".into());
-                        let (name, topic) = (query.name.clone(), query.topic.clone());
+                        let (name, topic, title) = (query.name.clone(), query.topic.clone(), query.topic.clone());
                         view! {
                             <tr data-testid="devtools-query" data-name=name data-topic=topic>
-                                <td>{query.name}</td>
+                                <td title=title>{query.name}</td>
                                 <td class="sdt-json">{query.args.to_string()}</td>
                                 <td data-testid="devtools-query-rows">{query.rows}</td>
                                 <td>{query.cursor}</td>

@@ -441,7 +441,7 @@ pub fn use_metrics() -> Signal<crate::Metrics> {
 }
 
 /// The sync devtools (feature `devtools`): put `<SyncDevtools/>` once anywhere under
-/// the component that provides the [`crate::SyncClient`]. It renders nothing in
+/// the component that provides the `SyncClient`. It renders nothing in
 /// place: in the browser it mounts the panel in a root of its own (so server
 /// rendering and hydration see the same page), opened with Alt+Shift+D or
 /// `?devtools` in the address. Without the feature, and on the server, it does

@@ -153,7 +153,7 @@ impl RequestLine {
 }
 
 /// The route a path is counted under: `/sync/*` and `/api/*` paths as they are,
-/// anything else (pages, assets, which may name a room or a user) cut to its first
+/// anything else (pages, assets, which may name a record or a user) cut to its first
 /// segment.
 pub fn route_of(path: &str) -> String {
     let path = path.split(['?', '#']).next().unwrap_or_default();
@@ -248,7 +248,7 @@ mod tests {
     fn routes_keep_engine_paths_and_cut_pages() {
         assert_eq!(route_of("/sync/socket?ticket=secret"), "/sync/socket");
         assert_eq!(route_of("/sync/push"), "/sync/push");
-        assert_eq!(route_of("/room/room_01H/secret-name"), "/room");
+        assert_eq!(route_of("/board/board_01H/secret-name"), "/board");
         assert_eq!(route_of("/"), "/");
         assert_eq!(route_of("/pkg/app.js"), "/pkg");
     }

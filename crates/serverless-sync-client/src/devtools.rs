@@ -131,7 +131,11 @@ fn Panel(client: SyncClient) -> impl IntoView {
         }
     });
 
-    let console = ConsoleState { text: RwSignal::new(String::new()), answer: RwSignal::new(None) };
+    let console = ConsoleState {
+        text: RwSignal::new(String::new()),
+        answer: RwSignal::new(None),
+        runs: RwSignal::new(0),
+    };
     let status_client = client.clone();
     view! {
         <Show when=move || open.get()>
@@ -214,15 +218,16 @@ fn yes_no(value: bool) -> &'static str {
 }
 
 fn status_view(leader: Option<bool>, now: Inspection) -> impl IntoView {
-    let behind = now.server_head.saturating_sub(now.cursor);
+    let behind = now.server_head.saturating_sub(now.synced_through);
     let rows: Vec<(&'static str, &'static str, String)> = vec![
         ("online", "Network", if now.online { "online".into() } else { "offline".into() }),
         ("leader", "This tab leads", leader.map_or("unknown", yes_no).into()),
         ("needs-auth", "Needs sign-in", yes_no(now.needs_auth).into()),
         ("storage", "Storage", format!("{:?}", now.storage).to_lowercase()),
-        ("cursor", "Store cursor", now.cursor.to_string()),
+        ("cursor", "Store cursor (pulled through)", now.cursor.to_string()),
+        ("synced-through", "Queries synced through", now.synced_through.to_string()),
         ("head", "Server head (seen)", now.server_head.to_string()),
-        ("behind", "Trails by", format!("{behind} changes")),
+        ("behind", "Trails by", crate::inspect::count(behind as usize, "change")),
         ("last-poke", "Last poke", ago(now.at, now.last_poke_at)),
         ("last-pull", "Last pull", ago(now.at, now.last_pull_at)),
         (
@@ -413,12 +418,14 @@ fn Data(
     let run = move |_| {
         let client = client.clone();
         let text = sql.text.get_untracked();
+        sql.answer.set(None);
         leptos::task::spawn_local(async move {
             let answer = match client.request(Request::Sql { sql: text }).await {
                 Ok(Reply::SqlRows(rows)) => Ok(rows),
                 Ok(other) => Err(format!("unexpected answer {other:?}")),
                 Err(error) => Err(error),
             };
+            sql.runs.update(|runs| *runs += 1);
             sql.answer.set(Some(answer));
         });
     };
@@ -455,11 +462,19 @@ fn Data(
                     prop:value=move || sql.text.get()
                     on:input=move |event| sql.text.set(event_target_value(&event))
                 ></textarea>
-                <button class="sdt-run" data-testid="devtools-sql-run" on:click=run>"Run (read-only)"</button>
-                {move || sql.answer.get().map(|answer| match answer {
-                    Ok(rows) => sql_table(rows).into_any(),
-                    Err(error) => view! { <p class="sdt-error" data-testid="devtools-sql-error">{error}</p> }.into_any(),
-                })}
+                <button class="sdt-run" data-testid="devtools-sql-run" data-runs=move || sql.runs.get() on:click=run>
+                    "Run (read-only)"
+                </button>
+                {move || {
+                    let run = sql.runs.get();
+                    sql.answer.get().map(|answer| match answer {
+                        Ok(rows) => sql_table(rows, run).into_any(),
+                        Err(error) => {
+                            view! { <p class="sdt-error" data-testid="devtools-sql-error" data-run=run>{error}</p> }
+                                .into_any()
+                        }
+                    })
+                }}
             </div>
         </div>
     }
@@ -470,12 +485,14 @@ fn Data(
 struct ConsoleState {
     text: RwSignal<String>,
     answer: RwSignal<Option<Result<SqlAnswer, String>>>,
+    /// Statements run so far: each answer is marked with its run (`data-run`).
+    runs: RwSignal<u32>,
 }
 
-fn sql_table(answer: SqlAnswer) -> impl IntoView {
+fn sql_table(answer: SqlAnswer, run: u32) -> impl IntoView {
     let note = answer.truncated.then(|| view! { <p class="sdt-muted">"only the first rows are shown"</p> });
     view! {
-        <table class="sdt-table" data-testid="devtools-sql-result">
+        <table class="sdt-table" data-testid="devtools-sql-result" data-run=run>
             <thead>
                 <tr>{answer.columns.into_iter().map(|column| view! { <th>{column}</th> }).collect_view()}</tr>
             </thead>
@@ -582,6 +599,7 @@ const STYLE: &str = r#"
 .sdt-table{border-collapse:collapse;width:100%}
 .sdt-table th,.sdt-table td{border-bottom:1px solid #2e3440;padding:2px 6px;text-align:left;vertical-align:top}
 .sdt-table th{color:#81a1c1;font-weight:normal}
+.sdt-table td:first-child{white-space:nowrap}
 .sdt-json{max-width:28em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .sdt-muted{color:#7b8394}
 .sdt-error{color:#bf616a}

@@ -29,8 +29,12 @@ pub struct Inspection {
     /// What the store pulled through.
     pub cursor: u64,
     /// The newest change-log position the server has mentioned (a poke, a pull, a
-    /// push's answer): `head - cursor` is how far this store trails, at most.
+    /// push's answer).
     pub server_head: u64,
+    /// How far every synced query is known to be up to date: the lowest of their
+    /// cursors (a poke moves one query's cursor, a pull the store's), at least the
+    /// store's cursor. `server_head - synced_through` is how far this client trails.
+    pub synced_through: u64,
     pub last_poke_at: Option<f64>,
     pub last_pull_at: Option<f64>,
     pub last_error: Option<String>,
@@ -177,6 +181,15 @@ pub struct Inspector {
     refreshed: BTreeMap<String, Refresh>,
 }
 
+/// `1 write`, `2 writes`.
+pub fn count(n: usize, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {noun}s"),
+    }
+}
+
 impl Inspector {
     pub fn record(&mut self, at: f64, kind: EventKind, ms: Option<f64>, detail: impl Into<String>) {
         if self.timeline.len() == TIMELINE_EVENTS {
@@ -299,6 +312,13 @@ mod tests {
 
     fn queued(id: &str) -> Queued {
         Queued { mutation_id: id.into(), name: "add".into(), args: Value::Null, record_id: format!("r{id}") }
+    }
+
+    #[test]
+    fn counts_read_as_words() {
+        assert_eq!(count(1, "write"), "1 write");
+        assert_eq!(count(0, "change"), "0 changes");
+        assert_eq!(count(2, "query"), "2 queries");
     }
 
     #[test]

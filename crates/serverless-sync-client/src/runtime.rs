@@ -808,8 +808,8 @@ async fn push_loop(runtime: &Rc<Runtime>) {
                             EventKind::Push,
                             Some(failed_ms),
                             format!(
-                                "{} writes not sent ({}); try {} in {:.1} s",
-                                request.mutations.len(),
+                                "{} not sent ({}); try {} in {:.1} s",
+                                crate::inspect::count(request.mutations.len(), "write"),
                                 failure.reason(),
                                 tried + 2,
                                 f64::from(pause) / 1000.0
@@ -895,9 +895,9 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                     EventKind::Pull,
                     Some(now_ms() - sent),
                     format!(
-                        "{} changes, {} queries, cursor {} -> {}{}",
-                        page.changes.len(),
-                        request.subscriptions.len(),
+                        "{}, {}, cursor {} -> {}{}",
+                        crate::inspect::count(page.changes.len(), "change"),
+                        crate::inspect::count(request.subscriptions.len(), "query"),
                         request.cursor.0,
                         page.cursor.0,
                         if page.has_more { ", more" } else { "" }
@@ -1128,8 +1128,8 @@ fn note_poke(runtime: &Runtime, cursor: u64, changes: usize, topic: Option<&str>
     }
     let what = match (changes, pull) {
         (0, _) => "no rows: pull".to_string(),
-        (n, false) => format!("{n} changes carried, followed"),
-        (n, true) => format!("{n} changes carried, gap: pull"),
+        (n, false) => format!("{} carried, followed", crate::inspect::count(n, "change")),
+        (n, true) => format!("{} carried, gap: pull", crate::inspect::count(n, "change")),
     };
     runtime.event(EventKind::Poke, None, format!("{} at {cursor}: {what}", topic.unwrap_or("(all)")));
 }
@@ -1166,8 +1166,8 @@ fn note_pushed(
         EventKind::Push,
         Some(ms),
         format!(
-            "{} writes: {} confirmed, {rejected} rejected, cursor {}",
-            request.mutations.len(),
+            "{}: {} confirmed, {rejected} rejected, cursor {}",
+            crate::inspect::count(request.mutations.len(), "write"),
             answer.results.len() - rejected,
             answer.cursor.0
         ),
@@ -1192,10 +1192,15 @@ fn inspect(runtime: &Runtime) -> Result<Inspection, String> {
                 record_id: pending.record_id,
             })
             .collect();
-        let queries = runtime
-            .driver
-            .borrow()
-            .queries(cursor)
+        let states = runtime.driver.borrow().queries(cursor);
+        let synced_through = states
+            .iter()
+            .filter(|query| query.synced)
+            .map(|query| query.cursor.0)
+            .min()
+            .unwrap_or(cursor.0)
+            .max(cursor.0);
+        let queries = states
             .into_iter()
             .map(|query| {
                 let rows = store
@@ -1230,7 +1235,8 @@ fn inspect(runtime: &Runtime) -> Result<Inspection, String> {
             storage: runtime.storage.get(),
             schema_version: store.model().schema_version(),
             cursor: cursor.0,
-            server_head: inspector.server_head().max(cursor.0),
+            server_head: inspector.server_head().max(synced_through),
+            synced_through,
             last_poke_at: inspector.last_poke_at(),
             last_pull_at: inspector.last_pull_at(),
             last_error: runtime.last_error.borrow().clone(),

@@ -31,9 +31,12 @@ export const queryRow = (page, name) => page.locator(`[data-testid="devtools-que
 export async function runSql(page, sql) {
   await showTab(page, 'data');
   await page.getByTestId('devtools-sql').fill(sql);
-  await page.getByTestId('devtools-sql-run').click();
-  const result = page.getByTestId('devtools-sql-result');
-  const error = page.getByTestId('devtools-sql-error');
+  const button = page.getByTestId('devtools-sql-run');
+  // Each answer is marked with its run: wait for this one's, not the last one's.
+  const run = Number(await button.getAttribute('data-runs')) + 1;
+  await button.click();
+  const result = page.locator(`[data-testid="devtools-sql-result"][data-run="${run}"]`);
+  const error = page.locator(`[data-testid="devtools-sql-error"][data-run="${run}"]`);
   await expect(result.or(error)).toBeVisible();
   if (await error.isVisible()) return { error: await error.textContent() };
   return { rows: await result.locator('tbody tr').evaluateAll((rows) => rows.map((row) => [...row.cells].map((cell) => cell.textContent))) };

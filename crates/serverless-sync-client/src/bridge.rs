@@ -42,12 +42,15 @@ pub enum Request {
     /// The page's browser went offline or came back (its `online`/`offline` events,
     /// which a worker does not always get, and an open socket does not notice).
     Network { online: bool },
-    /// The devtools ask for everything they show ([`crate::inspect::Inspection`]).
+    /// The devtools' tab `tab` (its id) as HTML, rendered by the worker from what it
+    /// knows ([`crate::inspect::Inspection`]): the page's bundle carries neither the
+    /// inspection's types nor their rendering. `leader`: the asking tab's role.
     #[cfg(any(feature = "devtools", feature = "worker", test))]
-    Inspect,
-    /// The devtools' console: one read-only SELECT on the local database.
+    Inspect { tab: String, filter: String, leader: Option<bool> },
+    /// The devtools' console: one read-only SELECT on the local database; the answer
+    /// as HTML, marked with `run`.
     #[cfg(any(feature = "devtools", feature = "worker", test))]
-    Sql { sql: String },
+    Sql { sql: String, run: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,10 +129,11 @@ pub enum Reply {
     Asking,
     /// The network's state is noted.
     Noted,
+    /// The devtools' answer, as HTML (`crate::panel`).
     #[cfg(any(feature = "devtools", feature = "worker", test))]
-    Inspected(Box<crate::inspect::Inspection>),
-    #[cfg(any(feature = "devtools", feature = "worker", test))]
-    SqlRows(crate::inspect::SqlAnswer),
+    Html {
+        html: String,
+    },
 }
 
 /// Where the local database lives.
@@ -202,14 +206,7 @@ mod tests {
                 server_not_ready: Some("table notes lacks column(s) text".into()),
             }),
             FromWorker::Role { leader: false },
-            FromWorker::Reply {
-                id: 5,
-                result: Ok(Reply::SqlRows(crate::inspect::SqlAnswer {
-                    columns: vec!["n".into()],
-                    rows: vec![vec![serde_json::json!(3)]],
-                    truncated: false,
-                })),
-            },
+            FromWorker::Reply { id: 5, result: Ok(Reply::Html { html: "<p>3</p>".into() }) },
         ];
         for event in events {
             let text = serde_json::to_string(&event).expect("serializes");

@@ -74,6 +74,8 @@ pub mod offline;
 pub mod opfs;
 #[cfg(feature = "hydrate")]
 mod page;
+#[cfg(any(feature = "devtools", feature = "worker", test))]
+mod panel;
 #[cfg(all(feature = "worker", target_family = "wasm", target_os = "unknown"))]
 mod runtime;
 

@@ -27,6 +27,7 @@ use std::rc::Rc;
 use crate::AppName;
 use crate::bridge::{FromWorker, Reply, Request, Status, Storage, TabMessage, ToWorker};
 use crate::inspect::{EventKind, Inspection, Inspector, Queued, RefreshKind, SqlAnswer, TableCount};
+use crate::panel::{self, Tab};
 use crate::tabs::{TabAction, Tabs};
 use futures_util::StreamExt;
 use gloo_net::http::Request as Http;
@@ -474,24 +475,25 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
             runtime.went_offline();
             Ok(Reply::Noted)
         }
-        Request::Inspect => {
+        Request::Inspect { tab, filter, leader } => {
             wait_until_open(runtime).await?;
-            inspect(runtime).map(|inspection| Reply::Inspected(Box::new(inspection)))
+            let tab = Tab::from_id(&tab).ok_or_else(|| format!("no devtools tab `{tab}`"))?;
+            let inspection = inspect(runtime)?;
+            Ok(Reply::Html { html: panel::content(tab, &inspection, leader, &filter) })
         }
-        Request::Sql { sql } => {
+        Request::Sql { sql, run } => {
             wait_until_open(runtime).await?;
-            runtime.with_store(|store| {
-                store
+            let answer = runtime.with_store(|store| {
+                Ok(store
                     .console(&sql)
-                    .map(|answer| {
-                        Reply::SqlRows(SqlAnswer {
-                            columns: answer.columns,
-                            rows: answer.rows,
-                            truncated: answer.truncated,
-                        })
+                    .map(|answer| SqlAnswer {
+                        columns: answer.columns,
+                        rows: answer.rows,
+                        truncated: answer.truncated,
                     })
-                    .map_err(|error| error.to_string())
-            })
+                    .map_err(|error| error.to_string()))
+            })?;
+            Ok(Reply::Html { html: panel::sql_answer(&answer, run) })
         }
         Request::Network { online: true } => {
             // Back: waiting retries go at once, and a pull catches up on what the

@@ -162,7 +162,7 @@ fn status(now: &Inspection, leader: Option<bool>) -> String {
         ("cursor", "Store cursor (pulled through)", now.cursor.to_string()),
         ("synced-through", "Queries synced through", now.synced_through.to_string()),
         ("head", "Server head (seen)", now.server_head.to_string()),
-        ("behind", "Trails by", count(usize::try_from(behind).unwrap_or(usize::MAX), "change")),
+        ("behind", "Trails by (at most)", count(usize::try_from(behind).unwrap_or(usize::MAX), "change")),
         ("last-poke", "Last poke", ago(now.at, now.last_poke_at)),
         ("last-pull", "Last pull", ago(now.at, now.last_pull_at)),
         ("outbox-count", "Queued writes", queued.to_string()),

@@ -5,6 +5,8 @@
 //! So the page's bundle carries neither the inspection's types nor their rendering.
 //! Every text that comes from data (args, rows, reasons, names) is escaped: a row
 //! holding `<script>` shows as text.
+// The worker's bundle uses the content renderers, the page's the frame and timings.
+#![cfg_attr(not(all(feature = "devtools", feature = "worker")), allow(dead_code))]
 
 use std::fmt::Write as _;
 
@@ -394,6 +396,7 @@ padding:2px 8px;font:inherit;cursor:pointer;white-space:nowrap}\
 .sdt-body{flex:1;overflow:auto;padding:6px 8px}\
 .sdt-table{border-collapse:collapse;width:100%}\
 .sdt-table th,.sdt-table td{border-bottom:1px solid #2e3440;padding:2px 6px;text-align:left;vertical-align:top}\
+.sdt-table td:last-child{overflow-wrap:anywhere}\
 .sdt-table th{color:#81a1c1;font-weight:normal}\
 .sdt-table td:first-child{white-space:nowrap}\
 .sdt-json{max-width:28em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\

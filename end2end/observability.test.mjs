@@ -58,6 +58,15 @@ test('a push leaves one JSON line with the documented fields and nothing secret'
     assert.equal(typeof line[field], 'number', `${field} in ${JSON.stringify(line)}`);
   }
   assert.ok(line.upstream_calls >= 1, 'the push went upstream');
+  if (app.upstream === 'd1') {
+    // What D1 bills, as it reported it: the write and its change-log row at least.
+    assert.ok(line.d1_rows_written >= 2, JSON.stringify(line));
+    assert.ok(line.d1_statements >= 2, JSON.stringify(line));
+    assert.equal(typeof line.d1_rows_read, 'number');
+    console.log(`one message's push on D1: ${line.d1_statements} statements, ${line.d1_rows_written} rows written, ${line.d1_rows_read} rows read`);
+  } else {
+    assert.equal(line.d1_rows_written, undefined, 'no D1 figures on PostgreSQL');
+  }
 
   // Nowhere in the whole log: the token, the client key, the client id, the engine
   // secret, the row's text.

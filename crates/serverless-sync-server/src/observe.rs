@@ -56,6 +56,13 @@ pub struct Measures {
     pub rejected: u32,
     pub changes: u32,
     pub rows: u32,
+    /// On D1, what it reported (and bills): rows read, rows written, statements run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d1_rows_read: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d1_rows_written: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d1_statements: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
 }
@@ -83,6 +90,14 @@ impl Trace {
         self.update(|m| {
             m.callback_ms += ms;
             m.callbacks += 1;
+        });
+    }
+
+    pub fn d1(&self, rows_read: u64, rows_written: u64, statements: u64) {
+        self.update(|m| {
+            *m.d1_rows_read.get_or_insert(0) += rows_read;
+            *m.d1_rows_written.get_or_insert(0) += rows_written;
+            *m.d1_statements.get_or_insert(0) += statements;
         });
     }
 
@@ -217,6 +232,9 @@ pub fn request_point(env: &worker::Env, line: &RequestLine) {
         .add_double(f64::from(line.measures.rows))
         .add_double(f64::from(line.status))
         .add_double(f64::from(line.measures.rejected))
+        .add_double(line.measures.d1_rows_read.unwrap_or(0) as f64)
+        .add_double(line.measures.d1_rows_written.unwrap_or(0) as f64)
+        .add_double(line.measures.d1_statements.unwrap_or(0) as f64)
         .build();
     if let Err(error) = dataset.write_data_point(&point) {
         crate::log::error(&format!("{METRICS_BINDING}: {error}"));
@@ -261,6 +279,8 @@ mod tests {
         trace.upstream(2.0);
         trace.callback(1.26);
         trace.counts(2, 2, 0);
+        trace.d1(3, 4, 5);
+        trace.d1(1, 1, 1);
         let line = RequestLine::new("POST", "/sync/push", 200, 12.34, trace.measures(), None);
         let json = serde_json::to_value(&line).expect("serializes");
         for field in [
@@ -283,6 +303,15 @@ mod tests {
         }
         assert_eq!(json["upstream_ms"], 5.0);
         assert_eq!(json["upstream_calls"], 2);
+        assert_eq!(
+            (json["d1_rows_read"].clone(), json["d1_rows_written"].clone(), json["d1_statements"].clone()),
+            (4.into(), 5.into(), 6.into())
+        );
+        let untouched = RequestLine::new("GET", "/", 200, 1.0, Trace::default().measures(), None);
+        assert!(
+            serde_json::to_value(&untouched).expect("serializes").get("d1_rows_read").is_none(),
+            "only where D1 answered"
+        );
         assert_eq!(json["ms"], 12.3);
         assert_eq!(json["client"], client_hash("client_01HXYZ"));
         assert!(!json.to_string().contains("client_01HXYZ"));

@@ -15,6 +15,16 @@ const BINDING: &str = "DB";
 
 pub struct D1 {
     db: D1Database,
+    /// What D1 reported since the last `take_usage` (it bills rows read and written).
+    usage: Cell<Usage>,
+}
+
+/// D1's own count of what statements cost: rows read, rows written, statements.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub statements: u64,
 }
 
 fn js(param: &SqlParam) -> JsValue {
@@ -40,7 +50,7 @@ impl D1 {
         let db = env
             .d1(BINDING)
             .map_err(|error| ApiError::NotConfigured { reason: format!("D1 binding {BINDING}: {error}") })?;
-        let db = Self { db };
+        let db = Self { db, usage: Cell::new(Usage::default()) };
         if !ENGINE_TABLES.with(Cell::get) {
             let schema: Vec<Statement> = sql::engine_schema(Dialect::Sqlite)
                 .into_iter()
@@ -50,6 +60,22 @@ impl D1 {
             ENGINE_TABLES.with(|done| done.set(true));
         }
         Ok(db)
+    }
+
+    /// What the statements since the last call cost, as D1 reported it.
+    pub fn take_usage(&self) -> Usage {
+        self.usage.take()
+    }
+
+    fn count(&self, result: &worker::D1Result) {
+        let meta = result.meta().ok().flatten();
+        let mut usage = self.usage.get();
+        usage.statements += 1;
+        if let Some(meta) = meta {
+            usage.rows_read += meta.rows_read.unwrap_or(0) as u64;
+            usage.rows_written += meta.rows_written.unwrap_or(0) as u64;
+        }
+        self.usage.set(usage);
     }
 
     fn prepare(&self, statement: &Statement) -> Result<D1PreparedStatement, ApiError> {
@@ -64,6 +90,7 @@ impl D1 {
         }
         let prepared = statements.iter().map(|s| self.prepare(s)).collect::<Result<Vec<_>, _>>()?;
         let results = self.db.batch(prepared).await.map_err(ApiError::sqlite_failure)?;
+        results.iter().for_each(|result| self.count(result));
         results.iter().map(|result| result.results::<RawRow>().map_err(ApiError::upstream)).collect()
     }
 }
@@ -75,6 +102,7 @@ impl Database for D1 {
 
     async fn rows(&self, statement: &Statement) -> Result<Vec<RawRow>, ApiError> {
         let result = self.prepare(statement)?.all().await.map_err(ApiError::sqlite_failure)?;
+        self.count(&result);
         result.results::<RawRow>().map_err(ApiError::upstream)
     }
 

@@ -167,12 +167,17 @@ pub async fn check_schema<D: Database>(db: &D, model: &sync::SyncModel) -> Resul
 }
 
 impl Upstream {
-    /// Runs one call, adding its time to the trace.
+    /// Runs one call, adding its time (and on D1, the rows it read and wrote) to the
+    /// trace.
     async fn timed<T>(&self, call: impl std::future::Future<Output = T>) -> T {
         let started = crate::observe::clock_ms();
         let answer = call.await;
         if let Some(trace) = &self.trace {
             trace.upstream(crate::observe::clock_ms() - started);
+            if let Backend::D1(db) = &self.backend {
+                let usage = db.take_usage();
+                trace.d1(usage.rows_read, usage.rows_written, usage.statements);
+            }
         }
         answer
     }

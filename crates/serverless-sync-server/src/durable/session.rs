@@ -86,12 +86,9 @@ impl DurableObject for ClientSession {
                 let mut session = self.load_for_poke(&poke.topic)?;
                 let decision = session.poke(&poke.topic, poke.cursor, poke.changes, poke.since, now_ms());
                 self.save_gate(&session.gate)?;
-                let decision_kind = match &decision {
-                    OnPoke::Send(_) => None,
-                    OnPoke::Skip => Some("poke_skipped"),
-                    OnPoke::Hold { .. } => Some("poke_held"),
-                    OnPoke::Unwatched => Some("poke_unwatched"),
-                };
+                // A poke sent, skipped or held is counted in its topic's fan-out line
+                // (one per write), not logged here: that would be a line per reader.
+                let unwatched = matches!(decision, OnPoke::Unwatched);
                 let sockets = match decision {
                     OnPoke::Send(outgoing) => self.send_poke(outgoing)?,
                     // Skipped or held, the session is live while it has a socket.
@@ -106,11 +103,9 @@ impl DurableObject for ClientSession {
                     // Not watched (refused, or never): the topic object forgets us.
                     OnPoke::Unwatched => 0,
                 };
-                let action = match &decision_kind {
-                    Some(kind) => *kind,
-                    None => "poke",
-                };
-                crate::observe::object_event("session", action, None, &[("sockets", sockets as u64)]);
+                if unwatched {
+                    crate::observe::object_event("session", "poke_unwatched", None, &[]);
+                }
                 Response::from_json(&Delivered { sockets })
             }
             "/ticket" => {

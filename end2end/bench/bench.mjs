@@ -45,13 +45,56 @@ function serverTimes(lines) {
   return Object.fromEntries(Object.entries(byPath).map(([key, samples]) => [key, summarize(samples)]));
 }
 
-/** Runs one phase and records the server-side request times it caused. */
+/**
+ * What the engine's request lines (sync_server::observe) say about `lines`: requests,
+ * pushes, mutations, and what D1 reported it read, wrote and ran (what D1 bills).
+ */
+function upstreamCosts(lines) {
+  const totals = { requests: 0, pushes: 0, mutations: 0, d1_rows_read: 0, d1_rows_written: 0, d1_statements: 0, push_statements: 0 };
+  for (const line of lines.join('').split('\n')) {
+    const at = line.indexOf('{"event":"request"');
+    if (at < 0) continue;
+    let entry;
+    try {
+      entry = JSON.parse(line.slice(at));
+    } catch {
+      continue;
+    }
+    totals.requests += 1;
+    totals.d1_rows_read += entry.d1_rows_read ?? 0;
+    totals.d1_rows_written += entry.d1_rows_written ?? 0;
+    totals.d1_statements += entry.d1_statements ?? 0;
+    if (entry.route === '/sync/push' && entry.status === 200) {
+      totals.pushes += 1;
+      totals.mutations += entry.mutations;
+      totals.push_statements += entry.d1_statements ?? 0;
+    }
+  }
+  return totals;
+}
+
+/** Runs one phase and records the server-side request times and upstream costs it caused. */
 async function phase(app, report, name, run) {
   log(name);
   const from = app.logs.length;
   const result = await run();
   (report.server_ms ??= {})[name] = serverTimes(app.logs.slice(from));
+  (report.upstream_costs ??= {})[name] = upstreamCosts(app.logs.slice(from));
   return result;
+}
+
+/**
+ * The cost of a chat message on D1's meters, from the browser-sends phase (one sender,
+ * one receiver, every request either made): rows written and read per message, and
+ * statements per push. `null` on PostgreSQL (it reports no such counts).
+ */
+function messageCost(costs) {
+  if (UPSTREAM !== 'd1' || !costs?.mutations) return null;
+  return {
+    d1_rows_written_per_message: costs.d1_rows_written / costs.mutations,
+    d1_rows_read_per_message: costs.d1_rows_read / costs.mutations,
+    d1_queries_per_push: costs.push_statements / costs.pushes,
+  };
 }
 
 async function openRoom(browser, url, room) {
@@ -393,6 +436,12 @@ function table(report) {
   const lines = [['measure', 'median', 'p95', 'p99', 'n', 'target'], ...rows];
   for (const t of report.throughput) lines.push([`push throughput, ${t.writers} writer(s), batches of ${t.batch} (mutations/s)`, f(t.per_second), '', '', String(t.mutations), '']);
   lines.push([`initial sync of ${report.initial_sync.messages} messages, fresh browser (s)`, f(report.initial_sync.seconds), '', '', '1', '< 1']);
+  if (report.cost) {
+    const c = report.cost;
+    lines.push(['D1 rows written per message (sends phase)', f(c.d1_rows_written_per_message), '', '', '', '<= 3']);
+    lines.push(['D1 rows read per message (sender + receiver)', f(c.d1_rows_read_per_message), '', '', '', '']);
+    lines.push(['D1 statements per push', f(c.d1_queries_per_push), '', '', '', '']);
+  }
   const s = report.sizes;
   lines.push(['client wasm raw / gzip (KB)', `${(s.client_wasm.raw / 1024).toFixed(0)} / ${(s.client_wasm.gzip / 1024).toFixed(0)}`, '', '', '', '']);
   if (s.db_worker_wasm) lines.push(['SQLite Web Worker wasm raw / gzip (KB)', `${(s.db_worker_wasm.raw / 1024).toFixed(0)} / ${(s.db_worker_wasm.gzip / 1024).toFixed(0)}`, '', '', '', '']);
@@ -445,6 +494,7 @@ async function main() {
   const report = { date: new Date().toISOString(), upstream: UPSTREAM, machine: { cpus: (await import('node:os')).cpus().length }, targets: TARGETS };
   try {
     report.sends = await phase(app, report, `browser sends (${SENDS})`, () => browserSends(app.url));
+    report.cost = messageCost(report.upstream_costs[`browser sends (${SENDS})`]);
     report.three_senders = await phase(app, report, 'three senders', () => threeSenders(app.url));
     report.fan_out = [];
     for (const receivers of FANOUT) {

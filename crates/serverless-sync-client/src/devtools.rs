@@ -249,8 +249,8 @@ fn run_sql(devtools: &Rc<Devtools>) {
     leptos::task::spawn_local(async move {
         let html = match devtools.client.request(Request::Sql { sql, run }).await {
             Ok(Reply::Html { html }) => html,
-            Ok(_) => panel::sql_answer(&Err("unexpected answer from the worker".into()), run),
-            Err(error) => panel::sql_answer(&Err(error), run),
+            Ok(_) => panel::sql_error("unexpected answer from the worker", run),
+            Err(error) => panel::sql_error(&error, run),
         };
         devtools.runs.set(run);
         *devtools.answer.borrow_mut() = Some(html);

@@ -1,11 +1,11 @@
 //! What the devtools panel shows, as the SQLite Web Worker keeps it: the timeline of
 //! sync events, where each queued write stands, what last refreshed each query, and
-//! how far the store trails the server. Plain code (the worker records into an
-//! [`Inspector`]; the page asks for an [`Inspection`] over the bridge).
+//! how far the store trails the server. Plain code: the worker records into an
+//! [`Inspector`] and, when the page asks, reads an [`Inspection`] and renders it
+//! (`crate::panel`); only the HTML crosses the bridge.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::bridge::Storage;
@@ -14,9 +14,11 @@ use crate::bridge::Storage;
 pub const TIMELINE_EVENTS: usize = 500;
 /// Rejected writes the outbox view keeps after they left the outbox.
 pub const REJECTIONS_KEPT: usize = 50;
+/// Queued writes the outbox view (and its Status count) reads at most: the oldest ones.
+pub const QUEUED_SHOWN: usize = 200;
 
 /// Everything the panel shows from the worker, at one moment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Inspection {
     /// Wall-clock time of this answer (ms since the epoch).
     pub at: f64,
@@ -48,7 +50,7 @@ pub struct Inspection {
     pub tables: Vec<TableCount>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutboxItem {
     pub mutation_id: String,
     pub name: String,
@@ -57,8 +59,7 @@ pub struct OutboxItem {
     pub state: OutboxState,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum OutboxState {
     /// Written locally, not sent yet.
     Local,
@@ -70,7 +71,7 @@ pub enum OutboxState {
     Rejected { reason: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QueryItem {
     pub topic: String,
     pub name: String,
@@ -86,14 +87,13 @@ pub struct QueryItem {
 }
 
 /// What last brought rows to a query, and when (ms since the epoch).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Refresh {
     pub by: RefreshKind,
     pub at: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshKind {
     /// A poke that carried its rows.
     Poke,
@@ -104,13 +104,13 @@ pub enum RefreshKind {
     PushAnswer,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TableCount {
     pub name: String,
     pub rows: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TimelineEvent {
     /// When it ended (ms since the epoch).
     pub at: f64,
@@ -121,8 +121,7 @@ pub struct TimelineEvent {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     Push,
     Pull,
@@ -147,14 +146,6 @@ impl EventKind {
             EventKind::Failure => "failure",
         }
     }
-}
-
-/// A read-only console answer (see `sync_store::inspect`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SqlAnswer {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<Value>>,
-    pub truncated: bool,
 }
 
 /// A queued write as the store holds it.

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::inspect::{Inspection, OutboxState, RefreshKind, SqlAnswer, count};
+use crate::inspect::{Inspection, OutboxState, RefreshKind, count};
 use crate::metrics::{BUCKET_BOUNDS_MS, Metrics, Stat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,25 +303,17 @@ fn tables(now: &Inspection) -> String {
     html
 }
 
-/// The console's answer to its run number `run`.
-pub fn sql_answer(answer: &Result<SqlAnswer, String>, run: u32) -> String {
-    let answer = match answer {
-        Ok(answer) => answer,
-        Err(error) => {
-            return format!(
-                "<p class=\"sdt-error\" data-testid=\"devtools-sql-error\" data-run=\"{run}\">{}</p>",
-                esc(error)
-            );
-        }
-    };
+/// The console's answer to its run number `run`: the rows the store's console read
+/// (`sync_store::inspect::SqlRows`), with a note when only the first are shown.
+pub fn sql_rows(columns: &[String], rows: &[Vec<serde_json::Value>], truncated: bool, run: u32) -> String {
     let mut html = format!(
         "<table class=\"sdt-table\" data-testid=\"devtools-sql-result\" data-run=\"{run}\"><thead><tr>"
     );
-    for column in &answer.columns {
+    for column in columns {
         let _ = write!(html, "<th>{}</th>", esc(column));
     }
     html.push_str("</tr></thead><tbody>");
-    for row in &answer.rows {
+    for row in rows {
         html.push_str("<tr>");
         for cell in row {
             let text = match cell {
@@ -333,10 +325,15 @@ pub fn sql_answer(answer: &Result<SqlAnswer, String>, run: u32) -> String {
         html.push_str("</tr>");
     }
     html.push_str("</tbody></table>");
-    if answer.truncated {
+    if truncated {
         html.push_str("<p class=\"sdt-muted\">only the first rows are shown</p>");
     }
     html
+}
+
+/// The console's refusal or failure for its run number `run`.
+pub fn sql_error(error: &str, run: u32) -> String {
+    format!("<p class=\"sdt-error\" data-testid=\"devtools-sql-error\" data-run=\"{run}\">{}</p>", esc(error))
 }
 
 /// The timings this page measured, as histograms.
@@ -474,13 +471,9 @@ mod tests {
         );
         assert!(frame(Tab::Timeline, "\"><script>", "").contains("value=\"&quot;&gt;&lt;script&gt;\""));
         assert!(frame(Tab::Data, "", "</textarea><script>").contains("&lt;/textarea&gt;&lt;script&gt;"));
-        let answer = Ok(SqlAnswer {
-            columns: vec!["<c>".into()],
-            rows: vec![vec![serde_json::json!("<v>")]],
-            truncated: true,
-        });
-        let html = sql_answer(&answer, 2);
+        let html = sql_rows(&["<c>".into()], &[vec![serde_json::json!("<v>")]], true, 2);
         assert!(html.contains("&lt;c&gt;") && html.contains("&lt;v&gt;") && html.contains("data-run=\"2\""));
+        assert!(sql_error("<e>", 3).contains("&lt;e&gt;") && sql_error("", 3).contains("data-run=\"3\""));
         assert!(failure("<x>").contains("&lt;x&gt;"));
         let mut metrics = Metrics::default();
         metrics.send_to_render.record(12.0);

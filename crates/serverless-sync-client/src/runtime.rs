@@ -26,7 +26,7 @@ use std::rc::Rc;
 
 use crate::AppName;
 use crate::bridge::{FromWorker, Reply, Request, Status, Storage, TabMessage, ToWorker};
-use crate::inspect::{EventKind, Inspection, Inspector, Queued, RefreshKind, SqlAnswer, TableCount};
+use crate::inspect::{EventKind, Inspection, Inspector, Queued, RefreshKind, TableCount};
 use crate::panel::{self, Tab};
 use crate::tabs::{TabAction, Tabs};
 use futures_util::StreamExt;
@@ -483,17 +483,13 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
         }
         Request::Sql { sql, run } => {
             wait_until_open(runtime).await?;
-            let answer = runtime.with_store(|store| {
-                Ok(store
-                    .console(&sql)
-                    .map(|answer| SqlAnswer {
-                        columns: answer.columns,
-                        rows: answer.rows,
-                        truncated: answer.truncated,
-                    })
-                    .map_err(|error| error.to_string()))
+            let html = runtime.with_store(|store| {
+                Ok(match store.console(&sql) {
+                    Ok(answer) => panel::sql_rows(&answer.columns, &answer.rows, answer.truncated, run),
+                    Err(refused) => panel::sql_error(&refused.to_string(), run),
+                })
             })?;
-            Ok(Reply::Html { html: panel::sql_answer(&answer, run) })
+            Ok(Reply::Html { html })
         }
         Request::Network { online: true } => {
             // Back: waiting retries go at once, and a pull catches up on what the
@@ -1080,17 +1076,17 @@ async fn keep_socket(runtime: Rc<Runtime>) {
                 {
                     // Changes that follow what this client holds on their topic are all
                     // it lacks there: applied, and no pull (`SyncDriver::on_poke`).
-                    let own = runtime.client_id().unwrap_or_default();
-                    let sent_at = sent_by_others(&changes, &own);
                     let handled = runtime.with_store(|store| {
+                        let sent_at = sent_by_others(&changes, store.client_id());
                         runtime
                             .driver
                             .borrow_mut()
                             .on_poke(store, cursor, &changes, topic.as_deref(), since)
+                            .map(|(touched, pull)| (touched, pull, sent_at))
                             .map_err(|e| e.to_string())
                     });
                     match handled {
-                        Ok((touched, pull)) => {
+                        Ok((touched, pull, sent_at)) => {
                             note_poke(&runtime, cursor.0, changes.len(), topic.as_deref(), pull);
                             report(&runtime, &touched, RefreshKind::Poke, sent_at);
                             if pull {
@@ -1184,7 +1180,7 @@ fn inspect(runtime: &Runtime) -> Result<Inspection, String> {
         let cursor = store.cursor().map_err(|e| e.to_string())?;
         let inspector = runtime.inspector.borrow();
         let queued = store
-            .outbox(crate::inspect::REJECTIONS_KEPT * 4)
+            .outbox(crate::inspect::QUEUED_SHOWN)
             .map_err(|e| e.to_string())?
             .into_iter()
             .map(|pending| Queued {

@@ -22,7 +22,7 @@ pub const METRICS_BINDING: &str = "SYNC_METRICS";
 pub fn clock_ms() -> f64 {
     #[cfg(target_family = "wasm")]
     {
-        js_sys_now()
+        worker::Date::now().as_millis() as f64
     }
     #[cfg(not(target_family = "wasm"))]
     {
@@ -30,11 +30,6 @@ pub fn clock_ms() -> f64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |elapsed| elapsed.as_secs_f64() * 1000.0)
     }
-}
-
-#[cfg(target_family = "wasm")]
-fn js_sys_now() -> f64 {
-    worker::Date::now().as_millis() as f64
 }
 
 /// A short, stable, one-way name for a client id: lines about one client can be
@@ -242,8 +237,9 @@ pub fn request_point(env: &worker::Env, line: &RequestLine) {
 }
 
 /// Writes a Durable Object event's data point, when bound: index and blob1
-/// `object:<object>`, blob2 the action, double1 ms, then the counts in order.
-pub fn object_point(env: &worker::Env, object: &str, action: &str, ms: f64, counts: &[u64]) {
+/// `object:<object>`, blob2 the action, double1 ms, then the counts' values in order
+/// (the same counts as its log line).
+pub fn object_point(env: &worker::Env, object: &str, action: &str, ms: f64, counts: &[(&str, u64)]) {
     let Ok(dataset) = env.analytics_engine(METRICS_BINDING) else { return };
     let kind = format!("object:{object}");
     let point = worker::AnalyticsEngineDataPointBuilder::new()
@@ -251,7 +247,7 @@ pub fn object_point(env: &worker::Env, object: &str, action: &str, ms: f64, coun
         .add_blob(kind.as_str())
         .add_blob(action)
         .add_double(ms)
-        .doubles(counts.iter().map(|count| *count as f64))
+        .doubles(counts.iter().map(|(_, count)| *count as f64))
         .build();
     if let Err(error) = dataset.write_data_point(&point) {
         crate::log::error(&format!("{METRICS_BINDING}: {error}"));

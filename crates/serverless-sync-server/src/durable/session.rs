@@ -157,7 +157,7 @@ impl DurableObject for ClientSession {
         ws.close(Some(code.unwrap_or(1000)), Some(reason)).ok();
         let open = self.state.get_websockets().len();
         crate::observe::object_event("session", "socket_closed", None, &[("open_sockets", open as u64)]);
-        if self.state.get_websockets().is_empty()
+        if open == 0
             && let Some(session_id) = self.session_id()?
         {
             tell_watcher(&self.env, "/quiet", &session_id).await;

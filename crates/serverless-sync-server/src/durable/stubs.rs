@@ -14,6 +14,11 @@ pub fn session_stub(env: &Env, session_id: &str) -> worker::Result<Stub> {
     env.durable_object(SESSIONS)?.id_from_name(session_id)?.get_stub()
 }
 
+/// The one change watcher of this upstream.
+fn watcher_stub(env: &Env) -> worker::Result<Stub> {
+    env.durable_object(WATCHER)?.id_from_name("change-log")?.get_stub()
+}
+
 pub fn subscription_stub(env: &Env, topic: &str) -> worker::Result<Stub> {
     env.durable_object(SUBSCRIPTIONS)?.id_from_name(topic)?.get_stub()
 }
@@ -157,7 +162,7 @@ pub async fn refuse(
 /// added it) only writes made outside the connector go unannounced.
 pub async fn tell_watcher(env: &Env, path: &str, session_id: &str) {
     let watch = super::calls::Watch { topic: String::new(), session_id: session_id.into(), user: None };
-    let result = match env.durable_object(WATCHER).and_then(|ns| ns.id_from_name("change-log")?.get_stub()) {
+    let result = match watcher_stub(env) {
         Ok(stub) => post_json(&stub, path, &watch).await.map(|_| ()),
         Err(error) => Err(error),
     };
@@ -262,7 +267,7 @@ pub async fn live_sessions(env: &Env, limit: usize) -> serde_json::Value {
         topics: Vec<String>,
     }
     let empty = serde_json::json!({});
-    let watcher = match env.durable_object(WATCHER).and_then(|ns| ns.id_from_name("change-log")?.get_stub()) {
+    let watcher = match watcher_stub(env) {
         Ok(stub) => match post_json(&stub, "/stats", &empty).await {
             Ok(mut response) => response.json::<WatcherStats>().await.ok(),
             Err(_) => None,

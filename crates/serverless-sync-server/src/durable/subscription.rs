@@ -73,23 +73,14 @@ impl DurableObject for QuerySubscription {
                     .iter()
                     .filter(|(_, answer)| matches!(answer, SocketAnswer::Sockets(n) if *n > 0))
                     .count();
-                crate::observe::object_event(
-                    "subscription",
-                    "poke",
-                    Some(crate::observe::clock_ms() - started),
-                    &[
-                        ("sessions", answers.len() as u64),
-                        ("poked", poked as u64),
-                        ("changes", poke.changes.len() as u64),
-                    ],
-                );
-                crate::observe::object_point(
-                    &self.env,
-                    "subscription",
-                    "poke",
-                    crate::observe::clock_ms() - started,
-                    &[answers.len() as u64, poked as u64, poke.changes.len() as u64],
-                );
+                let ms = crate::observe::clock_ms() - started;
+                let counts = [
+                    ("sessions", answers.len() as u64),
+                    ("poked", poked as u64),
+                    ("changes", poke.changes.len() as u64),
+                ];
+                crate::observe::object_event("subscription", "poke", Some(ms), &counts);
+                crate::observe::object_point(&self.env, "subscription", "poke", ms, &counts);
                 json_response(200, &serde_json::json!({ "poked": poked }))
             }
             _ => error_response(404, "not_found", "no such subscription endpoint"),

@@ -15,7 +15,10 @@ export default defineConfig({
   // One app per file, started in beforeAll; files one after another (2 cores).
   workers: 1,
   fullyParallel: false,
-  retries: 0,
+  // One retry with CI set (`cargo xtask test` sets it), as Playwright's template
+  // does: a scenario that fails twice fails the run; one that passes on its retry
+  // is reported `flaky`, and `cargo xtask test` names each failed attempt at the end.
+  retries: process.env.CI ? 1 : 0,
   timeout: 240_000,
   outputDir: 'target/playwright-results',
   reporter: [['list'], ['html', { outputFolder: 'target/playwright-report', open: 'never' }]],

@@ -1,12 +1,18 @@
 //! Adds up the pass/fail counts every test runner prints, so `xtask test` can close
 //! with one line for the whole suite.
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Counts {
     pub passed: u64,
     pub failed: u64,
     pub skipped: u64,
+    /// The names of failed tests as the runners print them, so the last lines of
+    /// a long log say which test failed (CI keeps only part of the output).
+    pub failures: Vec<String>,
 }
+
+/// Keeps a runaway failure list from flooding the closing lines.
+const FAILURES_NAMED: usize = 30;
 
 impl Counts {
     /// Reads one line of runner output. Understands cargo's / wasm-bindgen-test's
@@ -14,6 +20,11 @@ impl Counts {
     /// `# pass 3` / `# fail 1` / `# skipped 2`.
     pub fn observe(&mut self, line: &str) {
         let line = line.trim();
+        if let Some(name) = failed_test(line) {
+            if self.failures.len() < FAILURES_NAMED && !self.failures.iter().any(|seen| seen == name) {
+                self.failures.push(name.to_string());
+            }
+        }
         if let Some(rest) = line.strip_prefix("test result:") {
             for part in rest.split(';') {
                 let mut words = part.split_whitespace().rev();
@@ -54,7 +65,28 @@ impl Counts {
         self.passed += other.passed;
         self.failed += other.failed;
         self.skipped += other.skipped;
+        for name in other.failures {
+            if self.failures.len() < FAILURES_NAMED {
+                self.failures.push(name);
+            }
+        }
     }
+}
+
+/// A failed test's name: cargo's `test a::b ... FAILED`, node's TAP `not ok 3 - name`
+/// (top level only: a failed subtest also fails its parent), Playwright's list
+/// reporter `✘  3 file:line › title (1.2s)`.
+fn failed_test(line: &str) -> Option<&str> {
+    if let Some(rest) = line.strip_prefix("test ") {
+        return rest.strip_suffix(" ... FAILED");
+    }
+    if let Some(rest) = line.strip_prefix("not ok ") {
+        return rest.split_once(" - ").map(|(_, name)| name.trim_end_matches(" # TODO"));
+    }
+    let rest = line.strip_prefix('✘')?.trim_start();
+    let (_, title) = rest.split_once(' ')?;
+    // Playwright prints the duration in parentheses, and `(retry #1)` on retries.
+    Some(title.rsplit_once(" (").map_or(title, |(title, _)| title).trim())
 }
 
 /// Playwright's closing summary: `5 passed (9.9s)`, `1 failed`, `2 skipped`,
@@ -99,6 +131,31 @@ mod tests {
         ] {
             counts.observe(line);
         }
-        assert_eq!(counts, Counts { passed: 24, failed: 4, skipped: 3 });
+        assert_eq!((counts.passed, counts.failed, counts.skipped), (24, 4, 3));
+        assert!(counts.failures.is_empty());
+    }
+
+    #[test]
+    fn names_failed_tests_of_each_runner() {
+        let mut counts = Counts::default();
+        for line in [
+            "test store::tests::keeps_order ... FAILED",
+            "test store::tests::other ... ok",
+            "not ok 12 - a refused write leaves nothing",
+            "ok 13 - fine",
+            "  ✘  3 end2end/chat.spec.mjs:99:1 › a message is refused (1.6s)",
+            "  ✓  4 end2end/chat.spec.mjs:120:1 › fine (1.0s)",
+            "  ✘  3 end2end/chat.spec.mjs:99:1 › a message is refused (1.6s)",
+        ] {
+            counts.observe(line);
+        }
+        assert_eq!(
+            counts.failures,
+            [
+                "store::tests::keeps_order",
+                "a refused write leaves nothing",
+                "end2end/chat.spec.mjs:99:1 › a message is refused",
+            ]
+        );
     }
 }

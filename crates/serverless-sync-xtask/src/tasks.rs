@@ -1132,6 +1132,9 @@ pub fn test(args: &[String]) -> Result {
         total.add(counts);
     }
     println!("total: {total}");
+    for name in &total.failures {
+        println!("failed attempt: {name}");
+    }
     if failed_tiers.is_empty() {
         Ok(())
     } else {

@@ -73,6 +73,41 @@ function upstreamCosts(lines) {
   return totals;
 }
 
+/**
+ * What the Durable Objects' event lines (sync_server::observe::object_event) say
+ * about `lines`: the Durable Object requests a poke costs (the connector's request to
+ * the topic's object, that object's request to each watching session, a held poke's
+ * alarm), the WebSocket messages it sent, and every time a socket message woke a
+ * session (a hibernating socket that stays quiet wakes nothing).
+ */
+function objectCosts(lines) {
+  const totals = { topic_pokes: 0, session_requests: 0, sockets_poked: 0, storage_rows_written: 0, alarms: 0, socket_wakeups: 0, object_lines: 0 };
+  for (const line of lines.join('').split('\n')) {
+    const at = line.indexOf('{"event":"object"');
+    if (at < 0) continue;
+    let entry;
+    try {
+      entry = JSON.parse(line.slice(at));
+    } catch {
+      continue;
+    }
+    totals.object_lines += 1;
+    const counts = entry.counts ?? {};
+    if (entry.object === 'subscription' && entry.action === 'poke') {
+      totals.topic_pokes += 1;
+      totals.session_requests += counts.sessions ?? 0;
+      totals.sockets_poked += counts.poked ?? 0;
+      totals.storage_rows_written += counts.storage_rows_written ?? 0;
+    } else if (entry.action === 'held_poke_released') {
+      totals.alarms += 1;
+      totals.sockets_poked += counts.sockets ?? 0;
+    } else if (entry.action === 'socket_message') {
+      totals.socket_wakeups += 1;
+    }
+  }
+  return totals;
+}
+
 /** Runs one phase and records the server-side request times and upstream costs it caused. */
 async function phase(app, report, name, run) {
   log(name);
@@ -80,6 +115,7 @@ async function phase(app, report, name, run) {
   const result = await run();
   (report.server_ms ??= {})[name] = serverTimes(app.logs.slice(from));
   (report.upstream_costs ??= {})[name] = upstreamCosts(app.logs.slice(from));
+  (report.object_costs ??= {})[name] = objectCosts(app.logs.slice(from));
   return result;
 }
 
@@ -89,11 +125,63 @@ async function phase(app, report, name, run) {
  * statements per push. `null` on PostgreSQL (it reports no such counts).
  */
 function messageCost(costs) {
-  if (UPSTREAM !== 'd1' || !costs?.mutations) return null;
+  if (UPSTREAM !== 'd1' || !costs?.mutations) return {};
   return {
     d1_rows_written_per_message: costs.d1_rows_written / costs.mutations,
     d1_rows_read_per_message: costs.d1_rows_read / costs.mutations,
     d1_queries_per_push: costs.push_statements / costs.pushes,
+  };
+}
+
+/**
+ * Durable Object requests and WebSocket messages per message per receiver, from a
+ * fan-out phase (`objects`: its objectCosts; one session per receiver).
+ */
+function fanOutCost(objects, messages, receivers) {
+  const deliveries = messages * receivers;
+  return {
+    do_requests_per_message_per_receiver:
+      (objects.topic_pokes + objects.session_requests + objects.alarms + objects.socket_wakeups) / deliveries,
+    websocket_messages_per_message_per_receiver: objects.sockets_poked / deliveries,
+    do_storage_rows_written_per_message_per_receiver: objects.storage_rows_written / deliveries,
+  };
+}
+
+const IDLE_CLIENTS = Number(process.env.BENCH_IDLE_CLIENTS ?? 20);
+const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 30);
+
+/**
+ * Idle clients: each holds its session's socket in a room nobody writes to and sends
+ * a keep-alive ping every 5 s, for IDLE_SECONDS. Counts what woke a Durable Object
+ * meanwhile (hibernation and the pong the runtime answers itself should leave none),
+ * as requests per idle client per hour.
+ */
+async function idleClients(app, url) {
+  const room = newId('room').slice(-8);
+  const seen = new Map();
+  const clients = [];
+  for (let i = 0; i < IDLE_CLIENTS; i += 10) {
+    clients.push(...(await Promise.all(Array.from({ length: Math.min(10, IDLE_CLIENTS - i) }, (_, k) => nodeReceiver(url, room, i + k, seen)))));
+  }
+  // Connecting is not idling: let the sockets' opening work finish first.
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  const from = app.logs.length;
+  let pongs = 0;
+  for (const c of clients) c.onPong = () => (pongs += 1);
+  const pinging = setInterval(() => clients.forEach((c) => c.ping()), 5_000);
+  await new Promise((resolve) => setTimeout(resolve, IDLE_SECONDS * 1000));
+  clearInterval(pinging);
+  const objects = objectCosts(app.logs.slice(from));
+  const requests = upstreamCosts(app.logs.slice(from)).requests;
+  for (const c of clients) c.close();
+  const woke = objects.topic_pokes + objects.session_requests + objects.alarms + objects.socket_wakeups;
+  return {
+    clients: IDLE_CLIENTS,
+    seconds: IDLE_SECONDS,
+    pings_answered: pongs,
+    objects,
+    worker_requests: requests,
+    do_requests_per_idle_client_hour: (woke / IDLE_CLIENTS) * (3600 / IDLE_SECONDS),
   };
 }
 
@@ -259,8 +347,14 @@ async function nodeReceiver(url, room, index, seen) {
     socket.addEventListener('open', resolve, { once: true });
     socket.addEventListener('error', () => reject(new Error('socket failed')), { once: true });
   });
+  const handle = {
+    close: () => socket.close(),
+    ping: () => socket.send('{"type":"ping"}'),
+    onPong: () => {},
+  };
   socket.addEventListener('message', (event) => {
     const poke = JSON.parse(event.data);
+    if (poke.type === 'pong') handle.onPong();
     if (poke.type !== 'poke') return;
     // As the worker does: show the changes a poke carries at once; when they follow
     // what this receiver holds, that is all it lacks; otherwise pull.
@@ -275,7 +369,7 @@ async function nodeReceiver(url, room, index, seen) {
     }
     if (poke.cursor > cursor) pulling = pulling.then(pull).catch((error) => log(`receiver ${index}: ${error.message}`));
   });
-  return { close: () => socket.close() };
+  return handle;
 }
 
 /** Pulls the Node receivers made (a receiver whose pokes all follow makes none). */
@@ -425,6 +519,8 @@ const TARGETS = {
 
 function table(report) {
   const f = (x) => (x === undefined || x === null ? '-' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+  // Costs below one per message keep their digits.
+  const g = (x) => (x === undefined || x === null ? '-' : x > 0 && x < 1 ? x.toFixed(3) : f(x));
   const rows = [];
   const timing = (label, s, target) => rows.push([label, f(s.median), f(s.p95), f(s.p99), String(s.n), target]);
   timing('local state update (ms)', report.sends.local_state_update_ms, '< 1 median');
@@ -436,12 +532,17 @@ function table(report) {
   const lines = [['measure', 'median', 'p95', 'p99', 'n', 'target'], ...rows];
   for (const t of report.throughput) lines.push([`push throughput, ${t.writers} writer(s), batches of ${t.batch} (mutations/s)`, f(t.per_second), '', '', String(t.mutations), '']);
   lines.push([`initial sync of ${report.initial_sync.messages} messages, fresh browser (s)`, f(report.initial_sync.seconds), '', '', '1', '< 1']);
-  if (report.cost) {
-    const c = report.cost;
+  const c = report.cost;
+  if (c.d1_rows_written_per_message !== undefined) {
     lines.push(['D1 rows written per message (sends phase)', f(c.d1_rows_written_per_message), '', '', '', '<= 3']);
     lines.push(['D1 rows read per message (sender + receiver)', f(c.d1_rows_read_per_message), '', '', '', '']);
     lines.push(['D1 statements per push', f(c.d1_queries_per_push), '', '', '', '']);
   }
+  const widest = report.fan_out[report.fan_out.length - 1];
+  lines.push([`Durable Object requests per message per receiver (fan-out ${widest.receivers})`, g(c.do_requests_per_message_per_receiver), '', '', '', '']);
+  lines.push([`WebSocket messages per message per receiver (fan-out ${widest.receivers})`, g(c.websocket_messages_per_message_per_receiver), '', '', '', '']);
+  lines.push([`Durable Object storage rows written per message per receiver (fan-out ${widest.receivers})`, g(c.do_storage_rows_written_per_message_per_receiver), '', '', '', '']);
+  lines.push([`Durable Object requests per idle client per hour (${report.idle.clients} clients, ${report.idle.seconds} s)`, g(c.do_requests_per_idle_client_hour), '', '', '', '0']);
   const s = report.sizes;
   lines.push(['client wasm raw / gzip (KB)', `${(s.client_wasm.raw / 1024).toFixed(0)} / ${(s.client_wasm.gzip / 1024).toFixed(0)}`, '', '', '', '']);
   if (s.db_worker_wasm) lines.push(['SQLite Web Worker wasm raw / gzip (KB)', `${(s.db_worker_wasm.raw / 1024).toFixed(0)} / ${(s.db_worker_wasm.gzip / 1024).toFixed(0)}`, '', '', '', '']);
@@ -498,8 +599,18 @@ async function main() {
     report.three_senders = await phase(app, report, 'three senders', () => threeSenders(app.url));
     report.fan_out = [];
     for (const receivers of FANOUT) {
-      report.fan_out.push(await phase(app, report, `fan-out to ${receivers}`, () => fanOut(app.url, receivers)));
+      const name = `fan-out to ${receivers}`;
+      const fan = await phase(app, report, name, () => fanOut(app.url, receivers));
+      Object.assign(fan, fanOutCost(report.object_costs[name], fan.messages, receivers));
+      report.fan_out.push(fan);
     }
+    // The largest room's figures stand for a message's cost per receiver.
+    const widest = report.fan_out[report.fan_out.length - 1];
+    report.cost.do_requests_per_message_per_receiver = widest.do_requests_per_message_per_receiver;
+    report.cost.websocket_messages_per_message_per_receiver = widest.websocket_messages_per_message_per_receiver;
+    report.cost.do_storage_rows_written_per_message_per_receiver = widest.do_storage_rows_written_per_message_per_receiver;
+    report.idle = await phase(app, report, 'idle clients', () => idleClients(app, app.url));
+    report.cost.do_requests_per_idle_client_hour = report.idle.do_requests_per_idle_client_hour;
     report.throughput = [];
     for (const writers of [1, 4]) {
       report.throughput.push(await phase(app, report, `push throughput, ${writers} writer(s)`, () => throughput(app.url, writers)));

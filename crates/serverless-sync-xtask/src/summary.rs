@@ -20,10 +20,11 @@ impl Counts {
     /// `# pass 3` / `# fail 1` / `# skipped 2`.
     pub fn observe(&mut self, line: &str) {
         let line = line.trim();
-        if let Some(name) = failed_test(line) {
-            if self.failures.len() < FAILURES_NAMED && !self.failures.iter().any(|seen| seen == name) {
-                self.failures.push(name.to_string());
-            }
+        if let Some(name) = failed_test(line)
+            && self.failures.len() < FAILURES_NAMED
+            && !self.failures.iter().any(|seen| seen == name)
+        {
+            self.failures.push(name.to_string());
         }
         if let Some(rest) = line.strip_prefix("test result:") {
             for part in rest.split(';') {
@@ -143,9 +144,9 @@ mod tests {
             "test store::tests::other ... ok",
             "not ok 12 - a refused write leaves nothing",
             "ok 13 - fine",
-            "  ✘  3 end2end/chat.spec.mjs:99:1 › a message is refused (1.6s)",
-            "  ✓  4 end2end/chat.spec.mjs:120:1 › fine (1.0s)",
-            "  ✘  3 end2end/chat.spec.mjs:99:1 › a message is refused (1.6s)",
+            "  ✘  3 end2end/board.spec.mjs:99:1 › a message is refused (1.6s)",
+            "  ✓  4 end2end/board.spec.mjs:120:1 › fine (1.0s)",
+            "  ✘  3 end2end/board.spec.mjs:99:1 › a message is refused (1.6s)",
         ] {
             counts.observe(line);
         }
@@ -154,7 +155,7 @@ mod tests {
             [
                 "store::tests::keeps_order",
                 "a refused write leaves nothing",
-                "end2end/chat.spec.mjs:99:1 › a message is refused",
+                "end2end/board.spec.mjs:99:1 › a message is refused",
             ]
         );
     }

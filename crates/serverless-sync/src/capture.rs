@@ -9,19 +9,23 @@
 //! [`crate::changes::Topic::for_row`] composes them (query name + canonical JSON of the
 //! equality-required predicates' values).
 //!
-//! Who wrote it: the connector sets a *write context* (client id, mutation id) before
-//! each of its writes ([`set_write_context`]); the trigger copies it into the change
-//! row and leaves the new sequence number in the context, where the connector's
-//! outcome statement finds it. A write made without a context (anyone else) is
-//! recorded with empty client and mutation ids: nobody's mutation, everyone's change.
+//! Who wrote it: a change made by the connector carries the client and mutation id
+//! that caused it; a write made by anyone else is recorded with empty ones (nobody's
+//! mutation, everyone's change).
 //!
-//! - SQLite/D1: the context is the one-row table `sync_write_context`, written and
-//!   cleared inside the connector's batch (one transaction; SQLite has one writer, so
-//!   no other transaction ever sees it set).
-//! - PostgreSQL: transaction-local settings (`set_config(.., true)`). A statement-level
-//!   BEFORE trigger takes the change-log lock ([`crate::sql::POSTGRES_CHANGE_LOG_LOCK`])
-//!   before the statement touches a row, so direct writers commit their sequence
-//!   numbers in order like the connector does, and lock rows only while holding it.
+//! - SQLite/D1: D1 bills every row written, so the connector sets no context: right
+//!   after its write it stamps the newest change with the ids (one writer, so that
+//!   change is the write's own: [`crate::sql::sqlite_apply_mutation`]). The triggers
+//!   still copy the one-row table `sync_write_context` when it holds a row, as a
+//!   worker from before engine schema 2 wrote it inside its batches, so such a
+//!   worker keeps working while a deploy rolls out.
+//! - PostgreSQL: the connector sets a *write context* (client id, mutation id) as
+//!   transaction-local settings (`set_config(.., true)`, [`set_write_context`]); the
+//!   trigger copies it into the change row and leaves the new sequence number there
+//!   for the outcome statement. A statement-level BEFORE trigger takes the
+//!   change-log lock ([`crate::sql::POSTGRES_CHANGE_LOG_LOCK`]) before the statement
+//!   touches a row, so direct writers commit their sequence numbers in order like the
+//!   connector does, and lock rows only while holding it.
 //!
 //! Topic values of `real` and `json` columns would be printed by the database's own
 //! JSON printer, which differs from the engine's canonical form (`1.0` vs `1`, key
@@ -272,7 +276,9 @@ pub fn triggers(dialect: Dialect, model: &SyncModel) -> Vec<String> {
 
 /// Names the connector's next write as its own: the change it causes is recorded
 /// with `client_id` and `mutation_id`, and its sequence number kept for
-/// [`crate::sql::sqlite_apply_mutation`] / [`crate::sql::postgres_apply_mutation`].
+/// [`crate::sql::postgres_apply_mutation`]. (The D1 path stamps the change instead;
+/// the SQLite form is what a worker before engine schema 2 ran, kept for tests of
+/// that compatibility.)
 pub fn set_write_context(dialect: Dialect, client_id: &str, mutation_id: &str) -> Statement {
     let params = vec![SqlParam::Text(client_id.into()), SqlParam::Text(mutation_id.into())];
     let sql = match dialect {

@@ -34,6 +34,14 @@ pub struct Snapshot {
     /// What the change-capture triggers compute (absent before the engine had them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<crate::capture::CaptureDef>,
+    /// The schema version of the engine's own tables
+    /// ([`crate::sql::ENGINE_SCHEMA_VERSION`]); 1 in snapshots from before it was kept.
+    #[serde(default = "first_engine_schema")]
+    pub engine: u32,
+}
+
+fn first_engine_schema() -> u32 {
+    1
 }
 
 /// The next migration, in both dialects, and the snapshot after it.
@@ -218,9 +226,20 @@ pub fn plan(previous: Option<&Snapshot>, model: &SyncModel) -> Result<Option<Mig
     let mut sqlite = statements(Dialect::Sqlite, before, &current)?;
     let capture = crate::capture::capture_def(model);
     let capture_changed = previous.and_then(|snapshot| snapshot.capture.as_ref()) != Some(&capture);
-    if sqlite.is_empty() && !capture_changed {
+    let engine_from = previous.map_or(crate::sql::ENGINE_SCHEMA_VERSION, |snapshot| snapshot.engine);
+    let engine_changed = engine_from < crate::sql::ENGINE_SCHEMA_VERSION;
+    let model_changed = !sqlite.is_empty();
+    if !model_changed && !capture_changed && !engine_changed {
         return Ok(None);
     }
+    // Older engine tables are rebuilt first, before the model's own changes.
+    let installed: Vec<String> = model
+        .collections()
+        .flat_map(|collection| crate::capture::trigger_names(Dialect::Sqlite, &collection.name))
+        .collect();
+    let mut upgrade = crate::sql::engine_upgrade(Dialect::Sqlite, engine_from, &installed);
+    upgrade.append(&mut sqlite);
+    let mut sqlite = upgrade;
     let mut postgres = statements(Dialect::Postgres, before, &current)?;
     // The capture triggers, re-created with every migration (a new column belongs in
     // the row image, a new query adds topics). On D1 the migration also creates the
@@ -235,6 +254,7 @@ pub fn plan(previous: Option<&Snapshot>, model: &SyncModel) -> Result<Option<Mig
         _ if capture_changed && previous.is_some_and(|snapshot| snapshot.capture.is_none()) => {
             format!("{version:04}_change_capture")
         }
+        _ if engine_changed && !capture_changed && !model_changed => format!("{version:04}_engine_tables"),
         _ => format!("{version:04}_model"),
     };
     Ok(Some(Migration {
@@ -242,7 +262,12 @@ pub fn plan(previous: Option<&Snapshot>, model: &SyncModel) -> Result<Option<Mig
         sqlite: render(Dialect::Sqlite, &file_stem, &sqlite),
         postgres: render(Dialect::Postgres, &file_stem, &postgres),
         file_stem,
-        snapshot: Snapshot { version, collections: current, capture: Some(capture) },
+        snapshot: Snapshot {
+            version,
+            collections: current,
+            capture: Some(capture),
+            engine: crate::sql::ENGINE_SCHEMA_VERSION,
+        },
     }))
 }
 
@@ -448,6 +473,69 @@ mod tests {
             let decoded = crate::sql::decode_row(items, [("extra".to_string(), stored)]);
             assert_eq!(decoded["extra"], added_column_value(column_type), "{column_type:?}");
         }
+    }
+
+    /// A database migrated before engine schema 2 (`sync_changes` with AUTOINCREMENT,
+    /// `sync_mutations` with a rowid and a separate key) is rebuilt in place by the
+    /// next generated migration: every change and answer kept, the key of the
+    /// compacted-away head never handed out again, capture working after it.
+    #[test]
+    fn an_engine_from_before_schema_2_is_upgraded_in_place() {
+        let first = plan(None, &model(false)).expect("plans").expect("a migration");
+        let db = rusqlite::Connection::open_in_memory().expect("db");
+        // 0001 as engine schema 1 wrote it: the same, but the engine's own tables.
+        let version_1 = first
+            .sqlite
+            .replace("seq INTEGER PRIMARY KEY,", "seq INTEGER PRIMARY KEY AUTOINCREMENT,")
+            .replace(
+                "PRIMARY KEY (client_id, mutation_id)) WITHOUT ROWID",
+                "PRIMARY KEY (client_id, mutation_id))",
+            );
+        assert_ne!(version_1, first.sqlite, "the test builds the old tables");
+        db.execute_batch(&version_1).expect("0001 (engine 1) runs");
+        for id in ["a", "b", "c"] {
+            db.execute("INSERT INTO items (id, list_id, title) VALUES (?1, 'l', 't')", [id]).expect("insert");
+        }
+        db.execute("DELETE FROM items WHERE id = 'c'", []).expect("delete");
+        db.execute(
+            "INSERT INTO sync_mutations (client_id, mutation_id, outcome_json, created_at) VALUES ('k', 'm', '{}', 1)",
+            [],
+        )
+        .expect("an answer");
+        // Compaction went through the head and removed it (engine 1 allowed that).
+        db.execute("INSERT INTO sync_compaction (id, through) VALUES (1, 4)", []).expect("mark");
+        db.execute("DELETE FROM sync_changes WHERE seq = 4", []).expect("compacted");
+        let mut old = first.snapshot.clone();
+        old.engine = 1;
+        let json = serde_json::to_string(&old).expect("json");
+        let old: Snapshot = serde_json::from_str(&json.replace(",\"engine\":1", "")).expect("old snapshot");
+        assert_eq!(old.engine, 1, "a snapshot without the field is engine schema 1");
+
+        let upgrade = plan(Some(&old), &model(false)).expect("plans").expect("a migration");
+        assert_eq!(upgrade.file_stem, "0002_engine_tables");
+        assert_eq!(upgrade.snapshot.engine, crate::sql::ENGINE_SCHEMA_VERSION);
+        db.execute_batch(&upgrade.sqlite).expect("0002 runs");
+        let table_sql = |name: &str| -> String {
+            db.query_row("SELECT sql FROM sqlite_master WHERE name = ?1", [name], |row| row.get(0))
+                .expect("table")
+        };
+        assert!(table_sql("sync_mutations").contains("WITHOUT ROWID"));
+        assert!(!table_sql("sync_changes").contains("AUTOINCREMENT"));
+        let answers: i64 =
+            db.query_row("SELECT COUNT(*) FROM sync_mutations", [], |r| r.get(0)).expect("count");
+        assert_eq!(answers, 1);
+        let kept: Vec<i64> = db
+            .prepare("SELECT seq FROM sync_changes ORDER BY seq")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(kept, [1, 2, 3, 4], "the changes, and a change on no topic holding the head");
+        db.execute("INSERT INTO items (id, list_id, title) VALUES ('d', 'l', 't')", []).expect("insert");
+        let next: i64 = db.query_row("SELECT MAX(seq) FROM sync_changes", [], |r| r.get(0)).expect("max");
+        assert_eq!(next, 5, "captured after the upgrade, past the old head");
+        assert_eq!(plan(Some(&upgrade.snapshot), &model(false)), Ok(None), "nothing left to do");
     }
 
     #[test]

@@ -418,27 +418,38 @@ pub fn upsert_row(dialect: Dialect, collection: &Collection, row: &Row) -> Resul
 
 // ------------------------------------------------------------------ engine tables
 
+/// Version of the engine's own upstream tables. Apps' migrations record it
+/// (`crate::migrations::Snapshot::engine`) and upgrade older tables
+/// ([`engine_upgrade`]).
+///
+/// 2: on D1, `sync_changes` without `AUTOINCREMENT` (its `sqlite_sequence` row cost a
+/// write per change) and `sync_mutations` `WITHOUT ROWID` (its key was a second,
+/// billed, index row).
+pub const ENGINE_SCHEMA_VERSION: u32 = 2;
+
 /// Upstream bookkeeping: the change log (sequence = cursor) and the idempotency
 /// records of every mutation answered.
 pub fn engine_schema(dialect: Dialect) -> Vec<&'static str> {
     match dialect {
         Dialect::Sqlite => vec![
+            // No AUTOINCREMENT: a new seq is the largest + 1, and compaction never
+            // removes the newest change ([`compact_changes`]), so none is reused.
             "CREATE TABLE IF NOT EXISTS sync_changes (\
-               seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+               seq INTEGER PRIMARY KEY, \
                collection TEXT NOT NULL, record_id TEXT NOT NULL, kind TEXT NOT NULL, \
                row_json TEXT, topics_json TEXT NOT NULL, \
                client_id TEXT NOT NULL, mutation_id TEXT NOT NULL, created_at INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS sync_mutations (\
                client_id TEXT NOT NULL, mutation_id TEXT NOT NULL, \
                outcome_json TEXT NOT NULL, created_at INTEGER NOT NULL, \
-               PRIMARY KEY (client_id, mutation_id))",
+               PRIMARY KEY (client_id, mutation_id)) WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS sync_compaction (\
                id INTEGER PRIMARY KEY CHECK (id = 1), through INTEGER NOT NULL)",
-            // The connector's write context (see crate::capture): set and cleared
-            // inside each of its batches, so no other transaction ever sees a row here.
+            // The write context a worker before engine schema 2 set inside its batches
+            // (see crate::capture); the triggers still read it.
             "CREATE TABLE IF NOT EXISTS sync_write_context (\
                id INTEGER PRIMARY KEY CHECK (id = 1), client_id TEXT NOT NULL, mutation_id TEXT NOT NULL, seq INTEGER)",
-            // compaction: later changes of the same record.
+            // compaction and pulls: later changes of the same record.
             "CREATE INDEX IF NOT EXISTS sync_changes_record ON sync_changes (collection, record_id, seq)",
         ],
         Dialect::Postgres => vec![
@@ -458,6 +469,49 @@ pub fn engine_schema(dialect: Dialect) -> Vec<&'static str> {
             "CREATE INDEX IF NOT EXISTS sync_changes_record ON sync_changes (collection, record_id, seq)",
         ],
     }
+}
+
+/// Statements that bring the engine's tables from schema version `from` to
+/// [`ENGINE_SCHEMA_VERSION`] (empty when there is nothing to do). `triggers` are the
+/// capture triggers to drop first (SQLite refuses to rename a table while a trigger
+/// names a missing one); the migration re-creates them after.
+pub fn engine_upgrade(dialect: Dialect, from: u32, triggers: &[String]) -> Vec<String> {
+    if dialect != Dialect::Sqlite || from >= 2 {
+        return Vec::new();
+    }
+    let columns =
+        "seq, collection, record_id, kind, row_json, topics_json, client_id, mutation_id, created_at";
+    let mut statements: Vec<String> =
+        triggers.iter().map(|name| format!("DROP TRIGGER IF EXISTS {}", quote(name))).collect();
+    statements.extend([
+        "CREATE TABLE sync_mutations_v2 (\
+           client_id TEXT NOT NULL, mutation_id TEXT NOT NULL, \
+           outcome_json TEXT NOT NULL, created_at INTEGER NOT NULL, \
+           PRIMARY KEY (client_id, mutation_id)) WITHOUT ROWID"
+            .to_string(),
+        "INSERT INTO sync_mutations_v2 SELECT client_id, mutation_id, outcome_json, created_at FROM sync_mutations"
+            .to_string(),
+        "DROP TABLE sync_mutations".to_string(),
+        "ALTER TABLE sync_mutations_v2 RENAME TO sync_mutations".to_string(),
+        "CREATE TABLE sync_changes_v2 (\
+           seq INTEGER PRIMARY KEY, \
+           collection TEXT NOT NULL, record_id TEXT NOT NULL, kind TEXT NOT NULL, \
+           row_json TEXT, topics_json TEXT NOT NULL, \
+           client_id TEXT NOT NULL, mutation_id TEXT NOT NULL, created_at INTEGER NOT NULL)"
+            .to_string(),
+        format!("INSERT INTO sync_changes_v2 ({columns}) SELECT {columns} FROM sync_changes"),
+        // Compaction may have removed the change that held the head; without
+        // AUTOINCREMENT its number would be handed out again, behind cursors that
+        // passed it. A change on no topic holds the head instead.
+        format!(
+            "INSERT INTO sync_changes_v2 ({columns}) \
+             SELECT through, '', '', 'delete', NULL, '[]', '', '', 0 FROM sync_compaction \
+             WHERE through > COALESCE((SELECT MAX(seq) FROM sync_changes_v2), 0)"
+        ),
+        "DROP TABLE sync_changes".to_string(),
+        "ALTER TABLE sync_changes_v2 RENAME TO sync_changes".to_string(),
+    ]);
+    statements
 }
 
 pub(crate) fn placeholders(dialect: Dialect, count: usize, start: usize) -> Vec<String> {
@@ -703,14 +757,16 @@ pub fn mark_compacted(dialect: Dialect, through: Cursor) -> Statement {
 }
 
 /// Removes up to `batch` changes at or below `through` that no client at or past it
-/// needs: images a later change of the same record superseded, and deletes. Returns
+/// needs: images a later change of the same record superseded, and deletes. The
+/// newest change stays, whatever it is: it holds the log's next sequence number. Returns
 /// one row (`seq`) per change removed; run it until it returns fewer than `batch`.
 /// Small batches keep each statement short, so writers are never held up for long.
 pub fn compact_changes(dialect: Dialect, through: Cursor, batch: u32) -> Statement {
     Statement {
         sql: format!(
             "DELETE FROM sync_changes WHERE seq IN (\
-               SELECT c.seq FROM sync_changes c WHERE c.seq <= {p} AND (c.kind = 'delete' OR EXISTS (\
+               SELECT c.seq FROM sync_changes c WHERE c.seq <= {p} \
+               AND c.seq < (SELECT MAX(seq) FROM sync_changes) AND (c.kind = 'delete' OR EXISTS (\
                  SELECT 1 FROM sync_changes later WHERE later.collection = c.collection \
                  AND later.record_id = c.record_id AND later.seq > c.seq)) \
                ORDER BY c.seq LIMIT {batch}) \
@@ -786,40 +842,57 @@ impl AcceptedMutation<'_> {
 }
 
 /// Everything one accepted mutation does upstream, as statements for ONE SQLite
-/// transaction (a D1 batch):
+/// transaction (a D1 batch). D1 bills every row written, index entries included, so
+/// the engine writes only the change-log row (by the capture trigger) and the
+/// mutation's outcome besides the app's own row:
 ///
-/// 1. claim the idempotency key (a duplicate key aborts the whole batch, so a racing
-///    retry can never apply twice);
-/// 2. name the write as this mutation's ([`crate::capture::set_write_context`]);
-/// 3. the write itself: the collection's capture trigger appends the change row (the
-///    image read inside the transaction) only if a row changed, and keeps its `seq`;
-/// 4. the outcome, derived from whether step 3 logged a change;
-/// 5. clear the context, returning the outcome and the change's topics.
+/// 1. the write itself: the collection's capture trigger appends the change row (the
+///    image read inside the transaction) when a row changed;
+/// 2. stamp that change as this mutation's: SQLite has one writer, so the newest
+///    change is the write's own when `changes()` (rows the write touched) is not
+///    zero; it must also be this record's and still unclaimed;
+/// 3. the outcome, inserted last and derived from the stamped change (or "nothing
+///    written"). Its primary key is the idempotency claim: a racing retry fails on
+///    it, which aborts the whole batch, write included. It returns `outcome_json` and
+///    `topics_json`.
+///
+/// No write context is set (`sync_write_context` costs three rows per mutation);
+/// the triggers still copy one when present, so a worker from before this scheme
+/// keeps its answers right while a deploy rolls out.
 pub fn sqlite_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Vec<Statement>, SqlError> {
-    let AcceptedMutation { collection, operation, client_id, mutation_id, now_ms, .. } = *accepted;
-    let claim = record_mutation(Dialect::Sqlite, client_id, mutation_id, r#"{"status":"pending"}"#, now_ms);
-    let context = crate::capture::set_write_context(Dialect::Sqlite, client_id, mutation_id);
+    let AcceptedMutation { collection, operation, record_id, client_id, mutation_id, now_ms } = *accepted;
     let write = write(Dialect::Sqlite, collection, operation)?;
-    let seq = crate::capture::context_seq(Dialect::Sqlite);
-    let ids = vec![SqlParam::Text(client_id.into()), SqlParam::Text(mutation_id.into())];
+    let newest = "(SELECT MAX(seq) FROM sync_changes)";
+    let stamp = Statement {
+        sql: format!(
+            "UPDATE sync_changes SET client_id = ?1, mutation_id = ?2 \
+             WHERE seq = {newest} AND changes() > 0 AND collection = ?3 AND record_id = ?4 AND mutation_id = ''"
+        ),
+        params: vec![
+            SqlParam::Text(client_id.into()),
+            SqlParam::Text(mutation_id.into()),
+            SqlParam::Text(collection.name.clone()),
+            SqlParam::Text(record_id.into()),
+        ],
+    };
+    let own_change =
+        format!("FROM sync_changes WHERE seq = {newest} AND client_id = ?1 AND mutation_id = ?2");
     let outcome = Statement {
         sql: format!(
-            "UPDATE sync_mutations SET outcome_json = COALESCE(\
-               (SELECT json_object('status', 'confirmed', 'row', json(row_json), 'seq', seq) \
-                FROM sync_changes WHERE seq = {seq}), \
-               json_object('status', 'rejected', 'reason', ?3)) \
-             WHERE client_id = ?1 AND mutation_id = ?2"
+            "INSERT INTO sync_mutations (client_id, mutation_id, outcome_json, created_at) \
+             SELECT ?1, ?2, COALESCE(\
+               (SELECT json_object('status', 'confirmed', 'row', json(row_json), 'seq', seq) {own_change}), \
+               json_object('status', 'rejected', 'reason', ?3)), ?4 \
+             RETURNING outcome_json, (SELECT topics_json {own_change}) AS topics_json"
         ),
-        params: [ids.clone(), vec![SqlParam::Text(RACED_REASON.into())]].concat(),
+        params: vec![
+            SqlParam::Text(client_id.into()),
+            SqlParam::Text(mutation_id.into()),
+            SqlParam::Text(RACED_REASON.into()),
+            SqlParam::Integer(now_ms),
+        ],
     };
-    let answer = Statement {
-        sql: "DELETE FROM sync_write_context WHERE id = 1 RETURNING \
-                (SELECT outcome_json FROM sync_mutations WHERE client_id = ?1 AND mutation_id = ?2) AS outcome_json, \
-                (SELECT topics_json FROM sync_changes WHERE sync_changes.seq = sync_write_context.seq) AS topics_json"
-            .into(),
-        params: ids,
-    };
-    Ok(vec![claim, context, write, outcome, answer])
+    Ok(vec![write, stamp, outcome])
 }
 
 /// Advisory-lock key every PostgreSQL write transaction takes first (see

@@ -556,3 +556,31 @@ fn filters_beyond_the_routed_predicates_are_refused() {
         other => panic!("expected UnroutedFilter, got {other:?}"),
     }
 }
+
+/// A worker from before engine schema 2 sets the write context inside its batch
+/// instead of stamping the change: while a deploy rolls out, its writes are still
+/// recorded as its mutations and their sequence numbers found where it looks.
+#[test]
+fn a_worker_from_before_engine_schema_2_still_names_its_writes() {
+    let model = model();
+    let db = database(&model);
+    let context = sync::capture::set_write_context(Dialect::Sqlite, "old_client", "old_mutation");
+    db.execute(&context.sql, params_from_iter(bind(&context.params))).expect("context");
+    direct(
+        &db,
+        "INSERT INTO cards (id, board_id, author, body, created_at, last_modified_by) \
+         VALUES ('c1', 'b1', 'a', 'x', 1, 'old_client')",
+        &[],
+    );
+    let seq: i64 = db
+        .query_row(&format!("SELECT {}", sync::capture::context_seq(Dialect::Sqlite)), [], |row| row.get(0))
+        .expect("the context holds the change's seq");
+    db.execute("DELETE FROM sync_write_context", []).expect("clear");
+    let logged = log(&db, &model);
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].seq, Cursor(u64::try_from(seq).expect("positive")));
+    assert_eq!(
+        (logged[0].client_id.as_str(), logged[0].mutation_id.as_str()),
+        ("old_client", "old_mutation")
+    );
+}

@@ -57,4 +57,8 @@ pub struct Poke {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Delivered {
     pub sockets: usize,
+    /// Rows the poke wrote to the session's storage (billed per row): counted in
+    /// the topic's fan-out line.
+    #[serde(default)]
+    pub storage_rows_written: u64,
 }

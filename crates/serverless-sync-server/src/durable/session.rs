@@ -28,6 +28,10 @@ pub struct ClientSession {
     sql: SqlStorage,
 }
 
+/// The keep-alive a client may send on its socket, and the answer it gets.
+pub const PING: &str = r#"{"type":"ping"}"#;
+pub const PONG: &str = r#"{"type":"pong"}"#;
+
 impl DurableObject for ClientSession {
     fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
@@ -46,6 +50,12 @@ impl DurableObject for ClientSession {
             if let Err(error) = sql.exec(statement, None) {
                 worker::console_error!("ClientSession schema: {error}");
             }
+        }
+        // A keep-alive ping is answered by the runtime itself: it neither wakes the
+        // hibernating object nor counts as a request.
+        match worker::worker_sys::WebSocketRequestResponsePair::new(PING, PONG) {
+            Ok(pair) => state.set_websocket_auto_response(&pair),
+            Err(error) => worker::console_error!("ClientSession auto-response: {error:?}"),
         }
         Self { state, env, sql }
     }
@@ -84,8 +94,12 @@ impl DurableObject for ClientSession {
                 };
                 // Only what a poke decides on: the topic's authorization and the gate.
                 let mut session = self.load_for_poke(&poke.topic)?;
+                let gate_before = session.gate;
                 let decision = session.poke(&poke.topic, poke.cursor, poke.changes, poke.since, now_ms());
-                self.save_gate(&session.gate)?;
+                // Storage rows written are billed per row: a poke that carries its
+                // changes leaves the gate as it was, so it writes nothing.
+                let storage_rows_written =
+                    if session.gate != gate_before { self.save_gate(&session.gate)? } else { 0 };
                 // A poke sent, skipped or held is counted in its topic's fan-out line
                 // (one per write), not logged here: that would be a line per reader.
                 let unwatched = matches!(decision, OnPoke::Unwatched);
@@ -106,7 +120,7 @@ impl DurableObject for ClientSession {
                 if unwatched {
                     crate::observe::object_event("session", "poke_unwatched", None, &[]);
                 }
-                Response::from_json(&Delivered { sockets })
+                Response::from_json(&Delivered { sockets, storage_rows_written })
             }
             "/ticket" => {
                 let Ok(grant) = req.json::<TicketGrant>().await else {
@@ -120,16 +134,22 @@ impl DurableObject for ClientSession {
                 "topics": self.topics()?,
             })),
             // The change watcher asks whether anyone still listens here.
-            "/sockets" => Response::from_json(&Delivered { sockets: self.state.get_websockets().len() }),
+            "/sockets" => Response::from_json(&Delivered {
+                sockets: self.state.get_websockets().len(),
+                storage_rows_written: 0,
+            }),
             _ => error_response(404, "not_found", "no such session endpoint"),
         }
     }
 
     /// The hold alarm: a merged poke its client did not pull for goes out now.
     async fn alarm(&self) -> Result<Response> {
-        let mut session = SessionState { gate: self.gate()?, ..SessionState::default() };
+        let gate_before = self.gate()?;
+        let mut session = SessionState { gate: gate_before, ..SessionState::default() };
         let release = session.alarm();
-        self.save_gate(&session.gate)?;
+        if session.gate != gate_before {
+            self.save_gate(&session.gate)?;
+        }
         if let Some(outgoing) = release {
             let sockets = self.send_poke(outgoing)?;
             crate::observe::object_event(
@@ -143,11 +163,13 @@ impl DurableObject for ClientSession {
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
-        // Clients only listen. A ping gets a pong so they can tell a dead socket.
+        // Clients only listen; the exact PING never gets here (the runtime answers
+        // it). Anything else woke the object, which is billed: it is logged.
+        crate::observe::object_event("session", "socket_message", None, &[]);
         if let WebSocketIncomingMessage::String(text) = message
             && text.contains("\"ping\"")
         {
-            ws.send_with_str(r#"{"type":"pong"}"#)?;
+            ws.send_with_str(PONG)?;
         }
         Ok(())
     }
@@ -290,15 +312,16 @@ impl ClientSession {
         }))
     }
 
-    fn save_gate(&self, gate: &PokeGate) -> Result<()> {
+    /// Stores the gate; returns the storage rows that wrote.
+    fn save_gate(&self, gate: &PokeGate) -> Result<u64> {
         let number = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
-        self.sql.exec(
+        let written = self.sql.exec(
             "INSERT INTO poke_gate (id, acknowledged, poked, held) VALUES (1, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET acknowledged = excluded.acknowledged, \
              poked = excluded.poked, held = excluded.held",
             vec![number(gate.acknowledged).into(), number(gate.poked).into(), number(gate.held).into()],
         )?;
-        Ok(())
+        Ok(written.rows_written() as u64)
     }
 
     /// Sends a poke to every socket of the session; returns how many it reached.

@@ -197,14 +197,26 @@ pub async fn ask_session(
     path: &str,
     body: &impl Serialize,
 ) -> sync::watchers::SocketAnswer {
+    delivered(env, session_id, path, body).await.0
+}
+
+/// [`ask_session`], with the storage rows the call wrote there (0 when unknown).
+pub async fn delivered(
+    env: &Env,
+    session_id: &str,
+    path: &str,
+    body: &impl Serialize,
+) -> (sync::watchers::SocketAnswer, u64) {
     use sync::watchers::SocketAnswer;
-    let Ok(stub) = session_stub(env, session_id) else { return SocketAnswer::Unreachable };
+    let Ok(stub) = session_stub(env, session_id) else { return (SocketAnswer::Unreachable, 0) };
     match post_json(&stub, path, body).await {
         Ok(mut response) if response.status_code() == 200 => response
             .json::<super::calls::Delivered>()
             .await
-            .map_or(SocketAnswer::Unreachable, |delivered| SocketAnswer::Sockets(delivered.sockets)),
-        _ => SocketAnswer::Unreachable,
+            .map_or((SocketAnswer::Unreachable, 0), |delivered| {
+                (SocketAnswer::Sockets(delivered.sockets), delivered.storage_rows_written)
+            }),
+        _ => (SocketAnswer::Unreachable, 0),
     }
 }
 

@@ -9,7 +9,7 @@ use worker::{DurableObject, Env, Request, Response, Result, SqlStorage, State, d
 use sync::watchers::{SocketAnswer, TopicWatchers, Watched, Watcher, decide_watch};
 
 use super::calls::{Poke, Watch};
-use super::stubs::ask_session;
+use super::stubs::delivered;
 use super::{error_response, json_response};
 
 #[durable_object]
@@ -65,7 +65,9 @@ impl DurableObject for QuerySubscription {
                 let sessions: Vec<String> = watchers.sessions().cloned().collect();
                 let answers =
                     join_all(sessions.iter().map(|session_id| self.poke_session(session_id, &poke))).await;
-                let answers: Vec<(String, SocketAnswer)> = sessions.into_iter().zip(answers).collect();
+                let storage_rows_written: u64 = answers.iter().map(|(_, written)| written).sum();
+                let answers: Vec<(String, SocketAnswer)> =
+                    sessions.into_iter().zip(answers.into_iter().map(|(answer, _)| answer)).collect();
                 for session_id in watchers.after_poke(&answers) {
                     self.sql.exec("DELETE FROM watchers WHERE session_id = ?", vec![session_id.into()])?;
                 }
@@ -78,6 +80,7 @@ impl DurableObject for QuerySubscription {
                     ("sessions", answers.len() as u64),
                     ("poked", poked as u64),
                     ("changes", poke.changes.len() as u64),
+                    ("storage_rows_written", storage_rows_written),
                 ];
                 crate::observe::object_event("subscription", "poke", Some(ms), &counts);
                 crate::observe::object_point(&self.env, "subscription", "poke", ms, &counts);
@@ -155,7 +158,7 @@ impl QuerySubscription {
     }
 
     /// The sockets the session delivered to, or that it could not be asked.
-    async fn poke_session(&self, session_id: &str, poke: &Poke) -> SocketAnswer {
-        ask_session(&self.env, session_id, "/poke", poke).await
+    async fn poke_session(&self, session_id: &str, poke: &Poke) -> (SocketAnswer, u64) {
+        delivered(&self.env, session_id, "/poke", poke).await
     }
 }

@@ -133,6 +133,9 @@ pub struct World {
     upgraded: bool,
     /// Rows sent by poke outside the revocation window (found while serving).
     late_rows: Vec<String>,
+    /// Every sequence number the upstream log has shown, and the highest: a new
+    /// change must come after all of them (clients may have passed any).
+    seqs_seen: BTreeSet<u64>,
     /// (session, topic) the app refused and has not allowed again since.
     refused_topics: BTreeSet<(String, String)>,
     seed: u64,
@@ -291,6 +294,7 @@ impl World {
             refused_by_upgrade: BTreeSet::new(),
             upgraded: false,
             late_rows: Vec::new(),
+            seqs_seen: BTreeSet::new(),
             refused_topics: BTreeSet::new(),
             seed,
             now: 1_700_000_000_000,
@@ -1389,7 +1393,9 @@ impl World {
             violated!("upstream cards {upstream_rows:?} != reference {reference_rows:?}");
         }
         let log = self.upstream_log()?;
-        let expected: Vec<(u64, String, Option<sync::Row>, BTreeSet<String>)> = self
+        // Who wrote each change too: the connector names its changes by stamping them.
+        #[allow(clippy::type_complexity)]
+        let expected: Vec<(u64, String, Option<sync::Row>, BTreeSet<String>, (String, String))> = self
             .server
             .reference
             .log()
@@ -1400,19 +1406,29 @@ impl World {
                     c.record_id.clone(),
                     c.row.as_ref().map(solid),
                     c.topics.iter().map(ToString::to_string).collect(),
+                    (c.client_id.clone(), c.mutation_id.clone()),
                 )
             })
             .collect();
         if log
             .iter()
-            .map(|(seq, record, row, topics, _)| {
-                (*seq, record.clone(), row.as_ref().map(solid), topics.clone())
+            .map(|(seq, record, row, topics, key)| {
+                (*seq, record.clone(), row.as_ref().map(solid), topics.clone(), key.clone())
             })
             .collect::<Vec<_>>()
             != expected
         {
             violated!("upstream change log {log:?} != reference {expected:?}");
         }
+        // A sequence number is handed out once: no change appears at or below a
+        // number the log already showed (compaction keeps the newest change).
+        let highest = self.seqs_seen.last().copied().unwrap_or(0);
+        for (seq, ..) in &log {
+            if *seq <= highest && !self.seqs_seen.contains(seq) {
+                violated!("a change took sequence number {seq}, behind {highest} that clients may have passed");
+            }
+        }
+        self.seqs_seen.extend(log.iter().map(|(seq, ..)| *seq));
         // Every accepted write is in the log exactly once.
         let mut seen = BTreeSet::new();
         for (seq, _, _, _, key) in &log {

@@ -59,8 +59,11 @@ test('a push leaves one JSON line with the documented fields and nothing secret'
   }
   assert.ok(line.upstream_calls >= 1, 'the push went upstream');
   if (app.upstream === 'd1') {
-    // What D1 bills, as it reported it: the write and its change-log row at least.
+    // What D1 bills, as it reported it: the message (its row, its key and its room
+    // index), its change (row and record index), the stamp naming it, its answer.
+    // Nothing more: a write context or a claim-then-update would cost 12.
     assert.ok(line.d1_rows_written >= 2, JSON.stringify(line));
+    assert.ok(line.d1_rows_written <= 7, `one message cost ${line.d1_rows_written} rows written: ${JSON.stringify(line)}`);
     assert.ok(line.d1_statements >= 2, JSON.stringify(line));
     assert.equal(typeof line.d1_rows_read, 'number');
     console.log(`one message's push on D1: ${line.d1_statements} statements, ${line.d1_rows_written} rows written, ${line.d1_rows_read} rows read`);

@@ -41,7 +41,8 @@ use crate::schema::{Collection, ColumnType};
 use crate::sql::{Dialect, POSTGRES_CHANGE_LOG_LOCK, SqlParam, Statement, placeholders, quote};
 
 /// Bumped whenever the triggers' SQL changes, so apps' migrations re-create them.
-pub const CAPTURE_VERSION: u32 = 1;
+/// 2: SQLite triggers number each change themselves ([`SQLITE_NEXT_SEQ`]).
+pub const CAPTURE_VERSION: u32 = 2;
 
 /// One topic a collection's rows belong to: a query over it and the columns that give
 /// its equality-required args (sorted by arg name, as topics sort them).
@@ -168,6 +169,16 @@ fn sqlite_image(collection: &Collection, row: &str) -> String {
 
 const CHANGE_COLUMNS: &str = "INSERT INTO sync_changes (collection, record_id, kind, row_json, topics_json, client_id, mutation_id, created_at)";
 
+/// The SQLite change log's columns, its sequence number first.
+const SQLITE_CHANGE_COLUMNS: &str = "INSERT INTO sync_changes (seq, collection, record_id, kind, row_json, topics_json, client_id, mutation_id, created_at)";
+
+/// The next sequence number: past the newest change and past the compaction mark
+/// (compaction may have removed the newest change; its number must not come back,
+/// clients may have passed it). `sync_changes` has no AUTOINCREMENT on D1: its
+/// `sqlite_sequence` row was a billed write per change.
+pub const SQLITE_NEXT_SEQ: &str = "(SELECT MAX(COALESCE((SELECT MAX(seq) FROM sync_changes), 0), \
+     COALESCE((SELECT MAX(through) FROM sync_compaction), 0)) + 1)";
+
 const SQLITE_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 const SQLITE_CONTEXT: &str = "COALESCE((SELECT client_id FROM sync_write_context WHERE id = 1), ''), \
      COALESCE((SELECT mutation_id FROM sync_write_context WHERE id = 1), '')";
@@ -188,22 +199,24 @@ fn sqlite_triggers(model: &SyncModel, collection: &Collection) -> Vec<String> {
         format!("DROP TRIGGER IF EXISTS {insert}"),
         format!(
             "CREATE TRIGGER {insert} AFTER INSERT ON {table} BEGIN \
-             {CHANGE_COLUMNS} VALUES ({coll}, NEW.{key}, 'upsert', {image}, {new_topics}, {SQLITE_CONTEXT}, {SQLITE_NOW_MS}); \
+             {SQLITE_CHANGE_COLUMNS} VALUES ({SQLITE_NEXT_SEQ}, {coll}, NEW.{key}, 'upsert', {image}, {new_topics}, \
+             {SQLITE_CONTEXT}, {SQLITE_NOW_MS}); \
              {SQLITE_KEEP_SEQ} END"
         ),
         format!("DROP TRIGGER IF EXISTS {update}"),
         format!(
             "CREATE TRIGGER {update} AFTER UPDATE ON {table} BEGIN \
-             {CHANGE_COLUMNS} SELECT {coll}, OLD.{key}, 'delete', NULL, {old_topics}, {SQLITE_CONTEXT}, {SQLITE_NOW_MS} \
-             WHERE OLD.{key} IS NOT NEW.{key}; \
-             {CHANGE_COLUMNS} VALUES ({coll}, NEW.{key}, 'upsert', {image}, \
+             {SQLITE_CHANGE_COLUMNS} SELECT {SQLITE_NEXT_SEQ}, {coll}, OLD.{key}, 'delete', NULL, {old_topics}, \
+             {SQLITE_CONTEXT}, {SQLITE_NOW_MS} WHERE OLD.{key} IS NOT NEW.{key}; \
+             {SQLITE_CHANGE_COLUMNS} VALUES ({SQLITE_NEXT_SEQ}, {coll}, NEW.{key}, 'upsert', {image}, \
              CASE WHEN OLD.{key} IS NEW.{key} THEN {both_topics} ELSE {new_topics} END, {SQLITE_CONTEXT}, {SQLITE_NOW_MS}); \
              {SQLITE_KEEP_SEQ} END"
         ),
         format!("DROP TRIGGER IF EXISTS {delete}"),
         format!(
             "CREATE TRIGGER {delete} AFTER DELETE ON {table} BEGIN \
-             {CHANGE_COLUMNS} VALUES ({coll}, OLD.{key}, 'delete', NULL, {old_topics}, {SQLITE_CONTEXT}, {SQLITE_NOW_MS}); \
+             {SQLITE_CHANGE_COLUMNS} VALUES ({SQLITE_NEXT_SEQ}, {coll}, OLD.{key}, 'delete', NULL, {old_topics}, \
+             {SQLITE_CONTEXT}, {SQLITE_NOW_MS}); \
              {SQLITE_KEEP_SEQ} END"
         ),
     ]

@@ -194,16 +194,14 @@ pub struct PullPage {
 /// it that a later change of the same record supersedes, and every delete at or below
 /// it, is removed. A client whose cursor is at least `through` pulls exactly what it
 /// pulled before (each record's latest state); an older cursor must start again from
-/// snapshots (`resync_required`). The newest change stays whatever it is: it holds
-/// the log's next sequence number (`crate::sql::compact_changes`).
+/// snapshots (`resync_required`).
 pub fn compact(log: &mut Vec<Change>, through: Cursor) {
     let mut latest: std::collections::HashMap<(String, String), Cursor> = std::collections::HashMap::new();
     for change in log.iter() {
         latest.insert((change.collection.clone(), change.record_id.clone()), change.seq);
     }
-    let newest = log.iter().map(|change| change.seq).max();
     log.retain(|change| {
-        if change.seq > through || Some(change.seq) == newest {
+        if change.seq > through {
             return true;
         }
         let superseded =

@@ -432,8 +432,9 @@ pub const ENGINE_SCHEMA_VERSION: u32 = 2;
 pub fn engine_schema(dialect: Dialect) -> Vec<&'static str> {
     match dialect {
         Dialect::Sqlite => vec![
-            // No AUTOINCREMENT: a new seq is the largest + 1, and compaction never
-            // removes the newest change ([`compact_changes`]), so none is reused.
+            // No AUTOINCREMENT: the capture triggers number a change past both the
+            // newest change and the compaction mark (which may have removed the
+            // newest), so no number is handed out twice.
             "CREATE TABLE IF NOT EXISTS sync_changes (\
                seq INTEGER PRIMARY KEY, \
                collection TEXT NOT NULL, record_id TEXT NOT NULL, kind TEXT NOT NULL, \
@@ -500,14 +501,6 @@ pub fn engine_upgrade(dialect: Dialect, from: u32, triggers: &[String]) -> Vec<S
            client_id TEXT NOT NULL, mutation_id TEXT NOT NULL, created_at INTEGER NOT NULL)"
             .to_string(),
         format!("INSERT INTO sync_changes_v2 ({columns}) SELECT {columns} FROM sync_changes"),
-        // Compaction may have removed the change that held the head; without
-        // AUTOINCREMENT its number would be handed out again, behind cursors that
-        // passed it. A change on no topic holds the head instead.
-        format!(
-            "INSERT INTO sync_changes_v2 ({columns}) \
-             SELECT through, '', '', 'delete', NULL, '[]', '', '', 0 FROM sync_compaction \
-             WHERE through > COALESCE((SELECT MAX(seq) FROM sync_changes_v2), 0)"
-        ),
         "DROP TABLE sync_changes".to_string(),
         "ALTER TABLE sync_changes_v2 RENAME TO sync_changes".to_string(),
     ]);
@@ -757,16 +750,14 @@ pub fn mark_compacted(dialect: Dialect, through: Cursor) -> Statement {
 }
 
 /// Removes up to `batch` changes at or below `through` that no client at or past it
-/// needs: images a later change of the same record superseded, and deletes. The
-/// newest change stays, whatever it is: it holds the log's next sequence number. Returns
+/// needs: images a later change of the same record superseded, and deletes. Returns
 /// one row (`seq`) per change removed; run it until it returns fewer than `batch`.
 /// Small batches keep each statement short, so writers are never held up for long.
 pub fn compact_changes(dialect: Dialect, through: Cursor, batch: u32) -> Statement {
     Statement {
         sql: format!(
             "DELETE FROM sync_changes WHERE seq IN (\
-               SELECT c.seq FROM sync_changes c WHERE c.seq <= {p} \
-               AND c.seq < (SELECT MAX(seq) FROM sync_changes) AND (c.kind = 'delete' OR EXISTS (\
+               SELECT c.seq FROM sync_changes c WHERE c.seq <= {p} AND (c.kind = 'delete' OR EXISTS (\
                  SELECT 1 FROM sync_changes later WHERE later.collection = c.collection \
                  AND later.record_id = c.record_id AND later.seq > c.seq)) \
                ORDER BY c.seq LIMIT {batch}) \

@@ -51,6 +51,8 @@ function serverTimes(lines) {
  */
 function upstreamCosts(lines) {
   const totals = { requests: 0, pushes: 0, mutations: 0, d1_rows_read: 0, d1_rows_written: 0, d1_statements: 0, push_statements: 0 };
+  // A push's time on the server, split as its line splits it (median of each).
+  const pushParts = {};
   for (const line of lines.join('').split('\n')) {
     const at = line.indexOf('{"event":"request"');
     if (at < 0) continue;
@@ -68,8 +70,12 @@ function upstreamCosts(lines) {
       totals.pushes += 1;
       totals.mutations += entry.mutations;
       totals.push_statements += entry.d1_statements ?? 0;
+      (pushParts.ms ??= []).push(entry.ms);
+      (pushParts.upstream_ms ??= []).push(entry.upstream_ms ?? 0);
+      (pushParts.callback_ms ??= []).push(entry.callback_ms ?? 0);
     }
   }
+  totals.push_ms = Object.fromEntries(Object.entries(pushParts).map(([key, samples]) => [key, summarize(samples).median]));
   return totals;
 }
 
@@ -82,6 +88,7 @@ function upstreamCosts(lines) {
  */
 function objectCosts(lines) {
   const totals = { topic_pokes: 0, session_requests: 0, sockets_poked: 0, storage_rows_written: 0, alarms: 0, socket_wakeups: 0, object_lines: 0 };
+  let fanOutMs;
   for (const line of lines.join('').split('\n')) {
     const at = line.indexOf('{"event":"object"');
     if (at < 0) continue;
@@ -95,6 +102,7 @@ function objectCosts(lines) {
     const counts = entry.counts ?? {};
     if (entry.object === 'subscription' && entry.action === 'poke') {
       totals.topic_pokes += 1;
+      (fanOutMs ??= []).push(entry.ms ?? 0);
       totals.session_requests += counts.sessions ?? 0;
       totals.sockets_poked += counts.poked ?? 0;
       totals.storage_rows_written += counts.storage_rows_written ?? 0;
@@ -105,7 +113,37 @@ function objectCosts(lines) {
       totals.socket_wakeups += 1;
     }
   }
+  totals.topic_poke_ms = fanOutMs ? summarize(fanOutMs).median : null;
   return totals;
+}
+
+/**
+ * Where the median send's time goes, hop by hop, from the sends phase: the page's own
+ * timings, the connector's request line for the push (its time, the app's callback,
+ * the upstream database), the topic object's fan-out, and what is left of send ->
+ * render on the second browser once the hops before it are taken away (the session
+ * object, the socket, the receiving SQLite worker and page). Medians of each part, so
+ * the parts explain the rows approximately, not to the millisecond.
+ */
+function waterfall(sends, upstream, objects) {
+  const median = (s) => s.median;
+  const push = upstream.push_ms ?? {};
+  const serverMs = push.ms ?? 0;
+  const rows = [
+    ['click -> row in the sender\'s DOM (page, optimistic)', median(sends.local_state_update_ms)],
+    ['click -> row + outbox stored (page -> SQLite worker -> OPFS)', median(sends.local_db_write_ms)],
+    ['push: request -> answer, seen by the SQLite worker', median(sends.upstream_db_write_ms)],
+    ['   connector, whole request (its log line)', serverMs],
+    ['      app\'s mutation callback', push.callback_ms ?? 0],
+    ['      upstream database', push.upstream_ms ?? 0],
+    ['      the connector\'s own work', Math.max(0, serverMs - (push.callback_ms ?? 0) - (push.upstream_ms ?? 0))],
+    ['   HTTP and the runtime around it', Math.max(0, median(sends.upstream_db_write_ms) - serverMs)],
+    ['topic object: poke to each session (its log line)', objects.topic_poke_ms ?? 0],
+    ['send -> rendered on the 2nd browser', median(sends.send_to_render_ms)],
+  ];
+  const accounted = median(sends.local_db_write_ms) + serverMs + (objects.topic_poke_ms ?? 0);
+  rows.push(['   rest: session object, socket, receiving worker and page', Math.max(0, median(sends.send_to_render_ms) - accounted)]);
+  return rows.map(([hop, ms]) => ({ hop, ms }));
 }
 
 /** Runs one phase and records the server-side request times and upstream costs it caused. */
@@ -596,6 +634,7 @@ async function main() {
   try {
     report.sends = await phase(app, report, `browser sends (${SENDS})`, () => browserSends(app.url));
     report.cost = messageCost(report.upstream_costs[`browser sends (${SENDS})`]);
+    report.waterfall = waterfall(report.sends, report.upstream_costs[`browser sends (${SENDS})`], report.object_costs[`browser sends (${SENDS})`]);
     report.three_senders = await phase(app, report, 'three senders', () => threeSenders(app.url));
     report.fan_out = [];
     for (const receivers of FANOUT) {
@@ -628,6 +667,8 @@ async function main() {
   await chart(report, join(OUT, 'report.png'));
   console.log(`upstream: ${UPSTREAM}`);
   console.log(table(report));
+  console.log('\nthe median send, hop by hop (ms, medians of each part):');
+  for (const { hop, ms } of report.waterfall) console.log(`  ${hop.padEnd(62)} ${ms.toFixed(1).padStart(7)}`);
   console.log('\nserver time per request (wrangler), median / p99 ms (n):');
   for (const [name, paths] of Object.entries(report.server_ms)) {
     const parts = Object.entries(paths).map(([path, t]) => `${path} ${t.median}/${t.p99} (${t.n})`);

@@ -29,7 +29,7 @@ test('the worker says it runs on PostgreSQL and migrated the database itself', a
   // The engine's own tables, then the app's migrations (generated from its model).
   assert.deepEqual(
     await app.sql('SELECT version FROM sync_schema_migrations ORDER BY version'),
-    [['0001_init'], ['0002_change_capture'], ['0003_model'], ['0004_model'], ['sync_engine_0002']],
+    [['0001_init'], ['0002_change_capture'], ['0003_model'], ['0004_model'], ['0005_engine_tables'], ['sync_engine_0002']],
   );
   const indexes = await app.sql("SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname NOT LIKE '%_pkey' ORDER BY indexname");
   assert.deepEqual(indexes.map(([name]) => name), ['messages_by_room_id_created_at_id', 'room_members_by_room_id_user_id', 'sync_changes_record', 'sync_changes_topics']);

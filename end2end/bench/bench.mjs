@@ -141,8 +141,18 @@ function waterfall(sends, upstream, objects) {
     ['topic object: poke to each session (its log line)', objects.topic_poke_ms ?? 0],
     ['send -> rendered on the 2nd browser', median(sends.send_to_render_ms)],
   ];
-  const accounted = median(sends.local_db_write_ms) + serverMs + (objects.topic_poke_ms ?? 0);
-  rows.push(['   rest: session object, socket, receiving worker and page', Math.max(0, median(sends.send_to_render_ms) - accounted)]);
+  const r = sends.receiver;
+  if (r?.poke_arrival_ms?.n) {
+    const arrival = median(r.poke_arrival_ms);
+    rows.push(['   click -> the poke in the receiving SQLite worker', arrival]);
+    rows.push([
+      '      of which session object and socket (the rest of it)',
+      Math.max(0, arrival - median(sends.local_db_write_ms) - serverMs - (objects.topic_poke_ms ?? 0)),
+    ]);
+    rows.push(['   receiving worker: changes stored in its SQLite', median(r.worker_store_ms)]);
+    rows.push(['   worker -> page message', median(r.worker_to_page_ms)]);
+    rows.push(['   page: views updated and rendered', median(r.page_render_ms)]);
+  }
   return rows.map(([hop, ms]) => ({ hop, ms }));
 }
 
@@ -249,6 +259,39 @@ async function watchArrivals(page) {
   });
 }
 
+/**
+ * Times, in a receiving page, what its SQLite worker says of each poke (when the
+ * poke reached the worker, when its changes were stored: `poke_timing` on the worker's
+ * `changed` message) and when the page got that message, per message body.
+ */
+async function timePokes(context) {
+  await context.addInitScript(() => {
+    window.__pokeTimes = {};
+    const NativeWorker = window.Worker;
+    window.Worker = class extends NativeWorker {
+      constructor(...args) {
+        super(...args);
+        // Registered before the page's own listener: runs first.
+        this.addEventListener('message', (event) => {
+          if (typeof event.data !== 'string' || !event.data.includes('"poke_timing"')) return;
+          const at = performance.timeOrigin + performance.now();
+          let message;
+          try {
+            message = JSON.parse(event.data);
+          } catch {
+            return;
+          }
+          if (message.type !== 'changed' || !message.poke_timing) return;
+          for (const record of message.records ?? []) {
+            const body = record.row?.body;
+            if (body !== undefined && !(body in window.__pokeTimes)) window.__pokeTimes[body] = { ...message.poke_timing, page_at: at };
+          }
+        });
+      }
+    };
+  });
+}
+
 /** Types `text` into the composer and presses Send; returns when (epoch ms). */
 function pressSend(page, text) {
   return page.evaluate((body) => {
@@ -278,6 +321,9 @@ async function browserSends(url) {
   // the page's own timings (the worker's write, the push's round trip).
   const local = { 'local-state-update': [], 'local-db-write': [], 'upstream-db-write': [] };
   const sendToRender = [];
+  // The receiving side of each send that came by poke, hop by hop.
+  const receiver = { poke_arrival_ms: [], worker_store_ms: [], worker_to_page_ms: [], page_render_ms: [] };
+  await timePokes(bob.context);
   try {
     let a;
     let b;
@@ -303,7 +349,15 @@ async function browserSends(url) {
       );
       for (const id of ['local-db-write', 'upstream-db-write']) local[id].push(await readMetric(a, id, 'last'));
       local['local-state-update'].push((await arrivedAt(a, text)) - sentAt);
-      sendToRender.push((await arrivedAt(b, text)) - sentAt);
+      const rendered = await arrivedAt(b, text);
+      sendToRender.push(rendered - sentAt);
+      const poke = await b.evaluate((body) => window.__pokeTimes[body], text);
+      if (poke) {
+        receiver.poke_arrival_ms.push(poke.received_at - sentAt);
+        receiver.worker_store_ms.push(poke.stored_at - poke.received_at);
+        receiver.worker_to_page_ms.push(poke.page_at - poke.stored_at);
+        receiver.page_render_ms.push(rendered - poke.page_at);
+      }
     }
     await a?.close();
     await b?.close();
@@ -316,6 +370,7 @@ async function browserSends(url) {
     local_db_write_ms: summarize(local['local-db-write']),
     upstream_db_write_ms: summarize(local['upstream-db-write']),
     send_to_render_ms: summarize(sendToRender),
+    receiver: Object.fromEntries(Object.entries(receiver).map(([key, samples]) => [key, summarize(samples)])),
   };
 }
 

@@ -53,6 +53,14 @@ pub enum Request {
     Sql { sql: String, run: u32 },
 }
 
+/// When a poke reached the SQLite worker and when its changes were stored there (ms
+/// since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PokeTiming {
+    pub received_at: f64,
+    pub stored_at: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FromWorker {
@@ -74,6 +82,11 @@ pub enum FromWorker {
         /// from its mutation id): the page times send -> render with it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sent_at: Option<f64>,
+        /// For a poke: when this worker read it from the socket, and when its changes
+        /// were stored (ms since the epoch), so a receiver's time splits into the
+        /// way here, the local store, and the page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        poke_timing: Option<PokeTiming>,
     },
     /// The server answered a mutation.
     Resolved {
@@ -180,7 +193,12 @@ mod tests {
                 }),
             },
             FromWorker::Reply { id: 4, result: Err("nope".into()) },
-            FromWorker::Changed { collections: vec!["items".into()], records: None, sent_at: Some(1.5) },
+            FromWorker::Changed {
+                collections: vec!["items".into()],
+                records: None,
+                sent_at: Some(1.5),
+                poke_timing: Some(PokeTiming { received_at: 2.0, stored_at: 3.5 }),
+            },
             FromWorker::Changed {
                 collections: vec!["items".into()],
                 records: Some(vec![RecordView {
@@ -190,6 +208,7 @@ mod tests {
                     pending: true,
                 }]),
                 sent_at: None,
+                poke_timing: None,
             },
             FromWorker::Resolved {
                 mutation_id: "outbox_1".into(),
@@ -230,7 +249,12 @@ mod tests {
             },
             TabMessage::Reply { tab: "t1".into(), id: 7, result: Err("refused".into()) },
             TabMessage::Event {
-                event: FromWorker::Changed { collections: vec![], records: None, sent_at: None },
+                event: FromWorker::Changed {
+                    collections: vec![],
+                    records: None,
+                    sent_at: None,
+                    poke_timing: None,
+                },
             },
             TabMessage::Leader { tab: "t2".into() },
         ];

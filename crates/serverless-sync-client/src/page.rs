@@ -104,7 +104,7 @@ impl SyncClient {
                             let _ = sender.send(result);
                         }
                     }
-                    FromWorker::Changed { collections, records, sent_at } => {
+                    FromWorker::Changed { collections, records, sent_at, .. } => {
                         inner.views.changed(&collections, records.as_deref());
                         changes.update(|n| *n += 1);
                         if let Some(sent_at) = sent_at {

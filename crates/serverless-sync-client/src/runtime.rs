@@ -337,7 +337,12 @@ async fn become_leader(runtime: Rc<Runtime>) {
     let announced = runtime.tabs.borrow_mut().announce();
     carry_out(&runtime, announced);
     // Every page re-runs its queries against this store (and so re-subscribes here).
-    runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None, sent_at: None });
+    runtime.emit(FromWorker::Changed {
+        collections: Vec::new(),
+        records: None,
+        sent_at: None,
+        poke_timing: None,
+    });
 }
 
 /// Does what the tabs' rules (`crate::tabs`) said.
@@ -450,7 +455,12 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
             let had_refusals = runtime.driver.borrow().has_refusals();
             runtime.driver.borrow_mut().signed_in();
             if had_refusals {
-                runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None, sent_at: None });
+                runtime.emit(FromWorker::Changed {
+                    collections: Vec::new(),
+                    records: None,
+                    sent_at: None,
+                    poke_timing: None,
+                });
             }
             start_sync(runtime);
             Ok(Reply::Started { client_id: runtime.client_id()?, storage: runtime.storage.get() })
@@ -467,7 +477,12 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
             if runtime.driver.borrow().has_refusals() {
                 runtime.driver.borrow_mut().signed_in();
                 // Every view reads its query again, and a refused one is fetched anew.
-                runtime.emit(FromWorker::Changed { collections: Vec::new(), records: None, sent_at: None });
+                runtime.emit(FromWorker::Changed {
+                    collections: Vec::new(),
+                    records: None,
+                    sent_at: None,
+                    poke_timing: None,
+                });
             }
             Ok(Reply::Asking)
         }
@@ -617,6 +632,7 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
                         collections: vec![validated.select.collection.clone()],
                         records: None,
                         sent_at: None,
+                        poke_timing: None,
                     });
                 }
                 Ok(Snapshot::NotWanted) => {}
@@ -669,6 +685,7 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
                     collections: vec![collection],
                     records: None,
                     sent_at: None,
+                    poke_timing: None,
                 });
             });
         }
@@ -685,6 +702,7 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
                 collections: vec![validated.select.collection.clone()],
                 records: None,
                 sent_at: None,
+                poke_timing: None,
             });
         }
     }
@@ -728,7 +746,7 @@ fn mutate(
         }
     };
     let local_write_ms = now_ms() - started;
-    report(runtime, &BTreeSet::from([touched]), RefreshKind::LocalWrite, None);
+    report(runtime, &BTreeSet::from([touched]), RefreshKind::LocalWrite, None, None);
     spawn_push(runtime);
     Ok(Reply::Mutated { mutation_id, record_id, local_write_ms })
 }
@@ -775,7 +793,7 @@ async fn push_loop(runtime: &Rc<Runtime>) {
                     runtime.driver.borrow_mut().on_pushed(store, &answer).map_err(|e| e.to_string())
                 });
                 if let Ok(touched) = resolved {
-                    report(runtime, &touched, RefreshKind::PushAnswer, None);
+                    report(runtime, &touched, RefreshKind::PushAnswer, None, None);
                 }
                 for sync::protocol::push::MutationResult { id: mutation_id, outcome } in answer.results {
                     runtime.emit(FromWorker::Resolved {
@@ -910,7 +928,7 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                     runtime.driver.borrow_mut().on_pulled(store, &request, &page).map_err(|e| e.to_string())
                 });
                 if let Ok((touched, _)) = &applied {
-                    report(runtime, touched, RefreshKind::Pull, None);
+                    report(runtime, touched, RefreshKind::Pull, None, None);
                 }
                 // The app refused some of them: their queries show why (the driver
                 // left them out of pulls); the others sync on.
@@ -922,7 +940,12 @@ async fn pull_all(runtime: &Rc<Runtime>) {
                     .collect();
                 if let Some(first) = page.refused.first() {
                     *runtime.last_error.borrow_mut() = Some(first.reason.clone());
-                    runtime.emit(FromWorker::Changed { collections: refused, records: None, sent_at: None });
+                    runtime.emit(FromWorker::Changed {
+                        collections: refused,
+                        records: None,
+                        sent_at: None,
+                        poke_timing: None,
+                    });
                 }
                 attempt = 0;
                 if !page.has_more {
@@ -1009,7 +1032,13 @@ const REPORTED_RECORDS: usize = 500;
 
 /// Tells every page which records changed and how they look now, so their live
 /// views follow without reading their queries again.
-fn report(runtime: &Runtime, touched: &BTreeSet<Touched>, by: RefreshKind, sent_at: Option<f64>) {
+fn report(
+    runtime: &Runtime,
+    touched: &BTreeSet<Touched>,
+    by: RefreshKind,
+    sent_at: Option<f64>,
+    poke_timing: Option<crate::bridge::PokeTiming>,
+) {
     if touched.is_empty() {
         return;
     }
@@ -1022,7 +1051,12 @@ fn report(runtime: &Runtime, touched: &BTreeSet<Touched>, by: RefreshKind, sent_
     let records = (touched.len() <= REPORTED_RECORDS)
         .then(|| runtime.with_store(|store| store.record_views(touched).map_err(|e| e.to_string())).ok())
         .flatten();
-    runtime.emit(FromWorker::Changed { collections: collections.into_iter().collect(), records, sent_at });
+    runtime.emit(FromWorker::Changed {
+        collections: collections.into_iter().collect(),
+        records,
+        sent_at,
+        poke_timing,
+    });
 }
 
 /// Keeps one WebSocket to the session open; pulls on every poke and on reconnect.
@@ -1070,6 +1104,7 @@ async fn keep_socket(runtime: Rc<Runtime>) {
             spawn_push(&runtime);
             while let Some(message) = socket.next().await {
                 let Ok(Message::Text(text)) = message else { break };
+                let received_at = js_sys::Date::now();
                 attempt = 0;
                 if let Ok(ServerMessage::Poke { cursor, changes, topic, since }) =
                     serde_json::from_str::<ServerMessage>(&text)
@@ -1087,8 +1122,10 @@ async fn keep_socket(runtime: Rc<Runtime>) {
                     });
                     match handled {
                         Ok((touched, pull, sent_at)) => {
+                            let timing =
+                                crate::bridge::PokeTiming { received_at, stored_at: js_sys::Date::now() };
                             note_poke(&runtime, cursor.0, changes.len(), topic.as_deref(), pull);
-                            report(&runtime, &touched, RefreshKind::Poke, sent_at);
+                            report(&runtime, &touched, RefreshKind::Poke, sent_at, Some(timing));
                             if pull {
                                 spawn_pull(&runtime);
                             }

@@ -117,6 +117,7 @@ impl Tabs {
                     collections: Vec::new(),
                     records: None,
                     sent_at: None,
+                    poke_timing: None,
                 }));
                 actions
             }

@@ -50,7 +50,7 @@ function serverTimes(lines) {
  * pushes, mutations, and what D1 reported it read, wrote and ran (what D1 bills).
  */
 function upstreamCosts(lines) {
-  const totals = { requests: 0, pushes: 0, mutations: 0, d1_rows_read: 0, d1_rows_written: 0, d1_statements: 0, push_statements: 0 };
+  const totals = { requests: 0, pushes: 0, mutations: 0, d1_rows_read: 0, d1_rows_written: 0, d1_statements: 0, push_statements: 0, push_at: [] };
   // A push's time on the server, split as its line splits it (median of each).
   const pushParts = {};
   for (const line of lines.join('').split('\n')) {
@@ -71,6 +71,7 @@ function upstreamCosts(lines) {
       totals.mutations += entry.mutations;
       totals.push_statements += entry.d1_statements ?? 0;
       (pushParts.ms ??= []).push(entry.ms);
+      totals.push_at.push(entry.at);
       (pushParts.upstream_ms ??= []).push(entry.upstream_ms ?? 0);
       (pushParts.callback_ms ??= []).push(entry.callback_ms ?? 0);
     }
@@ -87,7 +88,7 @@ function upstreamCosts(lines) {
  * session (a hibernating socket that stays quiet wakes nothing).
  */
 function objectCosts(lines) {
-  const totals = { topic_pokes: 0, session_requests: 0, sockets_poked: 0, storage_rows_written: 0, alarms: 0, socket_wakeups: 0, object_lines: 0 };
+  const totals = { topic_pokes: 0, session_requests: 0, sockets_poked: 0, storage_rows_written: 0, alarms: 0, socket_wakeups: 0, object_lines: 0, poke_at: [] };
   let fanOutMs;
   for (const line of lines.join('').split('\n')) {
     const at = line.indexOf('{"event":"object"');
@@ -103,6 +104,7 @@ function objectCosts(lines) {
     if (entry.object === 'subscription' && entry.action === 'poke') {
       totals.topic_pokes += 1;
       (fanOutMs ??= []).push(entry.ms ?? 0);
+      totals.poke_at.push(entry.at);
       totals.session_requests += counts.sessions ?? 0;
       totals.sockets_poked += counts.poked ?? 0;
       totals.storage_rows_written += counts.storage_rows_written ?? 0;
@@ -145,10 +147,27 @@ function waterfall(sends, upstream, objects) {
   if (r?.poke_arrival_ms?.n) {
     const arrival = median(r.poke_arrival_ms);
     rows.push(['   click -> the poke in the receiving SQLite worker', arrival]);
-    rows.push([
-      '      of which session object and socket (the rest of it)',
-      Math.max(0, arrival - median(sends.local_db_write_ms) - serverMs - (objects.topic_poke_ms ?? 0)),
-    ]);
+    // One send at a time: the k-th push line and the k-th topic fan-out line of the
+    // phase are the k-th send's (times from the lines' `at`, the worker's clock).
+    const sends_ = sends.timeline ?? [];
+    if (upstream.push_at.length === sends_.length && objects.poke_at.length === sends_.length) {
+      const ingress = [];
+      const toTopic = [];
+      const toReceiver = [];
+      sends_.forEach(({ sentAt, receivedAt }, k) => {
+        ingress.push(upstream.push_at[k] - sentAt);
+        toTopic.push(objects.poke_at[k] - upstream.push_at[k]);
+        if (receivedAt !== null) toReceiver.push(receivedAt - objects.poke_at[k]);
+      });
+      rows.push(['      click -> the connector starts on the push (local write, HTTP in)', summarize(ingress).median]);
+      rows.push(['      connector starts -> the topic object starts its fan-out', summarize(toTopic).median]);
+      rows.push(['      topic object -> receiving worker (session object, socket)', summarize(toReceiver).median]);
+    } else {
+      rows.push([
+        '      of which session object and socket (the rest of it)',
+        Math.max(0, arrival - median(sends.local_db_write_ms) - serverMs - (objects.topic_poke_ms ?? 0)),
+      ]);
+    }
     rows.push(['   receiving worker: changes stored in its SQLite', median(r.worker_store_ms)]);
     rows.push(['   worker -> page message', median(r.worker_to_page_ms)]);
     rows.push(['   page: views updated and rendered', median(r.page_render_ms)]);
@@ -323,6 +342,9 @@ async function browserSends(url) {
   const sendToRender = [];
   // The receiving side of each send that came by poke, hop by hop.
   const receiver = { poke_arrival_ms: [], worker_store_ms: [], worker_to_page_ms: [], page_render_ms: [] };
+  // Per send, in order: when Send was clicked, and when the receiving worker read its
+  // poke (null when it came by pull): lined up with the server's lines afterwards.
+  const timeline = [];
   await timePokes(bob.context);
   try {
     let a;
@@ -352,6 +374,7 @@ async function browserSends(url) {
       const rendered = await arrivedAt(b, text);
       sendToRender.push(rendered - sentAt);
       const poke = await b.evaluate((body) => window.__pokeTimes[body], text);
+      timeline.push({ sentAt, receivedAt: poke?.received_at ?? null });
       if (poke) {
         receiver.poke_arrival_ms.push(poke.received_at - sentAt);
         receiver.worker_store_ms.push(poke.stored_at - poke.received_at);
@@ -371,6 +394,7 @@ async function browserSends(url) {
     upstream_db_write_ms: summarize(local['upstream-db-write']),
     send_to_render_ms: summarize(sendToRender),
     receiver: Object.fromEntries(Object.entries(receiver).map(([key, samples]) => [key, summarize(samples)])),
+    timeline,
   };
 }
 
@@ -718,6 +742,10 @@ async function main() {
   } finally {
     await app.stop();
   }
+  // The per-send times served the waterfall; the report keeps its figures only.
+  delete report.sends.timeline;
+  for (const costs of Object.values(report.upstream_costs)) delete costs.push_at;
+  for (const costs of Object.values(report.object_costs)) delete costs.poke_at;
   await writeFile(join(OUT, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
   await chart(report, join(OUT, 'report.png'));
   console.log(`upstream: ${UPSTREAM}`);

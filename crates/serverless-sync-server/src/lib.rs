@@ -129,7 +129,7 @@ pub async fn serve(
         &method,
         &path,
         response.status().as_u16(),
-        observe::clock_ms() - started,
+        (started, observe::clock_ms() - started),
         trace.measures(),
         error,
     );

@@ -130,6 +130,9 @@ pub struct RequestLine {
     /// The path, never the query string (a socket's ticket travels there).
     pub route: String,
     pub status: u16,
+    /// When the request began, ms since the epoch: lines of one write (its push, its
+    /// topic's fan-out) line up in time.
+    pub at: f64,
     pub ms: f64,
     #[serde(flatten)]
     pub measures: Measures,
@@ -142,7 +145,7 @@ impl RequestLine {
         method: &str,
         path: &str,
         status: u16,
-        ms: f64,
+        (at, ms): (f64, f64),
         measures: Measures,
         error: Option<&'static str>,
     ) -> Self {
@@ -151,6 +154,7 @@ impl RequestLine {
             method: method.to_string(),
             route: route_of(path),
             status,
+            at: at.round(),
             ms: round(ms),
             measures: Measures {
                 upstream_ms: round(measures.upstream_ms),
@@ -185,6 +189,8 @@ pub struct ObjectLine<'a> {
     pub event: &'static str,
     pub object: &'static str,
     pub action: &'a str,
+    /// When the event began, ms since the epoch.
+    pub at: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ms: Option<f64>,
     /// Sockets a poke went to, rows it carried, listeners left...
@@ -206,7 +212,8 @@ pub fn log_line(line: &impl Serialize) {
 pub fn object_event(object: &'static str, action: &str, ms: Option<f64>, counts: &[(&str, u64)]) {
     let counts =
         counts.iter().map(|(name, value)| ((*name).to_string(), serde_json::Value::from(*value))).collect();
-    log_line(&ObjectLine { event: "object", object, action, ms: ms.map(round), counts });
+    let at = (clock_ms() - ms.unwrap_or(0.0)).round();
+    log_line(&ObjectLine { event: "object", object, action, at, ms: ms.map(round), counts });
 }
 
 /// Writes a request's data point to Analytics Engine, when bound: blobs (route,
@@ -277,13 +284,15 @@ mod tests {
         trace.counts(2, 2, 0);
         trace.d1(3, 4, 5);
         trace.d1(1, 1, 1);
-        let line = RequestLine::new("POST", "/sync/push", 200, 12.34, trace.measures(), None);
+        let line =
+            RequestLine::new("POST", "/sync/push", 200, (1_700_000_000_000.4, 12.34), trace.measures(), None);
         let json = serde_json::to_value(&line).expect("serializes");
         for field in [
             "event",
             "method",
             "route",
             "status",
+            "at",
             "ms",
             "upstream_ms",
             "upstream_calls",
@@ -303,12 +312,13 @@ mod tests {
             (json["d1_rows_read"].clone(), json["d1_rows_written"].clone(), json["d1_statements"].clone()),
             (4.into(), 5.into(), 6.into())
         );
-        let untouched = RequestLine::new("GET", "/", 200, 1.0, Trace::default().measures(), None);
+        let untouched = RequestLine::new("GET", "/", 200, (1.0, 1.0), Trace::default().measures(), None);
         assert!(
             serde_json::to_value(&untouched).expect("serializes").get("d1_rows_read").is_none(),
             "only where D1 answered"
         );
         assert_eq!(json["ms"], 12.3);
+        assert_eq!(json["at"], 1_700_000_000_000.0);
         assert_eq!(json["client"], client_hash("client_01HXYZ"));
         assert!(!json.to_string().contains("client_01HXYZ"));
         assert_eq!(client_hash("client_01HXYZ").len(), 12);

@@ -91,7 +91,9 @@ pub mod native {
     pub use crate::compaction::compact;
     pub use crate::connector::check_client;
     pub use crate::connector::pull::{decode_change, read_page as pull_page};
-    pub use crate::connector::push::{Pushed, check_request as check_push, predecessors, run as push};
+    pub use crate::connector::push::{
+        Pushed, check_request as check_push, poke_since, predecessors, run as push,
+    };
     pub use crate::connector::query::{
         AnswerPage, page_rows, read_last as query_last, read_page as query_page,
     };

@@ -220,6 +220,15 @@ macro_rules! on_every_upstream {
             // What the pokes carry: the committed change on its topic, in one transaction.
             assert!(pushed.one_transaction);
             assert_eq!(pushed.topics, vec![board("b1").to_string()]);
+            // Where its poke's changes begin was read in the write's own batch, and is
+            // what a look back after it finds.
+            let looked_up = block_on(native::predecessors(&db, &pushed.topics, Cursor(1))).expect("look back");
+            assert_eq!(pushed.since.as_ref(), Some(&looked_up));
+            let second = push(&db, vec![add(2, "card_b", "b1", "again")]).expect("push");
+            let looked_up =
+                block_on(native::predecessors(&db, &second.topics, second.committed[0].seq)).expect("look back");
+            assert_eq!(second.since.as_ref(), Some(&looked_up));
+            assert_eq!(looked_up.get(&board("b1").to_string()), Some(&1), "the first write is its predecessor");
             assert_eq!(pushed.committed.len(), 1);
             assert_eq!(pushed.committed[0].row.as_ref().map(|r| r["body"].clone()), Some(json!("hello")));
         }

@@ -537,12 +537,14 @@ impl World {
         }
         if !pushed.topics.is_empty() {
             self.counts.bump("pokes fanned out");
-            let since =
-                match pushed.one_transaction.then(|| pushed.committed.first().map(|c| c.seq)).flatten() {
-                    Some(first) => block_on(native::predecessors(&self.server.db, &pushed.topics, first))
-                        .unwrap_or_default(),
-                    None => BTreeMap::new(),
-                };
+            let since = block_on(native::poke_since(
+                &self.server.db,
+                pushed.since.clone(),
+                pushed.one_transaction,
+                &pushed.topics,
+                &pushed.committed,
+            ))
+            .unwrap_or_default();
             let carried =
                 sync::fanout::carried_by_topic(&self.server.model, &pushed.topics, &pushed.committed);
             for topic in &pushed.topics {

@@ -657,12 +657,22 @@ pub const PREDECESSOR_WINDOW: u64 = 10_000;
 /// previous change is close); plus one row with the empty topic giving the
 /// compaction mark (the last statement). Read them in one batch. See
 /// `sync::cursors::poke_since`.
-pub fn topic_predecessors(dialect: Dialect, topics: &[Topic], first: Cursor) -> Vec<Statement> {
-    let first_seq = i64::try_from(first.0).unwrap_or(i64::MAX);
-    let (before, after) = (
-        first_seq.to_string(),
-        first_seq.saturating_sub(i64::try_from(PREDECESSOR_WINDOW).unwrap_or(0)).to_string(),
-    );
+///
+/// `first: None` reads them inside a write transaction before its writes: the
+/// newest change of each topic so far (a push sends these ahead of its writes in its
+/// one batch, and pokes without another round trip).
+pub fn topic_predecessors(dialect: Dialect, topics: &[Topic], first: Option<Cursor>) -> Vec<Statement> {
+    let window = i64::try_from(PREDECESSOR_WINDOW).unwrap_or(0);
+    let (before, after) = match first {
+        Some(first) => {
+            let first_seq = i64::try_from(first.0).unwrap_or(i64::MAX);
+            (first_seq.to_string(), first_seq.saturating_sub(window).to_string())
+        }
+        None => {
+            let next = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM sync_changes)";
+            (next.to_string(), format!("{next} - {window}"))
+        }
+    };
     let cast = if dialect == Dialect::Postgres { "::text" } else { "" };
     // One statement per [`MAX_BOUND_PARAMS`] topics (a push may touch hundreds).
     let mut statements: Vec<Statement> = topics

@@ -250,18 +250,21 @@ fn each_topic_is_pulled_from_its_own_cursor_and_pokes_find_where_a_topic_stands(
     assert_eq!(seqs(&[]), Vec::<i64>::new());
 
     // The newest change on each topic before 5, and the compaction mark.
-    let predecessors = |first: u64| -> Vec<(String, Option<i64>)> {
-        let mut rows: Vec<(String, Option<i64>)> =
-            sql::topic_predecessors(Dialect::Sqlite, &[r1.clone(), r2.clone(), r3.clone()], Cursor(first))
-                .iter()
-                .flat_map(|statement| query_raw(&db, statement))
-                .map(|row| (row[0].1.as_str().expect("topic").to_string(), row[1].1.as_i64()))
-                .collect();
+    let predecessors = |first: Option<u64>| -> Vec<(String, Option<i64>)> {
+        let mut rows: Vec<(String, Option<i64>)> = sql::topic_predecessors(
+            Dialect::Sqlite,
+            &[r1.clone(), r2.clone(), r3.clone()],
+            first.map(Cursor),
+        )
+        .iter()
+        .flat_map(|statement| query_raw(&db, statement))
+        .map(|row| (row[0].1.as_str().expect("topic").to_string(), row[1].1.as_i64()))
+        .collect();
         rows.sort();
         rows
     };
     assert_eq!(
-        predecessors(5),
+        predecessors(Some(5)),
         vec![
             ("".into(), Some(0)),
             (r1.to_string(), Some(3)),
@@ -271,7 +274,7 @@ fn each_topic_is_pulled_from_its_own_cursor_and_pokes_find_where_a_topic_stands(
     );
     // Before 3, r3 has no change at all (the window's start stands for it).
     assert_eq!(
-        predecessors(3),
+        predecessors(Some(3)),
         vec![
             ("".into(), Some(0)),
             (r1.to_string(), Some(1)),
@@ -279,6 +282,16 @@ fn each_topic_is_pulled_from_its_own_cursor_and_pokes_find_where_a_topic_stands(
             (r3.to_string(), None)
         ]
     );
+    // Read inside a write batch before its writes: the newest change of each topic so
+    // far, as if the batch's first change were the next number.
+    let next = query_raw(
+        &db,
+        &Statement { sql: "SELECT MAX(seq) + 1 FROM sync_changes".into(), params: Vec::new() },
+    )[0][0]
+        .1
+        .as_u64()
+        .expect("next");
+    assert_eq!(predecessors(None), predecessors(Some(next)));
 }
 
 #[test]
@@ -628,7 +641,7 @@ fn statements_bind_no_more_than_d1_allows() {
     assert_eq!(pull.params.len(), 50);
     // A push that touched 250 topics asks for their predecessors in chunks.
     let topics: Vec<Topic> = (0..250).map(|i| Topic::from_raw(format!("q{{\"k\":\"{i}\"}}"))).collect();
-    let statements = sql::topic_predecessors(Dialect::Sqlite, &topics, Cursor(9));
+    let statements = sql::topic_predecessors(Dialect::Sqlite, &topics, Some(Cursor(9)));
     assert_eq!(statements.len(), 4, "three chunks and the compaction mark");
     assert!(statements.iter().all(|statement| statement.params.len() <= MAX_BOUND_PARAMS));
     let db = Connection::open_in_memory().expect("db");

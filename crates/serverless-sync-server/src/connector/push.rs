@@ -54,19 +54,17 @@ pub async fn push(
     }
     if !pushed.topics.is_empty() {
         // Pokes go out after the answer: the writer does not wait for the fan-out.
-        let Pushed { committed, topics, one_transaction, response } = pushed;
+        let Pushed { committed, topics, one_transaction, response, since } = pushed;
         let cursor = response.cursor;
         let (env, engine) = (env.clone(), engine.clone());
         ctx.wait_until(async move {
             // Worked out after the answer too: the writer waits for none of it.
             let carried = sync::fanout::carried_by_topic(engine.model(), &topics, &committed);
-            let since = match one_transaction.then(|| committed.first().map(|change| change.seq)).flatten() {
-                Some(first) => predecessors(&db, &topics, first).await.unwrap_or_else(|error| {
+            let since =
+                poke_since(&db, since, one_transaction, &topics, &committed).await.unwrap_or_else(|error| {
                     worker::console_error!("finding where the pokes' changes begin: {error}");
                     BTreeMap::new()
-                }),
-                None => BTreeMap::new(),
-            };
+                });
             durable::poke_topics(env, topics, cursor.0, carried, since).await;
         });
         return Ok(Json(response));
@@ -127,6 +125,9 @@ pub struct Pushed {
     /// Whether they were applied in one transaction (so they are `first..=cursor`,
     /// nobody else's, and each topic's poke can say where its changes begin).
     pub one_transaction: bool,
+    /// Where each topic's changes begin for its poke (`sync::cursors::poke_since`), when
+    /// the one transaction read it before its writes; else the poke looks it up.
+    pub since: Option<BTreeMap<String, u64>>,
 }
 
 /// The push pipeline on any upstream, as [`sync::push::PushPlan`] decides it: one read
@@ -158,8 +159,21 @@ pub async fn run<D: Database>(
     let mut touched = BTreeSet::new();
     // Rounds that stopped at a refused write (each answers it for good, stored).
     let mut refused_rounds = 0;
+    let mut read_ahead;
     let head_after = loop {
+        // The topics the writes will touch, from the images before and the planned
+        // images after: their previous changes are read in the writes' own batch.
+        let before = images.clone();
         let decisions = plan.decide(model, &stored, images, answer.as_ref());
+        let predicted: BTreeSet<Topic> = decisions
+            .writes
+            .iter()
+            .flat_map(|write| {
+                let key = (write.collection.clone(), write.record_id.clone());
+                let before = before.get(&key).and_then(Option::as_ref);
+                sync::changes::change_topics(model, &write.collection, before, write.after.as_ref())
+            })
+            .collect();
         // Every allowed write in one upstream transaction, each with its change-log
         // row and outcome, and the stored rejections with them: a push's answers land
         // together or not at all. If the transaction is refused (a racing retry, a
@@ -169,7 +183,10 @@ pub async fn run<D: Database>(
         // stands, nobody is asked twice). A transient failure decides nothing: 503.
         let stored_rejections: Vec<&Rejection> =
             decisions.rejections.iter().filter(|rejection| rejection.stored).collect();
-        let applied = apply_all(model, db, client, &decisions.writes, &stored_rejections, now).await?;
+        let predicted: Vec<Topic> = predicted.into_iter().collect();
+        let applied =
+            apply_all(model, db, client, &decisions.writes, &stored_rejections, &predicted, now).await?;
+        read_ahead = applied.predecessors.clone();
         for (write, Applied { outcome, topics }) in decisions.writes.iter().zip(applied.writes) {
             if let MutationOutcome::Confirmed { row, seq } = &outcome {
                 touched.extend(topics.iter().map(ToString::to_string));
@@ -212,12 +229,63 @@ pub async fn run<D: Database>(
     };
     committed.sort_by_key(|change| change.seq);
     let response = PushResponse { results: sync::push::answers(&request.mutations, &outcomes), cursor };
-    Ok(Pushed {
-        response,
-        committed,
-        topics: touched.into_iter().collect(),
-        one_transaction: head_after.is_some(),
-    })
+    let one_transaction = head_after.is_some();
+    let topics: Vec<String> = touched.into_iter().collect();
+    // A topic the prediction missed (a racing writer moved the record meanwhile) gets
+    // no `since`: its readers pull, as after any gap.
+    let since = match (one_transaction, read_ahead, committed.first()) {
+        (true, Some(found), Some(first)) => Some(since_by_topic(&topics, &found, first.seq)),
+        _ => None,
+    };
+    Ok(Pushed { response, committed, topics, one_transaction, since })
+}
+
+/// Each topic's `since` from its previous change (`found`, with the compaction mark
+/// under the empty topic) and the first change of the push.
+fn since_by_topic(
+    topics: &[String],
+    found: &BTreeMap<String, Option<Cursor>>,
+    first: Cursor,
+) -> BTreeMap<String, u64> {
+    let compacted = found.get("").copied().flatten().unwrap_or(Cursor::START);
+    topics
+        .iter()
+        .filter_map(|topic| {
+            // Only topics whose previous change was read: a missing one is unknown.
+            let prev = found.get(topic)?;
+            Some((topic.clone(), sync::cursors::poke_since(*prev, first, compacted).0))
+        })
+        .collect()
+}
+
+/// The rows of [`sql::topic_predecessors`]: each topic's previous change (`None`:
+/// none in the window), and the compaction mark under the empty topic.
+fn read_predecessors(results: impl IntoIterator<Item = Vec<RawRow>>) -> BTreeMap<String, Option<Cursor>> {
+    let mut found = BTreeMap::new();
+    for row in results.into_iter().flatten() {
+        let topic = row.get("topic").and_then(|value| value.as_str()).unwrap_or_default().to_string();
+        let prev =
+            crate::upstream::integer(&row, "prev").and_then(|value| u64::try_from(value).ok()).map(Cursor);
+        found.insert(topic, prev);
+    }
+    found
+}
+
+/// Where each topic's poke says its changes begin: read in the push's own batch when
+/// it was one transaction (`read_ahead`, [`Pushed::since`]); looked up now if that
+/// read could not be made; nothing after the fallback (its changes are not one run).
+pub async fn poke_since<D: Database>(
+    db: &D,
+    read_ahead: Option<BTreeMap<String, u64>>,
+    one_transaction: bool,
+    topics: &[String],
+    committed: &[Change],
+) -> Result<BTreeMap<String, u64>, ApiError> {
+    match (read_ahead, one_transaction.then(|| committed.first().map(|change| change.seq)).flatten()) {
+        (Some(since), _) => Ok(since),
+        (None, Some(first)) => predecessors(db, topics, first).await,
+        (None, None) => Ok(BTreeMap::new()),
+    }
 }
 
 /// For each topic, `since` for a poke of changes starting at `first`: one look back
@@ -228,26 +296,13 @@ pub async fn predecessors<D: Database>(
     first: Cursor,
 ) -> Result<BTreeMap<String, u64>, ApiError> {
     let wanted: Vec<Topic> = topics.iter().map(|topic| Topic::from_raw(topic.clone())).collect();
-    let results = db.read(&sql::topic_predecessors(db.dialect(), &wanted, first)).await?;
-    let mut found = BTreeMap::new();
-    let mut compacted = Cursor::START;
-    for row in results.iter().flatten() {
-        let topic = row.get("topic").and_then(|value| value.as_str()).unwrap_or_default();
-        let prev = crate::upstream::integer(row, "prev").and_then(|value| u64::try_from(value).ok());
-        match (topic, prev) {
-            ("", Some(through)) => compacted = Cursor(through),
-            (topic, Some(prev)) => {
-                found.insert(topic.to_string(), Cursor(prev));
-            }
-            _ => {}
-        }
+    let results = db.read(&sql::topic_predecessors(db.dialect(), &wanted, Some(first))).await?;
+    let mut found = read_predecessors(results);
+    // A topic with no change in the window is known: `poke_since` decides from there.
+    for topic in topics {
+        found.entry(topic.clone()).or_insert(None);
     }
-    Ok(topics
-        .iter()
-        .map(|topic| {
-            (topic.clone(), sync::cursors::poke_since(found.get(topic).copied(), first, compacted).0)
-        })
-        .collect())
+    Ok(since_by_topic(topics, &found, first))
 }
 
 type PriorState = (BTreeMap<String, MutationOutcome>, BTreeMap<RecordKey, Option<sync::schema::Row>>);
@@ -395,6 +450,9 @@ struct AppliedAll {
     /// The fallback stopped after a write that was refused (the last of `writes`):
     /// the rest must be planned again, and the rejections were not stored yet.
     interrupted: bool,
+    /// With the one transaction, each predicted topic's previous change and the
+    /// compaction mark, read ahead of the writes ([`read_predecessors`]).
+    predecessors: Option<BTreeMap<String, Option<Cursor>>>,
 }
 
 /// Applies the writes and stores the rejections in one transaction, or one by one if
@@ -402,22 +460,37 @@ struct AppliedAll {
 /// back too (read inside it: no extra round trip for the cursor the push answers). A
 /// transient failure is the push's answer (503): nothing was decided, and whatever
 /// did commit is answered from its stored outcome on the retry.
+#[allow(clippy::too_many_arguments)]
 async fn apply_all<D: Database>(
     model: &SyncModel,
     db: &D,
     client: &str,
     writes: &[PlannedWrite],
     rejections: &[&Rejection],
+    predicted: &[Topic],
     now: i64,
 ) -> Result<AppliedAll, ApiError> {
     if writes.is_empty() && rejections.is_empty() {
-        return Ok(AppliedAll { writes: Vec::new(), rejections: Vec::new(), head: None, interrupted: false });
+        return Ok(AppliedAll {
+            writes: Vec::new(),
+            rejections: Vec::new(),
+            head: None,
+            interrupted: false,
+            predecessors: None,
+        });
     }
     let planned: Vec<Vec<Statement>> = writes
         .iter()
         .map(|write| statements(model, db.dialect(), client, write, now))
         .collect::<Result<_, _>>()?;
-    let mut all: Vec<Statement> = Vec::new();
+    // The pokes' look back, ahead of the writes in the same transaction: no round
+    // trip of its own after the answer.
+    let look_back = if predicted.is_empty() {
+        Vec::new()
+    } else {
+        sql::topic_predecessors(db.dialect(), predicted, None)
+    };
+    let mut all: Vec<Statement> = look_back.clone();
     let mut refused = Vec::new();
     for rejection in rejections {
         let outcome = MutationOutcome::Rejected { reason: rejection.reason.clone() };
@@ -429,7 +502,10 @@ async fn apply_all<D: Database>(
     all.push(head_statement(db.dialect()));
     match db.write(&all).await {
         Ok(results) => {
-            let mut results = results.into_iter().skip(rejections.len());
+            let mut results = results.into_iter();
+            let predecessors =
+                (!look_back.is_empty()).then(|| read_predecessors(results.by_ref().take(look_back.len())));
+            let mut results = results.skip(rejections.len());
             let mut outcomes = Vec::new();
             for (write, statements) in writes.iter().zip(&planned) {
                 let rows = results.by_ref().take(statements.len()).last().unwrap_or_default();
@@ -438,7 +514,13 @@ async fn apply_all<D: Database>(
                 outcomes.push(answer);
             }
             let head = results.next().map(|rows| head_of(&rows));
-            return Ok(AppliedAll { writes: outcomes, rejections: refused, head, interrupted: false });
+            return Ok(AppliedAll {
+                writes: outcomes,
+                rejections: refused,
+                head,
+                interrupted: false,
+                predecessors,
+            });
         }
         Err(error) if error.is_transient() => return Err(error),
         Err(_) => {}
@@ -454,6 +536,7 @@ async fn apply_all<D: Database>(
                 rejections: Vec::new(),
                 head: None,
                 interrupted: true,
+                predecessors: None,
             });
         }
     }
@@ -462,7 +545,13 @@ async fn apply_all<D: Database>(
         let outcome = record_rejection(model, db, client, mutation_id, mutator, reason, now).await?;
         answers.push((mutation_id.clone(), outcome));
     }
-    Ok(AppliedAll { writes: outcomes, rejections: answers, head: None, interrupted: false })
+    Ok(AppliedAll {
+        writes: outcomes,
+        rejections: answers,
+        head: None,
+        interrupted: false,
+        predecessors: None,
+    })
 }
 
 /// One write in its own transaction (the fallback path).

@@ -45,6 +45,20 @@ function serverTimes(lines) {
   return Object.fromEntries(Object.entries(byPath).map(([key, samples]) => [key, summarize(samples)]));
 }
 
+/** The engine's JSON log lines of one `event` kind among wrangler's output `lines`. */
+function* engineLines(lines, event) {
+  const marker = `{"event":"${event}"`;
+  for (const line of lines.join('').split('\n')) {
+    const at = line.indexOf(marker);
+    if (at < 0) continue;
+    try {
+      yield JSON.parse(line.slice(at));
+    } catch {
+      // A line cut by the terminal: not counted.
+    }
+  }
+}
+
 /**
  * What the engine's request lines (sync_server::observe) say about `lines`: requests,
  * pushes, mutations, and what D1 reported it read, wrote and ran (what D1 bills).
@@ -53,15 +67,7 @@ function upstreamCosts(lines) {
   const totals = { requests: 0, pushes: 0, mutations: 0, d1_rows_read: 0, d1_rows_written: 0, d1_statements: 0, push_statements: 0, push_at: [] };
   // A push's time on the server, split as its line splits it (median of each).
   const pushParts = {};
-  for (const line of lines.join('').split('\n')) {
-    const at = line.indexOf('{"event":"request"');
-    if (at < 0) continue;
-    let entry;
-    try {
-      entry = JSON.parse(line.slice(at));
-    } catch {
-      continue;
-    }
+  for (const entry of engineLines(lines, 'request')) {
     totals.requests += 1;
     totals.d1_rows_read += entry.d1_rows_read ?? 0;
     totals.d1_rows_written += entry.d1_rows_written ?? 0;
@@ -90,15 +96,7 @@ function upstreamCosts(lines) {
 function objectCosts(lines) {
   const totals = { topic_pokes: 0, session_requests: 0, sockets_poked: 0, storage_rows_written: 0, alarms: 0, socket_wakeups: 0, object_lines: 0, poke_at: [] };
   let fanOutMs;
-  for (const line of lines.join('').split('\n')) {
-    const at = line.indexOf('{"event":"object"');
-    if (at < 0) continue;
-    let entry;
-    try {
-      entry = JSON.parse(line.slice(at));
-    } catch {
-      continue;
-    }
+  for (const entry of engineLines(lines, 'object')) {
     totals.object_lines += 1;
     const counts = entry.counts ?? {};
     if (entry.object === 'subscription' && entry.action === 'poke') {

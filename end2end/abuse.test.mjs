@@ -67,6 +67,7 @@ test('a pull of 50 subscriptions, each at its own cursor, is served', async () =
   // cursor once went past D1's expression depth of 100).
   const mutations = rooms.map((roomId) => ({ id: newId('outbox'), name: 'sendMessage', args: { roomId, authorId: a.subject, authorName: 'Ada', body: 'first' }, record_id: newId('messages') }));
   const pushed = await a.push(mutations);
+  assert.equal(pushed.status, 200, pushed.text.slice(0, 300));
   const head = pushed.json.results.at(-1).seq;
   const subscriptions = rooms.map((roomId, i) => ({ ...roomMessages(roomId), cursor: head - 50 + i }));
   assert.equal(new Set(subscriptions.map((s) => s.cursor)).size, 50);

@@ -651,6 +651,11 @@ pub const MAX_BOUND_PARAMS: usize = 100;
 /// How far back [`topic_predecessors`] looks for a topic's previous change.
 pub const PREDECESSOR_WINDOW: u64 = 10_000;
 
+/// Topics per statement of [`topic_predecessors`] (one term of a compound SELECT
+/// each): D1 refuses a compound SELECT of 10 terms ("too many terms in compound
+/// SELECT"), and takes 5.
+pub const PREDECESSOR_TOPICS_PER_STATEMENT: usize = 5;
+
 /// For each of `topics`, the newest change on it before `first` (`topic`, `prev`;
 /// `prev` is NULL when there is none), looking back at most [`PREDECESSOR_WINDOW`]
 /// sequence numbers, newest first and stopping at the first match (an active topic's
@@ -674,9 +679,10 @@ pub fn topic_predecessors(dialect: Dialect, topics: &[Topic], first: Option<Curs
         }
     };
     let cast = if dialect == Dialect::Postgres { "::text" } else { "" };
-    // One statement per [`MAX_BOUND_PARAMS`] topics (a push may touch hundreds).
+    // One statement per [`PREDECESSOR_TOPICS_PER_STATEMENT`] topics (a push may touch
+    // hundreds).
     let mut statements: Vec<Statement> = topics
-        .chunks(MAX_BOUND_PARAMS)
+        .chunks(PREDECESSOR_TOPICS_PER_STATEMENT)
         .map(|chunk| {
             let mut params = Vec::new();
             let mut parts = Vec::new();

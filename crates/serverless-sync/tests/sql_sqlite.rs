@@ -642,16 +642,26 @@ fn statements_bind_no_more_than_d1_allows() {
     // A push that touched 250 topics asks for their predecessors in chunks.
     let topics: Vec<Topic> = (0..250).map(|i| Topic::from_raw(format!("q{{\"k\":\"{i}\"}}"))).collect();
     let statements = sql::topic_predecessors(Dialect::Sqlite, &topics, Some(Cursor(9)));
-    assert_eq!(statements.len(), 4, "three chunks and the compaction mark");
+    assert_eq!(
+        statements.len(),
+        51,
+        "50 chunks of 5 (D1's compound SELECT takes 5 terms) and the compaction mark"
+    );
     assert!(statements.iter().all(|statement| statement.params.len() <= MAX_BOUND_PARAMS));
     let db = Connection::open_in_memory().expect("db");
     for statement in sync::sql::engine_schema(Dialect::Sqlite) {
         db.execute_batch(statement).expect("schema");
     }
+    // D1 refuses a compound SELECT of 10 terms.
+    db.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_COMPOUND_SELECT, 5).expect("limit");
     let rows: usize = statements.iter().map(|statement| query_raw(&db, statement).len()).sum();
     assert_eq!(rows, 251);
     // Both run (an empty log: no changes, every predecessor NULL), within SQLite's
     // expression depth (D1's is 100, as SQLite's default: a chain of 50 ORs is not).
     db.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_EXPR_DEPTH, 100).expect("limit");
     assert!(query_raw(&db, &pull).is_empty());
+    // Read ahead of a push's writes too (no `first`).
+    let ahead = sql::topic_predecessors(Dialect::Sqlite, &topics, None);
+    let rows: usize = ahead.iter().map(|statement| query_raw(&db, statement).len()).sum();
+    assert_eq!(rows, 251);
 }

@@ -198,6 +198,11 @@ function messageCost(costs) {
   };
 }
 
+/** The Durable Object requests in `objects` (objectCosts): pokes, alarms, wake-ups. */
+function objectRequests(objects) {
+  return objects.topic_pokes + objects.session_requests + objects.alarms + objects.socket_wakeups;
+}
+
 /**
  * Durable Object requests and WebSocket messages per message per receiver, from a
  * fan-out phase (`objects`: its objectCosts; one session per receiver).
@@ -205,8 +210,7 @@ function messageCost(costs) {
 function fanOutCost(objects, messages, receivers) {
   const deliveries = messages * receivers;
   return {
-    do_requests_per_message_per_receiver:
-      (objects.topic_pokes + objects.session_requests + objects.alarms + objects.socket_wakeups) / deliveries,
+    do_requests_per_message_per_receiver: objectRequests(objects) / deliveries,
     websocket_messages_per_message_per_receiver: objects.sockets_poked / deliveries,
     do_storage_rows_written_per_message_per_receiver: objects.storage_rows_written / deliveries,
   };
@@ -224,10 +228,7 @@ const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 30);
 async function idleClients(app, url) {
   const room = newId('room').slice(-8);
   const seen = new Map();
-  const clients = [];
-  for (let i = 0; i < IDLE_CLIENTS; i += 10) {
-    clients.push(...(await Promise.all(Array.from({ length: Math.min(10, IDLE_CLIENTS - i) }, (_, k) => nodeReceiver(url, room, i + k, seen)))));
-  }
+  const clients = await connectReceivers(url, room, IDLE_CLIENTS, seen);
   // Connecting is not idling: let the sockets' opening work finish first.
   await new Promise((resolve) => setTimeout(resolve, 2_000));
   const from = app.logs.length;
@@ -239,7 +240,7 @@ async function idleClients(app, url) {
   const objects = objectCosts(app.logs.slice(from));
   const requests = upstreamCosts(app.logs.slice(from)).requests;
   for (const c of clients) c.close();
-  const woke = objects.topic_pokes + objects.session_requests + objects.alarms + objects.socket_wakeups;
+  const woke = objectRequests(objects);
   return {
     clients: IDLE_CLIENTS,
     seconds: IDLE_SECONDS,
@@ -487,16 +488,22 @@ async function nodeReceiver(url, room, index, seen) {
   return handle;
 }
 
+/** `count` receivers in `room`, connected ten at a time. */
+async function connectReceivers(url, room, count, seen) {
+  const clients = [];
+  for (let i = 0; i < count; i += 10) {
+    clients.push(...(await Promise.all(Array.from({ length: Math.min(10, count - i) }, (_, k) => nodeReceiver(url, room, i + k, seen)))));
+  }
+  return clients;
+}
+
 /** Pulls the Node receivers made (a receiver whose pokes all follow makes none). */
 const pulls = { count: 0 };
 
 async function fanOut(url, receivers) {
   const room = newId('room').slice(-8);
   const seen = new Map();
-  const clients = [];
-  for (let i = 0; i < receivers; i += 10) {
-    clients.push(...(await Promise.all(Array.from({ length: Math.min(10, receivers - i) }, (_, k) => nodeReceiver(url, room, i + k, seen)))));
-  }
+  const clients = await connectReceivers(url, room, receivers, seen);
   const sender = client(url, await guestToken(url, 'Sender'));
   const pullsBefore = pulls.count;
   const untilAll = [];

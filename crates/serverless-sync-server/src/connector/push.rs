@@ -186,7 +186,7 @@ pub async fn run<D: Database>(
         let predicted: Vec<Topic> = predicted.into_iter().collect();
         let applied =
             apply_all(model, db, client, &decisions.writes, &stored_rejections, &predicted, now).await?;
-        read_ahead = applied.predecessors.clone();
+        read_ahead = applied.predecessors;
         for (write, Applied { outcome, topics }) in decisions.writes.iter().zip(applied.writes) {
             if let MutationOutcome::Confirmed { row, seq } = &outcome {
                 touched.extend(topics.iter().map(ToString::to_string));

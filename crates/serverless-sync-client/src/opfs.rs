@@ -28,17 +28,19 @@ pub async fn open_opfs(directory: &str, file: &str) -> Result<Connection, StoreE
     install::<sqlite_wasm_rs::WasmOsCallback>(&config, false).await?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
     let connection = Connection::open_with_flags_and_vfs(file, flags, vfs.as_str())?;
-    // Durability kept: every acknowledged write is in the file when its transaction
-    // commits, so a reload, a closed tab or a crashed worker never loses it (the
-    // e2e reload and offline suites check this). DELETE journaling costs ~3 flushes
-    // per commit on sahpool; PERSIST keeps the journal file. synchronous=NORMAL skips
-    // the journal's second flush: an operating-system crash or power loss at the
-    // wrong moment may lose the last transactions, never a reload. Exclusive locking:
-    // this worker is the pool's only user anyway (OPFS access handles are exclusive),
-    // so SQLite need not re-check the file at each transaction.
-    connection.pragma_update(None, "journal_mode", "PERSIST")?;
-    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    // Exclusive locking first: this worker is the pool's only user anyway (OPFS
+    // access handles are exclusive), and under it SQLite keeps WAL's index in its own
+    // memory, so WAL needs no shared memory (which sahpool does not have).
+    // WAL with synchronous=NORMAL appends a commit to the log without a flush (a
+    // rollback journal flushed twice per commit); the log is flushed when it is
+    // checkpointed into the database. Durability kept for what users do: every
+    // acknowledged write is in the file when its transaction commits, so a reload, a
+    // closed tab or a crashed worker never loses it (the e2e reload and offline suites
+    // check this); an operating-system crash or power loss at the wrong moment may
+    // lose the last transactions, never corrupt the database.
     connection.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(connection)
 }
 

@@ -137,7 +137,7 @@ function waterfall(sends, upstream, objects) {
     ['      app\'s mutation callback', push.callback_ms ?? 0],
     ['      upstream database', push.upstream_ms ?? 0],
     ['      the connector\'s own work', Math.max(0, serverMs - (push.callback_ms ?? 0) - (push.upstream_ms ?? 0))],
-    ['   HTTP and the runtime around it', Math.max(0, median(sends.upstream_db_write_ms) - serverMs)],
+    ['   the way there and back (socket or HTTP) and the runtime around it', Math.max(0, median(sends.upstream_db_write_ms) - serverMs)],
     ['topic object: poke to each session (its log line)', objects.topic_poke_ms ?? 0],
     ['send -> rendered on the 2nd browser', median(sends.send_to_render_ms)],
   ];
@@ -157,7 +157,7 @@ function waterfall(sends, upstream, objects) {
         toTopic.push(objects.poke_at[k] - upstream.push_at[k]);
         if (receivedAt !== null) toReceiver.push(receivedAt - objects.poke_at[k]);
       });
-      rows.push(['      click -> the connector starts on the push (local write, HTTP in)', summarize(ingress).median]);
+      rows.push(['      click -> the connector starts on the push (local write, way in)', summarize(ingress).median]);
       rows.push(['      connector starts -> the topic object starts its fan-out', summarize(toTopic).median]);
       rows.push(['      topic object -> receiving worker (session object, socket)', summarize(toReceiver).median]);
     } else {

@@ -51,6 +51,9 @@ const DATABASE_FILE: &str = "local.db";
 /// A query whose snapshot could not be fetched (offline, server unavailable) is
 /// fetched again after this pause.
 const SNAPSHOT_RETRY_MS: u32 = 2_000;
+/// A push on the socket not answered within this long is sent over HTTP (a socket can
+/// go quiet without closing when the network drops).
+const SOCKET_PUSH_TIMEOUT_MS: u32 = 10_000;
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -135,6 +138,14 @@ struct Runtime {
     /// The collection each subscribed query reads, by topic: which queries a change
     /// refreshed.
     collections: RefCell<BTreeMap<String, String>>,
+    /// The way out of the open socket, while one is open: pushes ride it.
+    socket_out: RefCell<Option<futures_channel::mpsc::UnboundedSender<String>>>,
+    /// Pushes sent on the socket and not answered yet (status, body), by id.
+    socket_answers: RefCell<BTreeMap<u64, futures_channel::oneshot::Sender<(u16, String)>>>,
+    last_socket_push: Cell<u64>,
+    /// The server takes pushes on the socket (until it says otherwise, for the
+    /// socket's life).
+    pushes_on_socket: Cell<bool>,
 }
 
 impl Runtime {
@@ -215,16 +226,87 @@ impl Runtime {
             .map_err(|e| Failure::Network(e.to_string()))?;
         let status = response.status();
         let text = response.text().await.map_err(|e| Failure::Network(e.to_string()))?;
-        let not_ready = Failure::server_not_ready(status, &text);
+        self.read_answer(status, &text, &token)
+    }
+
+    /// A push: on the open socket when the server takes it there (no request of its
+    /// own to set up), else over HTTP. The same answer either way.
+    async fn push(&self, request: &sync::protocol::push::PushRequest) -> Result<PushResponse, Failure> {
+        if let Some(answer) = self.push_on_socket(request).await {
+            return answer;
+        }
+        self.post_json("/sync/push", request).await
+    }
+
+    /// `None`: not answered on the socket (none open, offline, it closed or went quiet,
+    /// or the server takes pushes over HTTP only): the caller sends it over HTTP, which is
+    /// safe even if the socket's copy was applied (mutation ids make a push
+    /// idempotent).
+    async fn push_on_socket(
+        &self,
+        request: &sync::protocol::push::PushRequest,
+    ) -> Option<Result<PushResponse, Failure>> {
+        use futures_util::future::{Either, select};
+        use sync::protocol::socket_push::{PUSH_NOT_ON_SOCKET, SOCKET_PUSH_TYPE, SocketPush};
+        // Offline as the browser says: an open socket may not have noticed yet (and a
+        // browser's offline mode leaves open sockets alone), HTTP fails at once.
+        if !self.pushes_on_socket.get() || !self.online.get() {
+            return None;
+        }
+        let out = self.socket_out.borrow().clone()?;
+        let token = self.token.borrow().clone();
+        let key = self.client_key.borrow().clone();
+        let authorization = format!("Bearer {token}");
+        let id = self.last_socket_push.get() + 1;
+        self.last_socket_push.set(id);
+        let message = SocketPush {
+            kind: SOCKET_PUSH_TYPE,
+            id,
+            authorization: Some(&authorization),
+            client_key: &key,
+            request,
+        };
+        let text = serde_json::to_string(&message).ok()?;
+        let (answered, answer) = futures_channel::oneshot::channel();
+        self.socket_answers.borrow_mut().insert(id, answered);
+        if out.unbounded_send(text).is_err() {
+            self.socket_answers.borrow_mut().remove(&id);
+            return None;
+        }
+        match select(answer, Box::pin(sleep(SOCKET_PUSH_TIMEOUT_MS))).await {
+            Either::Left((Ok((status, body)), _)) => {
+                if status == 501 && body.contains(PUSH_NOT_ON_SOCKET) {
+                    self.pushes_on_socket.set(false);
+                    return None;
+                }
+                Some(self.read_answer(status, &body, &token))
+            }
+            // The socket closed before answering.
+            Either::Left((Err(_), _)) => None,
+            Either::Right(_) => {
+                self.socket_answers.borrow_mut().remove(&id);
+                None
+            }
+        }
+    }
+
+    /// What an answer says, over HTTP or on the socket: the value, or the failure
+    /// the sync loops act on.
+    fn read_answer<T: serde::de::DeserializeOwned>(
+        &self,
+        status: u16,
+        text: &str,
+        token: &str,
+    ) -> Result<T, Failure> {
+        let not_ready = Failure::server_not_ready(status, text);
         if *self.server_not_ready.borrow() != not_ready {
             *self.server_not_ready.borrow_mut() = not_ready;
             self.post_status();
         }
         if (200..300).contains(&status) {
-            return serde_json::from_str(&text)
-                .map_err(|e| Failure::Fatal(format!("unreadable answer: {e}")));
+            return serde_json::from_str(text).map_err(|e| Failure::Fatal(format!("unreadable answer: {e}")));
         }
-        match Failure::from_status(status, &text) {
+        match Failure::from_status(status, text) {
             // Sent with a token that has been renewed since: just send it again.
             Failure::NeedsAuth(reason) if *self.token.borrow() != token => {
                 Err(Failure::Unavailable(format!("signed in again; retrying ({reason})")))
@@ -265,6 +347,10 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
         server_not_ready: RefCell::new(None),
         inspector: RefCell::new(Inspector::default()),
         collections: RefCell::new(BTreeMap::new()),
+        socket_out: RefCell::new(None),
+        socket_answers: RefCell::new(BTreeMap::new()),
+        last_socket_push: Cell::new(0),
+        pushes_on_socket: Cell::new(true),
     });
 
     let from_page = runtime.clone();
@@ -782,7 +868,7 @@ async fn push_loop(runtime: &Rc<Runtime>) {
         };
         let sent = now_ms();
         runtime.inspector.borrow_mut().sending(request.mutations.iter().map(|mutation| mutation.id.clone()));
-        match runtime.post_json::<PushResponse>("/sync/push", &request).await {
+        match runtime.push(&request).await {
             Ok(answer) => {
                 let upstream_ms = now_ms() - sent;
                 note_pushed(runtime, &request, &answer, upstream_ms);
@@ -1097,18 +1183,37 @@ async fn keep_socket(runtime: Rc<Runtime>) {
                 sync::protocol::ticket::TICKET_PARAM,
             )
         });
-        if let Some(Ok(mut socket)) = url.map(|url| WebSocket::open(&url)) {
+        if let Some(Ok(socket)) = url.map(|url| WebSocket::open(&url)) {
+            use futures_util::SinkExt;
+            use futures_util::future::{Either, select};
             runtime.event(EventKind::Socket, None, "socket opened: pull to catch up");
+            let (mut sink, mut stream) = socket.split();
+            let (out, mut outgoing) = futures_channel::mpsc::unbounded::<String>();
+            *runtime.socket_out.borrow_mut() = Some(out);
+            runtime.pushes_on_socket.set(true);
             // Connected (or connecting): catch up on what happened while away.
             spawn_pull(&runtime);
             spawn_push(&runtime);
-            while let Some(message) = socket.next().await {
-                let Ok(Message::Text(text)) = message else { break };
+            loop {
+                let text = match select(stream.next(), outgoing.next()).await {
+                    Either::Left((Some(Ok(Message::Text(text))), _)) => text,
+                    Either::Left(_) => break,
+                    Either::Right((Some(text), _)) => {
+                        if sink.send(Message::Text(text)).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Either::Right((None, _)) => break,
+                };
                 let received_at = js_sys::Date::now();
                 attempt = 0;
-                if let Ok(ServerMessage::Poke { cursor, changes, topic, since }) =
-                    serde_json::from_str::<ServerMessage>(&text)
-                {
+                let message = serde_json::from_str::<ServerMessage>(&text);
+                if let Ok(ServerMessage::Pushed { id, status, body }) = message {
+                    if let Some(answered) = runtime.socket_answers.borrow_mut().remove(&id) {
+                        let _ = answered.send((status, body.to_string()));
+                    }
+                } else if let Ok(ServerMessage::Poke { cursor, changes, topic, since }) = message {
                     // Changes that follow what this client holds on their topic are all
                     // it lacks there: applied, and no pull (`SyncDriver::on_poke`).
                     let handled = runtime.with_store(|store| {
@@ -1137,6 +1242,9 @@ async fn keep_socket(runtime: Rc<Runtime>) {
                     }
                 }
             }
+            // Pushes waiting on this socket go over HTTP (their answers are dropped here).
+            runtime.socket_out.borrow_mut().take();
+            runtime.socket_answers.borrow_mut().clear();
         }
         runtime.event(EventKind::Socket, None, format!("socket closed; reconnect try {}", attempt + 1));
         backoff_sleep(&runtime, backoff_ms(attempt)).await;

@@ -64,6 +64,10 @@ pub enum ApiError {
     /// decided or stored; the client retries after `Retry-After`.
     #[error("upstream database unavailable: {reason}")]
     UpstreamUnavailable { reason: String },
+    /// 501 `push_not_on_socket`: a push came on a session's socket, and this worker
+    /// takes pushes over HTTP only; the client sends it there.
+    #[error("{reason}")]
+    PushNotOnSocket { reason: String },
 }
 
 impl ApiError {
@@ -161,6 +165,9 @@ impl ApiError {
                 (StatusCode::BAD_GATEWAY, "upstream_error")
             }
             ApiError::UpstreamUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable"),
+            ApiError::PushNotOnSocket { .. } => {
+                (StatusCode::NOT_IMPLEMENTED, sync::protocol::socket_push::PUSH_NOT_ON_SOCKET)
+            }
         }
     }
 }

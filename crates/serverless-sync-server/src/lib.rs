@@ -69,6 +69,7 @@ pub mod guest;
 mod health;
 mod log;
 pub mod observe;
+mod socket_push;
 mod stats;
 mod upstream;
 
@@ -82,6 +83,7 @@ pub use connector::{MAX_BODY_BYTES, parse_json, read_body};
 pub use durable::{ChangeWatcher, ClientSession, QuerySubscription};
 pub use engine::Engine;
 pub use error::{ApiError, api_not_found};
+pub use socket_push::{AfterAnswer, install};
 
 /// The connector's pipelines on any upstream, natively: what the worker's handlers run
 /// between admitting a request and poking, for tests and the simulation (no wrangler,
@@ -122,7 +124,8 @@ pub async fn serve(
     let (method, path) = (parts.method.to_string(), parts.uri.path().to_string());
     let trace = observe::Trace::default();
     parts.extensions.insert(trace.clone());
-    let response = match route(router, parts, body, &env, ctx).await {
+    let after = AfterAnswer::Runtime(Arc::new(ctx));
+    let response = match route(router, parts, axum::body::Body::new(body), &env, after).await {
         Ok(response) => response,
         Err(error) => axum::response::IntoResponse::into_response(error),
     };
@@ -140,21 +143,23 @@ pub async fn serve(
     Ok(response)
 }
 
+/// Routes one request (an HTTP request, or a push on a session's socket) with the
+/// engine's checks that come before any route: the body bounded, the address's limit.
 async fn route(
     router: axum::Router,
     parts: axum::http::request::Parts,
-    body: worker::Body,
+    body: axum::body::Body,
     env: &worker::Env,
-    ctx: worker::Context,
+    after: AfterAnswer,
 ) -> Result<axum::http::Response<axum::body::Body>, ApiError> {
-    let body = axum::body::Body::from(connector::drain_body(axum::body::Body::new(body)).await?);
+    let body = axum::body::Body::from(connector::drain_body(body).await?);
     connector::limit_address(env, &parts.headers).await?;
     let mut router = router
         .method_not_allowed_fallback(error::method_not_allowed)
         // Handlers read bodies with `read_body` (bounded, always drained).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::Extension(env.clone()))
-        .layer(axum::Extension(Arc::new(ctx)));
+        .layer(axum::Extension(after));
     router.call(axum::http::Request::from_parts(parts, body)).await.map_err(|never| match never {})
 }
 

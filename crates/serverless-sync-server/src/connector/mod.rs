@@ -136,6 +136,12 @@ pub fn client_address(headers: &HeaderMap) -> Option<&str> {
         .filter(|address| !address.is_empty())
 }
 
+/// An IPv4 or IPv6 address as `cf-connecting-ip` gives it: safe in a URL and a tag.
+pub fn is_address(address: &str) -> bool {
+    (2..=45).contains(&address.len())
+        && address.chars().all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':')
+}
+
 /// Counts a request against its address's limit ([`ADDRESS_RATE_LIMITER_BINDING`]).
 pub async fn limit_address(env: &worker::Env, headers: &HeaderMap) -> Result<(), ApiError> {
     match client_address(headers) {

@@ -1,7 +1,5 @@
 //! `POST /sync/pull`: changes since a cursor for the caller's subscriptions.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::Extension;
 use axum::http::HeaderMap;
@@ -10,7 +8,7 @@ use sync::changes::{Change, ChangeKind, Cursor, Topic};
 use sync::protocol::pull::{PullRequest, PullResponse, RefusedSubscription};
 use sync::pull::{Deliverable, Page, PullPlan, PullRefusal};
 use sync::sql::{self, Statement};
-use worker::{Context, Env};
+use worker::Env;
 
 use super::{PULL_PAGE, admit, authorization, parse_json, read_body, require_sign_in};
 use crate::durable;
@@ -28,7 +26,7 @@ const MAX_SUBSCRIPTIONS: usize = 50;
 pub async fn pull(
     TracedEngine(engine): TracedEngine,
     Extension(env): Extension<Env>,
-    Extension(ctx): Extension<Arc<Context>>,
+    Extension(after): Extension<crate::AfterAnswer>,
     headers: HeaderMap,
     raw: axum::extract::Request,
 ) -> Result<Json<PullResponse>, ApiError> {
@@ -106,7 +104,7 @@ pub async fn pull(
     if let Some(refresh) = refresh {
         let (session, client, acknowledged) =
             (request.session_id.clone(), request.client_id.clone(), page.cursor.0);
-        ctx.wait_until(async move {
+        after.run(async move {
             if let Err(error) = durable::subscribe(&env, &session, &client, refresh, Some(acknowledged)).await
             {
                 worker::console_error!("acknowledging cursor {acknowledged}: {error}");

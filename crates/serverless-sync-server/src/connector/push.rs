@@ -1,7 +1,6 @@
 //! `POST /sync/push`: apply a batch of outbox mutations, in order, each exactly once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::Extension;
@@ -12,7 +11,7 @@ use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbac
 use sync::protocol::push::{MutationOutcome, PushRequest, PushResponse};
 use sync::push::{PlannedWrite, PushPlan, RecordKey, Rejection};
 use sync::sql::{self, Dialect, Statement};
-use worker::{Context, Env};
+use worker::Env;
 
 use super::{MAX_PUSH_MUTATIONS, admit, authorization, now_ms, parse_json, read_body, require_sign_in};
 use crate::durable;
@@ -24,7 +23,7 @@ use crate::upstream::{Database, RawRow, Upstream, head_of, head_statement, topic
 pub async fn push(
     TracedEngine(engine): TracedEngine,
     Extension(env): Extension<Env>,
-    Extension(ctx): Extension<Arc<Context>>,
+    Extension(after): Extension<crate::AfterAnswer>,
     headers: HeaderMap,
     raw: axum::extract::Request,
 ) -> Result<Json<PushResponse>, ApiError> {
@@ -57,7 +56,7 @@ pub async fn push(
         let Pushed { committed, topics, one_transaction, response, since } = pushed;
         let cursor = response.cursor;
         let (env, engine) = (env.clone(), engine.clone());
-        ctx.wait_until(async move {
+        after.run(async move {
             // Worked out after the answer too: the writer waits for none of it.
             let carried = sync::fanout::carried_by_topic(engine.model(), &topics, &committed);
             let since =

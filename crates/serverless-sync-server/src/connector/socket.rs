@@ -55,7 +55,12 @@ pub async fn socket(
         return Err(ApiError::Unauthorized { reason: "not a socket ticket".into() });
     };
     // Both parts are checked (a prefixed ULID, hex digits): safe in a URL as they are.
-    let url = format!("https://object/socket?ticket={secret}");
+    // The address the socket comes from: pushes on it count against its limit.
+    let address = super::client_address(&headers).filter(|address| super::is_address(address));
+    let url = match address {
+        Some(address) => format!("https://object/socket?ticket={secret}&address={address}"),
+        None => format!("https://object/socket?ticket={secret}"),
+    };
     let mut response = durable::open_socket(&env, session_id, &url).await.map_err(ApiError::upstream)?;
     match response.status_code() {
         101 => Ok(response.into()),

@@ -20,8 +20,8 @@ mod watcher;
 
 pub use session::ClientSession;
 pub use stubs::{
-    claim, grant_ticket, live_sessions, open_socket, poke_topics, refuse, subscribe, watch_before_read,
-    with_memo,
+    claim, grant_ticket, live_sessions, open_socket, poke_topics, refuse, remember_claim, subscribe,
+    watch_before_read, with_memo,
 };
 pub use subscription::QuerySubscription;
 pub use watcher::ChangeWatcher;

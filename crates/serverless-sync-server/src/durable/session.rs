@@ -28,6 +28,12 @@ pub struct ClientSession {
     sql: SqlStorage,
 }
 
+/// How a push on the socket begins (`sync::protocol::socket_push::SocketPush`).
+const PUSH_PREFIX: &str = r#"{"type":"push""#;
+/// The tag that keeps the address a socket was opened from (its pushes count against
+/// that address's rate limit, as over HTTP).
+const ADDRESS_TAG: &str = "address:";
+
 /// The keep-alive a client may send on its socket, and the answer it gets.
 pub const PING: &str = r#"{"type":"ping"}"#;
 pub const PONG: &str = r#"{"type":"pong"}"#;
@@ -163,8 +169,14 @@ impl DurableObject for ClientSession {
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
-        // Clients only listen; the exact PING never gets here (the runtime answers
-        // it). Anything else woke the object, which is billed: it is logged.
+        // A push rides the socket (its request line logs it); the exact PING never
+        // gets here (the runtime answers it). Anything else woke the object, which is
+        // billed: it is logged.
+        if let WebSocketIncomingMessage::String(text) = &message
+            && text.starts_with(PUSH_PREFIX)
+        {
+            return self.push_on_socket(&ws, text).await;
+        }
         crate::observe::object_event("session", "socket_message", None, &[]);
         if let WebSocketIncomingMessage::String(text) = message
             && text.contains("\"ping\"")
@@ -285,12 +297,44 @@ impl ClientSession {
     }
 
     fn session_id(&self) -> Result<Option<String>> {
+        Ok(self.owner()?.map(|(session_id, _)| session_id))
+    }
+
+    /// The session's id and its client's, once claimed.
+    fn owner(&self) -> Result<Option<(String, String)>> {
         #[derive(serde::Deserialize)]
         struct Owner {
             session_id: String,
+            client_id: String,
         }
-        let owners: Vec<Owner> = self.sql.exec("SELECT session_id FROM owner LIMIT 1", None)?.to_array()?;
-        Ok(owners.into_iter().next().map(|owner| owner.session_id))
+        let owners: Vec<Owner> =
+            self.sql.exec("SELECT session_id, client_id FROM owner LIMIT 1", None)?.to_array()?;
+        Ok(owners.into_iter().next().map(|owner| (owner.session_id, owner.client_id)))
+    }
+
+    /// A push on one of this session's sockets (`crate::socket_push`): answered on that
+    /// socket, then its pokes go out (the object stays awake for them).
+    async fn push_on_socket(&self, ws: &WebSocket, text: &str) -> Result<()> {
+        let owner = self.owner()?;
+        let address = self
+            .state
+            .get_tags(ws)
+            .into_iter()
+            .find_map(|tag| tag.strip_prefix(ADDRESS_TAG).map(str::to_string));
+        let socket_owner = owner.as_ref().map(|(session_id, client_id)| crate::socket_push::SocketOwner {
+            session_id,
+            client_id,
+            address: address.as_deref(),
+        });
+        let (answer, after) = crate::socket_push::answer(&self.env, socket_owner, text).await;
+        // A socket closed meanwhile: the client sends the push again (idempotent).
+        if let Err(error) = ws.send_with_str(&answer) {
+            worker::console_error!("answering a push on a closed socket: {error}");
+        }
+        for work in after {
+            work.await;
+        }
+        Ok(())
     }
 
     fn gate(&self) -> Result<PokeGate> {
@@ -451,7 +495,14 @@ impl ClientSession {
             oldest.close(Some(4008), Some("too many sockets for this session: the newest stays")).ok();
         }
         let opened = format!("{:016}", now_ms());
-        self.state.accept_websocket_with_tags(&pair.server, &[opened.as_str()]);
+        let address = url
+            .query_pairs()
+            .find(|(key, _)| key == "address")
+            .map(|(_, value)| value.into_owned())
+            .filter(|address| crate::connector::is_address(address))
+            .map(|address| format!("{ADDRESS_TAG}{address}"));
+        let tags: Vec<&str> = std::iter::once(opened.as_str()).chain(address.as_deref()).collect();
+        self.state.accept_websocket_with_tags(&pair.server, &tags);
         // One read of the state: its topics, and its user for the topics' bounds.
         let state = self.load()?;
         let topics: Vec<String> = state.topics.into_iter().collect();

@@ -119,6 +119,12 @@ pub async fn claim(env: &Env, session_id: &str, client_id: &str) -> Result<(), S
     Ok(())
 }
 
+/// The session object itself vouches that `client_id` owns `session_id` (a push on
+/// its socket): this isolate's claims answer from memory, with no call to the object.
+pub fn remember_claim(session_id: &str, client_id: &str) {
+    with_memo(|memo| memo.remember_claim(session_id, client_id));
+}
+
 /// Checks the session's client, makes it watch `topics`, and records the cursor the
 /// client acknowledged (pokes at or below it are skipped).
 pub async fn subscribe(

@@ -3,7 +3,9 @@
 //! - connector -> app callbacks (the seed's contract, field for field):
 //!   [`query_callback`], [`mutation_callback`];
 //! - client -> connector: [`query`], [`push`], [`pull`], [`ticket`] (opens the socket);
-//! - connector -> client over the session WebSocket: [`poke`];
+//! - connector -> client over the session WebSocket: [`poke`] (and the answer to a
+//!   push sent on it);
+//! - client -> connector over the session WebSocket: [`socket_push`];
 //! - any error answer: [`error`].
 
 pub mod error;
@@ -13,6 +15,7 @@ pub mod pull;
 pub mod push;
 pub mod query;
 pub mod query_callback;
+pub mod socket_push;
 pub mod ticket;
 
 use serde::{Deserialize, Serialize};

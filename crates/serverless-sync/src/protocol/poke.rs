@@ -28,4 +28,7 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<Cursor>,
     },
+    /// The answer to a push sent on the socket ([`crate::protocol::socket_push`]):
+    /// the status and the JSON body `POST /sync/push` would have answered.
+    Pushed { id: u64, status: u16, body: serde_json::Value },
 }

@@ -111,6 +111,13 @@ pub fn router() -> Router {
         .fallback(not_found)
 }
 
+/// When the module starts: the session objects take pushes on their sockets with
+/// this engine (a push then needs no HTTP request of its own).
+#[worker::event(start)]
+fn start() {
+    sync_server::install(engine());
+}
+
 #[worker::event(fetch)]
 async fn fetch(
     req: worker::HttpRequest,

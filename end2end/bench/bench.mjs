@@ -131,7 +131,7 @@ function waterfall(sends, upstream, objects) {
   const serverMs = push.ms ?? 0;
   const rows = [
     ['click -> row in the sender\'s DOM (page, optimistic)', median(sends.local_state_update_ms)],
-    ['click -> row + outbox stored (page -> SQLite worker -> OPFS)', median(sends.local_db_write_ms)],
+    ['SQLite worker: row + outbox stored on OPFS (its transaction)', median(sends.local_db_write_ms)],
     ['push: request -> answer, seen by the SQLite worker', median(sends.upstream_db_write_ms)],
     ['   connector, whole request (its log line)', serverMs],
     ['      app\'s mutation callback', push.callback_ms ?? 0],

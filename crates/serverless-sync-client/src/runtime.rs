@@ -146,6 +146,8 @@ struct Runtime {
     /// The server takes pushes on the socket (until it says otherwise, for the
     /// socket's life).
     pushes_on_socket: Cell<bool>,
+    /// How the last push went (for the devtools' timeline).
+    last_push_via: Cell<&'static str>,
 }
 
 impl Runtime {
@@ -233,8 +235,10 @@ impl Runtime {
     /// own to set up), else over HTTP. The same answer either way.
     async fn push(&self, request: &sync::protocol::push::PushRequest) -> Result<PushResponse, Failure> {
         if let Some(answer) = self.push_on_socket(request).await {
+            self.last_push_via.set("on the socket");
             return answer;
         }
+        self.last_push_via.set("over HTTP");
         self.post_json("/sync/push", request).await
     }
 
@@ -351,6 +355,7 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
         socket_answers: RefCell::new(BTreeMap::new()),
         last_socket_push: Cell::new(0),
         pushes_on_socket: Cell::new(true),
+        last_push_via: Cell::new("over HTTP"),
     });
 
     let from_page = runtime.clone();
@@ -1309,8 +1314,9 @@ fn note_pushed(
         EventKind::Push,
         Some(ms),
         format!(
-            "{}: {} confirmed, {rejected} rejected, cursor {}",
+            "{} {}: {} confirmed, {rejected} rejected, cursor {}",
             crate::inspect::count(request.mutations.len(), "write"),
+            runtime.last_push_via.get(),
             answer.results.len() - rejected,
             answer.cursor.0
         ),

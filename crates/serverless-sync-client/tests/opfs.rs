@@ -21,7 +21,9 @@ async fn opfs_database_keeps_rows_across_reopen() {
         let db = open_opfs(directory, "reopen.db").await.expect("open OPFS database");
         let mode: String =
             db.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("read journal mode");
-        assert_eq!(mode, "persist");
+        // Write-ahead logging under exclusive locking: a commit appends to the log
+        // without a flush (see `open_opfs`).
+        assert_eq!(mode, "wal");
         db.execute_batch(
             "DROP TABLE IF EXISTS notes; CREATE TABLE notes(id TEXT PRIMARY KEY, body TEXT NOT NULL);",
         )
@@ -34,6 +36,27 @@ async fn opfs_database_keeps_rows_across_reopen() {
         .query_row("SELECT body FROM notes WHERE id = 'n1'", [], |row| row.get(0))
         .expect("row survives reopen");
     assert_eq!(body, "hello opfs");
+}
+
+/// A worker that is stopped (a reload, a closed tab) never closes its database, so the
+/// log is never checkpointed: what it committed must come back from the log.
+#[wasm_bindgen_test]
+async fn a_commit_survives_a_worker_that_never_closed_its_database() {
+    let directory = "test-opfs-unclosed";
+    let db = open_opfs(directory, "unclosed.db").await.expect("open OPFS database");
+    db.execute_batch(
+        "DROP TABLE IF EXISTS notes; CREATE TABLE notes(id TEXT PRIMARY KEY, body TEXT NOT NULL);",
+    )
+    .expect("create table");
+    db.execute("INSERT INTO notes(id, body) VALUES (?1, ?2)", ("n1", "committed, never closed"))
+        .expect("insert");
+    // No close, no checkpoint: as if the worker had been stopped here.
+    std::mem::forget(db);
+    let db = open_opfs(directory, "unclosed.db").await.expect("open again");
+    let body: String = db
+        .query_row("SELECT body FROM notes WHERE id = 'n1'", [], |row| row.get(0))
+        .expect("the committed row is read back from the log");
+    assert_eq!(body, "committed, never closed");
 }
 
 #[wasm_bindgen_test]

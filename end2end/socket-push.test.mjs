@@ -195,3 +195,30 @@ test('a push on the socket leaves one request line, with no token, key or row in
     socket.close();
   }
 });
+
+test('a flood of pushes on one socket is limited as a flood of requests is', async () => {
+  const ada = client(app.url, token);
+  assert.equal((await ada.query('roomMessages', { roomId: newId('room') })).status, 200);
+  const socket = await pushSocket(ada);
+  try {
+    // More than the per-client limit (1200 in 10 s) whichever way the limiter's windows
+    // fall, sent without waiting for answers.
+    const total = 2500;
+    const request = bodyOf(ada, []);
+    for (let id = 1; id <= total; id += 1) {
+      socket.socket.socket.send(JSON.stringify({ type: 'push', id, authorization: `Bearer ${token}`, client_key: ada.client_key, request }));
+    }
+    const answers = [];
+    for (let id = 1; id <= total; id += 1) answers.push(await socket.answerTo(id, 60_000));
+    const limited = answers.filter((answer) => answer.status === 429);
+    assert.ok(limited.length > 0, `no 429 among ${total} pushes`);
+    assert.equal(limited[0].body.error, 'rate_limited');
+    assert.ok(answers.filter((answer) => answer.status === 200).length >= 1200, 'the limit let the first 1200 through');
+    // Answered, not dropped: every push got its answer, and the socket stays open.
+    assert.equal(answers.length, total);
+    const after = await socket.push({ authorization: `Bearer ${token}`, client_key: ada.client_key, request }, 30_000);
+    assert.ok([200, 429].includes(after.status));
+  } finally {
+    socket.close();
+  }
+});

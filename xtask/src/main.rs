@@ -92,6 +92,7 @@ fn chat(root: &Path) -> Result<Option<WebApp>, String> {
                 "end2end/abuse.test.mjs",
                 "end2end/schema.test.mjs",
                 "end2end/observability.test.mjs",
+                "end2end/socket-push.test.mjs",
                 "end2end/postgres.suite.mjs",
                 "end2end/chat.spec.mjs",
                 "end2end/compaction.spec.mjs",

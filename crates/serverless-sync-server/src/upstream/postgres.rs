@@ -15,7 +15,7 @@ use sync::sql::{Dialect, POSTGRES_CHANGE_LOG_LOCK, SqlParam, Statement};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, SimpleQueryMessage};
 use worker::postgres_tls::PassthroughTls;
-use worker::{Env, SecureTransport, Socket};
+use worker::{Env, Socket};
 
 use super::{Database, RawRow};
 use crate::error::ApiError;
@@ -40,18 +40,41 @@ pub struct Postgres {
     client: Client,
     /// Ends the connection's task when this request is done with it (see [`Drop`]).
     connection: Option<futures_util::future::AbortHandle>,
+    /// The connection's TCP socket, closed with it (see [`Drop`]).
+    socket: Option<worker::worker_sys::Socket>,
 }
 
 impl Drop for Postgres {
     /// Left to itself, the connection's task would wait forever on a socket whose
     /// request has ended (workerd resolves none of its promises any more), keeping its
     /// buffers: about 18 KB of the isolate's memory per request, measured. Aborted, it
-    /// ends at its next poll; workerd closes the socket with the request.
+    /// ends at its next poll. The socket is closed here too: workerd closes it with an
+    /// HTTP request, but a Durable Object (a push on a session's socket) outlives its
+    /// events, and an unclosed socket kept its PostgreSQL backend: 500 pushes ran the
+    /// server out of connections ("too many clients already").
     fn drop(&mut self) {
         if let Some(connection) = self.connection.take() {
             connection.abort();
         }
+        if let Some(socket) = self.socket.take() {
+            // Closing a socket that is closing or gone is no news.
+            let _ = socket.close();
+        }
     }
+}
+
+/// A TCP socket to `host:port` that will upgrade to TLS (`secureTransport: starttls`,
+/// as `Socket::builder().secure_transport(SecureTransport::StartTls)` opens it), as the
+/// runtime's own object.
+fn raw_socket(host: &str, port: u16) -> Result<worker::worker_sys::Socket, worker::wasm_bindgen::JsValue> {
+    use worker::js_sys::{Object, Reflect};
+    let address = Object::new();
+    Reflect::set(&address, &"hostname".into(), &host.into())?;
+    Reflect::set(&address, &"port".into(), &port.into())?;
+    let options = Object::new();
+    Reflect::set(&options, &"allowHalfOpen".into(), &false.into())?;
+    Reflect::set(&options, &"secureTransport".into(), &"starttls".into())?;
+    worker::worker_sys::connect(address.into(), options.into())
 }
 
 /// The database's own words for a failure (tokio-postgres' Display is only "db error"),
@@ -96,12 +119,11 @@ impl Postgres {
         let hyperdrive = env.hyperdrive(BINDING).map_err(|error| not_configured(error.to_string()))?;
         let config: tokio_postgres::Config =
             hyperdrive.connection_string().parse().map_err(|error| not_configured(format!("{error}")))?;
-        let socket = Socket::builder()
-            .secure_transport(SecureTransport::StartTls)
-            .connect(hyperdrive.host(), hyperdrive.port())
-            .map_err(|error| ApiError::UpstreamUnavailable {
-                reason: format!("connecting to Hyperdrive: {error}"),
-            })?;
+        // The raw socket, kept to close it when done (`Socket` does not close on drop).
+        let raw = raw_socket(&hyperdrive.host(), hyperdrive.port()).map_err(|error| {
+            ApiError::UpstreamUnavailable { reason: format!("connecting to Hyperdrive: {error:?}") }
+        })?;
+        let socket = Socket::from(raw.clone());
         let (client, connection) = config.connect_raw(socket, PassthroughTls).await.map_err(|error| {
             ApiError::UpstreamUnavailable {
                 reason: format!("connecting to PostgreSQL: {}", describe(&error)),
@@ -114,7 +136,7 @@ impl Postgres {
                 worker::console_error!("PostgreSQL connection: {}", describe(&error));
             }
         });
-        Ok(Self { client, connection: Some(abort) })
+        Ok(Self { client, connection: Some(abort), socket: Some(raw) })
     }
 
     /// Natively (tests, the simulation): a connection to `url` (no TLS) whose I/O runs
@@ -134,7 +156,7 @@ impl Postgres {
         runtime.spawn(async move {
             let _ = connection.await;
         });
-        let db = Self { client, connection: None };
+        let db = Self { client, connection: None, socket: None };
         let engine = sync::sql::engine_schema(Dialect::Postgres).join(";\n");
         let mut migrations = vec![(ENGINE_MIGRATION, engine.as_str())];
         migrations.extend(app_migrations.iter().copied());

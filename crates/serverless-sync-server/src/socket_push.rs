@@ -71,6 +71,11 @@ impl AfterAnswer {
     }
 }
 
+/// Most pushes one session runs at once (a client sends one and waits for its answer);
+/// the next are answered 429 at once, so a flood on a socket holds no more upstream
+/// connections and memory than this.
+pub(crate) const MAX_PUSHES_IN_FLIGHT: usize = 4;
+
 /// Which session a socket belongs to, and from where it was opened.
 pub(crate) struct SocketOwner<'a> {
     pub session_id: &'a str,
@@ -94,11 +99,21 @@ pub(crate) async fn answer(
     env: &worker::Env,
     owner: Option<SocketOwner<'_>>,
     text: &str,
+    busy: bool,
 ) -> (String, Vec<Deferred>) {
     let started = observe::clock_ms();
     let trace = observe::Trace::default();
     let after = AfterAnswer::kept();
     let (id, outcome) = match serde_json::from_str::<SocketPushIn>(text) {
+        Ok(push) if push.kind == SOCKET_PUSH_TYPE && busy => (
+            push.id,
+            Err(ApiError::TooManyRequests {
+                reason: format!(
+                    "at most {MAX_PUSHES_IN_FLIGHT} pushes at a time on one socket: wait for their answers"
+                ),
+                retry_after_s: 1,
+            }),
+        ),
         Ok(push) if push.kind == SOCKET_PUSH_TYPE => {
             let id = push.id;
             (id, run(env, owner, push, trace.clone(), after.clone()).await)

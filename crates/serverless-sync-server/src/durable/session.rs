@@ -26,6 +26,8 @@ pub struct ClientSession {
     state: State,
     env: Env,
     sql: SqlStorage,
+    /// Pushes on this session's sockets being run (bounded: `MAX_PUSHES_IN_FLIGHT`).
+    pushes_in_flight: std::cell::Cell<usize>,
 }
 
 /// How a push on the socket begins (`sync::protocol::socket_push::SocketPush`).
@@ -63,7 +65,7 @@ impl DurableObject for ClientSession {
             Ok(pair) => state.set_websocket_auto_response(&pair),
             Err(error) => worker::console_error!("ClientSession auto-response: {error:?}"),
         }
-        Self { state, env, sql }
+        Self { state, env, sql, pushes_in_flight: std::cell::Cell::new(0) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -326,13 +328,21 @@ impl ClientSession {
             client_id,
             address: address.as_deref(),
         });
-        let (answer, after) = crate::socket_push::answer(&self.env, socket_owner, text).await;
+        let busy = self.pushes_in_flight.get() >= crate::socket_push::MAX_PUSHES_IN_FLIGHT;
+        if !busy {
+            self.pushes_in_flight.set(self.pushes_in_flight.get() + 1);
+        }
+        let (answer, after) = crate::socket_push::answer(&self.env, socket_owner, text, busy).await;
         // A socket closed meanwhile: the client sends the push again (idempotent).
         if let Err(error) = ws.send_with_str(&answer) {
             worker::console_error!("answering a push on a closed socket: {error}");
         }
+        // Counted until its pokes are out too: they hold its upstream connection.
         for work in after {
             work.await;
+        }
+        if !busy {
+            self.pushes_in_flight.set(self.pushes_in_flight.get().saturating_sub(1));
         }
         Ok(())
     }

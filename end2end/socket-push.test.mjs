@@ -58,6 +58,9 @@ const bodyOf = (identity, mutations) => ({
   mutations,
 });
 
+/** What a push on the socket carries for `identity`: its sign-in, its key, the body. */
+const carried = (identity, request) => ({ authorization: `Bearer ${identity.token}`, client_key: identity.client_key, request });
+
 const sendMessage = (identity, roomId, body) => ({
   id: newId('outbox'),
   name: 'sendMessage',
@@ -77,7 +80,7 @@ test('a push on the socket is answered as over HTTP and applied once, whichever 
   const socket = await pushSocket(ada);
   try {
     const mutation = sendMessage(ada, room, 'over the socket');
-    const answer = await socket.push({ authorization: `Bearer ${token}`, client_key: ada.client_key, request: bodyOf(ada, [mutation]) });
+    const answer = await socket.push(carried(ada, bodyOf(ada, [mutation])));
     assert.equal(answer.status, 200, JSON.stringify(answer));
     const [result] = answer.body.results;
     assert.equal(result.id, mutation.id);
@@ -85,7 +88,7 @@ test('a push on the socket is answered as over HTTP and applied once, whichever 
     assert.equal(result.row.body, 'over the socket');
     assert.equal(await changesOf(mutation.record_id), 1);
     // Sent again on the socket, then over HTTP: the stored answer, no second change.
-    const again = await socket.push({ authorization: `Bearer ${token}`, client_key: ada.client_key, request: bodyOf(ada, [mutation]) });
+    const again = await socket.push(carried(ada, bodyOf(ada, [mutation])));
     assert.equal(again.status, 200);
     assert.equal(again.body.results[0].seq, result.seq);
     const overHttp = await ada.push([mutation]);
@@ -117,7 +120,7 @@ test('a push on the socket is refused for what an HTTP push is refused for, and 
     ];
     for (const [what, change, status] of cases) {
       const mutation = sendMessage(ada, room, `refused: ${what}`);
-      const message = { authorization: `Bearer ${token}`, client_key: ada.client_key, request: bodyOf(ada, [mutation]), ...change };
+      const message = { ...carried(ada, bodyOf(ada, [mutation])), ...change };
       const answer = await socket.push(message);
       if (answer.status === 200) {
         // The app's callback refused the write itself: rejected, stored as such.
@@ -132,7 +135,7 @@ test('a push on the socket is refused for what an HTTP push is refused for, and 
     const other = client(app.url, token);
     assert.equal((await other.query('roomMessages', { roomId: room })).status, 200);
     const foreign = sendMessage(other, room, 'not this socket\'s');
-    const answer = await socket.push({ authorization: `Bearer ${token}`, client_key: other.client_key, request: bodyOf(other, [foreign]) });
+    const answer = await socket.push(carried(other, bodyOf(other, [foreign])));
     assert.equal(answer.status, 403);
     assert.equal(answer.body.error, 'session_mismatch');
     // Another client naming this session: refused too.
@@ -160,7 +163,7 @@ test('a push on the socket is refused for what an HTTP push is refused for, and 
     });
     assert.equal(huge.status, 413);
     const mutation = sendMessage(ada, room, 'still carried');
-    const fine = await socket.push({ authorization: `Bearer ${token}`, client_key: ada.client_key, request: bodyOf(ada, [mutation]) });
+    const fine = await socket.push(carried(ada, bodyOf(ada, [mutation])));
     assert.equal(fine.status, 200);
     assert.equal(fine.body.results[0].status, 'confirmed');
   } finally {
@@ -176,7 +179,7 @@ test('a push on the socket leaves one request line, with no token, key or row in
   try {
     const secretBody = `never logged ${newId('x')}`;
     const mutation = sendMessage(ada, room, secretBody);
-    const answer = await socket.push({ authorization: `Bearer ${token}`, client_key: ada.client_key, request: bodyOf(ada, [mutation]) });
+    const answer = await socket.push(carried(ada, bodyOf(ada, [mutation])));
     assert.equal(answer.status, 200);
     const deadline = Date.now() + 5_000;
     let line;
@@ -205,7 +208,7 @@ test('a flood of pushes on one socket is bounded: a few run at once, the rest ar
     const total = 2500;
     const request = bodyOf(ada, []);
     for (let id = 1; id <= total; id += 1) {
-      socket.socket.socket.send(JSON.stringify({ type: 'push', id, authorization: `Bearer ${token}`, client_key: ada.client_key, request }));
+      socket.socket.socket.send(JSON.stringify({ type: 'push', id, ...carried(ada, request) }));
     }
     const answers = [];
     for (let id = 1; id <= total; id += 1) answers.push(await socket.answerTo(id, 60_000));
@@ -217,7 +220,7 @@ test('a flood of pushes on one socket is bounded: a few run at once, the rest ar
     const limited = answers.find((answer) => answer.status === 429);
     assert.equal(limited.body.error, 'rate_limited');
     // The socket still carries a push sent the honest way.
-    const after = await socket.push({ authorization: `Bearer ${token}`, client_key: ada.client_key, request }, 30_000);
+    const after = await socket.push(carried(ada, request), 30_000);
     assert.equal(after.status, 200);
   } finally {
     socket.close();

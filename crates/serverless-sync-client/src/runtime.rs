@@ -146,8 +146,6 @@ struct Runtime {
     /// The server takes pushes on the socket (until it says otherwise, for the
     /// socket's life).
     pushes_on_socket: Cell<bool>,
-    /// How the last push went (for the devtools' timeline).
-    last_push_via: Cell<&'static str>,
 }
 
 impl Runtime {
@@ -232,14 +230,16 @@ impl Runtime {
     }
 
     /// A push: on the open socket when the server takes it there (no request of its
-    /// own to set up), else over HTTP. The same answer either way.
-    async fn push(&self, request: &sync::protocol::push::PushRequest) -> Result<PushResponse, Failure> {
-        if let Some(answer) = self.push_on_socket(request).await {
-            self.last_push_via.set("on the socket");
-            return answer;
+    /// own to set up), else over HTTP. The same answer either way, and which way it went
+    /// (for the devtools' timeline).
+    async fn push(
+        &self,
+        request: &sync::protocol::push::PushRequest,
+    ) -> (Result<PushResponse, Failure>, &'static str) {
+        match self.push_on_socket(request).await {
+            Some(answer) => (answer, "on the socket"),
+            None => (self.post_json("/sync/push", request).await, "over HTTP"),
         }
-        self.last_push_via.set("over HTTP");
-        self.post_json("/sync/push", request).await
     }
 
     /// `None`: not answered on the socket (none open, offline, it closed or went quiet,
@@ -355,7 +355,6 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
         socket_answers: RefCell::new(BTreeMap::new()),
         last_socket_push: Cell::new(0),
         pushes_on_socket: Cell::new(true),
-        last_push_via: Cell::new("over HTTP"),
     });
 
     let from_page = runtime.clone();
@@ -873,10 +872,11 @@ async fn push_loop(runtime: &Rc<Runtime>) {
         };
         let sent = now_ms();
         runtime.inspector.borrow_mut().sending(request.mutations.iter().map(|mutation| mutation.id.clone()));
-        match runtime.push(&request).await {
+        let (answer, via) = runtime.push(&request).await;
+        match answer {
             Ok(answer) => {
                 let upstream_ms = now_ms() - sent;
-                note_pushed(runtime, &request, &answer, upstream_ms);
+                note_pushed(runtime, &request, &answer, upstream_ms, via);
                 attempt = 0;
                 runtime.online.set(true);
                 *runtime.last_error.borrow_mut() = None;
@@ -1289,6 +1289,7 @@ fn note_pushed(
     request: &sync::protocol::push::PushRequest,
     answer: &PushResponse,
     ms: f64,
+    via: &str,
 ) {
     use sync::protocol::push::MutationOutcome;
     let mut inspector = runtime.inspector.borrow_mut();
@@ -1316,7 +1317,7 @@ fn note_pushed(
         format!(
             "{} {}: {} confirmed, {rejected} rejected, cursor {}",
             crate::inspect::count(request.mutations.len(), "write"),
-            runtime.last_push_via.get(),
+            via,
             answer.results.len() - rejected,
             answer.cursor.0
         ),

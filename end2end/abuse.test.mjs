@@ -277,22 +277,31 @@ test("a room's answer comes in pages that follow on exactly; its page renders th
     assert.ok(pushed.json.results.every((r) => r.status === 'confirmed'), pushed.text.slice(0, 300));
     sent.push(...mutations.map((m) => m.record_id));
   }
-  const first = await a.query('roomMessages', { roomId: room });
+  // The room's window is its newest 200: the first answer stops there and says
+  // rows follow.
+  const window = await a.query('roomMessages', { roomId: room });
+  assert.equal(window.status, 200);
+  assert.equal(window.json.rows.length, 200);
+  assert.equal(window.json.more, undefined, 'the window ends with this page');
+  assert.equal(window.json.complete, false, 'rows follow the window');
+  // Widened to the whole room, the answer comes in pages.
+  const first = await a.call('query', { name: 'roomMessages', args: { roomId: room }, window: total });
   assert.equal(first.status, 200);
   assert.ok(first.json.rows.length < total, `one answer of ${first.json.rows.length} rows`);
   assert.ok(first.json.more, 'more rows follow');
   const rows = [...first.json.rows];
   let page = first;
   while (page.json.more) {
-    page = await a.call('query', { name: 'roomMessages', args: { roomId: room }, after: page.json.more });
+    page = await a.call('query', { name: 'roomMessages', args: { roomId: room }, after: page.json.more, window: total });
     assert.equal(page.status, 200, page.text.slice(0, 300));
     rows.push(...page.json.rows);
   }
   assert.equal(rows.length, total);
+  assert.equal(page.json.complete, true, 'the last page reaches the end');
   assert.equal(new Set(rows.map((row) => row.id)).size, total, 'no row twice');
   const order = rows.map((row) => [row.created_at, row.id]);
-  const sorted = [...order].sort((x, y) => x[0] - y[0] || (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0));
-  assert.deepEqual(order, sorted, 'in the query order');
+  const sorted = [...order].sort((x, y) => y[0] - x[0] || (x[1] < y[1] ? 1 : x[1] > y[1] ? -1 : 0));
+  assert.deepEqual(order, sorted, 'in the query order: newest first');
   // A continuation that is not one is a 400.
   const forged = await a.call('query', { name: 'roomMessages', args: { roomId: room }, after: { after: ['x'], served: 0 } });
   assert.equal(forged.status, 400);

@@ -28,11 +28,15 @@ struct Line {
     pending: bool,
 }
 
-/// How many messages the page lays out at first, and per "Show earlier".
-const SHOWN_AT_ONCE: usize = 500;
+/// How many earlier messages "Show earlier" asks for (the room opens with the
+/// newest `model::ROOM_WINDOW`).
+const SHOWN_AT_ONCE: u32 = 200;
 
+/// Lines oldest first, from the room's messages newest first (as its query orders
+/// them).
 fn lines(rows: &[Message], pending: &[String]) -> Vec<Line> {
     rows.iter()
+        .rev()
         .map(|message| Line {
             id: message.id.clone(),
             author: message.author_name.clone(),
@@ -104,7 +108,9 @@ pub fn ChatPage() -> impl IntoView {
         let rows = server_rows.clone();
         async move { rows.map(|rows| lines(&rows, &[])).unwrap_or_default() }
     });
-    let messages = sync_client::use_query(&model::ROOM_MESSAGES, move || RoomArgs { room_id: room() });
+    // The room's newest messages: only this window is synced; "Show earlier" widens it.
+    let (messages, window) =
+        sync_client::use_windowed_query(&model::ROOM_MESSAGES, move || RoomArgs { room_id: room() });
     let send_message = sync_client::use_mutator(&model::SEND_MESSAGE);
     let edit_message = sync_client::use_mutator(&model::EDIT_MESSAGE);
     let delete_message = sync_client::use_mutator(&model::DELETE_MESSAGE);
@@ -119,9 +125,6 @@ pub fn ChatPage() -> impl IntoView {
     };
     // The message being edited in place, if any.
     let (editing, set_editing) = signal(None::<String>);
-    // Only the newest messages are in the page (a room of 10 000 would take seconds
-    // to lay out); "Show earlier" adds more.
-    let (window, set_window) = signal(SHOWN_AT_ONCE);
     let status = sync_client::use_sync_status();
     let (refusals, set_refusals) = signal(Vec::<Refusal>::new());
     #[cfg(feature = "hydrate")]
@@ -358,29 +361,26 @@ pub fn ChatPage() -> impl IntoView {
                         let count = move || {
                             if from_store() { messages.with(|local| local.rows.len()) } else { from_server.with_value(Vec::len) }
                         };
-                        let hidden = move || count().saturating_sub(window.get());
-                        // Lines only for the messages laid out (the newest `window`).
+                        // Earlier messages exist (in the store or only upstream).
+                        let more = move || if from_store() { messages.with(|local| local.more) } else { false };
                         let shown = move || {
-                            let window = window.get();
                             if from_store() {
-                                messages.with(|local| {
-                                    let from = local.rows.len().saturating_sub(window);
-                                    lines(&local.rows[from..], &local.pending)
-                                })
+                                messages.with(|local| lines(&local.rows, &local.pending))
                             } else {
-                                from_server.with_value(|all| all[all.len().saturating_sub(window)..].to_vec())
+                                from_server.get_value()
                             }
                         };
                         view! {
-                            <p class="messages__count" data-testid="message-count" data-count=count>
-                                {move || match count() {
-                                    1 => "1 message".to_string(),
-                                    n => format!("{n} messages"),
+                            <p class="messages__count" data-testid="message-count" data-count=count data-more=move || more().to_string()>
+                                {move || match (count(), more()) {
+                                    (n, true) => format!("the newest {n} messages"),
+                                    (1, false) => "1 message".to_string(),
+                                    (n, false) => format!("{n} messages"),
                                 }}
-                                <Show when=move || { hidden() > 0 }>
+                                <Show when=more>
                                     <button type="button" class="link" data-testid="show-earlier"
-                                        on:click=move |_| set_window.update(|w| *w += SHOWN_AT_ONCE)>
-                                        {move || format!("Show {} earlier", hidden().min(SHOWN_AT_ONCE))}
+                                        on:click=move |_| window.load_more(SHOWN_AT_ONCE)>
+                                        {format!("Show {SHOWN_AT_ONCE} earlier")}
                                     </button>
                                 </Show>
                             </p>

@@ -14,6 +14,8 @@ pub const ROOMS: &str = "private_rooms";
 pub const MEMBERS: &str = "room_members";
 /// A room's messages, oldest first.
 pub const ROOM_MESSAGES: Query<RoomArgs, Message> = Query::new("roomMessages", MESSAGES);
+/// How many of a room's newest messages its window holds at first.
+pub const ROOM_WINDOW: u32 = 200;
 pub const SEND_MESSAGE: Mutator<SendMessageArgs, Inserts> = Mutator::insert("sendMessage", MESSAGES);
 pub const EDIT_MESSAGE: Mutator<EditMessageArgs, Updates> = Mutator::update("editMessage", MESSAGES);
 pub const DELETE_MESSAGE: Mutator<DeleteMessageArgs, Deletes> = Mutator::delete("deleteMessage", MESSAGES);
@@ -231,12 +233,15 @@ pub fn chat_model() -> SyncModel {
                 .require("roomId", "room_id", Operator::Eq)
                 .normalize(|args| RoomArgs { room_id: trimmed(args.room_id) })
                 .build(|args| {
+                    // Newest first, a window of them: a room of a million messages
+                    // syncs only what is shown (see `sync::window`).
                     Select::from(MESSAGES)
                         .filter("room_id", Operator::Eq, args.room_id.clone())
-                        .order_by("created_at", Order::Asc)
+                        .order_by("created_at", Order::Desc)
                         // One push stamps its messages with one server time: the
                         // client-made ULID record ids keep them in the order written.
-                        .order_by("id", Order::Asc)
+                        .order_by("id", Order::Desc)
+                        .limit(ROOM_WINDOW)
                 }),
         )
         .mutator(

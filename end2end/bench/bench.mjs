@@ -4,11 +4,13 @@
 //
 // Knobs (environment): BENCH_SENDS (default 500), BENCH_FANOUT ("10,100"),
 // BENCH_FANOUT_MESSAGES (20), BENCH_INITIAL (10000), BENCH_PUSH_BATCHES (20),
-// BENCH_THREE_SENDER_ROUNDS (50).
+// BENCH_THREE_SENDER_ROUNDS (50), BENCH_LARGE_ROOM (100000), BENCH_VISITED_ROOMS (20),
+// BENCH_VISITED_ROOM_SIZE (10000), BENCH_JOINERS (100).
 import { mkdir, writeFile, stat, readFile, readdir } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import { startApp, launchBrowser, ROOT, UPSTREAM } from '../support/app.mjs';
+import { startApp, launchBrowser, ROOT, UPSTREAM, TEST_VARS } from '../support/app.mjs';
 import { client, guestToken, newId, socketTicket } from '../support/sync.mjs';
 
 const OUT = join(ROOT, 'target', 'bench');
@@ -20,6 +22,12 @@ const INITIAL = Number(process.env.BENCH_INITIAL ?? 10_000);
 const PUSH_BATCHES = Number(process.env.BENCH_PUSH_BATCHES ?? 20);
 const BATCH = 100;
 const THREE_SENDER_ROUNDS = Number(process.env.BENCH_THREE_SENDER_ROUNDS ?? 50);
+const LARGE_ROOM = Number(process.env.BENCH_LARGE_ROOM ?? 100_000);
+const VISITED_ROOMS = Number(process.env.BENCH_VISITED_ROOMS ?? 20);
+const VISITED_ROOM_SIZE = Number(process.env.BENCH_VISITED_ROOM_SIZE ?? 10_000);
+const JOINERS = Number(process.env.BENCH_JOINERS ?? 100);
+/** The chat's room window (model::ROOM_WINDOW) and its "Show earlier" step. */
+const WINDOW = 200;
 
 function summarize(samples) {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -585,36 +593,168 @@ async function throughput(url, writers) {
   return { writers, batch: BATCH, mutations, seconds, per_second: mutations / seconds };
 }
 
-async function initialSync(url) {
-  const token = await guestToken(url, 'Loader');
-  const room = newId('room').slice(-8);
+/** Seeds `total` messages into `room` with 4 writers, batches of 100. */
+async function seedRoom(url, room, total, label) {
+  const token = await guestToken(url, 'Seeder');
   const writers = 4;
-  const perWriter = Math.ceil(INITIAL / BATCH / writers);
-  log(`seeding ${writers * perWriter * BATCH} messages`);
-  await Promise.all(Array.from({ length: writers }, (_, i) => pushBatches(client(url, token), room, perWriter, `seed ${i}`)));
-  const expected = writers * perWriter * BATCH;
+  const perWriter = Math.ceil(total / BATCH / writers);
+  await Promise.all(Array.from({ length: writers }, (_, i) => pushBatches(client(url, token), room, perWriter, `${label} ${i}`)));
+  return writers * perWriter * BATCH;
+}
+
+const shown = (page) => page.evaluate(() => document.querySelectorAll('[data-testid="message"]').length);
+
+/** Waits until the page lays out `n` messages from its local store (not the server's render). */
+async function untilShown(page, n) {
+  await page.waitForFunction(
+    (n) => document.querySelectorAll('[data-testid="message"]').length === n
+      && document.querySelector('[data-testid="message-count"]')?.dataset.more !== undefined,
+    n,
+    { timeout: 300_000, polling: 'raf' },
+  );
+}
+
+async function initialSync(url) {
+  const room = newId('room').slice(-8);
+  log(`seeding ${INITIAL} messages`);
+  const expected = await seedRoom(url, room, INITIAL, 'seed');
   const browser = await launchBrowser();
   try {
     const page = await browser.context.newPage();
     const started = Date.now();
     await page.goto(`${url}/room/${room}`);
     const interactiveAt = Date.now();
-    // The page lays out the newest messages only (the rest behind "Show earlier"):
-    // done when it holds all of them and shows their count.
-    await page.waitForFunction(
-      (n) => {
-        const laidOut = document.querySelectorAll('[data-testid="message"]').length;
-        const counted = Number(document.querySelector('[data-testid="message-count"]')?.dataset.count ?? laidOut);
-        return counted >= n && laidOut > 0;
-      },
-      expected,
-      { timeout: 300_000, polling: 50 },
-    );
+    // A room opens with its window: done when the newest are laid out.
+    await untilShown(page, Math.min(expected, WINDOW));
     const done = Date.now();
     return { messages: expected, seconds: (done - started) / 1000, after_load_seconds: (done - interactiveAt) / 1000 };
   } finally {
     await browser.close();
   }
+}
+
+/** Resident memory of every workerd process on this machine (KB). */
+function workerdRss() {
+  const out = spawnSync('ps', ['-C', 'workerd', '-o', 'rss='], { encoding: 'utf8' }).stdout ?? '';
+  return out.split('\n').map(Number).filter((n) => n > 0).reduce((sum, n) => sum + n, 0);
+}
+
+async function engineStats(url) {
+  const answer = await fetch(`${url}/sync/admin/stats`, { headers: { 'x-sync-engine-secret': TEST_VARS.SYNC_ENGINE_SECRET } });
+  return answer.ok ? answer.json() : null;
+}
+
+/** Runs a read-only SELECT in the page's local database (the devtools' console). */
+async function localSql(page, sql) {
+  if (!(await page.getByTestId('sync-devtools').isVisible())) await page.keyboard.press('Alt+Shift+KeyD');
+  await page.getByTestId('devtools-tab-data').click();
+  await page.getByTestId('devtools-sql').fill(sql);
+  const button = page.getByTestId('devtools-sql-run');
+  const run = Number(await button.getAttribute('data-runs')) + 1;
+  await button.click();
+  const result = page.locator(`[data-testid="devtools-sql-result"][data-run="${run}"] tbody tr td`).first();
+  await result.waitFor({ timeout: 30_000 });
+  const value = Number(await result.textContent());
+  await page.getByTestId('devtools-close').click();
+  return value;
+}
+
+/**
+ * Rooms far larger than a window: joining one of LARGE_ROOM messages, loading
+ * earlier pages, what a browser keeps after visiting many rooms (past the queries'
+ * time to live), and the worker's memory while many clients join at once.
+ */
+async function largeRoom(url) {
+  const room = newId('room').slice(-8);
+  log(`large room: seeding ${LARGE_ROOM} messages`);
+  const seededAt = Date.now();
+  const total = await seedRoom(url, room, LARGE_ROOM, 'large');
+  log(`large room: seeded in ${((Date.now() - seededAt) / 1000).toFixed(0)} s`);
+  const firstWindow = [];
+  const firstWindowAfterLoad = [];
+  const loadMore = [];
+  for (let run = 0; run < 3; run += 1) {
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.context.newPage();
+      const started = Date.now();
+      await page.goto(`${url}/room/${room}`);
+      const loadedAt = Date.now();
+      await untilShown(page, WINDOW);
+      firstWindow.push(Date.now() - started);
+      firstWindowAfterLoad.push(Date.now() - loadedAt);
+      for (let more = 1; more <= 3; more += 1) {
+        const clicked = Date.now();
+        await page.getByTestId('show-earlier').click();
+        await untilShown(page, WINDOW * (more + 1));
+        loadMore.push(Date.now() - clicked);
+      }
+    } finally {
+      await browser.close();
+    }
+  }
+  // Many rooms visited in one page, each left for the next; past the queries' time
+  // to live only the window in use is kept.
+  const ttlMs = 2_000;
+  const rooms = Array.from({ length: VISITED_ROOMS }, () => newId('room').slice(-8));
+  log(`large room: seeding ${VISITED_ROOMS} rooms of ${VISITED_ROOM_SIZE}`);
+  for (const visited of rooms) await seedRoom(url, visited, VISITED_ROOM_SIZE, 'visited');
+  const browser = await launchBrowser();
+  let localRows;
+  let localRowsBeforeTtl;
+  try {
+    const page = await browser.context.newPage();
+    await page.goto(`${url}/room/${rooms[0]}?sync_ttl_ms=${ttlMs}`);
+    await untilShown(page, WINDOW);
+    for (const visited of rooms.slice(1)) {
+      await page.getByTestId('room-input').fill(visited);
+      await page.getByTestId('room-join').click();
+      await page.getByTestId('room-id').filter({ hasText: visited }).waitFor();
+      await untilShown(page, WINDOW);
+    }
+    const countAll = 'SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM private_rooms) + (SELECT count(*) FROM room_members)';
+    localRowsBeforeTtl = await localSql(page, countAll);
+    await page.waitForTimeout(ttlMs + 2_000);
+    localRows = await localSql(page, countAll);
+  } finally {
+    await browser.close();
+  }
+  // JOINERS clients join the large room at once (each its window's first page).
+  const before = { rss_kb: workerdRss(), stats: await engineStats(url) };
+  let peakRss = before.rss_kb;
+  const sampler = setInterval(() => { peakRss = Math.max(peakRss, workerdRss()); }, 100);
+  const token = await guestToken(url, 'Joiner');
+  const joinedAt = Date.now();
+  const answers = await Promise.all(Array.from({ length: JOINERS }, async () => {
+    const joiner = client(url, token);
+    const started = Date.now();
+    const answer = await joiner.query('roomMessages', { roomId: room });
+    return { status: answer.status, rows: answer.json?.rows?.length ?? 0, ms: Date.now() - started };
+  }));
+  const joinSeconds = (Date.now() - joinedAt) / 1000;
+  clearInterval(sampler);
+  const after = { rss_kb: workerdRss(), stats: await engineStats(url) };
+  const failed = answers.filter((a) => a.status !== 200 || a.rows !== WINDOW).length;
+  return {
+    messages: total,
+    first_window_ms: summarize(firstWindow),
+    first_window_after_load_ms: summarize(firstWindowAfterLoad),
+    load_more_ms: summarize(loadMore),
+    visited_rooms: VISITED_ROOMS,
+    visited_room_size: VISITED_ROOM_SIZE,
+    ttl_ms: ttlMs,
+    local_rows_before_ttl: localRowsBeforeTtl,
+    local_rows_after_ttl: localRows,
+    joiners: JOINERS,
+    join_all_seconds: joinSeconds,
+    join_ms: summarize(answers.map((a) => a.ms)),
+    joins_failed: failed,
+    workerd_rss_kb: { before: before.rss_kb, peak: peakRss, after: after.rss_kb },
+    worker_wasm_memory_bytes: {
+      before: before.stats?.isolate?.wasm_memory_bytes ?? before.stats?.wasm_memory_bytes ?? null,
+      after: after.stats?.isolate?.wasm_memory_bytes ?? after.stats?.wasm_memory_bytes ?? null,
+    },
+  };
 }
 
 async function sizes() {
@@ -640,6 +780,8 @@ const TARGETS = {
   fan_out_10_ms: { median: 40 },
   fan_out_100_p99_ms: 150,
   initial_sync_10k_s: 1,
+  large_room_first_window_ms: 300,
+  large_room_load_more_ms: 150,
 };
 
 function table(report) {
@@ -656,7 +798,20 @@ function table(report) {
   for (const fan of report.fan_out) timing(`fan-out to ${fan.receivers}, until all (ms)`, fan.until_all_ms, fan.receivers === 100 ? '< 150 p99' : fan.receivers === 10 ? '< 40 median' : '');
   const lines = [['measure', 'median', 'p95', 'p99', 'n', 'target'], ...rows];
   for (const t of report.throughput) lines.push([`push throughput, ${t.writers} writer(s), batches of ${t.batch} (mutations/s)`, f(t.per_second), '', '', String(t.mutations), '']);
-  lines.push([`initial sync of ${report.initial_sync.messages} messages, fresh browser (s)`, f(report.initial_sync.seconds), '', '', '1', '< 1']);
+  lines.push([`initial sync of a room of ${report.initial_sync.messages}, fresh browser, until its window shows (s)`, f(report.initial_sync.seconds), '', '', '1', '< 1']);
+  const big = report.large_room;
+  const timed = (label, t, target) => [label, f(t.median), f(t.p95), f(t.p99), String(t.n), target];
+  if (big) {
+    lines.push(timed(`large room (${big.messages}): join, fresh browser, newest ${WINDOW} on screen (ms)`, big.first_window_ms, '< 300 median'));
+    lines.push(timed(`large room: the same, from the page's load (ms)`, big.first_window_after_load_ms, ''));
+    lines.push(timed(`large room: load the next ${WINDOW} earlier (ms)`, big.load_more_ms, '< 150 median'));
+    lines.push([`local rows after visiting ${big.visited_rooms} rooms of ${big.visited_room_size}, before / after the TTL`, `${big.local_rows_before_ttl} / ${big.local_rows_after_ttl}`, '', '', '', `${WINDOW} + room rows`]);
+    lines.push(timed(`large room: ${big.joiners} clients join at once, each (ms)`, big.join_ms, ''));
+    const rss = big.workerd_rss_kb;
+    lines.push([`workerd RSS while ${big.joiners} join: before / peak / after (MB)`, `${(rss.before / 1024).toFixed(0)} / ${(rss.peak / 1024).toFixed(0)} / ${(rss.after / 1024).toFixed(0)}`, '', '', '', '']);
+    const wasm = big.worker_wasm_memory_bytes;
+    if (wasm.after) lines.push(['worker isolate wasm memory, before / after the joins (MB)', `${(wasm.before / 1048576).toFixed(1)} / ${(wasm.after / 1048576).toFixed(1)}`, '', '', '', '']);
+  }
   const c = report.cost;
   if (c.d1_rows_written_per_message !== undefined) {
     lines.push(['D1 rows written per message (sends phase)', f(c.d1_rows_written_per_message), '', '', '', '<= 3']);
@@ -742,6 +897,7 @@ async function main() {
       report.throughput.push(await phase(app, report, `push throughput, ${writers} writer(s)`, () => throughput(app.url, writers)));
     }
     report.initial_sync = await phase(app, report, `initial sync of ${INITIAL}`, () => initialSync(app.url));
+    if (LARGE_ROOM > 0) report.large_room = await phase(app, report, 'large room', () => largeRoom(app.url));
     report.sizes = await sizes();
     report.retried_5xx = retried;
   } catch (error) {

@@ -45,19 +45,14 @@ pub async fn room(
     render(request).await.into_response()
 }
 
-/// The messages a page is rendered with on the server: the newest, whatever the
-/// room's size (the browser's store brings the rest).
-const SERVER_RENDERED_MESSAGES: u32 = 100;
-
-/// The room's newest messages as the named query `roomMessages` orders them, if the
-/// cookie holds a token the query callback accepts. `None`: not rendered on the server.
+/// The room's newest messages, the window the named query `roomMessages` opens with,
+/// if the cookie holds a token the query callback accepts. `None`: not rendered on
+/// the server.
 async fn room_rows(env: &Env, headers: &HeaderMap, room: &str) -> Result<Option<Vec<Message>>, ApiError> {
     let Some(token) = sync_server::guest::token_from_cookie(headers) else { return Ok(None) };
     let bearer = format!("Bearer {token}");
     let args = RoomArgs { room_id: room.to_string() };
-    let rows = crate::engine()
-        .read_query_last(env, Some(&bearer), &ROOM_MESSAGES, &args, SERVER_RENDERED_MESSAGES)
-        .await?;
+    let rows = crate::engine().read_query(env, Some(&bearer), &ROOM_MESSAGES, &args).await?;
     Ok(Some(rows))
 }
 

@@ -12,6 +12,10 @@ use sync::protocol::push::MutationOutcome;
 use sync::schema::Row;
 use sync::view::RecordView;
 
+/// How long a query no page shows stays synced, and its rows kept, by default: five
+/// minutes after its last use (in the spirit of Zero's query TTL).
+pub const QUERY_TTL_MS: u64 = 5 * 60 * 1000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToWorker {
     pub id: u32,
@@ -22,9 +26,27 @@ pub struct ToWorker {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
     /// Opens the database and starts syncing as the user holding `token`.
-    Start { token: String },
-    /// Runs a named query on the local rows and keeps it synced.
-    Query { name: String, args: serde_json::Value },
+    /// `query_ttl_ms`: how long a query no page uses stays synced, and its rows kept
+    /// (default [`QUERY_TTL_MS`]).
+    Start {
+        token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query_ttl_ms: Option<u64>,
+    },
+    /// Runs a named query on the local rows and keeps it synced. `window`: a windowed
+    /// query's size (`sync::window`; default its own limit). `holder`: the live view
+    /// showing it (one query at a time per holder), which keeps it in use until
+    /// [`Request::Release`]; without one (a preload) it is kept for its time to live.
+    Query {
+        name: String,
+        args: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        holder: Option<String>,
+    },
+    /// The view `holder` is gone: its query's time to live starts.
+    Release { holder: String },
     /// Applies a named mutation locally and queues it. The ids are chosen by the page
     /// so that sending the same request twice applies it once; so is the time
     /// (`now_ms`), so the row the worker writes is the one the page already shows.
@@ -132,6 +154,9 @@ pub enum Reply {
         synced: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// A windowed query: rows of it follow the window (held, or on the server).
+        #[serde(default)]
+        more: bool,
     },
     Mutated {
         mutation_id: String,
@@ -190,6 +215,7 @@ mod tests {
                     pending: vec!["m".into()],
                     synced: true,
                     error: Some("denied".into()),
+                    more: true,
                 }),
             },
             FromWorker::Reply { id: 4, result: Err("nope".into()) },
@@ -231,8 +257,15 @@ mod tests {
             let text = serde_json::to_string(&event).expect("serializes");
             assert_eq!(serde_json::from_str::<FromWorker>(&text).expect("parses"), event);
         }
-        let request =
-            ToWorker { id: 1, request: Request::Query { name: "q".into(), args: serde_json::json!({}) } };
+        let request = ToWorker {
+            id: 1,
+            request: Request::Query {
+                name: "q".into(),
+                args: serde_json::json!({}),
+                window: Some(400),
+                holder: Some("page_1:0".into()),
+            },
+        };
         let text = serde_json::to_string(&request).expect("serializes");
         assert_eq!(serde_json::from_str::<ToWorker>(&text).expect("parses"), request);
         let tabs = vec![

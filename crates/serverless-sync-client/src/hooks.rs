@@ -35,11 +35,34 @@ pub struct LiveQuery<R> {
     /// Why this query cannot be shown or synced: the server refused it (its callback
     /// said no), or a row does not decode as `R`.
     pub error: Option<String>,
+    /// A windowed query (one with a limit, see [`use_windowed_query`]): rows of it
+    /// follow the window; [`QueryWindow::load_more`] shows them.
+    pub more: bool,
 }
 
 impl<R> Default for LiveQuery<R> {
     fn default() -> Self {
-        Self { rows: Vec::new(), pending: Vec::new(), loading: true, synced: false, error: None }
+        Self { rows: Vec::new(), pending: Vec::new(), loading: true, synced: false, error: None, more: false }
+    }
+}
+
+/// The size of a windowed query's view ([`use_windowed_query`]).
+#[derive(Debug, Clone, Copy)]
+pub struct QueryWindow {
+    /// Rows shown beyond the query's own limit.
+    extra: RwSignal<u32>,
+}
+
+impl QueryWindow {
+    /// Shows `rows` more of the query (the next page is fetched from the server when
+    /// the local store does not hold it).
+    pub fn load_more(&self, rows: u32) {
+        self.extra.update(|extra| *extra = extra.saturating_add(rows));
+    }
+
+    /// Rows shown beyond the query's own limit.
+    pub fn extra(&self) -> u32 {
+        self.extra.get()
     }
 }
 
@@ -64,6 +87,40 @@ pub struct SyncStatusView {
 pub fn use_query<A, R>(
     query: &Query<A, R>,
     args: impl Fn() -> A + Send + Sync + 'static,
+) -> ReadSignal<LiveQuery<R>>
+where
+    A: Serialize + 'static,
+    R: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    live_query(query, args, None)
+}
+
+/// A live windowed query: one whose select has an order and a limit (say the newest
+/// 200 posts of a feed) shows that many rows, and only those are synced, not the
+/// whole answer. [`QueryWindow::load_more`] widens it (the server sends the next page);
+/// [`LiveQuery::more`] says whether rows follow. The window starts again at the
+/// query's limit when `args` change.
+///
+/// ```ignore
+/// let (posts, window) = use_windowed_query(&FEED_POSTS, move || FeedArgs { feed_id: feed() });
+/// // "Show earlier": window.load_more(200)
+/// ```
+pub fn use_windowed_query<A, R>(
+    query: &Query<A, R>,
+    args: impl Fn() -> A + Send + Sync + 'static,
+) -> (ReadSignal<LiveQuery<R>>, QueryWindow)
+where
+    A: Serialize + 'static,
+    R: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let window = QueryWindow { extra: RwSignal::new(0) };
+    (live_query(query, args, Some(window)), window)
+}
+
+fn live_query<A, R>(
+    query: &Query<A, R>,
+    args: impl Fn() -> A + Send + Sync + 'static,
+    window: Option<QueryWindow>,
 ) -> ReadSignal<LiveQuery<R>>
 where
     A: Serialize + 'static,
@@ -115,6 +172,7 @@ where
                     }
                     s.pending = live.pending();
                     s.loading = false;
+                    s.more |= live.pushed_out();
                 });
                 // The state now shows the latest local write: time it.
                 if let Some(started) = client.update_started.get_untracked() {
@@ -125,13 +183,25 @@ where
             })
         };
         let view = client.views().register(show, std::rc::Rc::new(move || reread.update(|n| *n += 1)));
+        // This view's name to the worker: while it shows the query, the query is in use.
+        let holder = client.new_holder();
         {
             let client = client.clone();
-            on_cleanup(move || client.views().unregister(view));
+            let holder = holder.clone();
+            on_cleanup(move || {
+                client.views().unregister(view);
+                let release = client.clone();
+                leptos::task::spawn_local(async move {
+                    let _ = release.request(Request::Release { holder }).await;
+                });
+            });
         }
+        // The args the window was widened for: new args start at the query's limit.
+        let widened_for = StoredValue::new(None::<serde_json::Value>);
         Effect::new(move |_| {
             let args = serde_json::to_value(args());
             reread.track();
+            let extra = window.map_or(0, |window| window.extra.get());
             if !client.started.get() {
                 return;
             }
@@ -140,7 +210,7 @@ where
                     let validated = client.model().validate_query(name, &args).map_err(|e| e.to_string())?;
                     Ok((args, validated))
                 });
-            let (args, validated) = match validated {
+            let (args, mut validated) = match validated {
                 Ok(validated) => validated,
                 Err(error) => {
                     set_state.update(|s| {
@@ -155,21 +225,44 @@ where
                 .collection(&validated.select.collection)
                 .map(|c| c.primary_key.clone())
                 .unwrap_or_default();
+            let mut extra = extra;
+            if let Some(window) = window
+                && widened_for.get_value().as_ref() != Some(&args)
+            {
+                if widened_for.get_value().is_some() && extra > 0 {
+                    // Other args: the window starts again (this run re-runs at 0).
+                    widened_for.set_value(Some(args.clone()));
+                    window.extra.set(0);
+                    extra = 0;
+                }
+                widened_for.set_value(Some(args.clone()));
+            }
+            let size = validated.select.limit.map(|limit| limit.saturating_add(extra));
+            if let Some(size) = sync::window::window_size(&validated.select, size) {
+                validated.select = sync::window::sized(&validated.select, size);
+            }
             generation.update_value(|g| *g += 1);
             let mine = generation.get_value();
             let client = client.clone();
+            let holder = holder.clone();
             leptos::task::spawn_local(async move {
-                let request = Request::Query { name: name.into(), args };
+                let request = Request::Query {
+                    name: name.into(),
+                    args,
+                    window: validated.select.limit,
+                    holder: Some(holder),
+                };
                 let answer = client.request(request).await;
                 // A newer run started meanwhile: its answer is the one to show.
                 if generation.get_value() != mine {
                     return;
                 }
                 match answer {
-                    Ok(Reply::Rows { rows, pending, synced, error }) => {
+                    Ok(Reply::Rows { rows, pending, synced, error, more }) => {
                         set_state.update(|s| {
                             s.synced = synced;
                             s.error = error;
+                            s.more = more;
                         });
                         client.views().install(view, validated.select, &primary_key, rows, pending);
                     }
@@ -183,7 +276,7 @@ where
         });
     }
     #[cfg(not(feature = "hydrate"))]
-    let _ = (query, args, set_state);
+    let _ = (query, args, set_state, window);
     state
 }
 

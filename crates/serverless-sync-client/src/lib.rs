@@ -80,8 +80,8 @@ mod panel;
 mod runtime;
 
 pub use hooks::{
-    LiveQuery, MutationResult, MutatorHandle, SyncDevtools, SyncStatusView, ready_resource, use_metrics,
-    use_mutator, use_query, use_query_resource, use_sync_status,
+    LiveQuery, MutationResult, MutatorHandle, QueryWindow, SyncDevtools, SyncStatusView, ready_resource,
+    use_metrics, use_mutator, use_query, use_query_resource, use_sync_status, use_windowed_query,
 };
 pub use metrics::{Metrics, Stat};
 #[cfg(feature = "hydrate")]

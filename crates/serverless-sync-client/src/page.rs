@@ -37,6 +37,11 @@ struct Inner {
     model: sync::SyncModel,
     /// This client's id (from the worker, once started): mutators may write it.
     client_id: RefCell<Option<String>>,
+    /// How long a query no view shows stays synced (`None`: the worker's default).
+    query_ttl_ms: Cell<Option<u64>>,
+    /// Names this page's views to the worker (`holder`s of queries).
+    page_id: String,
+    next_view: Cell<u64>,
     pub(crate) views: LiveViews,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
 }
@@ -158,6 +163,9 @@ impl SyncClient {
                 renew: RefCell::new(None),
                 model,
                 client_id: RefCell::new(None),
+                query_ttl_ms: Cell::new(ttl_from_url()),
+                page_id: new_id("page"),
+                next_view: Cell::new(0),
                 views: LiveViews::default(),
                 _on_message: on_message,
             }
@@ -209,9 +217,35 @@ impl SyncClient {
         *self.inner.renew.borrow_mut() = Some(renew);
     }
 
+    /// How long a query no view shows any more stays synced and its rows kept
+    /// (default five minutes, [`crate::bridge::QUERY_TTL_MS`]; a page opened with
+    /// `?sync_ttl_ms=N` uses N). Set it before [`Self::start`].
+    pub fn set_query_ttl(&self, ttl: std::time::Duration) {
+        self.inner.query_ttl_ms.set(Some(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)));
+    }
+
+    /// A name for one live view of this page, unique among the worker's holders.
+    pub(crate) fn new_holder(&self) -> String {
+        let view = self.inner.next_view.get();
+        self.inner.next_view.set(view + 1);
+        format!("{}:{view}", self.inner.page_id)
+    }
+
+    /// Starts syncing a query before a view shows it (say, the board a pointer hovers
+    /// over): its rows are fetched now and kept for its time to live.
+    pub fn preload<A: serde::Serialize, R>(&self, query: &sync::Query<A, R>, args: &A) {
+        let Ok(args) = serde_json::to_value(args) else { return };
+        let client = self.clone();
+        let request = Request::Query { name: query.name().into(), args, window: None, holder: None };
+        leptos::task::spawn_local(async move {
+            let _ = client.request(request).await;
+        });
+    }
+
     /// Opens the local database and starts syncing as the user holding `token`.
     pub async fn start(&self, token: String) -> Result<(), String> {
-        match self.request(Request::Start { token }).await? {
+        let query_ttl_ms = self.inner.query_ttl_ms.get();
+        match self.request(Request::Start { token, query_ttl_ms }).await? {
             Reply::Started { client_id, .. } => {
                 *self.inner.client_id.borrow_mut() = Some(client_id);
                 self.started.set(true);
@@ -325,12 +359,19 @@ fn renew_sign_in(inner: &Rc<Inner>) {
     let inner = inner.clone();
     leptos::task::spawn_local(async move {
         let Some(token) = renew().await else { return };
-        let text = serde_json::to_string(&ToWorker { id: 0, request: Request::Start { token } });
+        let request = Request::Start { token, query_ttl_ms: inner.query_ttl_ms.get() };
+        let text = serde_json::to_string(&ToWorker { id: 0, request });
         if let Ok(text) = text {
             // Id 0 is never awaited: the answer that matters is the next status.
             let _ = inner.worker.post_message(&text.into());
         }
     });
+}
+
+/// `?sync_ttl_ms=N` in the page's address: queries' time to live (tests, benches).
+fn ttl_from_url() -> Option<u64> {
+    let search = web_sys::window()?.location().search().ok()?;
+    search.trim_start_matches('?').split('&').find_map(|pair| pair.strip_prefix("sync_ttl_ms=")?.parse().ok())
 }
 
 /// A fresh prefixed ULID: the time, and 80 random bits from the browser's

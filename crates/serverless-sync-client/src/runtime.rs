@@ -34,13 +34,13 @@ use gloo_net::http::Request as Http;
 use gloo_net::websocket::Message;
 use gloo_net::websocket::futures::WebSocket;
 use serde_json::Value;
-use sync::SyncModel;
-use sync::model::MutationContext;
+use sync::model::{MutationContext, ValidatedQuery};
 use sync::protocol::PROTOCOL_VERSION;
 use sync::protocol::poke::ServerMessage;
 use sync::protocol::pull::PullResponse;
 use sync::protocol::push::PushResponse;
-use sync::protocol::query::{QueryRequest, QueryResponse};
+use sync::protocol::query::{QueryPage, QueryRequest, QueryResponse};
+use sync::{Select, SyncModel};
 use sync_store::driver::{AfterFailure, Failure, Snapshot, SyncDriver};
 use sync_store::{LocalStore, MutationState, Touched};
 use wasm_bindgen::JsCast;
@@ -146,6 +146,20 @@ struct Runtime {
     /// The server takes pushes on the socket (until it says otherwise, for the
     /// socket's life).
     pushes_on_socket: Cell<bool>,
+    /// Every query asked for, by topic, as last asked (a windowed one with its
+    /// window's size as limit): what eviction keeps, what a resync fetches again.
+    queries: RefCell<BTreeMap<String, ValidatedQuery>>,
+    /// Which topic each live view (holder) shows: a held query is in use.
+    holders: RefCell<BTreeMap<String, String>>,
+    /// When each query was last asked for or let go (`now_ms`): one nobody holds is
+    /// evicted `query_ttl_ms` after that.
+    last_use: RefCell<BTreeMap<String, f64>>,
+    query_ttl_ms: Cell<u64>,
+    /// Windows whose next page is being fetched, by topic.
+    filling: RefCell<BTreeSet<String>>,
+    /// The store was swept once, a time to live after this worker started: rows an
+    /// earlier page load kept for queries nobody asked for since are gone.
+    swept: Cell<bool>,
 }
 
 impl Runtime {
@@ -355,6 +369,12 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
         socket_answers: RefCell::new(BTreeMap::new()),
         last_socket_push: Cell::new(0),
         pushes_on_socket: Cell::new(true),
+        queries: RefCell::new(BTreeMap::new()),
+        holders: RefCell::new(BTreeMap::new()),
+        last_use: RefCell::new(BTreeMap::new()),
+        query_ttl_ms: Cell::new(crate::bridge::QUERY_TTL_MS),
+        filling: RefCell::new(BTreeSet::new()),
+        swept: Cell::new(false),
     });
 
     let from_page = runtime.clone();
@@ -530,8 +550,11 @@ fn on_tab_message(runtime: &Rc<Runtime>, message: TabMessage) {
 
 async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String> {
     match request {
-        Request::Start { token } => {
+        Request::Start { token, query_ttl_ms } => {
             wait_until_open(runtime).await?;
+            if let Some(ttl) = query_ttl_ms {
+                runtime.query_ttl_ms.set(ttl);
+            }
             let renewed = *runtime.token.borrow() != token;
             *runtime.token.borrow_mut() = token;
             if renewed && runtime.needs_auth.replace(false) {
@@ -555,9 +578,15 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
             start_sync(runtime);
             Ok(Reply::Started { client_id: runtime.client_id()?, storage: runtime.storage.get() })
         }
-        Request::Query { name, args } => {
+        Request::Query { name, args, window, holder } => {
             wait_until_open(runtime).await?;
-            query(runtime, name, args)
+            query(runtime, name, args, window, holder)
+        }
+        Request::Release { holder } => {
+            if let Some(topic) = runtime.holders.borrow_mut().remove(&holder) {
+                runtime.last_use.borrow_mut().insert(topic, now_ms());
+            }
+            Ok(Reply::Noted)
         }
         Request::Mutate { name, args, mutation_id, record_id, now_ms: at } => {
             wait_until_open(runtime).await?;
@@ -629,19 +658,37 @@ fn start_sync(runtime: &Rc<Runtime>) {
     }
     let socket = runtime.clone();
     wasm_bindgen_futures::spawn_local(async move { keep_socket(socket).await });
+    let evictor = runtime.clone();
+    wasm_bindgen_futures::spawn_local(async move { evict_loop(evictor).await });
     // Whatever was queued before a reload goes out now.
     spawn_push(runtime);
     runtime.post_status();
 }
 
-fn query(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, String> {
-    let (validated, rows, pending) = runtime.with_store(|store| {
-        let validated = store.model().validate_query(&name, &args).map_err(|e| e.to_string())?;
-        let rows = store.query(&validated.select).map_err(|e| e.to_string())?;
+fn query(
+    runtime: &Rc<Runtime>,
+    name: String,
+    args: Value,
+    window: Option<u32>,
+    holder: Option<String>,
+) -> Result<Reply, String> {
+    let (validated, read, pending) = runtime.with_store(|store| {
+        let mut validated = store.model().validate_query(&name, &args).map_err(|e| e.to_string())?;
+        if let Some(size) = sync::window::window_size(&validated.select, window) {
+            validated.select = sync::window::sized(&validated.select, size);
+        }
+        let read = if validated.select.limit.is_some() {
+            store.query_window(&validated.select).map_err(|e| e.to_string())?
+        } else {
+            let rows = store.query(&validated.select).map_err(|e| e.to_string())?;
+            sync_store::WindowRead { rows, covered: true, more: false }
+        };
         let pending = store.pending_records(&validated.select.collection).map_err(|e| e.to_string())?;
-        Ok((validated, rows, pending))
+        Ok((validated, read, pending))
     })?;
     let topic = validated.topic.to_string();
+    note_use(runtime, &topic, holder);
+    runtime.queries.borrow_mut().insert(topic.clone(), validated.clone());
     let synced = runtime.driver.borrow().is_synced(&topic);
     let error = runtime.driver.borrow().denied(&topic).map(str::to_string);
     let is_new = runtime.driver.borrow_mut().subscribe(&validated);
@@ -649,8 +696,177 @@ fn query(runtime: &Rc<Runtime>, name: String, args: Value) -> Result<Reply, Stri
         runtime.collections.borrow_mut().insert(topic.clone(), validated.select.collection.clone());
         let runtime = runtime.clone();
         wasm_bindgen_futures::spawn_local(async move { fetch_snapshot(&runtime, validated).await });
+    } else if synced && !read.covered {
+        // A window short of its size (widened, or rows left it): the next page.
+        let runtime = runtime.clone();
+        wasm_bindgen_futures::spawn_local(async move { fill_window(&runtime, validated).await });
     }
-    Ok(Reply::Rows { rows, pending, synced, error })
+    Ok(Reply::Rows { rows: read.rows, pending, synced, error, more: read.more })
+}
+
+/// A query was asked for now, by the view `holder` if any (a view shows one query
+/// at a time: the one it showed before is let go).
+fn note_use(runtime: &Runtime, topic: &str, holder: Option<String>) {
+    let now = now_ms();
+    let mut last_use = runtime.last_use.borrow_mut();
+    last_use.insert(topic.to_string(), now);
+    if let Some(holder) = holder
+        && let Some(before) = runtime.holders.borrow_mut().insert(holder, topic.to_string())
+        && before != topic
+    {
+        last_use.insert(before, now);
+    }
+}
+
+/// Fetches the page after a synced window's covered part, until it holds the window
+/// (or reaches the end), then has the views read it again.
+async fn fill_window(runtime: &Rc<Runtime>, query: ValidatedQuery) {
+    let topic = query.topic.to_string();
+    if !runtime.filling.borrow_mut().insert(topic.clone()) {
+        return;
+    }
+    let started = now_ms();
+    let fetched = fetch_window_page(runtime, &query).await;
+    runtime.filling.borrow_mut().remove(&topic);
+    let collection = query.select.collection.clone();
+    let changed = FromWorker::Changed {
+        collections: vec![collection],
+        records: None,
+        sent_at: None,
+        poke_timing: None,
+    };
+    match fetched {
+        Ok(rows) => {
+            runtime.event(
+                EventKind::Snapshot,
+                Some(now_ms() - started),
+                format!("{topic}: {rows} more rows for its window"),
+            );
+            runtime.inspector.borrow_mut().refreshed([topic.as_str()], RefreshKind::Snapshot, epoch_ms());
+            if rows > 0 {
+                runtime.emit(changed);
+            }
+        }
+        Err(Failure::Fatal(reason)) => {
+            runtime.event(
+                EventKind::Snapshot,
+                Some(now_ms() - started),
+                format!("{topic}: refused: {reason}"),
+            );
+            runtime.driver.borrow_mut().refused(&topic, reason);
+            runtime.emit(changed);
+        }
+        Err(failure) => {
+            // Not an answer: asked again after a pause (the views' next read asks).
+            let reason = failure.reason().to_string();
+            runtime.event(
+                EventKind::Snapshot,
+                Some(now_ms() - started),
+                format!("{topic}: window not filled ({reason})"),
+            );
+            if matches!(failure, Failure::Network(_)) {
+                runtime.went_offline();
+            }
+            backoff_sleep(runtime, SNAPSHOT_RETRY_MS).await;
+            runtime.emit(changed);
+        }
+    }
+}
+
+/// The page after the window's covered part, installed. Returns how many rows it had.
+async fn fetch_window_page(runtime: &Rc<Runtime>, query: &ValidatedQuery) -> Result<usize, Failure> {
+    let client_id = runtime.client_id().map_err(Failure::Fatal)?;
+    let from =
+        runtime.with_store(|store| match store.window_reach(&query.select).map_err(|e| e.to_string())? {
+            Some(sync_store::Reach::Until(until)) => {
+                let held = store.query_window(&query.select).map_err(|e| e.to_string())?.rows.len();
+                Ok(Some((until, held)))
+            }
+            _ => Ok(None),
+        });
+    let Ok(Some((after, held))) = from else { return Ok(0) };
+    let request = QueryRequest {
+        protocol_version: PROTOCOL_VERSION,
+        client_id,
+        session_id: runtime.session_id.clone(),
+        name: query.name.clone(),
+        args: query.args.clone(),
+        after: Some(QueryPage { after: after.clone(), served: held as u64 }),
+        window: query.select.limit,
+    };
+    let answer = fetch_all_pages(runtime, &request).await?;
+    runtime
+        .with_store(|store| {
+            runtime
+                .driver
+                .borrow_mut()
+                .on_window_page(store, query, after, &answer.rows, answer.cursor, answer.complete)
+                .map_err(|e| e.to_string())
+        })
+        .map_err(Failure::Fatal)?;
+    Ok(answer.rows.len())
+}
+
+/// Every so often, drops the queries no view has used for their time to live: they
+/// leave the pulls, and their rows no other live query shows leave the store.
+async fn evict_loop(runtime: Rc<Runtime>) {
+    let syncing_since = now_ms();
+    loop {
+        // At most a second late (the time to live may change once the page starts).
+        let tick = (runtime.query_ttl_ms.get() / 4).clamp(250, 1_000);
+        sleep(u32::try_from(tick).unwrap_or(1_000)).await;
+        let sweep_due = now_ms() - syncing_since >= runtime.query_ttl_ms.get() as f64;
+        evict_unused(&runtime, sweep_due);
+    }
+}
+
+/// Evicts the queries whose time to live ran out; `sweep_due`: this worker has
+/// synced for a time to live, so every page's views have asked for their queries,
+/// and rows an earlier page load kept for queries nobody asked for since can go.
+fn evict_unused(runtime: &Rc<Runtime>, sweep_due: bool) {
+    let now = now_ms();
+    let ttl = runtime.query_ttl_ms.get() as f64;
+    let held: BTreeSet<String> = runtime.holders.borrow().values().cloned().collect();
+    let expired: Vec<String> = {
+        let last_use = runtime.last_use.borrow();
+        runtime
+            .queries
+            .borrow()
+            .keys()
+            .filter(|topic| !held.contains(*topic) && last_use.get(*topic).is_none_or(|at| now - at >= ttl))
+            .cloned()
+            .collect()
+    };
+    let sweep = !runtime.swept.get() && sweep_due;
+    if expired.is_empty() && !sweep {
+        return;
+    }
+    runtime.swept.set(true);
+    for topic in &expired {
+        runtime.driver.borrow_mut().unsubscribe(topic);
+        runtime.queries.borrow_mut().remove(topic);
+        runtime.last_use.borrow_mut().remove(topic);
+        runtime.collections.borrow_mut().remove(topic);
+    }
+    let live: Vec<Select> = runtime.queries.borrow().values().map(|query| query.select.clone()).collect();
+    let started = now_ms();
+    match runtime.with_store(|store| store.evict(&live).map_err(|e| e.to_string())) {
+        Ok(eviction) => {
+            runtime.event(
+                EventKind::Snapshot,
+                Some(now_ms() - started),
+                format!(
+                    "evicted {} unused quer{} ({} rows); {} windows cut back",
+                    expired.len(),
+                    if expired.len() == 1 { "y" } else { "ies" },
+                    eviction.touched.len(),
+                    eviction.windows_cut
+                ),
+            );
+            report(runtime, &eviction.touched, RefreshKind::Snapshot, None, None);
+        }
+        Err(error) => leptos::logging::warn!("eviction: {error}"),
+    }
 }
 
 /// A query's whole answer, page after page: every page's rows, at the first page's
@@ -662,6 +878,7 @@ async fn fetch_all_pages(runtime: &Rc<Runtime>, request: &QueryRequest) -> Resul
         let mut page = runtime.post_json::<QueryResponse>("/sync/query", &next).await?;
         answer.rows.append(&mut page.rows);
         answer.more = page.more;
+        answer.complete = page.complete;
     }
     Ok(answer)
 }
@@ -679,6 +896,7 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
         name: validated.name.clone(),
         args: validated.args.clone(),
         after: None,
+        window: validated.select.limit,
     };
     let started = now_ms();
     let mut answer = fetch_all_pages(runtime, &request).await;
@@ -698,7 +916,7 @@ async fn fetch_snapshot(runtime: &Rc<Runtime>, validated: sync::model::Validated
                 runtime
                     .driver
                     .borrow_mut()
-                    .on_snapshot(store, &validated, &answer.rows, answer.cursor)
+                    .on_answer(store, &validated, &answer.rows, answer.cursor, answer.complete)
                     .map_err(|e| e.to_string())
             });
             match installed {
@@ -1109,9 +1327,13 @@ fn resync(runtime: &Rc<Runtime>) {
 /// Fetches these queries' snapshots again, each on its own.
 fn refetch(runtime: &Rc<Runtime>, subscriptions: Vec<sync::protocol::pull::Subscription>) {
     for subscription in subscriptions {
-        let Ok(validated) = runtime.model.validate_query(&subscription.name, &subscription.args) else {
+        let Ok(mut validated) = runtime.model.validate_query(&subscription.name, &subscription.args) else {
             continue;
         };
+        // A window is fetched at the size last asked for.
+        if let Some(asked) = runtime.queries.borrow().get(validated.topic.as_str()) {
+            validated.select = asked.select.clone();
+        }
         let runtime = runtime.clone();
         wasm_bindgen_futures::spawn_local(async move { fetch_snapshot(&runtime, validated).await });
     }

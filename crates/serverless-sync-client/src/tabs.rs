@@ -72,7 +72,7 @@ impl Tabs {
 
     /// This tab's page asked something.
     pub fn from_page(&mut self, id: u32, request: Request) -> Vec<TabAction> {
-        if let Request::Start { token } = &request {
+        if let Request::Start { token, .. } = &request {
             self.page_token = Some(token.clone());
         }
         if self.leader {
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn a_tab_that_takes_over_serves_what_it_kept_and_then_serves_others() {
         let mut tab = Tabs::new("t2");
-        tab.from_page(1, Request::Start { token: "tok".into() });
+        tab.from_page(1, Request::Start { token: "tok".into(), query_ttl_ms: None });
         tab.from_page(2, mutate("m1"));
         assert_eq!(tab.become_leader(), TabAction::Post(FromWorker::Role { leader: true }));
         let actions = tab.announce();

@@ -224,7 +224,7 @@ impl Engine {
     ) -> Result<Vec<R>, ApiError> {
         let db = Upstream::open(self, env).await?;
         let rows = connector::query::page_rows(self.model(), validated);
-        let page = connector::query::read_page(self.model(), &db, validated, None, rows).await?;
+        let page = connector::query::read_page(self.model(), &db, validated, None, None, rows).await?;
         query.decode_rows(page.rows).map_err(ApiError::upstream)
     }
 

@@ -592,7 +592,7 @@ macro_rules! on_every_upstream {
             let db = upstream();
             push(&db, vec![add(1, "card_a", "b1", "x"), add(2, "card_b", "b2", "y")]).expect("push");
             let query = common::model().validate_query("boardCards", &json!({"boardId": " b1 "})).expect("valid");
-            let page = block_on(native::query_page(&common::model(), &db, &query, None, 50)).expect("read");
+            let page = block_on(native::query_page(&common::model(), &db, &query, None, None, 50)).expect("read");
             assert_eq!(page.rows.iter().map(|r| r["id"].clone()).collect::<Vec<_>>(), vec![json!("card_a")]);
             assert_eq!((page.cursor, page.more), (Cursor(2), None));
         }
@@ -605,15 +605,15 @@ macro_rules! on_every_upstream {
             push(&db, ids.iter().enumerate().map(|(i, id)| add(i as u32 + 1, id, "b1", "x")).collect()).expect("push");
             let query = common::model().validate_query("boardCards", &json!({"boardId": "b1"})).expect("valid");
             let model = common::model();
-            let first = block_on(native::query_page(&model, &db, &query, None, 3)).expect("read");
+            let first = block_on(native::query_page(&model, &db, &query, None, None, 3)).expect("read");
             assert_eq!(first.rows.len(), 3);
             let more = first.more.clone().expect("more follows");
             assert_eq!(more.served, 3);
             // Meanwhile the first row is deleted and one is added before the page's end:
             // the next page starts after the last row it answered, whatever moved.
             push(&db, vec![delete(20, &ids[0], "b1"), add(21, "card_00", "b1", "early")]).expect("push");
-            let second = block_on(native::query_page(&model, &db, &query, Some(&more), 3)).expect("read");
-            let third = block_on(native::query_page(&model, &db, &query, second.more.as_ref(), 3)).expect("read");
+            let second = block_on(native::query_page(&model, &db, &query, Some(&more), None, 3)).expect("read");
+            let third = block_on(native::query_page(&model, &db, &query, second.more.as_ref(), None, 3)).expect("read");
             assert!(third.more.is_none());
             let answered: Vec<String> = [&first, &second, &third]
                 .iter()
@@ -623,13 +623,49 @@ macro_rules! on_every_upstream {
             assert!(second.cursor > first.cursor, "each page is exact at its own cursor");
             // A forged continuation pages within the same query, or is refused.
             let forged = sync::protocol::query::QueryPage { after: vec![json!(1)], served: 0 };
-            let refused = block_on(native::query_page(&model, &db, &query, Some(&forged), 3)).expect_err("refused");
+            let refused = block_on(native::query_page(&model, &db, &query, Some(&forged), None, 3)).expect_err("refused");
             assert_eq!(refused.code(), "invalid_continuation");
             let typed = sync::protocol::query::QueryPage { after: vec![json!("x"), json!(5)], served: 0 };
-            assert!(block_on(native::query_page(&model, &db, &query, Some(&typed), 3)).is_err());
+            assert!(block_on(native::query_page(&model, &db, &query, Some(&typed), None, 3)).is_err());
             // The newest rows, as a page rendered on the server shows them.
             let (last, _) = block_on(native::query_last(&model, &db, &query, 2)).expect("read");
             assert_eq!(last.iter().map(|r| r["id"].clone()).collect::<Vec<_>>(), vec![json!("card_5"), json!("card_6")]);
+        }
+
+        #[test]
+        $(#[$attr])*
+        fn a_windowed_query_stops_at_its_window_and_says_whether_rows_follow() {
+            let db = upstream();
+            let ids: Vec<String> = (0..7).map(|i| format!("card_{i}")).collect();
+            push(&db, ids.iter().enumerate().map(|(i, id)| add(i as u32 + 1, id, "b1", "x")).collect()).expect("push");
+            let model = common::model();
+            let mut query = model.validate_query("boardCards", &json!({"boardId": "b1"})).expect("valid");
+            query.select.limit = Some(2);
+            // The query's own limit: two rows, no page to follow, rows beyond.
+            let first = block_on(native::query_page(&model, &db, &query, None, None, 50)).expect("read");
+            assert_eq!(first.rows.len(), 2);
+            assert!(first.more.is_none() && !first.complete, "the window ends before the answer does");
+            // Widened to 5 from where it stands: three more, still not the end.
+            let cards = model.collection("cards").expect("cards").clone();
+            let bound = sync::protocol::query::QueryPage {
+                after: sync::window::keyset(&cards, &query.select, &first.rows[1]),
+                served: 2,
+            };
+            let wider = block_on(native::query_page(&model, &db, &query, Some(&bound), Some(5), 50)).expect("read");
+            assert_eq!(wider.rows.iter().map(|r| r["id"].clone()).collect::<Vec<_>>(), vec![json!("card_2"), json!("card_3"), json!("card_4")]);
+            assert!(!wider.complete);
+            // In pages of one, a window of 10 reaches the end: the last page says so.
+            let mut page = block_on(native::query_page(&model, &db, &query, None, Some(10), 1)).expect("read");
+            let mut seen = page.rows.len();
+            while let Some(after) = page.more.take() {
+                page = block_on(native::query_page(&model, &db, &query, Some(&after), Some(10), 1)).expect("read");
+                seen += page.rows.len();
+            }
+            assert_eq!(seen, 7);
+            assert!(page.complete, "no row follows the last page");
+            // An exact fit is complete too: no row beyond the seventh.
+            let exact = block_on(native::query_page(&model, &db, &query, None, Some(7), 50)).expect("read");
+            assert!(exact.complete && exact.rows.len() == 7);
         }
 
         #[test]
@@ -694,7 +730,7 @@ macro_rules! on_every_upstream {
                     let upstream_rows = block_on(native::query_page(
                         &common::model(), &db,
                         &common::model().validate_query("boardCards", &json!({"boardId": "b1"})).expect("valid"),
-                        None, 2_000,
+                        None, None, 2_000,
                     )).expect("read").rows;
                     let expected_rows: Vec<_> = reference.rows("cards").into_iter().filter(|r| r["board_id"] == json!("b1")).collect();
                     let sorted = |mut rows: Vec<sync::Row>| { rows.sort_by_key(|r| r["id"].to_string()); rows };

@@ -361,6 +361,7 @@ impl World {
             &self.server.db,
             &query,
             request.after.as_ref(),
+            request.window,
             SIM_PAGE_ROWS,
         ))?;
         let cursor = page.cursor;
@@ -371,6 +372,7 @@ impl World {
                 &self.server.db,
                 &query,
                 Some(&after),
+                request.window,
                 SIM_PAGE_ROWS,
             ))?;
             rows.append(&mut page.rows);
@@ -378,7 +380,7 @@ impl World {
         if self.server.dies(isolate) {
             return Err(ApiError::upstream("the isolate died"));
         }
-        Ok(QueryResponse { rows, cursor, topic: query.topic, more: None })
+        Ok(QueryResponse { rows, cursor, topic: query.topic, more: None, complete: page.complete })
     }
 
     /// `sync::push::withhold_unreadable`, asking the app's query rule about each topic
@@ -778,6 +780,7 @@ impl World {
             name: query.name.clone(),
             args: query.args.clone(),
             after: None,
+            window: None,
         };
         let (user, key, sent) = (client.user, client.key.clone(), body(&request));
         self.counts.bump("queries");
@@ -1182,6 +1185,7 @@ impl World {
                     name: query.name.clone(),
                     args: query.args.clone(),
                     after: None,
+                    window: None,
                 };
                 if let Ok(answer) = self.serve_query("mallory", &key, &body(&request)) {
                     violated!("mallory read {} ({} rows)", BOARDS[board], answer.rows.len());

@@ -31,6 +31,8 @@ use sync::protocol::error::{ErrorBody, NEEDS_AUTH, NOT_CONFIGURED, RESYNC_REQUIR
 use sync::protocol::pull::{PullRequest, PullResponse, Subscription};
 use sync::protocol::push::{PushRequest, PushResponse};
 
+use sync::window::Coverage;
+
 use crate::{LocalStore, StoreError, Touched};
 
 /// Most mutations one push carries.
@@ -269,6 +271,20 @@ impl SyncDriver {
         rows: &[sync::Row],
         cursor: Cursor,
     ) -> Result<Snapshot, StoreError> {
+        self.on_answer(store, query, rows, cursor, true)
+    }
+
+    /// [`Self::on_snapshot`] for any query: `complete` says whether the rows reach
+    /// the answer's end. A windowed query's (`sync::window`) first pages then cover
+    /// its order up to their last row, or to the end.
+    pub fn on_answer(
+        &mut self,
+        store: &mut LocalStore,
+        query: &ValidatedQuery,
+        rows: &[sync::Row],
+        cursor: Cursor,
+        complete: bool,
+    ) -> Result<Snapshot, StoreError> {
         let topic = query.topic.to_string();
         if !self.subscriptions.contains_key(&topic) {
             return Ok(Snapshot::NotWanted);
@@ -281,7 +297,14 @@ impl SyncDriver {
         // The store's cursor may start at the snapshot's only when no other query is
         // synced: it stands for what every synced query holds.
         let only_query = self.synced.iter().all(|synced| *synced == topic);
-        let touched = match store.apply_snapshot(&query.select, rows, cursor, only_query) {
+        let installed = match store.model().collection(&query.select.collection).cloned() {
+            Some(collection) if query.select.limit.is_some() => {
+                let coverage = Coverage::of_pages(&collection, &query.select, None, rows, complete);
+                store.apply_window_snapshot(&query.select, rows, cursor, only_query, &coverage)
+            }
+            _ => store.apply_snapshot(&query.select, rows, cursor, only_query),
+        };
+        let touched = match installed {
             Ok(touched) => touched,
             Err(StoreError::StaleSnapshot { .. }) => return Ok(Snapshot::Stale),
             Err(error) => return Err(error),
@@ -291,6 +314,40 @@ impl SyncDriver {
         self.cursors.snapshot(&topic, cursor);
         self.synced.insert(topic);
         Ok(Snapshot::Installed(touched))
+    }
+
+    /// The page after a synced window's covered part (`after`: where that part
+    /// ended when it was asked for), to widen it or to fill it after rows left it.
+    /// Dropped when the query is no longer subscribed.
+    pub fn on_window_page(
+        &mut self,
+        store: &mut LocalStore,
+        query: &ValidatedQuery,
+        after: Vec<serde_json::Value>,
+        rows: &[sync::Row],
+        cursor: Cursor,
+        complete: bool,
+    ) -> Result<Snapshot, StoreError> {
+        let topic = query.topic.to_string();
+        if !self.synced.contains(&topic) {
+            return Ok(Snapshot::NotWanted);
+        }
+        let Some(collection) = store.model().collection(&query.select.collection).cloned() else {
+            return Ok(Snapshot::NotWanted);
+        };
+        let coverage = Coverage::of_pages(&collection, &query.select, Some(after), rows, complete);
+        Ok(Snapshot::Installed(store.apply_window_page(&query.select, rows, cursor, &coverage)?))
+    }
+
+    /// A query no page uses any more (its time to live ran out): left out of pulls,
+    /// and a poke on its topic is not installed (its rows are evicted).
+    pub fn unsubscribe(&mut self, topic: &str) {
+        self.forget(topic);
+    }
+
+    /// The topics subscribed, with the query each reads.
+    pub fn subscribed(&self) -> impl Iterator<Item = (&str, &Subscription)> {
+        self.subscriptions.iter().map(|(topic, subscription)| (topic.as_str(), subscription))
     }
 
     /// The next pull: every subscribed query from where it stands. `None` until a
@@ -354,6 +411,11 @@ impl SyncDriver {
     ) -> Result<(BTreeSet<Touched>, bool), StoreError> {
         let pulled = store.cursor()?;
         let mut touched = BTreeSet::new();
+        if topic.is_some_and(|topic| !self.subscriptions.contains_key(topic)) {
+            // A topic this client no longer reads (the server may poke it until the
+            // session forgets it): its rows were evicted and stay so.
+            return Ok((touched, false));
+        }
         if !changes.is_empty() {
             let follows = match (topic, since) {
                 (Some(topic), Some(since)) if self.subscriptions.contains_key(topic) => {

@@ -10,7 +10,12 @@
 //! - `sync_resolved`: the server's answers to recent mutations, so a request sent
 //!   twice (a tab re-sending after the leader tab closed) is answered, not re-applied;
 //! - `sync_meta`: the client id, the pull cursor, and the schema version (the model's
-//!   digest) the collection tables were built for.
+//!   digest) the collection tables were built for;
+//! - `sync_windows`: for each windowed query (one with a limit, `sync::window`), how far
+//!   its covered part reaches: up to a keyset, or to the end.
+//!
+//! Rows no live query needs are evicted ([`LocalStore::evict`]); pending writes never
+//! are.
 //!
 //! When the app's model changes (a new schema version), [`LocalStore::open`] rebuilds
 //! the collection tables, forgets the server's images and the cursor (the queries'
@@ -66,6 +71,7 @@ use sync::protocol::push::MutationOutcome;
 use sync::schema::{Collection, Row};
 use sync::sql::{self, Dialect, SqlParam, Statement};
 use sync::view::RecordView;
+use sync::window::Coverage;
 
 /// The SQLite connection type the store runs on (rusqlite).
 pub use rusqlite::Connection;
@@ -105,6 +111,37 @@ pub enum MutationState {
     Resolved { record_id: String, outcome: MutationOutcome },
 }
 
+/// How far a windowed query's covered part reaches in its order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reach {
+    /// Up to the row with this keyset (`sync::window::keyset`), included.
+    Until(Vec<Value>),
+    /// To the end of the query's answer.
+    End,
+}
+
+/// A windowed query read locally ([`LocalStore::query_window`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowRead {
+    /// The window's rows: at most its size, none past the covered part.
+    pub rows: Vec<Row>,
+    /// The covered part holds the whole window (or reaches the end): nothing to fetch.
+    pub covered: bool,
+    /// Rows of the query may follow the window (held here, or on the server): true
+    /// whenever they do (a row deleted upstream past the window may leave it true
+    /// until the next page says the end is reached).
+    pub more: bool,
+}
+
+/// What [`LocalStore::evict`] removed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Eviction {
+    /// The records removed (their views show them gone).
+    pub touched: BTreeSet<Touched>,
+    /// Windows whose covered part was cut back to the rows they show.
+    pub windows_cut: usize,
+}
+
 /// A record whose visible row may have changed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Touched {
@@ -136,6 +173,7 @@ CREATE TABLE IF NOT EXISTS sync_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
 CREATE TABLE IF NOT EXISTS sync_absent (
   collection TEXT NOT NULL, record_id TEXT NOT NULL, select_json TEXT NOT NULL, through INTEGER NOT NULL,
   PRIMARY KEY (collection, record_id, select_json));
+CREATE TABLE IF NOT EXISTS sync_windows (key_json TEXT PRIMARY KEY, until_json TEXT);
 ";
 
 fn bind(params: &[SqlParam]) -> Vec<rusqlite::types::Value> {
@@ -247,7 +285,8 @@ impl LocalStore {
             tx.execute_batch(&format!("DROP TABLE \"{}\"", table.replace('"', "\"\"")))?;
         }
         tx.execute_batch(
-            "DELETE FROM sync_confirmed; DELETE FROM sync_absent; DELETE FROM sync_meta WHERE key = 'cursor';",
+            "DELETE FROM sync_confirmed; DELETE FROM sync_absent; DELETE FROM sync_windows; \
+             DELETE FROM sync_meta WHERE key = 'cursor';",
         )?;
         for collection in self.model.collections() {
             tx.execute_batch(&sql::create_table(Dialect::Sqlite, collection))?;
@@ -356,10 +395,59 @@ impl LocalStore {
         self.model.collection(name).ok_or_else(|| StoreError::UnknownCollection(name.into()))
     }
 
-    /// Runs a select (from a validated named query) on the visible rows.
+    /// Runs a select (from a validated named query) on the visible rows. A windowed
+    /// one (with a limit) reads only its covered part ([`Self::query_window`]).
     pub fn query(&self, select: &Select) -> Result<Vec<Row>, StoreError> {
+        if select.limit.is_some() {
+            return Ok(self.query_window(select)?.rows);
+        }
         let collection = self.collection(&select.collection)?;
         read_rows(&self.conn, collection, &sql::select(Dialect::Sqlite, collection, select)?)
+    }
+
+    /// A windowed query's rows (its limit is the window's size): the first of its
+    /// covered part (`sync::window`), and whether that part holds the whole window.
+    pub fn query_window(&self, select: &Select) -> Result<WindowRead, StoreError> {
+        let collection = self.collection(&select.collection)?;
+        let size = select.limit.unwrap_or(u32::MAX);
+        let reach = self.window_reach(select)?;
+        let until = match &reach {
+            Some(Reach::Until(until)) => Some(until.as_slice()),
+            _ => None,
+        };
+        let page = sql::Page { until, rows: Some(size.saturating_add(1)), ..sql::Page::default() };
+        let mut rows = read_rows(
+            &self.conn,
+            collection,
+            &sql::select_page(Dialect::Sqlite, collection, select, &page)?,
+        )?;
+        let beyond = rows.len() > size as usize;
+        // Covered: the covered part holds the window, or reaches the end. More: rows
+        // follow the window, held here or (past the covered part) upstream.
+        let full = rows.len() >= size as usize;
+        let (covered, more) = match reach {
+            Some(Reach::End) => (true, beyond),
+            Some(Reach::Until(_)) => (full, true),
+            // Never synced here: what is held, until the server says more.
+            None => (full, beyond),
+        };
+        rows.truncate(size as usize);
+        Ok(WindowRead { rows, covered, more })
+    }
+
+    /// How far a windowed query's covered part reaches (`None`: nothing is known).
+    pub fn window_reach(&self, select: &Select) -> Result<Option<Reach>, StoreError> {
+        let key = serde_json::to_string(&sync::window::key(select))?;
+        let found: Option<Option<String>> = self
+            .conn
+            .prepare_cached("SELECT until_json FROM sync_windows WHERE key_json = ?1")?
+            .query_row([&key], |row| row.get(0))
+            .optional()?;
+        Ok(match found {
+            None => None,
+            Some(None) => Some(Reach::End),
+            Some(Some(json)) => Some(Reach::Until(serde_json::from_str(&json)?)),
+        })
     }
 
     /// Every visible row of a collection, by primary key.
@@ -593,11 +681,61 @@ impl LocalStore {
         cursor: Cursor,
         only_query: bool,
     ) -> Result<BTreeSet<Touched>, StoreError> {
+        self.install_answer(select, rows, cursor, Some(only_query), None)
+    }
+
+    /// [`Self::apply_snapshot`] for a windowed query: `rows` are the first pages of
+    /// its answer, covering `coverage` (from the start); records outside it are
+    /// left as they are, and the window's covered part is that.
+    pub fn apply_window_snapshot(
+        &mut self,
+        select: &Select,
+        rows: &[Row],
+        cursor: Cursor,
+        only_query: bool,
+        coverage: &Coverage,
+    ) -> Result<BTreeSet<Touched>, StoreError> {
+        self.install_answer(select, rows, cursor, Some(only_query), Some(coverage))
+    }
+
+    /// The page of a synced windowed query after its covered part (a `load_more`, or
+    /// the row a delete inside the window lets in): installed like a snapshot's
+    /// rows, and the covered part reaches to its end when it starts where the covered
+    /// part ended. Its cursor may be older than what was pulled: each record's newer
+    /// image wins, and every change on the topic after the query's snapshot reaches
+    /// this store, so nothing between is missed.
+    pub fn apply_window_page(
+        &mut self,
+        select: &Select,
+        rows: &[Row],
+        cursor: Cursor,
+        coverage: &Coverage,
+    ) -> Result<BTreeSet<Touched>, StoreError> {
+        self.install_answer(select, rows, cursor, None, Some(coverage))
+    }
+
+    /// Installs rows of a query's answer exact at `cursor`. `snapshot`: a first
+    /// answer (`Some(only_query)`, see [`Self::apply_snapshot`]), else a later page
+    /// of a synced window. `coverage`: the part of a windowed query's order the rows
+    /// cover (`None`: the whole answer).
+    fn install_answer(
+        &mut self,
+        select: &Select,
+        rows: &[Row],
+        cursor: Cursor,
+        snapshot: Option<bool>,
+        coverage: Option<&Coverage>,
+    ) -> Result<BTreeSet<Touched>, StoreError> {
         let collection = self.collection(&select.collection)?.clone();
         let pulled_through = self.cursor()?;
-        if cursor < pulled_through {
+        if snapshot.is_some() && cursor < pulled_through {
             return Err(StoreError::StaleSnapshot { snapshot: cursor.0, held: pulled_through.0 });
         }
+        let covers = |row: &Row| coverage.is_none_or(|part| part.contains(&collection, select, row));
+        let reach_before = match coverage {
+            Some(_) => self.window_reach(select)?,
+            None => None,
+        };
         // Records with local writes pending: their visible row is recomputed; every
         // other record shows exactly its new confirmed image.
         let pending: BTreeSet<String> = self.pending_records(&collection.name)?.into_iter().collect();
@@ -638,7 +776,7 @@ impl LocalStore {
             // An image newer than the snapshot stays.
             if seq <= snapshot_seq
                 && !present.contains(&record_id)
-                && row.as_ref().is_some_and(|row| select.matches(row))
+                && row.as_ref().is_some_and(|row| select.matches(row) && covers(row))
             {
                 tx.execute(
                     "UPDATE sync_confirmed SET row_json = NULL WHERE collection = ?1 AND record_id = ?2",
@@ -649,7 +787,8 @@ impl LocalStore {
         }
         for record_id in pending.iter().filter(|id| !present.contains(*id)) {
             if confirmed_seq(&tx, &collection.name, record_id)?.is_none()
-                && visible(&tx, &collection, record_id)?.is_some_and(|row| select.matches(&row))
+                && visible(&tx, &collection, record_id)?
+                    .is_some_and(|row| select.matches(&row) && covers(&row))
             {
                 absent.push(record_id.clone());
             }
@@ -663,7 +802,25 @@ impl LocalStore {
             refresh(&tx, &collection, &record_id)?;
             touched.insert(Touched { collection: collection.name.clone(), record_id });
         }
-        if only_query && pulled_through == Cursor::START && cursor > pulled_through {
+        if let Some(part) = coverage {
+            // The covered part grows only where it is contiguous: a first answer sets
+            // it; a later page extends it only from where it ended.
+            let contiguous = match (&part.after, &reach_before) {
+                (None, _) => true,
+                (Some(after), Some(Reach::Until(until))) => after == until,
+                _ => false,
+            };
+            if contiguous {
+                let key = serde_json::to_string(&sync::window::key(select))?;
+                let until = part.until.as_ref().map(serde_json::to_string).transpose()?;
+                tx.execute(
+                    "INSERT INTO sync_windows (key_json, until_json) VALUES (?1, ?2) \
+                     ON CONFLICT (key_json) DO UPDATE SET until_json = excluded.until_json",
+                    params![key, until],
+                )?;
+            }
+        }
+        if snapshot == Some(true) && pulled_through == Cursor::START && cursor > pulled_through {
             tx.execute(
                 "INSERT INTO sync_meta (key, value) VALUES ('cursor', ?1) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -672,6 +829,118 @@ impl LocalStore {
         }
         tx.commit()?;
         Ok(touched)
+    }
+
+    /// Removes every record that none of `live` (the queries still in use, a
+    /// windowed one with its window's size as limit) shows and that has no pending
+    /// write, in one transaction. A live window's covered part is cut back to the
+    /// rows it shows; other queries' windows are forgotten. A record removed here
+    /// comes back with its query's next snapshot.
+    pub fn evict(&mut self, live: &[Select]) -> Result<Eviction, StoreError> {
+        let mut keep: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut cuts = Vec::new();
+        for select in live {
+            let collection = self.collection(&select.collection)?.clone();
+            // A window with held rows past it is cut back to its last row.
+            let wider = select.limit.map(|size| sync::window::sized(select, size.saturating_add(1)));
+            let mut rows = self.query(wider.as_ref().unwrap_or(select))?;
+            if let Some(size) = select.limit
+                && rows.len() > size as usize
+            {
+                rows.truncate(size as usize);
+                if let Some(last) = rows.last() {
+                    cuts.push((select.clone(), sync::window::keyset(&collection, select, last)));
+                }
+            }
+            for row in &rows {
+                if let Some(id) = collection.record_id(row) {
+                    keep.insert((collection.name.clone(), id.to_string()));
+                }
+            }
+        }
+        let tx = self.conn.transaction()?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS sync_keep (collection TEXT NOT NULL, record_id TEXT NOT NULL, \
+               PRIMARY KEY (collection, record_id)); \
+             DELETE FROM sync_keep; \
+             INSERT OR IGNORE INTO sync_keep SELECT collection, record_id FROM sync_outbox;",
+        )?;
+        for (collection, record_id) in &keep {
+            tx.prepare_cached("INSERT OR IGNORE INTO sync_keep (collection, record_id) VALUES (?1, ?2)")?
+                .execute([collection, record_id])?;
+        }
+        let mut eviction = Eviction::default();
+        for collection in self.model.collections() {
+            let table = format!("\"{}\"", collection.name.replace('"', "\"\""));
+            let key = format!("\"{}\"", collection.primary_key.replace('"', "\"\""));
+            let gone: Vec<String> = tx
+                .prepare(&format!(
+                    "SELECT record_id FROM sync_confirmed WHERE collection = ?1 \
+                       AND record_id NOT IN (SELECT record_id FROM sync_keep WHERE collection = ?1) \
+                     UNION SELECT {key} FROM {table} \
+                       WHERE {key} NOT IN (SELECT record_id FROM sync_keep WHERE collection = ?1)"
+                ))?
+                .query_map([&collection.name], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            if gone.is_empty() {
+                continue;
+            }
+            tx.execute(
+                "DELETE FROM sync_confirmed WHERE collection = ?1 \
+                   AND record_id NOT IN (SELECT record_id FROM sync_keep WHERE collection = ?1)",
+                [&collection.name],
+            )?;
+            tx.execute(
+                "DELETE FROM sync_absent WHERE collection = ?1 \
+                   AND record_id NOT IN (SELECT record_id FROM sync_keep WHERE collection = ?1)",
+                [&collection.name],
+            )?;
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE {key} NOT IN (SELECT record_id FROM sync_keep WHERE collection = ?1)"
+                ),
+                [&collection.name],
+            )?;
+            eviction.touched.extend(
+                gone.into_iter().map(|record_id| Touched { collection: collection.name.clone(), record_id }),
+            );
+        }
+        let live_keys: BTreeSet<String> = live
+            .iter()
+            .filter(|select| select.limit.is_some())
+            .map(|select| serde_json::to_string(&sync::window::key(select)))
+            .collect::<Result<_, _>>()?;
+        let stored: Vec<String> = tx
+            .prepare("SELECT key_json FROM sync_windows")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for key in stored.iter().filter(|key| !live_keys.contains(*key)) {
+            tx.execute("DELETE FROM sync_windows WHERE key_json = ?1", [key])?;
+        }
+        for (select, until) in cuts {
+            let key = serde_json::to_string(&sync::window::key(&select))?;
+            eviction.windows_cut += tx.execute(
+                "UPDATE sync_windows SET until_json = ?2 WHERE key_json = ?1",
+                params![key, serde_json::to_string(&until)?],
+            )?;
+        }
+        tx.execute_batch("DELETE FROM sync_keep;")?;
+        tx.commit()?;
+        Ok(eviction)
+    }
+
+    /// How many rows the collection tables hold (what the browser keeps).
+    pub fn local_rows(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for collection in self.model.collections() {
+            let count: i64 = self.conn.query_row(
+                &format!("SELECT COUNT(*) FROM \"{}\"", collection.name.replace('"', "\"\"")),
+                [],
+                |row| row.get(0),
+            )?;
+            total += u64::try_from(count).unwrap_or(0);
+        }
+        Ok(total)
     }
 
     /// Back to cursor 0, for a client told `resync_required`: its queries' snapshots

@@ -105,6 +105,7 @@ pub mod sql;
 pub mod typed;
 pub mod view;
 pub mod watchers;
+pub mod window;
 
 pub use changes::{Change, ChangeKind, Cursor, Topic};
 pub use model::{

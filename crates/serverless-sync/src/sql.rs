@@ -203,7 +203,7 @@ pub fn create_table(dialect: Dialect, collection: &Collection) -> String {
 /// The select a named query built. Ties are broken by primary key, so every
 /// database returns the same order.
 pub fn select(dialect: Dialect, collection: &Collection, select: &Select) -> Result<Statement, SqlError> {
-    select_page(dialect, collection, select, &Page { after: None, rows: select.limit, from_end: false })
+    select_page(dialect, collection, select, &Page { rows: select.limit, ..Page::default() })
 }
 
 /// Which part of a query's result a [`select_page`] reads.
@@ -213,6 +213,9 @@ pub struct Page<'a> {
     /// [`order_columns`], in that order (a keyset, so rows written meanwhile never
     /// shift a page).
     pub after: Option<&'a [Value]>,
+    /// Only rows up to this one (included) in the query's order, its values of
+    /// [`order_columns`]: a window's covered part (see `sync::window`).
+    pub until: Option<&'a [Value]>,
     /// At most this many rows.
     pub rows: Option<u32>,
     /// The last rows of the order instead of the first (answered in reverse order).
@@ -222,7 +225,11 @@ pub struct Page<'a> {
 /// The columns a query's result is ordered by: its own, then the primary key.
 pub fn order_columns(collection: &Collection, select: &Select) -> Vec<(String, Order)> {
     let mut orders = select.order_by.clone();
-    orders.push((collection.primary_key.clone(), Order::Asc));
+    // A query already ordered by its key needs no tiebreak (and an index on the
+    // order columns then serves the ORDER BY as written).
+    if !orders.iter().any(|(column, _)| *column == collection.primary_key) {
+        orders.push((collection.primary_key.clone(), Order::Asc));
+    }
     orders
 }
 
@@ -240,26 +247,42 @@ pub fn select_page(
     w.push(" FROM ");
     w.ident(&collection.name);
     w.filters(&select.filters, true)?;
-    if let Some(after) = page.after {
-        if after.len() != orders.len() {
+    let mut first_condition = select.filters.is_empty();
+    for (keyset, beyond) in [(page.after, true), (page.until, false)] {
+        let Some(keyset) = keyset else { continue };
+        if keyset.len() != orders.len() {
             return Err(SqlError::Continuation(orders.len()));
         }
-        // (c1 > v1) OR (c1 = v1 AND c2 > v2) OR ...; `<` where the order descends.
-        w.push(if select.filters.is_empty() { " WHERE (" } else { " AND (" });
+        w.push(if first_condition { " WHERE (" } else { " AND (" });
+        first_condition = false;
+        // After: (c1 > v1) OR (c1 = v1 AND c2 > v2) OR ...; `<` where the order
+        // descends. Until: the same with the comparisons turned, or all equal.
         for (i, (column, order)) in orders.iter().enumerate() {
             if i > 0 {
                 w.push(" OR ");
             }
             w.push("(");
-            for (equal, value) in orders[..i].iter().zip(after) {
+            for (equal, value) in orders[..i].iter().zip(keyset) {
                 w.ident(&equal.0);
                 w.push(" = ");
                 w.bind(&equal.0, value)?;
                 w.push(" AND ");
             }
             w.ident(column);
-            w.push(if *order == Order::Asc { " > " } else { " < " });
-            w.bind(column, &after[i])?;
+            w.push(if (*order == Order::Asc) == beyond { " > " } else { " < " });
+            w.bind(column, &keyset[i])?;
+            w.push(")");
+        }
+        if !beyond {
+            w.push(" OR (");
+            for (i, ((column, _), value)) in orders.iter().zip(keyset).enumerate() {
+                if i > 0 {
+                    w.push(" AND ");
+                }
+                w.ident(column);
+                w.push(" = ");
+                w.bind(column, value)?;
+            }
             w.push(")");
         }
         w.push(")");

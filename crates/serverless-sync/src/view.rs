@@ -65,6 +65,8 @@ pub struct LiveRows {
     /// Asked to be read again: until [`LiveRows::replace`], every change answers
     /// [`Applied::Reread`] (the rows held are no longer the query's).
     stale: bool,
+    /// A row was pushed out of the window's end since the last read: rows follow it.
+    pushed_out: bool,
 }
 
 impl LiveRows {
@@ -82,6 +84,7 @@ impl LiveRows {
             rows: rows.into_iter().map(Rc::new).collect(),
             pending: pending.into_iter().collect(),
             stale: false,
+            pushed_out: false,
         }
     }
 
@@ -90,6 +93,13 @@ impl LiveRows {
         self.rows = rows.into_iter().map(Rc::new).collect();
         self.pending = pending.into_iter().collect();
         self.stale = false;
+        self.pushed_out = false;
+    }
+
+    /// Whether a row entering the window pushed its last row out since the last read
+    /// (so rows of the query follow the window).
+    pub fn pushed_out(&self) -> bool {
+        self.pushed_out
     }
 
     /// Whether the view waits for a fresh read (see [`Applied::Reread`]).
@@ -178,9 +188,19 @@ impl LiveRows {
             // Sorts after a full window: not shown (only its pending mark may change).
             return marks;
         }
+        if self.select.limit.is_some() && place == self.rows.len() && !self.rows.is_empty() {
+            // A window short of its size may end where the rows held locally end, not
+            // where the query does (`sync::window`): whether a row past its last one
+            // belongs in it, only a read of the covered part knows.
+            self.stale = true;
+            return Applied::Reread;
+        }
         self.rows.insert(place, Rc::new(next.clone()));
-        if let Some(limit) = self.select.limit {
+        if let Some(limit) = self.select.limit
+            && self.rows.len() > limit as usize
+        {
             self.rows.truncate(limit as usize);
+            self.pushed_out = true;
         }
         Applied::Changed
     }

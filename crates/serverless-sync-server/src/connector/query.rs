@@ -55,7 +55,8 @@ pub async fn query(
     durable::with_memo(|memo| memo.remember_watch(&request.session_id, &request.client_id, &watched));
     let db = Upstream::open(&engine, &env).await?;
     let rows = page_rows(engine.model(), &validated);
-    let answer = read_page(engine.model(), &db, &validated, request.after.as_ref(), rows).await?;
+    let answer =
+        read_page(engine.model(), &db, &validated, request.after.as_ref(), request.window, rows).await?;
     if let Some(trace) = engine.trace() {
         trace.counts(0, 0, answer.rows.len());
     }
@@ -64,6 +65,7 @@ pub async fn query(
         cursor: answer.cursor,
         topic: validated.topic,
         more: answer.more,
+        complete: answer.complete,
     }))
 }
 
@@ -99,15 +101,19 @@ pub struct AnswerPage {
     /// The change-log position the rows are exact at.
     pub cursor: Cursor,
     pub more: Option<QueryPage>,
+    /// No row of the query follows this page.
+    pub complete: bool,
 }
 
 /// Reads the page of `validated` after `after` (the first without), at most `rows`
-/// rows and never beyond the query's own limit, with the head, in one snapshot.
+/// rows and never beyond the query's window (`window`, else its own limit; see
+/// `sync::window`), with the head, in one snapshot.
 pub async fn read_page<D: Database>(
     model: &sync::SyncModel,
     db: &D,
     validated: &sync::ValidatedQuery,
     after: Option<&QueryPage>,
+    window: Option<u32>,
     rows: u32,
 ) -> Result<AnswerPage, ApiError> {
     let collection = model
@@ -127,21 +133,31 @@ pub async fn read_page<D: Database>(
         }
     }
     let served = after.map_or(0, |page| page.served);
-    let remaining = validated.select.limit.map(|limit| u64::from(limit).saturating_sub(served));
+    let total = match window {
+        Some(window) => sync::window::window_size(&validated.select, Some(window)),
+        None => validated.select.limit,
+    };
+    let remaining = total.map(|limit| u64::from(limit).saturating_sub(served));
     let take = remaining.map_or(rows, |left| u32::try_from(left.min(u64::from(rows))).unwrap_or(rows));
     if take == 0 {
         let head = db.rows(&head_statement(db.dialect())).await?;
-        return Ok(AnswerPage { rows: Vec::new(), cursor: head_of(&head), more: None });
+        return Ok(AnswerPage { rows: Vec::new(), cursor: head_of(&head), more: None, complete: false });
     }
-    let page =
-        sql::Page { after: after.map(|page| page.after.as_slice()), rows: Some(take), from_end: false };
+    // One row more than the page tells whether the answer goes on past it.
+    let page = sql::Page {
+        after: after.map(|page| page.after.as_slice()),
+        rows: Some(take.saturating_add(1)),
+        ..sql::Page::default()
+    };
     let select = sql::select_page(db.dialect(), collection, &validated.select, &page)
         .map_err(|error| ApiError::bad_request("invalid_continuation", error.to_string()))?;
     let mut results = db.read(&[head_statement(db.dialect()), select]).await?.into_iter();
     let cursor = head_of(&results.next().unwrap_or_default());
-    let rows: Vec<sync::schema::Row> =
+    let mut rows: Vec<sync::schema::Row> =
         results.next().unwrap_or_default().into_iter().map(|raw| sql::decode_row(collection, raw)).collect();
-    let full = rows.len() == take as usize && remaining.is_none_or(|left| left > u64::from(take));
+    let complete = rows.len() <= take as usize;
+    rows.truncate(take as usize);
+    let full = !complete && remaining.is_none_or(|left| left > u64::from(take));
     let more = match rows.last() {
         Some(last) if full => Some(QueryPage {
             after: orders.iter().map(|(column, _)| last.get(column).cloned().unwrap_or_default()).collect(),
@@ -149,7 +165,7 @@ pub async fn read_page<D: Database>(
         }),
         _ => None,
     };
-    Ok(AnswerPage { rows, cursor, more })
+    Ok(AnswerPage { rows, cursor, more, complete })
 }
 
 /// The last `rows` rows of `validated` in its order (e.g. a page rendered on the
@@ -164,7 +180,7 @@ pub async fn read_last<D: Database>(
         .collection(&validated.select.collection)
         .ok_or_else(|| ApiError::bad_request("invalid_operation", "unknown collection"))?;
     let take = validated.select.limit.map_or(rows, |limit| limit.min(rows));
-    let page = sql::Page { after: None, rows: Some(take), from_end: true };
+    let page = sql::Page { rows: Some(take), from_end: true, ..sql::Page::default() };
     let select = sql::select_page(db.dialect(), collection, &validated.select, &page)
         .map_err(|error| ApiError::bad_request("invalid_operation", error.to_string()))?;
     let mut results = db.read(&[head_statement(db.dialect()), select]).await?.into_iter();

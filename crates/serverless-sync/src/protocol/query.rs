@@ -18,6 +18,11 @@ pub struct QueryRequest {
     /// The next page of an answer: [`QueryResponse::more`] of the previous one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<QueryPage>,
+    /// A windowed query (one with a limit): how many rows the client's window holds
+    /// (its `load_more` widens it past the query's limit), at most
+    /// [`crate::window::MAX_WINDOW`]. Pages stop there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u32>,
 }
 
 /// Where the next page of a query's answer starts: the last row's values of the
@@ -43,4 +48,8 @@ pub struct QueryResponse {
     /// from it hands out every change after it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub more: Option<QueryPage>,
+    /// No row of the query follows this page's last: the answer reached its end
+    /// (a window that stops before the end is told so by `false`).
+    #[serde(default)]
+    pub complete: bool,
 }

@@ -309,7 +309,7 @@ test("a room's answer comes in pages that follow on exactly; its page renders th
 
   const html = await (await fetch(`${app.url}/room/${room}`, { headers: { cookie: `sync_token=${ada}` } })).text();
   const rendered = html.match(/data-testid="message-body"[^>]*>([^<]*)</g) ?? [];
-  assert.equal(rendered.length, 100, `${rendered.length} messages rendered on the server`);
+  assert.equal(rendered.length, 200, `${rendered.length} messages rendered on the server: the room's window`);
   assert.ok(html.includes(`message ${total - 1}<`), 'the newest is among them');
   assert.ok(!html.includes('>message 0<'), 'the oldest is not');
 });

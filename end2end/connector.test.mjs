@@ -147,8 +147,9 @@ describe('with the chat app callbacks (default)', () => {
     // Whichever came second was answered from the stored answers.
     assert.deepEqual(withoutImage(second.json.results), withoutImage(first.json.results));
     assert.deepEqual(first.json.results.map((r) => r.status), ['confirmed', 'confirmed', 'confirmed']);
-    // One push, one server time: ties are ordered by record id.
-    const byId = [...mutations].sort((x, y) => (x.record_id < y.record_id ? -1 : 1)).map((m) => m.args.body);
+    // One push, one server time: ties are ordered by record id (newest first: the
+    // greater id first).
+    const byId = [...mutations].sort((x, y) => (x.record_id < y.record_id ? 1 : -1)).map((m) => m.args.body);
     const read = await a.query('roomMessages', { roomId: room });
     assert.deepEqual(read.json.rows.map((row) => row.body), byId);
     const pulled = await a.pull(0, [roomMessages(room)]);

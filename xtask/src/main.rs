@@ -100,6 +100,7 @@ fn chat(root: &Path) -> Result<Option<WebApp>, String> {
                 "end2end/direct-writes.spec.mjs",
                 "end2end/revocation.spec.mjs",
                 "end2end/private-rooms.spec.mjs",
+                "end2end/window.spec.mjs",
             ]
             .map(String::from)
             .to_vec(),

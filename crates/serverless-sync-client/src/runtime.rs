@@ -39,7 +39,7 @@ use sync::protocol::PROTOCOL_VERSION;
 use sync::protocol::poke::ServerMessage;
 use sync::protocol::pull::PullResponse;
 use sync::protocol::push::PushResponse;
-use sync::protocol::query::{QueryPage, QueryRequest, QueryResponse};
+use sync::protocol::query::{QueryRequest, QueryResponse};
 use sync::{Select, SyncModel};
 use sync_store::driver::{AfterFailure, Failure, Snapshot, SyncDriver};
 use sync_store::{LocalStore, MutationState, Touched};
@@ -775,25 +775,10 @@ async fn fill_window(runtime: &Rc<Runtime>, query: ValidatedQuery) {
 
 /// The page after the window's covered part, installed. Returns how many rows it had.
 async fn fetch_window_page(runtime: &Rc<Runtime>, query: &ValidatedQuery) -> Result<usize, Failure> {
-    let client_id = runtime.client_id().map_err(Failure::Fatal)?;
-    let from =
-        runtime.with_store(|store| match store.window_reach(&query.select).map_err(|e| e.to_string())? {
-            Some(sync_store::Reach::Until(until)) => {
-                let held = store.query_window(&query.select).map_err(|e| e.to_string())?.rows.len();
-                Ok(Some((until, held)))
-            }
-            _ => Ok(None),
-        });
-    let Ok(Some((after, held))) = from else { return Ok(0) };
-    let request = QueryRequest {
-        protocol_version: PROTOCOL_VERSION,
-        client_id,
-        session_id: runtime.session_id.clone(),
-        name: query.name.clone(),
-        args: query.args.clone(),
-        after: Some(QueryPage { after: after.clone(), served: held as u64 }),
-        window: query.select.limit,
-    };
+    let planned = runtime.with_store(|store| {
+        runtime.driver.borrow().window_page_request(store, query).map_err(|e| e.to_string())
+    });
+    let Some((request, after)) = planned.map_err(Failure::Fatal)? else { return Ok(0) };
     let answer = fetch_all_pages(runtime, &request).await?;
     runtime
         .with_store(|store| {

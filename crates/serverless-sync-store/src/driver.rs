@@ -30,6 +30,7 @@ use sync::protocol::PROTOCOL_VERSION;
 use sync::protocol::error::{ErrorBody, NEEDS_AUTH, NOT_CONFIGURED, RESYNC_REQUIRED, SCHEMA_MISMATCH};
 use sync::protocol::pull::{PullRequest, PullResponse, Subscription};
 use sync::protocol::push::{PushRequest, PushResponse};
+use sync::protocol::query::{QueryPage, QueryRequest};
 
 use sync::window::Coverage;
 
@@ -314,6 +315,35 @@ impl SyncDriver {
         self.cursors.snapshot(&topic, cursor);
         self.synced.insert(topic);
         Ok(Snapshot::Installed(touched))
+    }
+
+    /// The request for the page after a synced window's covered part, when the
+    /// window (`query.select`'s limit) holds fewer rows than its size and the covered
+    /// part does not reach the end; with where that part ends (for
+    /// [`Self::on_window_page`]). `None`: nothing to fetch.
+    pub fn window_page_request(
+        &self,
+        store: &LocalStore,
+        query: &ValidatedQuery,
+    ) -> Result<Option<(QueryRequest, Vec<serde_json::Value>)>, StoreError> {
+        if query.select.limit.is_none() || !self.synced.contains(query.topic.as_str()) {
+            return Ok(None);
+        }
+        let read = store.query_window(&query.select)?;
+        let Some(crate::Reach::Until(after)) = store.window_reach(&query.select)? else { return Ok(None) };
+        if read.covered {
+            return Ok(None);
+        }
+        let request = QueryRequest {
+            protocol_version: PROTOCOL_VERSION,
+            client_id: store.client_id().to_string(),
+            session_id: self.session_id.clone(),
+            name: query.name.clone(),
+            args: query.args.clone(),
+            after: Some(QueryPage { after: after.clone(), served: read.rows.len() as u64 }),
+            window: query.select.limit,
+        };
+        Ok(Some((request, after)))
     }
 
     /// The page after a synced window's covered part (`after`: where that part

@@ -331,3 +331,38 @@ fn a_window_page_that_does_not_start_where_the_covered_part_ends_extends_nothing
     assert_eq!(sized(&newest(3), 6).limit, Some(6));
     assert_eq!(store.query(&newest(6)).expect("read").len(), 3, "rows 4..2 are held but not covered");
 }
+
+#[test]
+fn the_driver_asks_for_the_next_page_only_when_the_window_lacks_rows() {
+    use sync_store::driver::{Snapshot, SyncDriver};
+    let collection = common::cards();
+    let mut store = store();
+    let mut driver = SyncDriver::new("session_1");
+    let mut upstream = Upstream::default();
+    for i in 0..10 {
+        let id = format!("c{i}");
+        upstream.write(&id, Some(card(&id, "b1", i, "x")));
+    }
+    let mut query = common::model().validate_query("boardCards", &json!({"boardId": "b1"})).expect("valid");
+    query.select = newest(3);
+    assert!(driver.subscribe(&query));
+    assert_eq!(driver.window_page_request(&store, &query).expect("plan"), None, "not synced yet");
+    let (rows, complete) = upstream.page(&newest(3), None, 3);
+    let installed =
+        driver.on_answer(&mut store, &query, &rows, Cursor(upstream.seq), complete).expect("snapshot");
+    assert!(matches!(installed, Snapshot::Installed(_)));
+    assert_eq!(driver.window_page_request(&store, &query).expect("plan"), None, "the window is held");
+    // A row inside leaves: one row is asked for, after the covered part.
+    let change = upstream.write("c8", None).expect("on b1");
+    store.apply_pull(&[change], Cursor(upstream.seq)).expect("pull");
+    let (request, after) = driver.window_page_request(&store, &query).expect("plan").expect("a page");
+    let bound = sync::window::keyset(&collection, &newest(3), &card("c7", "b1", 7, "x"));
+    assert_eq!(after, bound);
+    let page = request.after.clone().expect("a continuation");
+    assert_eq!((page.after, page.served, request.window), (bound.clone(), 2, Some(3)));
+    // The server's answer: at most `window - served` rows.
+    let (rows, complete) = upstream.page(&newest(3), Some(&bound), 1);
+    driver.on_window_page(&mut store, &query, after, &rows, Cursor(upstream.seq), complete).expect("page");
+    assert_eq!(driver.window_page_request(&store, &query).expect("plan"), None);
+    assert_eq!(store.query(&newest(3)).expect("read"), upstream.evaluate(&newest(3)));
+}

@@ -33,6 +33,9 @@ pub const CLIENT_BUNDLE: &str = "frontend";
 /// Folder, under the static assets root, holding the client bundle.
 pub const CLIENT_PKG_DIR: &str = "pkg";
 
+/// The SQLite Web Worker's module script (built by `cargo xtask build`).
+pub const DB_WORKER_SCRIPT: &str = "/pkg/db-worker.js";
+
 /// The whole HTML document. Rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -42,6 +45,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <link rel="icon" type="image/svg+xml" href="/style/favicon.svg"/>
+                // The SQLite worker starts loading now, beside the page's own bundle.
+                <sync_client::SyncWorkerPreload src=DB_WORKER_SCRIPT/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -112,7 +117,8 @@ pub(crate) mod browser {
     pub fn provide_sync_client() {
         let me = crate::Me(RwSignal::new(None));
         provide_context(me);
-        let client = match sync_client::SyncClient::spawn("/pkg/db-worker.js", crate::model::chat_model()) {
+        let client = match sync_client::SyncClient::spawn(crate::DB_WORKER_SCRIPT, crate::model::chat_model())
+        {
             Ok(client) => client,
             Err(error) => {
                 leptos::logging::error!("cannot start the sync worker: {error}");

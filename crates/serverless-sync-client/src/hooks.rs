@@ -533,6 +533,24 @@ pub fn use_metrics() -> Signal<crate::Metrics> {
     Signal::derive(crate::Metrics::default)
 }
 
+/// Starts the SQLite Web Worker from the page's `<head>` (put it in the shell the
+/// server renders), so the worker's wasm downloads, compiles and opens the local
+/// database while the page's own bundle loads and hydrates, instead of after it.
+/// [`crate::SyncClient::spawn`] with the same `src` takes that worker over, with the
+/// messages it sent meanwhile. Without it the client spawns the worker itself.
+#[component]
+pub fn SyncWorkerPreload(
+    /// The worker's module script, as given to `SyncClient::spawn`.
+    src: &'static str,
+) -> impl IntoView {
+    let src = serde_json::to_string(src).unwrap_or_else(|_| "\"\"".into());
+    let script = format!(
+        "(()=>{{try{{const w=new Worker({src},{{type:'module'}});const q=[];\
+         w.onmessage=(e)=>q.push(e);window.__syncWorker={{url:{src},worker:w,queued:q}};}}catch(e){{}}}})();"
+    );
+    view! { <script inner_html=script></script> }
+}
+
 /// The sync devtools (feature `devtools`): put `<SyncDevtools/>` once anywhere under
 /// the component that provides the `SyncClient`. It renders nothing in
 /// place: in the browser it mounts the panel in a root of its own (so server

@@ -80,8 +80,9 @@ mod panel;
 mod runtime;
 
 pub use hooks::{
-    LiveQuery, MutationResult, MutatorHandle, QueryWindow, SyncDevtools, SyncStatusView, ready_resource,
-    use_metrics, use_mutator, use_query, use_query_resource, use_sync_status, use_windowed_query,
+    LiveQuery, MutationResult, MutatorHandle, QueryWindow, SyncDevtools, SyncStatusView, SyncWorkerPreload,
+    ready_resource, use_metrics, use_mutator, use_query, use_query_resource, use_sync_status,
+    use_windowed_query,
 };
 pub use metrics::{Metrics, Stat};
 #[cfg(feature = "hydrate")]

@@ -78,7 +78,12 @@ impl SyncClient {
     pub fn spawn(script_url: &str, model: sync::SyncModel) -> Result<Self, String> {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
-        let worker = Worker::new_with_options(script_url, &options).map_err(|e| format!("{e:?}"))?;
+        let (worker, sent_early) = match early_worker(script_url) {
+            Some(early) => early,
+            None => {
+                (Worker::new_with_options(script_url, &options).map_err(|e| format!("{e:?}"))?, Vec::new())
+            }
+        };
         let changes = RwSignal::new(0u64);
         let status = RwSignal::new(None);
         let storage = RwSignal::new(None);
@@ -170,6 +175,11 @@ impl SyncClient {
                 _on_message: on_message,
             }
         });
+        // What the worker said before this page took it over, in order.
+        let handler: &js_sys::Function = inner._on_message.as_ref().unchecked_ref();
+        for event in sent_early {
+            let _ = handler.call1(&wasm_bindgen::JsValue::NULL, &event);
+        }
         let client = Self {
             inner: SendWrapper::new(inner),
             changes,
@@ -366,6 +376,23 @@ fn renew_sign_in(inner: &Rc<Inner>) {
             let _ = inner.worker.post_message(&text.into());
         }
     });
+}
+
+/// The worker `<SyncWorkerPreload/>` started for `script_url`, if any, with the
+/// messages it sent before this page took it over.
+fn early_worker(script_url: &str) -> Option<(Worker, Vec<MessageEvent>)> {
+    let window = web_sys::window()?;
+    let key = wasm_bindgen::JsValue::from_str("__syncWorker");
+    let early = js_sys::Reflect::get(&window, &key).ok().filter(|value| value.is_object())?;
+    let _ = js_sys::Reflect::delete_property(&window, &key);
+    let url = js_sys::Reflect::get(&early, &"url".into()).ok()?.as_string()?;
+    if url != script_url {
+        return None;
+    }
+    let worker: Worker = js_sys::Reflect::get(&early, &"worker".into()).ok()?.dyn_into().ok()?;
+    let queued: js_sys::Array = js_sys::Reflect::get(&early, &"queued".into()).ok()?.dyn_into().ok()?;
+    let sent = queued.iter().filter_map(|event| event.dyn_into::<MessageEvent>().ok()).collect();
+    Some((worker, sent))
 }
 
 /// `?sync_ttl_ms=N` in the page's address: queries' time to live (tests, benches).

@@ -37,6 +37,7 @@ pub enum Request {
     /// query's size (`sync::window`; default its own limit). `holder`: the live view
     /// showing it (one query at a time per holder), which keeps it in use until
     /// [`Request::Release`]; without one (a preload) it is kept for its time to live.
+    /// `ttl_ms`: this query's time to live (default the client's).
     Query {
         name: String,
         args: serde_json::Value,
@@ -44,6 +45,8 @@ pub enum Request {
         window: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         holder: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_ms: Option<u64>,
     },
     /// The view `holder` is gone: its query's time to live starts.
     Release { holder: String },
@@ -264,6 +267,7 @@ mod tests {
                 args: serde_json::json!({}),
                 window: Some(400),
                 holder: Some("page_1:0".into()),
+                ttl_ms: Some(60_000),
             },
         };
         let text = serde_json::to_string(&request).expect("serializes");

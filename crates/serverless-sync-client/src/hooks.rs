@@ -46,6 +46,21 @@ impl<R> Default for LiveQuery<R> {
     }
 }
 
+/// How a live query is kept ([`use_query_with`], [`use_windowed_query_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueryOptions {
+    /// How long the query stays synced, and its rows kept, once no view shows it
+    /// (default: the client's, five minutes; see `SyncClient::set_query_ttl`).
+    pub ttl: Option<std::time::Duration>,
+}
+
+impl QueryOptions {
+    /// The time to live in ms, as the worker takes it.
+    pub fn ttl_ms(&self) -> Option<u64> {
+        self.ttl.map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
 /// The size of a windowed query's view ([`use_windowed_query`]).
 #[derive(Debug, Clone, Copy)]
 pub struct QueryWindow {
@@ -92,7 +107,20 @@ where
     A: Serialize + 'static,
     R: DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    live_query(query, args, None)
+    live_query(query, args, None, QueryOptions::default())
+}
+
+/// [`use_query`] with options (its time to live).
+pub fn use_query_with<A, R>(
+    query: &Query<A, R>,
+    args: impl Fn() -> A + Send + Sync + 'static,
+    options: QueryOptions,
+) -> ReadSignal<LiveQuery<R>>
+where
+    A: Serialize + 'static,
+    R: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    live_query(query, args, None, options)
 }
 
 /// A live windowed query: one whose select has an order and a limit (say the newest
@@ -113,14 +141,28 @@ where
     A: Serialize + 'static,
     R: DeserializeOwned + Clone + Send + Sync + 'static,
 {
+    use_windowed_query_with(query, args, QueryOptions::default())
+}
+
+/// [`use_windowed_query`] with options (its time to live).
+pub fn use_windowed_query_with<A, R>(
+    query: &Query<A, R>,
+    args: impl Fn() -> A + Send + Sync + 'static,
+    options: QueryOptions,
+) -> (ReadSignal<LiveQuery<R>>, QueryWindow)
+where
+    A: Serialize + 'static,
+    R: DeserializeOwned + Clone + Send + Sync + 'static,
+{
     let window = QueryWindow { extra: RwSignal::new(0) };
-    (live_query(query, args, Some(window)), window)
+    (live_query(query, args, Some(window), options), window)
 }
 
 fn live_query<A, R>(
     query: &Query<A, R>,
     args: impl Fn() -> A + Send + Sync + 'static,
     window: Option<QueryWindow>,
+    options: QueryOptions,
 ) -> ReadSignal<LiveQuery<R>>
 where
     A: Serialize + 'static,
@@ -251,6 +293,7 @@ where
                     args,
                     window: validated.select.limit,
                     holder: Some(holder),
+                    ttl_ms: options.ttl_ms(),
                 };
                 let answer = client.request(request).await;
                 // A newer run started meanwhile: its answer is the one to show.
@@ -276,7 +319,7 @@ where
         });
     }
     #[cfg(not(feature = "hydrate"))]
-    let _ = (query, args, set_state, window);
+    let _ = (query, args, set_state, window, options);
     state
 }
 

@@ -60,6 +60,7 @@ pub mod bridge;
 pub mod inspect;
 pub mod metrics;
 pub mod tabs;
+pub mod uses;
 
 #[cfg(all(feature = "devtools", target_family = "wasm", target_os = "unknown"))]
 mod devtools;
@@ -80,9 +81,9 @@ mod panel;
 mod runtime;
 
 pub use hooks::{
-    LiveQuery, MutationResult, MutatorHandle, QueryWindow, SyncDevtools, SyncStatusView, SyncWorkerPreload,
-    ready_resource, use_metrics, use_mutator, use_query, use_query_resource, use_sync_status,
-    use_windowed_query,
+    LiveQuery, MutationResult, MutatorHandle, QueryOptions, QueryWindow, SyncDevtools, SyncStatusView,
+    SyncWorkerPreload, ready_resource, use_metrics, use_mutator, use_query, use_query_resource,
+    use_query_with, use_sync_status, use_windowed_query, use_windowed_query_with,
 };
 pub use metrics::{Metrics, Stat};
 #[cfg(feature = "hydrate")]

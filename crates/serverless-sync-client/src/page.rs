@@ -242,11 +242,23 @@ impl SyncClient {
     }
 
     /// Starts syncing a query before a view shows it (say, the board a pointer hovers
-    /// over): its rows are fetched now and kept for its time to live.
-    pub fn preload<A: serde::Serialize, R>(&self, query: &sync::Query<A, R>, args: &A) {
+    /// over): its rows are fetched now and kept for its time to live (`options.ttl`,
+    /// else the client's).
+    pub fn preload<A: serde::Serialize, R>(
+        &self,
+        query: &sync::Query<A, R>,
+        args: &A,
+        options: crate::QueryOptions,
+    ) {
         let Ok(args) = serde_json::to_value(args) else { return };
         let client = self.clone();
-        let request = Request::Query { name: query.name().into(), args, window: None, holder: None };
+        let request = Request::Query {
+            name: query.name().into(),
+            args,
+            window: None,
+            holder: None,
+            ttl_ms: options.ttl_ms(),
+        };
         leptos::task::spawn_local(async move {
             let _ = client.request(request).await;
         });

@@ -29,6 +29,7 @@ use crate::bridge::{FromWorker, Reply, Request, Status, Storage, TabMessage, ToW
 use crate::inspect::{EventKind, Inspection, Inspector, Queued, RefreshKind, TableCount};
 use crate::panel::{self, Tab};
 use crate::tabs::{TabAction, Tabs};
+use crate::uses::QueryUses;
 use futures_util::StreamExt;
 use gloo_net::http::Request as Http;
 use gloo_net::websocket::Message;
@@ -149,17 +150,11 @@ struct Runtime {
     /// Every query asked for, by topic, as last asked (a windowed one with its
     /// window's size as limit): what eviction keeps, what a resync fetches again.
     queries: RefCell<BTreeMap<String, ValidatedQuery>>,
-    /// Which topic each live view (holder) shows: a held query is in use.
-    holders: RefCell<BTreeMap<String, String>>,
-    /// When each query was last asked for or let go (`now_ms`): one nobody holds is
-    /// evicted `query_ttl_ms` after that.
-    last_use: RefCell<BTreeMap<String, f64>>,
-    query_ttl_ms: Cell<u64>,
+    /// Which queries live views hold and which ran out of time to live: plain code
+    /// in `crate::uses`.
+    uses: RefCell<QueryUses>,
     /// Windows whose next page is being fetched, by topic.
     filling: RefCell<BTreeSet<String>>,
-    /// The store was swept once, a time to live after this worker started: rows an
-    /// earlier page load kept for queries nobody asked for since are gone.
-    swept: Cell<bool>,
 }
 
 impl Runtime {
@@ -370,11 +365,8 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
         last_socket_push: Cell::new(0),
         pushes_on_socket: Cell::new(true),
         queries: RefCell::new(BTreeMap::new()),
-        holders: RefCell::new(BTreeMap::new()),
-        last_use: RefCell::new(BTreeMap::new()),
-        query_ttl_ms: Cell::new(crate::bridge::QUERY_TTL_MS),
+        uses: RefCell::new(QueryUses::new(crate::bridge::QUERY_TTL_MS)),
         filling: RefCell::new(BTreeSet::new()),
-        swept: Cell::new(false),
     });
 
     let from_page = runtime.clone();
@@ -553,7 +545,7 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
         Request::Start { token, query_ttl_ms } => {
             wait_until_open(runtime).await?;
             if let Some(ttl) = query_ttl_ms {
-                runtime.query_ttl_ms.set(ttl);
+                runtime.uses.borrow_mut().set_default_ttl(ttl);
             }
             let renewed = *runtime.token.borrow() != token;
             *runtime.token.borrow_mut() = token;
@@ -578,14 +570,12 @@ async fn handle(runtime: &Rc<Runtime>, request: Request) -> Result<Reply, String
             start_sync(runtime);
             Ok(Reply::Started { client_id: runtime.client_id()?, storage: runtime.storage.get() })
         }
-        Request::Query { name, args, window, holder } => {
+        Request::Query { name, args, window, holder, ttl_ms } => {
             wait_until_open(runtime).await?;
-            query(runtime, name, args, window, holder)
+            query(runtime, name, args, window, holder, ttl_ms)
         }
         Request::Release { holder } => {
-            if let Some(topic) = runtime.holders.borrow_mut().remove(&holder) {
-                runtime.last_use.borrow_mut().insert(topic, now_ms());
-            }
+            runtime.uses.borrow_mut().released(&holder, now_ms());
             Ok(Reply::Noted)
         }
         Request::Mutate { name, args, mutation_id, record_id, now_ms: at } => {
@@ -671,6 +661,7 @@ fn query(
     args: Value,
     window: Option<u32>,
     holder: Option<String>,
+    ttl_ms: Option<u64>,
 ) -> Result<Reply, String> {
     let (validated, read, pending) = runtime.with_store(|store| {
         let mut validated = store.model().validate_query(&name, &args).map_err(|e| e.to_string())?;
@@ -687,7 +678,7 @@ fn query(
         Ok((validated, read, pending))
     })?;
     let topic = validated.topic.to_string();
-    note_use(runtime, &topic, holder);
+    runtime.uses.borrow_mut().asked(&topic, holder.as_deref(), ttl_ms, now_ms());
     runtime.queries.borrow_mut().insert(topic.clone(), validated.clone());
     let synced = runtime.driver.borrow().is_synced(&topic);
     let error = runtime.driver.borrow().denied(&topic).map(str::to_string);
@@ -702,20 +693,6 @@ fn query(
         wasm_bindgen_futures::spawn_local(async move { fill_window(&runtime, validated).await });
     }
     Ok(Reply::Rows { rows: read.rows, pending, synced, error, more: read.more })
-}
-
-/// A query was asked for now, by the view `holder` if any (a view shows one query
-/// at a time: the one it showed before is let go).
-fn note_use(runtime: &Runtime, topic: &str, holder: Option<String>) {
-    let now = now_ms();
-    let mut last_use = runtime.last_use.borrow_mut();
-    last_use.insert(topic.to_string(), now);
-    if let Some(holder) = holder
-        && let Some(before) = runtime.holders.borrow_mut().insert(holder, topic.to_string())
-        && before != topic
-    {
-        last_use.insert(before, now);
-    }
 }
 
 /// Fetches the page after a synced window's covered part, until it holds the window
@@ -795,42 +772,29 @@ async fn fetch_window_page(runtime: &Rc<Runtime>, query: &ValidatedQuery) -> Res
 /// Every so often, drops the queries no view has used for their time to live: they
 /// leave the pulls, and their rows no other live query shows leave the store.
 async fn evict_loop(runtime: Rc<Runtime>) {
-    let syncing_since = now_ms();
+    runtime.uses.borrow_mut().syncing(now_ms());
     loop {
         // At most a second late (the time to live may change once the page starts).
-        let tick = (runtime.query_ttl_ms.get() / 4).clamp(250, 1_000);
+        let tick = (runtime.uses.borrow().default_ttl() / 4).clamp(250, 1_000);
         sleep(u32::try_from(tick).unwrap_or(1_000)).await;
-        let sweep_due = now_ms() - syncing_since >= runtime.query_ttl_ms.get() as f64;
-        evict_unused(&runtime, sweep_due);
+        evict_unused(&runtime);
     }
 }
 
-/// Evicts the queries whose time to live ran out; `sweep_due`: this worker has
-/// synced for a time to live, so every page's views have asked for their queries,
-/// and rows an earlier page load kept for queries nobody asked for since can go.
-fn evict_unused(runtime: &Rc<Runtime>, sweep_due: bool) {
-    let now = now_ms();
-    let ttl = runtime.query_ttl_ms.get() as f64;
-    let held: BTreeSet<String> = runtime.holders.borrow().values().cloned().collect();
-    let expired: Vec<String> = {
-        let last_use = runtime.last_use.borrow();
-        runtime
-            .queries
-            .borrow()
-            .keys()
-            .filter(|topic| !held.contains(*topic) && last_use.get(*topic).is_none_or(|at| now - at >= ttl))
-            .cloned()
-            .collect()
+/// Stops syncing the queries whose time to live ran out and evicts what no query
+/// still in use shows (`crate::uses` decides).
+fn evict_unused(runtime: &Rc<Runtime>) {
+    let expiry = {
+        let queries = runtime.queries.borrow();
+        runtime.uses.borrow_mut().expire(queries.keys().map(String::as_str), now_ms())
     };
-    let sweep = !runtime.swept.get() && sweep_due;
-    if expired.is_empty() && !sweep {
+    let expired = expiry.expired;
+    if expired.is_empty() && !expiry.sweep {
         return;
     }
-    runtime.swept.set(true);
     for topic in &expired {
         runtime.driver.borrow_mut().unsubscribe(topic);
         runtime.queries.borrow_mut().remove(topic);
-        runtime.last_use.borrow_mut().remove(topic);
         runtime.collections.borrow_mut().remove(topic);
     }
     let live: Vec<Select> = runtime.queries.borrow().values().map(|query| query.select.clone()).collect();

@@ -580,7 +580,7 @@ pub fn use_metrics() -> Signal<crate::Metrics> {
 /// server renders), so the worker's wasm downloads, compiles and opens the local
 /// database while the page's own bundle loads and hydrates, instead of after it.
 /// [`crate::SyncClient::spawn`] with the same `src` takes that worker over, with the
-/// messages it sent meanwhile. Without it the client spawns the worker itself.
+/// events it posted meanwhile. Without it the client spawns the worker itself.
 #[component]
 pub fn SyncWorkerPreload(
     /// The worker's module script, as given to `SyncClient::spawn`.

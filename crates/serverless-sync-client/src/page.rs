@@ -391,7 +391,7 @@ fn renew_sign_in(inner: &Rc<Inner>) {
 }
 
 /// The worker `<SyncWorkerPreload/>` started for `script_url`, if any, with the
-/// messages it sent before this page took it over.
+/// events it posted before this page took it over.
 fn early_worker(script_url: &str) -> Option<(Worker, Vec<MessageEvent>)> {
     let window = web_sys::window()?;
     let key = wasm_bindgen::JsValue::from_str("__syncWorker");

@@ -119,17 +119,17 @@ mod tests {
     fn a_held_query_never_expires_and_a_released_one_after_its_time_to_live() {
         let mut uses = QueryUses::new(1_000);
         uses.syncing(0.0);
-        uses.asked("room_a", Some("page:0"), None, 0.0);
-        assert_eq!(uses.expire(["room_a"], 10_000.0).expired, Vec::<String>::new(), "held");
-        // The view shows another room: the first is let go now.
-        uses.asked("room_b", Some("page:0"), None, 10_000.0);
-        assert!(!uses.is_held("room_a") && uses.is_held("room_b"));
-        assert!(uses.expire(["room_a", "room_b"], 10_999.0).expired.is_empty());
-        assert_eq!(uses.expire(["room_a", "room_b"], 11_000.0).expired, vec!["room_a".to_string()]);
-        // The view goes away: its room lives on for the time to live.
+        uses.asked("feed_a", Some("page:0"), None, 0.0);
+        assert_eq!(uses.expire(["feed_a"], 10_000.0).expired, Vec::<String>::new(), "held");
+        // The view shows another feed: the first is let go now.
+        uses.asked("feed_b", Some("page:0"), None, 10_000.0);
+        assert!(!uses.is_held("feed_a") && uses.is_held("feed_b"));
+        assert!(uses.expire(["feed_a", "feed_b"], 10_999.0).expired.is_empty());
+        assert_eq!(uses.expire(["feed_a", "feed_b"], 11_000.0).expired, vec!["feed_a".to_string()]);
+        // The view goes away: its feed lives on for the time to live.
         uses.released("page:0", 12_000.0);
-        assert!(uses.expire(["room_b"], 12_500.0).expired.is_empty());
-        assert_eq!(uses.expire(["room_b"], 13_000.0).expired, vec!["room_b".to_string()]);
+        assert!(uses.expire(["feed_b"], 12_500.0).expired.is_empty());
+        assert_eq!(uses.expire(["feed_b"], 13_000.0).expired, vec!["feed_b".to_string()]);
     }
 
     #[test]

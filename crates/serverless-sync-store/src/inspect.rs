@@ -3,6 +3,7 @@
 
 use rusqlite::types::ValueRef;
 use serde_json::Value;
+use sync::sql;
 
 use crate::{LocalStore, StoreError};
 
@@ -46,7 +47,7 @@ impl LocalStore {
             .collect::<Result<_, _>>()?;
         let mut counts = Vec::with_capacity(names.len());
         for name in names {
-            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            let quoted = sql::quote(&name);
             let count: i64 =
                 self.conn.query_row(&format!("SELECT COUNT(*) FROM {quoted}"), [], |row| row.get(0))?;
             counts.push((name, u64::try_from(count).unwrap_or(0)));

@@ -282,7 +282,7 @@ impl LocalStore {
             .query_map([], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
         for table in old_tables {
-            tx.execute_batch(&format!("DROP TABLE \"{}\"", table.replace('"', "\"\"")))?;
+            tx.execute_batch(&format!("DROP TABLE {}", sql::quote(&table)))?;
         }
         tx.execute_batch(
             "DELETE FROM sync_confirmed; DELETE FROM sync_absent; DELETE FROM sync_windows; \
@@ -871,8 +871,7 @@ impl LocalStore {
         }
         let mut eviction = Eviction::default();
         for collection in self.model.collections() {
-            let table = format!("\"{}\"", collection.name.replace('"', "\"\""));
-            let key = format!("\"{}\"", collection.primary_key.replace('"', "\"\""));
+            let (table, key) = (sql::quote(&collection.name), sql::quote(&collection.primary_key));
             let gone: Vec<String> = tx
                 .prepare(&format!(
                     "SELECT record_id FROM sync_confirmed WHERE collection = ?1 \
@@ -927,20 +926,6 @@ impl LocalStore {
         tx.execute_batch("DELETE FROM sync_keep;")?;
         tx.commit()?;
         Ok(eviction)
-    }
-
-    /// How many rows the collection tables hold (what the browser keeps).
-    pub fn local_rows(&self) -> Result<u64, StoreError> {
-        let mut total = 0u64;
-        for collection in self.model.collections() {
-            let count: i64 = self.conn.query_row(
-                &format!("SELECT COUNT(*) FROM \"{}\"", collection.name.replace('"', "\"\"")),
-                [],
-                |row| row.get(0),
-            )?;
-            total += u64::try_from(count).unwrap_or(0);
-        }
-        Ok(total)
     }
 
     /// Back to cursor 0, for a client told `resync_required`: its queries' snapshots

@@ -102,6 +102,33 @@ impl Upstream {
     }
 }
 
+/// Upstream with cards c0..c9 on board b1, created at 0..9.
+fn ten_cards() -> Upstream {
+    let mut upstream = Upstream::default();
+    for i in 0..10 {
+        let id = format!("c{i}");
+        upstream.write(&id, Some(card(&id, "b1", i, "x")));
+    }
+    upstream
+}
+
+/// Installs the window `select`'s snapshot from upstream: its first `limit` rows,
+/// covering up to the last of them (or to the end when they are all).
+fn install_snapshot(store: &mut LocalStore, upstream: &Upstream, select: &Select, only_query: bool) {
+    let size = select.limit.unwrap_or(u32::MAX) as usize;
+    let (rows, complete) = upstream.page(select, None, size);
+    let coverage = Coverage::of_pages(&common::cards(), select, None, &rows, complete);
+    store
+        .apply_window_snapshot(select, &rows, Cursor(upstream.seq), only_query, &coverage)
+        .expect("snapshot");
+}
+
+/// Rows in the collection tables (what the browser keeps), not the engine's own.
+fn local_rows(store: &LocalStore) -> u64 {
+    let counts = store.table_counts().expect("counts");
+    counts.iter().filter(|(name, _)| !name.starts_with("sync_")).map(|(_, count)| count).sum()
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Write { id: usize, board: &'static str, at: i64, body: &'static str },
@@ -190,7 +217,6 @@ proptest! {
         size in 1u32..5,
         page_rows in 1usize..4,
     ) {
-        let collection = common::cards();
         let mut upstream = Upstream::default();
         for (id, at) in start {
             upstream.write(&format!("c{id}"), Some(card(&format!("c{id}"), "b1", at, "s")));
@@ -198,9 +224,7 @@ proptest! {
         let mut store = store();
         let mut size = size;
         // The snapshot: the window's first `size` rows, and whether they are all.
-        let (rows, complete) = upstream.page(&newest(size), None, size as usize);
-        let coverage = Coverage::of_pages(&collection, &newest(size), None, &rows, complete);
-        store.apply_window_snapshot(&newest(size), &rows, Cursor(upstream.seq), true, &coverage).expect("snapshot");
+        install_snapshot(&mut store, &upstream, &newest(size), true);
         let mut view = LiveRows::new(newest(size), "id", store.query(&newest(size)).expect("read"), Vec::<String>::new());
         for step in steps {
             let mut reports = Vec::new();
@@ -248,7 +272,6 @@ fn store_pull(store: &mut LocalStore, change: Change) -> std::collections::BTree
 
 #[test]
 fn eviction_keeps_the_windows_in_use_and_every_pending_write() {
-    let collection = common::cards();
     let mut store = store();
     let mut upstream = Upstream::default();
     for (board, count) in [("b1", 30), ("b2", 30)] {
@@ -262,11 +285,7 @@ fn eviction_keeps_the_windows_in_use_and_every_pending_write() {
         ..newest(size)
     };
     for select in [newest(5), b2(5)] {
-        let (rows, complete) = upstream.page(&select, None, 5);
-        let coverage = Coverage::of_pages(&collection, &select, None, &rows, complete);
-        store
-            .apply_window_snapshot(&select, &rows, Cursor(upstream.seq), false, &coverage)
-            .expect("snapshot");
+        install_snapshot(&mut store, &upstream, &select, false);
     }
     // Later changes on b1 beyond its window arrive too (an edit of an old card).
     let edit = upstream.write("b1_00", Some(card("b1_00", "b1", 0, "edited"))).expect("on b1");
@@ -275,13 +294,13 @@ fn eviction_keeps_the_windows_in_use_and_every_pending_write() {
     let ctx = MutationContext { client_id: "client_a".into(), record_id: "b2_mine".into(), now_ms: -1 };
     let args = json!({"boardId": "b2", "author": "Ada", "body": "not sent yet"});
     store.mutate("outbox_1", "addCard", &args, &ctx).expect("local write");
-    assert_eq!(store.local_rows().expect("count"), 5 + 5 + 1 + 1);
+    assert_eq!(local_rows(&store), 5 + 5 + 1 + 1);
 
     // Only b1's window is in use now: b2's rows go, the pending write stays, and so
     // does nothing past b1's window.
     let eviction = store.evict(&[newest(5)]).expect("evict");
     assert_eq!(eviction.touched.len(), 6, "b2's five rows and the old b1 card");
-    assert_eq!(store.local_rows().expect("count"), 5 + 1);
+    assert_eq!(local_rows(&store), 5 + 1);
     assert_eq!(store.outbox_len().expect("outbox"), 1);
     assert!(store.rows("cards").expect("rows").iter().any(|row| row["id"] == json!("b2_mine")));
     assert_eq!(store.window_reach(&b2(5)).expect("reach"), None, "b2's window is forgotten");
@@ -290,22 +309,13 @@ fn eviction_keeps_the_windows_in_use_and_every_pending_write() {
 
 #[test]
 fn a_snapshot_of_a_window_does_not_take_rows_past_it_for_deleted() {
-    let collection = common::cards();
     let mut store = store();
-    let mut upstream = Upstream::default();
-    for i in 0..10 {
-        let id = format!("c{i}");
-        upstream.write(&id, Some(card(&id, "b1", i, "x")));
-    }
+    let upstream = ten_cards();
     // Widened to 8 once, then the query is fetched again with its own window of 3:
     // rows 4..8 are past the new snapshot, not deleted.
-    let (rows, complete) = upstream.page(&newest(8), None, 8);
-    let coverage = Coverage::of_pages(&collection, &newest(8), None, &rows, complete);
-    store.apply_window_snapshot(&newest(8), &rows, Cursor(upstream.seq), true, &coverage).expect("snapshot");
-    let (rows, complete) = upstream.page(&newest(3), None, 3);
-    let coverage = Coverage::of_pages(&collection, &newest(3), None, &rows, complete);
-    store.apply_window_snapshot(&newest(3), &rows, Cursor(upstream.seq), false, &coverage).expect("snapshot");
-    assert_eq!(store.local_rows().expect("count"), 8, "nothing past the snapshot was taken for deleted");
+    install_snapshot(&mut store, &upstream, &newest(8), true);
+    install_snapshot(&mut store, &upstream, &newest(3), false);
+    assert_eq!(local_rows(&store), 8, "nothing past the snapshot was taken for deleted");
     let read = store.query_window(&newest(5)).expect("read");
     assert_eq!(read.rows.len(), 3, "the covered part is the new snapshot's");
     assert!(!read.covered && read.more, "so a window of 5 asks for the next page");
@@ -315,14 +325,8 @@ fn a_snapshot_of_a_window_does_not_take_rows_past_it_for_deleted() {
 fn a_window_page_that_does_not_start_where_the_covered_part_ends_extends_nothing() {
     let collection = common::cards();
     let mut store = store();
-    let mut upstream = Upstream::default();
-    for i in 0..10 {
-        let id = format!("c{i}");
-        upstream.write(&id, Some(card(&id, "b1", i, "x")));
-    }
-    let (rows, complete) = upstream.page(&newest(3), None, 3);
-    let coverage = Coverage::of_pages(&collection, &newest(3), None, &rows, complete);
-    store.apply_window_snapshot(&newest(3), &rows, Cursor(upstream.seq), true, &coverage).expect("snapshot");
+    let upstream = ten_cards();
+    install_snapshot(&mut store, &upstream, &newest(3), true);
     // A page asked for after row 5 (say, before an eviction cut the window back).
     let after = sync::window::keyset(&collection, &newest(3), &card("c5", "b1", 5, "x"));
     let (rows, complete) = upstream.page(&newest(3), Some(&after), 3);
@@ -338,11 +342,7 @@ fn the_driver_asks_for_the_next_page_only_when_the_window_lacks_rows() {
     let collection = common::cards();
     let mut store = store();
     let mut driver = SyncDriver::new("session_1");
-    let mut upstream = Upstream::default();
-    for i in 0..10 {
-        let id = format!("c{i}");
-        upstream.write(&id, Some(card(&id, "b1", i, "x")));
-    }
+    let mut upstream = ten_cards();
     let mut query = common::model().validate_query("boardCards", &json!({"boardId": "b1"})).expect("valid");
     query.select = newest(3);
     assert!(driver.subscribe(&query));

@@ -115,8 +115,9 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// An identifier, double-quoted (also for migrations and capture triggers).
-pub(crate) fn quote(name: &str) -> String {
+/// An identifier, double-quoted (also for migrations, capture triggers and the
+/// browser's store).
+pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -273,7 +273,6 @@ where
             {
                 if widened_for.get_value().is_some() && extra > 0 {
                     // Other args: the window starts again (this run re-runs at 0).
-                    widened_for.set_value(Some(args.clone()));
                     window.extra.set(0);
                     extra = 0;
                 }

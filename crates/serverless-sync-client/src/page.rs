@@ -231,7 +231,7 @@ impl SyncClient {
     /// (default five minutes, [`crate::bridge::QUERY_TTL_MS`]; a page opened with
     /// `?sync_ttl_ms=N` uses N). Set it before [`Self::start`].
     pub fn set_query_ttl(&self, ttl: std::time::Duration) {
-        self.inner.query_ttl_ms.set(Some(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)));
+        self.inner.query_ttl_ms.set(crate::QueryOptions { ttl: Some(ttl) }.ttl_ms());
     }
 
     /// A name for one live view of this page, unique among the worker's holders.

@@ -136,9 +136,6 @@ struct Runtime {
     server_not_ready: RefCell<Option<String>>,
     /// What the devtools show besides the store (`crate::inspect`): bounded.
     inspector: RefCell<Inspector>,
-    /// The collection each subscribed query reads, by topic: which queries a change
-    /// refreshed.
-    collections: RefCell<BTreeMap<String, String>>,
     /// The way out of the open socket, while one is open: pushes ride it.
     socket_out: RefCell<Option<futures_channel::mpsc::UnboundedSender<String>>>,
     /// Pushes sent on the socket and not answered yet (status, body), by id.
@@ -148,7 +145,8 @@ struct Runtime {
     /// socket's life).
     pushes_on_socket: Cell<bool>,
     /// Every query asked for, by topic, as last asked (a windowed one with its
-    /// window's size as limit): what eviction keeps, what a resync fetches again.
+    /// window's size as limit): what eviction keeps, what a resync fetches again,
+    /// which queries a change to a collection refreshed.
     queries: RefCell<BTreeMap<String, ValidatedQuery>>,
     /// Which queries live views hold and which ran out of time to live: plain code
     /// in `crate::uses`.
@@ -359,7 +357,6 @@ pub fn start_db_worker(model: SyncModel, app: AppName) {
         last_error: RefCell::new(None),
         server_not_ready: RefCell::new(None),
         inspector: RefCell::new(Inspector::default()),
-        collections: RefCell::new(BTreeMap::new()),
         socket_out: RefCell::new(None),
         socket_answers: RefCell::new(BTreeMap::new()),
         last_socket_push: Cell::new(0),
@@ -668,12 +665,7 @@ fn query(
         if let Some(size) = sync::window::window_size(&validated.select, window) {
             validated.select = sync::window::sized(&validated.select, size);
         }
-        let read = if validated.select.limit.is_some() {
-            store.query_window(&validated.select).map_err(|e| e.to_string())?
-        } else {
-            let rows = store.query(&validated.select).map_err(|e| e.to_string())?;
-            sync_store::WindowRead { rows, covered: true, more: false }
-        };
+        let read = store.query_window(&validated.select).map_err(|e| e.to_string())?;
         let pending = store.pending_records(&validated.select.collection).map_err(|e| e.to_string())?;
         Ok((validated, read, pending))
     })?;
@@ -684,7 +676,6 @@ fn query(
     let error = runtime.driver.borrow().denied(&topic).map(str::to_string);
     let is_new = runtime.driver.borrow_mut().subscribe(&validated);
     if is_new {
-        runtime.collections.borrow_mut().insert(topic.clone(), validated.select.collection.clone());
         let runtime = runtime.clone();
         wasm_bindgen_futures::spawn_local(async move { fetch_snapshot(&runtime, validated).await });
     } else if synced && !read.covered {
@@ -793,9 +784,8 @@ fn evict_unused(runtime: &Rc<Runtime>) {
         return;
     }
     for topic in &expired {
-        runtime.driver.borrow_mut().unsubscribe(topic);
+        runtime.driver.borrow_mut().forget(topic);
         runtime.queries.borrow_mut().remove(topic);
-        runtime.collections.borrow_mut().remove(topic);
     }
     let live: Vec<Select> = runtime.queries.borrow().values().map(|query| query.select.clone()).collect();
     let started = now_ms();
@@ -1306,8 +1296,8 @@ fn report(
     }
     let collections: BTreeSet<String> = touched.iter().map(|t| t.collection.clone()).collect();
     {
-        let by_topic = runtime.collections.borrow();
-        let topics = by_topic.iter().filter(|(_, collection)| collections.contains(*collection));
+        let by_topic = runtime.queries.borrow();
+        let topics = by_topic.iter().filter(|(_, query)| collections.contains(&query.select.collection));
         runtime.inspector.borrow_mut().refreshed(topics.map(|(topic, _)| topic.as_str()), by, epoch_ms());
     }
     let records = (touched.len() <= REPORTED_RECORDS)
@@ -1497,7 +1487,7 @@ fn note_pushed(
 
 /// Everything the devtools show, read now.
 fn inspect(runtime: &Runtime) -> Result<Inspection, String> {
-    let subscribed: BTreeSet<String> = runtime.collections.borrow().keys().cloned().collect();
+    let subscribed: BTreeSet<String> = runtime.queries.borrow().keys().cloned().collect();
     runtime.inspector.borrow_mut().keep_topics(&subscribed);
     runtime.with_store(|store| {
         let cursor = store.cursor().map_err(|e| e.to_string())?;

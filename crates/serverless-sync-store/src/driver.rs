@@ -197,7 +197,9 @@ impl SyncDriver {
         subscribed.chain(refused).collect()
     }
 
-    /// Forgets a query whose snapshot could not be fetched: its next read asks again.
+    /// Forgets a query: one whose snapshot could not be fetched (its next read asks
+    /// again), or one no page uses any more (its time to live ran out: left out of
+    /// pulls, and a poke on its topic is not installed, its rows being evicted).
     pub fn forget(&mut self, topic: &str) {
         self.subscriptions.remove(topic);
         self.synced.remove(topic);
@@ -330,10 +332,7 @@ impl SyncDriver {
             return Ok(None);
         }
         let read = store.query_window(&query.select)?;
-        let Some(crate::Reach::Until(after)) = store.window_reach(&query.select)? else { return Ok(None) };
-        if read.covered {
-            return Ok(None);
-        }
+        let (false, Some(crate::Reach::Until(after))) = (read.covered, read.reach) else { return Ok(None) };
         let request = QueryRequest {
             protocol_version: PROTOCOL_VERSION,
             client_id: store.client_id().to_string(),
@@ -367,17 +366,6 @@ impl SyncDriver {
         };
         let coverage = Coverage::of_pages(&collection, &query.select, Some(after), rows, complete);
         Ok(Snapshot::Installed(store.apply_window_page(&query.select, rows, cursor, &coverage)?))
-    }
-
-    /// A query no page uses any more (its time to live ran out): left out of pulls,
-    /// and a poke on its topic is not installed (its rows are evicted).
-    pub fn unsubscribe(&mut self, topic: &str) {
-        self.forget(topic);
-    }
-
-    /// The topics subscribed, with the query each reads.
-    pub fn subscribed(&self) -> impl Iterator<Item = (&str, &Subscription)> {
-        self.subscriptions.iter().map(|(topic, subscription)| (topic.as_str(), subscription))
     }
 
     /// The next pull: every subscribed query from where it stands. `None` until a

@@ -131,6 +131,9 @@ pub struct WindowRead {
     /// whenever they do (a row deleted upstream past the window may leave it true
     /// until the next page says the end is reached).
     pub more: bool,
+    /// How far the covered part reaches (`None`: nothing is known, or the query is
+    /// not windowed).
+    pub reach: Option<Reach>,
 }
 
 /// What [`LocalStore::evict`] removed.
@@ -407,9 +410,12 @@ impl LocalStore {
 
     /// A windowed query's rows (its limit is the window's size): the first of its
     /// covered part (`sync::window`), and whether that part holds the whole window.
+    /// A query without a limit is read whole, covered.
     pub fn query_window(&self, select: &Select) -> Result<WindowRead, StoreError> {
+        let Some(size) = select.limit else {
+            return Ok(WindowRead { rows: self.query(select)?, covered: true, more: false, reach: None });
+        };
         let collection = self.collection(&select.collection)?;
-        let size = select.limit.unwrap_or(u32::MAX);
         let reach = self.window_reach(select)?;
         let until = match &reach {
             Some(Reach::Until(until)) => Some(until.as_slice()),
@@ -432,7 +438,7 @@ impl LocalStore {
             None => (full, beyond),
         };
         rows.truncate(size as usize);
-        Ok(WindowRead { rows, covered, more })
+        Ok(WindowRead { rows, covered, more, reach })
     }
 
     /// How far a windowed query's covered part reaches (`None`: nothing is known).

@@ -102,6 +102,25 @@ fn create_index(collection: &str, columns: &[String]) -> String {
     )
 }
 
+/// Engine schema 3 on D1: a collection's table built before it (with a rowid and a
+/// second index for its text key) rebuilt `WITHOUT ROWID`, every row kept, its
+/// indexes re-created. Its capture triggers are dropped before and re-created after.
+fn rebuild_without_rowid(collection: &Collection) -> Vec<String> {
+    let table = quote(&collection.name);
+    let staged_name = format!("{}__sync_rebuild", collection.name);
+    let staged = quote(&staged_name);
+    let columns: Vec<String> = collection.columns.iter().map(|column| quote(&column.name)).collect();
+    let columns = columns.join(", ");
+    let mut statements = vec![
+        crate::sql::table_definition(Dialect::Sqlite, &staged_name, collection),
+        format!("INSERT INTO {staged} ({columns}) SELECT {columns} FROM {table}"),
+        format!("DROP TABLE {table}"),
+        format!("ALTER TABLE {staged} RENAME TO {table}"),
+    ];
+    statements.extend(collection.indexes.iter().map(|index| create_index(&collection.name, index)));
+    statements
+}
+
 /// The value existing rows get in a column added later (every column is NOT NULL).
 /// What an existing row holds in a column a migration adds: `default_value` as a
 /// value (the reference model and the images logged before the column existed).
@@ -238,6 +257,9 @@ pub fn plan(previous: Option<&Snapshot>, model: &SyncModel) -> Result<Option<Mig
         .flat_map(|collection| crate::capture::trigger_names(Dialect::Sqlite, &collection.name))
         .collect();
     let mut upgrade = crate::sql::engine_upgrade(Dialect::Sqlite, engine_from, &installed);
+    if engine_from < 3 {
+        upgrade.extend(before.iter().flat_map(rebuild_without_rowid));
+    }
     upgrade.append(&mut sqlite);
     let mut sqlite = upgrade;
     let mut postgres = statements(Dialect::Postgres, before, &current)?;
@@ -536,6 +558,50 @@ mod tests {
         let next: i64 = db.query_row("SELECT MAX(seq) FROM sync_changes", [], |r| r.get(0)).expect("max");
         assert_eq!(next, 5, "captured after the upgrade, past the compacted-away head");
         assert_eq!(plan(Some(&upgrade.snapshot), &model(false)), Ok(None), "nothing left to do");
+    }
+
+    /// A database migrated with engine schema 2 (collection tables with a rowid, their
+    /// text key a second index) is rebuilt `WITHOUT ROWID` by the next migration,
+    /// together with the model's own change: rows, indexes and capture kept.
+    #[test]
+    fn collection_tables_from_engine_schema_2_are_rebuilt_without_rowid() {
+        let first = plan(None, &model(false)).expect("plans").expect("a migration");
+        let rowid_table =
+            first.sqlite.replace(r#""title" TEXT NOT NULL) WITHOUT ROWID"#, r#""title" TEXT NOT NULL)"#);
+        assert_ne!(rowid_table, first.sqlite, "the test builds the old table");
+        let db = rusqlite::Connection::open_in_memory().expect("db");
+        db.execute_batch(&rowid_table).expect("0001 (engine 2) runs");
+        db.execute("INSERT INTO items (id, list_id, title) VALUES ('a', 'l', 't')", []).expect("insert");
+        let mut old = first.snapshot.clone();
+        old.engine = 2;
+
+        let upgrade = plan(Some(&old), &model(true)).expect("plans").expect("a migration");
+        assert_eq!(upgrade.file_stem, "0002_model");
+        db.execute_batch(&upgrade.sqlite).expect("0002 runs");
+        let table_sql: String = db
+            .query_row("SELECT sql FROM sqlite_master WHERE name = 'items'", [], |row| row.get(0))
+            .expect("table");
+        assert!(table_sql.ends_with("WITHOUT ROWID"), "{table_sql}");
+        let indexes: Vec<String> = db
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'items'")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(indexes, ["items_by_list_id"], "the key is the table's own, the declared index is back");
+        let (title, done): (String, i64) = db
+            .query_row("SELECT title, done FROM items WHERE id = 'a'", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .expect("row kept");
+        assert_eq!((title.as_str(), done), ("t", 0));
+        db.execute("UPDATE items SET title = 'u' WHERE id = 'a'", []).expect("update");
+        let logged: i64 = db
+            .query_row("SELECT COUNT(*) FROM sync_changes WHERE record_id = 'a'", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(logged, 2, "captured before and after the rebuild");
+        assert_eq!(plan(Some(&upgrade.snapshot), &model(true)), Ok(None), "nothing left to do");
     }
 
     #[test]

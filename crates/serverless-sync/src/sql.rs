@@ -173,7 +173,6 @@ pub fn decode_row(collection: &Collection, raw: impl IntoIterator<Item = (String
         .collect()
 }
 
-/// `CREATE TABLE IF NOT EXISTS` for a collection.
 /// How a column type is stored in `dialect`.
 pub fn column_sql_type(dialect: Dialect, column_type: ColumnType) -> &'static str {
     match (dialect, column_type) {
@@ -188,7 +187,15 @@ pub fn column_sql_type(dialect: Dialect, column_type: ColumnType) -> &'static st
     }
 }
 
+/// `CREATE TABLE IF NOT EXISTS` for a collection. On SQLite the table is `WITHOUT
+/// ROWID`: its text primary key is the table's own key, not a second index D1 bills
+/// a row written (and read) for.
 pub fn create_table(dialect: Dialect, collection: &Collection) -> String {
+    table_definition(dialect, &collection.name, collection)
+}
+
+/// The table of `collection`, named `name` (an upgrade builds it beside the old one).
+pub fn table_definition(dialect: Dialect, name: &str, collection: &Collection) -> String {
     let columns: Vec<String> = collection
         .columns
         .iter()
@@ -198,7 +205,8 @@ pub fn create_table(dialect: Dialect, collection: &Collection) -> String {
             format!("{} {sql_type} NOT NULL{key}", quote(&column.name))
         })
         .collect();
-    format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(&collection.name), columns.join(", "))
+    let without_rowid = if dialect == Dialect::Sqlite { " WITHOUT ROWID" } else { "" };
+    format!("CREATE TABLE IF NOT EXISTS {} ({}){without_rowid}", quote(name), columns.join(", "))
 }
 
 /// The select a named query built. Ties are broken by primary key, so every
@@ -449,7 +457,10 @@ pub fn upsert_row(dialect: Dialect, collection: &Collection, row: &Row) -> Resul
 /// 2: on D1, `sync_changes` without `AUTOINCREMENT` (its `sqlite_sequence` row cost a
 /// write per change) and `sync_mutations` `WITHOUT ROWID` (its key was a second,
 /// billed, index row).
-pub const ENGINE_SCHEMA_VERSION: u32 = 2;
+///
+/// 3: on D1, the collections' tables `WITHOUT ROWID` (a text primary key in a rowid
+/// table is a second index: one more row written per write, one more read per lookup).
+pub const ENGINE_SCHEMA_VERSION: u32 = 3;
 
 /// Upstream bookkeeping: the change log (sequence = cursor) and the idempotency
 /// records of every mutation answered.
@@ -501,13 +512,16 @@ pub fn engine_schema(dialect: Dialect) -> Vec<&'static str> {
 /// capture triggers to drop first (SQLite refuses to rename a table while a trigger
 /// names a missing one); the migration re-creates them after.
 pub fn engine_upgrade(dialect: Dialect, from: u32, triggers: &[String]) -> Vec<String> {
-    if dialect != Dialect::Sqlite || from >= 2 {
+    if dialect != Dialect::Sqlite || from >= ENGINE_SCHEMA_VERSION {
         return Vec::new();
+    }
+    let mut statements: Vec<String> =
+        triggers.iter().map(|name| format!("DROP TRIGGER IF EXISTS {}", quote(name))).collect();
+    if from >= 2 {
+        return statements;
     }
     let columns =
         "seq, collection, record_id, kind, row_json, topics_json, client_id, mutation_id, created_at";
-    let mut statements: Vec<String> =
-        triggers.iter().map(|name| format!("DROP TRIGGER IF EXISTS {}", quote(name))).collect();
     statements.extend([
         "CREATE TABLE sync_mutations_v2 (\
            client_id TEXT NOT NULL, mutation_id TEXT NOT NULL, \

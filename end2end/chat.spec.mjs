@@ -70,9 +70,15 @@ test('two browsers in one room: A sends, B sees it without a reload, and the met
   }
   // B only received: its own write path is untouched.
   assert.equal(await b.page.getByTestId('metric-local-db-write-n').textContent(), '0');
+  // Enter in the field sends too (the form submits; Send itself is a plain button).
+  await a.page.getByTestId('composer-input').fill('sent with enter');
+  await a.page.getByTestId('composer-input').press('Enter');
+  await confirmed(a.page, 'sent with enter');
+  await b.page.getByTestId('message').filter({ hasText: 'sent with enter' }).waitFor({ timeout: 10_000 });
+  assert.equal(await a.page.getByTestId('composer-input').inputValue(), '', 'the field is cleared');
   await send(a.page, 'and again');
   await confirmed(a.page, 'and again');
-  assert.equal(await a.page.getByTestId('metric-upstream-db-write-n').textContent(), '2');
+  assert.equal(await a.page.getByTestId('metric-upstream-db-write-n').textContent(), '3');
   assert.deepEqual(a.errors, []);
   assert.deepEqual(b.errors, []);
   await a.page.close();

@@ -3,7 +3,8 @@
 use crate::model::{self, DeleteMessageArgs, EditMessageArgs, Message, RoomArgs, SendMessageArgs};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
-use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A room's messages read upstream while rendering on the server (`None`: not read,
 /// e.g. the visitor has no sign-in cookie yet). Provided as context by the worker.
@@ -18,7 +19,7 @@ struct Refusal {
 }
 
 /// One line of the message list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 struct Line {
     id: String,
     author: String,
@@ -33,18 +34,41 @@ struct Line {
 const SHOWN_AT_ONCE: u32 = 200;
 
 /// Lines oldest first, from the room's messages newest first (as its query orders
-/// them).
-fn lines(rows: &[Message], pending: &[String]) -> Vec<Line> {
+/// them). A line that reads as it did in `held` (the lines shown before) is that
+/// same `Arc`: the list is keyed by a line's address, so each change copies and
+/// compares only the lines it changed, and an unchanged message keeps its element.
+fn lines(rows: &[Message], pending: &[String], held: &[Arc<Line>]) -> Vec<Arc<Line>> {
+    let held: HashMap<&str, &Arc<Line>> = held.iter().map(|line| (line.id.as_str(), line)).collect();
     rows.iter()
         .rev()
-        .map(|message| Line {
-            id: message.id.clone(),
-            author: message.author_name.clone(),
-            author_id: message.author_id.clone(),
-            body: message.body.clone(),
-            pending: pending.contains(&message.id),
+        .map(|message| {
+            let pending = pending.contains(&message.id);
+            match held.get(message.id.as_str()) {
+                Some(line)
+                    if line.pending == pending
+                        && line.body == message.body
+                        && line.author == message.author_name
+                        && line.author_id == message.author_id =>
+                {
+                    Arc::clone(line)
+                }
+                _ => Arc::new(Line {
+                    id: message.id.clone(),
+                    author: message.author_name.clone(),
+                    author_id: message.author_id.clone(),
+                    body: message.body.clone(),
+                    pending,
+                }),
+            }
         })
         .collect()
+}
+
+/// The key of a line in the list: its address. Two lines alive at once never share
+/// one (the list and the held lines keep every line it shows alive), and a line is
+/// shared only while its message reads the same.
+fn line_key(line: &Arc<Line>) -> usize {
+    Arc::as_ptr(line) as usize
 }
 
 /// A short tag of a subject, shown after the author's name: two people may share a
@@ -106,7 +130,7 @@ pub fn ChatPage() -> impl IntoView {
     let server_rows = use_context::<ServerRows>().unwrap_or_default().0;
     let initial = Resource::new(room, move |_| {
         let rows = server_rows.clone();
-        async move { rows.map(|rows| lines(&rows, &[])).unwrap_or_default() }
+        async move { rows.unwrap_or_default() }
     });
     // The room's newest messages: only this window is synced; "Show earlier" widens it.
     let (messages, window) =
@@ -131,8 +155,10 @@ pub fn ChatPage() -> impl IntoView {
     let sync_client = use_context::<sync_client::SyncClient>();
 
     let (draft, set_draft) = signal(String::new());
-    let send = move |event: leptos::ev::SubmitEvent| {
-        event.prevent_default();
+    // Send is a plain button (Enter in the field submits the form): a submit button's
+    // click runs the browser's form submission steps first, which lay the page out
+    // (about 0.7 ms before the message could show).
+    let send = move || {
         let body = draft.get_untracked();
         if body.trim().is_empty() {
             return;
@@ -355,6 +381,8 @@ pub fn ChatPage() -> impl IntoView {
                         Suspend::new(async move {
                         let from_server = initial.await;
                         let from_server = StoredValue::new(from_server);
+                        // The lines shown last: a message that reads the same keeps its line.
+                        let held = StoredValue::new(Vec::<Arc<Line>>::new());
                         // Until the store has this room, an empty answer only means "not
                         // fetched yet": keep what the server rendered.
                         let from_store = move || messages.with(|local| !(local.loading || (local.rows.is_empty() && !local.synced)));
@@ -364,11 +392,15 @@ pub fn ChatPage() -> impl IntoView {
                         // Earlier messages exist (in the store or only upstream).
                         let more = move || if from_store() { messages.with(|local| local.more) } else { false };
                         let shown = move || {
-                            if from_store() {
-                                messages.with(|local| lines(&local.rows, &local.pending))
-                            } else {
-                                from_server.get_value()
-                            }
+                            let next = held.with_value(|held| {
+                                if from_store() {
+                                    messages.with(|local| lines(&local.rows, &local.pending, held))
+                                } else {
+                                    from_server.with_value(|rows| lines(rows, &[], held))
+                                }
+                            });
+                            held.set_value(next.clone());
+                            next
                         };
                         view! {
                             <p class="messages__count" data-testid="message-count" data-count=count data-more=move || more().to_string()>
@@ -385,7 +417,7 @@ pub fn ChatPage() -> impl IntoView {
                                 </Show>
                             </p>
                             <ol class="messages" data-testid="message-list" aria-live="polite">
-                                <For each=shown key=|line| (line.id.clone(), line.body.clone(), line.pending) let:line>
+                                <For each=shown key=line_key let:line>
                                     {
                                         let author_id = line.author_id.clone();
                                         let own = move || !author_id.is_empty() && me.0.get().as_deref() == Some(author_id.as_str());
@@ -428,7 +460,7 @@ pub fn ChatPage() -> impl IntoView {
                                                 data-testid="message"
                                                 data-status=if line.pending { "pending" } else { "confirmed" }
                                             >
-                                                <span class="message__author" data-testid="message-author">{line.author}</span>
+                                                <span class="message__author" data-testid="message-author">{line.author.clone()}</span>
                                                 <span class="message__tag" data-testid="message-author-tag" title="who wrote it: names may repeat, this does not">{tag}</span>
                                                 {move || if is_editing() {
                                                     view! {
@@ -469,7 +501,10 @@ pub fn ChatPage() -> impl IntoView {
                         </li>
                     </For>
                 </ul>
-                <form class="composer" on:submit=send>
+                <form class="composer" on:submit=move |event: leptos::ev::SubmitEvent| {
+                    event.prevent_default();
+                    send();
+                }>
                     <label for="composer-input" class="visually-hidden">"Message"</label>
                     <input
                         id="composer-input"
@@ -479,7 +514,7 @@ pub fn ChatPage() -> impl IntoView {
                         prop:value=draft
                         on:input=move |ev| set_draft.set(event_target_value(&ev))
                     />
-                    <button type="submit" data-testid="composer-send">"Send"</button>
+                    <button type="button" data-testid="composer-send" on:click=move |_| send()>"Send"</button>
                 </form>
             </section>
             <crate::metrics::MetricsPanel/>

@@ -61,7 +61,9 @@ pub async fn compact<D: Database>(db: &D, before_ms: i64) -> Result<Compaction, 
     db.write(&[sql::mark_compacted(db.dialect(), through)]).await?;
     let mut removed = 0;
     for _ in 0..MAX_BATCHES {
-        let batch = db.rows(&sql::compact_changes(db.dialect(), through, BATCH)).await?.len();
+        // One transaction: the answers the removed changes stood for are kept first.
+        let results = db.write(&sql::compact_changes(db.dialect(), through, BATCH)).await?;
+        let batch = results.last().map_or(0, Vec::len);
         removed += batch;
         if batch < BATCH as usize {
             break;

@@ -172,9 +172,11 @@ fn count(db: &Faulty<impl Database>, table: &str) -> i64 {
     rows.first().and_then(|row| row.get("n")).and_then(Value::as_i64).expect("a count")
 }
 
-/// (cards, changes, stored answers)
+/// (cards, changes, stored answers). A confirmed answer is its change row (stamped
+/// with the mutation), the others are rows of `sync_mutations`.
 fn counts(db: &Faulty<impl Database>) -> (i64, i64, i64) {
-    (count(db, "cards"), count(db, "sync_changes"), count(db, "sync_mutations"))
+    let answers = count(db, "sync_mutations") + count(db, "sync_changes WHERE mutation_id <> ''");
+    (count(db, "cards"), count(db, "sync_changes"), answers)
 }
 
 fn rejected(reason: &str) -> MutationOutcome {
@@ -200,6 +202,47 @@ macro_rules! on_every_upstream {
         #[allow(dead_code)]
         fn upstream() -> Faulty<impl Database> {
             $upstream()
+        }
+
+        /// A retry racing the first attempt read no answer and planned the write
+        /// again: its transaction must not apply it a second time. The claim (the
+        /// change log of the record holds the mutation, or an answer is stored) rolls
+        /// the whole transaction back; the first answer stands.
+        #[test]
+        $(#[$attr])*
+        fn a_racing_retry_applies_nothing_and_the_first_answer_stands() {
+            let db = upstream();
+            push(&db, vec![add(1, "card_a", "b1", "hello")]).expect("push");
+            let first = push(&db, vec![edit(2, "card_a", "b1", "edited")]).expect("push");
+            let model = common::model();
+            let racing = |mutation: PushMutation| {
+                let context = sync::MutationContext { client_id: CLIENT.into(), record_id: mutation.record_id.clone(), now_ms: NOW };
+                let validated = model.validate_mutation(&mutation.name, &mutation.args, &context).expect("valid");
+                let collection = model.collection(&validated.collection).expect("collection");
+                let accepted = sync::sql::AcceptedMutation {
+                    collection,
+                    operation: &validated.operation,
+                    record_id: &mutation.record_id,
+                    client_id: CLIENT,
+                    mutation_id: &mutation.id,
+                    now_ms: NOW,
+                };
+                block_on(db.write(&accepted.statements(db.dialect()).expect("builds")))
+            };
+            let before = counts(&db);
+            assert!(racing(edit(2, "card_a", "b1", "edited")).is_err(), "an applied edit is applied again");
+            assert!(racing(add(1, "card_a", "b1", "hello")).is_err(), "an applied insert is applied again");
+            assert_eq!(counts(&db), before, "the racing transactions left nothing");
+            // A write that wrote nothing is answered once too.
+            let nothing = push(&db, vec![edit(3, "card_gone", "b1", "x")]).expect("push");
+            assert!(matches!(outcomes(&nothing)[0], MutationOutcome::Rejected { .. }), "{:?}", nothing.response);
+            let before = counts(&db);
+            assert!(racing(edit(3, "card_gone", "b1", "x")).is_err(), "a stored answer is stored again");
+            assert_eq!(counts(&db), before);
+            // The retry is answered from the first answer.
+            let again = push(&db, vec![edit(2, "card_a", "b1", "edited")]).expect("push");
+            let replayed: Vec<_> = outcomes(&first).iter().map(sync::push::answered_now).collect();
+            assert_eq!(replayed, outcomes(&again));
         }
 
         #[test]

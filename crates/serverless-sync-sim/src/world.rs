@@ -1451,7 +1451,10 @@ impl World {
     /// The mutation ids of `client` the upstream holds an answer to.
     fn upstream_answered(&self, client: &str) -> Result<BTreeSet<String>, ApiError> {
         let statement = Statement {
-            sql: "SELECT mutation_id FROM sync_mutations WHERE client_id = ?1".into(),
+            // A confirmed answer is its change row, stamped with the mutation.
+            sql: "SELECT mutation_id FROM sync_mutations WHERE client_id = ?1 \
+                  UNION SELECT mutation_id FROM sync_changes WHERE client_id = ?1 AND mutation_id <> ''"
+                .into(),
             params: vec![SqlParam::Text(client.into())],
         };
         let rows = block_on(self.server.db.inner.rows(&statement))?;

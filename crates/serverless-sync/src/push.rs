@@ -72,6 +72,9 @@ pub struct Rejection {
     pub reason: String,
     /// Whether the answer is stored, so that a retry of the id gets it again.
     pub stored: bool,
+    /// The record the mutation would have written, when it is valid (a stored answer
+    /// must not contradict that record's change log: see `sql::record_mutation`).
+    pub record: Option<RecordKey>,
 }
 
 /// What a push does once the stored answers, the current images and the app's
@@ -181,10 +184,18 @@ impl PushPlan {
         self.now_ms
     }
 
-    /// Every distinct mutation id, in outbox order, each with its mutator's name:
-    /// their stored answers are read before anything is decided.
-    pub fn mutation_ids(&self) -> Vec<(&str, &str)> {
-        self.candidates.iter().map(|c| (c.mutation.id.as_str(), c.mutation.name.as_str())).collect()
+    /// Every distinct mutation id, in outbox order, each with its mutator's name, the
+    /// record id the push names and, when valid, the collection it writes: their
+    /// stored answers are read before anything is decided (a confirmed answer is
+    /// found through its record).
+    pub fn mutation_ids(&self) -> Vec<(&str, &str, &str, Option<&str>)> {
+        self.candidates
+            .iter()
+            .map(|c| {
+                let collection = c.validated.as_ref().ok().map(|v| v.collection.as_str());
+                (c.mutation.id.as_str(), c.mutation.name.as_str(), c.mutation.record_id.as_str(), collection)
+            })
+            .collect()
     }
 
     /// The records the valid mutations write, sorted, each once: their current images
@@ -266,6 +277,11 @@ impl PushPlan {
                 mutator: candidate.mutation.name.clone(),
                 reason: crate::protocol::error::bounded_reason(reason),
                 stored,
+                record: candidate
+                    .validated
+                    .as_ref()
+                    .ok()
+                    .map(|v| (v.collection.clone(), v.record_id.clone())),
             };
             let validated = match (&candidate.validated, verdicts.get(id.as_str())) {
                 (Err(reason), _) => {

@@ -47,7 +47,11 @@ pub struct ServerState {
     upstream_rule: Option<UpstreamRule>,
     rows: BTreeMap<(String, String), Row>,
     log: Vec<Change>,
-    outcomes: BTreeMap<IdempotencyKey, MutationOutcome>,
+    /// Stored answers: a rejection under the mutation id alone (`None`), a confirmed
+    /// write under its id and the id of the record it wrote, as the SQL upstreams
+    /// keep them (there the confirmed answer is the change row, found through the
+    /// record the push names).
+    outcomes: BTreeMap<(IdempotencyKey, Option<String>), MutationOutcome>,
     /// The log is compacted through this cursor (a pull from below it must resync).
     compacted_through: Cursor,
 }
@@ -138,9 +142,13 @@ impl ServerState {
         let mut stored: BTreeMap<String, MutationOutcome> = plan
             .mutation_ids()
             .into_iter()
-            .filter_map(|(id, _)| {
+            .filter_map(|(id, _, record_id, _)| {
                 let key = IdempotencyKey { client_id: client_id.into(), mutation_id: id.into() };
-                self.outcomes.get(&key).map(|outcome| (id.to_string(), outcome.clone()))
+                let outcome = self
+                    .outcomes
+                    .get(&(key.clone(), None))
+                    .or_else(|| self.outcomes.get(&(key, Some(record_id.to_string()))));
+                outcome.map(|outcome| (id.to_string(), outcome.clone()))
             })
             .collect();
         let answer = plan.callback_request(session_id, &stored).map(|request| ask(&request));
@@ -171,7 +179,9 @@ impl ServerState {
                         MutationOutcome::Confirmed { row: write.after.clone(), seq }
                     }
                 };
-                self.store_outcome(client_id, &write.mutation_id, &outcome);
+                let confirmed = matches!(outcome, MutationOutcome::Confirmed { .. });
+                let record = confirmed.then(|| write.record_id.clone());
+                self.store_outcome(client_id, &write.mutation_id, record, &outcome);
                 stored.insert(write.mutation_id.clone(), outcome.clone());
                 let refused = matches!(outcome, MutationOutcome::Rejected { .. });
                 outcomes.insert(write.mutation_id.clone(), outcome);
@@ -185,21 +195,29 @@ impl ServerState {
         for rejection in decisions.rejections {
             let outcome = MutationOutcome::Rejected { reason: rejection.reason };
             if rejection.stored {
-                self.store_outcome(client_id, &rejection.mutation_id, &outcome);
+                self.store_outcome(client_id, &rejection.mutation_id, None, &outcome);
             }
             outcomes.insert(rejection.mutation_id, outcome);
         }
         crate::push::answers(mutations, &outcomes)
     }
 
-    fn store_outcome(&mut self, client_id: &str, mutation_id: &str, outcome: &MutationOutcome) {
+    fn store_outcome(
+        &mut self,
+        client_id: &str,
+        mutation_id: &str,
+        record: Option<String>,
+        outcome: &MutationOutcome,
+    ) {
         let key = IdempotencyKey { client_id: client_id.into(), mutation_id: mutation_id.into() };
-        self.outcomes.insert(key, outcome.clone());
+        self.outcomes.insert((key, record), outcome.clone());
     }
 
-    /// The stored answer to a mutation id, if any.
+    /// The stored answer to a mutation id, if any (a rejection first, else a write it
+    /// confirmed).
     pub fn stored_outcome(&self, client_id: &str, mutation_id: &str) -> Option<&MutationOutcome> {
-        self.outcomes.get(&IdempotencyKey { client_id: client_id.into(), mutation_id: mutation_id.into() })
+        let key = IdempotencyKey { client_id: client_id.into(), mutation_id: mutation_id.into() };
+        self.outcomes.range((key.clone(), None)..).take_while(|((k, _), _)| *k == key).map(|(_, o)| o).next()
     }
 
     /// The current image of a record.

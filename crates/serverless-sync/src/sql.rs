@@ -807,55 +807,156 @@ pub fn mark_compacted(dialect: Dialect, through: Cursor) -> Statement {
 /// needs: images a later change of the same record superseded, and deletes. Returns
 /// one row (`seq`) per change removed; run it until it returns fewer than `batch`.
 /// Small batches keep each statement short, so writers are never held up for long.
-pub fn compact_changes(dialect: Dialect, through: Cursor, batch: u32) -> Statement {
-    Statement {
-        sql: format!(
-            "DELETE FROM sync_changes WHERE seq IN (\
-               SELECT c.seq FROM sync_changes c WHERE c.seq <= {p} AND (c.kind = 'delete' OR EXISTS (\
-                 SELECT 1 FROM sync_changes later WHERE later.collection = c.collection \
-                 AND later.record_id = c.record_id AND later.seq > c.seq)) \
-               ORDER BY c.seq LIMIT {batch}) \
-             RETURNING seq",
-            p = placeholders(dialect, 1, 1)[0]
-        ),
-        params: vec![SqlParam::Integer(i64::try_from(through.0).unwrap_or(i64::MAX))],
+///
+/// A confirmed mutation's answer is its change row (see [`AcceptedMutation`]): the
+/// batch first copies the answers of the changes it removes into `sync_mutations`,
+/// so a retry is still answered from them. Run the statements together, in one
+/// transaction; the last returns the removed `seq`s.
+pub fn compact_changes(dialect: Dialect, through: Cursor, batch: u32) -> Vec<Statement> {
+    let removable = format!(
+        "SELECT c.seq FROM sync_changes c WHERE c.seq <= {p} AND (c.kind = 'delete' OR EXISTS (\
+           SELECT 1 FROM sync_changes later WHERE later.collection = c.collection \
+           AND later.record_id = c.record_id AND later.seq > c.seq)) \
+         ORDER BY c.seq LIMIT {batch}",
+        p = placeholders(dialect, 1, 1)[0]
+    );
+    let through = SqlParam::Integer(i64::try_from(through.0).unwrap_or(i64::MAX));
+    let (insert, on_conflict) = match dialect {
+        Dialect::Sqlite => ("INSERT OR IGNORE INTO", ""),
+        Dialect::Postgres => ("INSERT INTO", " ON CONFLICT DO NOTHING"),
+    };
+    vec![
+        Statement {
+            sql: format!(
+                "{insert} sync_mutations (client_id, mutation_id, outcome_json, created_at) \
+                 SELECT client_id, mutation_id, {}, created_at FROM sync_changes \
+                 WHERE mutation_id <> '' AND seq IN ({removable}){on_conflict}",
+                confirmed_from_change(dialect)
+            ),
+            params: vec![through.clone()],
+        },
+        Statement {
+            sql: format!("DELETE FROM sync_changes WHERE seq IN ({removable}) RETURNING seq"),
+            params: vec![through],
+        },
+    ]
+}
+
+/// The answer a confirmed mutation's change row stands for (what [`find_mutation`]
+/// gives for it), from the change row's columns.
+fn confirmed_from_change(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "json_object('status', 'confirmed', 'row', json(row_json), 'seq', seq)",
+        Dialect::Postgres => "jsonb_build_object('status', 'confirmed', 'row', row_json, 'seq', seq)",
     }
 }
 
-/// The recorded outcome of a mutation, if it was answered before.
-pub fn find_mutation(dialect: Dialect, client_id: &str, mutation_id: &str) -> Statement {
-    let p = placeholders(dialect, 2, 1);
+/// A mutation's record: `(collection, record_id)`, when the mutation is valid.
+pub type MutationRecord<'a> = Option<(&'a str, &'a str)>;
+
+/// Where a confirmed answer may be: the record id a push names, in these
+/// collections (the one its mutation writes; every collection of the model when the
+/// mutation no longer validates, e.g. a model upgrade removed its mutator).
+pub type AnswerRecord<'a> = Option<(&'a [&'a str], &'a str)>;
+
+/// The recorded outcome of a mutation, if it was answered before (`outcome_json`,
+/// one row at most). A confirmed mutation is answered by its change row, found
+/// through the record it wrote (`record`; the change log's record index); the other
+/// answers are rows of `sync_mutations`, and come first.
+pub fn find_mutation(
+    dialect: Dialect,
+    client_id: &str,
+    mutation_id: &str,
+    record: AnswerRecord<'_>,
+) -> Statement {
+    let p = placeholders(dialect, 3, 1);
+    let stored = format!(
+        "SELECT outcome_json FROM sync_mutations WHERE client_id = {} AND mutation_id = {}",
+        p[0], p[1]
+    );
+    let mut params = vec![SqlParam::Text(client_id.into()), SqlParam::Text(mutation_id.into())];
+    let Some((collections, record_id)) = record.filter(|(collections, _)| !collections.is_empty()) else {
+        return Statement { sql: stored, params };
+    };
+    params.push(SqlParam::Text(record_id.into()));
+    params.extend(collections.iter().map(|collection| SqlParam::Text((*collection).into())));
+    let listed = placeholders(dialect, collections.len(), 4).join(", ");
     Statement {
         sql: format!(
-            "SELECT outcome_json FROM sync_mutations WHERE client_id = {} AND mutation_id = {}",
-            p[0], p[1]
+            "SELECT outcome_json FROM (\
+               SELECT 0 AS answer_rank, outcome_json FROM sync_mutations WHERE client_id = {a} AND mutation_id = {b} \
+               UNION ALL SELECT 1 AS answer_rank, {confirmed} AS outcome_json FROM sync_changes \
+               WHERE collection IN ({listed}) AND record_id = {c} AND client_id = {a} AND mutation_id = {b}) answers \
+             ORDER BY answer_rank LIMIT 1",
+            a = p[0],
+            b = p[1],
+            c = p[2],
+            confirmed = confirmed_from_change(dialect)
         ),
-        params: vec![SqlParam::Text(client_id.into()), SqlParam::Text(mutation_id.into())],
+        params,
     }
+}
+
+/// Whether the mutation `1`/`2` (placeholders) was applied to the record `3`/`4` (a
+/// change of it stamped with the mutation, other than `own`, the change the
+/// statement's own write logged) or answered already.
+fn claimed(dialect: Dialect, own: Option<&str>) -> String {
+    let p = placeholders(dialect, 4, 1);
+    let other = own.map(|own| format!(" AND claimed.seq <> {own}")).unwrap_or_default();
+    format!(
+        "(EXISTS (SELECT 1 FROM sync_changes claimed WHERE claimed.collection = {c} \
+           AND claimed.record_id = {d} AND claimed.client_id = {a} AND claimed.mutation_id = {b}{other}) \
+         OR EXISTS (SELECT 1 FROM sync_mutations answered WHERE answered.client_id = {a} \
+           AND answered.mutation_id = {b}))",
+        a = p[0],
+        b = p[1],
+        c = p[2],
+        d = p[3]
+    )
 }
 
 /// Records a mutation's outcome. Fails on a duplicate key, which aborts the
-/// transaction it runs in: the second of two racing applies never commits.
+/// transaction it runs in: the second of two racing applies never commits. With the
+/// mutation's `record` it also fails (a NULL outcome) when that record's change log
+/// shows the mutation applied: a confirmed answer is its change row.
 pub fn record_mutation(
     dialect: Dialect,
     client_id: &str,
     mutation_id: &str,
     outcome_json: &str,
     created_at_ms: i64,
+    record: MutationRecord<'_>,
 ) -> Statement {
-    let p = placeholders(dialect, 4, 1);
+    let p = placeholders(dialect, 6, 1);
     let json = if dialect == Dialect::Postgres { "::jsonb" } else { "" };
+    let mut params = vec![SqlParam::Text(client_id.into()), SqlParam::Text(mutation_id.into())];
+    let Some((collection, record_id)) = record else {
+        params.extend([SqlParam::Text(outcome_json.into()), SqlParam::Integer(created_at_ms)]);
+        return Statement {
+            sql: format!(
+                "INSERT INTO sync_mutations (client_id, mutation_id, outcome_json, created_at) VALUES ({}, {}, {}{json}, {})",
+                p[0], p[1], p[2], p[3]
+            ),
+            params,
+        };
+    };
+    params.extend([
+        SqlParam::Text(collection.into()),
+        SqlParam::Text(record_id.into()),
+        SqlParam::Text(outcome_json.into()),
+        SqlParam::Integer(created_at_ms),
+    ]);
     Statement {
         sql: format!(
-            "INSERT INTO sync_mutations (client_id, mutation_id, outcome_json, created_at) VALUES ({}, {}, {}{json}, {})",
-            p[0], p[1], p[2], p[3]
+            "INSERT INTO sync_mutations (client_id, mutation_id, outcome_json, created_at) \
+             SELECT {}, {}, CASE WHEN {} THEN NULL ELSE {}{json} END, {}",
+            p[0],
+            p[1],
+            claimed(dialect, None),
+            p[4],
+            p[5]
         ),
-        params: vec![
-            SqlParam::Text(client_id.into()),
-            SqlParam::Text(mutation_id.into()),
-            SqlParam::Text(outcome_json.into()),
-            SqlParam::Integer(created_at_ms),
-        ],
+        params,
     }
 }
 
@@ -888,18 +989,21 @@ impl AcceptedMutation<'_> {
 
 /// Everything one accepted mutation does upstream, as statements for ONE SQLite
 /// transaction (a D1 batch). D1 bills every row written, index entries included, so
-/// the engine writes only the change-log row (by the capture trigger) and the
-/// mutation's outcome besides the app's own row:
+/// besides the app's own row the engine writes only the change-log row (by the
+/// capture trigger), stamped with the mutation: that change row is the confirmed
+/// answer too ([`find_mutation`] finds it through the record's index).
 ///
 /// 1. the write itself: the collection's capture trigger appends the change row (the
 ///    image read inside the transaction) when a row changed;
 /// 2. stamp that change as this mutation's: SQLite has one writer, so the newest
 ///    change is the write's own when `changes()` (rows the write touched) is not
-///    zero; it must also be this record's and still unclaimed;
-/// 3. the outcome, inserted last and derived from the stamped change (or "nothing
-///    written"). Its primary key is the idempotency claim: a racing retry fails on
-///    it, which aborts the whole batch, write included. It returns `outcome_json` and
-///    `topics_json`.
+///    zero; it must also be this record's and still unstamped. This is the
+///    idempotency claim: if the mutation was applied (a racing retry committed
+///    first) or answered already, the stamp is NULL, the column refuses it, and the
+///    whole batch rolls back, write included. It returns `outcome_json` and
+///    `topics_json`;
+/// 3. only when the write wrote nothing: the stored answer "nothing written",
+///    claimed the same way, returning `outcome_json`.
 ///
 /// No write context is set (`sync_write_context` costs three rows per mutation);
 /// the triggers still copy one when present, so a worker from before this scheme
@@ -907,37 +1011,43 @@ impl AcceptedMutation<'_> {
 pub fn sqlite_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Vec<Statement>, SqlError> {
     let AcceptedMutation { collection, operation, record_id, client_id, mutation_id, now_ms } = *accepted;
     let write = write(Dialect::Sqlite, collection, operation)?;
-    let newest = "(SELECT MAX(seq) FROM sync_changes)";
+    let params = vec![
+        SqlParam::Text(client_id.into()),
+        SqlParam::Text(mutation_id.into()),
+        SqlParam::Text(collection.name.clone()),
+        SqlParam::Text(record_id.into()),
+    ];
+    // The newest change is the write's own (one writer; `changes()` says it wrote).
+    // A mutation applied already (a racing retry committed first) or answered makes
+    // the stamp NULL, which the column refuses: the whole batch rolls back.
     let stamp = Statement {
         sql: format!(
-            "UPDATE sync_changes SET client_id = ?1, mutation_id = ?2 \
-             WHERE seq = {newest} AND changes() > 0 AND collection = ?3 AND record_id = ?4 AND mutation_id = ''"
+            "UPDATE sync_changes SET client_id = ?1, \
+               mutation_id = CASE WHEN {claimed} THEN NULL ELSE ?2 END \
+             WHERE seq = (SELECT MAX(seq) FROM sync_changes) AND changes() > 0 \
+               AND collection = ?3 AND record_id = ?4 AND mutation_id = '' \
+             RETURNING {confirmed} AS outcome_json, topics_json",
+            claimed = claimed(Dialect::Sqlite, None),
+            confirmed = confirmed_from_change(Dialect::Sqlite),
         ),
-        params: vec![
-            SqlParam::Text(client_id.into()),
-            SqlParam::Text(mutation_id.into()),
-            SqlParam::Text(collection.name.clone()),
-            SqlParam::Text(record_id.into()),
-        ],
+        params: params.clone(),
     };
-    let own_change =
-        format!("FROM sync_changes WHERE seq = {newest} AND client_id = ?1 AND mutation_id = ?2");
-    let outcome = Statement {
+    let mut nothing_params = params;
+    nothing_params.extend([SqlParam::Text(RACED_REASON.into()), SqlParam::Integer(now_ms)]);
+    // Only when the stamp found no change (`changes()` is its count): the write wrote
+    // nothing, and that answer is stored.
+    let nothing_written = Statement {
         sql: format!(
             "INSERT INTO sync_mutations (client_id, mutation_id, outcome_json, created_at) \
-             SELECT ?1, ?2, COALESCE(\
-               (SELECT json_object('status', 'confirmed', 'row', json(row_json), 'seq', seq) {own_change}), \
-               json_object('status', 'rejected', 'reason', ?3)), ?4 \
-             RETURNING outcome_json, (SELECT topics_json {own_change}) AS topics_json"
+             SELECT ?1, ?2, CASE WHEN {claimed} THEN NULL \
+               ELSE json_object('status', 'rejected', 'reason', ?5) END, ?6 \
+             WHERE changes() = 0 \
+             RETURNING outcome_json, NULL AS topics_json",
+            claimed = claimed(Dialect::Sqlite, None),
         ),
-        params: vec![
-            SqlParam::Text(client_id.into()),
-            SqlParam::Text(mutation_id.into()),
-            SqlParam::Text(RACED_REASON.into()),
-            SqlParam::Integer(now_ms),
-        ],
+        params: nothing_params,
     };
-    Ok(vec![write, stamp, outcome])
+    Ok(vec![write, stamp, nothing_written])
 }
 
 /// Advisory-lock key every PostgreSQL write transaction takes first (see
@@ -945,10 +1055,13 @@ pub fn sqlite_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Vec<Stat
 pub const POSTGRES_CHANGE_LOG_LOCK: i64 = 0x7379_6e63_4c4f_4721;
 
 /// Everything one accepted mutation does upstream, as statements for one PostgreSQL
-/// transaction: name the write as this mutation's, the write (its capture trigger
-/// appends the change row if a row changed), and the outcome, inserted last. The
-/// outcome's primary key is the idempotency claim: a racing retry fails on it, which
-/// aborts the whole transaction, write included. The last statement returns
+/// transaction: name the write as this mutation's (the context), the write (its
+/// capture trigger appends the change row, stamped from the context, and keeps its
+/// `seq`), then the answer, as on SQLite: a confirmed write's answer is its change
+/// row, read back; a write that wrote nothing stores "nothing written". Either way
+/// the mutation must not be applied or answered already (a racing retry committed
+/// first): then the read back divides by zero and the stored answer would be NULL,
+/// so the whole transaction rolls back, write included. One of the last two returns
 /// `outcome_json` (what [`find_mutation`] would read) and `topics_json`.
 ///
 /// Run it in a transaction that first takes `pg_advisory_xact_lock(`
@@ -957,27 +1070,40 @@ pub const POSTGRES_CHANGE_LOG_LOCK: i64 = 0x7379_6e63_4c4f_4721;
 /// writer at a time a later `seq` could commit before an earlier one and a client
 /// pulling in between would skip the earlier change for good.
 pub fn postgres_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Vec<Statement>, SqlError> {
-    let AcceptedMutation { collection, operation, client_id, mutation_id, now_ms, .. } = *accepted;
+    let AcceptedMutation { collection, operation, record_id, client_id, mutation_id, now_ms } = *accepted;
     let context = crate::capture::set_write_context(Dialect::Postgres, client_id, mutation_id);
     let write = write(Dialect::Postgres, collection, operation)?;
     let seq = crate::capture::context_seq(Dialect::Postgres);
-    let outcome = Statement {
+    let params = vec![
+        SqlParam::Text(client_id.into()),
+        SqlParam::Text(mutation_id.into()),
+        SqlParam::Text(collection.name.clone()),
+        SqlParam::Text(record_id.into()),
+    ];
+    let mut nothing_params = params.clone();
+    nothing_params.extend([SqlParam::Text(RACED_REASON.into()), SqlParam::Integer(now_ms)]);
+    let nothing_written = Statement {
         sql: format!(
             "INSERT INTO sync_mutations (client_id, mutation_id, outcome_json, created_at) \
-             SELECT $1, $2, COALESCE(\
-               (SELECT jsonb_build_object('status', 'confirmed', 'row', row_json, 'seq', seq) \
-                FROM sync_changes WHERE seq = {seq}), \
-               jsonb_build_object('status', 'rejected', 'reason', $3::text)), $4 \
-             RETURNING outcome_json, (SELECT topics_json FROM sync_changes WHERE seq = {seq}) AS topics_json"
+             SELECT $1, $2, CASE WHEN {claimed} THEN NULL \
+               ELSE jsonb_build_object('status', 'rejected', 'reason', $5::text) END, $6 \
+             WHERE {seq} IS NULL \
+             RETURNING outcome_json, NULL::jsonb AS topics_json",
+            claimed = claimed(Dialect::Postgres, None),
         ),
-        params: vec![
-            SqlParam::Text(client_id.into()),
-            SqlParam::Text(mutation_id.into()),
-            SqlParam::Text(RACED_REASON.into()),
-            SqlParam::Integer(now_ms),
-        ],
+        params: nothing_params,
     };
-    Ok(vec![context, write, outcome])
+    let confirmed = Statement {
+        sql: format!(
+            "SELECT {answer} AS outcome_json, topics_json FROM sync_changes \
+             WHERE seq = {seq} AND $3::text = collection AND $4::text = record_id \
+               AND 1 / (CASE WHEN {claimed} THEN 0 ELSE 1 END) = 1",
+            answer = confirmed_from_change(Dialect::Postgres),
+            claimed = claimed(Dialect::Postgres, Some(seq)),
+        ),
+        params,
+    };
+    Ok(vec![context, write, nothing_written, confirmed])
 }
 
 // ------------------------------------------------------------------ schema check

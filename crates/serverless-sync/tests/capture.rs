@@ -271,12 +271,16 @@ fn run(db: &mut Connection, model: &SyncModel, reference: &mut ServerState, step
                 now_ms: now,
             };
             let tx = db.transaction().expect("tx");
-            let mut last = Vec::new();
+            // One statement of the group answers (which one depends on whether it wrote).
+            let mut answered = Vec::new();
             for statement in accepted.statements(Dialect::Sqlite).expect("builds") {
-                last = rows(&tx, &statement).unwrap_or_else(|e| panic!("{}: {e}", statement.sql));
+                let returned = rows(&tx, &statement).unwrap_or_else(|e| panic!("{}: {e}", statement.sql));
+                if !returned.is_empty() {
+                    answered = returned;
+                }
             }
             tx.commit().expect("commit");
-            let answer = last.first().expect("the last statement answers");
+            let answer = answered.first().expect("a statement answers");
             let mut outcome: MutationOutcome =
                 serde_json::from_str(answer["outcome_json"].as_str().expect("outcome"))
                     .expect("outcome json");

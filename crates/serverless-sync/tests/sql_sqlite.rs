@@ -305,14 +305,15 @@ fn a_mutation_id_can_be_recorded_once() {
             "outbox_1",
             r#"{"status":"rejected","reason":"x"}"#,
             0,
+            None,
         ),
     );
-    let found = query_raw(&db, &sql::find_mutation(Dialect::Sqlite, "client_a", "outbox_1"));
+    let found = query_raw(&db, &sql::find_mutation(Dialect::Sqlite, "client_a", "outbox_1", None));
     assert_eq!(found.len(), 1);
-    let again = sql::record_mutation(Dialect::Sqlite, "client_a", "outbox_1", "{}", 0);
+    let again = sql::record_mutation(Dialect::Sqlite, "client_a", "outbox_1", "{}", 0, Some(("cards", "m1")));
     assert!(db.execute(&again.sql, params_from_iter(bind(&again.params))).is_err(), "a duplicate must fail");
     // Another client may use the same mutation id.
-    execute(&db, &sql::record_mutation(Dialect::Sqlite, "client_b", "outbox_1", "{}", 0));
+    execute(&db, &sql::record_mutation(Dialect::Sqlite, "client_b", "outbox_1", "{}", 0, None));
 }
 
 #[test]
@@ -375,11 +376,19 @@ fn postgres_apply_numbers_every_parameter_once_and_returns_the_outcome() {
             let beyond = format!("${}", statement.params.len() + 1);
             assert!(!statement.sql.contains(&beyond), "{name}: {beyond} has no parameter");
         }
-        let last = statements.last().expect("statements");
-        assert!(last.sql.contains("RETURNING outcome_json"), "{}", last.sql);
-        assert!(last.sql.ends_with("AS topics_json"), "{}", last.sql);
-        let on_sqlite = accepted.statements(Dialect::Sqlite).expect("builds");
-        assert!(on_sqlite.last().is_some_and(|last| last.sql.contains("RETURNING outcome_json")));
+        // The answer comes back from one of the statements after the write (the
+        // confirmed change read back, or the stored "nothing written").
+        for dialect in [Dialect::Postgres, Dialect::Sqlite] {
+            let statements = accepted.statements(dialect).expect("builds");
+            let answering = statements
+                .iter()
+                .filter(|s| {
+                    s.sql.contains("outcome_json, topics_json")
+                        || s.sql.contains("RETURNING outcome_json, NULL")
+                })
+                .count();
+            assert_eq!(answering, 2, "{dialect:?}: {statements:?}");
+        }
     }
 }
 
@@ -431,8 +440,15 @@ fn batch(db: &mut Connection, statements: &[Statement]) -> Result<(), rusqlite::
     tx.commit()
 }
 
-fn outcome(db: &Connection, client: &str, mutation: &str) -> Option<sync::protocol::push::MutationOutcome> {
-    let rows = query_raw(db, &sql::find_mutation(Dialect::Sqlite, client, mutation));
+fn outcome(
+    db: &Connection,
+    client: &str,
+    mutation: &str,
+    record: &str,
+) -> Option<sync::protocol::push::MutationOutcome> {
+    let rows =
+        query_raw(db, &sql::find_mutation(Dialect::Sqlite, client, mutation, Some((&["cards"], record))));
+    assert!(rows.len() <= 1, "one answer per mutation: {rows:?}");
     let text = rows.first()?.first()?.1.as_str()?.to_string();
     let mut outcome: sync::protocol::push::MutationOutcome =
         serde_json::from_str(&text).expect("outcome json");
@@ -470,7 +486,7 @@ fn an_applied_mutation_writes_row_change_and_outcome_atomically_and_only_once() 
     let mut db = database();
     let send = json!({"boardId": "r1", "author": "Ada", "body": "hello"});
     apply(&mut db, "addCard", send.clone(), "m1", "outbox_1").expect("applies");
-    let Some(MutationOutcome::Confirmed { row: Some(row), seq }) = outcome(&db, "client_a", "outbox_1")
+    let Some(MutationOutcome::Confirmed { row: Some(row), seq }) = outcome(&db, "client_a", "outbox_1", "m1")
     else {
         panic!("confirmed with a row");
     };
@@ -483,24 +499,56 @@ fn an_applied_mutation_writes_row_change_and_outcome_atomically_and_only_once() 
     let count = |db: &Connection, table: &str| -> i64 {
         db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).expect("count")
     };
-    assert_eq!((count(&db, "cards"), count(&db, "sync_changes"), count(&db, "sync_mutations")), (1, 1, 1));
+    // The confirmed answer is the change row itself: no row of its own.
+    assert_eq!((count(&db, "cards"), count(&db, "sync_changes"), count(&db, "sync_mutations")), (1, 1, 0));
+
+    // An edit applied, then the same edit again (a racing retry that read no answer):
+    // the stamp's claim fails, so the second write rolls back and logs nothing.
+    let edit = json!({"boardId": "r1", "body": "edited"});
+    apply(&mut db, "editCard", edit.clone(), "m1", "outbox_edit").expect("applies");
+    assert!(apply(&mut db, "editCard", edit, "m1", "outbox_edit").is_err(), "applied twice");
+    assert_eq!(count(&db, "sync_changes"), 2);
+    assert!(matches!(
+        outcome(&db, "client_a", "outbox_edit", "m1"),
+        Some(MutationOutcome::Confirmed { seq: Cursor(2), .. })
+    ));
+    // A rejection stored for an applied mutation would contradict its change: refused.
+    let contradicting =
+        sql::record_mutation(Dialect::Sqlite, "client_a", "outbox_edit", "{}", 0, Some(("cards", "m1")));
+    assert!(db.execute(&contradicting.sql, params_from_iter(bind(&contradicting.params))).is_err());
 
     // A guard that does not hold: the write changes nothing, so no change row, and the
     // outcome says rejected.
     apply(&mut db, "editCard", json!({"boardId": "r2", "body": "hijack"}), "m1", "outbox_2").expect("runs");
     assert_eq!(
-        outcome(&db, "client_a", "outbox_2"),
+        outcome(&db, "client_a", "outbox_2", "m1"),
         Some(MutationOutcome::Rejected { reason: sql::RACED_REASON.into() })
     );
-    assert_eq!(count(&db, "sync_changes"), 1);
+    assert_eq!(count(&db, "sync_changes"), 2);
+    assert_eq!(count(&db, "sync_mutations"), 1);
+    // ...and stored once: the same mutation again fails on its claim.
+    assert!(
+        apply(&mut db, "editCard", json!({"boardId": "r2", "body": "hijack"}), "m1", "outbox_2").is_err()
+    );
 
     // A delete records a change without a row.
     apply(&mut db, "deleteCard", json!({"boardId": "r1"}), "m1", "outbox_3").expect("runs");
     assert_eq!(
-        outcome(&db, "client_a", "outbox_3"),
-        Some(MutationOutcome::Confirmed { row: None, seq: Cursor(2) })
+        outcome(&db, "client_a", "outbox_3", "m1"),
+        Some(MutationOutcome::Confirmed { row: None, seq: Cursor(3) })
     );
     assert_eq!(count(&db, "cards"), 0);
+
+    // Compaction removes every change of the deleted record; their answers stay.
+    let before: Vec<_> =
+        ["outbox_1", "outbox_edit", "outbox_3"].iter().map(|m| outcome(&db, "client_a", m, "m1")).collect();
+    execute(&db, &sql::mark_compacted(Dialect::Sqlite, Cursor(3)));
+    let compaction = sql::compact_changes(Dialect::Sqlite, Cursor(3), 100);
+    batch(&mut db, &compaction).expect("compacts");
+    assert_eq!(count(&db, "sync_changes"), 0);
+    let after: Vec<_> =
+        ["outbox_1", "outbox_edit", "outbox_3"].iter().map(|m| outcome(&db, "client_a", m, "m1")).collect();
+    assert_eq!(after, before);
 }
 
 #[test]
@@ -533,7 +581,14 @@ fn compaction_in_sql_removes_what_the_reference_removes_and_keeps_the_head() {
     assert_eq!(through, Cursor(6));
     execute(&db, &sql::mark_compacted(Dialect::Sqlite, through));
     execute(&db, &sql::mark_compacted(Dialect::Sqlite, Cursor(2)));
-    let removed = |db: &Connection| query_raw(db, &sql::compact_changes(Dialect::Sqlite, through, 2)).len();
+    let removed = |db: &Connection| {
+        let mut statements = sql::compact_changes(Dialect::Sqlite, through, 2);
+        let last = statements.pop().expect("the delete");
+        for statement in &statements {
+            execute(db, statement);
+        }
+        query_raw(db, &last).len()
+    };
     // Batches of two until a short one.
     let mut total = 0;
     loop {

@@ -316,8 +316,16 @@ async fn prior_state<D: Database>(
 ) -> Result<PriorState, ApiError> {
     let ids = plan.mutation_ids();
     let keys = plan.records();
-    let mut reads: Vec<Statement> =
-        ids.iter().map(|(id, _)| sql::find_mutation(db.dialect(), plan.client_id(), id)).collect();
+    // A mutation that no longer validates may still have been confirmed: its answer
+    // is looked for in every collection.
+    let everywhere: Vec<&str> = model.collections().map(|collection| collection.name.as_str()).collect();
+    let mut reads: Vec<Statement> = ids
+        .iter()
+        .map(|(id, _, record_id, collection)| {
+            let collections = collection.as_ref().map_or(everywhere.as_slice(), std::slice::from_ref);
+            sql::find_mutation(db.dialect(), plan.client_id(), id, Some((collections, record_id)))
+        })
+        .collect();
     for (collection, record_id) in &keys {
         let collection = model
             .collection(collection)
@@ -329,7 +337,7 @@ async fn prior_state<D: Database>(
     }
     let mut results = db.read_each(&reads).await?.into_iter();
     let mut stored = BTreeMap::new();
-    for ((id, mutator), rows) in ids.iter().zip(results.by_ref()) {
+    for ((id, mutator, _, _), rows) in ids.iter().zip(results.by_ref()) {
         if let Some(outcome) = rows.first().and_then(|row| decode_outcome(model, row, mutator)) {
             stored.insert((*id).to_string(), outcome);
         }
@@ -364,8 +372,11 @@ async fn stored_outcome<D: Database>(
     client: &str,
     mutation: &str,
     mutator: &str,
+    record: sql::MutationRecord<'_>,
 ) -> Result<Option<MutationOutcome>, ApiError> {
-    let rows = db.rows(&sql::find_mutation(db.dialect(), client, mutation)).await?;
+    let answer_record = record.map(|(collection, record_id)| ([collection], record_id));
+    let answer_record = answer_record.as_ref().map(|(collections, record_id)| (&collections[..], *record_id));
+    let rows = db.rows(&sql::find_mutation(db.dialect(), client, mutation, answer_record)).await?;
     // Given again as `sync::push` gives a stored answer.
     Ok(rows
         .first()
@@ -373,6 +384,7 @@ async fn stored_outcome<D: Database>(
         .map(|outcome| sync::push::answered_now(&outcome)))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn record_rejection<D: Database>(
     model: &SyncModel,
     db: &D,
@@ -381,16 +393,17 @@ async fn record_rejection<D: Database>(
     mutator: &str,
     reason: &str,
     now: i64,
+    record: sql::MutationRecord<'_>,
 ) -> Result<MutationOutcome, ApiError> {
     let outcome = MutationOutcome::Rejected { reason: reason.into() };
     let json = serde_json::to_string(&outcome).map_err(ApiError::upstream)?;
-    match db.rows(&sql::record_mutation(db.dialect(), client, mutation_id, &json, now)).await {
+    match db.rows(&sql::record_mutation(db.dialect(), client, mutation_id, &json, now, record)).await {
         Ok(_) => Ok(outcome),
         // Not stored, nothing decided: the client asks again.
         Err(error) if error.is_transient() => Err(error),
-        // A concurrent retry recorded an answer first: that answer stands (decoded
+        // A concurrent retry recorded or applied it first: that answer stands (decoded
         // with the mutator's collection, so a confirmed row comes back whole).
-        Err(error) => match stored_outcome(model, db, client, mutation_id, mutator).await? {
+        Err(error) => match stored_outcome(model, db, client, mutation_id, mutator, record).await? {
             Some(existing) => Ok(existing),
             None => Err(error),
         },
@@ -404,7 +417,13 @@ struct Applied {
     topics: Vec<Topic>,
 }
 
-/// Reads the answer row of a write's last statement.
+/// Reads a write's answer: the rows of the one statement of its group that returned
+/// any (which one depends on the dialect and on whether it wrote).
+fn answer_rows(results: impl IntoIterator<Item = Vec<RawRow>>) -> Vec<RawRow> {
+    results.into_iter().filter(|rows| !rows.is_empty()).last().unwrap_or_default()
+}
+
+/// Reads the answer row of a write's statements.
 fn applied(model: &SyncModel, write: &PlannedWrite, rows: &[RawRow]) -> Option<Applied> {
     let row = rows.first()?;
     let outcome = decode_outcome(model, row, &write.mutator)?;
@@ -412,8 +431,8 @@ fn applied(model: &SyncModel, write: &PlannedWrite, rows: &[RawRow]) -> Option<A
     Some(Applied { outcome, topics: topics_of(row).unwrap_or_default() })
 }
 
-/// The statements of one planned write (see `sync::sql::AcceptedMutation`); the last
-/// returns its outcome and the topics of the change it logged.
+/// The statements of one planned write (see `sync::sql::AcceptedMutation`); one of
+/// them returns its outcome and the topics of the change it logged.
 fn statements(
     model: &SyncModel,
     dialect: Dialect,
@@ -494,7 +513,8 @@ async fn apply_all<D: Database>(
     for rejection in rejections {
         let outcome = MutationOutcome::Rejected { reason: rejection.reason.clone() };
         let json = serde_json::to_string(&outcome).map_err(ApiError::upstream)?;
-        all.push(sql::record_mutation(db.dialect(), client, &rejection.mutation_id, &json, now));
+        let record = rejection.record.as_ref().map(|(collection, id)| (collection.as_str(), id.as_str()));
+        all.push(sql::record_mutation(db.dialect(), client, &rejection.mutation_id, &json, now, record));
         refused.push((rejection.mutation_id.clone(), outcome));
     }
     all.extend(planned.iter().flatten().cloned());
@@ -507,7 +527,7 @@ async fn apply_all<D: Database>(
             let mut results = results.skip(rejections.len());
             let mut outcomes = Vec::new();
             for (write, statements) in writes.iter().zip(&planned) {
-                let rows = results.by_ref().take(statements.len()).last().unwrap_or_default();
+                let rows = answer_rows(results.by_ref().take(statements.len()));
                 let answer = applied(model, write, &rows)
                     .ok_or_else(|| ApiError::upstream("an applied mutation left no outcome"))?;
                 outcomes.push(answer);
@@ -540,8 +560,9 @@ async fn apply_all<D: Database>(
         }
     }
     let mut answers = Vec::new();
-    for Rejection { mutation_id, mutator, reason, .. } in rejections.iter().copied() {
-        let outcome = record_rejection(model, db, client, mutation_id, mutator, reason, now).await?;
+    for Rejection { mutation_id, mutator, reason, record, .. } in rejections.iter().copied() {
+        let record = record.as_ref().map(|(collection, id)| (collection.as_str(), id.as_str()));
+        let outcome = record_rejection(model, db, client, mutation_id, mutator, reason, now, record).await?;
         answers.push((mutation_id.clone(), outcome));
     }
     Ok(AppliedAll {
@@ -562,17 +583,18 @@ async fn apply_one<D: Database>(
     statements: &[Statement],
     now: i64,
 ) -> Result<Applied, ApiError> {
+    let record = Some((write.collection.as_str(), write.record_id.as_str()));
     match db.write(statements).await {
-        Ok(results) => results
-            .last()
-            .and_then(|rows| applied(model, write, rows))
+        Ok(results) => applied(model, write, &answer_rows(results))
             .ok_or_else(|| ApiError::upstream("the applied mutation left no outcome")),
         Err(error) if error.is_transient() => Err(error),
         Err(error) => {
             // Either a concurrent retry claimed the id (its answer stands; it poked)
             // or the database refused the write itself (e.g. the id was inserted
             // meanwhile): nothing was applied, and the refusal is final.
-            let outcome = match stored_outcome(model, db, client, &write.mutation_id, &write.mutator).await? {
+            let outcome = match stored_outcome(model, db, client, &write.mutation_id, &write.mutator, record)
+                .await?
+            {
                 Some(existing) => existing,
                 None => {
                     let message = match &error {
@@ -581,8 +603,17 @@ async fn apply_one<D: Database>(
                     };
                     crate::log::error(&format!("write {} refused upstream: {message}", write.mutation_id));
                     let reason = sync::push::refused_reason(&message);
-                    record_rejection(model, db, client, &write.mutation_id, &write.mutator, &reason, now)
-                        .await?
+                    record_rejection(
+                        model,
+                        db,
+                        client,
+                        &write.mutation_id,
+                        &write.mutator,
+                        &reason,
+                        now,
+                        record,
+                    )
+                    .await?
                 }
             };
             Ok(Applied { outcome, topics: Vec::new() })

@@ -122,7 +122,7 @@ fn rebuild_without_rowid(collection: &Collection) -> Vec<String> {
 }
 
 /// The value existing rows get in a column added later (every column is NOT NULL).
-/// What an existing row holds in a column a migration adds: `default_value` as a
+/// What an existing row holds in a column a migration adds: `column_default` as a
 /// value (the reference model and the images logged before the column existed).
 pub fn added_column_value(column_type: ColumnType) -> serde_json::Value {
     match column_type {
@@ -142,17 +142,6 @@ pub fn complete_image(collection: &Collection, row: &mut crate::schema::Row) {
         if !row.contains_key(&column.name) {
             row.insert(column.name.clone(), added_column_value(column.column_type));
         }
-    }
-}
-
-fn default_value(dialect: Dialect, column_type: ColumnType) -> &'static str {
-    match (dialect, column_type) {
-        (_, ColumnType::Text) => "''",
-        (_, ColumnType::Integer | ColumnType::Real) => "0",
-        (Dialect::Sqlite, ColumnType::Boolean) => "0",
-        (Dialect::Postgres, ColumnType::Boolean) => "FALSE",
-        (Dialect::Sqlite, ColumnType::Json) => "'null'",
-        (Dialect::Postgres, ColumnType::Json) => "'null'::jsonb",
     }
 }
 
@@ -207,7 +196,7 @@ fn statements(
                         quote(&new.name),
                         quote(&column.name),
                         column_sql_type(dialect, column.column_type),
-                        default_value(dialect, column.column_type)
+                        crate::sql::column_default(dialect, column.column_type)
                     ));
                 }
                 for index in new.indexes.iter().filter(|index| !old.indexes.contains(index)) {
@@ -566,8 +555,11 @@ mod tests {
     #[test]
     fn collection_tables_from_engine_schema_2_are_rebuilt_without_rowid() {
         let first = plan(None, &model(false)).expect("plans").expect("a migration");
-        let rowid_table =
-            first.sqlite.replace(r#""title" TEXT NOT NULL) WITHOUT ROWID"#, r#""title" TEXT NOT NULL)"#);
+        // Engine schema 2 wrote the table with a rowid and without defaults.
+        let rowid_table = first.sqlite.replace(
+            r#""list_id" TEXT NOT NULL DEFAULT '', "title" TEXT NOT NULL DEFAULT '') WITHOUT ROWID"#,
+            r#""list_id" TEXT NOT NULL, "title" TEXT NOT NULL)"#,
+        );
         assert_ne!(rowid_table, first.sqlite, "the test builds the old table");
         let db = rusqlite::Connection::open_in_memory().expect("db");
         db.execute_batch(&rowid_table).expect("0001 (engine 2) runs");
@@ -601,6 +593,9 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM sync_changes WHERE record_id = 'a'", [], |row| row.get(0))
             .expect("count");
         assert_eq!(logged, 2, "captured before and after the rebuild");
+        // A column a direct write leaves out takes its type's default (as one a
+        // migration added always did).
+        db.execute("INSERT INTO items (id, list_id) VALUES ('b', 'l')", []).expect("defaults");
         assert_eq!(plan(Some(&upgrade.snapshot), &model(true)), Ok(None), "nothing left to do");
     }
 

@@ -173,6 +173,19 @@ pub fn decode_row(collection: &Collection, raw: impl IntoIterator<Item = (String
         .collect()
 }
 
+/// The value a column takes when a write leaves it out (and existing rows take when a
+/// migration adds it): every column is NOT NULL.
+pub fn column_default(dialect: Dialect, column_type: ColumnType) -> &'static str {
+    match (dialect, column_type) {
+        (_, ColumnType::Text) => "''",
+        (_, ColumnType::Integer | ColumnType::Real) => "0",
+        (Dialect::Sqlite, ColumnType::Boolean) => "0",
+        (Dialect::Postgres, ColumnType::Boolean) => "FALSE",
+        (Dialect::Sqlite, ColumnType::Json) => "'null'",
+        (Dialect::Postgres, ColumnType::Json) => "'null'::jsonb",
+    }
+}
+
 /// How a column type is stored in `dialect`.
 pub fn column_sql_type(dialect: Dialect, column_type: ColumnType) -> &'static str {
     match (dialect, column_type) {
@@ -201,7 +214,13 @@ pub fn table_definition(dialect: Dialect, name: &str, collection: &Collection) -
         .iter()
         .map(|column| {
             let sql_type = column_sql_type(dialect, column.column_type);
-            let key = if column.name == collection.primary_key { " PRIMARY KEY" } else { "" };
+            // A column a write leaves out takes its type's default, as a column added
+            // by a migration does (the key has none).
+            let key = if column.name == collection.primary_key {
+                " PRIMARY KEY".to_string()
+            } else {
+                format!(" DEFAULT {}", column_default(dialect, column.column_type))
+            };
             format!("{} {sql_type} NOT NULL{key}", quote(&column.name))
         })
         .collect();

@@ -4,7 +4,7 @@
 DROP TRIGGER IF EXISTS "sync_capture_todos_insert";
 DROP TRIGGER IF EXISTS "sync_capture_todos_update";
 DROP TRIGGER IF EXISTS "sync_capture_todos_delete";
-CREATE TABLE IF NOT EXISTS "todos__sync_rebuild" ("id" TEXT NOT NULL PRIMARY KEY, "list_id" TEXT NOT NULL, "title" TEXT NOT NULL, "done" INTEGER NOT NULL, "created_at" INTEGER NOT NULL, "updated_by" TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS "todos__sync_rebuild" ("id" TEXT NOT NULL PRIMARY KEY, "list_id" TEXT NOT NULL DEFAULT '', "title" TEXT NOT NULL DEFAULT '', "done" INTEGER NOT NULL DEFAULT 0, "created_at" INTEGER NOT NULL DEFAULT 0, "updated_by" TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
 INSERT INTO "todos__sync_rebuild" ("id", "list_id", "title", "done", "created_at", "updated_by") SELECT "id", "list_id", "title", "done", "created_at", "updated_by" FROM "todos";
 DROP TABLE "todos";
 ALTER TABLE "todos__sync_rebuild" RENAME TO "todos";

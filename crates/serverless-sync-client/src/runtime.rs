@@ -972,7 +972,10 @@ fn mutate(
             now_ms: at.unwrap_or_else(|| js_sys::Date::now() as i64),
         };
         match store.mutate(&mutation_id, &name, &args, &ctx) {
-            Ok((_, touched)) => Ok(Ok(touched)),
+            Ok((_, touched)) => {
+                runtime.driver.borrow_mut().written(&mutation_id);
+                Ok(Ok(touched))
+            }
             // Sent twice (a follower re-sending to a new leader): answer, do not re-apply.
             Err(sync_store::StoreError::Duplicate { state, .. }) => Ok(Err(state)),
             Err(error) => Err(error.to_string()),
@@ -1017,7 +1020,7 @@ async fn push_loop(runtime: &Rc<Runtime>) {
     loop {
         runtime.push_again.set(false);
         let Ok(next) = runtime
-            .with_store(|store| runtime.driver.borrow().push_request(store).map_err(|e| e.to_string()))
+            .with_store(|store| runtime.driver.borrow_mut().push_request(store).map_err(|e| e.to_string()))
         else {
             return;
         };

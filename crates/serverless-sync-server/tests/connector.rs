@@ -129,6 +129,7 @@ fn request(mutations: Vec<PushMutation>) -> PushRequest {
         client_id: CLIENT.into(),
         session_id: SESSION.into(),
         mutations,
+        first_send: false,
     }
 }
 
@@ -292,6 +293,61 @@ macro_rules! on_every_upstream {
             assert_eq!(asked.get(), 1, "the retry asks nobody");
             assert_eq!(counts(&db), (1, 1, 1));
             assert!(again.committed.is_empty(), "a retry pokes nothing");
+        }
+
+        /// New inserts sent for the first time take one upstream round trip (no read
+        /// of answers or images); a first send that is not one (the mutation was
+        /// applied, or refused and stored, or its record exists) is answered as a
+        /// retry would be, applied at most once, and pokes nothing.
+        #[test]
+        $(#[$attr])*
+        fn a_first_send_of_new_inserts_is_one_round_trip_and_a_wrong_hint_changes_no_answer() {
+            let db = upstream();
+            let first_send = |mutations: Vec<PushMutation>, asked: &Cell<u32>| {
+                let request = PushRequest { first_send: true, ..request(mutations) };
+                block_on(native::push(&common::model(), &db, &request, NOW, async |question: MutationCallbackRequest| {
+                    asked.set(asked.get() + 1);
+                    Ok(rules(&question))
+                }))
+            };
+            let asked = Cell::new(0);
+            // A read would fail: the push makes none.
+            db.plan(Call::Read, Fault::Transient("no read expected".into()));
+            let pushed = first_send(vec![add(1, "card_a", "b1", "hello"), add(2, "card_b", "b1", "again")], &asked)
+                .expect("push");
+            assert_eq!(db.pending(), 1, "the push read nothing");
+            assert!(db.fired().is_empty());
+            db.take_planned();
+            assert!(outcomes(&pushed).iter().all(|o| matches!(o, MutationOutcome::Confirmed { row: Some(_), .. })));
+            assert!(pushed.one_transaction);
+            assert_eq!(counts(&db), (2, 2, 2));
+
+            // Not a first send after all: the same mutation again. Answered from the
+            // first answer (without its image), applied once, nothing to poke.
+            let again = first_send(vec![add(1, "card_a", "b1", "hello")], &asked).expect("push");
+            let replayed: Vec<_> = outcomes(&pushed)[..1].iter().map(sync::push::answered_now).collect();
+            assert_eq!(outcomes(&again), replayed);
+            assert!(again.committed.is_empty());
+            assert_eq!(counts(&db), (2, 2, 2));
+
+            // A refusal stored, then the same mutation "for the first time": refused again.
+            let refused = push(&db, vec![add(3, "card_c", "locked", "no")]).expect("push");
+            let refused_again = first_send(vec![add(3, "card_c", "locked", "no")], &asked).expect("push");
+            assert_eq!(outcomes(&refused_again), outcomes(&refused));
+            // Its record inserted meanwhile by someone else: still the stored refusal.
+            exec(&db, "INSERT INTO cards (id, board_id, author, body, created_at, last_modified_by) VALUES ('card_d', 'b1', 'Bo', 'x', 1, '')");
+            let refused_third = first_send(vec![add(3, "card_c", "locked", "no")], &asked).expect("push");
+            assert_eq!(outcomes(&refused_third), outcomes(&refused));
+
+            // A new mutation on a record that exists: the insert is refused by the
+            // database, as without the hint.
+            let taken = first_send(vec![add(4, "card_d", "b1", "mine")], &asked).expect("push");
+            let without_hint = push(&db, vec![add(5, "card_d", "b1", "mine")]).expect("push");
+            assert!(matches!(outcomes(&taken)[0], MutationOutcome::Rejected { .. }), "{:?}", taken.response);
+            assert_eq!(
+                format!("{:?}", outcomes(&taken)[0]),
+                format!("{:?}", outcomes(&without_hint)[0])
+            );
         }
 
         #[test]

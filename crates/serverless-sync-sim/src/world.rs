@@ -756,7 +756,7 @@ fn lost() -> Failure {
 
 impl World {
     fn send_push(&mut self, index: usize, fate: Fate) -> Result<(), Violation> {
-        let client = &self.clients[index];
+        let client = &mut self.clients[index];
         if client.waiting_for_sign_in {
             return Ok(());
         }
@@ -765,6 +765,9 @@ impl World {
         };
         let (user, key, sent) = (client.user, client.key.clone(), body(&request));
         self.counts.bump("pushes");
+        if request.first_send {
+            self.counts.bump("pushes sent for the first time (no read before the write)");
+        }
         self.route(index, fate, Message::Pushed(Err(lost())), |world| {
             Message::Pushed(world.serve_push(user, &key, &sent).map_err(as_failure))
         });
@@ -975,6 +978,7 @@ impl World {
             now_ms: self.now,
         };
         if client.store.mutate(&id, name, &args, &ctx).is_ok() {
+            client.driver.written(&id);
             client.made.insert(id);
             self.counts.bump("local writes");
         }
@@ -1121,6 +1125,7 @@ impl World {
                     client_id: victim_id,
                     session_id: my_session,
                     mutations: Vec::new(),
+                    first_send: false,
                 };
                 match self.serve_push("mallory", &key, &body(&request)) {
                     Err(error) if error.code() == "client_key_mismatch" => {}
@@ -1163,6 +1168,7 @@ impl World {
                     client_id: my_id,
                     session_id: my_session,
                     mutations: theirs.iter().map(|pending| pending.to_push()).collect(),
+                    first_send: false,
                 };
                 // Judged as the attacker's own writes; the victim's answers stay theirs.
                 let _ = self.serve_push("mallory", &key, &body(&request));
@@ -1244,6 +1250,7 @@ impl World {
                         args: json!({ "boardId": "b3", "author": "mallory", "body": "x".repeat(sync_server::MAX_BODY_BYTES) }),
                         record_id: "card_0".into(),
                     }],
+                    first_send: false,
                 };
                 let head = self.server.reference.head();
                 match self.serve_push("mallory", &key, &body(&request)) {

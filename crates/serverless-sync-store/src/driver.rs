@@ -146,6 +146,9 @@ pub struct SyncDriver {
     cursors: TopicCursors,
     /// Topics the server refused, with its reason.
     denied: BTreeMap<String, String>,
+    /// Mutations written since this driver started and never put in a push request:
+    /// a push of only these says `first_send` (none can have an answer upstream).
+    unsent: BTreeSet<String>,
 }
 
 impl SyncDriver {
@@ -229,17 +232,30 @@ impl SyncDriver {
         self.denied.clear();
     }
 
-    /// The next push: the outbox's oldest writes. `None`: nothing to send.
-    pub fn push_request(&self, store: &LocalStore) -> Result<Option<PushRequest>, StoreError> {
+    /// A mutation was written locally (a new outbox entry, not one answered from the
+    /// outbox): until it is in a push request, it was never sent.
+    pub fn written(&mut self, mutation_id: &str) {
+        self.unsent.insert(mutation_id.to_string());
+    }
+
+    /// The next push: the outbox's oldest writes. `None`: nothing to send. Its
+    /// writes count as sent from now on (a request may arrive even if its answer
+    /// does not).
+    pub fn push_request(&mut self, store: &LocalStore) -> Result<Option<PushRequest>, StoreError> {
         let batch = store.outbox(PUSH_BATCH)?;
         if batch.is_empty() {
             return Ok(None);
+        }
+        let first_send = batch.iter().all(|pending| self.unsent.contains(&pending.id));
+        for pending in &batch {
+            self.unsent.remove(&pending.id);
         }
         Ok(Some(PushRequest {
             protocol_version: PROTOCOL_VERSION,
             client_id: store.client_id().to_string(),
             session_id: self.session_id.clone(),
             mutations: batch.iter().map(|pending| pending.to_push()).collect(),
+            first_send,
         }))
     }
 

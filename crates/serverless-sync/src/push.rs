@@ -198,6 +198,18 @@ impl PushPlan {
             .collect()
     }
 
+    /// Whether every mutation is valid and inserts a record (whose current image, if
+    /// the request's `first_send` holds, is nothing: a record that exists makes the
+    /// insert fail upstream, and the connector answers it from there).
+    pub fn only_inserts(&self) -> bool {
+        self.candidates.iter().all(|candidate| {
+            candidate
+                .validated
+                .as_ref()
+                .is_ok_and(|validated| matches!(validated.operation, crate::operation::Operation::Insert(_)))
+        })
+    }
+
     /// The records the valid mutations write, sorted, each once: their current images
     /// are read before deciding.
     pub fn records(&self) -> Vec<RecordKey> {

@@ -147,8 +147,17 @@ pub async fn run<D: Database>(
     // One read (one round trip on D1): the answers given before (retries are final:
     // answered from them, nobody asked again) and the current image of every record a
     // valid mutation would write (read before the callback: the write's guards and its
-    // outcome statement are what decide, this only plans).
-    let (mut stored, mut images) = prior_state(model, db, &plan).await?;
+    // outcome statement are what decide, this only plans). Skipped for new records a
+    // client sends for the first time: none has an answer or an image yet, so the
+    // push is one round trip. Were the hint wrong, the write's claim (an answer or
+    // change of the mutation exists) or the record's key (it exists) refuses the
+    // transaction, and each write is then answered from what is stored.
+    let mut unread = request.first_send && plan.only_inserts();
+    let (mut stored, mut images) = if unread {
+        (BTreeMap::new(), plan.records().into_iter().map(|record| (record, None)).collect())
+    } else {
+        prior_state(model, db, &plan).await?
+    };
     let answer = match plan.callback_request(&request.session_id, &stored) {
         Some(question) => Some(ask(question).await?),
         None => None,
@@ -184,10 +193,19 @@ pub async fn run<D: Database>(
             decisions.rejections.iter().filter(|rejection| rejection.stored).collect();
         let predicted: Vec<Topic> = predicted.into_iter().collect();
         let applied =
-            apply_all(model, db, client, &decisions.writes, &stored_rejections, &predicted, now).await?;
+            apply_all(model, db, client, &decisions.writes, &stored_rejections, &predicted, now, !unread)
+                .await?;
+        if applied.read_first {
+            // The first-send hint did not hold (or a write is refused): nothing was
+            // applied; read what is stored and plan again, as any push does (the app's
+            // answer stands: it was given by mutation id).
+            unread = false;
+            (stored, images) = prior_state(model, db, &plan).await?;
+            continue;
+        }
         read_ahead = applied.predecessors;
-        for (write, Applied { outcome, topics }) in decisions.writes.iter().zip(applied.writes) {
-            if let MutationOutcome::Confirmed { row, seq } = &outcome {
+        for (write, Applied { outcome, topics, logged }) in decisions.writes.iter().zip(applied.writes) {
+            if let (true, MutationOutcome::Confirmed { row, seq }) = (logged, &outcome) {
                 touched.extend(topics.iter().map(ToString::to_string));
                 committed.push(Change {
                     seq: *seq,
@@ -415,6 +433,9 @@ async fn record_rejection<D: Database>(
 struct Applied {
     outcome: MutationOutcome,
     topics: Vec<Topic>,
+    /// This push's write logged the change (not an answer found stored: a racing
+    /// retry, or a first send that was not one).
+    logged: bool,
 }
 
 /// Reads a write's answer: the rows of the one statement of its group that returned
@@ -428,7 +449,7 @@ fn applied(model: &SyncModel, write: &PlannedWrite, rows: &[RawRow]) -> Option<A
     let row = rows.first()?;
     let outcome = decode_outcome(model, row, &write.mutator)?;
     // No change logged (nothing written): no topics.
-    Some(Applied { outcome, topics: topics_of(row).unwrap_or_default() })
+    Some(Applied { outcome, topics: topics_of(row).unwrap_or_default(), logged: true })
 }
 
 /// The statements of one planned write (see `sync::sql::AcceptedMutation`); one of
@@ -471,6 +492,9 @@ struct AppliedAll {
     /// With the one transaction, each predicted topic's previous change and the
     /// compaction mark, read ahead of the writes ([`read_predecessors`]).
     predecessors: Option<BTreeMap<String, Option<Cursor>>>,
+    /// The one transaction was refused and, planned without reading what is stored,
+    /// nothing else was tried: read first, then plan again.
+    read_first: bool,
 }
 
 /// Applies the writes and stores the rejections in one transaction, or one by one if
@@ -487,6 +511,7 @@ async fn apply_all<D: Database>(
     rejections: &[&Rejection],
     predicted: &[Topic],
     now: i64,
+    planned_on_reads: bool,
 ) -> Result<AppliedAll, ApiError> {
     if writes.is_empty() && rejections.is_empty() {
         return Ok(AppliedAll {
@@ -495,6 +520,7 @@ async fn apply_all<D: Database>(
             head: None,
             interrupted: false,
             predecessors: None,
+            read_first: false,
         });
     }
     let planned: Vec<Vec<Statement>> = writes
@@ -539,9 +565,20 @@ async fn apply_all<D: Database>(
                 head,
                 interrupted: false,
                 predecessors,
+                read_first: false,
             });
         }
         Err(error) if error.is_transient() => return Err(error),
+        Err(_) if !planned_on_reads => {
+            return Ok(AppliedAll {
+                writes: Vec::new(),
+                rejections: Vec::new(),
+                head: None,
+                interrupted: false,
+                predecessors: None,
+                read_first: true,
+            });
+        }
         Err(_) => {}
     }
     let mut outcomes = Vec::new();
@@ -556,6 +593,7 @@ async fn apply_all<D: Database>(
                 head: None,
                 interrupted: true,
                 predecessors: None,
+                read_first: false,
             });
         }
     }
@@ -571,6 +609,7 @@ async fn apply_all<D: Database>(
         head: None,
         interrupted: false,
         predecessors: None,
+        read_first: false,
     })
 }
 
@@ -616,7 +655,7 @@ async fn apply_one<D: Database>(
                     .await?
                 }
             };
-            Ok(Applied { outcome, topics: Vec::new() })
+            Ok(Applied { outcome, topics: Vec::new(), logged: false })
         }
     }
 }

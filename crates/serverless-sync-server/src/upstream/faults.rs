@@ -51,6 +51,11 @@ impl<D: Database> Faulty<D> {
         self.planned.borrow().len()
     }
 
+    /// Drops the faults not met yet.
+    pub fn take_planned(&self) {
+        self.planned.borrow_mut().clear();
+    }
+
     /// The faults that took effect so far, oldest first (a [`Fault::LostAnswer`] only
     /// when the work it met committed: then the answer, not the work, was lost).
     pub fn fired(&self) -> Vec<Fault> {

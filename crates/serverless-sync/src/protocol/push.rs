@@ -15,6 +15,13 @@ pub struct PushRequest {
     pub client_id: String,
     pub session_id: String,
     pub mutations: Vec<PushMutation>,
+    /// The client has not sent these mutations before (written since its worker
+    /// started, never in a request): none can have an answer yet, so the connector
+    /// may skip reading the stored answers (a batch of new inserts then takes one
+    /// upstream round trip). Only a hint: a mutation applied or answered already is
+    /// still found (its claim fails and it is answered from what is stored).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first_send: bool,
 }
 
 /// One outbox entry on the wire.

@@ -61,6 +61,7 @@ mod tests {
             client_id: "client_1".into(),
             session_id: "session_1".into(),
             mutations: Vec::new(),
+            first_send: false,
         };
         let sent = SocketPush {
             kind: SOCKET_PUSH_TYPE,

@@ -26,6 +26,20 @@ pub async fn enable(script_url: &str, app: &crate::AppName) -> Result<(), String
     let caches = window.caches().map_err(js_error)?;
     let cache: web_sys::Cache =
         JsFuture::from(caches.open(&cache_name)).await.map_err(js_error)?.unchecked_into();
+    // Offline now, the copy cannot be fetched: it is fetched once the network is back
+    // (a failed fetch would only be logged).
+    if !window.navigator().on_line() {
+        let back_online = js_sys::Promise::new(&mut |resolve, _| {
+            let options = web_sys::AddEventListenerOptions::new();
+            options.set_once(true);
+            let _ = window.add_event_listener_with_callback_and_add_event_listener_options(
+                "online",
+                &resolve,
+                &options,
+            );
+        });
+        JsFuture::from(back_online).await.map_err(js_error)?;
+    }
     let here = window.location().href().map_err(js_error)?;
     // As rendered for nobody (no cookie): a user's data never sits in the cache.
     let init = web_sys::RequestInit::new();

@@ -33,9 +33,7 @@ pub async fn enable(script_url: &str, app: &crate::AppName) -> Result<(), String
             let options = web_sys::AddEventListenerOptions::new();
             options.set_once(true);
             let _ = window.add_event_listener_with_callback_and_add_event_listener_options(
-                "online",
-                &resolve,
-                &options,
+                "online", &resolve, &options,
             );
         });
         JsFuture::from(back_online).await.map_err(js_error)?;

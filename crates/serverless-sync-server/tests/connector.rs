@@ -205,6 +205,30 @@ macro_rules! on_every_upstream {
             $upstream()
         }
 
+        /// A write that touches no row when it runs (a concurrent change the plan
+        /// did not see; here a trigger that cancels it) is answered "changed before
+        /// this write could apply", stored, and the writes after it still apply.
+        #[test]
+        $(#[$attr])*
+        fn a_write_that_writes_nothing_is_answered_and_stored_once() {
+            let db = upstream();
+            push(&db, vec![add(1, "card_a", "b1", "hello")]).expect("push");
+            match db.dialect() {
+                Dialect::Sqlite => exec(&db, "CREATE TRIGGER vanish BEFORE UPDATE ON cards WHEN NEW.body = 'vanish' BEGIN SELECT RAISE(IGNORE); END"),
+                Dialect::Postgres => {
+                    exec(&db, "CREATE OR REPLACE FUNCTION vanish() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$");
+                    exec(&db, "CREATE TRIGGER vanish BEFORE UPDATE ON cards FOR EACH ROW WHEN (NEW.body = 'vanish') EXECUTE FUNCTION vanish()");
+                }
+            }
+            let pushed = push(&db, vec![edit(2, "card_a", "b1", "vanish"), edit(3, "card_a", "b1", "edited")]).expect("push");
+            assert_eq!(outcomes(&pushed)[0], rejected(sync::sql::RACED_REASON), "{:?}", pushed.response);
+            assert!(matches!(outcomes(&pushed)[1], MutationOutcome::Confirmed { .. }), "{:?}", pushed.response);
+            assert!(pushed.one_transaction, "one transaction");
+            let again = push(&db, vec![edit(2, "card_a", "b1", "vanish")]).expect("retry");
+            assert_eq!(outcomes(&again)[0], rejected(sync::sql::RACED_REASON));
+            assert_eq!(counts(&db), (1, 2, 3));
+        }
+
         /// A retry racing the first attempt read no answer and planned the write
         /// again: its transaction must not apply it a second time. The claim (the
         /// change log of the record holds the mutation, or an answer is stored) rolls

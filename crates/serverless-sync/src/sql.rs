@@ -1114,9 +1114,11 @@ pub fn postgres_apply_mutation(accepted: &AcceptedMutation<'_>) -> Result<Vec<St
     };
     let confirmed = Statement {
         sql: format!(
-            "SELECT {answer} AS outcome_json, topics_json FROM sync_changes \
-             WHERE seq = {seq} AND $3::text = collection AND $4::text = record_id \
-               AND 1 / (CASE WHEN {claimed} THEN 0 ELSE 1 END) = 1",
+            // The claim is in the select list: evaluated only for the change this write
+            // logged (in WHERE, PostgreSQL may evaluate it once before any row).
+            "SELECT {answer} AS outcome_json, topics_json, \
+               1 / (CASE WHEN {claimed} THEN 0 ELSE 1 END) AS unclaimed FROM sync_changes \
+             WHERE seq = {seq} AND $3::text = collection AND $4::text = record_id",
             answer = confirmed_from_change(Dialect::Postgres),
             claimed = claimed(Dialect::Postgres, Some(seq)),
         ),

@@ -478,6 +478,7 @@ fn statements(
 }
 
 /// What applying a push's decisions gave.
+#[derive(Default)]
 struct AppliedAll {
     /// Each write's outcome, in order.
     writes: Vec<Applied>,
@@ -514,14 +515,7 @@ async fn apply_all<D: Database>(
     planned_on_reads: bool,
 ) -> Result<AppliedAll, ApiError> {
     if writes.is_empty() && rejections.is_empty() {
-        return Ok(AppliedAll {
-            writes: Vec::new(),
-            rejections: Vec::new(),
-            head: None,
-            interrupted: false,
-            predecessors: None,
-            read_first: false,
-        });
+        return Ok(AppliedAll::default());
     }
     let planned: Vec<Vec<Statement>> = writes
         .iter()
@@ -570,14 +564,7 @@ async fn apply_all<D: Database>(
         }
         Err(error) if error.is_transient() => return Err(error),
         Err(_) if !planned_on_reads => {
-            return Ok(AppliedAll {
-                writes: Vec::new(),
-                rejections: Vec::new(),
-                head: None,
-                interrupted: false,
-                predecessors: None,
-                read_first: true,
-            });
+            return Ok(AppliedAll { read_first: true, ..AppliedAll::default() });
         }
         Err(_) => {}
     }
@@ -587,14 +574,7 @@ async fn apply_all<D: Database>(
         let refused = matches!(applied.outcome, MutationOutcome::Rejected { .. });
         outcomes.push(applied);
         if refused {
-            return Ok(AppliedAll {
-                writes: outcomes,
-                rejections: Vec::new(),
-                head: None,
-                interrupted: true,
-                predecessors: None,
-                read_first: false,
-            });
+            return Ok(AppliedAll { writes: outcomes, interrupted: true, ..AppliedAll::default() });
         }
     }
     let mut answers = Vec::new();
@@ -603,14 +583,7 @@ async fn apply_all<D: Database>(
         let outcome = record_rejection(model, db, client, mutation_id, mutator, reason, now, record).await?;
         answers.push((mutation_id.clone(), outcome));
     }
-    Ok(AppliedAll {
-        writes: outcomes,
-        rejections: answers,
-        head: None,
-        interrupted: false,
-        predecessors: None,
-        read_first: false,
-    })
+    Ok(AppliedAll { writes: outcomes, rejections: answers, ..AppliedAll::default() })
 }
 
 /// One write in its own transaction (the fallback path).

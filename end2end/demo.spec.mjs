@@ -45,6 +45,7 @@ test('"/" opens a fresh private room nobody can guess, and the room form switche
   // The page made it private to this browser's user: the invite link shows.
   await page.getByTestId('invite-link').waitFor({ timeout: 15_000 });
   await page.waitForFunction(() => !location.search.includes('new'));
+  const privateRoom = new URL(page.url()).pathname;
   const room = newId('room').slice(-6).toLowerCase();
   await page.getByTestId('room-input').fill(` ${room}/?`);
   await page.getByTestId('room-join').click();
@@ -53,6 +54,17 @@ test('"/" opens a fresh private room nobody can guess, and the room form switche
   await page.getByTestId('composer-input').fill('in the joined room');
   await page.getByTestId('composer-send').click();
   await page.locator('[data-testid="message"][data-status="confirmed"]').filter({ hasText: 'in the joined room' }).waitFor({ timeout: 15_000 });
+  // Joining was a history entry: back shows the private room again (its invite
+  // link), forward the joined room with its message, with no reload.
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await page.goBack();
+  await page.getByTestId('invite-link').waitFor({ timeout: 15_000 });
+  assert.equal(new URL(page.url()).pathname, privateRoom);
+  assert.equal(`/room/${await page.getByTestId('room-id').textContent()}`, privateRoom);
+  await page.goForward();
+  await page.getByTestId('room-id').filter({ hasText: room }).waitFor();
+  await page.getByTestId('message-body').filter({ hasText: 'in the joined room' }).waitFor();
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'back and forward stay in the page');
   assert.deepEqual(errors, []);
   await page.close();
 });
@@ -63,6 +75,10 @@ test('the server renders a room with its messages for a signed-in visitor, and h
   const writer = client(app.url, token);
   const { response } = writer.send(room, 'Ada', 'rendered on the server');
   assert.equal((await response).status, 200);
+  // The rows also travel to the page as JSON inside a <script>: a body that would
+  // end or comment that element must arrive as text.
+  const tricky = '</script><!-- <b>not markup</b>';
+  assert.equal((await writer.send(room, 'Ada', tricky).response).status, 200);
 
   // Without the sign-in cookie the server does not read the room (the callback
   // would deny it): the list is empty and the browser fills it in.
@@ -89,7 +105,7 @@ test('the server renders a room with its messages for a signed-in visitor, and h
   await page.goto(`${app.url}/room/${room}`, { waitUntil: 'commit' });
   await page.getByTestId('message-body').filter({ hasText: 'rendered on the server' }).waitFor();
   await ready(page);
-  assert.deepEqual(await page.getByTestId('message-body').allTextContents(), ['rendered on the server']);
+  assert.deepEqual(await page.getByTestId('message-body').allTextContents(), ['rendered on the server', tricky]);
   // The offline copy of the page is the one rendered for nobody: the Service Worker's
   // cache holds no user's messages (nothing of them outlives a sign-out).
   await page.getByTestId('offline-ready').and(page.locator('[data-ready="true"]')).waitFor({ timeout: 15_000 });

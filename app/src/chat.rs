@@ -2,7 +2,6 @@
 
 use crate::model::{self, DeleteMessageArgs, EditMessageArgs, Message, RoomArgs, SendMessageArgs};
 use leptos::prelude::*;
-use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -10,6 +9,33 @@ use std::sync::Arc;
 /// e.g. the visitor has no sign-in cookie yet). Provided as context by the worker.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServerRows(pub Option<Vec<Message>>);
+
+/// The element holding [`ServerRows`] as JSON in the page.
+const SERVER_ROWS_ID: &str = "server-rows";
+
+/// The rows the server rendered the page with, and what the server writes into
+/// the page for the browser to read them back (empty in the browser: the element
+/// keeps what the server wrote).
+fn server_rows() -> (Vec<Message>, String) {
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let rows = use_context::<ServerRows>().unwrap_or_default().0.unwrap_or_default();
+        let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+        // Inside <script>, "</script>" or "<!--" in a message must not end or
+        // comment the element: no '<' is written as itself.
+        let json = json.replace('<', "\\u003c");
+        (rows, json)
+    }
+    #[cfg(feature = "hydrate")]
+    {
+        let text = web_sys::window()
+            .and_then(|window| window.document())
+            .and_then(|document| document.get_element_by_id(SERVER_ROWS_ID))
+            .and_then(|element| element.text_content());
+        let rows = text.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default();
+        (rows, String::new())
+    }
+}
 
 /// A message the server refused, shown with its reason.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,13 +118,13 @@ fn clean_room(input: &str) -> Option<String> {
 
 #[component]
 pub fn ChatPage() -> impl IntoView {
-    let params = use_params_map();
-    let room = move || params.read().get("room").unwrap_or_else(|| "lobby".to_string());
+    let address = crate::address::initial();
+    let current_room = crate::address::current_room(&address);
+    let room = move || current_room.0.get();
     // `?new`: this browser just made this room (from `/`), and makes it private to
     // its user; `?invite=CODE`: join the private room with its invite.
-    let query_params = use_query_map();
-    let creating = query_params.read_untracked().get("new").is_some();
-    let invite = query_params.read_untracked().get("invite");
+    let creating = address.new;
+    let invite = address.invite;
 
     // `false` while the HTML is only server-rendered; flips once hydration has run.
     let (interactive, set_interactive) = signal(false);
@@ -127,11 +153,13 @@ pub fn ChatPage() -> impl IntoView {
     });
 
     // What the server read while rendering: shown until the local store has the room.
-    let server_rows = use_context::<ServerRows>().unwrap_or_default().0;
-    let initial = Resource::new(room, move |_| {
-        let rows = server_rows.clone();
-        async move { rows.unwrap_or_default() }
-    });
+    // The browser reads them from the JSON the server wrote beside the list, so its
+    // first render is the server's (no resource, no suspense: the page's bundle
+    // carries no async hydration for one list).
+    let (server_rows, server_rows_json) = server_rows();
+    // They are the rows of the room the page was loaded with, not of one joined since.
+    let first_room = StoredValue::new(address.room.clone());
+    let on_first_room = move || first_room.with_value(|first| *first == room());
     // The room's newest messages: only this window is synced; "Show earlier" widens it.
     let (messages, window) =
         sync_client::use_windowed_query(&model::ROOM_MESSAGES, move || RoomArgs { room_id: room() });
@@ -249,14 +277,13 @@ pub fn ChatPage() -> impl IntoView {
         }
     });
 
-    let navigate = use_navigate();
     let (room_draft, set_room_draft) = signal(String::new());
     let join = move |event: leptos::ev::SubmitEvent| {
         event.prevent_default();
         if let Some(next) = clean_room(&room_draft.get_untracked()) {
             set_room_draft.set(String::new());
             set_refusals.set(Vec::new());
-            navigate(&format!("/room/{next}"), Default::default());
+            crate::address::navigate_to_room(current_room, &next);
         }
     };
 
@@ -376,119 +403,124 @@ pub fn ChatPage() -> impl IntoView {
                         </button>
                     </div>
                 </Show>
-                <Suspense fallback=|| view! { <ol class="messages" data-testid="message-list"></ol> }>
-                    {move || {
-                        Suspend::new(async move {
-                        let from_server = initial.await;
-                        let from_server = StoredValue::new(from_server);
-                        // The lines shown last: a message that reads the same keeps its line.
-                        let held = StoredValue::new(Vec::<Arc<Line>>::new());
-                        // Until the store has this room, an empty answer only means "not
-                        // fetched yet": keep what the server rendered.
-                        let from_store = move || messages.with(|local| !(local.loading || (local.rows.is_empty() && !local.synced)));
-                        let count = move || {
-                            if from_store() { messages.with(|local| local.rows.len()) } else { from_server.with_value(Vec::len) }
-                        };
-                        // Earlier messages exist (in the store or only upstream).
-                        let more = move || if from_store() { messages.with(|local| local.more) } else { false };
-                        let shown = move || {
-                            let next = held.with_value(|held| {
-                                if from_store() {
-                                    messages.with(|local| lines(&local.rows, &local.pending, held))
-                                } else {
-                                    from_server.with_value(|rows| lines(rows, &[], held))
-                                }
-                            });
-                            held.set_value(next.clone());
-                            next
-                        };
-                        view! {
-                            <p class="messages__count" data-testid="message-count" data-count=count data-more=move || more().to_string()>
-                                {move || match (count(), more()) {
-                                    (n, true) => format!("the newest {n} messages"),
-                                    (1, false) => "1 message".to_string(),
-                                    (n, false) => format!("{n} messages"),
-                                }}
-                                <Show when=more>
-                                    <button type="button" class="link" data-testid="show-earlier"
-                                        on:click=move |_| window.load_more(SHOWN_AT_ONCE)>
-                                        {format!("Show {SHOWN_AT_ONCE} earlier")}
-                                    </button>
-                                </Show>
-                            </p>
-                            <ol class="messages" data-testid="message-list" aria-live="polite">
-                                <For each=shown key=line_key let:line>
-                                    {
-                                        let author_id = line.author_id.clone();
-                                        let own = move || !author_id.is_empty() && me.0.get().as_deref() == Some(author_id.as_str());
-                                        let tag = author_tag(&line.author_id);
-                                        let id = line.id.clone();
-                                        let is_editing = {
-                                            let id = id.clone();
-                                            move || editing.get().as_deref() == Some(id.as_str())
-                                        };
-                                        let body = line.body.clone();
-                                        let (edit_id, delete_id) = (id.clone(), id.clone());
-                                        let save = move |ev: leptos::ev::Event| {
-                                            let text = event_target_value(&ev);
-                                            set_editing.set(None);
-                                            let Some(author_id) = me.0.get_untracked() else { return };
-                                            let args = EditMessageArgs { room_id: room(), author_id, body: text.clone() };
-                                            let (edit, id) = (edit_message, edit_id.clone());
-                                            leptos::task::spawn_local(async move {
-                                                if let Some(reason) = edit.update_and_wait(id, args).await.refusal() {
-                                                    let reason = reason.to_string();
-                                                    set_refusals.update(|list| list.push(Refusal { body: text, reason }));
-                                                }
-                                            });
-                                        };
-                                        let remove = move |_| {
-                                            let Some(author_id) = me.0.get_untracked() else { return };
-                                            let args = DeleteMessageArgs { room_id: room(), author_id };
-                                            let (delete, id) = (delete_message, delete_id.clone());
-                                            leptos::task::spawn_local(async move {
-                                                if let Some(reason) = delete.delete_and_wait(id, args).await.refusal() {
-                                                    let reason = reason.to_string();
-                                                    set_refusals.update(|list| list.push(Refusal { body: "(delete)".into(), reason }));
-                                                }
-                                            });
-                                        };
-                                        view! {
-                                            <li
-                                                class="message"
-                                                class:message--pending=line.pending
-                                                data-testid="message"
-                                                data-status=if line.pending { "pending" } else { "confirmed" }
-                                            >
-                                                <span class="message__author" data-testid="message-author">{line.author.clone()}</span>
-                                                <span class="message__tag" data-testid="message-author-tag" title="who wrote it: names may repeat, this does not">{tag}</span>
-                                                {move || if is_editing() {
-                                                    view! {
-                                                        <input class="message__edit" data-testid="message-edit-input"
-                                                            aria-label="Edit message" prop:value=body.clone() on:change=save.clone()/>
-                                                    }.into_any()
-                                                } else {
-                                                    view! { <span class="message__body" data-testid="message-body">{body.clone()}</span> }.into_any()
-                                                }}
-                                                <span class="message__state">{if line.pending { "sending" } else { "sent" }}</span>
-                                                <span class="message__actions">
-                                                    {move || own().then(|| {
-                                                        let (id, remove) = (id.clone(), remove.clone());
-                                                        view! {
-                                                            <button class="link" data-testid="message-edit"
-                                                                on:click=move |_| set_editing.set(Some(id.clone()))>"Edit"</button>
-                                                            <button class="link" data-testid="message-delete" on:click=remove>"Delete"</button>
-                                                        }
-                                                    })}
-                                                </span>
-                                            </li>
-                                        }
-                                    }
-                                </For>
-                            </ol>
+                <script type="application/json" id=SERVER_ROWS_ID inner_html=server_rows_json></script>
+                {
+                    let from_server = StoredValue::new(server_rows);
+                    // The lines shown last: a message that reads the same keeps its line.
+                    let held = StoredValue::new(Vec::<Arc<Line>>::new());
+                    // Until the store has this room, an empty answer only means "not
+                    // fetched yet": keep what the server rendered.
+                    let from_store = move || messages.with(|local| !(local.loading || (local.rows.is_empty() && !local.synced)));
+                    let count = move || {
+                        if from_store() {
+                            messages.with(|local| local.rows.len())
+                        } else if on_first_room() {
+                            from_server.with_value(Vec::len)
+                        } else {
+                            0
                         }
-                    })}}
-                </Suspense>
+                    };
+                    // Earlier messages exist (in the store or only upstream).
+                    let more = move || if from_store() { messages.with(|local| local.more) } else { false };
+                    let shown = move || {
+                        let next = held.with_value(|held| {
+                            if from_store() {
+                                messages.with(|local| lines(&local.rows, &local.pending, held))
+                            } else if on_first_room() {
+                                from_server.with_value(|rows| lines(rows, &[], held))
+                            } else {
+                                Vec::new()
+                            }
+                        });
+                        held.set_value(next.clone());
+                        next
+                    };
+                    view! {
+                        <p class="messages__count" data-testid="message-count" data-count=count data-more=move || more().to_string()>
+                            {move || match (count(), more()) {
+                                (n, true) => format!("the newest {n} messages"),
+                                (1, false) => "1 message".to_string(),
+                                (n, false) => format!("{n} messages"),
+                            }}
+                            <Show when=more>
+                                <button type="button" class="link" data-testid="show-earlier"
+                                    on:click=move |_| window.load_more(SHOWN_AT_ONCE)>
+                                    {format!("Show {SHOWN_AT_ONCE} earlier")}
+                                </button>
+                            </Show>
+                        </p>
+                        <ol class="messages" data-testid="message-list" aria-live="polite">
+                            <For each=shown key=line_key let:line>
+                                {
+                                    let author_id = line.author_id.clone();
+                                    let own = move || !author_id.is_empty() && me.0.get().as_deref() == Some(author_id.as_str());
+                                    let tag = author_tag(&line.author_id);
+                                    let id = line.id.clone();
+                                    let is_editing = {
+                                        let id = id.clone();
+                                        move || editing.get().as_deref() == Some(id.as_str())
+                                    };
+                                    let body = line.body.clone();
+                                    let (edit_id, delete_id) = (id.clone(), id.clone());
+                                    let save = move |ev: leptos::ev::Event| {
+                                        let text = event_target_value(&ev);
+                                        set_editing.set(None);
+                                        let Some(author_id) = me.0.get_untracked() else { return };
+                                        let args = EditMessageArgs { room_id: room(), author_id, body: text.clone() };
+                                        let (edit, id) = (edit_message, edit_id.clone());
+                                        leptos::task::spawn_local(async move {
+                                            if let Some(reason) = edit.update_and_wait(id, args).await.refusal() {
+                                                let reason = reason.to_string();
+                                                set_refusals.update(|list| list.push(Refusal { body: text, reason }));
+                                            }
+                                        });
+                                    };
+                                    let remove = move |_| {
+                                        let Some(author_id) = me.0.get_untracked() else { return };
+                                        let args = DeleteMessageArgs { room_id: room(), author_id };
+                                        let (delete, id) = (delete_message, delete_id.clone());
+                                        leptos::task::spawn_local(async move {
+                                            if let Some(reason) = delete.delete_and_wait(id, args).await.refusal() {
+                                                let reason = reason.to_string();
+                                                set_refusals.update(|list| list.push(Refusal { body: "(delete)".into(), reason }));
+                                            }
+                                        });
+                                    };
+                                    view! {
+                                        <li
+                                            class="message"
+                                            class:message--pending=line.pending
+                                            data-testid="message"
+                                            data-status=if line.pending { "pending" } else { "confirmed" }
+                                        >
+                                            <span class="message__author" data-testid="message-author">{line.author.clone()}</span>
+                                            <span class="message__tag" data-testid="message-author-tag" title="who wrote it: names may repeat, this does not">{tag}</span>
+                                            {move || if is_editing() {
+                                                view! {
+                                                    <input class="message__edit" data-testid="message-edit-input"
+                                                        aria-label="Edit message" prop:value=body.clone() on:change=save.clone()/>
+                                                }.into_any()
+                                            } else {
+                                                view! { <span class="message__body" data-testid="message-body">{body.clone()}</span> }.into_any()
+                                            }}
+                                            <span class="message__state">{if line.pending { "sending" } else { "sent" }}</span>
+                                            <span class="message__actions">
+                                                {move || own().then(|| {
+                                                    let (id, remove) = (id.clone(), remove.clone());
+                                                    view! {
+                                                        <button class="link" data-testid="message-edit"
+                                                            on:click=move |_| set_editing.set(Some(id.clone()))>"Edit"</button>
+                                                        <button class="link" data-testid="message-delete" on:click=remove>"Delete"</button>
+                                                    }
+                                                })}
+                                            </span>
+                                        </li>
+                                    }
+                                }
+                            </For>
+                        </ol>
+                    }
+                }
                 {move || messages.get().error.map(|error| view! {
                     <p class="query-error" role="alert" data-testid="query-error">{error}</p>
                 })}

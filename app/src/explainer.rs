@@ -3,14 +3,19 @@
 //! protocol types, so the page cannot drift from the code).
 
 use leptos::prelude::*;
+#[cfg(not(feature = "hydrate"))]
 use sync::model::MutationKind;
+#[cfg(not(feature = "hydrate"))]
 use sync::protocol::Decision;
+#[cfg(not(feature = "hydrate"))]
 use sync::protocol::mutation_callback::{
     MutationCallbackOperation, MutationCallbackRequest, MutationCallbackResponse, OperationDecision,
 };
+#[cfg(not(feature = "hydrate"))]
 use sync::protocol::query_callback::QueryCallbackRequest;
 
 /// The model's source between its `[model]` markers.
+#[cfg(not(feature = "hydrate"))]
 fn model_source() -> String {
     let source = include_str!("model.rs");
     let start = source.find("// [model]").and_then(|i| source[i..].find('\n').map(|n| i + n + 1));
@@ -21,15 +26,18 @@ fn model_source() -> String {
     }
 }
 
+#[cfg(not(feature = "hydrate"))]
 fn pretty(value: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
+#[cfg(not(feature = "hydrate"))]
 struct Example {
     title: &'static str,
     json: String,
 }
 
+#[cfg(not(feature = "hydrate"))]
 fn callback_examples() -> Vec<Example> {
     const CLIENT: &str = "client_01JD3Q0YB8W4K2M5N7P9R1S3T5";
     const SESSION: &str = "session_01JD3Q0YC2X6Z8A0B2C4D6E8F0";
@@ -71,6 +79,7 @@ fn callback_examples() -> Vec<Example> {
 }
 
 /// The architecture, drawn: browser, Cloudflare, upstream, the app's callbacks.
+#[cfg(not(feature = "hydrate"))]
 #[component]
 fn Diagram() -> impl IntoView {
     view! {
@@ -144,10 +153,32 @@ fn Diagram() -> impl IntoView {
     }
 }
 
+/// The "How it works" section. Its content is static, so the server renders it and
+/// the page's bundle carries none of it: in the browser the section hydrates with
+/// an empty `inner_html`, which leaves what the server sent in place.
 #[component]
 pub fn HowItWorks() -> impl IntoView {
     view! {
-        <section class="explainer" aria-labelledby="explainer-title" data-testid="how-it-works">
+        <section
+            class="explainer"
+            aria-labelledby="explainer-title"
+            data-testid="how-it-works"
+            inner_html=content_html()
+        />
+    }
+}
+
+/// The section's content as HTML (server only; empty in the browser's bundle).
+fn content_html() -> String {
+    #[cfg(feature = "hydrate")]
+    return String::new();
+    #[cfg(not(feature = "hydrate"))]
+    content().to_html()
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn content() -> impl IntoView {
+    view! {
             <h2 id="explainer-title">"How it works"</h2>
             <p>
                 "Every browser keeps its own SQLite database. Reads come from it, so the list above never waits for the network; writes go into it first and are shipped to the server afterwards. The server side is one Rust Cloudflare Worker, two kinds of Durable Objects and an upstream database that stays the source of truth."
@@ -205,7 +236,6 @@ pub fn HowItWorks() -> impl IntoView {
                     })
                     .collect_view()}
             </div>
-        </section>
     }
 }
 

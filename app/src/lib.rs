@@ -3,19 +3,16 @@
 //! Compiled twice: with `ssr` inside the Cloudflare Worker (renders HTML) and with
 //! `hydrate` inside the browser bundle (attaches behaviour to that HTML).
 
+mod address;
 mod chat;
 mod explainer;
 mod metrics;
 pub mod model;
 
+pub use address::Address;
 pub use chat::ServerRows;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
-use leptos_router::{
-    components::{Route, Router, Routes},
-    path,
-};
 
 /// Scopes this app's browser storage (OPFS directory, Web Lock, tabs channel,
 /// offline cache) so other apps on the same origin keep theirs apart.
@@ -47,8 +44,11 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" type="image/svg+xml" href="/style/favicon.svg"/>
                 // The SQLite worker starts loading now, beside the page's own bundle.
                 <sync_client::SyncWorkerPreload src=DB_WORKER_SCRIPT/>
+                // Static head: written by the server only, so the page's bundle
+                // carries no head management.
+                <title>"Serverless Sync: local-first chat"</title>
+                <link rel="stylesheet" id="app-style" href="/style/main.css"/>
                 <HydrationScripts options/>
-                <MetaTags/>
             </head>
             <body>
                 <App/>
@@ -59,18 +59,11 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 
 #[component]
 pub fn App() -> impl IntoView {
-    provide_meta_context();
     #[cfg(feature = "hydrate")]
     browser::provide_sync_client();
     view! {
-        <Stylesheet id="app-style" href="/style/main.css"/>
-        <Title text="Serverless Sync: local-first chat"/>
-        <Router>
-            <Routes fallback=|| view! { <p data-testid="not-found">"Page not found."</p> }>
-                <Route path=path!("/") view=chat::ChatPage/>
-                <Route path=path!("/room/:room") view=chat::ChatPage/>
-            </Routes>
-        </Router>
+        // One page: its room comes from the address (`address`), no router.
+        <chat::ChatPage/>
         // Alt+Shift+D or ?devtools: the engine's panel (nothing when the feature is off).
         <sync_client::SyncDevtools/>
     }

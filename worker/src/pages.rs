@@ -38,8 +38,12 @@ pub async fn room(
             None
         }
     };
+    let address = app::Address::parse(request.uri().path(), request.uri().query().unwrap_or_default());
     let render = leptos_axum::render_app_to_stream_with_context(
-        move || provide_context(app::ServerRows(rows.clone())),
+        move || {
+            provide_context(app::ServerRows(rows.clone()));
+            provide_context(address.clone());
+        },
         move || app::shell(options.clone()),
     );
     render(request).await.into_response()

@@ -168,12 +168,16 @@ pub fn HowItWorks() -> impl IntoView {
     }
 }
 
-/// The section's content as HTML (server only; empty in the browser's bundle).
+/// The section's content as HTML (server only, rendered once per worker instance:
+/// it never changes; empty in the browser's bundle).
 fn content_html() -> String {
     #[cfg(feature = "hydrate")]
     return String::new();
     #[cfg(not(feature = "hydrate"))]
-    content().to_html()
+    {
+        static HTML: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        HTML.get_or_init(|| content().to_html()).clone()
+    }
 }
 
 #[cfg(not(feature = "hydrate"))]

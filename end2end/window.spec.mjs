@@ -152,3 +152,41 @@ test('a room no longer shown is evicted after its time to live; a write still pe
   assert.deepEqual(b.errors, []);
   await b.page.close();
 });
+
+test('a room no longer shown is unwatched: later writes there send this browser nothing, the room it shows still reaches it', async () => {
+  const [left, shown] = [newId('room').slice(-8), newId('room').slice(-8)];
+  const writer = await asBrowserUser(alice);
+  const page = await bob.context.newPage();
+  const errors = watchErrors(page);
+  // Every frame the page's SQLite worker receives on its session socket.
+  const frames = [];
+  page.on('websocket', (socket) => socket.on('framereceived', (frame) => frames.push(String(frame.payload))));
+  await page.goto(`${app.url}/room/${left}?sync_ttl_ms=1000`);
+  await page.getByTestId('sync-status').filter({ hasText: 'online' }).waitFor({ timeout: 15_000 });
+  // Watched while shown: a write there arrives by poke.
+  assert.equal((await writer.send(left, 'Ada', 'while shown').response).status, 200);
+  await line(page, 'while shown').waitFor({ timeout: 15_000 });
+  assert.ok(frames.some((frame) => frame.includes(left)), 'the poke carried the left room');
+  // To another room, in the page; past its time to live the left room is evicted
+  // and its session told (and says so).
+  await page.getByTestId('room-input').fill(shown);
+  await page.getByTestId('room-join').click();
+  await page.getByTestId('room-id').filter({ hasText: shown }).waitFor();
+  const deadline = Date.now() + 15_000;
+  while (!frames.some((frame) => frame.startsWith('{"type":"unwatched"') && frame.includes(left))) {
+    assert.ok(Date.now() < deadline, `no unwatch answer for ${left}: ${frames.slice(-3).join(' | ')}`);
+    await page.waitForTimeout(200);
+  }
+  const mark = frames.length;
+  assert.equal((await writer.send(left, 'Ada', 'after leaving').response).status, 200);
+  assert.equal((await writer.send(shown, 'Ada', 'in the shown room').response).status, 200);
+  await line(page, 'in the shown room').waitFor({ timeout: 15_000 });
+  // Time for a poke of the left room to arrive, if one were sent.
+  await page.waitForTimeout(1_500);
+  const later = frames.slice(mark);
+  assert.ok(later.some((frame) => frame.includes(shown)), 'the shown room is still poked');
+  const pokes = later.filter((frame) => !frame.startsWith('{"type":"unwatched"'));
+  assert.deepEqual(pokes.filter((frame) => frame.includes(left)), [], 'no poke for the left room');
+  assert.deepEqual(errors, []);
+  await page.close();
+});

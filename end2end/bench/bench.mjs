@@ -735,8 +735,13 @@ async function largeRoom(url) {
   const browser = await launchBrowser();
   let localRows;
   let localRowsBeforeTtl;
+  let leftRoomFrames;
+  const leftRoomMessages = 2 * (rooms.length - 1);
   try {
     const page = await browser.context.newPage();
+    // What the page's session socket brings it.
+    const frames = [];
+    page.on('websocket', (socket) => socket.on('framereceived', (frame) => frames.push(String(frame.payload))));
     await page.goto(`${url}/room/${rooms[0]}?sync_ttl_ms=${ttlMs}`);
     await untilShown(page, WINDOW);
     for (const visited of rooms.slice(1)) {
@@ -749,6 +754,18 @@ async function largeRoom(url) {
     localRowsBeforeTtl = await localSql(page, countAll);
     await page.waitForTimeout(ttlMs + 2_000);
     localRows = await localSql(page, countAll);
+    // Writes in the rooms it left (two each): what reaches this browser for them
+    // (its session unwatched them at their time to live).
+    const left = rooms.slice(0, -1);
+    const writer = client(url, await guestToken(url, 'Writer'));
+    const mark = frames.length;
+    for (const room of left) {
+      for (let i = 0; i < 2; i += 1) await writer.send(room, 'Writer', `after leaving ${i}`).response;
+    }
+    await page.waitForTimeout(2_000);
+    leftRoomFrames = frames
+      .slice(mark)
+      .filter((frame) => !frame.startsWith('{"type":"unwatched"') && left.some((room) => frame.includes(room))).length;
   } finally {
     await browser.close();
   }
@@ -778,6 +795,8 @@ async function largeRoom(url) {
     ttl_ms: ttlMs,
     local_rows_before_ttl: localRowsBeforeTtl,
     local_rows_after_ttl: localRows,
+    left_room_messages: leftRoomMessages,
+    left_room_socket_messages: leftRoomFrames,
     joiners: JOINERS,
     join_all_seconds: joinSeconds,
     join_ms: summarize(answers.map((a) => a.ms)),
@@ -839,6 +858,7 @@ function table(report) {
     lines.push(timed(`large room: the same, opening its address in a fresh browser (page load, sign-in) (ms)`, big.first_window_cold_page_ms, ''));
     lines.push(timed(`large room: load the next ${WINDOW} earlier (ms)`, big.load_more_ms, '< 150 median'));
     lines.push([`local rows after visiting ${big.visited_rooms} rooms of ${big.visited_room_size}, before / after the TTL`, `${big.local_rows_before_ttl} / ${big.local_rows_after_ttl}`, '', '', '', `${WINDOW} + room rows`]);
+    lines.push([`socket messages to that browser for ${big.left_room_messages} writes in the rooms it left`, String(big.left_room_socket_messages), '', '', '', '0']);
     lines.push(timed(`large room: ${big.joiners} clients join at once, each (ms)`, big.join_ms, ''));
     const rss = big.workerd_rss_kb;
     lines.push([`workerd RSS while ${big.joiners} join: before / peak / after (MB)`, `${(rss.before / 1024).toFixed(0)} / ${(rss.peak / 1024).toFixed(0)} / ${(rss.after / 1024).toFixed(0)}`, '', '', '', '']);
@@ -930,7 +950,11 @@ async function main() {
       report.throughput.push(await phase(app, report, `push throughput, ${writers} writer(s)`, () => throughput(app.url, writers)));
     }
     report.initial_sync = await phase(app, report, `initial sync of ${INITIAL}`, () => initialSync(app.url));
-    if (LARGE_ROOM > 0) report.large_room = await phase(app, report, 'large room', () => largeRoom(app.url));
+    if (LARGE_ROOM > 0) {
+      report.large_room = await phase(app, report, 'large room', () => largeRoom(app.url));
+      report.cost.websocket_messages_per_message_in_a_left_room =
+        report.large_room.left_room_socket_messages / report.large_room.left_room_messages;
+    }
     report.sizes = await sizes();
     report.retried_5xx = retried;
   } catch (error) {

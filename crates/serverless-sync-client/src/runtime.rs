@@ -784,9 +784,11 @@ fn evict_unused(runtime: &Rc<Runtime>) {
         return;
     }
     for topic in &expired {
-        runtime.driver.borrow_mut().forget(topic);
+        runtime.driver.borrow_mut().stop_reading(topic);
         runtime.queries.borrow_mut().remove(topic);
     }
+    // Their sessions stop poking them (now, or once the socket is open again).
+    send_unwatch(runtime);
     let live: Vec<Select> = runtime.queries.borrow().values().map(|query| query.select.clone()).collect();
     let started = now_ms();
     match runtime.with_store(|store| store.evict(&live).map_err(|e| e.to_string())) {
@@ -1363,6 +1365,7 @@ async fn keep_socket(runtime: Rc<Runtime>) {
             // Connected (or connecting): catch up on what happened while away.
             spawn_pull(&runtime);
             spawn_push(&runtime);
+            send_unwatch(&runtime);
             loop {
                 let text = match select(stream.next(), outgoing.next()).await {
                     Either::Left((Some(Ok(Message::Text(text))), _)) => text,
@@ -1381,6 +1384,22 @@ async fn keep_socket(runtime: Rc<Runtime>) {
                 if let Ok(ServerMessage::Pushed { id, status, body }) = message {
                     if let Some(answered) = runtime.socket_answers.borrow_mut().remove(&id) {
                         let _ = answered.send((status, body.to_string()));
+                    }
+                } else if let Ok(ServerMessage::Unwatched { topics }) = message {
+                    // Read again meanwhile (the query's request and the socket are not
+                    // ordered): a pull watches it again.
+                    let read_again = runtime.driver.borrow().on_unwatched(&topics);
+                    runtime.event(
+                        EventKind::Socket,
+                        None,
+                        format!(
+                            "session unwatched {} topic(s){}",
+                            topics.len(),
+                            if read_again { ": pull" } else { "" }
+                        ),
+                    );
+                    if read_again {
+                        spawn_pull(&runtime);
                     }
                 } else if let Ok(ServerMessage::Poke { cursor, changes, topic, since }) = message {
                     // Changes that follow what this client holds on their topic are all
@@ -1403,6 +1422,8 @@ async fn keep_socket(runtime: Rc<Runtime>) {
                             if pull {
                                 spawn_pull(&runtime);
                             }
+                            // Poked for a topic no page reads: the session is told.
+                            send_unwatch(&runtime);
                         }
                         Err(error) => {
                             runtime.event(EventKind::Poke, None, format!("not applied ({error}): pull"));
@@ -1418,6 +1439,18 @@ async fn keep_socket(runtime: Rc<Runtime>) {
         runtime.event(EventKind::Socket, None, format!("socket closed; reconnect try {}", attempt + 1));
         backoff_sleep(&runtime, backoff_ms(attempt)).await;
         attempt += 1;
+    }
+}
+
+/// Tells the session the topics this client stopped reading, when its socket is
+/// open (otherwise they wait for the next one). One lost on a closing socket is sent
+/// again at the next poke for it.
+fn send_unwatch(runtime: &Rc<Runtime>) {
+    let Some(out) = runtime.socket_out.borrow().clone() else { return };
+    for unwatch in runtime.driver.borrow_mut().take_unwatch() {
+        let Ok(text) = serde_json::to_string(&unwatch) else { continue };
+        runtime.event(EventKind::Socket, None, format!("unwatch {} topic(s)", unwatch.topics.len()));
+        let _ = out.unbounded_send(text);
     }
 }
 

@@ -94,6 +94,13 @@ pub enum Step {
         board: usize,
         fate: Fate,
     },
+    /// The client's page closes a board: its query is no longer read (its time to
+    /// live ran out) and the session is told on the socket.
+    Close {
+        client: usize,
+        board: usize,
+        fate: Fate,
+    },
     /// The client pulls.
     Pull {
         client: usize,
@@ -180,7 +187,8 @@ fn step(rng: &mut Rng) -> Step {
             }
         }
         22..=35 => Step::Push { client, fate: fate(rng) },
-        36..=41 => Step::Open { client, board: rng.index(BOARDS.len()), fate: fate(rng) },
+        36..=39 => Step::Open { client, board: rng.index(BOARDS.len()), fate: fate(rng) },
+        40..=41 => Step::Close { client, board: rng.index(BOARDS.len()), fate: fate(rng) },
         42..=51 => Step::Pull { client, fate: fate(rng) },
         52..=71 => Step::Deliver { client, pick: rng.index(8) },
         72..=73 => Step::Reopen { client },

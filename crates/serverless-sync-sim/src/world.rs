@@ -16,6 +16,7 @@ use sync::protocol::mutation_callback::{MutationCallbackRequest, MutationCallbac
 use sync::protocol::pull::{PullRequest, PullResponse, RefusedSubscription, Subscription};
 use sync::protocol::push::{MutationOutcome, MutationResult, PushMutation, PushRequest, PushResponse};
 use sync::protocol::query::{QueryRequest, QueryResponse};
+use sync::protocol::unwatch::Unwatch;
 use sync::pull::PullPlan;
 use sync::server::{ServerState, UpstreamRule};
 use sync::session::{AUTHORIZATION_FRESH_MS, OnPoke, SessionState};
@@ -66,6 +67,8 @@ enum Message {
         topic: Option<String>,
         since: Option<Cursor>,
     },
+    /// The session's answer to an unwatch on the socket.
+    Unwatched(Vec<String>),
 }
 
 struct Client {
@@ -85,6 +88,12 @@ struct Client {
     /// The boards its page has open.
     open: BTreeSet<usize>,
     sessions: u64,
+    /// Unwatches on their way to a session over the socket (session id, text,
+    /// fate): not ordered with the HTTP requests sent after them.
+    socket_out: Vec<(String, String, Fate)>,
+    /// The session unwatched a topic this browser reads again, while its pulls wait
+    /// for a new sign-in: its next pull watches it again.
+    pull_owed: bool,
 }
 
 struct Server {
@@ -138,6 +147,8 @@ pub struct World {
     seqs_seen: BTreeSet<u64>,
     /// (session, topic) the app refused and has not allowed again since.
     refused_topics: BTreeSet<(String, String)>,
+    /// (session, topic) its client unwatched and no query or pull watched again since.
+    unwatched: BTreeSet<(String, String)>,
     seed: u64,
     now: i64,
     ids: u64,
@@ -296,6 +307,7 @@ impl World {
             late_rows: Vec::new(),
             seqs_seen: BTreeSet::new(),
             refused_topics: BTreeSet::new(),
+            unwatched: BTreeSet::new(),
             seed,
             now: 1_700_000_000_000,
             ids: 0,
@@ -324,6 +336,8 @@ impl World {
                 waiting_for_sign_in: false,
                 open: BTreeSet::new(),
                 sessions: 1,
+                socket_out: Vec::new(),
+                pull_owed: false,
             });
         }
         world
@@ -418,6 +432,7 @@ impl World {
     fn watch(&mut self, session: &str, topics: &[String], acknowledged: Option<u64>) {
         for topic in topics {
             self.refused_topics.remove(&(session.to_string(), topic.clone()));
+            self.unwatched.remove(&(session.to_string(), topic.clone()));
         }
         let now = self.now;
         let state = self.server.sessions.entry(session.to_string()).or_default();
@@ -580,6 +595,12 @@ impl World {
                         if self.refused_topics.contains(&(session.clone(), topic.to_string())) {
                             self.late_rows.push(format!(
                                 "session {session} was poked for {topic} after the app refused it"
+                            ));
+                        }
+                        // Nor after its client said it no longer reads it.
+                        if self.unwatched.contains(&(session.clone(), topic.to_string())) {
+                            self.late_rows.push(format!(
+                                "session {session} was poked for {topic} after its client unwatched it"
                             ));
                         }
                         self.send_poke(&session, out.cursor, out.changes, out.topic, out.since);
@@ -802,6 +823,7 @@ impl World {
         let Some(request) = client.driver.pull_request(&client.store).map_err(store_failed)? else {
             return Ok(());
         };
+        let client = &self.clients[index];
         let (user, key, sent) = (client.user, client.key.clone(), body(&request));
         self.counts.bump("pulls");
         let lost_message = Message::Pulled(request.clone(), Err(lost()));
@@ -893,6 +915,8 @@ impl World {
             Message::Pulled(request, Ok(page)) => {
                 let client = &mut self.clients[index];
                 client.driver.on_pulled(&mut client.store, &request, &page).map_err(store_failed)?;
+                // The app allowed what it lists: its session watches them again.
+                client.pull_owed = false;
             }
             Message::Pulled(_, Err(failure)) => match SyncDriver::after_failure(&failure, 0) {
                 AfterFailure::Resync => {
@@ -920,6 +944,16 @@ impl World {
                     .on_poke(&mut client.store, cursor, &changes, topic.as_deref(), since)
                     .map_err(store_failed)?;
                 self.counts.bump("pokes handled");
+                // Poked for a topic it does not read: the session is told (again).
+                self.send_unwatch(index, Fate::Delivered)?;
+            }
+            Message::Unwatched(topics) => {
+                // Read again meanwhile: a pull watches it again.
+                if self.clients[index].driver.on_unwatched(&topics) {
+                    self.counts.bump("unwatch answers for a topic read again (pulled)");
+                    self.clients[index].pull_owed = true;
+                    self.send_pull(index, Fate::Delivered)?;
+                }
             }
         }
         Ok(())
@@ -959,6 +993,68 @@ impl World {
         if client.driver.subscribe(&query) {
             self.send_query(index, query, fate)?;
         }
+        Ok(())
+    }
+
+    /// The page no longer shows `board`: its query is dropped and the session told.
+    fn close_board(&mut self, index: usize, board: usize, fate: Fate) -> Result<(), Violation> {
+        let client = &mut self.clients[index];
+        if client.open.remove(&board) {
+            client.driver.stop_reading(&board_topic(board));
+            self.counts.bump("boards closed");
+        }
+        self.send_unwatch(index, fate)
+    }
+
+    /// The client's pending unwatches go out on its socket (arriving at a later
+    /// step, maybe after requests sent after them).
+    fn send_unwatch(&mut self, index: usize, fate: Fate) -> Result<(), Violation> {
+        let session = self.clients[index].driver.session_id().to_string();
+        for unwatch in self.clients[index].driver.take_unwatch() {
+            self.counts.bump("unwatches sent");
+            if fate == Fate::RequestLost {
+                self.counts.bump("unwatches lost");
+                continue;
+            }
+            let text = serde_json::to_string(&unwatch).map_err(|e| Violation(e.to_string()))?;
+            self.clients[index].socket_out.push((session.clone(), text, fate));
+        }
+        Ok(())
+    }
+
+    /// The oldest unwatch on the client's socket reaches its session object: read
+    /// with the object's own parsing and bounds, the topics unwatched, and answered
+    /// on the socket. A lost answer is a dropped socket: the client reconnects and
+    /// pulls to catch up.
+    fn deliver_unwatch(&mut self, index: usize) -> Result<(), Violation> {
+        if self.clients[index].socket_out.is_empty() {
+            return Ok(());
+        }
+        let (session, text, fate) = self.clients[index].socket_out.remove(0);
+        let read = match Unwatch::parse(&text) {
+            Ok(read) => read,
+            Err(error) => violated!("the session refused an honest unwatch ({error}): {text}"),
+        };
+        for _ in 0..if fate == Fate::Duplicated { 2 } else { 1 } {
+            if let Some(state) = self.server.sessions.get_mut(&session) {
+                // What it watched of them must get no poke from now on.
+                let watched: Vec<String> =
+                    read.topics.iter().filter(|topic| state.topics.contains(*topic)).cloned().collect();
+                state.unwatch(&read.topics);
+                for topic in watched {
+                    self.unwatched.insert((session.clone(), topic));
+                }
+            }
+        }
+        // The socket it came on belongs to a session this browser still runs.
+        if self.clients[index].driver.session_id() != session {
+            return Ok(());
+        }
+        if fate == Fate::AnswerLost {
+            self.counts.bump("unwatch answers lost (socket reconnects, pulls)");
+            return self.send_pull(index, Fate::Delivered);
+        }
+        self.clients[index].inbox.push(Message::Unwatched(read.topics));
         Ok(())
     }
 
@@ -1276,10 +1372,14 @@ impl World {
             }
             Step::Push { client, fate } => self.send_push(*client, *fate)?,
             Step::Open { client, board, fate } => self.open_board(*client, *board, *fate)?,
+            Step::Close { client, board, fate } => self.close_board(*client, *board, *fate)?,
             Step::Pull { client, fate } => self.send_pull(*client, *fate)?,
             Step::Deliver { client, pick } => {
+                let to_server = !self.clients[*client].socket_out.is_empty();
                 let inbox = &mut self.clients[*client].inbox;
-                if !inbox.is_empty() {
+                if to_server && (inbox.is_empty() || pick % 2 == 0) {
+                    self.deliver_unwatch(*client)?;
+                } else if !inbox.is_empty() {
                     let message = inbox.remove(pick % inbox.len());
                     self.handle(*client, message)?;
                 }
@@ -1367,6 +1467,32 @@ impl World {
                     violated!(
                         "client {index}'s session watches {topic}, but {topic}'s subscription forgot it"
                     );
+                }
+            }
+        }
+        // A board a browser reads (its snapshot installed, allowed) is watched by its
+        // session, so a write on it is poked: an unwatch that arrived after the board
+        // was opened again is followed by the session's answer, on which the client
+        // pulls (and the pull watches it again).
+        for (index, client) in self.clients.iter().enumerate() {
+            let session = client.driver.session_id();
+            for board in client.open.iter().copied() {
+                let topic = board_topic(board);
+                // Refused by the app (the client learns it from its pull's answer).
+                let refused = !self.server.allowed(client.user, board)
+                    || client.driver.denied(&topic).is_some()
+                    || self.refused_topics.contains(&(session.to_string(), topic.clone()));
+                if !client.driver.is_synced(&topic) || refused || client.pull_owed {
+                    continue;
+                }
+                let watched =
+                    self.server.sessions.get(session).is_some_and(|state| state.topics.contains(&topic));
+                let answer_on_its_way = client
+                    .inbox
+                    .iter()
+                    .any(|message| matches!(message, Message::Unwatched(topics) if topics.contains(&topic)));
+                if !watched && !answer_on_its_way {
+                    violated!("client {index} reads {topic}, but its session {session} does not watch it");
                 }
             }
         }
@@ -1519,6 +1645,10 @@ impl World {
             self.sign_in_again();
             let mut busy = false;
             for index in 0..CLIENTS {
+                while !self.clients[index].socket_out.is_empty() {
+                    busy = true;
+                    self.deliver_unwatch(index)?;
+                }
                 while !self.clients[index].inbox.is_empty() {
                     busy = true;
                     let message = self.clients[index].inbox.remove(0);

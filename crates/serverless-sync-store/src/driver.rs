@@ -31,6 +31,7 @@ use sync::protocol::error::{ErrorBody, NEEDS_AUTH, NOT_CONFIGURED, RESYNC_REQUIR
 use sync::protocol::pull::{PullRequest, PullResponse, Subscription};
 use sync::protocol::push::{PushRequest, PushResponse};
 use sync::protocol::query::{QueryPage, QueryRequest};
+use sync::protocol::unwatch::Unwatch;
 
 use sync::window::Coverage;
 
@@ -149,6 +150,9 @@ pub struct SyncDriver {
     /// Mutations written since this driver started and never put in a push request:
     /// a push of only these says `first_send` (none can have an answer upstream).
     unsent: BTreeSet<String>,
+    /// Topics this client stopped reading whose unwatch is not sent yet (at most
+    /// [`sync::session::MAX_TOPICS_PER_SESSION`]: no session watches more).
+    unwatch: BTreeSet<String>,
 }
 
 impl SyncDriver {
@@ -167,8 +171,35 @@ impl SyncDriver {
             return false;
         }
         let subscription = Subscription { name: query.name.clone(), args: query.args.clone(), cursor: None };
+        self.unwatch.remove(&topic);
         self.subscriptions.insert(topic, subscription);
         true
+    }
+
+    /// No page uses the query any more (its time to live ran out): forgotten, and its
+    /// session is to stop watching it ([`Self::take_unwatch`]).
+    pub fn stop_reading(&mut self, topic: &str) {
+        self.forget(topic);
+        self.note_unwatch(topic);
+    }
+
+    fn note_unwatch(&mut self, topic: &str) {
+        if self.unwatch.len() < sync::session::MAX_TOPICS_PER_SESSION {
+            self.unwatch.insert(topic.to_string());
+        }
+    }
+
+    /// The unwatches to send on the session's socket now (none pending after).
+    pub fn take_unwatch(&mut self) -> Vec<Unwatch> {
+        let topics: Vec<String> = std::mem::take(&mut self.unwatch).into_iter().collect();
+        Unwatch::batches(&topics)
+    }
+
+    /// The session stopped watching `topics`. `true`: this client reads one of them
+    /// again (it reopened it while the unwatch was on its way) and must pull, which
+    /// watches it again.
+    pub fn on_unwatched(&self, topics: &[String]) -> bool {
+        topics.iter().any(|topic| self.subscriptions.contains_key(topic))
     }
 
     /// Every query this client reads, as the devtools show it: subscribed ones with
@@ -445,9 +476,13 @@ impl SyncDriver {
     ) -> Result<(BTreeSet<Touched>, bool), StoreError> {
         let pulled = store.cursor()?;
         let mut touched = BTreeSet::new();
-        if topic.is_some_and(|topic| !self.subscriptions.contains_key(topic)) {
-            // A topic this client no longer reads (the server may poke it until the
-            // session forgets it): its rows were evicted and stay so.
+        if let Some(topic) = topic.filter(|topic| !self.subscriptions.contains_key(*topic)) {
+            // A topic this client no longer reads (its unwatch was lost, or a pull
+            // in flight watched it again): its rows were evicted and stay so, and the
+            // session is told again.
+            if !self.denied.contains_key(topic) {
+                self.note_unwatch(topic);
+            }
             return Ok((touched, false));
         }
         if !changes.is_empty() {

@@ -216,3 +216,40 @@ fn an_older_snapshot_arriving_after_a_newer_one_is_dropped() {
     assert!(matches!(driver.on_snapshot(&mut store, &b2, &late, Cursor(1)), Ok(Snapshot::NotWanted)));
     assert!(ids(&store, &b2).is_empty(), "the moved card stays gone");
 }
+
+#[test]
+fn a_query_no_page_reads_is_unwatched_once_and_a_reopened_one_is_pulled_back() {
+    let mut store = store();
+    let mut driver = SyncDriver::new("session_a");
+    let (b1, b2) = (board("b1"), board("b2"));
+    assert!(driver.subscribe(&b1));
+    assert!(driver.subscribe(&b2));
+    assert!(driver.take_unwatch().is_empty(), "nothing to unwatch while both are read");
+
+    // b1's time to live ran out: one unwatch names it, then nothing is pending.
+    driver.stop_reading(b1.topic.as_str());
+    let sent = driver.take_unwatch();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].topics, vec![b1.topic.to_string()]);
+    assert!(driver.take_unwatch().is_empty());
+    // Its rows by poke are not installed, and the session is told again (its unwatch
+    // may have been lost, or a pull in flight watched it again).
+    let poke = [change(1, "c1", Some(card("c1", "b1", "late")))];
+    let (touched, pull) =
+        driver.on_poke(&mut store, Cursor(1), &poke, Some(b1.topic.as_str()), Some(Cursor(0))).expect("poke");
+    assert!(touched.is_empty() && !pull);
+    assert_eq!(driver.take_unwatch()[0].topics, vec![b1.topic.to_string()]);
+    // The session's answer: b1 is not read, no pull.
+    assert!(!driver.on_unwatched(&[b1.topic.to_string()]));
+
+    // Read again before the unwatch went out: it is not sent.
+    driver.stop_reading(b2.topic.as_str());
+    assert!(driver.subscribe(&b2));
+    assert!(driver.take_unwatch().is_empty());
+    // Read again after it went out (the socket and the query's request are not
+    // ordered): the session's answer makes the client pull, which watches it again.
+    driver.stop_reading(b1.topic.as_str());
+    assert_eq!(driver.take_unwatch().len(), 1);
+    assert!(driver.subscribe(&b1));
+    assert!(driver.on_unwatched(&[b1.topic.to_string()]));
+}

@@ -149,6 +149,13 @@ impl SessionState {
         removed
     }
 
+    /// The client no longer reads `topics`: they are unwatched at once, as a refusal
+    /// would (the topic objects forget the session at their next poke; a later query
+    /// or pull watches them again). Returns those that were watched.
+    pub fn unwatch(&mut self, topics: &[String]) -> Vec<String> {
+        self.refuse(topics)
+    }
+
     /// Whether the app allowed `topic` recently enough for pokes to carry its rows.
     pub fn recently_authorized(&self, topic: &str, now_ms: i64) -> bool {
         self.authorized_at.get(topic).is_some_and(|at| now_ms - at <= AUTHORIZATION_FRESH_MS)
@@ -268,6 +275,18 @@ mod tests {
         // A topic never watched is not poked at all.
         session.gate = PokeGate::default();
         assert_eq!(session.poke("u", 3, vec![change(3)], Some(2), 1_000), OnPoke::Unwatched);
+    }
+
+    #[test]
+    fn an_unwatched_topic_gets_no_poke_until_a_query_or_pull_watches_it_again() {
+        let mut session = SessionState::default();
+        session.subscribe(&["a".into(), "b".into()], None, 1_000);
+        assert_eq!(session.unwatch(&["a".into(), "never".into()]), vec!["a".to_string()]);
+        assert_eq!(session.poke("a", 1, vec![change(1)], Some(0), 1_001), OnPoke::Unwatched);
+        assert!(matches!(session.poke("b", 2, vec![change(2)], Some(1), 1_002), OnPoke::Send(_)));
+        let again = session.subscribe(&["a".into()], Some(2), 1_003);
+        assert_eq!(again.added, vec!["a".to_string()]);
+        assert!(!matches!(session.poke("a", 3, vec![change(3)], Some(2), 1_004), OnPoke::Unwatched));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use sync::pokes::{HOLD_MS, PokeGate};
 use sync::protocol::poke::ServerMessage;
+use sync::protocol::unwatch::Unwatch;
 use sync::session::{OnPoke, Outgoing, SessionState};
 use worker::{
     DurableObject, Env, Request, Response, Result, SqlStorage, State, WebSocket, WebSocketIncomingMessage,
@@ -179,6 +180,11 @@ impl DurableObject for ClientSession {
         {
             return self.push_on_socket(&ws, text).await;
         }
+        if let WebSocketIncomingMessage::String(text) = &message
+            && Unwatch::is_unwatch(text)
+        {
+            return self.unwatch_on_socket(&ws, text);
+        }
         crate::observe::object_event("session", "socket_message", None, &[]);
         if let WebSocketIncomingMessage::String(text) = message
             && text.contains("\"ping\"")
@@ -316,6 +322,41 @@ impl ClientSession {
 
     /// A push on one of this session's sockets (`crate::socket_push`): answered on that
     /// socket, then its pokes go out (the object stays awake for them).
+    /// The client no longer reads some topics (`sync::protocol::unwatch`): they are
+    /// unwatched (their objects forget this session at their next poke) and the
+    /// client is told which, so it pulls if it reads one again by now. Reads and
+    /// writes only the rows of the topics named.
+    fn unwatch_on_socket(&self, ws: &WebSocket, text: &str) -> Result<()> {
+        let unwatch = match Unwatch::parse(text) {
+            Ok(unwatch) => unwatch,
+            Err(error) => {
+                // Only a broken client sends one; nothing changes.
+                worker::console_error!("unwatch on the socket refused: {error}");
+                crate::observe::object_event("session", "unwatch_refused", None, &[]);
+                return Ok(());
+            }
+        };
+        let mut before = SessionState::default();
+        for topic in &unwatch.topics {
+            let watched = self.load_for_poke(topic)?;
+            before.topics.extend(watched.topics);
+            before.authorized_at.extend(watched.authorized_at);
+        }
+        let mut after = before.clone();
+        let removed = after.unwatch(&unwatch.topics);
+        if !removed.is_empty() {
+            // No owner changes here: the session id is not needed.
+            self.save("", &before, &after)?;
+        }
+        crate::observe::object_event("session", "unwatched", None, &[("topics", removed.len() as u64)]);
+        let answer = serde_json::to_string(&ServerMessage::Unwatched { topics: unwatch.topics })
+            .map_err(|error| worker::Error::RustError(error.to_string()))?;
+        if let Err(error) = ws.send_with_str(&answer) {
+            worker::console_error!("answering an unwatch on a closed socket: {error}");
+        }
+        Ok(())
+    }
+
     async fn push_on_socket(&self, ws: &WebSocket, text: &str) -> Result<()> {
         let owner = self.owner()?;
         let address = self

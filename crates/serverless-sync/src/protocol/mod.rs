@@ -5,7 +5,7 @@
 //! - client -> connector: [`query`], [`push`], [`pull`], [`ticket`] (opens the socket);
 //! - connector -> client over the session WebSocket: [`poke`] (and the answer to a
 //!   push sent on it);
-//! - client -> connector over the session WebSocket: [`socket_push`];
+//! - client -> connector over the session WebSocket: [`socket_push`], [`unwatch`];
 //! - any error answer: [`error`].
 
 pub mod error;
@@ -17,6 +17,7 @@ pub mod query;
 pub mod query_callback;
 pub mod socket_push;
 pub mod ticket;
+pub mod unwatch;
 
 use serde::{Deserialize, Serialize};
 

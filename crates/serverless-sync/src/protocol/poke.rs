@@ -31,4 +31,7 @@ pub enum ServerMessage {
     /// The answer to a push sent on the socket ([`crate::protocol::socket_push`]):
     /// the status and the JSON body `POST /sync/push` would have answered.
     Pushed { id: u64, status: u16, body: serde_json::Value },
+    /// The session no longer watches these topics (the answer to an
+    /// [`crate::protocol::unwatch::Unwatch`]): a client that reads one again pulls.
+    Unwatched { topics: Vec<String> },
 }

@@ -240,6 +240,14 @@ impl ClientSession {
     /// The part of the state a poke for `topic` reads: whether the topic is watched,
     /// its authorization, the gate.
     fn load_for_poke(&self, topic: &str) -> Result<SessionState> {
+        let mut session = SessionState { gate: self.gate()?, ..SessionState::default() };
+        self.load_topic(topic, &mut session)?;
+        Ok(session)
+    }
+
+    /// Adds `topic` to `session` as stored: watched or not, and when the app last
+    /// allowed it.
+    fn load_topic(&self, topic: &str, session: &mut SessionState) -> Result<()> {
         #[derive(serde::Deserialize)]
         struct Watched {
             at_ms: Option<i64>,
@@ -252,14 +260,13 @@ impl ClientSession {
                 vec![topic.into()],
             )?
             .to_array()?;
-        let mut session = SessionState { gate: self.gate()?, ..SessionState::default() };
         if let Some(row) = watched.first() {
             session.topics.insert(topic.to_string());
             if let Some(at_ms) = row.at_ms {
                 session.authorized_at.insert(topic.to_string(), at_ms);
             }
         }
-        Ok(session)
+        Ok(())
     }
 
     /// Stores what changed between `before` and `after`.
@@ -320,8 +327,6 @@ impl ClientSession {
         Ok(owners.into_iter().next().map(|owner| (owner.session_id, owner.client_id)))
     }
 
-    /// A push on one of this session's sockets (`crate::socket_push`): answered on that
-    /// socket, then its pokes go out (the object stays awake for them).
     /// The client no longer reads some topics (`sync::protocol::unwatch`): they are
     /// unwatched (their objects forget this session at their next poke) and the
     /// client is told which, so it pulls if it reads one again by now. Reads and
@@ -338,9 +343,7 @@ impl ClientSession {
         };
         let mut before = SessionState::default();
         for topic in &unwatch.topics {
-            let watched = self.load_for_poke(topic)?;
-            before.topics.extend(watched.topics);
-            before.authorized_at.extend(watched.authorized_at);
+            self.load_topic(topic, &mut before)?;
         }
         let mut after = before.clone();
         let removed = after.unwatch(&unwatch.topics);
@@ -357,6 +360,8 @@ impl ClientSession {
         Ok(())
     }
 
+    /// A push on one of this session's sockets (`crate::socket_push`): answered on that
+    /// socket, then its pokes go out (the object stays awake for them).
     async fn push_on_socket(&self, ws: &WebSocket, text: &str) -> Result<()> {
         let owner = self.owner()?;
         let address = self

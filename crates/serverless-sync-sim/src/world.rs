@@ -91,8 +91,9 @@ struct Client {
     /// Unwatches on their way to a session over the socket (session id, text,
     /// fate): not ordered with the HTTP requests sent after them.
     socket_out: Vec<(String, String, Fate)>,
-    /// The session unwatched a topic this browser reads again, while its pulls wait
-    /// for a new sign-in: its next pull watches it again.
+    /// The session unwatched a topic this browser reads again, and no pull served
+    /// since (it waits for a new sign-in or for a snapshot): the next one watches it
+    /// again.
     pull_owed: bool,
 }
 
@@ -823,13 +824,20 @@ impl World {
         let Some(request) = client.driver.pull_request(&client.store).map_err(store_failed)? else {
             return Ok(());
         };
-        let client = &self.clients[index];
         let (user, key, sent) = (client.user, client.key.clone(), body(&request));
         self.counts.bump("pulls");
         let lost_message = Message::Pulled(request.clone(), Err(lost()));
+        let answered_before = self.clients[index].inbox.len();
         self.route(index, fate, lost_message, |world| {
             Message::Pulled(request.clone(), world.serve_pull(user, &key, &sent).map_err(as_failure))
         });
+        // Served whole (this pull, not an older one still on its way): the session
+        // watches what it lists again.
+        let client = &mut self.clients[index];
+        if client.inbox[answered_before..].iter().any(|message| matches!(message, Message::Pulled(_, Ok(_))))
+        {
+            client.pull_owed = false;
+        }
         self.reported_violation(index)
     }
 
@@ -890,7 +898,14 @@ impl World {
             Message::Snapshot(query, Ok(answer)) => {
                 let client = &mut self.clients[index];
                 match client.driver.on_snapshot(&mut client.store, &query, &answer.rows, answer.cursor) {
-                    Ok(Snapshot::Installed(_)) => self.counts.bump("snapshots installed"),
+                    Ok(Snapshot::Installed(_)) => {
+                        self.counts.bump("snapshots installed");
+                        // The runtime pulls after installing one (`fetch_snapshot`), again
+                        // until served: an answer of a query sent before an unwatch is
+                        // watched again by it.
+                        self.clients[index].pull_owed = true;
+                        self.send_pull(index, Fate::Delivered)?;
+                    }
                     Ok(Snapshot::NotWanted) => {}
                     Ok(Snapshot::Stale) => {
                         self.counts.bump("stale snapshots fetched again");
@@ -915,8 +930,6 @@ impl World {
             Message::Pulled(request, Ok(page)) => {
                 let client = &mut self.clients[index];
                 client.driver.on_pulled(&mut client.store, &request, &page).map_err(store_failed)?;
-                // The app allowed what it lists: its session watches them again.
-                client.pull_owed = false;
             }
             Message::Pulled(_, Err(failure)) => match SyncDriver::after_failure(&failure, 0) {
                 AfterFailure::Resync => {
@@ -1052,6 +1065,7 @@ impl World {
         }
         if fate == Fate::AnswerLost {
             self.counts.bump("unwatch answers lost (socket reconnects, pulls)");
+            self.clients[index].pull_owed = true;
             return self.send_pull(index, Fate::Delivered);
         }
         self.clients[index].inbox.push(Message::Unwatched(read.topics));
@@ -1439,6 +1453,9 @@ impl World {
             if client.waiting_for_sign_in {
                 client.waiting_for_sign_in = false;
                 client.driver.signed_in();
+                // Its socket opens again with a pull to catch up (which watches what
+                // it reads again).
+                client.pull_owed = true;
             }
         }
     }
@@ -1473,7 +1490,8 @@ impl World {
         // A board a browser reads (its snapshot installed, allowed) is watched by its
         // session, so a write on it is poked: an unwatch that arrived after the board
         // was opened again is followed by the session's answer, on which the client
-        // pulls (and the pull watches it again).
+        // pulls (and the pull watches it again); a browser whose pulls wait for a
+        // sign-in watches again with the pull it makes once signed in.
         for (index, client) in self.clients.iter().enumerate() {
             let session = client.driver.session_id();
             for board in client.open.iter().copied() {
@@ -1482,7 +1500,9 @@ impl World {
                 let refused = !self.server.allowed(client.user, board)
                     || client.driver.denied(&topic).is_some()
                     || self.refused_topics.contains(&(session.to_string(), topic.clone()));
-                if !client.driver.is_synced(&topic) || refused || client.pull_owed {
+                // Its pulls wait (for a sign-in, or one owed): the next one watches.
+                let pull_pending = client.waiting_for_sign_in || client.pull_owed;
+                if !client.driver.is_synced(&topic) || refused || pull_pending {
                     continue;
                 }
                 let watched =
